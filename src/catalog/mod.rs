@@ -1,0 +1,3 @@
+//! The catalog (work in progress).
+mod money;
+pub use money::{PriceError, Usd};

@@ -1,0 +1,12 @@
+//! tower-ai-gateway (work in progress).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+pub mod catalog;
+pub mod clock;
+pub mod error;
+
+pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
+
+/// Alias for a type-erased error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
