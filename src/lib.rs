@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod health;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
 

@@ -1,3 +1,5 @@
 //! The catalog (work in progress).
+mod key;
 mod money;
+pub use key::EndpointKey;
 pub use money::{PriceError, Usd};
