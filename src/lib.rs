@@ -1,11 +1,17 @@
 //! tower-ai-gateway (work in progress).
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 
 pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod health;
+pub mod route;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
 

@@ -23,10 +23,24 @@ fn demo_catalog_loads() {
     let tags: Vec<_> = llama.iter().map(|e| e.tag.as_str()).collect();
     assert_eq!(
         tags,
-        ["deepinfra/turbo", "deepinfra/fp8", "together", "fireworks", "groq"]
+        [
+            "deepinfra/turbo",
+            "deepinfra/fp8",
+            "together",
+            "fireworks",
+            "groq"
+        ]
     );
     assert_eq!(llama[0].quantization, Some(Quantization::Nvfp4));
-    assert_eq!(llama[0].pricing.prompt.per_million().normalize().to_string(), "0.038");
+    assert_eq!(
+        llama[0]
+            .pricing
+            .prompt
+            .per_million()
+            .normalize()
+            .to_string(),
+        "0.038"
+    );
     let chutes = c.provider("chutes").unwrap();
     assert!(chutes.data_policy.training);
     assert!(c.provider("azure").unwrap().data_policy.zdr);
@@ -35,8 +49,13 @@ fn demo_catalog_loads() {
     assert_eq!(c.endpoint_provider(r.start).unwrap().slug, "openai");
     assert_eq!(c.endpoint(r.start + 1).unwrap().tag, "openai/priority");
     // Derived fields.
-    assert!(llama[0].params().contains(tower_ai_gateway::catalog::Parameter::Tools));
-    assert_eq!(llama[0].key().to_string(), "meta-llama/llama-3.3-70b-instruct@deepinfra/turbo");
+    assert!(llama[0]
+        .params()
+        .contains(tower_ai_gateway::catalog::Parameter::Tools));
+    assert_eq!(
+        llama[0].key().to_string(),
+        "meta-llama/llama-3.3-70b-instruct@deepinfra/turbo"
+    );
 }
 
 #[test]
@@ -60,7 +79,12 @@ fn openrouter_dump_loads_and_round_trips_prices_exactly() {
         let again: Pricing = serde_json::from_value(back).unwrap();
         assert_eq!(again, m.pricing);
         // The whole model object round-trips too.
-        assert_eq!(serde_json::to_value(m).unwrap(), *src, "model {} changed", m.id);
+        assert_eq!(
+            serde_json::to_value(m).unwrap(),
+            *src,
+            "model {} changed",
+            m.id
+        );
     }
     // 22 decimal places survive.
     let odd = c
@@ -76,8 +100,18 @@ fn litellm_prices_load() {
     let prices = LiteLlmPrices::from_json(LITELLM).unwrap();
     assert!(prices.len() > 4000);
     let mini = prices.get("openai/gpt-4o-mini").unwrap();
-    assert_eq!(mini.pricing.prompt.per_million().normalize().to_string(), "0.15");
-    assert_eq!(mini.pricing.completion.per_million().normalize().to_string(), "0.6");
+    assert_eq!(
+        mini.pricing.prompt.per_million().normalize().to_string(),
+        "0.15"
+    );
+    assert_eq!(
+        mini.pricing
+            .completion
+            .per_million()
+            .normalize()
+            .to_string(),
+        "0.6"
+    );
     assert_eq!(mini.pricing.input_cache_read, Some(usd("0.000000075")));
     assert_eq!(mini.max_output_tokens, Some(16384));
 
@@ -134,14 +168,20 @@ fn base() -> tower_ai_gateway::catalog::CatalogBuilder {
 
 #[test]
 fn validation_duplicate_model() {
-    let e = base().model(Model::new("acme/m", "again")).build().unwrap_err();
+    let e = base()
+        .model(Model::new("acme/m", "again"))
+        .build()
+        .unwrap_err();
     assert_eq!(e, CatalogError::DuplicateModel("acme/m".into()));
     assert!(e.to_string().contains("acme/m"));
 }
 
 #[test]
 fn validation_duplicate_provider() {
-    let e = base().provider(Provider::new("acme", "Acme 2")).build().unwrap_err();
+    let e = base()
+        .provider(Provider::new("acme", "Acme 2"))
+        .build()
+        .unwrap_err();
     assert_eq!(e, CatalogError::DuplicateProvider("acme".into()));
 }
 
@@ -157,14 +197,20 @@ fn validation_duplicate_endpoint() {
 
 #[test]
 fn validation_endpoint_of_unknown_model() {
-    let e = base().endpoint(Endpoint::new("acme/nope", "acme")).build().unwrap_err();
+    let e = base()
+        .endpoint(Endpoint::new("acme/nope", "acme"))
+        .build()
+        .unwrap_err();
     assert!(matches!(e, CatalogError::UnknownModel { ref model, .. } if model == "acme/nope"));
     assert!(e.to_string().contains("acme/nope"), "{e}");
 }
 
 #[test]
 fn validation_tag_base_slug_not_a_provider() {
-    let e = base().endpoint(Endpoint::new("acme/m", "ghost/turbo")).build().unwrap_err();
+    let e = base()
+        .endpoint(Endpoint::new("acme/m", "ghost/turbo"))
+        .build()
+        .unwrap_err();
     assert_eq!(
         e,
         CatalogError::UnknownProvider {
@@ -221,6 +267,9 @@ fn handle_swaps_atomically() {
     let h = tower_ai_gateway::catalog::CatalogHandle::new(a.clone());
     let held = h.load();
     h.store(Catalog::empty());
-    assert!(held.ptr_eq(&a), "a request keeps the catalog it started with");
+    assert!(
+        held.ptr_eq(&a),
+        "a request keeps the catalog it started with"
+    );
     assert!(h.load().models().is_empty());
 }

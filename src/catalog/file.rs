@@ -76,12 +76,12 @@ impl ProviderSpec {
         };
         p.auth = match self.auth.as_deref() {
             None | Some("bearer") | Some("Bearer") => AuthStyle::Bearer,
-            Some(h) => AuthStyle::Header(HeaderName::try_from(h).map_err(|_| {
-                CatalogError::Invalid {
+            Some(h) => {
+                AuthStyle::Header(HeaderName::try_from(h).map_err(|_| CatalogError::Invalid {
                     entry: entry(),
                     reason: format!("auth header `{h}` is not a valid header name"),
-                }
-            })?),
+                })?)
+            }
         };
         for (k, v) in self.headers {
             let name = HeaderName::try_from(k.as_str()).map_err(|_| CatalogError::Invalid {
@@ -330,7 +330,10 @@ impl Catalog {
 
     /// An OpenRouter `/api/v1/models` dump served through one upstream provider: every model with a
     /// fixed price gets one endpoint on `provider`.
-    pub fn from_openrouter_models(json: &[u8], provider: Provider) -> Result<Catalog, CatalogError> {
+    pub fn from_openrouter_models(
+        json: &[u8],
+        provider: Provider,
+    ) -> Result<Catalog, CatalogError> {
         let slug = provider.slug.clone();
         Catalog::builder()
             .provider(provider)

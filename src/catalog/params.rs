@@ -99,7 +99,10 @@ impl ParamSet {
 
     /// The members, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = Parameter> {
-        Parameter::ALL.iter().copied().filter(move |p| self.contains(*p))
+        Parameter::ALL
+            .iter()
+            .copied()
+            .filter(move |p| self.contains(*p))
     }
 
     /// The set of the known names among `names` (unknown names are ignored).
@@ -116,7 +119,9 @@ impl ParamSet {
 
 impl fmt::Debug for ParamSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Parameter::as_str)).finish()
+        f.debug_set()
+            .entries(self.iter().map(Parameter::as_str))
+            .finish()
     }
 }
 
@@ -144,6 +149,9 @@ mod tests {
         let want: ParamSet = [Parameter::Tools].into_iter().collect();
         assert!(have.is_superset(want));
         assert!(!want.is_superset(have));
-        assert_eq!(have.difference(want).iter().collect::<Vec<_>>(), [Parameter::Temperature]);
+        assert_eq!(
+            have.difference(want).iter().collect::<Vec<_>>(),
+            [Parameter::Temperature]
+        );
     }
 }

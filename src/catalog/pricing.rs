@@ -265,7 +265,10 @@ impl Pricing {
         .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
         .collect();
         for (i, o) in self.overrides.iter().enumerate() {
-            v.extend(o.problems().map(|(k, p)| (format!("overrides[{i}].{k}"), p)));
+            v.extend(
+                o.problems()
+                    .map(|(k, p)| (format!("overrides[{i}].{k}"), p)),
+            );
         }
         v
     }
@@ -283,7 +286,9 @@ impl Pricing {
             .into_iter()
             .find(|(k, p)| {
                 p.is_negative()
-                    && !(variable && (k == "prompt" || k == "completion") && *p == Usd::from_int(-1))
+                    && !(variable
+                        && (k == "prompt" || k == "completion")
+                        && *p == Usd::from_int(-1))
             })
             .map(|(k, p)| (k, p.to_string()))
     }
@@ -317,7 +322,9 @@ fn de_discount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Er
             Ok(None)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Usd::parse(v).map(|u| Some(u.as_decimal())).map_err(E::custom)
+            Usd::parse(v)
+                .map(|u| Some(u.as_decimal()))
+                .map_err(E::custom)
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
             Ok(Some(Decimal::from(v)))
@@ -376,7 +383,8 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_keys() {
-        let src = r#"{"prompt":"0.0000003","completion":"0.0000025","image":"0.001238","discount":0.1}"#;
+        let src =
+            r#"{"prompt":"0.0000003","completion":"0.0000025","image":"0.001238","discount":0.1}"#;
         let p: Pricing = serde_json::from_str(src).unwrap();
         assert_eq!(serde_json::to_string(&p).unwrap(), src);
     }
@@ -387,7 +395,8 @@ mod tests {
         assert!(p.is_variable());
         assert!(p.invalid(true).is_none());
         assert_eq!(p.invalid(false).unwrap().0, "prompt");
-        let p: Pricing = serde_json::from_str(r#"{"prompt":"0.1","completion":"0.1","discount":2}"#).unwrap();
+        let p: Pricing =
+            serde_json::from_str(r#"{"prompt":"0.1","completion":"0.1","discount":2}"#).unwrap();
         assert_eq!(p.invalid(true).unwrap().0, "discount");
     }
 }

@@ -1,0 +1,42 @@
+//! The parsed request and the routing decision.
+//!
+//! [`RequestView::parse`] reads a buffered chat-completions body once and extracts only what routing
+//! needs — `model`, `models`, `route`, every field of `provider` in all its JSON forms, `stream`,
+//! `max_tokens` / `max_completion_tokens`, `session_id`, `prompt_cache_key`, which parameters are
+//! present, a prompt-size estimate and the byte span of the `model` value — borrowing strings from the
+//! body. Everything else is skipped without building a DOM.
+//!
+//! Rewriting the model for an endpoint splices the provider's model id into the original bytes
+//! ([`RequestView::splice_model`]); nothing is re-serialised.
+//!
+//! # Errors
+//!
+//! Bad input is a 400 `invalid_request` whose message and `metadata.field` name the field and what was
+//! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
+//! numbers too large for their field are errors too, never panics.
+
+mod prefs;
+mod request;
+
+use std::ops::Range;
+
+pub use prefs::{
+    Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
+};
+pub use request::RequestView;
+
+/// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
+pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
+    let added: usize = edits.iter().map(|(_, r)| r.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    let mut at = 0;
+    for (range, replacement) in edits {
+        let start = range.start.clamp(at, body.len());
+        let end = range.end.clamp(start, body.len());
+        out.extend_from_slice(&body[at..start]);
+        out.extend_from_slice(replacement);
+        at = end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
+}

@@ -1,0 +1,491 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::prefs::{span_of, str_list, ProviderPrefs, RouteField, Str};
+use crate::catalog::{ParamSet, Parameter};
+use crate::GatewayError;
+
+/// Top-level members that only the gateway understands; they are removed from upstream bodies.
+pub(crate) const GATEWAY_ONLY: &[&str] = &[
+    "models",
+    "provider",
+    "route",
+    "session_id",
+    "transforms",
+    "plugins",
+    "usage",
+    "debug",
+];
+
+/// The routing view of a chat-completions request: what routing needs and nothing else, parsed once
+/// from the buffered body and borrowing from it (strings with escapes are the only copies).
+///
+/// ```
+/// use tower_ai_gateway::route::RequestView;
+///
+/// let body = br#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],
+///                 "provider":{"sort":"price","max_price":{"prompt":1}},"temperature":0.2}"#;
+/// let view = RequestView::parse(body)?;
+/// assert_eq!(view.model.as_deref(), Some("openai/gpt-4o-mini"));
+/// assert_eq!(view.provider.sort.unwrap().by, tower_ai_gateway::route::SortBy::Price);
+/// assert!(view.params.contains(tower_ai_gateway::catalog::Parameter::Temperature));
+///
+/// // Rewriting the model splices the new id into the original bytes.
+/// let out = view.splice_model(body, "gpt-4o-mini");
+/// assert!(out.starts_with(br#"{"model":"gpt-4o-mini","messages""#));
+/// # Ok::<(), tower_ai_gateway::GatewayError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RequestView<'a> {
+    /// `model`.
+    pub model: Option<Cow<'a, str>>,
+    /// Byte range of the `model` value (quotes included) in the body.
+    pub model_span: Option<Range<usize>>,
+    /// `models` (fallback models, in order, as sent).
+    pub models: Vec<Cow<'a, str>>,
+    /// The deprecated `route`.
+    pub route: Option<RouteField>,
+    /// `provider` preferences.
+    pub provider: ProviderPrefs<'a>,
+    /// Byte range of the `provider.options` object in the body.
+    pub options_span: Option<Range<usize>>,
+    /// `stream`.
+    pub stream: bool,
+    /// `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// `max_completion_tokens`.
+    pub max_completion_tokens: Option<u64>,
+    /// `session_id` from the body.
+    pub session_id: Option<Cow<'a, str>>,
+    /// `prompt_cache_key`.
+    pub prompt_cache_key: Option<Cow<'a, str>>,
+    /// `service_tier`.
+    pub service_tier: Option<Cow<'a, str>>,
+    /// Parameters present with a non-null value (for `require_parameters` and the soft preferences).
+    pub params: ParamSet,
+    /// Bytes of message content, `tools` and `prompt` (the basis of the prompt-size estimate).
+    pub prompt_bytes: usize,
+    /// Number of `messages`.
+    pub message_count: usize,
+    /// Hash of the first system (or developer) message and the first other message: the sticky-session
+    /// key of last resort (shared/OPENROUTER.md §9.1). `None` without messages.
+    pub conversation_hash: Option<u64>,
+    /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,
+    /// `session_id`, …), key and value, for removal from upstream bodies.
+    pub gateway_members: Vec<Range<usize>>,
+    /// Byte range of the top-level object's opening brace.
+    pub(crate) object_start: usize,
+}
+
+impl<'a> RequestView<'a> {
+    /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, and a
+    /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
+    /// expected there.
+    pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let failed_field = std::cell::Cell::new(None);
+        let seed = ViewSeed {
+            body,
+            failed_field: &failed_field,
+        };
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+        let mut view = match seed.deserialize(tracked) {
+            Ok(v) => v,
+            Err(e) => {
+                let field = failed_field
+                    .take()
+                    .map_or_else(|| track.path().to_string(), str::to_string);
+                return Err(to_gateway_error(field, e));
+            }
+        };
+        if let Err(e) = de.end() {
+            return Err(to_gateway_error(String::new(), e));
+        }
+        if view.model.is_none() && view.models.is_empty() {
+            return Err(GatewayError::invalid_request(
+                "model",
+                "a model id (or a non-empty `models` list) is required",
+            ));
+        }
+        view.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
+        Ok(view)
+    }
+
+    /// The prompt-size estimate in tokens: one token per four bytes of message content, tools and
+    /// prompt, at least one per message. A deliberate over-estimate for most languages, used for context
+    /// checks and budget reservations, never for billing.
+    pub fn prompt_estimate(&self) -> u64 {
+        ((self.prompt_bytes as u64).div_ceil(4)).max(self.message_count as u64)
+    }
+
+    /// The requested output cap: `max_completion_tokens`, else `max_tokens`.
+    pub fn max_output(&self) -> Option<u64> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The requested models in order — `model` then `models` — de-duplicated.
+    pub fn requested_models(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::with_capacity(1 + self.models.len());
+        for m in self.model.iter().chain(self.models.iter()) {
+            if !out.contains(&m.as_ref()) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// A copy that owns its strings, for storing past the body's lifetime.
+    pub fn into_owned(self) -> RequestView<'static> {
+        let own = |c: Cow<'a, str>| Cow::Owned(c.into_owned());
+        let own_list = |v: Option<Vec<Cow<'a, str>>>| v.map(|v| v.into_iter().map(own).collect());
+        let p = self.provider;
+        RequestView {
+            model: self.model.map(own),
+            model_span: self.model_span,
+            models: self.models.into_iter().map(own).collect(),
+            route: self.route,
+            provider: ProviderPrefs {
+                order: own_list(p.order),
+                allow_fallbacks: p.allow_fallbacks,
+                require_parameters: p.require_parameters,
+                data_collection: p.data_collection,
+                zdr: p.zdr,
+                enforce_distillable_text: p.enforce_distillable_text,
+                only: own_list(p.only),
+                ignore: own_list(p.ignore),
+                quantizations: p.quantizations,
+                sort: p.sort,
+                preferred_min_throughput: p.preferred_min_throughput,
+                preferred_max_latency: p.preferred_max_latency,
+                max_price: p.max_price,
+                options: None,
+            },
+            options_span: self.options_span,
+            stream: self.stream,
+            max_tokens: self.max_tokens,
+            max_completion_tokens: self.max_completion_tokens,
+            session_id: self.session_id.map(own),
+            prompt_cache_key: self.prompt_cache_key.map(own),
+            service_tier: self.service_tier.map(own),
+            params: self.params,
+            prompt_bytes: self.prompt_bytes,
+            message_count: self.message_count,
+            conversation_hash: self.conversation_hash,
+            gateway_members: self.gateway_members,
+            object_start: self.object_start,
+        }
+    }
+
+    /// `body` with the `model` value replaced by `model` (inserted if the body had none), every other
+    /// byte untouched.
+    pub fn splice_model(&self, body: &[u8], model: &str) -> Vec<u8> {
+        let mut quoted = Vec::with_capacity(model.len() + 2);
+        write_json_str(&mut quoted, model);
+        match &self.model_span {
+            Some(r) => super::splice(body, &[(r.clone(), &quoted)]),
+            None => {
+                let mut ins = Vec::with_capacity(quoted.len() + 10);
+                ins.extend_from_slice(b"\"model\":");
+                ins.extend_from_slice(&quoted);
+                let at = self.object_start + 1;
+                let rest_empty = body[at..]
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_none_or(|b| *b == b'}');
+                if !rest_empty {
+                    ins.push(b',');
+                }
+                super::splice(body, &[(at..at, &ins)])
+            }
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's string escaping is exactly what is needed and cannot fail on a Vec.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn to_gateway_error(path: String, e: serde_json::Error) -> GatewayError {
+    use serde_json::error::Category;
+    let path = if path == "." { String::new() } else { path };
+    let mut msg = e.to_string();
+    // Keep the position: it helps with large bodies, but put the field first.
+    if let Some(i) = msg.find(" at line ") {
+        let (what, pos) = msg.split_at(i);
+        msg = format!("{what} ({})", pos.trim_start());
+    }
+    match e.classify() {
+        Category::Syntax | Category::Eof => {
+            GatewayError::invalid_request("", &format!("invalid JSON: {msg}"))
+        }
+        Category::Io => GatewayError::invalid_request("", &msg),
+        Category::Data => GatewayError::invalid_request(&path, &msg),
+    }
+}
+
+struct ViewSeed<'a, 'c> {
+    body: &'a [u8],
+    /// Set when an error is raised after a value was read (the path tracker no longer points there).
+    failed_field: &'c std::cell::Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ViewSeed<'de, '_> {
+    type Value = RequestView<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+fn nonnull(raw: &RawValue) -> bool {
+    raw.get() != "null"
+}
+
+fn positive<E: de::Error>(v: Option<u64>) -> Result<Option<u64>, E> {
+    match v {
+        Some(0) => Err(E::custom("expected a positive integer, got 0")),
+        v => Ok(v),
+    }
+}
+
+impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
+    type Value = RequestView<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (a chat completions request)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let body = self.body;
+        let failed = self.failed_field;
+        let at = |field: &'static str| failed.set(Some(field));
+        let mut v = RequestView::default();
+        let member = |raw: &RawValue| span_of(body, raw.get());
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            let key = key.0;
+            failed.set(None);
+            match &*key {
+                "model" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    at("model");
+                    let m: Option<Str<'de>> =
+                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                    match m {
+                        Some(m) if m.0.trim().is_empty() => {
+                            at("model");
+                            return Err(de::Error::custom("expected a non-empty model id"));
+                        }
+                        Some(m) => {
+                            v.model = Some(m.0);
+                            v.model_span = member(raw);
+                        }
+                        None => v.model = None,
+                    }
+                }
+                "models" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.gateway_members.extend(member(raw));
+                    at("models");
+                    let list = str_list(&mut serde_json::Deserializer::from_str(raw.get()))
+                        .map_err(de::Error::custom)?;
+                    v.models = list.unwrap_or_default();
+                    if v.models.iter().any(|m| m.trim().is_empty()) {
+                        return Err(de::Error::custom("expected non-empty model ids"));
+                    }
+                }
+                "route" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.gateway_members.extend(member(raw));
+                    at("route");
+                    v.route = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                }
+                "provider" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.gateway_members.extend(member(raw));
+                    at("provider");
+                    let mut inner = serde_json::Deserializer::from_str(raw.get());
+                    let prefs: Option<ProviderPrefs<'de>> =
+                        serde_path_to_error::deserialize(&mut inner).map_err(|e| {
+                            let p = e.path().to_string();
+                            let inner = e.into_inner();
+                            if p.is_empty() || p == "." {
+                                de::Error::custom(inner)
+                            } else {
+                                de::Error::custom(format_args!("at `provider.{p}`: {inner}"))
+                            }
+                        })?;
+                    v.provider = prefs.unwrap_or_default();
+                    v.options_span = v.provider.options.and_then(|o| span_of(body, o.get()));
+                }
+                "stream" => v.stream = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                "max_tokens" => {
+                    let n = map.next_value()?;
+                    at("max_tokens");
+                    v.max_tokens = positive(n)?;
+                    if v.max_tokens.is_some() {
+                        v.params.insert(Parameter::MaxTokens);
+                    }
+                }
+                "max_completion_tokens" => {
+                    let n = map.next_value()?;
+                    at("max_completion_tokens");
+                    v.max_completion_tokens = positive(n)?;
+                    if v.max_completion_tokens.is_some() {
+                        v.params.insert(Parameter::MaxCompletionTokens);
+                    }
+                }
+                "session_id" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.gateway_members.extend(member(raw));
+                    at("session_id");
+                    let s: Option<Str<'de>> =
+                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                    if let Some(s) = &s {
+                        if s.0.chars().count() > 256 {
+                            return Err(de::Error::custom("expected at most 256 characters"));
+                        }
+                    }
+                    v.session_id = s.map(|s| s.0);
+                }
+                "prompt_cache_key" => {
+                    v.prompt_cache_key = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
+                }
+                "service_tier" => {
+                    v.service_tier = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
+                }
+                "messages" => {
+                    let stats = map.next_value_seed(MessagesSeed)?;
+                    v.prompt_bytes += stats.bytes;
+                    v.message_count = stats.count;
+                    v.conversation_hash = stats.hash;
+                }
+                "prompt" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.prompt_bytes += raw.get().len();
+                }
+                "tools" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    let s = raw.get();
+                    if s != "null" && s != "[]" {
+                        v.params.insert(Parameter::Tools);
+                        v.prompt_bytes += s.len();
+                    }
+                }
+                other => {
+                    if let Some(p) = Parameter::from_name(other) {
+                        let raw: &'de RawValue = map.next_value()?;
+                        if nonnull(raw) {
+                            v.params.insert(p);
+                            if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
+                                v.params.insert(Parameter::StructuredOutputs);
+                            }
+                        }
+                    } else {
+                        let raw: &'de RawValue = map.next_value()?;
+                        if GATEWAY_ONLY.contains(&other) {
+                            v.gateway_members.extend(member(raw));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
+struct MessageStats {
+    bytes: usize,
+    count: usize,
+    hash: Option<u64>,
+}
+
+struct MessagesSeed;
+
+impl<'de> DeserializeSeed<'de> for MessagesSeed {
+    type Value = MessageStats;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MessageStats, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessagesSeed {
+    type Value = MessageStats;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of messages")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<MessageStats, E> {
+        Ok(MessageStats {
+            bytes: 0,
+            count: 0,
+            hash: None,
+        })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessageStats, A::Error> {
+        let mut bytes = 0;
+        let mut count = 0;
+        let mut system: Option<&'de str> = None;
+        let mut first: Option<&'de str> = None;
+        while let Some(m) = seq.next_element::<Message<'de>>()? {
+            count += 1;
+            let content = m.content.map_or("", RawValue::get);
+            bytes += content.len();
+            let is_system = matches!(m.role.as_deref(), Some("system") | Some("developer"));
+            if is_system {
+                system.get_or_insert(content);
+            } else {
+                first.get_or_insert(content);
+            }
+        }
+        let hash = (count > 0).then(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            system.unwrap_or("").hash(&mut h);
+            first.unwrap_or("").hash(&mut h);
+            h.finish()
+        });
+        Ok(MessageStats { bytes, count, hash })
+    }
+}
+
+/// One message: only `role` and the raw `content` are looked at.
+struct Message<'a> {
+    role: Option<Cow<'a, str>>,
+    content: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Message<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+                let mut m = Message {
+                    role: None,
+                    content: None,
+                };
+                while let Some(k) = map.next_key::<Str<'de>>()? {
+                    match &*k.0 {
+                        "role" => m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
+                        "content" => m.content = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
