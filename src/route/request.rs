@@ -74,9 +74,10 @@ pub struct RequestView<'a> {
     pub prompt_bytes: usize,
     /// Number of `messages`.
     pub message_count: usize,
-    /// Hash of the first system (or developer) message and the first other message: the sticky-session
-    /// key of last resort (shared/OPENROUTER.md §9.1). `None` without messages.
-    pub conversation_hash: Option<u64>,
+    /// Byte ranges of the content of the first system (or developer) message and of the first other
+    /// message: the sticky-session key of last resort (shared/OPENROUTER.md §9.1), hashed on demand by
+    /// [`RequestView::conversation_hash`].
+    pub conversation_spans: (Option<Range<usize>>, Option<Range<usize>>),
     /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,
     /// `session_id`, …), key and value, for removal from upstream bodies.
     pub gateway_members: Vec<Range<usize>>,
@@ -89,26 +90,21 @@ impl<'a> RequestView<'a> {
     /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
     /// expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
         let failed_field = std::cell::Cell::new(None);
-        let seed = ViewSeed {
+        // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
+        // name the field.
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let fast = ViewSeed {
             body,
             failed_field: &failed_field,
-        };
-        let mut track = serde_path_to_error::Track::new();
-        let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
-        let mut view = match seed.deserialize(tracked) {
-            Ok(v) => v,
-            Err(e) => {
-                let field = failed_field
-                    .take()
-                    .map_or_else(|| track.path().to_string(), str::to_string);
-                return Err(to_gateway_error(field, e));
-            }
-        };
-        if let Err(e) = de.end() {
-            return Err(to_gateway_error(String::new(), e));
+            track_paths: false,
         }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+        let mut view = match fast {
+            Ok(v) => v,
+            Err(_) => return Err(Self::explain(body)),
+        };
         if view.model.is_none() && view.models.is_empty() {
             return Err(GatewayError::invalid_request(
                 "model",
@@ -119,11 +115,52 @@ impl<'a> RequestView<'a> {
         Ok(view)
     }
 
+    /// Parses `body` again with path tracking to build the 400 for a body known to be invalid.
+    #[cold]
+    fn explain(body: &[u8]) -> GatewayError {
+        let failed_field = std::cell::Cell::new(None);
+        let seed = ViewSeed {
+            body,
+            failed_field: &failed_field,
+            track_paths: true,
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+        match seed.deserialize(tracked) {
+            Ok(_) => match de.end() {
+                Err(e) => to_gateway_error(String::new(), e),
+                Ok(()) => GatewayError::invalid_request("", "invalid request body"),
+            },
+            Err(e) => {
+                let field = failed_field
+                    .take()
+                    .map_or_else(|| track.path().to_string(), str::to_string);
+                to_gateway_error(field, e)
+            }
+        }
+    }
+
     /// The prompt-size estimate in tokens: one token per four bytes of message content, tools and
     /// prompt, at least one per message. A deliberate over-estimate for most languages, used for context
     /// checks and budget reservations, never for billing.
     pub fn prompt_estimate(&self) -> u64 {
         ((self.prompt_bytes as u64).div_ceil(4)).max(self.message_count as u64)
+    }
+
+    /// Hash of the first system message and the first other message of `body` (the body this view was
+    /// parsed from); `None` without messages.
+    pub fn conversation_hash(&self, body: &[u8]) -> Option<u64> {
+        if self.message_count == 0 {
+            return None;
+        }
+        let get =
+            |r: &Option<Range<usize>>| r.as_ref().and_then(|r| body.get(r.clone())).unwrap_or(&[]);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        get(&self.conversation_spans.0).hash(&mut h);
+        0xffu8.hash(&mut h);
+        get(&self.conversation_spans.1).hash(&mut h);
+        Some(h.finish())
     }
 
     /// The requested output cap: `max_completion_tokens`, else `max_tokens`.
@@ -178,7 +215,7 @@ impl<'a> RequestView<'a> {
             params: self.params,
             prompt_bytes: self.prompt_bytes,
             message_count: self.message_count,
-            conversation_hash: self.conversation_hash,
+            conversation_spans: self.conversation_spans,
             gateway_members: self.gateway_members,
             object_start: self.object_start,
         }
@@ -237,6 +274,7 @@ struct ViewSeed<'a, 'c> {
     body: &'a [u8],
     /// Set when an error is raised after a value was read (the path tracker no longer points there).
     failed_field: &'c std::cell::Cell<Option<&'static str>>,
+    track_paths: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ViewSeed<'de, '_> {
@@ -266,6 +304,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let body = self.body;
+        let track_paths = self.track_paths;
         let failed = self.failed_field;
         let at = |field: &'static str| failed.set(Some(field));
         let mut v = RequestView::default();
@@ -312,8 +351,10 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     let raw: &'de RawValue = map.next_value()?;
                     v.gateway_members.extend(member(raw));
                     at("provider");
-                    let mut inner = serde_json::Deserializer::from_str(raw.get());
-                    let prefs: Option<ProviderPrefs<'de>> =
+                    let prefs: Option<ProviderPrefs<'de>> = if !track_paths {
+                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?
+                    } else {
+                        let mut inner = serde_json::Deserializer::from_str(raw.get());
                         serde_path_to_error::deserialize(&mut inner).map_err(|e| {
                             let p = e.path().to_string();
                             let inner = e.into_inner();
@@ -322,7 +363,8 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                             } else {
                                 de::Error::custom(format_args!("at `provider.{p}`: {inner}"))
                             }
-                        })?;
+                        })?
+                    };
                     v.provider = prefs.unwrap_or_default();
                     v.options_span = v.provider.options.and_then(|o| span_of(body, o.get()));
                 }
@@ -366,7 +408,10 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     let stats = map.next_value_seed(MessagesSeed)?;
                     v.prompt_bytes += stats.bytes;
                     v.message_count = stats.count;
-                    v.conversation_hash = stats.hash;
+                    v.conversation_spans = (
+                        stats.system.and_then(|c| span_of(body, c)),
+                        stats.first.and_then(|c| span_of(body, c)),
+                    );
                 }
                 "prompt" => {
                     let raw: &'de RawValue = map.next_value()?;
@@ -402,34 +447,36 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
     }
 }
 
-struct MessageStats {
+struct MessageStats<'a> {
     bytes: usize,
     count: usize,
-    hash: Option<u64>,
+    system: Option<&'a str>,
+    first: Option<&'a str>,
 }
 
 struct MessagesSeed;
 
 impl<'de> DeserializeSeed<'de> for MessagesSeed {
-    type Value = MessageStats;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MessageStats, D::Error> {
+    type Value = MessageStats<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MessageStats<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for MessagesSeed {
-    type Value = MessageStats;
+    type Value = MessageStats<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of messages")
     }
-    fn visit_unit<E: de::Error>(self) -> Result<MessageStats, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<MessageStats<'de>, E> {
         Ok(MessageStats {
             bytes: 0,
             count: 0,
-            hash: None,
+            system: None,
+            first: None,
         })
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessageStats, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessageStats<'de>, A::Error> {
         let mut bytes = 0;
         let mut count = 0;
         let mut system: Option<&'de str> = None;
@@ -445,13 +492,12 @@ impl<'de> Visitor<'de> for MessagesSeed {
                 first.get_or_insert(content);
             }
         }
-        let hash = (count > 0).then(|| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            system.unwrap_or("").hash(&mut h);
-            first.unwrap_or("").hash(&mut h);
-            h.finish()
-        });
-        Ok(MessageStats { bytes, count, hash })
+        Ok(MessageStats {
+            bytes,
+            count,
+            system,
+            first,
+        })
     }
 }
 
