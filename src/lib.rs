@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod health;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
 
