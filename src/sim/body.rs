@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::error::SimError;
@@ -17,20 +16,18 @@ use super::stats::FlightGuard;
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-pin_project! {
-    /// Response body of a [`SimulatedProvider`](super::SimulatedProvider).
-    ///
-    /// A whole JSON document for non-streamed answers and errors; for streams, a state machine
-    /// that produces one SSE event per frame, paced by a single reusable tokio [`Sleep`] (never
-    /// created when the profile has no latency). Dropping it before the end counts as a
-    /// cancellation in the profile's [`SimStats`](super::SimStats).
-    #[derive(Debug)]
-    pub struct SimBody {
-        inner: Inner,
-        #[pin]
-        sleep: Option<Sleep>,
-        guard: Option<FlightGuard>,
-    }
+/// Response body of a [`SimulatedProvider`](super::SimulatedProvider).
+///
+/// A whole JSON document for non-streamed answers and errors; for streams, a state machine that
+/// produces one SSE event per frame, paced by a single reusable tokio [`Sleep`] that is allocated
+/// on the first wait (never for zero-latency profiles). Keeping the `Sleep` boxed makes `SimBody`
+/// [`Unpin`], so callers can use `body.frame().await` directly. Dropping it before the end counts
+/// as a cancellation in the profile's [`SimStats`](super::SimStats).
+#[derive(Debug)]
+pub struct SimBody {
+    inner: Inner,
+    sleep: Option<Pin<Box<Sleep>>>,
+    guard: Option<FlightGuard>,
 }
 
 #[derive(Debug)]
@@ -105,29 +102,29 @@ impl Body for SimBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, SimError>>> {
-        let this = self.project();
-        match this.inner {
+        let this = self.get_mut();
+        match &mut this.inner {
             Inner::Full { data: d, after } => {
                 if let Some(bytes) = d.take() {
                     if *after == After::End {
-                        finish(this.guard);
+                        finish(&mut this.guard);
                     }
                     return data(bytes);
                 }
                 match *after {
                     After::End => {
-                        finish(this.guard);
+                        finish(&mut this.guard);
                         Poll::Ready(None)
                     }
                     After::Error => {
                         *after = After::End;
-                        finish(this.guard);
+                        finish(&mut this.guard);
                         Poll::Ready(Some(Err(SimError::aborted())))
                     }
                     After::Stall => Poll::Pending,
                 }
             }
-            Inner::Stream(s) => s.poll_frame(this.sleep, this.guard, cx),
+            Inner::Stream(s) => s.poll_frame(&mut this.sleep, &mut this.guard, cx),
         }
     }
 
@@ -226,7 +223,7 @@ impl StreamState {
     /// Waits until `offset` after the head, reusing one `Sleep`.
     fn wait(
         &mut self,
-        mut sleep: Pin<&mut Option<Sleep>>,
+        sleep: &mut Option<Pin<Box<Sleep>>>,
         offset: Duration,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
@@ -237,17 +234,16 @@ impl StreamState {
             return Poll::Ready(());
         }
         let deadline = t0 + offset;
-        match sleep.as_mut().as_pin_mut() {
+        let s = match sleep {
             Some(s) => {
                 if s.deadline() != deadline {
-                    s.reset(deadline);
+                    s.as_mut().reset(deadline);
                 }
+                s
             }
-            None => sleep.set(Some(tokio::time::sleep_until(deadline))),
-        }
-        if let Some(s) = sleep.as_pin_mut() {
-            ready!(s.poll(cx));
-        }
+            None => sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        ready!(s.as_mut().poll(cx));
         self.reached = offset;
         Poll::Ready(())
     }
@@ -268,7 +264,7 @@ impl StreamState {
 
     fn poll_frame(
         &mut self,
-        mut sleep: Pin<&mut Option<Sleep>>,
+        sleep: &mut Option<Pin<Box<Sleep>>>,
         guard: &mut Option<FlightGuard>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, SimError>>> {
@@ -278,14 +274,14 @@ impl StreamState {
                     if let Some(ka) = self.keep_alive {
                         let next = ka.saturating_mul(keep_alives.saturating_add(1));
                         if next < self.ttft {
-                            ready!(self.wait(sleep.as_mut(), next, cx));
+                            ready!(self.wait(sleep, next, cx));
                             self.phase = Phase::Waiting {
                                 keep_alives: keep_alives + 1,
                             };
                             return data(Bytes::from_static(KEEP_ALIVE));
                         }
                     }
-                    ready!(self.wait(sleep.as_mut(), self.ttft, cx));
+                    ready!(self.wait(sleep, self.ttft, cx));
                     self.phase = Phase::Content;
                     let mut s = self.event(96);
                     s.push_str("{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
@@ -308,7 +304,7 @@ impl StreamState {
                         let at = self
                             .ttft
                             .saturating_add(Plan::token_offset(self.per_token_nanos, upto - 1));
-                        ready!(self.wait(sleep.as_mut(), at, cx));
+                        ready!(self.wait(sleep, at, cx));
                         let mut s = self.event(80 + 14 * (upto - self.emitted) as usize);
                         s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
                         for i in self.emitted..upto {

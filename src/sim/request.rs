@@ -38,9 +38,7 @@ impl RecordedRequest {
     pub fn bearer(&self) -> Option<&str> {
         let value = self.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 }
 
@@ -178,8 +176,10 @@ mod tests {
         assert!(ChatRequest::parse(br#"{"model":"m"}"#).is_err());
         assert!(ChatRequest::parse(br#"{"model":"m","messages":"x"}"#).is_err());
         assert!(ChatRequest::parse(br#"{"model":"m","messages":[],"stream":"yes"}"#).is_err());
-        let ok = ChatRequest::parse(br#"{"model":"m","messages":[],"max_tokens":5,"max_completion_tokens":3}"#)
-            .expect("parses");
+        let ok = ChatRequest::parse(
+            br#"{"model":"m","messages":[],"max_tokens":5,"max_completion_tokens":3}"#,
+        )
+        .expect("parses");
         assert_eq!(ok.cap(), Some(3));
         assert_eq!(ok.prompt_tokens(), 1);
     }

@@ -13,10 +13,38 @@ use super::stats::FlightGuard;
 
 /// The vocabulary of generated answers; one word is one completion token.
 const WORDS: [&str; 32] = [
-    "the", "model", "routes", "tokens", "through", "a", "simulated", "provider", "and", "every",
-    "answer", "is", "deterministic", "for", "its", "seed", "latency", "follows", "profile",
-    "while", "throughput", "paces", "stream", "of", "chunks", "until", "usage", "arrives", "at",
-    "end", "gateway", "tower",
+    "the",
+    "model",
+    "routes",
+    "tokens",
+    "through",
+    "a",
+    "simulated",
+    "provider",
+    "and",
+    "every",
+    "answer",
+    "is",
+    "deterministic",
+    "for",
+    "its",
+    "seed",
+    "latency",
+    "follows",
+    "profile",
+    "while",
+    "throughput",
+    "paces",
+    "stream",
+    "of",
+    "chunks",
+    "until",
+    "usage",
+    "arrives",
+    "at",
+    "end",
+    "gateway",
+    "tower",
 ];
 
 /// Appends completion token number `index` (a word, space-separated from the previous one).
@@ -281,14 +309,38 @@ impl Plan {
 /// An OpenAI-style error answer: `{"error":{"message","type","param":null,"code"}}`.
 pub(crate) fn error_response(status: StatusCode, message: Option<&str>) -> Response<SimBody> {
     let (ty, code, default_msg) = match status.as_u16() {
-        400 => ("invalid_request_error", "invalid_request", "Invalid request"),
-        401 => ("authentication_error", "invalid_api_key", "Incorrect API key provided"),
-        403 => ("permission_error", "forbidden", "You are not allowed to use this model"),
+        400 => (
+            "invalid_request_error",
+            "invalid_request",
+            "Invalid request",
+        ),
+        401 => (
+            "authentication_error",
+            "invalid_api_key",
+            "Incorrect API key provided",
+        ),
+        403 => (
+            "permission_error",
+            "forbidden",
+            "You are not allowed to use this model",
+        ),
         404 => ("invalid_request_error", "not_found", "Not found"),
-        429 => ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached for requests"),
-        500 => ("server_error", "internal_error", "The server had an error while processing your request"),
+        429 => (
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            "Rate limit reached for requests",
+        ),
+        500 => (
+            "server_error",
+            "internal_error",
+            "The server had an error while processing your request",
+        ),
         502 => ("server_error", "bad_gateway", "Bad gateway"),
-        503 => ("server_error", "service_unavailable", "The engine is currently overloaded, please try again later"),
+        503 => (
+            "server_error",
+            "service_unavailable",
+            "The engine is currently overloaded, please try again later",
+        ),
         529 => ("overloaded_error", "overloaded", "Overloaded"),
         s if s >= 500 => ("server_error", "server_error", "Upstream error"),
         _ => ("invalid_request_error", "error", "Request failed"),

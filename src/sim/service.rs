@@ -208,9 +208,10 @@ impl SimulatedProvider {
     }
 
     fn handle_at(&self, idx: usize) -> Option<ProfileHandle> {
-        self.inner.slots.get(idx).map(|slot| ProfileHandle {
-            slot: slot.clone(),
-        })
+        self.inner
+            .slots
+            .get(idx)
+            .map(|slot| ProfileHandle { slot: slot.clone() })
     }
 }
 
@@ -279,11 +280,7 @@ impl Shared {
     {
         let (parts, body) = req.into_parts();
         if parts.method != Method::POST || !parts.uri.path().ends_with("/chat/completions") {
-            let msg = format!(
-                "Invalid URL ({} {})",
-                parts.method,
-                parts.uri.path()
-            );
+            let msg = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
             return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg)));
         }
         let bytes = body
