@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::profile::{SimOutcome, SimProfile};
 use super::request::RecordedRequest;
 
-/// A snapshot of one profile's counters (see [`ProfileHandle::stats`]).
+/// A snapshot of one profile's counters (see [`ProfileHandle::stats`](super::ProfileHandle::stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SimStats {
