@@ -12,6 +12,8 @@ pub mod clock;
 pub mod error;
 pub mod health;
 pub mod route;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
 
