@@ -7,10 +7,15 @@
     unreachable_pub
 )]
 
+#[macro_use]
+mod macros;
+
+pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod health;
+pub mod model_routing;
 pub mod route;
 #[cfg(feature = "sim")]
 pub mod sim;

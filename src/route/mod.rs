@@ -17,6 +17,8 @@
 
 mod prefs;
 mod request;
+#[allow(clippy::module_inception)]
+mod route;
 
 use std::ops::Range;
 
@@ -24,6 +26,8 @@ pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
 pub use request::RequestView;
+pub(crate) use route::splitmix;
+pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
