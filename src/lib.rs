@@ -6,8 +6,10 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod health;
+pub mod stats;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
+pub use stats::{Stats, StatsConfig};
 
 /// Alias for a type-erased error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
