@@ -15,7 +15,7 @@ pub(crate) const MAX_VALUE: f64 = 1.0e6;
 const GAMMA: f64 = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY);
 
 /// `1 / ln(GAMMA)`, written out because `f64::ln` is not `const` (checked by a test).
-const INV_LN_GAMMA: f64 = 24.996_667_199_983_65;
+const INV_LN_GAMMA: f64 = 24.996_666_311_036_567;
 
 /// Bucket 0 plus `ceil(ln(MAX/MIN) / ln(GAMMA))` log buckets (checked by a test).
 pub(crate) const BUCKETS: usize = 404;

@@ -213,8 +213,8 @@ mod tests {
         w.record(2500, 20.0);
         assert_eq!(w.count(4999), 2);
         assert_eq!(w.count(5000), 1); // slot 0 left
-        assert_eq!(w.count(7999), 1);
-        assert_eq!(w.count(8000), 0);
+        assert_eq!(w.count(6999), 1);
+        assert_eq!(w.count(7000), 0);
         // far jump clears everything
         w.record(9000, 30.0);
         assert_eq!(w.count(1_000_000), 0);
