@@ -103,6 +103,9 @@ mod tests {
         // 2026-11-22 00:00 UTC is a Sunday.
         assert_eq!(utc_weekday_and_minute(1_795_305_600_000), (6, 0));
         // 1970-01-01 12:34 is a Thursday.
-        assert_eq!(utc_weekday_and_minute((12 * 3600 + 34 * 60) * 1000), (3, 754));
+        assert_eq!(
+            utc_weekday_and_minute((12 * 3600 + 34 * 60) * 1000),
+            (3, 754)
+        );
     }
 }

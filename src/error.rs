@@ -288,7 +288,8 @@ impl GatewayError {
         };
         let mut e = Self::new(ErrorType::InvalidRequest, msg);
         if !field.is_empty() {
-            e.metadata.insert("field".into(), Value::String(field.into()));
+            e.metadata
+                .insert("field".into(), Value::String(field.into()));
         }
         e
     }
@@ -313,9 +314,10 @@ impl GatewayError {
             AvailabilityCode::CapacityExhausted => {
                 (StatusCode::TOO_MANY_REQUESTS, ErrorType::RateLimitExceeded)
             }
-            AvailabilityCode::TemporarilyUnavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, ErrorType::ProviderOverloaded)
-            }
+            AvailabilityCode::TemporarilyUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorType::ProviderOverloaded,
+            ),
         };
         let retry_after = availability.retry_after.map(Duration::from_secs);
         Self {

@@ -69,6 +69,9 @@ mod tests {
         assert_eq!(k.model(), "meta-llama/llama-3.3-70b-instruct:free");
         assert_eq!(k.tag(), "deepinfra/turbo");
         assert_eq!(k.provider(), "deepinfra");
-        assert_eq!(k.to_string(), "meta-llama/llama-3.3-70b-instruct:free@deepinfra/turbo");
+        assert_eq!(
+            k.to_string(),
+            "meta-llama/llama-3.3-70b-instruct:free@deepinfra/turbo"
+        );
     }
 }

@@ -197,7 +197,14 @@ mod tests {
 
     #[test]
     fn round_trips_long_decimals() {
-        for s in ["0.0000000208333333333333", "0.000003", "0", "-1", "0.01", "15"] {
+        for s in [
+            "0.0000000208333333333333",
+            "0.000003",
+            "0",
+            "-1",
+            "0.01",
+            "15",
+        ] {
             assert_eq!(Usd::parse(s).unwrap().to_string(), s);
         }
     }
@@ -213,7 +220,10 @@ mod tests {
 
     #[test]
     fn numbers_parse_as_written() {
-        assert_eq!(Usd::from_f64(1.5e-7).unwrap(), Usd::parse("0.00000015").unwrap());
+        assert_eq!(
+            Usd::from_f64(1.5e-7).unwrap(),
+            Usd::parse("0.00000015").unwrap()
+        );
         assert_eq!(Usd::from_f64(0.1).unwrap(), Usd::parse("0.1").unwrap());
         assert!(Usd::parse("abc").is_err());
         assert!(Usd::parse("").is_err());

@@ -140,9 +140,7 @@ impl EndpointState {
     }
 
     pub(crate) fn latency_ms(&mut self, t: u64, pct: Percentile, min: u64) -> Option<f64> {
-        self.latency
-            .percentiles(t, min)
-            .map(|a| a[pct_index(pct)])
+        self.latency.percentiles(t, min).map(|a| a[pct_index(pct)])
     }
 
     pub(crate) fn throughput(&mut self, t: u64, pct: Percentile, min: u64) -> Option<f64> {
@@ -203,7 +201,12 @@ impl EndpointState {
         self.counts.failures
     }
 
-    pub(crate) fn snapshot(&mut self, c: &StatsConfig, key: &EndpointKey, t: u64) -> EndpointSnapshot {
+    pub(crate) fn snapshot(
+        &mut self,
+        c: &StatsConfig,
+        key: &EndpointKey,
+        t: u64,
+    ) -> EndpointSnapshot {
         let min = c.min_samples;
         EndpointSnapshot {
             key: key.clone(),

@@ -25,7 +25,7 @@ pub(crate) const BUCKETS: usize = 404;
 /// Callers filter NaN; anything not above `MIN_VALUE` maps to 0, `+inf` to the last bucket.
 #[inline]
 pub(crate) fn bucket_of(value: f64) -> usize {
-    if !(value > MIN_VALUE) {
+    if value.is_nan() || value <= MIN_VALUE {
         return 0;
     }
     let i = ((value / MIN_VALUE).ln() * INV_LN_GAMMA).ceil();
@@ -176,7 +176,15 @@ mod tests {
 
     #[test]
     fn odd_values_do_not_panic() {
-        for v in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, 1e300] {
+        for v in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            1e300,
+        ] {
             let b = bucket_of(v);
             assert!(b < BUCKETS);
         }

@@ -201,7 +201,7 @@ impl Generation {
     /// Tokens per second, or `None` when there are no tokens or no measurable duration.
     pub fn tokens_per_second(&self) -> Option<f64> {
         let secs = self.generation_time.as_secs_f64();
-        if self.completion_tokens == 0 || !(secs > 0.0) {
+        if self.completion_tokens == 0 || secs.is_nan() || secs <= 0.0 {
             return None;
         }
         let tps = self.completion_tokens as f64 / secs;

@@ -140,12 +140,18 @@ mod tests {
     fn garbage_is_ignored() {
         for bad in ["", "-1", "abc", "1e3", "NaN", "inf", "1.2.3"] {
             let mut h = HeaderMap::new();
-            h.insert("retry-after", HeaderValue::from_str(bad).unwrap_or(HeaderValue::from_static("x")));
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(bad).unwrap_or(HeaderValue::from_static("x")),
+            );
             assert_eq!(parse_retry_after(&h), None, "{bad:?}");
         }
         // garbled ms falls back to seconds
         assert_eq!(
-            parse_retry_after(&headers(&[("retry-after-ms", "soon"), ("retry-after", "2")])),
+            parse_retry_after(&headers(&[
+                ("retry-after-ms", "soon"),
+                ("retry-after", "2")
+            ])),
             Some(Duration::from_secs(2))
         );
     }

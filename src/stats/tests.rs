@@ -1,3 +1,6 @@
+// `StatsConfig` is `#[non_exhaustive]`: users outside the crate must mutate a default, so tests do too.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -86,7 +89,9 @@ fn ttft_from_generation_is_a_latency_sample() {
             t0,
         );
     }
-    let p50 = stats.latency_ms(&k, Percentile::P50, t0).unwrap_or(f64::NAN);
+    let p50 = stats
+        .latency_ms(&k, Percentile::P50, t0)
+        .unwrap_or(f64::NAN);
     assert!(within(p50, 800.0), "{p50}");
 }
 
@@ -250,7 +255,10 @@ fn cooldown_grows_exponentially_and_is_capped() {
     stats.record_attempt(&k, fail(FailureKind::CallerError { status: 400 }), t1);
     assert!(!stats.in_cooldown(&k, t1));
     stats.record_attempt(&k, fail(FailureKind::RateLimited { retry_after: None }), t1);
-    assert_eq!(stats.cooldown_remaining(&k, t1), Some(Duration::from_secs(5)));
+    assert_eq!(
+        stats.cooldown_remaining(&k, t1),
+        Some(Duration::from_secs(5))
+    );
     // A success clears the exponential cooldown and the streak.
     stats.record_attempt(&k, ok_ms(10), t1);
     assert!(!stats.in_cooldown(&k, t1));
@@ -271,9 +279,15 @@ fn retry_after_is_honoured_and_capped() {
         })
     };
     stats.record_attempt(&k, rl(10), t0);
-    assert_eq!(stats.cooldown_remaining(&k, t0), Some(Duration::from_secs(10)));
+    assert_eq!(
+        stats.cooldown_remaining(&k, t0),
+        Some(Duration::from_secs(10))
+    );
     stats.record_attempt(&k, rl(3600), t0);
-    assert_eq!(stats.cooldown_remaining(&k, t0), Some(Duration::from_secs(30)));
+    assert_eq!(
+        stats.cooldown_remaining(&k, t0),
+        Some(Duration::from_secs(30))
+    );
     // A success does not cancel an explicit hint.
     stats.record_attempt(&k, ok_ms(10), t0 + Duration::from_secs(1));
     assert!(stats.in_cooldown(&k, t0 + Duration::from_secs(29)));
@@ -351,9 +365,17 @@ fn uptime_minute_rules() {
     stats.record_attempt(&k, fail(SERVER), minute(0));
     // Minute 1: 7 of 10 → down (< 80 %). Rate limits and caller errors don't count.
     for i in 0..10 {
-        let a = if i < 7 { ok_ms(10) } else { fail(FailureKind::Timeout) };
+        let a = if i < 7 {
+            ok_ms(10)
+        } else {
+            fail(FailureKind::Timeout)
+        };
         stats.record_attempt(&k, a, minute(1));
-        stats.record_attempt(&k, fail(FailureKind::RateLimited { retry_after: None }), minute(1));
+        stats.record_attempt(
+            &k,
+            fail(FailureKind::RateLimited { retry_after: None }),
+            minute(1),
+        );
     }
     // Minute 2: only 9 attempts, all failed → does not qualify.
     for _ in 0..9 {
@@ -387,9 +409,17 @@ fn odd_inputs_do_not_panic() {
     let k = key("a");
     // Instant before origin, zero and huge durations.
     stats.record_attempt(&k, ok_ms(0), t0);
-    stats.record_attempt(&k, Attempt::new(Outcome::Success).latency(Duration::MAX), t0);
+    stats.record_attempt(
+        &k,
+        Attempt::new(Outcome::Success).latency(Duration::MAX),
+        t0,
+    );
     stats.record_generation(&k, Generation::new(u64::MAX, Duration::from_nanos(1)), t0);
-    stats.record_generation(&k, Generation::new(1, Duration::MAX).ttft(Duration::ZERO), t0);
+    stats.record_generation(
+        &k,
+        Generation::new(1, Duration::MAX).ttft(Duration::ZERO),
+        t0,
+    );
     let far = t0 + Duration::from_secs(86_400 * 365 * 100);
     stats.record_attempt(&k, ok_ms(1), far);
     let _ = stats.snapshot_all(far);

@@ -229,8 +229,20 @@ mod tests {
         r.record(0, true);
         r.record(15, false);
         r.record(25, true);
-        assert_eq!(r.sum(29), Tally { attempts: 3, successes: 2 });
-        assert_eq!(r.sum(30), Tally { attempts: 2, successes: 1 });
+        assert_eq!(
+            r.sum(29),
+            Tally {
+                attempts: 3,
+                successes: 2
+            }
+        );
+        assert_eq!(
+            r.sum(30),
+            Tally {
+                attempts: 2,
+                successes: 1
+            }
+        );
         let recent: Vec<_> = r.recent(30, 2).collect();
         assert_eq!(recent.len(), 2);
         assert_eq!(recent[0], Tally::default());
