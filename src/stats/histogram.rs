@@ -54,8 +54,14 @@ pub(crate) fn value_of(bucket: usize) -> f64 {
 #[derive(Clone)]
 pub(crate) struct Histogram {
     counts: Box<[u32]>,
+    /// Sums of `GROUP` consecutive buckets, so a quantile walk skips empty stretches.
+    groups: Box<[u32]>,
     total: u64,
 }
+
+/// Buckets per group of the two-level walk.
+const GROUP: usize = 16;
+const GROUPS: usize = BUCKETS.div_ceil(GROUP);
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +75,7 @@ impl Histogram {
     pub(crate) fn new() -> Self {
         Histogram {
             counts: vec![0; BUCKETS].into_boxed_slice(),
+            groups: vec![0; GROUPS].into_boxed_slice(),
             total: 0,
         }
     }
@@ -80,8 +87,12 @@ impl Histogram {
 
     #[inline]
     pub(crate) fn record_bucket(&mut self, bucket: usize) {
-        if let Some(c) = self.counts.get_mut(bucket) {
+        if let (Some(c), Some(g)) = (
+            self.counts.get_mut(bucket),
+            self.groups.get_mut(bucket / GROUP),
+        ) {
             *c = c.wrapping_add(1);
+            *g = g.wrapping_add(1);
             self.total = self.total.wrapping_add(1);
         }
     }
@@ -94,6 +105,9 @@ impl Histogram {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.wrapping_add(*b);
         }
+        for (a, b) in self.groups.iter_mut().zip(other.groups.iter()) {
+            *a = a.wrapping_add(*b);
+        }
         self.total = self.total.wrapping_add(other.total);
     }
 
@@ -104,12 +118,16 @@ impl Histogram {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.wrapping_sub(*b);
         }
+        for (a, b) in self.groups.iter_mut().zip(other.groups.iter()) {
+            *a = a.wrapping_sub(*b);
+        }
         self.total = self.total.wrapping_sub(other.total);
     }
 
     pub(crate) fn clear(&mut self) {
         if self.total != 0 {
             self.counts.iter_mut().for_each(|c| *c = 0);
+            self.groups.iter_mut().for_each(|c| *c = 0);
             self.total = 0;
         }
     }
@@ -119,6 +137,10 @@ impl Histogram {
     pub(crate) fn quantiles<const N: usize>(&self, qs: [f64; N]) -> Option<[f64; N]> {
         if self.total == 0 {
             return None;
+        }
+        let mut out = [value_of(BUCKETS - 1); N];
+        if N == 0 {
+            return Some(out);
         }
         let n = self.total as f64;
         // Target ranks (1-based), then visit them in ascending order.
@@ -130,20 +152,32 @@ impl Histogram {
             order[i] = i;
         }
         order.sort_unstable_by_key(|&i| ranks[i]);
-        let mut out = [value_of(BUCKETS - 1); N];
         let mut next = 0;
         let mut seen = 0u64;
-        for (bucket, &c) in self.counts.iter().enumerate() {
-            if c == 0 {
+        for (gi, &gc) in self.groups.iter().enumerate() {
+            if gc == 0 {
                 continue;
             }
-            seen += u64::from(c);
-            while next < N && ranks[order[next]] <= seen {
-                out[order[next]] = value_of(bucket);
-                next += 1;
+            let group_end = seen + u64::from(gc);
+            if ranks[order[next]] > group_end {
+                seen = group_end;
+                continue;
             }
-            if next == N {
-                break;
+            let start = gi * GROUP;
+            let end = (start + GROUP).min(BUCKETS);
+            for bucket in start..end {
+                let c = self.counts[bucket];
+                if c == 0 {
+                    continue;
+                }
+                seen += u64::from(c);
+                while next < N && ranks[order[next]] <= seen {
+                    out[order[next]] = value_of(bucket);
+                    next += 1;
+                }
+                if next == N {
+                    return Some(out);
+                }
             }
         }
         Some(out)
@@ -203,6 +237,27 @@ mod tests {
             assert!(
                 (got - want).abs() <= want * RELATIVE_ACCURACY,
                 "got {got}, want {want}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn quantiles_match_exact_nearest_rank(
+            mut xs in proptest::collection::vec(0.1f64..1.0e6, 1..400),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut h = Histogram::new();
+            for &x in &xs {
+                h.record_bucket(bucket_of(x));
+            }
+            xs.sort_by(f64::total_cmp);
+            let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+            let exact = xs[rank - 1];
+            let got = h.quantiles([q, 0.5, 0.99]).map(|a| a[0]).unwrap_or(f64::NAN);
+            proptest::prop_assert!(
+                (got - exact).abs() <= exact * RELATIVE_ACCURACY * 1.000_001 + 1e-9,
+                "q={} exact={} got={}", q, exact, got
             );
         }
     }

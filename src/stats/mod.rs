@@ -96,9 +96,13 @@
 //! larger ones as ~10⁶. That is 404 `u32` counters (1.6 KiB) per histogram. Each window keeps its
 //! slot histograms plus a running sum (a slot is subtracted when it expires), so a query reads
 //! one histogram, and the four percentiles are cached until the next record or expiry.
-//! This was chosen over the `hdrhistogram` crate by benchmark (see `benches/stats.rs`): recording
-//! costs the same order, merging and subtracting fixed arrays is simple, memory is fixed and
-//! smaller, and there is no extra dependency.
+//! This was chosen over the `hdrhistogram` crate by benchmark (`benches/stats.rs`, on a loaded
+//! 2-core machine): hdrhistogram with 2 significant figures needs 2304 counters (9 KiB) per
+//! histogram against 404 (+ 26 group sums) here, takes ~1.9 µs for the four quantiles of a
+//! 10 000-sample histogram and ~14 µs to add and subtract one (the rotation step), while
+//! recording (~12 ns) is cheaper than our `ln`-based mapping but negligible next to the rest of a
+//! record. Fixed arrays merge and subtract trivially and add no dependency. Group sums of 16
+//! buckets let a quantile walk skip empty stretches.
 //!
 //! Memory per endpoint is bounded: 44 histograms with the default 10 + 10 slots (~71 KiB) plus a
 //! 1440-minute counter ring (~11 KiB) and small rings for outages and success rate.
@@ -109,6 +113,9 @@
 //! only to insert a new endpoint (copying the map; endpoints come from the catalog, so their
 //! number is bounded by it). Each endpoint's state sits behind its own small mutex, held for
 //! O(1) work on record (a query may additionally walk one histogram when its cache is stale).
+//! Measured (release, loaded 2-core machine, 50 endpoints): `record_attempt` ~190 ns,
+//! `record_generation` ~235 ns, a cached `latency_ms` ~95 ns, `latency_ms` right after a record
+//! (recompute) ~450 ns, `snapshot` ~530 ns.
 //!
 //! # Example
 //!
