@@ -104,7 +104,7 @@
 //! record. Fixed arrays merge and subtract trivially and add no dependency. Group sums of 16
 //! buckets let a quantile walk skip empty stretches.
 //!
-//! Memory per endpoint is bounded: 44 histograms with the default 10 + 10 slots (~71 KiB) plus a
+//! Memory per endpoint is bounded: 44 histograms with the default 10 + 10 slots (~75 KiB) plus a
 //! 1440-minute counter ring (~11 KiB) and small rings for outages and success rate.
 //!
 //! # Concurrency
