@@ -19,8 +19,10 @@ pub mod model_routing;
 pub mod route;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod stats;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
+pub use stats::{Stats, StatsConfig};
 
 /// Alias for a type-erased error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
