@@ -16,7 +16,11 @@ pub mod clock;
 pub mod error;
 pub mod health;
 pub mod model_routing;
+#[macro_use]
 pub mod route;
+pub mod data_policy;
+pub mod percentile;
+pub mod price_cap;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;

@@ -15,6 +15,8 @@
 //! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
 //! numbers too large for their field are errors too, never panics.
 
+#[macro_use]
+mod future;
 mod prefs;
 mod request;
 #[allow(clippy::module_inception)]
@@ -22,6 +24,7 @@ mod route;
 
 use std::ops::Range;
 
+pub use future::RouteFuture;
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };

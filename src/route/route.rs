@@ -257,8 +257,20 @@ impl Route {
     /// endpoints at all, `privacy_restricted` if only data policies removed them, otherwise
     /// `constraint_filtered`, with `excluded_by` and `requested_models` (shared/OPENROUTER.md §12.4).
     pub fn unavailable(&self) -> GatewayError {
+        self.unavailable_as(None)
+    }
+
+    /// Like [`Route::unavailable`], with the availability code chosen by the caller (a layer that knows
+    /// its own filter removed the last candidates).
+    pub fn unavailable_as(&self, code: Option<AvailabilityCode>) -> GatewayError {
         let requested: Vec<String> = self.models.iter().map(|m| m.requested.clone()).collect();
-        let mut by: Vec<ExcludedBy> = self.exclusions.iter().map(|e| e.by).collect();
+        // Tier endpoints that were not asked for are invisible, not a constraint the caller set.
+        let mut by: Vec<ExcludedBy> = self
+            .exclusions
+            .iter()
+            .map(|e| e.by)
+            .filter(|b| *b != ExcludedBy::ServiceTier)
+            .collect();
         by.sort();
         by.dedup();
         let mut providers: Vec<String> = self
@@ -270,18 +282,20 @@ impl Route {
         providers.sort();
         providers.dedup();
         let names = requested.join(", ");
-        let (code, message) = if by.is_empty() {
-            (
-                AvailabilityCode::NoEndpoints,
-                format!("No endpoints found for {names}."),
-            )
-        } else if by.iter().all(|b| b.is_privacy()) {
+        let (code, message) = if code == Some(AvailabilityCode::PrivacyRestricted)
+            || (code.is_none() && !by.is_empty() && by.iter().all(|b| b.is_privacy()))
+        {
             (
                 AvailabilityCode::PrivacyRestricted,
                 format!(
                     "No endpoints found for {names} that match your data policy ({}).",
                     join(&by)
                 ),
+            )
+        } else if by.is_empty() && code.is_none() {
+            (
+                AvailabilityCode::NoEndpoints,
+                format!("No endpoints found for {names}."),
             )
         } else {
             (
