@@ -85,7 +85,8 @@ fn print_shipped(all: bool) -> Result<(), CatalogError> {
     // OpenRouter's model list has no endpoints: serve every model through one `openrouter` provider.
     // Its data policy is left unknown, which the gateway treats as "trains and retains".
     let dump_rel = "tests/fixtures/catalog/openrouter-models.json";
-    let openrouter = Provider::new("openrouter", "OpenRouter").base_url("https://openrouter.ai/api/v1");
+    let openrouter =
+        Provider::new("openrouter", "OpenRouter").base_url("https://openrouter.ai/api/v1");
     let dump = Catalog::from_openrouter_models(&read(&shipped(dump_rel))?, openrouter)?;
     if all {
         print_catalog(dump_rel, &dump);

@@ -1,8 +1,8 @@
 //! The read side of endpoint statistics, as routing sees it.
 //!
-//! [`ModelRouting`](crate::model_routing) and [`PercentileDeprioritize`](crate::percentile) read
-//! health, latency and throughput through [`HealthSource`]. The default, [`NoStats`], knows nothing:
-//! every endpoint is healthy and has no samples, so routing falls back to price. [`Stats`](crate::stats)
+//! The `ModelRouting` and `PercentileDeprioritize` layers (not written yet) read health, latency and
+//! throughput through [`HealthSource`]. The default, [`NoStats`], knows nothing: every endpoint is
+//! healthy and has no samples, so routing falls back to price. The live `Stats` store (being written)
 //! implements the trait from live traffic.
 
 use std::fmt;
