@@ -91,16 +91,27 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
+pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod health;
+pub mod model_routing;
+#[macro_use]
 pub mod route;
+pub mod data_policy;
+pub mod percentile;
+pub mod price_cap;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+pub mod stats;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
+pub use stats::{Stats, StatsConfig};
 
 /// Alias for a type-erased error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -15,15 +15,22 @@
 //! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
 //! numbers too large for their field are errors too, never panics.
 
+#[macro_use]
+mod future;
 mod prefs;
 mod request;
+#[allow(clippy::module_inception)]
+mod route;
 
 use std::ops::Range;
 
+pub use future::RouteFuture;
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
 pub use request::RequestView;
+pub(crate) use route::splitmix;
+pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {

@@ -1,0 +1,215 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::combinators::Collect;
+use http_body_util::{Full, Limited};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::layer::Config;
+use super::plan::{plan, Session};
+use super::sticky::sticky_key;
+use crate::body::GatewayBody;
+use crate::catalog::Catalog;
+use crate::error::GatewayError;
+use crate::route::{RequestView, ServedBy};
+
+pin_project! {
+    /// Response future for [`ModelRouting`](super::ModelRouting).
+    pub struct ResponseFuture<B, S, F>
+    where
+        B: Body,
+        B::Error: Into<crate::BoxError>,
+    {
+        #[pin]
+        state: State<B, S, F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B, S, F>
+    where
+        B: Body,
+        B::Error: Into<crate::BoxError>,
+    {
+        Collecting {
+            #[pin]
+            collect: Collect<Limited<B>>,
+            parts: Option<Parts>,
+            inner: Option<S>,
+            config: Arc<Config>,
+        },
+        Calling {
+            #[pin]
+            future: F,
+            sticky: Option<StickyUpdate>,
+        },
+        Rejected {
+            error: Option<GatewayError>,
+        },
+    }
+}
+
+/// What to record when the response succeeds.
+pub(crate) struct StickyUpdate {
+    config: Arc<Config>,
+    catalog: Catalog,
+    session: Session,
+}
+
+impl StickyUpdate {
+    fn record<B>(self, res: &Response<B>) {
+        if !res.status().is_success() {
+            return;
+        }
+        let Some(served) = res.extensions().get::<ServedBy>() else {
+            return;
+        };
+        let key = &served.endpoint;
+        if let Session::Implicit(_) = self.session {
+            if !self.config.sticky_implicit {
+                return;
+            }
+            // Without an explicit session, stick only where caching pays (shared/OPENROUTER.md §9.1).
+            let eligible = self
+                .catalog
+                .endpoints(key.model())
+                .iter()
+                .find(|e| e.tag == key.tag())
+                .is_some_and(|e| {
+                    e.pricing
+                        .input_cache_read
+                        .is_some_and(|r| r < e.pricing.prompt)
+                });
+            if !eligible {
+                return;
+            }
+        }
+        self.config.sticky.put(
+            sticky_key(self.session.id(), key.model()),
+            key.clone(),
+            Instant::now(),
+        );
+    }
+}
+
+impl<B, S, F> ResponseFuture<B, S, F>
+where
+    B: Body,
+    B::Error: Into<crate::BoxError>,
+{
+    pub(crate) fn rejected(error: GatewayError) -> Self {
+        ResponseFuture {
+            state: State::Rejected { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn collecting(
+        collect: Collect<Limited<B>>,
+        parts: Parts,
+        inner: S,
+        config: Arc<Config>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Collecting {
+                collect,
+                parts: Some(parts),
+                inner: Some(inner),
+                config,
+            },
+        }
+    }
+}
+
+impl<B, S, F, ResBody, E> Future for ResponseFuture<B, S, F>
+where
+    B: Body,
+    B::Error: Into<crate::BoxError>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = E, Future = F>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<GatewayBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Collecting {
+                    collect,
+                    parts,
+                    inner,
+                    config,
+                } => {
+                    let collected = ready!(collect.poll(cx));
+                    let config = config.clone();
+                    let bytes = match collected {
+                        Ok(c) => c.to_bytes(),
+                        Err(e) => {
+                            let err = if e.is::<http_body_util::LengthLimitError>() {
+                                GatewayError::payload_too_large(config.body_limit)
+                            } else {
+                                GatewayError::invalid_request(
+                                    "",
+                                    "the request body could not be read",
+                                )
+                            };
+                            this.state.set(State::Rejected { error: Some(err) });
+                            continue;
+                        }
+                    };
+                    let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
+                        unreachable!("the collecting state is left exactly once");
+                    };
+                    let planned = match RequestView::parse(&bytes) {
+                        Ok(view) => {
+                            let view = view.into_owned();
+                            let catalog = config.catalog.load();
+                            plan(
+                                &config,
+                                catalog,
+                                bytes.clone(),
+                                view,
+                                &parts.headers,
+                                Instant::now(),
+                            )
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match planned {
+                        Ok(p) => {
+                            let sticky = p.session.map(|session| StickyUpdate {
+                                config: config.clone(),
+                                catalog: p.route.catalog().clone(),
+                                session,
+                            });
+                            parts.extensions.insert(p.route);
+                            let req = Request::from_parts(parts, Full::new(bytes));
+                            let future = inner.call(req);
+                            this.state.set(State::Calling { future, sticky });
+                        }
+                        Err(e) => this.state.set(State::Rejected { error: Some(e) }),
+                    }
+                }
+                StateProj::Calling { future, sticky } => {
+                    let res = ready!(future.poll(cx))?;
+                    if let Some(s) = sticky.take() {
+                        s.record(&res);
+                    }
+                    return Poll::Ready(Ok(res.map(GatewayBody::new)));
+                }
+                StateProj::Rejected { error } => {
+                    let e = error.take().expect("polled after completion");
+                    return Poll::Ready(Ok(e.into_response()));
+                }
+            }
+        }
+    }
+}

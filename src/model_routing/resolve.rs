@@ -1,0 +1,122 @@
+use crate::catalog::{split_variant, Catalog};
+use crate::error::{Availability, AvailabilityCode, GatewayError};
+use crate::route::SortBy;
+
+/// A requested model resolved against the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ModelPlan {
+    pub(crate) requested: String,
+    pub(crate) id: String,
+    /// `:free` on a model without a separate free model: only free endpoints.
+    pub(crate) free_only: bool,
+    /// Sort implied by a variant.
+    pub(crate) sort: Option<SortBy>,
+    /// Tier endpoints a variant admits.
+    pub(crate) admit_priority: bool,
+    pub(crate) admit_flex: bool,
+}
+
+fn not_found(requested: &str, why: String) -> GatewayError {
+    GatewayError::unavailable(
+        why,
+        Availability::new(AvailabilityCode::ModelNotFound, vec![requested.to_string()]),
+    )
+    .with_metadata("field", "model")
+}
+
+fn plan(requested: &str, id: &str) -> ModelPlan {
+    ModelPlan {
+        requested: requested.to_string(),
+        id: id.to_string(),
+        free_only: false,
+        sort: None,
+        admit_priority: false,
+        admit_flex: false,
+    }
+}
+
+/// Resolves operator aliases, `~author/family-latest` aliases and variant suffixes.
+pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, GatewayError> {
+    let name = catalog.alias(requested).unwrap_or(requested);
+
+    if let Some(m) = catalog.model(name) {
+        // An alias model (`~…-latest`) resolves to its target when the catalog has it.
+        if let Some(t) = &m.alias_target {
+            if catalog.model(&t.slug).is_some() {
+                return Ok(plan(requested, &t.slug));
+            }
+        }
+        return Ok(plan(requested, name));
+    }
+
+    if let Some(family) = name.strip_prefix('~') {
+        let family = family.strip_suffix("-latest").unwrap_or(family);
+        let newest = catalog
+            .models()
+            .iter()
+            .filter(|m| m.alias_target.is_none() && !m.id.starts_with('~'))
+            .filter(|m| {
+                let (base, variant) = split_variant(&m.id);
+                variant.is_none()
+                    && base
+                        .strip_prefix(family)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
+            })
+            .max_by_key(|m| m.created);
+        return match newest {
+            Some(m) => Ok(plan(requested, &m.id)),
+            None => Err(not_found(
+                requested,
+                format!("`{requested}`: no model of the family `{family}` is available"),
+            )),
+        };
+    }
+
+    let (base, variant) = split_variant(name);
+    let Some(variant) = variant else {
+        return Err(not_found(
+            requested,
+            format!("`{requested}` is not a valid model ID"),
+        ));
+    };
+    if catalog.model(base).is_none() {
+        return Err(not_found(
+            requested,
+            format!("`{requested}` is not a valid model ID"),
+        ));
+    }
+    let mut p = plan(requested, base);
+    match variant {
+        "free" => p.free_only = true,
+        "nitro" => {
+            p.sort = Some(SortBy::Throughput);
+            p.admit_priority = true;
+        }
+        "floor" => {
+            p.sort = Some(SortBy::Price);
+            p.admit_flex = true;
+        }
+        "exacto" => p.sort = Some(SortBy::Exacto),
+        "thinking" | "extended" => {
+            return Err(not_found(
+                requested,
+                format!("`{base}` has no `:{variant}` version in this catalog"),
+            ))
+        }
+        "online" => {
+            return Err(GatewayError::invalid_request(
+                "model",
+                "the deprecated `:online` variant (web search) is not supported by this gateway",
+            ))
+        }
+        other => {
+            return Err(GatewayError::invalid_request(
+                "model",
+                &format!(
+                    "unknown model variant `:{other}` (expected :free, :nitro, :floor, :exacto, :thinking or :extended)"
+                ),
+            ))
+        }
+    }
+    Ok(p)
+}

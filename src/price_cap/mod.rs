@@ -1,0 +1,153 @@
+//! `PriceCap`: remove candidates priced above the request's `max_price` or the operator's cap.
+//!
+//! `max_price` is in USD per **million** tokens for `prompt` and `completion` and USD per unit for
+//! `request`, `image` and `audio` (shared/OPENROUTER.md §3.10); catalog prices are USD per token. The
+//! comparison converts the catalog price exactly (`× 10⁶` in decimal, never `f64`) and uses the price
+//! this request would pay: pricing overrides for its prompt size and arrival time applied
+//! (`min_prompt_tokens`, UTC windows, §14) and the endpoint's `discount` taken off. A price the
+//! endpoint does not charge (absent key) passes every cap.
+//!
+//! The operator's cap ([`PriceCapLayer::cap`]) applies to every request; when both set a field, the
+//! lower cap wins. Nothing left → 404 `constraint_filtered` with `excluded_by: ["max_price"]` (plus any
+//! constraint ModelRouting applied before). Without a `Route` in the extensions, requests pass
+//! untouched.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_ai_gateway::catalog::Catalog;
+//! use tower_ai_gateway::model_routing::ModelRoutingLayer;
+//! use tower_ai_gateway::price_cap::PriceCapLayer;
+//!
+//! async fn handle(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let catalog = Catalog::from_json(include_bytes!("../../tests/fixtures/catalog/demo-catalog.json"))?;
+//! let svc = ServiceBuilder::new()
+//!     .layer(ModelRoutingLayer::new(catalog))
+//!     .layer(PriceCapLayer::new())
+//!     .service_fn(handle);
+//! // Claude costs $3/M prompt tokens everywhere: a $1 cap leaves nothing.
+//! let body = r#"{"model":"anthropic/claude-sonnet-4.5","messages":[],"provider":{"max_price":{"prompt":1}}}"#;
+//! let res = svc.oneshot(Request::post("/").body(Full::new(Bytes::from(body)))?).await?;
+//! assert_eq!(res.status(), 404);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use tower_layer::Layer;
+
+use crate::catalog::Usd;
+use crate::error::{ExcludedBy, GatewayError};
+use crate::route::{MaxPrice, Route};
+
+pub use crate::route::RouteFuture as ResponseFuture;
+
+/// Layer that applies the [`PriceCap`] middleware. See the [module docs](self) for an example.
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub struct PriceCapLayer {
+    cap: MaxPrice,
+}
+
+impl PriceCapLayer {
+    /// A layer with no operator cap (only requests' `max_price` applies).
+    pub fn new() -> Self {
+        PriceCapLayer::default()
+    }
+
+    /// The operator's cap, in `max_price` units (USD per million tokens for prompt and completion).
+    pub fn cap(mut self, cap: MaxPrice) -> Self {
+        self.cap = cap;
+        self
+    }
+}
+
+impl<S> Layer<S> for PriceCapLayer {
+    type Service = PriceCap<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PriceCap {
+            inner,
+            cap: self.cap,
+        }
+    }
+}
+
+/// Middleware that removes candidates over the price caps. See the [module docs](self).
+#[derive(Clone)]
+pub struct PriceCap<S> {
+    inner: S,
+    cap: MaxPrice,
+}
+
+fn lower(a: Option<Usd>, b: Option<Usd>) -> Option<Usd> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl<S> PriceCap<S> {
+    /// Wraps `inner` with an operator cap.
+    pub fn new(inner: S, cap: MaxPrice) -> Self {
+        PriceCap { inner, cap }
+    }
+
+    /// A layer.
+    pub fn layer() -> PriceCapLayer {
+        PriceCapLayer::new()
+    }
+
+    define_inner_service_accessors!();
+
+    fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
+        let req = route.view().provider.max_price.unwrap_or_default();
+        let cap = MaxPrice {
+            prompt: lower(req.prompt, self.cap.prompt),
+            completion: lower(req.completion, self.cap.completion),
+            request: lower(req.request, self.cap.request),
+            image: lower(req.image, self.cap.image),
+            audio: lower(req.audio, self.cap.audio),
+        };
+        if cap.is_empty() {
+            return Ok(());
+        }
+        let prompt_tokens = route.prompt_tokens();
+        let unix_millis = route.unix_millis;
+        let removed = route.retain(ExcludedBy::MaxPrice, |e, _| {
+            let p = e.pricing.effective(prompt_tokens, unix_millis);
+            let paid = |u: Usd| u.scale(p.multiplier);
+            let within = |price: Usd, cap: Option<Usd>| cap.is_none_or(|c| paid(price) <= c);
+            within(p.prompt.per_million(), cap.prompt)
+                && within(p.completion.per_million(), cap.completion)
+                && within(p.request, cap.request)
+                && within(p.image, cap.image)
+                && within(p.audio, cap.audio)
+        });
+        if removed > 0 && route.candidates().is_empty() {
+            return Err(route.unavailable());
+        }
+        Ok(())
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for PriceCap<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriceCap")
+            .field("inner", &self.inner)
+            .field("cap", &self.cap)
+            .finish()
+    }
+}
+
+route_step_service!(PriceCap);

@@ -1,0 +1,98 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::body::GatewayBody;
+use crate::error::GatewayError;
+
+pin_project! {
+    /// Response future of the layers that refine a [`Route`](super::Route) (DataPolicy, PriceCap,
+    /// PercentileDeprioritize): either the inner service's future or an immediate rejection.
+    pub struct RouteFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Rejected { error: Option<GatewayError> },
+    }
+}
+
+impl<F> RouteFuture<F> {
+    pub(crate) fn inner(future: F) -> Self {
+        RouteFuture {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    pub(crate) fn rejected(error: GatewayError) -> Self {
+        RouteFuture {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, B, E> Future for RouteFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<GatewayBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => {
+                let res = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(res.map(GatewayBody::new)))
+            }
+            KindProj::Rejected { error } => {
+                let e = error.take().expect("polled after completion");
+                Poll::Ready(Ok(e.into_response()))
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for RouteFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteFuture(..)")
+    }
+}
+
+/// Implements `Service` for a layer that refines the route in the request extensions through
+/// `$apply(&self, &mut Route) -> Result<(), GatewayError>`; requests without a route pass untouched.
+macro_rules! route_step_service {
+    ($svc:ident) => {
+        impl<S, B, ResBody> tower_service::Service<http::Request<B>> for $svc<S>
+        where
+            S: tower_service::Service<http::Request<B>, Response = http::Response<ResBody>>,
+        {
+            type Response = http::Response<$crate::body::GatewayBody<ResBody>>;
+            type Error = S::Error;
+            type Future = $crate::route::RouteFuture<S::Future>;
+
+            #[inline]
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+                if let Some(route) = req.extensions_mut().get_mut::<$crate::route::Route>() {
+                    if let Err(e) = self.apply(route) {
+                        return $crate::route::RouteFuture::rejected(e);
+                    }
+                }
+                $crate::route::RouteFuture::inner(self.inner.call(req))
+            }
+        }
+    };
+}

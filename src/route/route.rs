@@ -1,0 +1,318 @@
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Partition, RequestView, SortBy};
+use crate::catalog::{Catalog, EffectivePricing, Endpoint, EndpointKey, Provider};
+use crate::error::{Availability, AvailabilityCode, ExcludedBy, GatewayError};
+use crate::model_routing::{BalanceInput, BalancePolicy};
+
+/// Why a candidate is where it is in the order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Listed in `provider.order`.
+    Order,
+    /// The session's sticky endpoint.
+    Sticky,
+    /// Placed by `provider.sort` (or a `:nitro` / `:floor` / `:exacto` variant).
+    Sorted(SortBy),
+    /// The load balancer's weighted first pick (∝ 1/price²).
+    WeightedPick,
+    /// A stable endpoint after the first pick, by ascending price.
+    ByPrice,
+    /// An endpoint with a recent outage, a cooldown or a degraded status: tried last.
+    Unstable,
+    /// Moved to the end by `preferred_max_latency` / `preferred_min_throughput`.
+    Deprioritized,
+}
+
+/// One endpoint the request may be sent to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Global endpoint index in [`Route::catalog`] (see [`Catalog::endpoint`]).
+    pub index: usize,
+    /// Position of its model in [`Route::models`].
+    pub model: usize,
+    /// Why it is here.
+    pub reason: Reason,
+}
+
+/// An endpoint removed from the candidates, and the rule that removed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exclusion {
+    /// Global endpoint index.
+    pub index: usize,
+    /// The rule.
+    pub by: ExcludedBy,
+}
+
+/// A requested model after alias and variant resolution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResolvedModel {
+    /// As the request named it (`"meta-llama/llama-3.3-70b-instruct:nitro"`).
+    pub requested: String,
+    /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`).
+    pub id: String,
+}
+
+/// Who served a request: inserted into the response extensions by the layer that called the provider
+/// (ProviderFallback), read by ModelRouting (stickiness) and UsageMeter (pricing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServedBy {
+    /// The endpoint.
+    pub endpoint: EndpointKey,
+    /// The provider's display name.
+    pub provider_name: String,
+}
+
+impl ServedBy {
+    /// A record for `endpoint`, served by the provider called `provider_name`.
+    pub fn new(endpoint: EndpointKey, provider_name: impl Into<String>) -> Self {
+        ServedBy {
+            endpoint,
+            provider_name: provider_name.into(),
+        }
+    }
+}
+
+/// The routing decision, inserted into the request extensions by ModelRouting and refined by the
+/// layers inside it (DataPolicy and PriceCap remove candidates, PercentileDeprioritize reorders them,
+/// ProviderFallback tries them in order).
+#[derive(Clone)]
+pub struct Route {
+    pub(crate) body: Bytes,
+    pub(crate) view: RequestView<'static>,
+    pub(crate) catalog: Catalog,
+    pub(crate) models: Vec<ResolvedModel>,
+    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) exclusions: Vec<Exclusion>,
+    pub(crate) partition: Partition,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) unix_millis: i64,
+    pub(crate) rng: u64,
+    pub(crate) balance: Arc<dyn BalancePolicy>,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cands: Vec<String> = self
+            .candidates
+            .iter()
+            .filter_map(|c| self.catalog.endpoint(c.index))
+            .map(|e| e.key().to_string())
+            .collect();
+        f.debug_struct("Route")
+            .field("models", &self.models)
+            .field("candidates", &cands)
+            .field("exclusions", &self.exclusions.len())
+            .finish()
+    }
+}
+
+/// SplitMix64: a tiny, portable, seedable generator for the load balancer's draws.
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Route {
+    /// The buffered request body, exactly as received.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The parsed routing view of the body.
+    pub fn view(&self) -> &RequestView<'static> {
+        &self.view
+    }
+
+    /// The catalog snapshot this request is routed against.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The requested models, resolved, in priority order.
+    pub fn models(&self) -> &[ResolvedModel] {
+        &self.models
+    }
+
+    /// The candidates, in the order they are to be tried.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Mutable access for layers that reorder candidates.
+    pub fn candidates_mut(&mut self) -> &mut Vec<Candidate> {
+        &mut self.candidates
+    }
+
+    /// Endpoints removed so far, with the rule that removed each.
+    pub fn exclusions(&self) -> &[Exclusion] {
+        &self.exclusions
+    }
+
+    /// How models are grouped when ordering (`partition`, or the deprecated `route`).
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    /// The prompt-size estimate used for context checks and pricing overrides.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.prompt_tokens
+    }
+
+    /// The endpoint of a candidate.
+    pub fn endpoint(&self, c: &Candidate) -> &Endpoint {
+        self.catalog
+            .endpoint(c.index)
+            .unwrap_or_else(|| unreachable!("candidates index their own catalog"))
+    }
+
+    /// The provider of a candidate.
+    pub fn provider(&self, c: &Candidate) -> &Provider {
+        self.catalog
+            .endpoint_provider(c.index)
+            .unwrap_or_else(|| unreachable!("candidates index their own catalog"))
+    }
+
+    /// The prices in force for this request at an endpoint (overrides for the prompt size and the
+    /// time the request arrived applied).
+    pub fn pricing(&self, e: &Endpoint) -> EffectivePricing {
+        e.pricing.effective(self.prompt_tokens, self.unix_millis)
+    }
+
+    /// Removes the candidates for which `keep` is false, recording `by` as the reason.
+    ///
+    /// If the load balancer's weighted first pick of a model is removed, a new first pick is drawn
+    /// among that model's remaining stable endpoints, so the 1/price² distribution holds among the
+    /// endpoints that survive every filter. Returns how many were removed.
+    pub fn retain(
+        &mut self,
+        by: ExcludedBy,
+        mut keep: impl FnMut(&Endpoint, &Provider) -> bool,
+    ) -> usize {
+        let mut removed_pick = Vec::new();
+        let mut removed = 0;
+        let mut kept = Vec::with_capacity(self.candidates.len());
+        for c in std::mem::take(&mut self.candidates) {
+            let e = self.endpoint(&c);
+            let p = self.provider(&c);
+            if keep(e, p) {
+                kept.push(c);
+            } else {
+                removed += 1;
+                if c.reason == Reason::WeightedPick {
+                    removed_pick.push(c.model);
+                }
+                self.exclusions.push(Exclusion { index: c.index, by });
+            }
+        }
+        self.candidates = kept;
+        for model in removed_pick {
+            self.repick(model);
+        }
+        removed
+    }
+
+    fn repick(&mut self, model: usize) {
+        let pool: Vec<usize> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.model == model && c.reason == Reason::ByPrice)
+            .map(|(i, _)| i)
+            .collect();
+        if pool.is_empty() {
+            return;
+        }
+        let indices: Vec<usize> = pool.iter().map(|&i| self.candidates[i].index).collect();
+        let prices: Vec<_> = indices
+            .iter()
+            .map(|&i| {
+                let e = self.catalog.endpoint(i).map(|e| self.pricing(e));
+                e.map_or(crate::catalog::Usd::ZERO, |p| p.prompt.add(p.completion))
+            })
+            .collect();
+        let draw = splitmix(&mut self.rng);
+        let input = BalanceInput {
+            catalog: &self.catalog,
+            endpoints: &indices,
+            prices: &prices,
+        };
+        let pick = self.balance.pick(&input, draw).min(pool.len() - 1);
+        let at = pool[pick];
+        let mut c = self.candidates.remove(at);
+        c.reason = Reason::WeightedPick;
+        self.candidates.insert(pool[0], c);
+    }
+
+    /// The error for a request left without candidates: 404 `no_endpoints` if the models have no
+    /// endpoints at all, `privacy_restricted` if only data policies removed them, otherwise
+    /// `constraint_filtered`, with `excluded_by` and `requested_models` (shared/OPENROUTER.md §12.4).
+    pub fn unavailable(&self) -> GatewayError {
+        self.unavailable_as(None)
+    }
+
+    /// Like [`Route::unavailable`], with the availability code chosen by the caller (a layer that knows
+    /// its own filter removed the last candidates).
+    pub fn unavailable_as(&self, code: Option<AvailabilityCode>) -> GatewayError {
+        let requested: Vec<String> = self.models.iter().map(|m| m.requested.clone()).collect();
+        // Tier endpoints that were not asked for are invisible, not a constraint the caller set.
+        let mut by: Vec<ExcludedBy> = self
+            .exclusions
+            .iter()
+            .map(|e| e.by)
+            .filter(|b| *b != ExcludedBy::ServiceTier)
+            .collect();
+        by.sort();
+        by.dedup();
+        let mut providers: Vec<String> = self
+            .exclusions
+            .iter()
+            .filter_map(|e| self.catalog.endpoint(e.index))
+            .map(|e| e.provider_slug().to_string())
+            .collect();
+        providers.sort();
+        providers.dedup();
+        let names = requested.join(", ");
+        let (code, message) = if code == Some(AvailabilityCode::PrivacyRestricted)
+            || (code.is_none() && !by.is_empty() && by.iter().all(|b| b.is_privacy()))
+        {
+            (
+                AvailabilityCode::PrivacyRestricted,
+                format!(
+                    "No endpoints found for {names} that match your data policy ({}).",
+                    join(&by)
+                ),
+            )
+        } else if by.is_empty() && code.is_none() {
+            (
+                AvailabilityCode::NoEndpoints,
+                format!("No endpoints found for {names}."),
+            )
+        } else {
+            (
+                AvailabilityCode::ConstraintFiltered,
+                format!(
+                    "No endpoints found for {names} that satisfy your routing constraints ({}).",
+                    join(&by)
+                ),
+            )
+        };
+        let mut a = Availability::new(code, requested);
+        a.excluded_by = by;
+        a.affected_providers = providers;
+        GatewayError::unavailable(message, a)
+    }
+}
+
+fn join(by: &[ExcludedBy]) -> String {
+    by.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
+}
