@@ -1,9 +1,9 @@
 //! The read side of endpoint statistics, as routing sees it.
 //!
-//! The `ModelRouting` and `PercentileDeprioritize` layers (not written yet) read health, latency and
-//! throughput through [`HealthSource`]. The default, [`NoStats`], knows nothing: every endpoint is
-//! healthy and has no samples, so routing falls back to price. The live `Stats` store (being written)
-//! implements the trait from live traffic.
+//! [`ModelRouting`](crate::model_routing) and [`PercentileDeprioritize`](crate::percentile) read
+//! health, latency and throughput through [`HealthSource`]. The default, [`NoStats`], knows nothing:
+//! every endpoint is healthy and has no samples, so routing falls back to price.
+//! [`Stats`](crate::stats::Stats) implements the trait from live traffic.
 
 use std::fmt;
 use std::sync::Arc;

@@ -9,15 +9,28 @@
 //! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
 //! ```
 //!
-//! **Status:** the foundations below are in place; the layers themselves are being written and are
-//! not part of the crate yet. Nothing in these docs refers to code that does not exist.
+//! **Status:** the first four layers and the foundations below are in place; `UsageMeter` and
+//! `ProviderFallback` are being written and are not part of the crate yet.
 //!
+//! * [`model_routing`] — [`ModelRoutingLayer`](model_routing::ModelRoutingLayer): buffers the body
+//!   once, resolves models and variants, applies the hard filters and orders the endpoints; puts a
+//!   [`route::Route`] in the request extensions.
+//! * [`data_policy`] — [`DataPolicyLayer`](data_policy::DataPolicyLayer): drops candidates whose
+//!   provider's data policy the request or the operator's floor forbids.
+//! * [`price_cap`] — [`PriceCapLayer`](price_cap::PriceCapLayer): drops candidates over `max_price`
+//!   or the operator's cap.
+//! * [`percentile`] — [`PercentileDeprioritizeLayer`](percentile::PercentileDeprioritizeLayer):
+//!   moves candidates that miss the preferred latency or throughput to the back.
+//! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
+//!   implements [`health::HealthSource`].
+//! * [`body`] — the response body type of the layers.
 //! * [`catalog`] — providers, models, endpoints and exact prices ([`catalog::Usd`]); loaded from
 //!   code, TOML/JSON catalog files, OpenRouter's `/models` and `/endpoints` responses, or priced
 //!   from LiteLLM's cost map; validated when built; swapped atomically on reload
 //!   ([`catalog::CatalogHandle`]).
 //! * [`route`] — [`route::RequestView`], the routing fields of a chat-completions body, parsed once
-//!   and borrowed from the body, and the splice that rewrites the model for an upstream.
+//!   and borrowed from the body, the splice that rewrites the model for an upstream, and
+//!   [`route::Route`], the ordered candidates the layers share through the request extensions.
 //! * [`error`] — [`GatewayError`], OpenRouter's JSON error envelope (with the `availability` object
 //!   for routing failures), returned as an HTTP response and attached to its extensions.
 //! * [`health`] — [`health::HealthSource`], what routing may ask about an endpoint's recent

@@ -236,7 +236,7 @@ impl<'a> RequestView<'a> {
                 let rest_empty = body[at..]
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
-                    .map_or(true, |b| *b == b'}');
+                    .is_none_or(|b| *b == b'}');
                 if !rest_empty {
                     ins.push(b',');
                 }
