@@ -262,7 +262,8 @@ pub struct GatewayError {
     error_type: ErrorType,
     message: String,
     metadata: Map<String, Value>,
-    availability: Option<Availability>,
+    // Boxed: routing failures are rare, and a small error keeps `Result<_, GatewayError>` cheap.
+    availability: Option<Box<Availability>>,
     retry_after: Option<Duration>,
 }
 
@@ -325,7 +326,7 @@ impl GatewayError {
             error_type: ty,
             message: message.into(),
             metadata: Map::new(),
-            availability: Some(availability),
+            availability: Some(Box::new(availability)),
             retry_after,
         }
     }
@@ -373,7 +374,7 @@ impl GatewayError {
 
     /// The availability object, for routing failures.
     pub fn availability(&self) -> Option<&Availability> {
-        self.availability.as_ref()
+        self.availability.as_deref()
     }
 
     /// The `Retry-After` hint.

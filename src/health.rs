@@ -2,8 +2,8 @@
 //!
 //! [`ModelRouting`](crate::model_routing) and [`PercentileDeprioritize`](crate::percentile) read
 //! health, latency and throughput through [`HealthSource`]. The default, [`NoStats`], knows nothing:
-//! every endpoint is healthy and has no samples, so routing falls back to price. [`Stats`](crate::stats)
-//! implements the trait from live traffic.
+//! every endpoint is healthy and has no samples, so routing falls back to price.
+//! [`Stats`](crate::stats::Stats) implements the trait from live traffic.
 
 use std::fmt;
 use std::sync::Arc;

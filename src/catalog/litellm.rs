@@ -73,13 +73,15 @@ impl LiteLlmPrices {
                 field: msg,
                 value: String::new(),
             };
-            let mut p = Pricing::default();
-            p.prompt = price(&obj, "input_cost_per_token")
-                .map_err(bad)?
-                .unwrap_or_default();
-            p.completion = price(&obj, "output_cost_per_token")
-                .map_err(bad)?
-                .unwrap_or_default();
+            let mut p = Pricing {
+                prompt: price(&obj, "input_cost_per_token")
+                    .map_err(bad)?
+                    .unwrap_or_default(),
+                completion: price(&obj, "output_cost_per_token")
+                    .map_err(bad)?
+                    .unwrap_or_default(),
+                ..Pricing::default()
+            };
             p.input_cache_read = price(&obj, "cache_read_input_token_cost").map_err(bad)?;
             p.input_cache_write = price(&obj, "cache_creation_input_token_cost").map_err(bad)?;
             p.input_cache_write_1h =

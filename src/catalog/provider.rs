@@ -66,19 +66,14 @@ impl Credentials {
 }
 
 /// How the key is presented to the provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthStyle {
     /// `Authorization: Bearer <key>`.
+    #[default]
     Bearer,
     /// `<header>: <key>` (e.g. `x-api-key`).
     Header(HeaderName),
-}
-
-impl Default for AuthStyle {
-    fn default() -> Self {
-        AuthStyle::Bearer
-    }
 }
 
 /// The API a provider speaks.

@@ -1,7 +1,7 @@
 //! `DataPolicy`: keep only endpoints whose provider's data policy the request (and the operator)
 //! accepts.
 //!
-//! Reads the [`Route`](crate::route::Route) that ModelRouting put in the request extensions and
+//! Reads the [`Route`] that ModelRouting put in the request extensions and
 //! removes candidates:
 //!
 //! * `provider.data_collection: "deny"` removes providers that **train on prompts or retain them**

@@ -339,7 +339,7 @@ pub(crate) fn plan(
         let sort = prefs.sort.map(|s| s.by).or(mp.sort);
         // Stable first; unstable last; both by ascending price (stable sort keeps catalog order on
         // ties).
-        alive.sort_by(|&a, &b| price_of(ep(a)).cmp(&price_of(ep(b))));
+        alive.sort_by_key(|&a| price_of(ep(a)));
         let (mut good, bad): (Vec<usize>, Vec<usize>) = alive.iter().partition(|&&i| stable(ep(i)));
 
         if let Some(by) = sort {

@@ -7,7 +7,7 @@
 //! throughput is at least the cutoff ("pXX throughput = XX % of requests achieve at least it").
 //!
 //! Endpoints that miss any cutoff are moved to the end in their existing order (a stable partition)
-//! and marked [`Reason::Deprioritized`](crate::route::Reason::Deprioritized); they are **never
+//! and marked [`Reason::Deprioritized`]; they are **never
 //! removed**, so these preferences never make a request fail. With `partition: "model"` (the default)
 //! the partition happens within each model's group, so fallback models stay fallbacks; with
 //! `partition: "none"` it spans models, so a fast fallback model can overtake a slow primary.
