@@ -31,7 +31,8 @@ async fn inner(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infalli
 }
 
 fn body_1kb(model: &str) -> Bytes {
-    let filler = "Tell me about the history of the printing press in a few sentences please. ".repeat(9);
+    let filler =
+        "Tell me about the history of the printing press in a few sentences please. ".repeat(9);
     let body = serde_json::json!({
         "model": model,
         "messages": [
@@ -48,7 +49,10 @@ fn body_1kb(model: &str) -> Bytes {
 }
 
 fn bench(c: &mut Criterion) {
-    let demo = Catalog::from_json(include_bytes!("../tests/fixtures/catalog/demo-catalog.json")).unwrap();
+    let demo = Catalog::from_json(include_bytes!(
+        "../tests/fixtures/catalog/demo-catalog.json"
+    ))
+    .unwrap();
     let dump = Catalog::from_openrouter_models(
         include_bytes!("../tests/fixtures/catalog/openrouter-models.json"),
         Provider::new("openrouter", "OpenRouter").data_policy(DataPolicy::ZDR),
@@ -66,8 +70,16 @@ fn bench(c: &mut Criterion) {
     });
 
     for (name, catalog, model) in [
-        ("demo catalog (8 models)", demo, "meta-llama/llama-3.3-70b-instruct"),
-        ("OpenRouter dump (414 models)", dump, "meta-llama/llama-3.3-70b-instruct"),
+        (
+            "demo catalog (8 models)",
+            demo,
+            "meta-llama/llama-3.3-70b-instruct",
+        ),
+        (
+            "OpenRouter dump (414 models)",
+            dump,
+            "meta-llama/llama-3.3-70b-instruct",
+        ),
     ] {
         let body = body_1kb(model);
         let mut svc = ServiceBuilder::new()
