@@ -122,6 +122,7 @@ pub mod price_cap;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod stats;
+pub mod usage_meter;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
 pub use stats::{Stats, StatsConfig};

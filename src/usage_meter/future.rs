@@ -1,0 +1,247 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
+use super::meter::{Ctx, Hold, Meter, Mode};
+use super::ResponseBody;
+use crate::catalog::Usd;
+use crate::error::{ErrorType, GatewayError};
+use crate::route::ServedBy;
+
+/// The reservation estimate of a request (what a 402 explains).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Estimate {
+    pub(crate) amount: Usd,
+    pub(crate) max_output: u64,
+    pub(crate) output_price: Usd,
+    pub(crate) fixed: Usd,
+}
+
+pin_project! {
+    /// Response future for [`UsageMeter`](super::UsageMeter): reserves the budget (when the
+    /// request has a key and the layer a ledger), calls the inner service, and wraps the response
+    /// body in a [`ResponseBody`] — or answers 402 at once.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, S::Future>,
+        ctx: Option<Ctx>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, F> {
+        Reserving {
+            reserve: LedgerFuture<Result<Reservation, Refusal>>,
+            ledger: Arc<dyn Ledger>,
+            svc: Option<S>,
+            req: Option<Request<ReqBody>>,
+            estimate: Estimate,
+        },
+        Calling { #[pin] future: F },
+        Rejected { error: Option<GatewayError> },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn calling(future: S::Future, ctx: Ctx) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+            ctx: Some(ctx),
+        }
+    }
+
+    pub(crate) fn reserving(
+        reserve: LedgerFuture<Result<Reservation, Refusal>>,
+        ledger: Arc<dyn Ledger>,
+        svc: S,
+        req: Request<ReqBody>,
+        estimate: Estimate,
+        ctx: Ctx,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Reserving {
+                reserve,
+                ledger,
+                svc: Some(svc),
+                req: Some(req),
+                estimate,
+            },
+            ctx: Some(ctx),
+        }
+    }
+}
+
+/// 402 `payment_required` in OpenRouter's words.
+pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
+    let afford = if e.output_price.is_zero() {
+        0
+    } else {
+        use rust_decimal::prelude::ToPrimitive;
+        let left = r.remaining.sub(e.fixed);
+        if left.is_negative() {
+            0
+        } else {
+            (left.as_decimal() / e.output_price.as_decimal())
+                .floor()
+                .to_u64()
+                .unwrap_or(0)
+        }
+    };
+    let msg = match r.period {
+        None => format!(
+            "This request requires more credits than the per-request cap of ${} allows, or fewer \
+             max_tokens. You requested up to {} tokens (a worst case of ${}).",
+            r.limit.normalize(),
+            e.max_output,
+            e.amount.normalize()
+        ),
+        Some(_) => format!(
+            "This request requires more credits, or fewer max_tokens. You requested up to {} \
+             tokens, but can only afford {afford}. Your key's {} limit is ${}, ${} remaining.",
+            e.max_output,
+            r.period
+                .and_then(|p| p.reset_name())
+                .unwrap_or("total"),
+            r.limit.normalize(),
+            r.remaining.normalize()
+        ),
+    };
+    GatewayError::new(ErrorType::PaymentRequired, msg)
+        .with_metadata("provider_name", serde_json::Value::Null)
+        .with_metadata("limit", r.limit.to_f64())
+        .with_metadata("limit_remaining", r.remaining.to_f64())
+        .with_metadata("requested", e.amount.to_f64())
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Reserving {
+                    reserve,
+                    ledger,
+                    svc,
+                    req,
+                    estimate,
+                } => match ready!(reserve.as_mut().poll(cx)) {
+                    Ok(reservation) => {
+                        if let Some(ctx) = this.ctx.as_mut() {
+                            ctx.hold = Some(Hold::new(ledger.clone(), reservation));
+                        } else {
+                            ledger.release(reservation);
+                        }
+                        let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
+                            unreachable!("ResponseFuture polled after completion")
+                        };
+                        let future = svc.call(req);
+                        this.state.set(State::Calling { future });
+                    }
+                    Err(refusal) => {
+                        let error = refusal_error(&refusal, estimate);
+                        this.state.set(State::Rejected { error: Some(error) });
+                    }
+                },
+                StateProj::Calling { future } => {
+                    let res = ready!(future.poll(cx))?;
+                    let ctx = this
+                        .ctx
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(wrap(res, ctx)));
+                }
+                StateProj::Rejected { error } => {
+                    let e = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(e.into_response()));
+                }
+            }
+        }
+    }
+}
+
+fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<ResponseBody<B>> {
+    let (mut parts, body) = res.into_parts();
+    ctx.success = parts.status.is_success();
+    ctx.streamed = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    let served = parts.extensions.get::<ServedBy>();
+    if let Some(catalog) = ctx.catalog.as_ref() {
+        let index = match served {
+            Some(s) => catalog.endpoint_range(s.endpoint.model()).and_then(|r| {
+                r.into_iter()
+                    .find(|&i| catalog.endpoint(i).is_some_and(|e| e.tag == s.endpoint.tag()))
+            }),
+            None => ctx.candidates.first().copied(),
+        };
+        if let Some(i) = index {
+            ctx.endpoint = Some(i);
+            if let Some(e) = catalog.endpoint(i) {
+                ctx.endpoint_key = Some(e.key().clone());
+                ctx.model = e.model_id.clone();
+                ctx.provider_name = catalog
+                    .endpoint_provider(i)
+                    .map_or_else(|| e.provider_name.clone(), |p| p.name.clone());
+            }
+        }
+    }
+    if let Some(s) = served {
+        ctx.endpoint_key = Some(s.endpoint.clone());
+        if ctx.model.is_empty() {
+            ctx.model = s.endpoint.model().to_owned();
+        }
+        ctx.provider_name = s.provider_name.clone();
+    }
+    let mode = if !ctx.success {
+        Mode::Pass
+    } else if ctx.streamed {
+        Mode::Sse
+    } else {
+        Mode::Json
+    };
+    if ctx.success && ctx.rewrite {
+        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+            parts.headers.insert("x-generation-id", v);
+        }
+        if mode == Mode::Json {
+            // The edits change the length; the new one is known only at the end.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+    }
+    Response::from_parts(parts, ResponseBody::metered(body, Meter::new(ctx, mode)))
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("usage_meter::ResponseFuture(..)")
+    }
+}

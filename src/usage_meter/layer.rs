@@ -1,0 +1,149 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::ledger::Ledger;
+use super::record::GenerationSink;
+use super::service::UsageMeter;
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::stats::Stats;
+
+/// Layer that applies the [`UsageMeter`] middleware.
+///
+/// See the [module docs](super) for an example.
+#[derive(Clone)]
+#[must_use]
+pub struct UsageMeterLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+/// The layer's configuration, shared by every request.
+pub(crate) struct Config {
+    pub(crate) ledger: Option<Arc<dyn Ledger>>,
+    pub(crate) stats: Option<Stats>,
+    pub(crate) sinks: Vec<Arc<dyn GenerationSink>>,
+    pub(crate) clock: SharedClock,
+    pub(crate) default_max_tokens: u64,
+    pub(crate) rewrite: bool,
+    pub(crate) json_limit: usize,
+}
+
+impl Clone for Config {
+    fn clone(&self) -> Self {
+        Config {
+            ledger: self.ledger.clone(),
+            stats: self.stats.clone(),
+            sinks: self.sinks.clone(),
+            clock: self.clock.clone(),
+            default_max_tokens: self.default_max_tokens,
+            rewrite: self.rewrite,
+            json_limit: self.json_limit,
+        }
+    }
+}
+
+impl Default for UsageMeterLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UsageMeterLayer {
+    /// A meter without budgets, statistics or sinks, on the system clock: it prices responses,
+    /// adds `usage.cost` and rewrites `id` / `model` / `provider`.
+    pub fn new() -> Self {
+        UsageMeterLayer {
+            config: Arc::new(Config {
+                ledger: None,
+                stats: None,
+                sinks: Vec::new(),
+                clock: Arc::new(SystemClock),
+                default_max_tokens: 4096,
+                rewrite: true,
+                json_limit: 16 * 1024 * 1024,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Checks and charges budgets in `ledger` for requests carrying a
+    /// [`CallerKey`](super::CallerKey).
+    pub fn ledger(self, ledger: impl Ledger) -> Self {
+        self.edit(|c| c.ledger = Some(Arc::new(ledger)))
+    }
+
+    /// Like [`UsageMeterLayer::ledger`], with a shared ledger.
+    pub fn shared_ledger(self, ledger: Arc<dyn Ledger>) -> Self {
+        self.edit(|c| c.ledger = Some(ledger))
+    }
+
+    /// Feeds the served endpoint's time to first token and throughput of streamed responses to
+    /// `stats`.
+    pub fn stats(self, stats: Stats) -> Self {
+        self.edit(|c| c.stats = Some(stats))
+    }
+
+    /// Adds a sink for generation records (several may be added).
+    pub fn sink(self, sink: impl GenerationSink) -> Self {
+        self.edit(|c| c.sinks.push(Arc::new(sink)))
+    }
+
+    /// The clock for `created` times, budget periods and durations (default: the system clock).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.edit(|c| c.clock = Arc::new(clock))
+    }
+
+    /// Output tokens assumed by the budget reservation when neither the request
+    /// (`max_tokens` / `max_completion_tokens`) nor the endpoint (`max_completion_tokens`) caps
+    /// them (default 4096).
+    pub fn default_max_tokens(self, tokens: u64) -> Self {
+        self.edit(|c| c.default_max_tokens = tokens)
+    }
+
+    /// Whether to edit responses (`usage.cost`, `id`, `model`, `provider`, `X-Generation-Id`);
+    /// default true. Off, the meter only observes.
+    pub fn rewrite(self, on: bool) -> Self {
+        self.edit(|c| c.rewrite = on)
+    }
+
+    /// Largest non-streamed body buffered for editing (default 16 MiB); larger bodies pass through
+    /// unedited and are recorded with `usage_missing`.
+    pub fn json_limit(self, bytes: usize) -> Self {
+        self.edit(|c| c.json_limit = bytes)
+    }
+}
+
+impl<S> Layer<S> for UsageMeterLayer {
+    type Service = UsageMeter<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UsageMeter {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for UsageMeterLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.config.fmt(f)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageMeterConfig")
+            .field("ledger", &self.ledger.is_some())
+            .field("stats", &self.stats.is_some())
+            .field("sinks", &self.sinks.len())
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("rewrite", &self.rewrite)
+            .field("json_limit", &self.json_limit)
+            .finish()
+    }
+}

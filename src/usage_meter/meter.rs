@@ -1,0 +1,647 @@
+//! The per-request meter: observations, edits, and the exactly-once finish.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::cost::{self, Cost, TokenUsage, WireUsage};
+use super::json::{self, Top};
+use super::layer::Config;
+use super::ledger::{CallerKey, Ledger, Reservation};
+use super::record::GenerationRecord;
+use super::sse::{out_put, OnEvent, SseScanner};
+use crate::catalog::{Catalog, EndpointKey, Usd};
+use crate::stats::Generation;
+
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
+static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
+
+/// A reservation that is released if nobody settles it (the request failed or was dropped).
+pub(crate) struct Hold {
+    ledger: Arc<dyn Ledger>,
+    reservation: Option<Reservation>,
+}
+
+impl Hold {
+    pub(crate) fn new(ledger: Arc<dyn Ledger>, reservation: Reservation) -> Self {
+        Hold {
+            ledger,
+            reservation: Some(reservation),
+        }
+    }
+
+    fn settle(mut self, actual: Usd) {
+        if let Some(r) = self.reservation.take() {
+            self.ledger.settle(r, actual);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.ledger.release(r);
+        }
+    }
+}
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hold")
+            .field("reservation", &self.reservation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is known about a request before its response: set in `call`, completed when the response
+/// head arrives.
+pub(crate) struct Ctx {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) id: Arc<str>,
+    pub(crate) created_ms: i64,
+    pub(crate) start: Instant,
+    pub(crate) key: Option<CallerKey>,
+    pub(crate) requested_model: Option<String>,
+    pub(crate) catalog: Option<Catalog>,
+    /// Candidate endpoint indices, in order (the first stands in when no `ServedBy` arrives).
+    pub(crate) candidates: Vec<usize>,
+    pub(crate) request_ms: i64,
+    pub(crate) prompt_estimate: u64,
+    pub(crate) images: u64,
+    pub(crate) hold: Option<Hold>,
+    // Known once the response head arrived:
+    pub(crate) endpoint: Option<usize>,
+    pub(crate) endpoint_key: Option<EndpointKey>,
+    pub(crate) model: String,
+    pub(crate) provider_name: String,
+    pub(crate) streamed: bool,
+    pub(crate) success: bool,
+    pub(crate) rewrite: bool,
+}
+
+impl Ctx {
+    /// Prices `usage` at the served endpoint (zero when it is unknown).
+    fn price(&self, usage: &TokenUsage, insured: bool) -> Cost {
+        let e = self
+            .catalog
+            .as_ref()
+            .zip(self.endpoint)
+            .and_then(|(c, i)| c.endpoint(i));
+        match e {
+            Some(e) => cost::price(&e.pricing, usage, self.request_ms, self.images, insured),
+            None => Cost::default(),
+        }
+    }
+}
+
+/// What the body showed so far.
+#[derive(Debug, Default)]
+struct Obs {
+    first_data: Option<Instant>,
+    first_content: Option<Instant>,
+    last_content: Option<Instant>,
+    content_bytes: u64,
+    usage: Option<TokenUsage>,
+    anthropic: Option<TokenUsage>,
+    finish_reason: Option<String>,
+    error: bool,
+    upstream_id: Option<String>,
+}
+
+/// How the response is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `text/event-stream`: scanned event by event, passed through at once.
+    Sse,
+    /// A complete JSON body: buffered (up to the configured limit), edited at its end.
+    Json,
+    /// Observed only (error responses, oversize bodies).
+    Pass,
+}
+
+/// How the body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    Complete,
+    Error,
+    Cancelled,
+}
+
+/// A byte-pattern replacement learned from the first event of a stream.
+struct Rule {
+    finder: Finder<'static>,
+    replacement: Vec<u8>,
+}
+
+/// The meter of one response. Finishes exactly once: through [`Meter::finish`] or, if the body is
+/// dropped first, in `Drop` (as cancelled).
+pub(crate) struct Meter {
+    core: Option<Box<Core>>,
+}
+
+struct Core {
+    ctx: Ctx,
+    obs: Obs,
+    mode: Mode,
+    sse: SseScanner,
+    json: BytesMut,
+    json_overflow: bool,
+    rules: Vec<Rule>,
+    learned: bool,
+}
+
+impl fmt::Debug for Meter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.core {
+            Some(c) => f
+                .debug_struct("Meter")
+                .field("id", &c.ctx.id)
+                .field("mode", &c.mode)
+                .finish_non_exhaustive(),
+            None => f.write_str("Meter(finished)"),
+        }
+    }
+}
+
+impl Meter {
+    pub(crate) fn new(ctx: Ctx, mode: Mode) -> Self {
+        Meter {
+            core: Some(Box::new(Core {
+                ctx,
+                obs: Obs::default(),
+                mode,
+                sse: SseScanner::default(),
+                json: BytesMut::new(),
+                json_overflow: false,
+                rules: Vec::new(),
+                learned: false,
+            })),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.core.as_ref().map_or(Mode::Pass, |c| c.mode)
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.core.is_none()
+    }
+
+    /// Observes a data frame; returns what to emit now (may be empty).
+    pub(crate) fn data(&mut self, data: Bytes) -> Bytes {
+        let Some(core) = self.core.as_deref_mut() else {
+            return data;
+        };
+        let now = core.ctx.cfg.clock.now();
+        if core.obs.first_data.is_none() && !data.is_empty() && core.mode != Mode::Sse {
+            core.obs.first_data = Some(now);
+        }
+        match core.mode {
+            Mode::Pass => data,
+            Mode::Json => {
+                if core.json_overflow {
+                    core.obs.content_bytes += data.len() as u64;
+                    return data;
+                }
+                if core.json.len() + data.len() > core.ctx.cfg.json_limit {
+                    // Too big to edit: let it through untouched from here on.
+                    core.json_overflow = true;
+                    core.obs.content_bytes += (core.json.len() + data.len()) as u64;
+                    let mut all = std::mem::take(&mut core.json);
+                    all.extend_from_slice(&data);
+                    return all.freeze();
+                }
+                core.json.extend_from_slice(&data);
+                Bytes::new()
+            }
+            Mode::Sse => {
+                let Core {
+                    ctx,
+                    obs,
+                    sse,
+                    rules,
+                    learned,
+                    ..
+                } = core;
+                let mut h = Handler {
+                    ctx,
+                    obs,
+                    rules,
+                    learned,
+                    now,
+                };
+                sse.feed(data, &mut h)
+            }
+        }
+    }
+
+    /// Ends the body: returns the bytes still to emit (the edited JSON body, an unfinished last
+    /// SSE event) and finishes the meter.
+    pub(crate) fn finish(&mut self, end: End) -> Bytes {
+        let Some(mut core) = self.core.take() else {
+            return Bytes::new();
+        };
+        let out = if end == End::Cancelled {
+            if core.mode == Mode::Json {
+                core.obs.content_bytes += core.json.len() as u64;
+            }
+            Bytes::new()
+        } else {
+            core.flush()
+        };
+        core.settle(end);
+        out
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Never panics: finishing only does arithmetic, a mutex-guarded ledger update and sinks.
+        let _ = self.finish(End::Cancelled);
+    }
+}
+
+impl Core {
+    fn flush(&mut self) -> Bytes {
+        match self.mode {
+            Mode::Pass => Bytes::new(),
+            Mode::Sse => {
+                let Core {
+                    ctx,
+                    obs,
+                    sse,
+                    rules,
+                    learned,
+                    ..
+                } = self;
+                let now = ctx.cfg.clock.now();
+                let mut h = Handler {
+                    ctx,
+                    obs,
+                    rules,
+                    learned,
+                    now,
+                };
+                sse.finish(&mut h)
+            }
+            Mode::Json if self.json_overflow => Bytes::new(),
+            Mode::Json => {
+                let body = std::mem::take(&mut self.json).freeze();
+                self.json_body(body)
+            }
+        }
+    }
+
+    /// Reads and edits a complete non-streamed body.
+    fn json_body(&mut self, body: Bytes) -> Bytes {
+        let Some(top) = Top::parse(&body) else {
+            self.obs.content_bytes += body.len() as u64;
+            return body;
+        };
+        if let Some(id) = top.id {
+            self.obs.upstream_id = serde_json::from_str(id.get()).ok();
+        }
+        if top.error.is_some_and(|e| e.get() != "null") {
+            self.obs.error = true;
+        }
+        if let Some(c) = top.choices {
+            let s = json::choices(c);
+            self.obs.finish_reason = s.finish_reason;
+            self.obs.content_bytes += s.content_bytes;
+        }
+        let mut wire = None;
+        if let Some(u) = top.usage {
+            if let Ok(w) = serde_json::from_str::<WireUsage>(u.get()) {
+                if w.is_openai() {
+                    self.obs.usage = Some(w.to_usage());
+                } else if w.has_counts() {
+                    let mut t = TokenUsage::default();
+                    w.merge_anthropic(&mut t);
+                    self.obs.anthropic = Some(t);
+                }
+                wire = Some(w);
+            }
+        }
+        if !self.ctx.rewrite {
+            return body;
+        }
+        let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::with_capacity(4);
+        if let Some(r) = top.id.and_then(|v| json::span(&body, v)) {
+            edits.push((r, json::quote(&self.ctx.id).into_bytes()));
+        }
+        if let Some(r) = top.model.and_then(|v| json::span(&body, v)) {
+            let mut v = json::quote(&self.ctx.model).into_bytes();
+            if top.provider.is_none() {
+                v.extend_from_slice(b",\"provider\":");
+                v.extend_from_slice(json::quote(&self.ctx.provider_name).as_bytes());
+            }
+            edits.push((r, v));
+        }
+        if let Some(r) = top.provider.and_then(|v| json::span(&body, v)) {
+            edits.push((r, json::quote(&self.ctx.provider_name).into_bytes()));
+        }
+        if let (Some(u), Some(w), Some(t)) = (top.usage, wire.as_ref(), self.obs.usage) {
+            let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
+            let c = self.ctx.price(&t, insured);
+            if let Some(e) = json::span(&body, u).and_then(|r| json::usage_edit(&body, r, w, &c)) {
+                edits.push(e);
+            }
+        }
+        Bytes::from(json::apply(&body, &mut edits))
+    }
+
+    fn settle(mut self: Box<Self>, end: End) {
+        let ctx = &mut self.ctx;
+        let obs = &self.obs;
+        if !ctx.success {
+            // An error response: nothing was generated, the reservation is released (by the
+            // hold's drop) and no generation is recorded.
+            drop(ctx.hold.take());
+            return;
+        }
+        let now = ctx.cfg.clock.now();
+        let reported = obs.usage.or(obs.anthropic);
+        let usage_missing = reported.is_none();
+        let tokens = reported.unwrap_or_else(|| {
+            TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4))
+        });
+        let insured = cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
+        let cost = ctx.price(&tokens, insured);
+        if let Some(hold) = ctx.hold.take() {
+            hold.settle(cost.total);
+        }
+        let ttft = obs.first_data.map(|t| t.saturating_duration_since(ctx.start));
+        let generation_time = obs
+            .first_data
+            .map_or(Default::default(), |t| now.saturating_duration_since(t));
+        let content_time = match (obs.first_content, obs.last_content) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a),
+            _ => Default::default(),
+        };
+        let generation = Generation::new(tokens.completion, content_time);
+        let throughput = generation.tokens_per_second();
+        if let (Some(stats), Some(key), Some(ttft)) =
+            (&ctx.cfg.stats, &ctx.endpoint_key, ttft)
+        {
+            if ctx.streamed && !usage_missing && end == End::Complete && !obs.error {
+                stats.record_generation(key, generation.ttft(ttft), now);
+            }
+        }
+        if ctx.cfg.sinks.is_empty() {
+            return;
+        }
+        let record = Arc::new(GenerationRecord {
+            id: ctx.id.clone(),
+            created_unix_millis: ctx.created_ms,
+            key: ctx.key.clone(),
+            requested_model: ctx.requested_model.clone(),
+            model: std::mem::take(&mut ctx.model),
+            provider_name: std::mem::take(&mut ctx.provider_name),
+            endpoint: ctx.endpoint_key.clone(),
+            upstream_id: obs.upstream_id.clone(),
+            tokens,
+            cost: cost.total,
+            prompt_cost: cost.prompt,
+            completion_cost: cost.completion,
+            latency: now.saturating_duration_since(ctx.start),
+            ttft,
+            generation_time,
+            throughput,
+            finish_reason: obs.finish_reason.clone(),
+            streamed: ctx.streamed,
+            cancelled: end == End::Cancelled,
+            usage_missing,
+            insured,
+            error: end == End::Error || obs.error,
+            attempts: 1,
+        });
+        for s in &ctx.cfg.sinks {
+            s.record(&record);
+        }
+    }
+}
+
+/// The SSE event observer and editor.
+struct Handler<'a> {
+    ctx: &'a Ctx,
+    obs: &'a mut Obs,
+    rules: &'a mut Vec<Rule>,
+    learned: &'a mut bool,
+    now: Instant,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage<'a> {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta<'a> {
+    #[serde(borrow, default)]
+    stop_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Handler<'_> {
+    fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
+        let mut add = |key: &str, raw: &serde_json::value::RawValue, value: Vec<u8>| {
+            let Some(v) = json::span(d, raw) else { return };
+            let m = json::member_span(d, key, v.clone());
+            let mut replacement = d[m.start..v.start].to_vec();
+            replacement.extend_from_slice(&value);
+            self.rules.push(Rule {
+                finder: Finder::new(&d[m]).into_owned(),
+                replacement,
+            });
+        };
+        if let Some(id) = top.id {
+            add("id", id, json::quote(&self.ctx.id).into_bytes());
+        }
+        if let Some(m) = top.model {
+            let mut v = json::quote(&self.ctx.model).into_bytes();
+            if top.provider.is_none() {
+                v.extend_from_slice(b",\"provider\":");
+                v.extend_from_slice(json::quote(&self.ctx.provider_name).as_bytes());
+            }
+            add("model", m, v);
+        }
+        if let Some(p) = top.provider {
+            add(
+                "provider",
+                p,
+                json::quote(&self.ctx.provider_name).into_bytes(),
+            );
+        }
+    }
+}
+
+fn trim_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    &b[n..]
+}
+
+/// The string value after `"finish_reason":`, if it is a string.
+fn finish_reason(d: &[u8]) -> Option<&[u8]> {
+    let i = FINISH.find(d)?;
+    let rest = trim_start(&d[i + FINISH.needle().len()..]);
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = memchr::memchr(b'"', rest)?;
+    Some(&rest[..end])
+}
+
+/// Bytes of the string value after `"content":` (escapes counted as written).
+fn content_len(d: &[u8]) -> u64 {
+    let Some(i) = CONTENT.find(d) else { return 0 };
+    let rest = trim_start(&d[i + CONTENT.needle().len()..]);
+    let Some(s) = rest.strip_prefix(b"\"") else {
+        return 0;
+    };
+    let mut at = 0;
+    while let Some(j) = memchr::memchr2(b'"', b'\\', &s[at..]) {
+        if s[at + j] == b'\\' {
+            at += j + 2;
+            if at >= s.len() {
+                return s.len() as u64;
+            }
+        } else {
+            return (at + j) as u64;
+        }
+    }
+    s.len() as u64
+}
+
+impl OnEvent for Handler<'_> {
+    fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        let d = trim_start(data);
+        if d.first() != Some(&b'{') {
+            return None;
+        }
+        if self.obs.first_data.is_none() {
+            self.obs.first_data = Some(self.now);
+        }
+        if !*self.learned {
+            *self.learned = true;
+            if self.ctx.rewrite {
+                if let Some(top) = Top::parse(d) {
+                    if let Some(id) = top.id {
+                        self.obs.upstream_id = serde_json::from_str(id.get()).ok();
+                    }
+                    self.learn(&top, d);
+                }
+            }
+        }
+        if self.obs.finish_reason.is_none() {
+            if let Some(fr) = finish_reason(d) {
+                self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
+            }
+        }
+        let n = content_len(d);
+        if n > 0 {
+            self.obs.content_bytes += n;
+            self.obs.first_content.get_or_insert(self.now);
+            self.obs.last_content = Some(self.now);
+        }
+        let anthropic = name == b"message_start" || name == b"message_delta";
+        if !(anthropic || USAGE.find(d).is_some() || ERROR.find(d).is_some()) {
+            return None;
+        }
+        let top = Top::parse(d)?;
+        if top.error.is_some_and(|e| e.get() != "null") {
+            self.obs.error = true;
+        }
+        match top.kind.as_deref() {
+            Some("message_start") => {
+                if let Some(m) = top
+                    .message
+                    .and_then(|m| serde_json::from_str::<AnthropicMessage<'_>>(m.get()).ok())
+                {
+                    if let Some(u) = m.usage {
+                        u.merge_anthropic(self.obs.anthropic.get_or_insert_with(Default::default));
+                    }
+                    if self.obs.upstream_id.is_none() {
+                        self.obs.upstream_id = m.id.map(|s| s.into_owned());
+                    }
+                }
+                return None;
+            }
+            Some("message_delta") => {
+                if let Some(u) = top
+                    .usage
+                    .and_then(|u| serde_json::from_str::<WireUsage>(u.get()).ok())
+                {
+                    u.merge_anthropic(self.obs.anthropic.get_or_insert_with(Default::default));
+                }
+                if let Some(d) = top
+                    .delta
+                    .and_then(|d| serde_json::from_str::<AnthropicDelta<'_>>(d.get()).ok())
+                {
+                    if let Some(r) = d.stop_reason {
+                        self.obs.finish_reason = Some(r.into_owned());
+                    }
+                }
+                return None;
+            }
+            Some("error") => {
+                self.obs.error = true;
+                return None;
+            }
+            _ => {}
+        }
+        let u = top.usage?;
+        let wire: WireUsage = serde_json::from_str(u.get()).ok()?;
+        if !wire.is_openai() {
+            return None;
+        }
+        let t = wire.to_usage();
+        self.obs.usage = Some(t);
+        if !self.ctx.rewrite {
+            return None;
+        }
+        let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
+        let c = self.ctx.price(&t, insured);
+        let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
+        Some(json::apply(d, &mut [edit]))
+    }
+
+    fn rewrites(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    fn rewrite(&self, src: &[u8], out: &mut BytesMut) {
+        if self.rules.is_empty() {
+            out_put(out, src);
+            return;
+        }
+        let mut next: [Option<usize>; 4] = [None; 4];
+        let rules = &self.rules[..self.rules.len().min(4)];
+        for (i, r) in rules.iter().enumerate() {
+            next[i] = r.finder.find(src);
+        }
+        let mut at = 0;
+        loop {
+            let best = next[..rules.len()]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.map(|p| (p, i)))
+                .min();
+            let Some((p, i)) = best else { break };
+            out_put(out, &src[at..p]);
+            out_put(out, &rules[i].replacement);
+            at = p + rules[i].finder.needle().len();
+            for (j, r) in rules.iter().enumerate() {
+                if next[j].is_some_and(|q| q < at) {
+                    next[j] = r.finder.find(&src[at..]).map(|q| q + at);
+                }
+            }
+        }
+        out_put(out, &src[at..]);
+    }
+}

@@ -1,0 +1,303 @@
+//! The generation record and where it goes.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::cost::TokenUsage;
+use super::ledger::{civil_from_days, CallerKey};
+use crate::catalog::{EndpointKey, Usd};
+
+/// One metered request: what OpenRouter's `GET /api/v1/generation?id=` reports
+/// ([`GenerationRecord::to_openrouter_json`] gives that shape).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct GenerationRecord {
+    /// `gen-<unix secs>-<random>`; also the response's `id` and `X-Generation-Id`.
+    pub id: Arc<str>,
+    /// When the request arrived (Unix milliseconds, UTC).
+    pub created_unix_millis: i64,
+    /// The caller, if the request carried a [`CallerKey`].
+    pub key: Option<CallerKey>,
+    /// The model as the request named it (first of `model` / `models`).
+    pub requested_model: Option<String>,
+    /// The catalog model that served it.
+    pub model: String,
+    /// The serving provider's display name.
+    pub provider_name: String,
+    /// The serving endpoint, when known.
+    pub endpoint: Option<EndpointKey>,
+    /// The upstream's own response id.
+    pub upstream_id: Option<String>,
+    /// Token counts: reported by the upstream, or estimated when [`usage_missing`](Self::usage_missing).
+    pub tokens: TokenUsage,
+    /// What the request cost (the estimate's price when usage is missing).
+    pub cost: Usd,
+    /// Prompt part of [`cost`](Self::cost).
+    pub prompt_cost: Usd,
+    /// Completion part of [`cost`](Self::cost).
+    pub completion_cost: Usd,
+    /// Request start to the end of the response body.
+    pub latency: Duration,
+    /// Request start to the first data frame (the first SSE data event for streams).
+    pub ttft: Option<Duration>,
+    /// First data frame to the end of the body.
+    pub generation_time: Duration,
+    /// Completion tokens per second between the first and the last content, when measurable.
+    pub throughput: Option<f64>,
+    /// The first choice's finish reason.
+    pub finish_reason: Option<String>,
+    /// True for SSE responses.
+    pub streamed: bool,
+    /// True when the client dropped the body before its end.
+    pub cancelled: bool,
+    /// True when the upstream reported no usage (or the body ended before it): `tokens` and `cost`
+    /// are then estimates.
+    pub usage_missing: bool,
+    /// True when zero-completion insurance waived the token charge.
+    pub insured: bool,
+    /// True when the body ended with an error (a body error, an error event or finish reason).
+    pub error: bool,
+    /// Upstream attempts (1 unless the serving layer says otherwise).
+    pub attempts: u32,
+}
+
+impl GenerationRecord {
+    /// `created_at` as RFC 3339 (`2026-11-22T02:52:00.000Z`).
+    pub fn created_at(&self) -> String {
+        rfc3339(self.created_unix_millis)
+    }
+
+    /// The record in OpenRouter's `/api/v1/generation` shape (the object under `data`,
+    /// shared/OPENROUTER.md §16).
+    pub fn to_openrouter_json(&self) -> Value {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let num = |u: Usd| -> Value {
+            serde_json::from_str(&u.to_string()).unwrap_or_else(|_| json!(u.to_f64()))
+        };
+        json!({
+            "id": &*self.id,
+            "created_at": self.created_at(),
+            "model": self.model,
+            "api_type": "completions",
+            "provider_name": self.provider_name,
+            "upstream_id": self.upstream_id,
+            "streamed": self.streamed,
+            "cancelled": self.cancelled,
+            "finish_reason": self.finish_reason,
+            "native_finish_reason": self.finish_reason,
+            "latency": ms(self.latency),
+            "generation_time": ms(self.generation_time),
+            "moderation_latency": null,
+            "tokens_prompt": self.tokens.prompt,
+            "tokens_completion": self.tokens.completion,
+            "native_tokens_prompt": self.tokens.prompt,
+            "native_tokens_completion": self.tokens.completion,
+            "native_tokens_reasoning": self.tokens.reasoning,
+            "native_tokens_cached": self.tokens.cached,
+            "num_search_results": self.tokens.web_searches,
+            "total_cost": num(self.cost),
+            "usage": num(self.cost),
+            "upstream_inference_cost": null,
+            "is_byok": false,
+            "usage_missing": self.usage_missing,
+            "provider_responses": null,
+        })
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, from Unix milliseconds.
+pub fn rfc3339(unix_millis: i64) -> String {
+    let day = unix_millis.div_euclid(86_400_000);
+    let ms_of_day = unix_millis.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(day);
+    let secs = ms_of_day / 1000;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// Where finished generations go. Called once per metered request, synchronously, where the
+/// response body finishes (possibly in a `Drop`): implementations must be quick and must not block
+/// or panic.
+pub trait GenerationSink: Send + Sync + 'static {
+    /// Receives one finished generation.
+    fn record(&self, record: &Arc<GenerationRecord>);
+}
+
+impl<F> GenerationSink for F
+where
+    F: Fn(&GenerationRecord) + Send + Sync + 'static,
+{
+    fn record(&self, record: &Arc<GenerationRecord>) {
+        self(record)
+    }
+}
+
+/// An in-memory store of the latest generations, looked up by id (the backing of a
+/// `/api/v1/generation?id=` endpoint). Holds at most `capacity` records, evicting the oldest.
+#[derive(Clone)]
+pub struct GenerationStore {
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+#[derive(Default)]
+struct StoreInner {
+    capacity: usize,
+    order: VecDeque<Arc<str>>,
+    by_id: HashMap<Arc<str>, Arc<GenerationRecord>>,
+}
+
+impl GenerationStore {
+    /// A store keeping the latest `capacity` records (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        GenerationStore {
+            inner: Arc::new(Mutex::new(StoreInner {
+                capacity: capacity.max(1),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// The record with `id`, if still stored.
+    pub fn get(&self, id: &str) -> Option<Arc<GenerationRecord>> {
+        self.inner.lock().ok()?.by_id.get(id).cloned()
+    }
+
+    /// How many records are stored.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |s| s.by_id.len())
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The stored records, oldest first.
+    pub fn records(&self) -> Vec<Arc<GenerationRecord>> {
+        let Ok(s) = self.inner.lock() else {
+            return Vec::new();
+        };
+        s.order
+            .iter()
+            .filter_map(|id| s.by_id.get(id).cloned())
+            .collect()
+    }
+}
+
+impl GenerationSink for GenerationStore {
+    fn record(&self, record: &Arc<GenerationRecord>) {
+        let Ok(mut s) = self.inner.lock() else {
+            return;
+        };
+        while s.order.len() >= s.capacity {
+            if let Some(old) = s.order.pop_front() {
+                s.by_id.remove(&old);
+            }
+        }
+        s.order.push_back(record.id.clone());
+        s.by_id.insert(record.id.clone(), record.clone());
+    }
+}
+
+impl fmt::Debug for GenerationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerationStore")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Sends each record on a tokio channel. A full channel drops the record (counted by
+/// [`ChannelSink::dropped`]) rather than block the response.
+#[derive(Debug, Clone)]
+pub struct ChannelSink {
+    tx: tokio::sync::mpsc::Sender<Arc<GenerationRecord>>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ChannelSink {
+    /// A sink sending on `tx`.
+    pub fn new(tx: tokio::sync::mpsc::Sender<Arc<GenerationRecord>>) -> Self {
+        ChannelSink {
+            tx,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// A sink and the receiving end of a channel of `capacity` records.
+    pub fn channel(
+        capacity: usize,
+    ) -> (Self, tokio::sync::mpsc::Receiver<Arc<GenerationRecord>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (Self::new(tx), rx)
+    }
+
+    /// Records dropped because the channel was full or closed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl GenerationSink for ChannelSink {
+    fn record(&self, record: &Arc<GenerationRecord>) {
+        if self.tx.try_send(record.clone()).is_err() {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Emits each record as a `tracing` event (target `tower_ai_gateway::usage`, level INFO) with
+/// OpenTelemetry GenAI semantic-convention attribute names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingSink;
+
+impl GenerationSink for TracingSink {
+    fn record(&self, r: &Arc<GenerationRecord>) {
+        tracing::event!(
+            target: "tower_ai_gateway::usage",
+            tracing::Level::INFO,
+            gen_ai.operation.name = "chat",
+            gen_ai.system = %r.provider_name,
+            gen_ai.provider.name = %r.provider_name,
+            gen_ai.request.model = r.requested_model.as_deref().unwrap_or(""),
+            gen_ai.response.model = %r.model,
+            gen_ai.response.id = &*r.id,
+            gen_ai.response.finish_reasons = r.finish_reason.as_deref().unwrap_or(""),
+            gen_ai.usage.input_tokens = r.tokens.prompt,
+            gen_ai.usage.output_tokens = r.tokens.completion,
+            gen_ai.usage.reasoning_tokens = r.tokens.reasoning,
+            gen_ai.usage.cache_read_input_tokens = r.tokens.cached,
+            gen_ai.usage.cache_creation_input_tokens = r.tokens.cache_write,
+            gen_ai.usage.cost = %r.cost,
+            gen_ai.usage.missing = r.usage_missing,
+            gen_ai.caller = r.key.as_ref().map_or("", |k| k.as_str()),
+            gen_ai.server.time_to_first_token = r.ttft.map_or(0.0, |d| d.as_secs_f64()),
+            gen_ai.streamed = r.streamed,
+            gen_ai.cancelled = r.cancelled,
+            "generation",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_from_millis() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_315_920_123), "2026-11-22T02:52:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+}

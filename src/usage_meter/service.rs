@@ -1,0 +1,173 @@
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use memchr::memmem::Finder;
+use rand::distributions::{Alphanumeric, DistString};
+use tower_service::Service;
+
+use super::future::{Estimate, ResponseFuture};
+use super::layer::{Config, UsageMeterLayer};
+use super::ledger::CallerKey;
+use super::meter::Ctx;
+use super::ResponseBody;
+use crate::catalog::Usd;
+use crate::route::Route;
+
+static IMAGE_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"image_url\":"));
+
+/// Middleware that meters every response, prices it at the endpoint that served it, records a
+/// generation and enforces per-key budgets.
+///
+/// See the [module docs](super) for an example.
+#[derive(Clone)]
+pub struct UsageMeter<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S> UsageMeter<S> {
+    /// Wraps `inner` with the configuration of `layer`.
+    pub fn new(inner: S, layer: &UsageMeterLayer) -> Self {
+        UsageMeter {
+            inner,
+            config: layer.config.clone(),
+        }
+    }
+
+    /// A [`UsageMeterLayer`] with the default configuration.
+    pub fn layer() -> UsageMeterLayer {
+        UsageMeterLayer::new()
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageMeter")
+            .field("inner", &self.inner)
+            .field("config", &*self.config)
+            .finish()
+    }
+}
+
+/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`.
+pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
+    let mut s = String::with_capacity(40);
+    s.push_str("gen-");
+    s.push_str(&unix_millis.div_euclid(1000).to_string());
+    s.push('-');
+    Alphanumeric.append_string(&mut rand::thread_rng(), &mut s, 20);
+    s.into()
+}
+
+/// The worst-case cost of `route`: the dearest candidate's price of the estimated prompt plus the
+/// largest allowed output.
+fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
+    let prompt = route.prompt_tokens();
+    let requested = route.view().max_output();
+    let mut best = Estimate {
+        amount: Usd::ZERO,
+        max_output: requested.unwrap_or(default_max),
+        output_price: Usd::ZERO,
+        fixed: Usd::ZERO,
+    };
+    for c in route.candidates() {
+        let e = route.endpoint(c);
+        let p = route.pricing(e);
+        let out = requested
+            .or(e.max_completion_tokens)
+            .unwrap_or(default_max);
+        let out_price = p.completion.max(p.internal_reasoning).scale(p.multiplier);
+        let fixed = p
+            .prompt
+            .times(prompt)
+            .add(p.request)
+            .add(p.image.times(images))
+            .scale(p.multiplier);
+        let amount = fixed.add(out_price.times(out));
+        if amount > best.amount {
+            best = Estimate {
+                amount,
+                max_output: out,
+                output_price: out_price,
+                fixed,
+            };
+        }
+    }
+    best
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UsageMeter<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let cfg = self.config.clone();
+        let start = cfg.clock.now();
+        let created_ms = cfg.clock.unix_millis();
+        let key = req.extensions().get::<CallerKey>().cloned();
+        let mut ctx = Ctx {
+            cfg: cfg.clone(),
+            id: generation_id(created_ms),
+            created_ms,
+            start,
+            key,
+            requested_model: None,
+            catalog: None,
+            candidates: Vec::new(),
+            request_ms: created_ms,
+            prompt_estimate: 0,
+            images: 0,
+            hold: None,
+            endpoint: None,
+            endpoint_key: None,
+            model: String::new(),
+            provider_name: String::new(),
+            streamed: false,
+            success: false,
+            rewrite: cfg.rewrite,
+        };
+        let mut est = None;
+        if let Some(route) = req.extensions().get::<Route>() {
+            ctx.requested_model = route
+                .view()
+                .requested_models()
+                .first()
+                .map(|m| (*m).to_owned());
+            ctx.catalog = Some(route.catalog().clone());
+            ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+            ctx.request_ms = route.unix_millis;
+            ctx.prompt_estimate = route.prompt_tokens();
+            ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+            if cfg.ledger.is_some() && ctx.key.is_some() {
+                est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
+            }
+        }
+        match (&cfg.ledger, &ctx.key) {
+            (Some(ledger), Some(key)) => {
+                let est = est.unwrap_or_default();
+                let fut = ledger.reserve(key, est.amount, created_ms);
+                // Clone-and-swap: the service that was polled ready is the one that is called.
+                let clone = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx)
+            }
+            _ => ResponseFuture::calling(self.inner.call(req), ctx),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! An incremental server-sent-events scanner that can edit events on the way through.
+//!
+//! Frames are split into events at blank lines (`\n\n` or `\r\n\r\n`; a lone `\r` is not a line
+//! end here). Complete events are handed to an [`OnEvent`] and emitted at once; only the unfinished
+//! tail of the last event of a frame is held back until the rest of it arrives, so that an event
+//! can be edited as a whole.
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// What the scanner asks of its owner.
+pub(crate) trait OnEvent {
+    /// Observes one event (`name`: the `event:` field, empty if none; `data`: the `data:` lines
+    /// joined by `\n`). Returns a replacement for `data` when the event is to be edited.
+    fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>>;
+
+    /// True if emitted bytes must go through [`OnEvent::rewrite`].
+    fn rewrites(&self) -> bool;
+
+    /// Appends `src` to `out`, with the owner's byte-pattern replacements applied.
+    fn rewrite(&self, src: &[u8], out: &mut BytesMut);
+}
+
+/// The scanner's state between frames.
+#[derive(Debug, Default)]
+pub(crate) struct SseScanner {
+    /// The unfinished event: bytes since the last event boundary.
+    tail: BytesMut,
+    /// Where to resume scanning lines, relative to the event start.
+    line: usize,
+    /// `data:` payload ranges of the current event, relative to its start.
+    data: Vec<Range<usize>>,
+    /// The `event:` value range, relative to the event start.
+    name: Option<Range<usize>>,
+    /// True once the current event has a field line (not only comments).
+    fields: bool,
+    /// Scratch space for joined multi-line data and edited events.
+    scratch: Vec<u8>,
+    /// Output being assembled.
+    out: BytesMut,
+}
+
+impl SseScanner {
+    /// Feeds one frame; returns the bytes to emit now (possibly empty).
+    pub(crate) fn feed(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
+        if self.tail.is_empty() {
+            let mut copy = h.rewrites();
+            let consumed = self.scan(&frame, h, &mut copy);
+            if consumed < frame.len() {
+                self.tail.extend_from_slice(&frame[consumed..]);
+            }
+            if copy {
+                self.out.split().freeze()
+            } else {
+                frame.slice(..consumed)
+            }
+        } else {
+            self.tail.extend_from_slice(&frame);
+            let buf = std::mem::take(&mut self.tail);
+            let mut copy = h.rewrites();
+            let consumed = self.scan(&buf, h, &mut copy);
+            let out = if copy {
+                self.out.split().freeze()
+            } else {
+                Bytes::copy_from_slice(&buf[..consumed])
+            };
+            let mut buf = buf;
+            if consumed < buf.len() {
+                let _ = buf.split_to(consumed);
+                self.tail = buf;
+            } else {
+                buf.clear();
+                self.tail = buf;
+            }
+            out
+        }
+    }
+
+    /// Ends the stream: an unfinished last event is observed as if complete and emitted as it is.
+    pub(crate) fn finish(&mut self, h: &mut impl OnEvent) -> Bytes {
+        if self.tail.is_empty() {
+            return Bytes::new();
+        }
+        let mut buf = std::mem::take(&mut self.tail);
+        // Terminate the last line and the event so the scanner sees it whole.
+        let added = if buf.ends_with(b"\n") { 1 } else { 2 };
+        buf.extend_from_slice(&b"\n\n"[..added]);
+        let mut copy = h.rewrites();
+        let consumed = self.scan(&buf, h, &mut copy);
+        let out = if copy {
+            self.out.split().freeze()
+        } else {
+            Bytes::copy_from_slice(&buf[..consumed])
+        };
+        // Drop the bytes we added (the edited output keeps the upstream's own ending).
+        let mut out = out;
+        let cut = out.len().saturating_sub(added);
+        if out.len() >= added && out[cut..].iter().all(|b| *b == b'\n') {
+            out.truncate(cut);
+        }
+        out
+    }
+
+    fn reset_event(&mut self) {
+        self.line = 0;
+        self.data.clear();
+        self.name = None;
+        self.fields = false;
+    }
+
+    /// Scans `buf`, whose first byte starts the current event; returns the length of the complete
+    /// events in it. When `*copy`, output goes to `self.out`.
+    fn scan(&mut self, buf: &[u8], h: &mut impl OnEvent, copy: &mut bool) -> usize {
+        let mut ev = 0;
+        let mut pos = self.line;
+        while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
+            let nl = pos + i;
+            let end = if nl > pos && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            let line = &buf[pos..end];
+            if line.is_empty() {
+                let raw = &buf[ev..=nl];
+                if self.fields {
+                    self.event(raw, h, copy, &buf[..ev]);
+                } else if *copy {
+                    out_put(&mut self.out, raw);
+                }
+                self.reset_event();
+                ev = nl + 1;
+            } else if let Some(rest) = line.strip_prefix(b"data:") {
+                let skip = usize::from(rest.first() == Some(&b' '));
+                let start = end - rest.len() + skip;
+                self.data.push(start - ev..end - ev);
+                self.fields = true;
+            } else if line[0] == b':' {
+                // A comment (keep-alive).
+            } else if let Some(rest) = line.strip_prefix(b"event:") {
+                let skip = usize::from(rest.first() == Some(&b' '));
+                let start = end - rest.len() + skip;
+                self.name = Some(start - ev..end - ev);
+                self.fields = true;
+            } else {
+                self.fields = true;
+            }
+            pos = nl + 1;
+        }
+        self.line = pos - ev;
+        ev
+    }
+
+    /// Handles one complete event `raw`; `before` is what precedes it in the buffer (emitted
+    /// verbatim if the output switches to copying now).
+    fn event(&mut self, raw: &[u8], h: &mut impl OnEvent, copy: &mut bool, before: &[u8]) {
+        let name = self.name.clone().map_or(&[][..], |r| &raw[r]);
+        let replaced = match self.data.len() {
+            0 => h.on_event(name, &[]),
+            1 => h.on_event(name, &raw[self.data[0].clone()]),
+            _ => {
+                self.scratch.clear();
+                for (i, r) in self.data.iter().enumerate() {
+                    if i > 0 {
+                        self.scratch.push(b'\n');
+                    }
+                    self.scratch.extend_from_slice(&raw[r.clone()]);
+                }
+                let joined = std::mem::take(&mut self.scratch);
+                let r = h.on_event(name, &joined);
+                self.scratch = joined;
+                r
+            }
+        };
+        if !*copy && (replaced.is_some() || h.rewrites()) {
+            // Switch to copying: what came before this event goes out as it was.
+            *copy = true;
+            out_put(&mut self.out, before);
+        }
+        if !*copy {
+            return;
+        }
+        match replaced {
+            None => h.rewrite(raw, &mut self.out),
+            Some(payload) => {
+                self.scratch.clear();
+                if self.data.len() == 1 {
+                    let r = self.data[0].clone();
+                    self.scratch.extend_from_slice(&raw[..r.start]);
+                    self.scratch.extend_from_slice(&payload);
+                    self.scratch.extend_from_slice(&raw[r.end..]);
+                } else {
+                    if !name.is_empty() {
+                        self.scratch.extend_from_slice(b"event: ");
+                        self.scratch.extend_from_slice(name);
+                        self.scratch.push(b'\n');
+                    }
+                    self.scratch.extend_from_slice(b"data: ");
+                    self.scratch.extend_from_slice(&payload);
+                    self.scratch.extend_from_slice(b"\n\n");
+                }
+                let edited = std::mem::take(&mut self.scratch);
+                h.rewrite(&edited, &mut self.out);
+                self.scratch = edited;
+            }
+        }
+    }
+}
+
+pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
+    if out.capacity() - out.len() < b.len() {
+        out.reserve(b.len().max(8 * 1024));
+    }
+    out.put_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        events: Vec<(String, String)>,
+    }
+
+    impl OnEvent for Collect {
+        fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+            self.events.push((
+                String::from_utf8_lossy(name).into(),
+                String::from_utf8_lossy(data).into(),
+            ));
+            (data == b"edit").then(|| b"EDITED".to_vec())
+        }
+        fn rewrites(&self) -> bool {
+            false
+        }
+        fn rewrite(&self, src: &[u8], out: &mut BytesMut) {
+            out.extend_from_slice(src);
+        }
+    }
+
+    #[test]
+    fn every_split() {
+        let src: &[u8] = b": ka\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: edit\n\ndata: z\n\n";
+        for cut in 0..=src.len() {
+            let mut s = SseScanner::default();
+            let mut c = Collect::default();
+            let mut out = Vec::new();
+            out.extend_from_slice(&s.feed(Bytes::copy_from_slice(&src[..cut]), &mut c));
+            out.extend_from_slice(&s.feed(Bytes::copy_from_slice(&src[cut..]), &mut c));
+            out.extend_from_slice(&s.finish(&mut c));
+            assert_eq!(
+                c.events,
+                vec![
+                    ("x".into(), "a\nb".into()),
+                    (String::new(), "edit".into()),
+                    (String::new(), "z".into())
+                ],
+                "cut {cut}"
+            );
+            let expect: &[u8] =
+                b": ka\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: EDITED\n\ndata: z\n\n";
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expect));
+        }
+    }
+
+    #[test]
+    fn unterminated_last_event() {
+        let mut s = SseScanner::default();
+        let mut c = Collect::default();
+        let a = s.feed(Bytes::from_static(b"data: 1\n\ndata: 2"), &mut c);
+        assert_eq!(&a[..], b"data: 1\n\n");
+        let b = s.finish(&mut c);
+        assert_eq!(&b[..], b"data: 2");
+        assert_eq!(c.events.len(), 2);
+    }
+}
