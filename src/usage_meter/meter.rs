@@ -335,15 +335,23 @@ impl Core {
         if let Some(r) = top.id.and_then(|v| json::span(&body, v)) {
             edits.push((r, json::quote(&self.ctx.id).into_bytes()));
         }
-        if let Some(r) = top.model.and_then(|v| json::span(&body, v)) {
+        if let Some(r) = top
+            .model
+            .filter(|_| !self.ctx.model.is_empty())
+            .and_then(|v| json::span(&body, v))
+        {
             let mut v = json::quote(&self.ctx.model).into_bytes();
-            if top.provider.is_none() {
+            if top.provider.is_none() && !self.ctx.provider_name.is_empty() {
                 v.extend_from_slice(b",\"provider\":");
                 v.extend_from_slice(json::quote(&self.ctx.provider_name).as_bytes());
             }
             edits.push((r, v));
         }
-        if let Some(r) = top.provider.and_then(|v| json::span(&body, v)) {
+        if let Some(r) = top
+            .provider
+            .filter(|_| !self.ctx.provider_name.is_empty())
+            .and_then(|v| json::span(&body, v))
+        {
             edits.push((r, json::quote(&self.ctx.provider_name).into_bytes()));
         }
         if let (Some(u), Some(w), Some(t)) = (top.usage, wire.as_ref(), self.obs.usage) {
@@ -465,15 +473,15 @@ impl Handler<'_> {
         if let Some(id) = top.id {
             add("id", id, json::quote(&self.ctx.id).into_bytes());
         }
-        if let Some(m) = top.model {
+        if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
             let mut v = json::quote(&self.ctx.model).into_bytes();
-            if top.provider.is_none() {
+            if top.provider.is_none() && !self.ctx.provider_name.is_empty() {
                 v.extend_from_slice(b",\"provider\":");
                 v.extend_from_slice(json::quote(&self.ctx.provider_name).as_bytes());
             }
             add("model", m, v);
         }
-        if let Some(p) = top.provider {
+        if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
             add(
                 "provider",
                 p,
@@ -486,6 +494,22 @@ impl Handler<'_> {
 fn trim_start(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
+}
+
+/// True if `d` has the member `finder` looks for (`"usage"`) with a value other than `null`.
+fn non_null(finder: &Finder<'_>, d: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = finder.find(&d[from..]) {
+        let at = from + i + finder.needle().len();
+        let rest = trim_start(&d[at..]);
+        if let Some(v) = rest.strip_prefix(b":") {
+            if !trim_start(v).starts_with(b"null") {
+                return true;
+            }
+        }
+        from = at;
+    }
+    false
 }
 
 /// The string value after `"finish_reason":`, if it is a string.
@@ -550,7 +574,7 @@ impl OnEvent for Handler<'_> {
             self.obs.last_content = Some(self.now);
         }
         let anthropic = name == b"message_start" || name == b"message_delta";
-        if !(anthropic || USAGE.find(d).is_some() || ERROR.find(d).is_some()) {
+        if !(anthropic || non_null(&USAGE, d) || non_null(&ERROR, d)) {
             return None;
         }
         let top = Top::parse(d)?;

@@ -138,10 +138,11 @@
 //! }
 //!
 //! let store = GenerationStore::new(1000);
-//! let ledger = InMemoryLedger::new(ManualClock::new(0)).limit("team-a", Period::Day, Usd::parse("5")?);
+//! let clock = ManualClock::new(1_795_315_920_000); // 2026-11-22T02:52:00Z
+//! let ledger = InMemoryLedger::new(clock.clone()).limit("team-a", Period::Day, Usd::parse("5")?);
 //! let svc = ServiceBuilder::new()
 //!     .layer(ModelRoutingLayer::new(catalog))
-//!     .layer(UsageMeterLayer::new().ledger(ledger.clone()).sink(store.clone()))
+//!     .layer(UsageMeterLayer::new().clock(clock).ledger(ledger.clone()).sink(store.clone()))
 //!     .service_fn(upstream);
 //!
 //! let mut req = http::Request::post("/v1/chat/completions").body(Full::new(Bytes::from_static(
