@@ -986,3 +986,65 @@ async fn concurrent_requests_never_overshoot_the_limit() {
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
     eprintln!("admitted {ok}, refused {refused}, settled {}", u.usage);
 }
+
+// ===== statistics =====
+
+#[tokio::test(start_paused = true)]
+async fn streamed_generations_feed_stats_with_ttft_and_throughput() {
+    use std::time::Duration;
+    use tower_ai_gateway::health::{HealthSource, Percentile};
+    use tower_ai_gateway::sim::{SimLatency, SimOutputLength};
+    use tower_ai_gateway::Stats;
+
+    let sim = SimulatedProvider::builder(3)
+        .default_profile(
+            SimProfile::instant()
+                .with_ttft(SimLatency::fixed(Duration::from_millis(200)))
+                .with_throughput(100.0)
+                .with_output_tokens(SimOutputLength::fixed(51)),
+        )
+        .build();
+    let stats = Stats::default();
+    let store = GenerationStore::new(10);
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(demo()))
+        .layer(
+            UsageMeterLayer::new()
+                .stats(stats.clone())
+                .sink(store.clone()),
+        )
+        .service(tower::service_fn(move |req: Request<Full<Bytes>>| {
+            let sim = sim.clone();
+            async move {
+                let route = req.extensions().get::<Route>().unwrap().clone();
+                let up = Request::post("http://sim.test/v1/chat/completions")
+                    .body(Full::new(route.body().clone()))
+                    .unwrap();
+                let mut res = sim.oneshot(up).await?;
+                res.extensions_mut().insert(ServedBy::new(
+                    EndpointKey::new("qwen/qwen3-coder", "fireworks"),
+                    "Fireworks",
+                ));
+                Ok::<_, tower_ai_gateway::sim::SimError>(res)
+            }
+        }));
+    for _ in 0..5 {
+        let res = svc
+            .clone()
+            .oneshot(request(json!({"model": "qwen/qwen3-coder", "stream": true,
+                "messages": [{"role": "user", "content": "go"}]})))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap();
+    }
+    let key = EndpointKey::new("qwen/qwen3-coder", "fireworks");
+    let now = tokio::time::Instant::now();
+    let ttft = stats.latency_ms(&key, Percentile::P50, now).expect("5 samples");
+    assert!((ttft - 200.0).abs() < 200.0 * 0.03, "ttft {ttft}");
+    // 51 tokens, the first at 200 ms and one every 10 ms after: 50 intervals over 500 ms.
+    let tps = stats.throughput(&key, Percentile::P50, now).expect("5 samples");
+    assert!((tps - 102.0).abs() < 102.0 * 0.05, "throughput {tps}");
+    let r = &store.records()[4];
+    assert_eq!(r.ttft, Some(Duration::from_millis(200)));
+    assert!(r.throughput.is_some());
+}
