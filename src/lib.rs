@@ -9,8 +9,8 @@
 //! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
 //! ```
 //!
-//! **Status:** the first four layers and the foundations below are in place; `UsageMeter` and
-//! `ProviderFallback` are being written and are not part of the crate yet.
+//! **Status:** the first four layers, `UsageMeter` and the foundations below are in place;
+//! `ProviderFallback` is being written and is not part of the crate yet.
 //!
 //! * [`model_routing`] — [`ModelRoutingLayer`](model_routing::ModelRoutingLayer): buffers the body
 //!   once, resolves models and variants, applies the hard filters and orders the endpoints; puts a
@@ -21,6 +21,9 @@
 //!   or the operator's cap.
 //! * [`percentile`] — [`PercentileDeprioritizeLayer`](percentile::PercentileDeprioritizeLayer):
 //!   moves candidates that miss the preferred latency or throughput to the back.
+//! * [`usage_meter`] — [`UsageMeterLayer`](usage_meter::UsageMeterLayer): reads usage from JSON
+//!   and SSE responses on the fly, prices it exactly at the serving endpoint, adds `usage.cost`,
+//!   records generations and enforces per-key budgets through a [`usage_meter::Ledger`].
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
 //!   implements [`health::HealthSource`].
 //! * [`body`] — the response body type of the layers.
