@@ -1048,3 +1048,35 @@ async fn streamed_generations_feed_stats_with_ttft_and_throughput() {
     assert_eq!(r.ttft, Some(Duration::from_millis(200)));
     assert!(r.throughput.is_some());
 }
+
+#[tokio::test]
+async fn a_dropped_request_holds_no_reservation() {
+    let clock = ManualClock::new(NOW);
+    let ledger = InMemoryLedger::new(clock.clone()).limit("k", Period::Day, usd("1"));
+    let body = json!({"id": "x", "model": "m", "choices": [],
+                      "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    .to_string();
+    let mut svc = stack(
+        Upstream::json(&body, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        UsageMeterLayer::new().clock(clock).ledger(ledger.clone()),
+    );
+    let key = CallerKey::new("k");
+    // Dropped before it is polled.
+    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
+                                 "messages": [{"role": "user", "content": "hi"}]}));
+    req.extensions_mut().insert(key.clone());
+    svc.ready().await.unwrap();
+    drop(svc.call(req));
+    assert_eq!(ledger.usage_now(&key).reserved, Usd::ZERO);
+    // Dropped with its response head in hand but the body unread: cancelled, settled with the
+    // estimate rather than left outstanding.
+    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
+                                 "messages": [{"role": "user", "content": "hi"}]}));
+    req.extensions_mut().insert(key.clone());
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert!(ledger.usage_now(&key).reserved > Usd::ZERO);
+    drop(res);
+    let u = ledger.usage_now(&key);
+    assert_eq!(u.reserved, Usd::ZERO);
+    assert!(u.usage > Usd::ZERO);
+}

@@ -280,6 +280,10 @@ pub trait Ledger: Send + Sync + 'static {
     /// Holds `amount` for `key` at `unix_millis`, or refuses when `amount` plus the spend and
     /// outstanding reservations of the current periods would cross a limit, or `amount` is over the
     /// key's per-request cap.
+    ///
+    /// The future may be dropped unpolled or mid-way (the request was cancelled): it must then
+    /// hold nothing — reserve when polled, and release what it reserved if dropped before
+    /// returning it.
     fn reserve(
         &self,
         key: &CallerKey,
@@ -555,9 +559,11 @@ impl Ledger for InMemoryLedger {
         amount: Usd,
         unix_millis: i64,
     ) -> LedgerFuture<Result<Reservation, Refusal>> {
-        Box::pin(std::future::ready(
-            self.try_reserve(key, amount, unix_millis),
-        ))
+        // Lazy: nothing is reserved unless the future is polled, so dropping it unpolled (a
+        // cancelled request) cannot leak a reservation.
+        let this = self.clone();
+        let key = key.clone();
+        Box::pin(async move { this.try_reserve(&key, amount, unix_millis) })
     }
 
     fn settle(&self, reservation: Reservation, actual: Usd) {
