@@ -21,6 +21,7 @@ static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
+static COLON_BRACE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":{"));
 
 /// A reservation that is released if nobody settles it (the request failed or was dropped).
 pub(crate) struct Hold {
@@ -154,6 +155,7 @@ struct Core {
     json_overflow: bool,
     rules: Vec<Rule>,
     learned: bool,
+    compact: bool,
 }
 
 impl fmt::Debug for Meter {
@@ -181,6 +183,7 @@ impl Meter {
                 json_overflow: false,
                 rules: Vec::new(),
                 learned: false,
+                compact: false,
             })),
         }
     }
@@ -198,9 +201,8 @@ impl Meter {
         let Some(core) = self.core.as_deref_mut() else {
             return data;
         };
-        let now = core.ctx.cfg.clock.now();
         if core.obs.first_data.is_none() && !data.is_empty() && core.mode != Mode::Sse {
-            core.obs.first_data = Some(now);
+            core.obs.first_data = Some(core.ctx.cfg.clock.now());
         }
         match core.mode {
             Mode::Pass => data,
@@ -227,6 +229,7 @@ impl Meter {
                     sse,
                     rules,
                     learned,
+                    compact,
                     ..
                 } = core;
                 let mut h = Handler {
@@ -234,7 +237,8 @@ impl Meter {
                     obs,
                     rules,
                     learned,
-                    now,
+                    compact,
+                    now: None,
                 };
                 sse.feed(data, &mut h)
             }
@@ -278,15 +282,16 @@ impl Core {
                     sse,
                     rules,
                     learned,
+                    compact,
                     ..
                 } = self;
-                let now = ctx.cfg.clock.now();
                 let mut h = Handler {
                     ctx,
                     obs,
                     rules,
                     learned,
-                    now,
+                    compact,
+                    now: None,
                 };
                 sse.finish(&mut h)
             }
@@ -388,7 +393,7 @@ impl Core {
         let generation_time = obs
             .first_data
             .map_or(Default::default(), |t| now.saturating_duration_since(t));
-        let content_time = match (obs.first_content, obs.last_content) {
+        let content_time = match (obs.first_content, obs.last_content.or(Some(now))) {
             (Some(a), Some(b)) => b.saturating_duration_since(a),
             _ => Default::default(),
         };
@@ -441,7 +446,10 @@ struct Handler<'a> {
     obs: &'a mut Obs,
     rules: &'a mut Vec<Rule>,
     learned: &'a mut bool,
-    now: Instant,
+    /// True when the first JSON event was compact (no space after `:`).
+    compact: &'a mut bool,
+    /// The frame's arrival time, read from the clock on first use only.
+    now: Option<Instant>,
 }
 
 #[derive(Deserialize)]
@@ -459,6 +467,10 @@ struct AnthropicDelta<'a> {
 }
 
 impl Handler<'_> {
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(|| self.ctx.cfg.clock.now())
+    }
+
     fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
         let mut add = |key: &str, raw: &serde_json::value::RawValue, value: Vec<u8>| {
             let Some(v) = json::span(d, raw) else { return };
@@ -521,25 +533,39 @@ fn finish_reason(d: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-/// Bytes of the string value after `"content":` (escapes counted as written).
-fn content_len(d: &[u8]) -> u64 {
-    let Some(i) = CONTENT.find(d) else { return 0 };
-    let rest = trim_start(&d[i + CONTENT.needle().len()..]);
+/// True if compact JSON `d` has a `"usage":{` or `"error":{` member: one scan for `":{`, which
+/// ordinary chunks contain once or twice (`"delta":{`).
+fn usage_or_error_compact(d: &[u8]) -> bool {
+    COLON_BRACE.find_iter(d).any(|i| {
+        let before = &d[..i];
+        before.ends_with(b"\"usage") || before.ends_with(b"\"error")
+    })
+}
+
+/// Bytes of the string value after `"content":` (escapes counted as written), and the offset
+/// where the scan stopped.
+fn content_len(d: &[u8]) -> (u64, usize) {
+    let Some(i) = CONTENT.find(d) else {
+        return (0, 0);
+    };
+    let start = i + CONTENT.needle().len();
+    let rest = trim_start(&d[start..]);
+    let base = d.len() - rest.len() + 1;
     let Some(s) = rest.strip_prefix(b"\"") else {
-        return 0;
+        return (0, start);
     };
     let mut at = 0;
     while let Some(j) = memchr::memchr2(b'"', b'\\', &s[at..]) {
         if s[at + j] == b'\\' {
             at += j + 2;
             if at >= s.len() {
-                return s.len() as u64;
+                return (s.len() as u64, d.len());
             }
         } else {
-            return (at + j) as u64;
+            return ((at + j) as u64, base + at + j);
         }
     }
-    s.len() as u64
+    (s.len() as u64, d.len())
 }
 
 impl OnEvent for Handler<'_> {
@@ -549,7 +575,7 @@ impl OnEvent for Handler<'_> {
             return None;
         }
         if self.obs.first_data.is_none() {
-            self.obs.first_data = Some(self.now);
+            self.obs.first_data = Some(self.now());
         }
         if !*self.learned {
             *self.learned = true;
@@ -561,20 +587,32 @@ impl OnEvent for Handler<'_> {
                     self.learn(&top, d);
                 }
             }
+            *self.compact = memchr::memmem::find(d, b"\": ").is_none();
         }
-        if self.obs.finish_reason.is_none() {
-            if let Some(fr) = finish_reason(d) {
-                self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
-            }
-        }
-        let n = content_len(d);
+        let (n, after) = content_len(d);
         if n > 0 {
             self.obs.content_bytes += n;
-            self.obs.first_content.get_or_insert(self.now);
-            self.obs.last_content = Some(self.now);
+            if self.obs.first_content.is_none() {
+                self.obs.first_content = Some(self.now());
+            }
+        }
+        if self.obs.finish_reason.is_none() {
+            // In OpenAI chunks `finish_reason` follows the delta: search after the content.
+            let fr = finish_reason(&d[after..]).or_else(|| finish_reason(&d[..after]));
+            if let Some(fr) = fr {
+                self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
+                // The last content arrives with (or just before) the finish reason: its time
+                // ends the generation, without reading the clock for every event.
+                self.obs.last_content = Some(self.now());
+            }
         }
         let anthropic = name == b"message_start" || name == b"message_delta";
-        if !(anthropic || non_null(&USAGE, d) || non_null(&ERROR, d)) {
+        let flagged = if *self.compact {
+            usage_or_error_compact(d)
+        } else {
+            non_null(&USAGE, d) || non_null(&ERROR, d)
+        };
+        if !(anthropic || flagged) {
             return None;
         }
         let top = Top::parse(d)?;
@@ -660,6 +698,8 @@ impl OnEvent for Handler<'_> {
             out_put(out, &src[at..p]);
             out_put(out, &rules[i].replacement);
             at = p + rules[i].finder.needle().len();
+            // A top-level member occurs once per JSON object: each rule applies once per event.
+            next[i] = None;
             for (j, r) in rules.iter().enumerate() {
                 if next[j].is_some_and(|q| q < at) {
                     next[j] = r.finder.find(&src[at..]).map(|q| q + at);
