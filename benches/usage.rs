@@ -69,7 +69,10 @@ fn stream_frames(chunks: usize) -> Vec<Bytes> {
             "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         Bytes::from(format!("data: {c}\n\n"))
     };
-    let mut v = vec![chunk(json!({"role": "assistant", "content": ""}), json!(null))];
+    let mut v = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        json!(null),
+    )];
     for i in 0..chunks {
         v.push(chunk(json!({"content": format!(" token{i}")}), json!(null)));
     }

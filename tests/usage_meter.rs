@@ -137,7 +137,10 @@ fn request(body: Value) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn counting_sink() -> (Arc<AtomicUsize>, impl Fn(&GenerationRecord) + Send + Sync + 'static) {
+fn counting_sink() -> (
+    Arc<AtomicUsize>,
+    impl Fn(&GenerationRecord) + Send + Sync + 'static,
+) {
     let n = Arc::new(AtomicUsize::new(0));
     let m = n.clone();
     (n, move |_: &GenerationRecord| {
@@ -167,11 +170,20 @@ fn recorded_stream(crlf: bool) -> Vec<u8> {
     .to_string();
     let events = [
         ": keep-alive".to_string(),
-        format!("data: {}", chunk(json!({"role": "assistant", "content": ""}), Value::Null)),
+        format!(
+            "data: {}",
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+        ),
         format!("data: {}", chunk(json!({"content": "Hello"}), Value::Null)),
         ": OPENROUTER PROCESSING".to_string(),
-        format!("data: {}", chunk(json!({"content": ", \"world\"!"}), Value::Null)),
-        format!("data: {}", chunk(json!({"content": " How are you?"}), Value::Null)),
+        format!(
+            "data: {}",
+            chunk(json!({"content": ", \"world\"!"}), Value::Null)
+        ),
+        format!(
+            "data: {}",
+            chunk(json!({"content": " How are you?"}), Value::Null)
+        ),
         format!("data: {}", chunk(json!({}), json!("stop"))),
         format!("data: {usage}"),
         "data: [DONE]".to_string(),
@@ -188,7 +200,9 @@ fn recorded_stream(crlf: bool) -> Vec<u8> {
 
 /// The JSON payloads of the `data:` events of an SSE byte stream.
 fn events(bytes: &[u8]) -> Vec<String> {
-    let text = String::from_utf8(bytes.to_vec()).unwrap().replace("\r\n", "\n");
+    let text = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n");
     text.split("\n\n")
         .filter_map(|e| {
             let data: Vec<&str> = e
@@ -203,12 +217,19 @@ fn events(bytes: &[u8]) -> Vec<String> {
 async fn run_stream(frames: Vec<Bytes>) -> (Vec<u8>, String, Arc<GenerationRecord>) {
     let store = GenerationStore::new(10);
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().sink(store.clone()),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     let id = res.headers()["x-generation-id"]
@@ -295,12 +316,19 @@ async fn sse_one_event_per_frame_is_passed_at_once() {
         .collect();
     let n = frames.len();
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new(),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     let mut body = res.into_body();
@@ -340,9 +368,11 @@ async fn sim_run(stream: bool) -> Arc<GenerationRecord> {
             }
         }));
     let res = svc
-        .oneshot(request(json!({"model": "qwen/qwen3-coder", "stream": stream,
+        .oneshot(request(
+            json!({"model": "qwen/qwen3-coder", "stream": stream,
             "provider": {"order": ["together"], "allow_fallbacks": false},
-            "messages": [{"role": "user", "content": "Write a haiku about routers, please."}]})))
+            "messages": [{"role": "user", "content": "Write a haiku about routers, please."}]}),
+        ))
         .await
         .unwrap();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -396,15 +426,21 @@ async fn cancellation_mid_stream_finishes_once_with_an_estimate() {
     up.hang = true;
     let svc = stack(up, UsageMeterLayer::new().sink(sink).sink(store.clone()));
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     let mut body = res.into_body();
     for _ in 0..3 {
         body.frame().await.unwrap().unwrap();
     }
-    assert_eq!(count.load(Ordering::SeqCst), 0, "not finished while streaming");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "not finished while streaming"
+    );
     drop(body);
     assert_eq!(count.load(Ordering::SeqCst), 1);
     let r = &store.records()[0];
@@ -418,12 +454,19 @@ async fn cancellation_mid_stream_finishes_once_with_an_estimate() {
 #[tokio::test]
 async fn cancellation_before_the_body_finishes_once() {
     let (count, sink) = counting_sink();
-    let mut up = Upstream::sse(vec![], "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic");
+    let mut up = Upstream::sse(
+        vec![],
+        "anthropic/claude-sonnet-4.5",
+        "anthropic",
+        "Anthropic",
+    );
     up.hang = true;
     let svc = stack(up, UsageMeterLayer::new().sink(sink));
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     drop(res);
@@ -452,8 +495,10 @@ async fn error_mid_stream_finishes_once() {
     };
     let svc = stack(up, UsageMeterLayer::new().sink(sink).sink(store.clone()));
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     let mut body = res.into_body();
@@ -466,7 +511,11 @@ async fn error_mid_stream_finishes_once() {
     assert!(saw_error);
     assert_eq!(count.load(Ordering::SeqCst), 1);
     drop(body);
-    assert_eq!(count.load(Ordering::SeqCst), 1, "drop after the error does not finish again");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "drop after the error does not finish again"
+    );
     let r = &store.records()[0];
     assert!(r.error && r.usage_missing && !r.cancelled);
     assert!(!r.cost.is_zero());
@@ -483,19 +532,29 @@ async fn error_event_mid_stream_is_insured() {
                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]})
     )));
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().sink(store.clone()),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     res.into_body().collect().await.unwrap();
     let r = &store.records()[0];
     assert!(r.error && r.insured);
     assert_eq!(r.finish_reason.as_deref(), Some("error"));
-    assert!(r.cost.is_zero(), "finish_reason error: no token charge, no request fee here");
+    assert!(
+        r.cost.is_zero(),
+        "finish_reason error: no token charge, no request fee here"
+    );
 }
 
 #[tokio::test]
@@ -504,12 +563,19 @@ async fn missing_usage_is_recorded_as_an_estimate() {
     // The stream ends without its usage chunk and [DONE].
     let frames = claude_stream_frames()[..7].to_vec();
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().sink(store.clone()),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hello there"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hello there"}]}),
+        ))
         .await
         .unwrap();
     res.into_body().collect().await.unwrap();
@@ -673,7 +739,10 @@ async fn exact_cost_priority_tier_endpoint() {
     // uncached 2000 × $0.00000025 = 0.0005; cached 2000 × $0.000000125 = 0.00025;
     // completion 1000 × $0.000001 = 0.001 → 0.00175.
     assert_eq!(rec.cost, usd("0.00175"));
-    assert_eq!(rec.endpoint, Some(EndpointKey::new("openai/gpt-4o-mini", "openai/priority")));
+    assert_eq!(
+        rec.endpoint,
+        Some(EndpointKey::new("openai/gpt-4o-mini", "openai/priority"))
+    );
 }
 
 #[tokio::test]
@@ -685,7 +754,12 @@ async fn zero_completion_without_finish_reason_is_free() {
         "usage": {"prompt_tokens": 5000, "completion_tokens": 0}})
     .to_string();
     let svc = stack(
-        Upstream::json(&body, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::json(
+            &body,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().sink(store.clone()),
     );
     let res = svc
@@ -712,7 +786,12 @@ async fn odd_upstream_bodies_never_panic() {
     ] {
         let store = GenerationStore::new(10);
         let svc = stack(
-            Upstream::json(body, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+            Upstream::json(
+                body,
+                "anthropic/claude-sonnet-4.5",
+                "anthropic",
+                "Anthropic",
+            ),
             UsageMeterLayer::new().sink(store.clone()),
         );
         let res = svc
@@ -728,12 +807,19 @@ async fn odd_upstream_bodies_never_panic() {
         b"data: {\"usage\":{\"prompt_tokens\":-1}}\n\ndata: {broken\n\nevent: x\n\n\n\n:c\n\ndata: [DONE]",
     )];
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new(),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     let _ = res.into_body().collect().await.unwrap();
@@ -750,18 +836,28 @@ async fn anthropic_wire_usage_events_are_read() {
         Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
     ];
     let svc = stack(
-        Upstream::sse(frames, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::sse(
+            frames,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().sink(store.clone()),
     );
     let res = svc
-        .oneshot(request(json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]})))
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
         .await
         .unwrap();
     res.into_body().collect().await.unwrap();
     let r = &store.records()[0];
     assert!(!r.usage_missing);
-    assert_eq!(r.tokens, TokenUsage::new(1300, 40).cached(1000).cache_write(200));
+    assert_eq!(
+        r.tokens,
+        TokenUsage::new(1300, 40).cached(1000).cache_write(200)
+    );
     assert_eq!(r.finish_reason.as_deref(), Some("end_turn"));
     // 100 × 0.000003 + 1000 × 0.0000003 + 200 × 0.00000375 + 40 × 0.000015
     // = 0.0003 + 0.0003 + 0.00075 + 0.0006 = 0.00195
@@ -830,7 +926,12 @@ async fn over_limit_is_402_payment_required() {
     .to_string();
     let (count, sink) = counting_sink();
     let svc = stack(
-        Upstream::json(&body, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::json(
+            &body,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new()
             .clock(clock)
             .ledger(ledger.clone())
@@ -848,14 +949,18 @@ async fn over_limit_is_402_payment_required() {
     assert_eq!(v["error"]["metadata"]["error_type"], "payment_required");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("This request requires more credits, or fewer max_tokens. You requested up to"),
+        msg.starts_with(
+            "This request requires more credits, or fewer max_tokens. You requested up to"
+        ),
         "{msg}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 0);
 
     // With a small max_tokens it fits.
-    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
-                                 "messages": [{"role": "user", "content": "hi"}]}));
+    let mut req = request(
+        json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    );
     req.extensions_mut().insert(CallerKey::new("k"));
     let res = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -869,8 +974,10 @@ async fn over_limit_is_402_payment_required() {
     assert_eq!(u.limit_reset, Some("daily"));
 
     // Per-request cap: a reservation over it is refused too.
-    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
-                                 "messages": [{"role": "user", "content": "hi"}]}));
+    let mut req = request(
+        json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    );
     req.extensions_mut().insert(CallerKey::new("capped"));
     let res = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 402);
@@ -899,8 +1006,10 @@ async fn error_responses_release_the_reservation() {
             *res.status_mut() = http::StatusCode::BAD_GATEWAY;
             Ok::<_, Infallible>(res)
         }));
-    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
-                                 "messages": [{"role": "user", "content": "hi"}]}));
+    let mut req = request(
+        json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    );
     req.extensions_mut().insert(CallerKey::new("k"));
     let res = svc.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 502);
@@ -954,8 +1063,10 @@ async fn concurrent_requests_never_overshoot_the_limit() {
         let svc = svc.clone();
         let statuses = statuses.clone();
         tasks.push(tokio::spawn(async move {
-            let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
-                "messages": [{"role": "user", "content": "hello"}]}));
+            let mut req = request(
+                json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "hello"}]}),
+            );
             req.extensions_mut().insert(CallerKey::new("k"));
             let res = svc.oneshot(req).await.unwrap();
             let status = res.status().as_u16();
@@ -1039,10 +1150,14 @@ async fn streamed_generations_feed_stats_with_ttft_and_throughput() {
     }
     let key = EndpointKey::new("qwen/qwen3-coder", "fireworks");
     let now = tokio::time::Instant::now();
-    let ttft = stats.latency_ms(&key, Percentile::P50, now).expect("5 samples");
+    let ttft = stats
+        .latency_ms(&key, Percentile::P50, now)
+        .expect("5 samples");
     assert!((ttft - 200.0).abs() < 200.0 * 0.03, "ttft {ttft}");
     // 51 tokens, the first at 200 ms and one every 10 ms after: 50 intervals over 500 ms.
-    let tps = stats.throughput(&key, Percentile::P50, now).expect("5 samples");
+    let tps = stats
+        .throughput(&key, Percentile::P50, now)
+        .expect("5 samples");
     assert!((tps - 102.0).abs() < 102.0 * 0.05, "throughput {tps}");
     let r = &store.records()[4];
     assert_eq!(r.ttft, Some(Duration::from_millis(200)));
@@ -1057,21 +1172,30 @@ async fn a_dropped_request_holds_no_reservation() {
                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
     .to_string();
     let mut svc = stack(
-        Upstream::json(&body, "anthropic/claude-sonnet-4.5", "anthropic", "Anthropic"),
+        Upstream::json(
+            &body,
+            "anthropic/claude-sonnet-4.5",
+            "anthropic",
+            "Anthropic",
+        ),
         UsageMeterLayer::new().clock(clock).ledger(ledger.clone()),
     );
     let key = CallerKey::new("k");
     // Dropped before it is polled.
-    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
-                                 "messages": [{"role": "user", "content": "hi"}]}));
+    let mut req = request(
+        json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    );
     req.extensions_mut().insert(key.clone());
     svc.ready().await.unwrap();
     drop(svc.call(req));
     assert_eq!(ledger.usage_now(&key).reserved, Usd::ZERO);
     // Dropped with its response head in hand but the body unread: cancelled, settled with the
     // estimate rather than left outstanding.
-    let mut req = request(json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
-                                 "messages": [{"role": "user", "content": "hi"}]}));
+    let mut req = request(
+        json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 10,
+                                 "messages": [{"role": "user", "content": "hi"}]}),
+    );
     req.extensions_mut().insert(key.clone());
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     assert!(ledger.usage_now(&key).reserved > Usd::ZERO);

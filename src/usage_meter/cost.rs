@@ -118,7 +118,10 @@ pub(crate) fn price_effective(
     let prompt = prompt.scale(p.multiplier);
     let completion = completion.scale(p.multiplier);
     Cost {
-        total: prompt.add(completion).add(fees.scale(p.multiplier)).normalize(),
+        total: prompt
+            .add(completion)
+            .add(fees.scale(p.multiplier))
+            .normalize(),
         prompt: prompt.normalize(),
         completion: completion.normalize(),
     }

@@ -115,9 +115,7 @@ pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
             "This request requires more credits, or fewer max_tokens. You requested up to {} \
              tokens, but can only afford {afford}. Your key's {} limit is ${}, ${} remaining.",
             e.max_output,
-            r.period
-                .and_then(|p| p.reset_name())
-                .unwrap_or("total"),
+            r.period.and_then(|p| p.reset_name()).unwrap_or("total"),
             r.limit.normalize(),
             r.remaining.normalize()
         ),
@@ -195,8 +193,11 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {
             Some(s) => catalog.endpoint_range(s.endpoint.model()).and_then(|r| {
-                r.into_iter()
-                    .find(|&i| catalog.endpoint(i).is_some_and(|e| e.tag == s.endpoint.tag()))
+                r.into_iter().find(|&i| {
+                    catalog
+                        .endpoint(i)
+                        .is_some_and(|e| e.tag == s.endpoint.tag())
+                })
             }),
             None => ctx.candidates.first().copied(),
         };

@@ -113,6 +113,8 @@ struct Obs {
     finish_reason: Option<String>,
     error: bool,
     upstream_id: Option<String>,
+    /// Offset of `"content":` in the previous event (chunks from one serializer repeat it).
+    content_hint: usize,
 }
 
 /// How the response is read.
@@ -138,6 +140,9 @@ pub(crate) enum End {
 struct Rule {
     finder: Finder<'static>,
     replacement: Vec<u8>,
+    /// Where the pattern was found in the previous event: chunks from one serializer put the
+    /// member at the same offset, so a comparison there usually saves the search.
+    hint: usize,
 }
 
 /// The meter of one response. Finishes exactly once: through [`Meter::finish`] or, if the body is
@@ -381,15 +386,16 @@ impl Core {
         let now = ctx.cfg.clock.now();
         let reported = obs.usage.or(obs.anthropic);
         let usage_missing = reported.is_none();
-        let tokens = reported.unwrap_or_else(|| {
-            TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4))
-        });
+        let tokens = reported
+            .unwrap_or_else(|| TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4)));
         let insured = cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
         let cost = ctx.price(&tokens, insured);
         if let Some(hold) = ctx.hold.take() {
             hold.settle(cost.total);
         }
-        let ttft = obs.first_data.map(|t| t.saturating_duration_since(ctx.start));
+        let ttft = obs
+            .first_data
+            .map(|t| t.saturating_duration_since(ctx.start));
         let generation_time = obs
             .first_data
             .map_or(Default::default(), |t| now.saturating_duration_since(t));
@@ -399,9 +405,7 @@ impl Core {
         };
         let generation = Generation::new(tokens.completion, content_time);
         let throughput = generation.tokens_per_second();
-        if let (Some(stats), Some(key), Some(ttft)) =
-            (&ctx.cfg.stats, &ctx.endpoint_key, ttft)
-        {
+        if let (Some(stats), Some(key), Some(ttft)) = (&ctx.cfg.stats, &ctx.endpoint_key, ttft) {
             if ctx.streamed && !usage_missing && end == End::Complete && !obs.error {
                 stats.record_generation(key, generation.ttft(ttft), now);
             }
@@ -480,6 +484,7 @@ impl Handler<'_> {
             self.rules.push(Rule {
                 finder: Finder::new(&d[m]).into_owned(),
                 replacement,
+                hint: usize::MAX,
             });
         };
         if let Some(id) = top.id {
@@ -544,9 +549,20 @@ fn usage_or_error_compact(d: &[u8]) -> bool {
 
 /// Bytes of the string value after `"content":` (escapes counted as written), and the offset
 /// where the scan stopped.
-fn content_len(d: &[u8]) -> (u64, usize) {
-    let Some(i) = CONTENT.find(d) else {
-        return (0, 0);
+fn content_len(d: &[u8], hint: &mut usize) -> (u64, usize) {
+    let needle = CONTENT.needle();
+    let at_hint = hint
+        .checked_add(needle.len())
+        .and_then(|end| d.get(*hint..end))
+        == Some(needle);
+    let i = if at_hint {
+        *hint
+    } else {
+        let Some(i) = CONTENT.find(d) else {
+            return (0, 0);
+        };
+        *hint = i;
+        i
     };
     let start = i + CONTENT.needle().len();
     let rest = trim_start(&d[start..]);
@@ -589,7 +605,7 @@ impl OnEvent for Handler<'_> {
             }
             *self.compact = memchr::memmem::find(d, b"\": ").is_none();
         }
-        let (n, after) = content_len(d);
+        let (n, after) = content_len(d, &mut self.obs.content_hint);
         if n > 0 {
             self.obs.content_bytes += n;
             if self.obs.first_content.is_none() {
@@ -677,16 +693,30 @@ impl OnEvent for Handler<'_> {
         !self.rules.is_empty()
     }
 
-    fn rewrite(&self, src: &[u8], out: &mut BytesMut) {
+    fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
         if self.rules.is_empty() {
             out_put(out, src);
             return;
         }
         let mut next: [Option<usize>; 4] = [None; 4];
-        let rules = &self.rules[..self.rules.len().min(4)];
-        for (i, r) in rules.iter().enumerate() {
-            next[i] = r.finder.find(src);
+        let len = self.rules.len().min(4);
+        for (i, r) in self.rules[..len].iter_mut().enumerate() {
+            let needle = r.finder.needle();
+            let at_hint = r
+                .hint
+                .checked_add(needle.len())
+                .and_then(|end| src.get(r.hint..end))
+                == Some(needle);
+            next[i] = if at_hint {
+                Some(r.hint)
+            } else {
+                r.finder.find(src)
+            };
+            if let Some(p) = next[i] {
+                r.hint = p;
+            }
         }
+        let rules = &self.rules[..len];
         let mut at = 0;
         loop {
             let best = next[..rules.len()]

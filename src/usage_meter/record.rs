@@ -234,9 +234,7 @@ impl ChannelSink {
     }
 
     /// A sink and the receiving end of a channel of `capacity` records.
-    pub fn channel(
-        capacity: usize,
-    ) -> (Self, tokio::sync::mpsc::Receiver<Arc<GenerationRecord>>) {
+    pub fn channel(capacity: usize) -> (Self, tokio::sync::mpsc::Receiver<Arc<GenerationRecord>>) {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
         (Self::new(tx), rx)
     }

@@ -79,9 +79,7 @@ fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
     for c in route.candidates() {
         let e = route.endpoint(c);
         let p = route.pricing(e);
-        let out = requested
-            .or(e.max_completion_tokens)
-            .unwrap_or(default_max);
+        let out = requested.or(e.max_completion_tokens).unwrap_or(default_max);
         let out_price = p.completion.max(p.internal_reasoning).scale(p.multiplier);
         let fixed = p
             .prompt

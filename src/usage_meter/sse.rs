@@ -19,7 +19,7 @@ pub(crate) trait OnEvent {
     fn rewrites(&self) -> bool;
 
     /// Appends `src` to `out`, with the owner's byte-pattern replacements applied.
-    fn rewrite(&self, src: &[u8], out: &mut BytesMut);
+    fn rewrite(&mut self, src: &[u8], out: &mut BytesMut);
 }
 
 /// The scanner's state between frames.
@@ -235,14 +235,15 @@ mod tests {
         fn rewrites(&self) -> bool {
             false
         }
-        fn rewrite(&self, src: &[u8], out: &mut BytesMut) {
+        fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
             out.extend_from_slice(src);
         }
     }
 
     #[test]
     fn every_split() {
-        let src: &[u8] = b": ka\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: edit\n\ndata: z\n\n";
+        let src: &[u8] =
+            b": ka\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: edit\n\ndata: z\n\n";
         for cut in 0..=src.len() {
             let mut s = SseScanner::default();
             let mut c = Collect::default();
@@ -261,7 +262,10 @@ mod tests {
             );
             let expect: &[u8] =
                 b": ka\r\n\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: EDITED\n\ndata: z\n\n";
-            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expect));
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expect)
+            );
         }
     }
 
