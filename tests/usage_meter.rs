@@ -41,6 +41,7 @@ fn usd(s: &str) -> Usd {
 struct Script {
     frames: VecDeque<Result<Bytes, io::Error>>,
     hang: bool,
+    trailers: Option<http::HeaderMap>,
 }
 
 impl Body for Script {
@@ -55,7 +56,7 @@ impl Body for Script {
         match this.frames.pop_front() {
             Some(r) => Poll::Ready(Some(r.map(Frame::data))),
             None if this.hang => Poll::Pending,
-            None => Poll::Ready(None),
+            None => Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t)))),
         }
     }
 }
@@ -65,6 +66,7 @@ struct Upstream {
     frames: Vec<Result<Bytes, String>>,
     hang: bool,
     sse: bool,
+    trailers: bool,
     served: (String, String, String),
 }
 
@@ -74,6 +76,7 @@ impl Upstream {
             frames: vec![Ok(Bytes::copy_from_slice(body.as_bytes()))],
             hang: false,
             sse: false,
+            trailers: false,
             served: (model.into(), tag.into(), provider.into()),
         }
     }
@@ -83,6 +86,7 @@ impl Upstream {
             frames: frames.into_iter().map(Ok).collect(),
             hang: false,
             sse: true,
+            trailers: false,
             served: (model.into(), tag.into(), provider.into()),
         }
     }
@@ -105,6 +109,11 @@ impl Upstream {
             .body(Script {
                 frames,
                 hang: self.hang,
+                trailers: self.trailers.then(|| {
+                    let mut t = http::HeaderMap::new();
+                    t.insert("x-upstream-done", http::HeaderValue::from_static("1"));
+                    t
+                }),
             })
             .unwrap();
         let (m, t, p) = &self.served;
@@ -487,6 +496,7 @@ async fn error_mid_stream_finishes_once() {
         frames,
         hang: false,
         sse: true,
+        trailers: false,
         served: (
             "anthropic/claude-sonnet-4.5".into(),
             "anthropic".into(),
@@ -1203,4 +1213,35 @@ async fn a_dropped_request_holds_no_reservation() {
     let u = ledger.usage_now(&key);
     assert_eq!(u.reserved, Usd::ZERO);
     assert!(u.usage > Usd::ZERO);
+}
+
+#[tokio::test]
+async fn trailers_finish_once_and_pass_through() {
+    let (count, sink) = counting_sink();
+    let store = GenerationStore::new(10);
+    // The last event lacks its blank line: it is emitted before the trailers.
+    let mut frames = claude_stream_frames();
+    let last = frames.pop().unwrap();
+    frames.push(last.slice(..last.len() - 2));
+    let mut up = Upstream::sse(
+        frames,
+        "anthropic/claude-sonnet-4.5",
+        "anthropic",
+        "Anthropic",
+    );
+    up.trailers = true;
+    let svc = stack(up, UsageMeterLayer::new().sink(sink).sink(store.clone()));
+    let res = svc
+        .oneshot(request(
+            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
+                                "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .await
+        .unwrap();
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["x-upstream-done"], "1");
+    let bytes = collected.to_bytes();
+    assert!(bytes.ends_with(b"data: [DONE]"));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(store.records()[0].cost, usd("0.001005"));
 }

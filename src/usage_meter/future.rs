@@ -192,13 +192,18 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
     let served = parts.extensions.get::<ServedBy>();
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {
-            Some(s) => catalog.endpoint_range(s.endpoint.model()).and_then(|r| {
-                r.into_iter().find(|&i| {
-                    catalog
-                        .endpoint(i)
-                        .is_some_and(|e| e.tag == s.endpoint.tag())
+            // An endpoint the route's catalog does not know (a reload in between) is priced as
+            // the first candidate rather than for free.
+            Some(s) => catalog
+                .endpoint_range(s.endpoint.model())
+                .and_then(|r| {
+                    r.into_iter().find(|&i| {
+                        catalog
+                            .endpoint(i)
+                            .is_some_and(|e| e.tag == s.endpoint.tag())
+                    })
                 })
-            }),
+                .or_else(|| ctx.candidates.first().copied()),
             None => ctx.candidates.first().copied(),
         };
         if let Some(i) = index {
@@ -214,9 +219,7 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
     }
     if let Some(s) = served {
         ctx.endpoint_key = Some(s.endpoint.clone());
-        if ctx.model.is_empty() {
-            ctx.model = s.endpoint.model().to_owned();
-        }
+        ctx.model = s.endpoint.model().to_owned();
         ctx.provider_name = s.provider_name.clone();
     }
     let mode = if !ctx.success {
