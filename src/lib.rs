@@ -111,6 +111,7 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
+mod hash;
 pub mod health;
 pub mod model_routing;
 #[macro_use]

@@ -236,8 +236,11 @@ impl Route {
         let prices: Vec<_> = indices
             .iter()
             .map(|&i| {
-                let e = self.catalog.endpoint(i).map(|e| self.pricing(e));
-                e.map_or(crate::catalog::Usd::ZERO, |p| p.prompt.add(p.completion))
+                self.catalog
+                    .endpoint(i)
+                    .map_or(crate::catalog::Usd::ZERO, |e| {
+                        e.blended_price(self.prompt_tokens, self.unix_millis)
+                    })
             })
             .collect();
         let draw = splitmix(&mut self.rng);
