@@ -132,7 +132,11 @@ impl<S> PriceCap<S> {
             let discounted = p.multiplier != rust_decimal::Decimal::ONE;
             let within = |price: Usd, cap: Option<Usd>| {
                 cap.is_none_or(|c| {
-                    let paid = if discounted { price.scale(p.multiplier) } else { price };
+                    let paid = if discounted {
+                        price.scale(p.multiplier)
+                    } else {
+                        price
+                    };
                     paid <= c
                 })
             };
