@@ -14,6 +14,7 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod fallback;
 pub mod health;
 pub mod model_routing;
 pub mod route;
