@@ -78,6 +78,7 @@ enum Reading<B> {
 
 struct LastFailure {
     error: AttemptError,
+    sent: bool,
     message: Option<String>,
     provider_name: String,
     decision: Decision,
@@ -227,7 +228,9 @@ where
                         if let Some(b) = &self.config.budget {
                             if !b.withdraw() {
                                 self.budget_exhausted = true;
-                                tracing::debug!("retry budget exhausted; not trying further providers");
+                                tracing::debug!(
+                                    "retry budget exhausted; not trying further providers"
+                                );
                                 return Step::Finish(self.exhausted());
                             }
                         }
@@ -267,7 +270,9 @@ where
                             .unwrap_or(http::StatusCode::BAD_GATEWAY);
                         Attempt::from_response(status, h)
                     }
-                    (AttemptError::Connect, _) => Attempt::new(Outcome::Failure(FailureKind::Connect)),
+                    (AttemptError::Connect, _) => {
+                        Attempt::new(Outcome::Failure(FailureKind::Connect))
+                    }
                     (AttemptError::Timeout | AttemptError::FirstTokenTimeout, _) => {
                         Attempt::new(Outcome::Failure(FailureKind::Timeout))
                     }
@@ -297,7 +302,10 @@ where
             duration,
             retry_after,
         });
-        let next = self.order.get(self.next).map(|&(i, _)| self.route.candidates()[i]);
+        let next = self
+            .order
+            .get(self.next)
+            .map(|&(i, _)| self.route.candidates()[i]);
         let failure = Failure {
             error,
             retry_after,
@@ -308,12 +316,16 @@ where
             has_next: next.is_some(),
         };
         let decision = self.config.policy.on_failure(&failure);
-        self.last = Some(LastFailure {
-            error,
-            message,
-            provider_name: p.name.clone(),
-            decision,
-        });
+        // The answer describes the last provider actually called, if any was.
+        if sent || self.last.as_ref().is_none_or(|l| !l.sent) {
+            self.last = Some(LastFailure {
+                error,
+                sent,
+                message,
+                provider_name: p.name.clone(),
+                decision,
+            });
+        }
         if decision == Decision::Return {
             self.stop = true;
         }
@@ -518,7 +530,9 @@ where
             return Poll::Ready(Ok(err.into_response()));
         }
         let Some(ctx) = this.ctx.as_mut() else {
-            return Poll::Ready(Err("fallback::ResponseFuture polled after completion".into()));
+            return Poll::Ready(Err(
+                "fallback::ResponseFuture polled after completion".into()
+            ));
         };
         loop {
             match this.state.as_mut().project() {
@@ -566,8 +580,8 @@ where
                     let body = Box::pin(body);
                     let stream = ctx.route.view().stream;
                     if head.status.is_success() && stream {
-                        let until = (ctx.attempt_start + ctx.config.first_token_timeout)
-                            .min(ctx.deadline);
+                        let until =
+                            (ctx.attempt_start + ctx.config.first_token_timeout).min(ctx.deadline);
                         this.sleep.as_mut().reset(until);
                         ctx.reading = Some(Reading::Prime {
                             head,
@@ -618,7 +632,9 @@ where
                     }
                 }
                 StateProj::Done => {
-                    return Poll::Ready(Err("fallback::ResponseFuture polled after completion".into()))
+                    return Poll::Ready(Err(
+                        "fallback::ResponseFuture polled after completion".into()
+                    ))
                 }
             }
         }
@@ -698,7 +714,12 @@ where
         } else {
             safe_message(&bytes, ctx.secret())
         };
-        ctx.fail(AttemptError::Status(status), Some(&head.headers), None, message);
+        ctx.fail(
+            AttemptError::Status(status),
+            Some(&head.headers),
+            None,
+            message,
+        );
         return ReadStep::Next;
     }
     if broken || !valid_json(&bytes) {
@@ -706,7 +727,11 @@ where
         return ReadStep::Next;
     }
     let latency = Instant::now().saturating_duration_since(ctx.attempt_start);
-    let key = ctx.route.endpoint(&ctx.route.candidates()[ctx.current]).key().clone();
+    let key = ctx
+        .route
+        .endpoint(&ctx.route.candidates()[ctx.current])
+        .key()
+        .clone();
     if let Some(stats) = &ctx.config.stats {
         stats.record_attempt(
             &key,
@@ -763,7 +788,10 @@ where
             Poll::Ready(Some(Err(_))) => break,
             Poll::Ready(None) => {
                 watch.finish();
-                if matches!(watch.phase, Phase::Started | Phase::Done | Phase::UpstreamError) {
+                if matches!(
+                    watch.phase,
+                    Phase::Started | Phase::Done | Phase::UpstreamError
+                ) {
                     return started(ctx);
                 }
                 break;

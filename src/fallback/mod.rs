@@ -202,7 +202,7 @@ pub use layer::{
     CooldownMode, ProviderFallbackLayer, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FIRST_TOKEN_TIMEOUT,
     DEFAULT_MAX_BUFFER, DEFAULT_OVERALL_TIMEOUT,
 };
-pub use policy::{AttemptError, Decision, DefaultPolicy, FallbackPolicy, Failure};
+pub use policy::{AttemptError, Decision, DefaultPolicy, Failure, FallbackPolicy};
 pub use service::ProviderFallback;
 
 pub use crate::route::AttemptRecord;

@@ -257,13 +257,30 @@ mod tests {
             serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[]})
         );
         let v = rewrite(body, "m", "c");
-        assert_eq!(v, serde_json::json!({"model":"m","temperature":1,"messages":[]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","temperature":1,"messages":[]})
+        );
     }
 
     const GATEWAY: &[&str] = &[
-        "models", "provider", "route", "session_id", "transforms", "plugins", "usage", "debug",
+        "models",
+        "provider",
+        "route",
+        "session_id",
+        "transforms",
+        "plugins",
+        "usage",
+        "debug",
     ];
-    const PLAIN: &[&str] = &["messages", "temperature", "max_tokens", "stop", "user", "seed"];
+    const PLAIN: &[&str] = &[
+        "messages",
+        "temperature",
+        "x_custom",
+        "stop",
+        "user",
+        "seed",
+    ];
 
     fn value() -> impl Strategy<Value = serde_json::Value> {
         prop_oneof![
@@ -300,6 +317,7 @@ mod tests {
                     else if key == "provider" { serde_json::json!({"sort": "price"}) }
                     else if key == "route" { serde_json::json!("fallback") }
                     else if key == "session_id" { serde_json::json!("s1") }
+                    else if key == "messages" { serde_json::json!([{"role": "user", "content": "a,}\"{"}]) }
                     else { v.clone() };
                 any_models |= key == "models";
                 if !GATEWAY.contains(&key) { expected.insert(key.to_string(), v.clone()); }

@@ -296,7 +296,10 @@ mod tests {
     fn failures_before_content() {
         for (s, f) in [
             ("data: [DONE]\n\n", PreContentFailure::EmptyDone),
-            ("data: {\"error\":{\"code\":429}}\n\n", PreContentFailure::InBandError),
+            (
+                "data: {\"error\":{\"code\":429}}\n\n",
+                PreContentFailure::InBandError,
+            ),
             ("data: {nope\n\n", PreContentFailure::Invalid),
         ] {
             let mut w = Watch::new();

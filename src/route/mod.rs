@@ -22,12 +22,12 @@ mod route;
 
 use std::ops::Range;
 
+pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
-pub use request::RequestView;
-pub(crate) use prefs::{span_of, Str};
 pub(crate) use request::write_json_str;
+pub use request::RequestView;
 pub(crate) use route::splitmix;
 pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
