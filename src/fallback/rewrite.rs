@@ -53,10 +53,10 @@ pub(crate) fn upstream_body(
     remove.sort_by_key(|r| r.start);
     remove.dedup();
 
-    let mut model_edit: Option<(Range<usize>, Vec<u8>)> = match &view.model_span {
-        Some(r) => Some((r.clone(), quoted.clone())),
-        None => None,
-    };
+    let mut model_edit: Option<(Range<usize>, Vec<u8>)> = view
+        .model_span
+        .as_ref()
+        .map(|r| (r.clone(), quoted.clone()));
     if model_edit.is_none() {
         // No `model` (only `models`): the first removed member becomes `"model":…`, so the commas
         // around it stay as they are.

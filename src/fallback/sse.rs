@@ -227,19 +227,16 @@ impl Watch {
                 }
                 Err(_) => self.fail(PreContentFailure::Invalid),
             },
-            Phase::Started => {
-                // Only events that mention `"error"` can be an in-band error; skip the parse for
-                // the others.
-                if memfind(trimmed, b"\"error\"") {
-                    #[derive(Deserialize)]
-                    struct ErrorOnly<'a> {
-                        #[serde(borrow, default)]
-                        error: Option<&'a RawValue>,
-                    }
-                    if let Ok(e) = serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
-                        if nonnull(e.error) {
-                            self.phase = Phase::UpstreamError;
-                        }
+            // Only events that mention `"error"` can be an in-band error; the others skip the parse.
+            Phase::Started if memfind(trimmed, b"\"error\"") => {
+                #[derive(Deserialize)]
+                struct ErrorOnly<'a> {
+                    #[serde(borrow, default)]
+                    error: Option<&'a RawValue>,
+                }
+                if let Ok(e) = serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
+                    if nonnull(e.error) {
+                        self.phase = Phase::UpstreamError;
                     }
                 }
             }
