@@ -142,6 +142,13 @@
 //! Upstream bodies are boxed (one allocation per attempt) so a primed stream can move from the
 //! future into the response body.
 //!
+//! # Cost
+//!
+//! `benches/stack.rs` (release, loaded 2-core machine, 1 KB non-streamed request, zero-delay inner
+//! service): bare service ~1.1 µs, with ModelRouting ~7 µs, with ModelRouting + ProviderFallback
+//! ~10.5–13.5 µs — the fallback layer adds ~3.5–6 µs per request (body splice, request and header
+//! building, response JSON validation, `ServedBy`, one boxed body).
+//!
 //! # Example
 //!
 //! ```
