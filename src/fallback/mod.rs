@@ -109,7 +109,7 @@
 //!
 //! A successful response carries [`ServedBy`](crate::route::ServedBy) in its extensions (endpoint,
 //! provider name and slug, upstream model, latency — time to the first content event for streams —
-//! and every [`AttemptRecord`](crate::route::AttemptRecord)); ModelRouting reads it for sticky
+//! and every [`AttemptRecord`]); ModelRouting reads it for sticky
 //! sessions, the usage meter for pricing. A failed one carries the
 //! [`GatewayError`](crate::GatewayError) and [`Attempts`].
 //!
