@@ -741,8 +741,17 @@ fn echoing_mock(
 
 #[tokio::test(start_paused = true)]
 async fn keys_never_reach_responses_or_logs() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    // A global subscriber: a thread-local one loses events when other tests (threads) cache the
+    // callsites' interest first. It captures every test's events, which are all scanned below.
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    let capture = CAPTURE
+        .get_or_init(|| {
+            let c = Capture::default();
+            let _ = tracing::subscriber::set_global_default(c.clone());
+            c
+        })
+        .clone();
+    tracing::callsite::rebuild_interest_cache();
     let failures: &[&[SimOutcome]] = &[
         &[SimOutcome::Status(401)],
         &[SimOutcome::Status(400)],
