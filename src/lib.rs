@@ -111,6 +111,7 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod fallback;
 mod hash;
 pub mod health;
 pub mod model_routing;
