@@ -317,7 +317,7 @@ where
         };
         let decision = self.config.policy.on_failure(&failure);
         // The answer describes the last provider actually called, if any was.
-        if sent || self.last.as_ref().map_or(true, |l| !l.sent) {
+        if sent || self.last.as_ref().is_none_or(|l| !l.sent) {
             self.last = Some(LastFailure {
                 error,
                 sent,
