@@ -114,6 +114,8 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod fallback;
+mod hash;
 pub mod health;
 pub mod model_routing;
 #[macro_use]

@@ -1245,3 +1245,80 @@ async fn trailers_finish_once_and_pass_through() {
     assert_eq!(count.load(Ordering::SeqCst), 1);
     assert_eq!(store.records()[0].cost, usd("0.001005"));
 }
+
+// ===== with the real ProviderFallback =====
+
+#[tokio::test(start_paused = true)]
+async fn behind_provider_fallback_prices_the_serving_endpoint() {
+    use tower_ai_gateway::catalog::{Credentials, Endpoint, Model, Provider};
+    use tower_ai_gateway::fallback::ProviderFallbackLayer;
+    use tower_ai_gateway::sim::SimOutcome;
+
+    let mut b = Catalog::builder().model(Model::new("acme/chat", "Acme Chat"));
+    for (slug, prompt, completion) in [("alpha", 1, 2), ("beta", 3, 4)] {
+        b = b.provider(
+            Provider::new(slug, slug.to_uppercase())
+                .base_url(format!("http://{slug}.sim/v1/"))
+                .credentials(Credentials::key(format!("sk-{slug}"))),
+        );
+        let mut e = Endpoint::new("acme/chat", slug);
+        e.provider_model_id = Some(format!("{slug}-native"));
+        e.pricing.prompt = Usd::from_micros(prompt);
+        e.pricing.completion = Usd::from_micros(completion);
+        b = b.endpoint(e);
+    }
+    let catalog = b.build().unwrap();
+    for stream in [false, true] {
+        let sim = SimulatedProvider::builder(11)
+            .host(
+                "http://alpha.sim/v1",
+                SimProfile::instant().with_script([SimOutcome::Status(500)]),
+            )
+            .host("http://beta.sim/v1", SimProfile::instant())
+            .build();
+        let store = GenerationStore::new(10);
+        let svc = ServiceBuilder::new()
+            .layer(ModelRoutingLayer::new(catalog.clone()).seed(1))
+            .layer(UsageMeterLayer::new().sink(store.clone()))
+            .layer(ProviderFallbackLayer::new().no_budget())
+            .service(sim);
+        let res = svc
+            .oneshot(request(
+                json!({"model": "acme/chat", "stream": stream, "max_tokens": 6,
+                "provider": {"order": ["alpha", "beta"]},
+                "messages": [{"role": "user", "content": "hello there"}]}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let id = res.headers()["x-generation-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let last_json = if stream {
+            events(&bytes)
+                .into_iter()
+                .filter(|e| e.contains("\"usage\":{"))
+                .next_back()
+                .unwrap()
+        } else {
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+        let v: Value = serde_json::from_str(&last_json).unwrap();
+        assert_eq!(v["id"], id.as_str());
+        assert_eq!(v["provider"], "BETA");
+        assert_eq!(v["model"], "acme/chat");
+        let r = store.get(&id).expect("recorded");
+        assert_eq!(r.attempts, 2, "alpha failed, beta served");
+        assert_eq!(r.provider_name, "BETA");
+        assert!(!r.usage_missing);
+        // Beta's prices: $3/M prompt, $4/M completion.
+        let expect = Usd::from_micros(3)
+            .times(r.tokens.prompt)
+            .add(Usd::from_micros(4).times(r.tokens.completion))
+            .normalize();
+        assert_eq!(r.cost, expect);
+        assert_eq!(v["usage"]["cost"].to_string(), expect.to_string());
+    }
+}

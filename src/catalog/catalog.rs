@@ -1,10 +1,11 @@
-use std::collections::HashMap;
 use std::env;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+
+use crate::hash::FastMap;
 
 use super::{Credentials, Endpoint, Model, Provider};
 
@@ -117,13 +118,13 @@ impl std::error::Error for CatalogError {}
 
 pub(crate) struct Inner {
     providers: Vec<Provider>,
-    provider_index: HashMap<String, u32>,
+    provider_index: FastMap<String, u32>,
     models: Vec<Model>,
-    model_index: HashMap<String, u32>,
+    model_index: FastMap<String, u32>,
     endpoints: Vec<Endpoint>,
     endpoint_provider: Vec<u32>,
     ranges: Vec<(u32, u32)>,
-    aliases: HashMap<String, String>,
+    aliases: FastMap<String, String>,
 }
 
 /// Models, endpoints and providers: immutable once built, cheap to clone (an `Arc`).
@@ -322,7 +323,8 @@ impl CatalogBuilder {
             aliases,
         } = self;
 
-        let mut provider_index = HashMap::with_capacity(providers.len());
+        let mut provider_index =
+            FastMap::with_capacity_and_hasher(providers.len(), Default::default());
         for (i, p) in providers.iter_mut().enumerate() {
             if p.slug.is_empty() || p.slug.contains('/') {
                 return Err(CatalogError::Invalid {
@@ -349,7 +351,7 @@ impl CatalogBuilder {
             }
         }
 
-        let mut model_index = HashMap::with_capacity(models.len());
+        let mut model_index = FastMap::with_capacity_and_hasher(models.len(), Default::default());
         for (i, m) in models.iter().enumerate() {
             if m.id.is_empty() || m.id.contains(char::is_whitespace) {
                 return Err(CatalogError::Invalid {
@@ -425,7 +427,7 @@ impl CatalogBuilder {
             ranges.push((start, all.len() as u32));
         }
 
-        let mut alias_map = HashMap::with_capacity(aliases.len());
+        let mut alias_map = FastMap::with_capacity_and_hasher(aliases.len(), Default::default());
         for (name, target) in aliases {
             if !model_index.contains_key(&target) {
                 return Err(CatalogError::UnknownModel {

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{EndpointKey, ParamSet, Pricing};
+use super::{EndpointKey, ParamSet, Pricing, Usd};
 
 /// Quantization of an endpoint's weights (shared/OPENROUTER.md §3.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -181,6 +181,8 @@ pub struct Endpoint {
     pub(crate) params: ParamSet,
     #[serde(skip, default = "placeholder_key")]
     pub(crate) key: EndpointKey,
+    #[serde(skip)]
+    pub(crate) blended: Usd,
 }
 
 fn placeholder_key() -> EndpointKey {
@@ -217,6 +219,7 @@ impl Endpoint {
             extra: Map::new(),
             params: ParamSet::EMPTY,
             key,
+            blended: Usd::ZERO,
         }
     }
 
@@ -249,6 +252,19 @@ impl Endpoint {
     pub(crate) fn finish(&mut self) {
         self.params = ParamSet::from_names(self.supported_parameters.iter().map(String::as_str));
         self.key = EndpointKey::new(&self.model_id, &self.tag);
+        self.blended = self.pricing.blended();
+    }
+
+    /// Prompt + completion price per token for a prompt of `prompt_tokens` at `unix_millis` (UTC):
+    /// the price that load balancing and `sort: "price"` compare. Precomputed unless the endpoint has
+    /// pricing overrides.
+    pub fn blended_price(&self, prompt_tokens: u64, unix_millis: i64) -> Usd {
+        if self.pricing.overrides.is_empty() {
+            self.blended
+        } else {
+            let p = self.pricing.effective(prompt_tokens, unix_millis);
+            p.prompt.add(p.completion)
+        }
     }
 }
 

@@ -64,7 +64,7 @@ impl BalancePolicy for InverseSquarePrice {
             .prices
             .iter()
             .map(|p| {
-                let m = p.per_million().to_f64().max(1e-12);
+                let m = (p.to_f64() * 1e6).max(1e-12);
                 1.0 / (m * m)
             })
             .collect();

@@ -84,17 +84,13 @@ impl StickyUpdate {
                 .endpoints(key.model())
                 .iter()
                 .find(|e| e.tag == key.tag())
-                .is_some_and(|e| {
-                    e.pricing
-                        .input_cache_read
-                        .is_some_and(|r| r < e.pricing.prompt)
-                });
+                .is_some_and(super::plan::cache_eligible);
             if !eligible {
                 return;
             }
         }
         self.config.sticky.put(
-            sticky_key(self.session.id(), key.model()),
+            sticky_key(self.config.sticky.seed, self.session.id(), key.model()),
             key.clone(),
             Instant::now(),
         );

@@ -36,17 +36,12 @@ impl Session {
 }
 
 fn hash_str(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+    crate::hash::fast_hash(s)
 }
 
-pub(crate) fn session_key(
-    view: &RequestView<'_>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Option<Session> {
+/// The explicit or declared conversation key; the first-messages hash is computed separately, only
+/// when some candidate could stick by it.
+pub(crate) fn session_key(view: &RequestView<'_>, headers: &HeaderMap) -> Option<Session> {
     if let Some(s) = &view.session_id {
         return Some(Session::Explicit(hash_str(s)));
     }
@@ -55,10 +50,17 @@ pub(crate) fn session_key(
             return Some(Session::Explicit(hash_str(s)));
         }
     }
-    if let Some(s) = &view.prompt_cache_key {
-        return Some(Session::Implicit(hash_str(s)));
-    }
-    view.conversation_hash(body).map(Session::Implicit)
+    view.prompt_cache_key
+        .as_ref()
+        .map(|s| Session::Implicit(hash_str(s)))
+}
+
+/// True if caching pays at `e`: its cache-read price is below its prompt price. Only such endpoints
+/// stick without an explicit session.
+pub(crate) fn cache_eligible(e: &Endpoint) -> bool {
+    e.pricing
+        .input_cache_read
+        .is_some_and(|r| r < e.pricing.prompt)
 }
 
 /// True if `entry` (a slug, tag or display name from `order` / `only` / `ignore`) names `e`: a full
@@ -173,12 +175,10 @@ pub(crate) fn plan(
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             .wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let session = session_key(&view, headers, &body);
+    let mut session = session_key(&view, headers);
+    let mut hashed = false;
 
-    let price_of = |e: &Endpoint| -> Usd {
-        let p = e.pricing.effective(prompt_tokens, unix_millis);
-        p.prompt.add(p.completion)
-    };
+    let price_of = |e: &Endpoint| -> Usd { e.blended_price(prompt_tokens, unix_millis) };
     let stable = |e: &Endpoint| {
         e.status >= 0 && !health.is_degraded(e.key(), now) && !health.in_cooldown(e.key(), now)
     };
@@ -339,7 +339,7 @@ pub(crate) fn plan(
         let sort = prefs.sort.map(|s| s.by).or(mp.sort);
         // Stable first; unstable last; both by ascending price (stable sort keeps catalog order on
         // ties).
-        alive.sort_by_key(|&a| price_of(ep(a)));
+        alive.sort_by_cached_key(|&a| price_of(ep(a)));
         let (mut good, bad): (Vec<usize>, Vec<usize>) = alive.iter().partition(|&&i| stable(ep(i)));
 
         if let Some(by) = sort {
@@ -400,9 +400,21 @@ pub(crate) fn plan(
             ordered.extend(rest);
         }
 
-        // Sticky session: the remembered endpoint goes first (never with `order`).
+        // Sticky session: the remembered endpoint goes first (never with `order`). The first-messages
+        // hash is only worth computing when an endpoint could stick by it.
+        if session.is_none()
+            && !hashed
+            && cfg.sticky_implicit
+            && ordered.iter().any(|c| cache_eligible(ep(c.index)))
+        {
+            hashed = true;
+            session = view.conversation_hash(&body).map(Session::Implicit);
+        }
         if let (Some(s), false) = (session, order_set) {
-            if let Some(key) = cfg.sticky.get(sticky_key(s.id(), &mp.id), now) {
+            if let Some(key) = cfg
+                .sticky
+                .get(sticky_key(cfg.sticky.seed, s.id(), &mp.id), now)
+            {
                 if let Some(pos) = ordered.iter().position(|c| ep(c.index).key() == &key) {
                     let mut c = ordered.remove(pos);
                     c.reason = Reason::Sticky;

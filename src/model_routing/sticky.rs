@@ -1,11 +1,10 @@
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::catalog::EndpointKey;
+use crate::hash::{fast_hash, FastMap};
 
 const SHARDS: usize = 16;
 
@@ -16,6 +15,7 @@ const SHARDS: usize = 16;
 /// carried forward when read). Memory is bounded by the capacity, lookups are O(1), and no scan ever
 /// runs.
 pub(crate) struct StickyTable {
+    pub(crate) seed: u64,
     shards: Vec<Mutex<Shard>>,
     ttl: Duration,
     per_shard: usize,
@@ -23,8 +23,8 @@ pub(crate) struct StickyTable {
 
 #[derive(Default)]
 struct Shard {
-    current: HashMap<u64, Entry>,
-    old: HashMap<u64, Entry>,
+    current: FastMap<u64, Entry>,
+    old: FastMap<u64, Entry>,
 }
 
 #[derive(Clone)]
@@ -33,16 +33,15 @@ struct Entry {
     last_used: Instant,
 }
 
-pub(crate) fn sticky_key(session: u64, model: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    session.hash(&mut h);
-    model.hash(&mut h);
-    h.finish()
+/// Keys are derived from caller-chosen session ids, so they are mixed with a per-table random seed.
+pub(crate) fn sticky_key(seed: u64, session: u64, model: &str) -> u64 {
+    fast_hash(&(seed, session, model))
 }
 
 impl StickyTable {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
         StickyTable {
+            seed: rand::random(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             ttl,
             per_shard: (capacity / SHARDS / 2).max(1),

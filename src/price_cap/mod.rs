@@ -124,12 +124,24 @@ impl<S> PriceCap<S> {
         }
         let prompt_tokens = route.prompt_tokens();
         let unix_millis = route.unix_millis;
+        // Token caps converted to USD per token once, exactly, instead of converting every price.
+        let prompt_cap = cap.prompt.map(Usd::from_per_million);
+        let completion_cap = cap.completion.map(Usd::from_per_million);
         let removed = route.retain(ExcludedBy::MaxPrice, |e, _| {
             let p = e.pricing.effective(prompt_tokens, unix_millis);
-            let paid = |u: Usd| u.scale(p.multiplier);
-            let within = |price: Usd, cap: Option<Usd>| cap.is_none_or(|c| paid(price) <= c);
-            within(p.prompt.per_million(), cap.prompt)
-                && within(p.completion.per_million(), cap.completion)
+            let discounted = p.multiplier != rust_decimal::Decimal::ONE;
+            let within = |price: Usd, cap: Option<Usd>| {
+                cap.is_none_or(|c| {
+                    let paid = if discounted {
+                        price.scale(p.multiplier)
+                    } else {
+                        price
+                    };
+                    paid <= c
+                })
+            };
+            within(p.prompt, prompt_cap)
+                && within(p.completion, completion_cap)
                 && within(p.request, cap.request)
                 && within(p.image, cap.image)
                 && within(p.audio, cap.audio)

@@ -25,12 +25,14 @@ mod route;
 use std::ops::Range;
 
 pub use future::RouteFuture;
+pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
+pub(crate) use request::write_json_str;
 pub use request::RequestView;
 pub(crate) use route::splitmix;
-pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
+pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {

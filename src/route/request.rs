@@ -1,6 +1,5 @@
 use std::borrow::Cow;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -156,11 +155,10 @@ impl<'a> RequestView<'a> {
         }
         let get =
             |r: &Option<Range<usize>>| r.as_ref().and_then(|r| body.get(r.clone())).unwrap_or(&[]);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        get(&self.conversation_spans.0).hash(&mut h);
-        0xffu8.hash(&mut h);
-        get(&self.conversation_spans.1).hash(&mut h);
-        Some(h.finish())
+        Some(crate::hash::fast_hash(&(
+            get(&self.conversation_spans.0),
+            get(&self.conversation_spans.1),
+        )))
     }
 
     /// The requested output cap: `max_completion_tokens`, else `max_tokens`.

@@ -167,9 +167,7 @@ pub use outcome::{Attempt, FailureCounts, FailureKind, Generation, Outcome};
 pub use retry_after::{parse_retry_after, parse_retry_after_at};
 pub use snapshot::{EndpointCounts, EndpointSnapshot, PercentileStats};
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -181,54 +179,9 @@ use self::endpoint::EndpointState;
 use crate::catalog::EndpointKey;
 use crate::health::{HealthSource, Percentile};
 
-type EndpointMap = HashMap<EndpointKey, Arc<Mutex<EndpointState>>, BuildHasherDefault<KeyHasher>>;
-
-/// A fast multiply-rotate hasher for the endpoint map (keys come from the catalog, not from
-/// callers, so resistance to collision attacks is not needed; SipHash cost a third of a query).
-#[derive(Clone, Copy, Debug, Default)]
-struct KeyHasher(u64);
-
-const HASH_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl KeyHasher {
-    #[inline]
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(HASH_SEED);
-    }
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.mix(u64::from(i));
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+// Keys come from the catalog, not from callers, so a fast non-keyed hasher is fine (SipHash cost a
+// third of a query).
+type EndpointMap = crate::hash::FastMap<EndpointKey, Arc<Mutex<EndpointState>>>;
 
 /// Live per-endpoint statistics. Cheap to clone (one `Arc`); clones share the data.
 ///

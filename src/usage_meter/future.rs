@@ -221,6 +221,9 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
         ctx.endpoint_key = Some(s.endpoint.clone());
         ctx.model = s.endpoint.model().to_owned();
         ctx.provider_name = s.provider_name.clone();
+        ctx.served_latency = s.latency;
+        let sent = s.attempts.iter().filter(|a| a.sent).count();
+        ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
     }
     let mode = if !ctx.success {
         Mode::Pass

@@ -84,6 +84,11 @@ pub(crate) struct Ctx {
     pub(crate) streamed: bool,
     pub(crate) success: bool,
     pub(crate) rewrite: bool,
+    /// The serving endpoint's own time to first content, measured by the layer that called it
+    /// (`ServedBy::latency`): excludes failed attempts before it.
+    pub(crate) served_latency: Option<std::time::Duration>,
+    /// Upstream attempts (`ServedBy::attempts` that were sent), at least 1.
+    pub(crate) attempts: u32,
 }
 
 impl Ctx {
@@ -405,7 +410,11 @@ impl Core {
         };
         let generation = Generation::new(tokens.completion, content_time);
         let throughput = generation.tokens_per_second();
-        if let (Some(stats), Some(key), Some(ttft)) = (&ctx.cfg.stats, &ctx.endpoint_key, ttft) {
+        if let (Some(stats), Some(key), Some(ttft)) = (
+            &ctx.cfg.stats,
+            &ctx.endpoint_key,
+            ctx.served_latency.or(ttft),
+        ) {
             if ctx.streamed && !usage_missing && end == End::Complete && !obs.error {
                 stats.record_generation(key, generation.ttft(ttft), now);
             }
@@ -436,7 +445,7 @@ impl Core {
             usage_missing,
             insured,
             error: end == End::Error || obs.error,
-            attempts: 1,
+            attempts: ctx.attempts,
         });
         for s in &ctx.cfg.sinks {
             s.record(&record);

@@ -98,9 +98,13 @@
 //! # Statistics
 //!
 //! With [`UsageMeterLayer::stats`], each complete streamed generation with reported usage gives
-//! [`Stats::record_generation`](crate::Stats::record_generation) a TTFT (request start → first
-//! data event) and a throughput (completion tokens over first → last content event). Non-streamed
-//! latency is ProviderFallback's to report (at the response head), so it is not recorded here.
+//! [`Stats::record_generation`](crate::Stats::record_generation) a TTFT and a throughput
+//! (completion tokens over first content event → the event with the finish reason, which ends the
+//! generation without reading the clock for every event). The TTFT is the serving endpoint's own
+//! (`ServedBy::latency`, set by ProviderFallback, which excludes failed attempts before it), else
+//! request start → first data event. Non-streamed latency is ProviderFallback's to report (at the
+//! response head), so it is not recorded here — ProviderFallback's `stream_latency(false)` default
+//! matches, and the two layers give one latency sample per request.
 //!
 //! # Example
 //!

@@ -61,7 +61,7 @@ pub struct GenerationRecord {
     pub insured: bool,
     /// True when the body ended with an error (a body error, an error event or finish reason).
     pub error: bool,
-    /// Upstream attempts (1 unless the serving layer says otherwise).
+    /// Upstream attempts sent (from `ServedBy::attempts`; 1 when the serving layer gives none).
     pub attempts: u32,
 }
 

@@ -139,6 +139,8 @@ where
             streamed: false,
             success: false,
             rewrite: cfg.rewrite,
+            served_latency: None,
+            attempts: 1,
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {

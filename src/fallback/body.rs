@@ -1,0 +1,234 @@
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use super::sse::{Phase, Watch};
+use crate::catalog::EndpointKey;
+use crate::stats::{Attempt, FailureKind, Outcome, Stats};
+use crate::BoxError;
+
+/// Response body for [`ProviderFallback`](super::ProviderFallback).
+///
+/// Either a complete body (a buffered non-streamed answer, or an OpenRouter-shaped error), or a
+/// stream: the frames held while waiting for the first content, replayed in order, then the
+/// upstream frames one by one, unbuffered. It never fails: an upstream failure after content
+/// becomes an in-band error chunk (see the [module docs](super#streams)).
+pub struct ResponseBody<B> {
+    kind: Kind<B>,
+}
+
+enum Kind<B> {
+    Full(Option<Bytes>),
+    Stream(Box<StreamBody<B>>),
+}
+
+pub(crate) struct StreamBody<B> {
+    pub(crate) body: Option<Pin<Box<B>>>,
+    pub(crate) held: VecDeque<Bytes>,
+    pub(crate) watch: Watch,
+    pub(crate) provider_name: String,
+    pub(crate) recorder: Recorder,
+    pub(crate) ended: bool,
+}
+
+/// Records the outcome of a stream's attempt in the stats exactly once: at its end, at a failure, or
+/// (as a success: content was delivered) when the caller drops the body.
+pub(crate) struct Recorder {
+    pub(crate) stats: Option<Stats>,
+    pub(crate) key: EndpointKey,
+    pub(crate) latency: Option<Duration>,
+    pub(crate) done: bool,
+}
+
+impl Recorder {
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if let Some(stats) = &self.stats {
+            let mut a = Attempt::new(outcome);
+            if let Some(l) = self.latency {
+                a = a.latency(l);
+            }
+            stats.record_attempt(&self.key, a, Instant::now());
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish(Outcome::Success);
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn full(data: Bytes) -> Self {
+        ResponseBody {
+            kind: Kind::Full((!data.is_empty()).then_some(data)),
+        }
+    }
+
+    pub(crate) fn stream(s: StreamBody<B>) -> Self {
+        ResponseBody {
+            kind: Kind::Stream(Box::new(s)),
+        }
+    }
+}
+
+impl<B> From<Bytes> for ResponseBody<B> {
+    fn from(b: Bytes) -> Self {
+        ResponseBody::full(b)
+    }
+}
+
+/// The in-band error chunk of shared/OPENROUTER.md §11.4.
+pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes {
+    let v = serde_json::json!({
+        "id": watch.id.as_deref().unwrap_or("gen-fallback"),
+        "object": "chat.completion.chunk",
+        "created": watch.created.unwrap_or(0),
+        "model": watch.model.as_deref().unwrap_or(""),
+        "provider": provider,
+        "error": {
+            "code": 502,
+            "message": message,
+            "metadata": {"error_type": "provider_unavailable"},
+        },
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+    });
+    let mut out = Vec::with_capacity(320);
+    if watch.mid_event() {
+        out.extend_from_slice(b"\n\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+impl<B> StreamBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    fn fail(&mut self, message: &str) -> Bytes {
+        self.body = None;
+        self.ended = true;
+        self.recorder
+            .finish(Outcome::Failure(FailureKind::InvalidResponse));
+        tracing::debug!(
+            endpoint = %self.recorder.key,
+            reason = message,
+            "stream failed after content; ending it with an error chunk"
+        );
+        error_chunk(&self.watch, &self.provider_name, message)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(b) = self.held.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let Some(body) = self.body.as_mut() else {
+            self.ended = true;
+            return Poll::Ready(None);
+        };
+        match body.as_mut().poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.watch.feed(data);
+                    match self.watch.phase {
+                        Phase::Done => self.recorder.finish(Outcome::Success),
+                        Phase::UpstreamError => {
+                            // Passed through; the stream's end.
+                            self.recorder
+                                .finish(Outcome::Failure(FailureKind::InvalidResponse));
+                            self.body = None;
+                            self.ended = true;
+                        }
+                        _ => {}
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => {
+                let chunk = self.fail("the provider's stream failed");
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(None) => {
+                self.watch.finish();
+                if self.watch.phase == Phase::Done {
+                    self.recorder.finish(Outcome::Success);
+                    self.body = None;
+                    self.ended = true;
+                    Poll::Ready(None)
+                } else if self.watch.phase == Phase::UpstreamError {
+                    self.ended = true;
+                    Poll::Ready(None)
+                } else {
+                    let chunk = self.fail("the provider's stream ended before it was complete");
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
+            }
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Stream(s) => s.poll(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Stream(s) => s.ended && s.held.is_empty(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full(data) => f
+                .debug_tuple("ResponseBody::Full")
+                .field(&data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream(s) => f
+                .debug_struct("ResponseBody::Stream")
+                .field("held", &s.held.len())
+                .field("ended", &s.ended)
+                .finish_non_exhaustive(),
+        }
+    }
+}

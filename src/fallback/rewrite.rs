@@ -1,0 +1,337 @@
+//! The upstream body: one splice pass over the caller's bytes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde_json::value::RawValue;
+
+use crate::route::RequestView;
+
+/// Keys of `provider.options[slug]` that are never merged: the layer decides them.
+const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
+
+/// Builds the body for one endpoint: `model` set to `upstream_model`, the gateway-only members
+/// removed, and the members of `provider.options[slug]` merged into the top-level object (they
+/// replace body members of the same name). `None` if the body is not a JSON object (it always is
+/// after ModelRouting).
+pub(crate) fn upstream_body(
+    body: &[u8],
+    view: &RequestView<'_>,
+    upstream_model: &str,
+    slug: &str,
+) -> Option<Vec<u8>> {
+    let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
+    crate::route::write_json_str(&mut quoted, upstream_model);
+
+    // Members to remove: the gateway-only ones, plus those the provider options override.
+    let mut remove: Vec<Range<usize>> = view
+        .gateway_members
+        .iter()
+        .filter_map(|v| member_span(body, v.clone()))
+        .collect();
+    let options = view
+        .options_span
+        .as_ref()
+        .and_then(|r| body.get(r.clone()))
+        .and_then(|o| slug_options(o, slug));
+    let mut insert: Vec<u8> = Vec::new();
+    if let Some(members) = &options {
+        let names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
+        for (key, span) in top_level_members(body)? {
+            if names.contains(&key.as_ref()) && !remove.contains(&span) {
+                remove.push(span);
+            }
+        }
+        for (k, v) in members {
+            insert.push(b',');
+            crate::route::write_json_str(&mut insert, k);
+            insert.push(b':');
+            insert.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    remove.sort_by_key(|r| r.start);
+    remove.dedup();
+
+    let mut model_edit: Option<(Range<usize>, Vec<u8>)> = view
+        .model_span
+        .as_ref()
+        .map(|r| (r.clone(), quoted.clone()));
+    if model_edit.is_none() {
+        // No `model` (only `models`): the first removed member becomes `"model":…`, so the commas
+        // around it stay as they are.
+        if remove.is_empty() {
+            return None;
+        }
+        let first = remove.remove(0);
+        let mut m = b"\"model\":".to_vec();
+        m.extend_from_slice(&quoted);
+        model_edit = Some((first, m));
+    }
+    let mut edits = removal_edits(body, &remove);
+    if let Some((r, m)) = model_edit {
+        edits.push((r, m));
+    }
+    if !insert.is_empty() {
+        let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+        if body[end] != b'}' {
+            return None;
+        }
+        edits.push((end..end, insert));
+    }
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
+    Some(crate::route::splice(body, &refs))
+}
+
+/// `provider.options[slug]`'s members, if it is an object; reserved keys dropped.
+fn slug_options<'a>(options: &'a [u8], slug: &str) -> Option<Vec<(Cow<'a, str>, &'a RawValue)>> {
+    let all: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_slice(options).ok()?;
+    // An escaped slug key is unlikely but harmless: `Cow` covers it.
+    let raw = all.get(slug)?;
+    let members = ordered_members(raw.get())?;
+    Some(
+        members
+            .into_iter()
+            .filter(|(k, _)| !RESERVED_OPTIONS.contains(&k.as_ref()))
+            .collect(),
+    )
+}
+
+/// The members of a JSON object, in order.
+fn ordered_members(obj: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let mut de = serde_json::Deserializer::from_str(obj);
+    let v = serde::Deserializer::deserialize_map(&mut de, MembersVisitor).ok()?;
+    de.end().ok()?;
+    Some(v)
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<crate::route::Str<'de>>()? {
+            let v: &'de RawValue = map.next_value()?;
+            out.push((k.0, v));
+        }
+        Ok(out)
+    }
+}
+
+/// Top-level members of `body`: key and the span of the whole member (key through value).
+fn top_level_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, Range<usize>)>> {
+    let s = std::str::from_utf8(body).ok()?;
+    let members = ordered_members(s)?;
+    members
+        .into_iter()
+        .map(|(k, v)| {
+            let r = crate::route::span_of(body, v.get())?;
+            Some((k, member_span(body, r)?))
+        })
+        .collect()
+}
+
+/// Extends the span of a member's value back over `:` and the key: `"key" : value`.
+pub(crate) fn member_span(body: &[u8], value: Range<usize>) -> Option<Range<usize>> {
+    let mut i = value.start;
+    i = skip_ws_back(body, i);
+    if i == 0 || body[i - 1] != b':' {
+        return None;
+    }
+    i = skip_ws_back(body, i - 1);
+    if i == 0 || body[i - 1] != b'"' {
+        return None;
+    }
+    // Find the key's opening quote: the previous `"` preceded by an even number of backslashes.
+    let mut j = i - 1;
+    loop {
+        if j == 0 {
+            return None;
+        }
+        j -= 1;
+        if body[j] == b'"' {
+            let backslashes = body[..j].iter().rev().take_while(|b| **b == b'\\').count();
+            if backslashes % 2 == 0 {
+                return Some(j..value.end);
+            }
+        }
+    }
+}
+
+fn skip_ws_back(body: &[u8], mut i: usize) -> usize {
+    while i > 0 && body[i - 1].is_ascii_whitespace() {
+        i -= 1;
+    }
+    i
+}
+
+fn skip_ws(body: &[u8], mut i: usize) -> usize {
+    while i < body.len() && body[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Edits that remove whole members (sorted, disjoint spans of `"key":value`) from an object,
+/// with exactly the commas that keep it valid: a member followed by a comma takes that comma;
+/// a run of removed members that reaches the closing brace takes the comma before the run.
+pub(crate) fn removal_edits(body: &[u8], members: &[Range<usize>]) -> Vec<(Range<usize>, Vec<u8>)> {
+    let mut out: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(members.len());
+    let mut i = 0;
+    while i < members.len() {
+        // The maximal run of members separated only by commas and whitespace.
+        let start = members[i].start;
+        let mut end = members[i].end;
+        let mut j = i + 1;
+        while j < members.len() {
+            let k = skip_ws(body, end);
+            if k < body.len() && body[k] == b',' && skip_ws(body, k + 1) == members[j].start {
+                end = members[j].end;
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let after = skip_ws(body, end);
+        if after < body.len() && body[after] == b',' {
+            out.push((start..after + 1, Vec::new()));
+        } else {
+            let before = skip_ws_back(body, start);
+            if before > 0 && body[before - 1] == b',' {
+                out.push((before - 1..end, Vec::new()));
+            } else {
+                out.push((start..end, Vec::new()));
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rewrite(body: &str, model: &str, slug: &str) -> serde_json::Value {
+        let view = RequestView::parse(body.as_bytes()).expect("valid");
+        let out = upstream_body(body.as_bytes(), &view, model, slug).expect("object");
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
+    #[test]
+    fn removes_gateway_members_and_splices_model() {
+        let v = rewrite(
+            r#"{"provider":{"order":["a"]},"model":"x/y","models":["z"],"messages":[],"route":"fallback","usage":{"include":true}}"#,
+            "up-model",
+            "a",
+        );
+        assert_eq!(v, serde_json::json!({"model":"up-model","messages":[]}));
+    }
+
+    #[test]
+    fn only_models() {
+        let v = rewrite(r#"{ "models" : ["a/b"] , "messages":[] }"#, "m", "a");
+        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
+        let v = rewrite(r#"{"messages":[],"models":["a/b"]}"#, "m", "a");
+        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
+    }
+
+    #[test]
+    fn options_for_this_slug_only() {
+        let body = r#"{"model":"x/y","temperature":1,"provider":{"options":{"a":{"temperature":0.5,"top_k":3,"model":"evil"},"b":{"seed":1}}},"messages":[]}"#;
+        let v = rewrite(body, "m", "a");
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","temperature":0.5,"top_k":3,"messages":[]})
+        );
+        let v = rewrite(body, "m", "b");
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[]})
+        );
+        let v = rewrite(body, "m", "c");
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","temperature":1,"messages":[]})
+        );
+    }
+
+    const GATEWAY: &[&str] = &[
+        "models",
+        "provider",
+        "route",
+        "session_id",
+        "transforms",
+        "plugins",
+        "usage",
+        "debug",
+    ];
+    const PLAIN: &[&str] = &[
+        "messages",
+        "temperature",
+        "x_custom",
+        "stop",
+        "user",
+        "seed",
+    ];
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::json!(1)),
+            Just(serde_json::json!("s,}\"{")),
+            Just(serde_json::json!(null)),
+            Just(serde_json::json!([1, {"a": ","}])),
+            Just(serde_json::json!({"k": [",", "}"]})),
+        ]
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\r\n\t")]
+    }
+
+    proptest! {
+        #[test]
+        fn result_parses_and_differs_only_as_intended(
+            members in proptest::collection::vec((0usize..14, value(), ws(), ws(), ws()), 0..10),
+            has_model in any::<bool>(),
+        ) {
+            let mut text = String::from("{");
+            let mut expected = serde_json::Map::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut parts = Vec::new();
+            if has_model {
+                parts.push(r#""model":"orig/model""#.to_string());
+            }
+            let mut any_models = false;
+            for (k, v, w1, w2, w3) in &members {
+                let key = if *k < GATEWAY.len() { GATEWAY[*k] } else { PLAIN[k - GATEWAY.len()] };
+                if !seen.insert(key) { continue; }
+                let v = if key == "models" { serde_json::json!(["a/b"]) }
+                    else if key == "provider" { serde_json::json!({"sort": "price"}) }
+                    else if key == "route" { serde_json::json!("fallback") }
+                    else if key == "session_id" { serde_json::json!("s1") }
+                    else if key == "messages" { serde_json::json!([{"role": "user", "content": "a,}\"{"}]) }
+                    else { v.clone() };
+                any_models |= key == "models";
+                if !GATEWAY.contains(&key) { expected.insert(key.to_string(), v.clone()); }
+                parts.push(format!("{w1}\"{key}\"{w2}:{w3}{v}{w1}"));
+            }
+            prop_assume!(has_model || any_models);
+            text.push_str(&parts.join(","));
+            text.push('}');
+            expected.insert("model".into(), serde_json::json!("new/model"));
+            let view = RequestView::parse(text.as_bytes()).expect("valid request");
+            let out = upstream_body(text.as_bytes(), &view, "new/model", "x").expect("object");
+            let parsed: serde_json::Value = serde_json::from_slice(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+            prop_assert_eq!(parsed, serde_json::Value::Object(expected));
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! An incremental SSE scanner that decides when a stream has started and how it ended.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// How far a stream has got, as seen by [`Watch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No content-bearing event yet.
+    Waiting,
+    /// Failed before content (see [`Watch::failed`]).
+    Failed,
+    /// Content has been seen.
+    Started,
+    /// `data: [DONE]` after content.
+    Done,
+    /// An in-band error event after content (passed through; the stream's end).
+    UpstreamError,
+}
+
+/// What a stream looked like before content, when it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PreContentFailure {
+    /// `data: [DONE]` without any content.
+    EmptyDone,
+    /// An event with a top-level `error`.
+    InBandError,
+    /// A `data:` payload that is not JSON.
+    Invalid,
+}
+
+/// Scans SSE bytes, split anywhere, with LF or CRLF line ends, keeping only the unfinished line and
+/// the current event's data.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+    pub(crate) phase: Phase,
+    pub(crate) failed: Option<PreContentFailure>,
+    /// `id` and `model` of the first content event, for the error chunk.
+    pub(crate) id: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) created: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<i64>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+fn nonnull(r: Option<&RawValue>) -> bool {
+    r.is_some_and(|r| r.get() != "null")
+}
+
+fn nonempty(s: &Option<Cow<'_, str>>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+impl Chunk<'_> {
+    /// A data event is content-bearing when a choice's delta has non-empty `content`, `reasoning`,
+    /// `refusal` or `tool_calls`, a choice has a `finish_reason`, or the chunk carries `usage`.
+    fn has_content(&self) -> bool {
+        nonnull(self.usage)
+            || self.choices.iter().flatten().any(|c| {
+                nonnull(c.finish_reason)
+                    || c.delta.as_ref().is_some_and(|d| {
+                        nonempty(&d.content)
+                            || nonempty(&d.reasoning)
+                            || nonempty(&d.refusal)
+                            || d.tool_calls.is_some_and(|t| {
+                                let t = t.get().trim();
+                                t != "null" && t != "[]"
+                            })
+                    })
+            })
+    }
+}
+
+impl Watch {
+    pub(crate) fn new() -> Self {
+        Watch {
+            line: Vec::new(),
+            data: Vec::new(),
+            has_data: false,
+            phase: Phase::Waiting,
+            failed: None,
+            id: None,
+            model: None,
+            created: None,
+        }
+    }
+
+    /// True when a line or an event is unfinished (an error chunk must start on a fresh event).
+    pub(crate) fn mid_event(&self) -> bool {
+        !self.line.is_empty() || self.has_data
+    }
+
+    /// Feeds bytes; stops looking once the phase is final (failed, done, upstream error).
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && self.live() {
+            match bytes.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let (head, rest) = bytes.split_at(i);
+                    bytes = &rest[1..];
+                    if self.line.is_empty() {
+                        self.line_done(head);
+                    } else {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.extend_from_slice(head);
+                        self.line_done(&line);
+                        line.clear();
+                        self.line = line;
+                    }
+                }
+                None => {
+                    self.line.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+            }
+        }
+    }
+
+    /// The body ended: a last unterminated line or event is taken as complete.
+    pub(crate) fn finish(&mut self) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line);
+        }
+        if self.has_data {
+            self.dispatch();
+        }
+    }
+
+    fn live(&self) -> bool {
+        matches!(self.phase, Phase::Waiting | Phase::Started)
+    }
+
+    fn line_done(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                self.dispatch();
+            }
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match line.iter().position(|b| *b == b':') {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if field == b"data" {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+    }
+
+    fn dispatch(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        self.has_data = false;
+        self.event(&data);
+        let mut data = data;
+        data.clear();
+        self.data = data;
+    }
+
+    fn event(&mut self, data: &[u8]) {
+        let trimmed = data.trim_ascii();
+        if trimmed == b"[DONE]" {
+            match self.phase {
+                Phase::Waiting => self.fail(PreContentFailure::EmptyDone),
+                _ => self.phase = Phase::Done,
+            }
+            return;
+        }
+        match self.phase {
+            Phase::Waiting => match serde_json::from_slice::<Chunk<'_>>(trimmed) {
+                Ok(c) if nonnull(c.error) => self.fail(PreContentFailure::InBandError),
+                Ok(c) => {
+                    if c.has_content() {
+                        self.phase = Phase::Started;
+                        self.id = c.id.map(Cow::into_owned);
+                        self.model = c.model.map(Cow::into_owned);
+                        self.created = c.created;
+                    }
+                }
+                Err(_) => self.fail(PreContentFailure::Invalid),
+            },
+            // Only events that mention `"error"` can be an in-band error; the others skip the parse.
+            Phase::Started if memfind(trimmed, b"\"error\"") => {
+                #[derive(Deserialize)]
+                struct ErrorOnly<'a> {
+                    #[serde(borrow, default)]
+                    error: Option<&'a RawValue>,
+                }
+                if let Ok(e) = serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
+                    if nonnull(e.error) {
+                        self.phase = Phase::UpstreamError;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, f: PreContentFailure) {
+        self.phase = Phase::Failed;
+        self.failed = Some(f);
+    }
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STREAM: &str = ": keep-alive\n\ndata: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+
+    fn phases(chunks: &[&[u8]]) -> Vec<Phase> {
+        let mut w = Watch::new();
+        chunks
+            .iter()
+            .map(|c| {
+                w.feed(c);
+                w.phase
+            })
+            .collect()
+    }
+
+    #[test]
+    fn role_chunk_is_not_content() {
+        let s = STREAM.as_bytes();
+        let role_end = s.windows(4).position(|w| w == b"}]}\n").unwrap() + 5;
+        let p = phases(&[&s[..role_end], &s[role_end..]]);
+        assert_eq!(p, vec![Phase::Waiting, Phase::Done]);
+    }
+
+    #[test]
+    fn in_band_error_after_content() {
+        let mut w = Watch::new();
+        w.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n");
+        assert_eq!(w.phase, Phase::Started);
+        w.feed(b"data: {\"error\":{\"code\":502},\"choices\":[]}\r\n\r\n");
+        assert_eq!(w.phase, Phase::UpstreamError);
+    }
+
+    #[test]
+    fn failures_before_content() {
+        for (s, f) in [
+            ("data: [DONE]\n\n", PreContentFailure::EmptyDone),
+            (
+                "data: {\"error\":{\"code\":429}}\n\n",
+                PreContentFailure::InBandError,
+            ),
+            ("data: {nope\n\n", PreContentFailure::Invalid),
+        ] {
+            let mut w = Watch::new();
+            w.feed(s.as_bytes());
+            assert_eq!(w.failed, Some(f), "{s}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_any_line_ending(cuts in proptest::collection::vec(0usize..400, 0..8), crlf in any::<bool>()) {
+            let text = if crlf { STREAM.replace('\n', "\r\n") } else { STREAM.to_string() };
+            let bytes = text.as_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut w = Watch::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                w.feed(&bytes[at..c]);
+                at = c;
+            }
+            prop_assert_eq!(w.phase, Phase::Done);
+            prop_assert_eq!(w.id.as_deref(), Some("c1"));
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Building the upstream request and sanitising what comes back.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Request, Uri};
+use http_body_util::Full;
+
+use super::layer::{Config, NEVER_FORWARD};
+use super::policy::AttemptError;
+use super::rewrite::upstream_body;
+use crate::catalog::{AuthStyle, Secret, WireFormat};
+use crate::route::{Candidate, Route};
+
+/// The request for one candidate: `POST {base_url}{path}`, the rewritten body, the allowed caller
+/// headers, the provider's extra headers, then its credentials.
+pub(crate) fn build_request(
+    route: &Route,
+    c: &Candidate,
+    caller: &HeaderMap,
+    config: &Config,
+) -> Result<Request<Full<Bytes>>, AttemptError> {
+    let e = route.endpoint(c);
+    let p = route.provider(c);
+    if p.wire_format != WireFormat::Openai {
+        return Err(AttemptError::UnsupportedWireFormat);
+    }
+    let base = p.base_url.as_deref().ok_or(AttemptError::NotCallable)?;
+    let uri: Uri = format!("{}{}", base.trim_end_matches('/'), p.wire_format.path())
+        .parse()
+        .map_err(|_| AttemptError::NotCallable)?;
+    let view = route.view();
+    let body = upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
+        .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()));
+    let mut req = Request::new(Full::new(Bytes::from(body)));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for name in &config.forward {
+        for v in caller.get_all(name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    for (k, v) in &p.extra_headers {
+        headers.insert(k.clone(), v.clone());
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    config.policy.prepare(&mut req, e, p);
+    // Whatever the policy or the extra headers did, credential-bearing and hop-by-hop headers are
+    // only ever what this layer sets.
+    let headers = req.headers_mut();
+    for h in NEVER_FORWARD {
+        if *h != "content-type" && !p.extra_headers.iter().any(|(k, _)| k == h) {
+            headers.remove(*h);
+        }
+    }
+    if let Some(secret) = p.credentials.secret() {
+        let (name, value) = match &p.auth {
+            AuthStyle::Bearer => (
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", secret.expose())),
+            ),
+            AuthStyle::Header(name) => (name.clone(), HeaderValue::from_str(secret.expose())),
+        };
+        let mut value = value.map_err(|_| AttemptError::NotCallable)?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(req)
+}
+
+/// Response headers: hop-by-hop and length headers dropped (the body may change), and any header
+/// that mentions the provider's key.
+pub(crate) fn clean_response_headers(headers: &mut HeaderMap, secret: Option<&Secret>) {
+    for h in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "content-length",
+        "set-cookie",
+    ] {
+        headers.remove(h);
+    }
+    if let Some(s) = secret {
+        let key = s.expose().as_bytes();
+        if !key.is_empty() {
+            let leaking: Vec<header::HeaderName> = headers
+                .iter()
+                .filter(|(_, v)| contains(v.as_bytes(), key))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in leaking {
+                headers.remove(k);
+            }
+        }
+    }
+}
+
+/// The upstream error's `error.message` (or top-level `message`), if it is a short string that
+/// does not contain the provider's key. Never the raw body.
+pub(crate) fn safe_message(body: &[u8], secret: Option<&Secret>) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let m = v
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .or_else(|| v.get("message"))?
+        .as_str()?;
+    if m.is_empty() || m.len() > 1000 {
+        return None;
+    }
+    if let Some(s) = secret {
+        let key = s.expose();
+        if !key.is_empty() && (m.contains(key) || looks_like_key_fragment(m, key)) {
+            return None;
+        }
+    }
+    Some(m.to_string())
+}
+
+/// A message that quotes a long enough piece of the key (providers often echo `sk-…abcd`).
+fn looks_like_key_fragment(m: &str, key: &str) -> bool {
+    const WINDOW: usize = 8;
+    let k = key.as_bytes();
+    k.len() >= WINDOW && k.windows(WINDOW).any(|w| contains(m.as_bytes(), w))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
