@@ -1299,8 +1299,7 @@ async fn behind_provider_fallback_prices_the_serving_endpoint() {
         let last_json = if stream {
             events(&bytes)
                 .into_iter()
-                .filter(|e| e.contains("\"usage\":{"))
-                .next_back()
+                .rfind(|e| e.contains("\"usage\":{"))
                 .unwrap()
         } else {
             String::from_utf8(bytes.to_vec()).unwrap()
