@@ -9,8 +9,8 @@
 //! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
 //! ```
 //!
-//! **Status:** the first four layers, `UsageMeter` and the foundations below are in place;
-//! `ProviderFallback` is being written and is not part of the crate yet.
+//! **Status:** all six layers and the foundations below are in place; the assembled stack
+//! (`GatewayLayer` / `ServiceBuilderExt`) is not part of the crate yet.
 //!
 //! * [`model_routing`] — [`ModelRoutingLayer`](model_routing::ModelRoutingLayer): buffers the body
 //!   once, resolves models and variants, applies the hard filters and orders the endpoints; puts a
