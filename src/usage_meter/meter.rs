@@ -21,7 +21,6 @@ static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
-static COLON_BRACE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":{"));
 
 /// A reservation that is released if nobody settles it (the request failed or was dropped).
 pub(crate) struct Hold {
@@ -547,12 +546,12 @@ fn finish_reason(d: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-/// True if compact JSON `d` has a `"usage":{` or `"error":{` member: one scan for `":{`, which
-/// ordinary chunks contain once or twice (`"delta":{`).
+/// True if compact JSON `d` has a `"usage":{` or `"error":{` member: one `memchr` pass over the
+/// few `{` of an ordinary chunk (the object, the choice, `"delta":{`).
 fn usage_or_error_compact(d: &[u8]) -> bool {
-    COLON_BRACE.find_iter(d).any(|i| {
+    memchr::memchr_iter(b'{', d).any(|i| {
         let before = &d[..i];
-        before.ends_with(b"\"usage") || before.ends_with(b"\"error")
+        before.ends_with(b"\"usage\":") || before.ends_with(b"\"error\":")
     })
 }
 
