@@ -584,6 +584,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn periods_roll_over_and_reservations_are_atomic() {
+        let day = 86_400_000;
+        let t = 1_795_315_920_000; // Sunday 2026-11-22 02:52 UTC
+        let l = InMemoryLedger::new(crate::clock::ManualClock::new(t))
+            .limit("k", Period::Day, Usd::from_int(1))
+            .limit("k", Period::Week, Usd::from_int(3));
+        let k = CallerKey::new("k");
+        let r = l.try_reserve(&k, Usd::from_int(1), t).unwrap();
+        // The outstanding reservation counts: a second one is refused.
+        let refused = l
+            .try_reserve(&k, Usd::parse("0.01").unwrap(), t)
+            .unwrap_err();
+        assert_eq!(refused.period, Some(Period::Day));
+        l.settle(r, Usd::parse("0.75").unwrap());
+        assert_eq!(l.usage_at(&k, t).usage_daily, Usd::parse("0.75").unwrap());
+        // Next day (Monday): the day resets, and so does the week.
+        let monday = t + day;
+        assert_eq!(l.usage_at(&k, monday).usage_daily, Usd::ZERO);
+        assert_eq!(l.usage_at(&k, monday).usage_weekly, Usd::ZERO);
+        assert_eq!(l.usage_at(&k, monday).usage, Usd::parse("0.75").unwrap());
+        let r = l.try_reserve(&k, Usd::from_int(1), monday).unwrap();
+        l.release(r);
+        assert_eq!(l.usage_at(&k, monday).reserved, Usd::ZERO);
+        assert_eq!(l.usage_at(&k, monday).usage, Usd::parse("0.75").unwrap());
+    }
+
+    #[test]
     fn period_starts() {
         // 2026-11-22 02:52 UTC is a Sunday.
         let t = 1_795_315_920_000;

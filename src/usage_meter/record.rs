@@ -291,6 +291,47 @@ impl GenerationSink for TracingSink {
 mod tests {
     use super::*;
 
+    fn rec(id: &str) -> Arc<GenerationRecord> {
+        Arc::new(GenerationRecord {
+            id: id.into(),
+            created_unix_millis: 0,
+            key: None,
+            requested_model: None,
+            model: "m".into(),
+            provider_name: "p".into(),
+            endpoint: None,
+            upstream_id: None,
+            tokens: TokenUsage::default(),
+            cost: Usd::ZERO,
+            prompt_cost: Usd::ZERO,
+            completion_cost: Usd::ZERO,
+            latency: Duration::ZERO,
+            ttft: None,
+            generation_time: Duration::ZERO,
+            throughput: None,
+            finish_reason: None,
+            streamed: false,
+            cancelled: false,
+            usage_missing: false,
+            insured: false,
+            error: false,
+            attempts: 1,
+        })
+    }
+
+    #[test]
+    fn store_evicts_the_oldest() {
+        let store = GenerationStore::new(2);
+        for id in ["a", "b", "c"] {
+            store.record(&rec(id));
+        }
+        assert_eq!(store.len(), 2);
+        assert!(store.get("a").is_none());
+        assert!(store.get("b").is_some() && store.get("c").is_some());
+        let ids: Vec<String> = store.records().iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+
     #[test]
     fn rfc3339_from_millis() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
