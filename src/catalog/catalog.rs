@@ -273,6 +273,21 @@ impl CatalogBuilder {
         self
     }
 
+    /// Rewrites every provider added so far (e.g. to point them all at a test server).
+    pub fn map_providers(mut self, mut f: impl FnMut(Provider) -> Provider) -> Self {
+        self.providers = std::mem::take(&mut self.providers)
+            .into_iter()
+            .map(&mut f)
+            .collect();
+        self
+    }
+
+    /// Edits every endpoint added so far.
+    pub fn map_endpoints(mut self, f: impl FnMut(&mut Endpoint)) -> Self {
+        self.endpoints.iter_mut().for_each(f);
+        self
+    }
+
     /// True if a provider with this slug was added.
     pub fn has_provider(&self, slug: &str) -> bool {
         self.providers.iter().any(|p| p.slug == slug)
