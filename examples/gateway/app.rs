@@ -1,0 +1,608 @@
+//! The gateway's HTTP surface: the layer stack behind OpenRouter-compatible routes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_ai_gateway::catalog::{CatalogHandle, Endpoint, Usd};
+use tower_ai_gateway::data_policy::DataPolicyLayer;
+use tower_ai_gateway::fallback::ProviderFallbackLayer;
+use tower_ai_gateway::model_routing::ModelRoutingLayer;
+use tower_ai_gateway::percentile::PercentileDeprioritizeLayer;
+use tower_ai_gateway::price_cap::PriceCapLayer;
+use tower_ai_gateway::usage_meter::{
+    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, UsageMeterLayer,
+};
+use tower_ai_gateway::{BoxError, ErrorType, GatewayError, Stats};
+
+use crate::config::{Config, Upstream};
+
+/// The upstream HTTP client, type-erased: a SimulatedProvider or a hyper-util client over rustls.
+pub type Client = BoxCloneSyncService<
+    http::Request<Full<Bytes>>,
+    http::Response<BoxBody<Bytes, BoxError>>,
+    BoxError,
+>;
+
+/// The whole stack as one service.
+type Stack = BoxCloneSyncService<Request, Response, BoxError>;
+
+/// Shared state of the app.
+#[derive(Clone)]
+pub struct AppState {
+    pub stack: Stack,
+    pub catalog: CatalogHandle,
+    pub stats: Stats,
+    pub generations: GenerationStore,
+    pub ledger: Arc<InMemoryLedger>,
+    pub keys: Arc<Vec<crate::config::ApiKey>>,
+    pub loopback_without_key: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Builds the upstream client for real providers: HTTPS (rustls, webpki roots) and plain HTTP.
+pub fn http_client() -> Client {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(https);
+    fn body(r: http::Response<hyper::body::Incoming>) -> http::Response<BoxBody<Bytes, BoxError>> {
+        r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+    }
+    fn error(e: hyper_util::client::legacy::Error) -> BoxError {
+        Box::new(e)
+    }
+    BoxCloneSyncService::new(client.map_response(body).map_err(error))
+}
+
+/// The simulator as the upstream client.
+pub fn sim_client(sim: tower_ai_gateway::sim::SimulatedProvider) -> Client {
+    type SimResponse = http::Response<tower_ai_gateway::sim::SimBody>;
+    fn body(r: SimResponse) -> http::Response<BoxBody<Bytes, BoxError>> {
+        r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+    }
+    fn error(e: tower_ai_gateway::sim::SimError) -> BoxError {
+        Box::new(e)
+    }
+    let svc = ServiceExt::<http::Request<Full<Bytes>>>::map_response(sim, body);
+    BoxCloneSyncService::new(ServiceExt::<http::Request<Full<Bytes>>>::map_err(
+        svc, error,
+    ))
+}
+
+/// Builds the state and the router.
+pub fn build(config: Config) -> (Router, AppState) {
+    let client = match config.upstream {
+        Upstream::Sim(sim) => sim_client(sim),
+        Upstream::Http => http_client(),
+    };
+    build_with_client(
+        config.catalog.into(),
+        client,
+        config.keys,
+        config.loopback_without_key,
+        |l| l,
+        config.body_limit,
+        config.floor,
+        config.cap,
+        config.attempt_timeout,
+        config.ignore,
+    )
+}
+
+/// Builds the state and router around any upstream client.
+#[allow(clippy::too_many_arguments)]
+pub fn build_with_client(
+    catalog: CatalogHandle,
+    client: Client,
+    keys: Vec<crate::config::ApiKey>,
+    loopback_without_key: bool,
+    routing: impl FnOnce(ModelRoutingLayer) -> ModelRoutingLayer,
+    body_limit: usize,
+    floor: tower_ai_gateway::data_policy::DataFloor,
+    cap: tower_ai_gateway::route::MaxPrice,
+    attempt_timeout: std::time::Duration,
+    ignore: Vec<String>,
+) -> (Router, AppState) {
+    let stats = Stats::default();
+    let generations = GenerationStore::new(10_000);
+    let metrics = Arc::new(Metrics::default());
+    let mut ledger = InMemoryLedger::new(tower_ai_gateway::clock::SystemClock);
+    for k in &keys {
+        if let Some((period, amount)) = k.limit {
+            ledger = ledger.limits(k.name.as_str(), KeyLimits::new().limit(period, amount));
+        }
+    }
+    let ledger = Arc::new(ledger);
+    let metrics_sink = metrics.clone();
+    let stack = ServiceBuilder::new()
+        .layer(routing(
+            ModelRoutingLayer::new(catalog.clone())
+                .health(stats.clone())
+                .body_limit(body_limit)
+                .ignore_providers(ignore),
+        ))
+        .layer(DataPolicyLayer::new().floor(floor))
+        .layer(PriceCapLayer::new().cap(cap))
+        .layer(PercentileDeprioritizeLayer::new(stats.clone()))
+        .layer(
+            UsageMeterLayer::new()
+                .shared_ledger(ledger.clone())
+                .stats(stats.clone())
+                .sink(generations.clone())
+                .sink(move |r: &GenerationRecord| metrics_sink.record_generation(r)),
+        )
+        .layer(
+            ProviderFallbackLayer::new()
+                .stats(stats.clone())
+                .attempt_timeout(attempt_timeout),
+        )
+        .service(client);
+    let stack = ServiceExt::<Request>::map_response(stack, |res| res.map(Body::new));
+    let stack = Stack::new(stack);
+
+    let state = AppState {
+        stack,
+        catalog,
+        stats,
+        generations,
+        ledger,
+        keys: Arc::new(keys),
+        loopback_without_key,
+        metrics,
+    };
+    let authed = Router::new()
+        .route("/api/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(chat))
+        .route("/api/v1/generation", get(generation))
+        .route("/api/v1/key", get(key))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let router = Router::new()
+        .merge(authed)
+        .route("/api/v1/models", get(models))
+        .route("/v1/models", get(models))
+        .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/",
+            get(|| async { "tower-ai-gateway: POST /api/v1/chat/completions\n" }),
+        )
+        .fallback(|| async {
+            error_response(GatewayError::new(ErrorType::NotFound, "no such route"))
+        })
+        .with_state(state.clone());
+    (router, state)
+}
+
+fn error_response(e: GatewayError) -> Response {
+    let res: http::Response<Bytes> = e.into_response();
+    res.map(Body::from)
+}
+
+// === auth ===
+
+/// Constant-time comparison: the time taken does not depend on where the inputs differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u64;
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let caller = match presented_key(req.headers()) {
+        Some(k) => {
+            // Compare against every key, so timing says nothing about which (if any) matched.
+            let mut found = None;
+            for key in state.keys.iter() {
+                if ct_eq(k.as_bytes(), key.secret.as_bytes()) && found.is_none() {
+                    found = Some(key.name.clone());
+                }
+            }
+            let loopback = peer.is_none_or(|p| p.ip().is_loopback());
+            match found {
+                Some(name) => name,
+                // The embedded demo lets loopback callers in without a key; SDKs insist on sending
+                // one, so an unknown key from loopback counts as none.
+                None if state.loopback_without_key && loopback => "local".into(),
+                None => {
+                    return error_response(GatewayError::new(
+                        ErrorType::Authentication,
+                        "Invalid API key",
+                    ))
+                }
+            }
+        }
+        None => {
+            let loopback = peer.is_none_or(|p| p.ip().is_loopback());
+            if state.loopback_without_key && loopback {
+                "local".into()
+            } else if state.keys.is_empty() && !state.loopback_without_key {
+                "anonymous".into()
+            } else {
+                return error_response(GatewayError::new(
+                    ErrorType::Authentication,
+                    "Missing Authentication header: send `Authorization: Bearer <key>` or `x-api-key`",
+                ));
+            }
+        }
+    };
+    req.extensions_mut().insert(CallerKey::new(caller));
+    next.run(req).await
+}
+
+// === chat ===
+
+async fn chat(State(state): State<AppState>, req: Request) -> Response {
+    let route = if req.uri().path().starts_with("/api/") {
+        "/api/v1/chat/completions"
+    } else {
+        "/v1/chat/completions"
+    };
+    let res = match state.stack.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway stack failed");
+            error_response(GatewayError::new(ErrorType::Server, "internal error"))
+        }
+    };
+    state.metrics.record_request(route, res.status().as_u16());
+    res
+}
+
+// === generation / key ===
+
+#[derive(Deserialize)]
+struct IdQuery {
+    id: Option<String>,
+}
+
+async fn generation(State(state): State<AppState>, Query(q): Query<IdQuery>) -> Response {
+    let Some(id) = q.id.filter(|s| !s.is_empty()) else {
+        return error_response(GatewayError::invalid_request(
+            "id",
+            "a generation id (`gen-…`)",
+        ));
+    };
+    match state.generations.get(&id) {
+        Some(r) => axum::Json(json!({ "data": r.to_openrouter_json() })).into_response(),
+        None => error_response(GatewayError::new(
+            ErrorType::NotFound,
+            format!("generation `{id}` not found"),
+        )),
+    }
+}
+
+fn usd_json(u: Usd) -> Value {
+    json!(u.to_f64())
+}
+
+async fn key(State(state): State<AppState>, req: Request) -> Response {
+    let caller = req
+        .extensions()
+        .get::<CallerKey>()
+        .cloned()
+        .unwrap_or_else(|| CallerKey::new("anonymous"));
+    let u = state.ledger.usage_now(&caller);
+    axum::Json(json!({
+        "data": {
+            "label": caller.as_str(),
+            "limit": u.limit.map(usd_json),
+            "limit_remaining": u.limit_remaining.map(usd_json),
+            "limit_reset": u.limit_reset,
+            "usage": usd_json(u.usage),
+            "usage_daily": usd_json(u.usage_daily),
+            "usage_weekly": usd_json(u.usage_weekly),
+            "usage_monthly": usd_json(u.usage_monthly),
+            "byok_usage": 0,
+            "include_byok_in_limit": false,
+            "is_free_tier": false,
+            "is_management_key": false,
+            "rate_limit": {"requests": -1, "interval": "10s", "note": "not enforced by this gateway"},
+        }
+    }))
+    .into_response()
+}
+
+// === models / endpoints ===
+
+#[derive(Deserialize)]
+struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn models(State(state): State<AppState>, Query(p): Query<Page>) -> Response {
+    let catalog = state.catalog.load();
+    let all = catalog.models();
+    let total = all.len();
+    let (data, next) = if p.offset.is_none() && p.limit.is_none() {
+        (all.iter().collect::<Vec<_>>(), None)
+    } else {
+        let offset = p.offset.unwrap_or(0).min(total);
+        let limit = p.limit.unwrap_or(500).clamp(1, 1000);
+        let end = (offset + limit).min(total);
+        let next = (end < total).then(|| format!("/api/v1/models?offset={end}&limit={limit}"));
+        (all[offset..end].iter().collect(), next)
+    };
+    axum::Json(json!({"data": data, "total_count": total, "links": {"next": next}})).into_response()
+}
+
+fn percentiles(p: Option<tower_ai_gateway::catalog::PercentileStats>) -> Value {
+    p.map_or(
+        Value::Null,
+        |p| json!({"p50": p.p50, "p75": p.p75, "p90": p.p90, "p99": p.p99}),
+    )
+}
+
+fn endpoint_json(state: &AppState, e: &Endpoint) -> Value {
+    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+    let snap = state.stats.snapshot(e.key(), tokio::time::Instant::now());
+    let live = serde_json::to_value(&snap).unwrap_or(Value::Null);
+    if let (Value::Object(obj), Value::Object(live)) = (&mut v, live) {
+        // Live figures from traffic through this gateway replace the catalog's, field by field,
+        // once the gateway has any.
+        for k in [
+            "uptime_last_5m",
+            "uptime_last_30m",
+            "uptime_last_1d",
+            "latency_last_30m",
+            "throughput_last_30m",
+        ] {
+            if let Some(x) = live.get(k).filter(|x| !x.is_null()) {
+                obj.insert(k.into(), x.clone());
+            }
+        }
+        obj.remove("provider_model_id");
+        if obj.get("latency_last_30m").is_none() {
+            obj.insert("latency_last_30m".into(), percentiles(e.latency_last_30m));
+        }
+    }
+    v
+}
+
+async fn endpoints(
+    State(state): State<AppState>,
+    Path((author, slug)): Path<(String, String)>,
+) -> Response {
+    let catalog = state.catalog.load();
+    let id = format!("{author}/{slug}");
+    let Some(m) = catalog.model(&id) else {
+        return error_response(GatewayError::new(
+            ErrorType::NotFound,
+            format!("model `{id}` not found"),
+        ));
+    };
+    let eps: Vec<Value> = catalog
+        .endpoints(&id)
+        .iter()
+        .map(|e| endpoint_json(&state, e))
+        .collect();
+    axum::Json(json!({"data": {
+        "id": m.id, "name": m.name, "created": m.created, "description": m.description,
+        "architecture": m.architecture, "endpoints": eps,
+    }}))
+    .into_response()
+}
+
+// === metrics ===
+
+const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += secs;
+    }
+}
+
+#[derive(Default)]
+struct ModelTotals {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost: Usd,
+    generations: u64,
+}
+
+/// Prometheus counters and histograms.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    attempts: AtomicU64,
+    fallbacks: AtomicU64,
+    by_model: Mutex<BTreeMap<String, ModelTotals>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    ttft: Mutex<BTreeMap<String, Histogram>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    fn record_request(&self, route: &'static str, status: u16) {
+        *lock(&self.requests).entry((route, status)).or_default() += 1;
+    }
+
+    fn record_generation(&self, r: &GenerationRecord) {
+        self.attempts
+            .fetch_add(u64::from(r.attempts), Ordering::Relaxed);
+        self.fallbacks
+            .fetch_add(u64::from(r.attempts.saturating_sub(1)), Ordering::Relaxed);
+        {
+            let mut m = lock(&self.by_model);
+            let t = m.entry(r.model.clone()).or_default();
+            t.prompt_tokens += r.tokens.prompt;
+            t.completion_tokens += r.tokens.completion;
+            t.cost = t.cost.add(r.cost);
+            t.generations += 1;
+        }
+        let ep = r
+            .endpoint
+            .as_ref()
+            .map_or_else(|| r.model.clone(), |e| e.to_string());
+        lock(&self.latency)
+            .entry(ep.clone())
+            .or_default()
+            .observe(r.latency.as_secs_f64());
+        if let Some(t) = r.ttft {
+            lock(&self.ttft)
+                .entry(ep)
+                .or_default()
+                .observe(t.as_secs_f64());
+        }
+    }
+
+    fn render(&self, stats: &Stats) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str("# HELP gateway_requests_total HTTP requests to the completion routes, by status.\n# TYPE gateway_requests_total counter\n");
+        for ((route, status), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP gateway_attempts_total Upstream attempts made for served requests.\n# TYPE gateway_attempts_total counter\n");
+        let _ = writeln!(
+            out,
+            "gateway_attempts_total {}",
+            self.attempts.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP gateway_fallbacks_total Attempts beyond the first for served requests.\n# TYPE gateway_fallbacks_total counter\n");
+        let _ = writeln!(
+            out,
+            "gateway_fallbacks_total {}",
+            self.fallbacks.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP gateway_tokens_total Tokens metered, by model and kind.\n# TYPE gateway_tokens_total counter\n");
+        out.push_str("# HELP gateway_cost_usd_total Cost metered in USD, by model.\n# TYPE gateway_cost_usd_total counter\n");
+        for (model, t) in lock(&self.by_model).iter() {
+            let m = esc(model);
+            let _ = writeln!(
+                out,
+                "gateway_tokens_total{{model=\"{m}\",kind=\"prompt\"}} {}",
+                t.prompt_tokens
+            );
+            let _ = writeln!(
+                out,
+                "gateway_tokens_total{{model=\"{m}\",kind=\"completion\"}} {}",
+                t.completion_tokens
+            );
+            let _ = writeln!(out, "gateway_cost_usd_total{{model=\"{m}\"}} {}", t.cost);
+            let _ = writeln!(
+                out,
+                "gateway_generations_total{{model=\"{m}\"}} {}",
+                t.generations
+            );
+        }
+        for (name, help, map) in [
+            (
+                "gateway_request_duration_seconds",
+                "Request start to end of the response body, by endpoint.",
+                &self.latency,
+            ),
+            (
+                "gateway_time_to_first_token_seconds",
+                "Request start to the first data frame, by endpoint.",
+                &self.ttft,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (ep, h) in lock(map).iter() {
+                let e = esc(ep);
+                let mut cum = 0;
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    cum += h.counts[i];
+                    let _ = writeln!(out, "{name}_bucket{{endpoint=\"{e}\",le=\"{b}\"}} {cum}");
+                }
+                cum += h.counts[BUCKETS.len()];
+                let _ = writeln!(out, "{name}_bucket{{endpoint=\"{e}\",le=\"+Inf\"}} {cum}");
+                let _ = writeln!(out, "{name}_sum{{endpoint=\"{e}\"}} {}", h.sum);
+                let _ = writeln!(out, "{name}_count{{endpoint=\"{e}\"}} {cum}");
+            }
+        }
+        out.push_str("# HELP gateway_endpoint_attempts_total Attempts per endpoint by outcome (from Stats).\n# TYPE gateway_endpoint_attempts_total counter\n");
+        let now = tokio::time::Instant::now();
+        for snap in stats.snapshot_all(now) {
+            let v = serde_json::to_value(&snap).unwrap_or(Value::Null);
+            let ep = esc(v.get("endpoint").and_then(Value::as_str).unwrap_or("?"));
+            if let Some(totals) = v.get("totals").and_then(Value::as_object) {
+                for (k, n) in totals {
+                    if let Some(n) = n.as_u64() {
+                        let _ = writeln!(out, "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"{}\"}} {n}", esc(k));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let mut res = state.metrics.render(&state.stats).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}

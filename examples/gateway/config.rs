@@ -1,0 +1,260 @@
+//! Gateway configuration: the embedded demo default, or a TOML/JSON file with real providers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, Usd};
+use tower_ai_gateway::data_policy::DataFloor;
+use tower_ai_gateway::route::MaxPrice;
+use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
+use tower_ai_gateway::usage_meter::Period;
+
+/// The demo catalog shipped with the crate's tests.
+pub const DEMO_CATALOG: &[u8] = include_bytes!("../../tests/fixtures/catalog/demo-catalog.json");
+
+/// A gateway API key.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KeySpec {
+    /// A name for logs, `/api/v1/key` and budgets (defaults to a redacted form of the key).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The key itself…
+    #[serde(default)]
+    pub key: Option<String>,
+    /// …or the environment variable holding it.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Spending limit in USD for `period`.
+    #[serde(default)]
+    pub limit_usd: Option<String>,
+    /// `day`, `week`, `month` or `total` (default).
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+/// The `[gateway]` section of a config file (everything else in the file is the catalog).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct GatewaySection {
+    /// Listen address (overridden by `--listen`).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// API keys. With none, every caller is let in (loopback or not) — say so loudly.
+    #[serde(default)]
+    pub keys: Vec<KeySpec>,
+    /// Request body limit in bytes (default 10 MiB).
+    #[serde(default)]
+    pub body_limit: Option<usize>,
+    /// Operator data floor: `"deny"` (no training or retaining providers) or `"zdr"`.
+    #[serde(default)]
+    pub data_floor: Option<String>,
+    /// Operator price cap, in `max_price` units.
+    #[serde(default)]
+    pub max_price: Option<MaxPrice>,
+    /// Per-attempt timeout in seconds (default 120).
+    #[serde(default)]
+    pub attempt_timeout_secs: Option<u64>,
+    /// Providers never used.
+    #[serde(default)]
+    pub ignore_providers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FileWithGateway {
+    #[serde(default)]
+    gateway: GatewaySection,
+}
+
+/// Where upstream requests go.
+pub enum Upstream {
+    /// Simulated providers (the embedded demo, load tests).
+    Sim(SimulatedProvider),
+    /// Real providers over HTTPS.
+    Http,
+}
+
+/// A resolved gateway API key.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub name: String,
+    pub secret: String,
+    pub limit: Option<(Period, Usd)>,
+}
+
+/// Everything the app needs.
+pub struct Config {
+    pub catalog: Catalog,
+    pub upstream: Upstream,
+    pub keys: Vec<ApiKey>,
+    /// Callers on 127.0.0.1/::1 without a key are let in as `local` (the embedded demo only).
+    pub loopback_without_key: bool,
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub floor: DataFloor,
+    pub cap: MaxPrice,
+    pub attempt_timeout: Duration,
+    pub ignore: Vec<String>,
+    pub demo: bool,
+}
+
+/// The demo key's daily budget: small enough that a few requests with a large `max_tokens` hit 402.
+pub const DEMO_KEY: &str = "sk-demo-small-budget";
+pub const DEMO_KEY_BUDGET: &str = "0.10";
+
+fn parse_period(p: Option<&str>) -> Result<Period, String> {
+    Ok(match p.unwrap_or("total") {
+        "day" | "daily" => Period::Day,
+        "week" | "weekly" => Period::Week,
+        "month" | "monthly" => Period::Month,
+        "total" => Period::Total,
+        other => {
+            return Err(format!(
+                "unknown budget period `{other}` (day, week, month, total)"
+            ))
+        }
+    })
+}
+
+/// The embedded default: the demo catalog over simulated providers with varied prices, latencies,
+/// failure rates and data policies.
+pub fn demo(seed: u64, zero_latency: bool) -> Config {
+    let file = CatalogFile::from_json(DEMO_CATALOG).expect("the demo catalog parses");
+    let mut builder = file
+        .apply(Catalog::builder(), None)
+        .expect("the demo catalog is valid");
+    // Every provider answers at http://<slug>.sim/v1 with its own key; variant endpoints
+    // (`deepinfra/turbo`, `google-vertex/us-east5`) get their own upstream model id so that the
+    // simulator can give them their own profile.
+    builder = builder.map_providers(|p| {
+        let url = format!("http://{}.sim/v1", p.slug);
+        let key = format!("sk-sim-{}-demo", p.slug);
+        p.base_url(url).credentials(Credentials::key(key))
+    });
+    builder = builder.map_endpoints(|e| {
+        if let Some((_, variant)) = e.tag.split_once('/') {
+            e.provider_model_id = Some(format!("{}@{variant}", e.model_id));
+        }
+    });
+    let catalog = builder.build().expect("the demo catalog is valid");
+
+    let mut sim = SimulatedProvider::builder(seed);
+    for e in catalog.all_endpoints() {
+        let host = format!("{}.sim", e.provider_slug());
+        let mut profile = if zero_latency {
+            SimProfile::instant()
+        } else {
+            match (e.latency_last_30m, e.throughput_last_30m) {
+                (Some(l), Some(t)) => {
+                    SimProfile::from_observed(l.p50, l.p99.max(l.p50 * 1.5), t.p50)
+                }
+                _ => SimProfile::default(),
+            }
+        };
+        if !zero_latency {
+            // Varied reliability, so fallbacks, cooldowns and /endpoints uptimes have something to show.
+            profile = match e.tag.as_str() {
+                "google-vertex/us-east5" => profile.with_failure(SimOutcome::Status(502), 0.3),
+                "chutes" => profile.with_failure(SimOutcome::Status(503), 0.05),
+                "groq" => profile
+                    .with_failure(SimOutcome::Status(429), 0.05)
+                    .with_retry_after(Duration::from_secs(2)),
+                "together" => profile.with_failure(SimOutcome::Status(500), 0.02),
+                "deepseek" => profile.with_failure(SimOutcome::Truncated, 0.02),
+                "fireworks" => profile.with_failure(SimOutcome::ConnectError, 0.02),
+                _ => profile,
+            };
+        }
+        sim = sim.host_model(&host, e.upstream_model(), profile);
+    }
+    Config {
+        catalog,
+        upstream: Upstream::Sim(sim.record_requests(false).build()),
+        keys: vec![ApiKey {
+            name: "demo-small-budget".into(),
+            secret: DEMO_KEY.into(),
+            limit: Some((Period::Day, Usd::parse(DEMO_KEY_BUDGET).expect("a decimal"))),
+        }],
+        loopback_without_key: true,
+        listen: ([127, 0, 0, 1], 8080).into(),
+        body_limit: tower_ai_gateway::model_routing::DEFAULT_BODY_LIMIT,
+        floor: DataFloor::none(),
+        cap: MaxPrice::default(),
+        attempt_timeout: Duration::from_secs(120),
+        ignore: Vec::new(),
+        demo: true,
+    }
+}
+
+/// A config file: the catalog (see the README's catalog schema) plus a `[gateway]` section.
+pub fn from_file(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    let gateway: GatewaySection = if is_toml {
+        let s = std::str::from_utf8(&text).map_err(|e| e.to_string())?;
+        toml::from_str::<FileWithGateway>(s)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .gateway
+    } else {
+        serde_json::from_slice::<FileWithGateway>(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .gateway
+    };
+    let catalog = Catalog::from_path(path).map_err(|e| e.to_string())?;
+    let mut keys = Vec::new();
+    for (i, k) in gateway.keys.iter().enumerate() {
+        let secret = match (&k.key, &k.key_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                format!("gateway key #{i}: environment variable `{var}` is not set")
+            })?,
+            _ => {
+                return Err(format!(
+                    "gateway key #{i}: set exactly one of `key` and `key_env`"
+                ))
+            }
+        };
+        if secret.len() < 8 {
+            return Err(format!(
+                "gateway key #{i}: keys must be at least 8 characters"
+            ));
+        }
+        let limit = match &k.limit_usd {
+            Some(l) => Some((
+                parse_period(k.period.as_deref())?,
+                Usd::parse(l).map_err(|e| format!("gateway key #{i}: {e}"))?,
+            )),
+            None => None,
+        };
+        let name = k
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("key-{}…", &secret[..4]));
+        keys.push(ApiKey {
+            name,
+            secret,
+            limit,
+        });
+    }
+    let floor = match gateway.data_floor.as_deref() {
+        None | Some("none") => DataFloor::none(),
+        Some("deny") => DataFloor::deny_data_collection(),
+        Some("zdr") => DataFloor::zdr(),
+        Some(other) => return Err(format!("data_floor `{other}`: expected none, deny or zdr")),
+    };
+    Ok(Config {
+        catalog,
+        upstream: Upstream::Http,
+        keys,
+        loopback_without_key: false,
+        listen: gateway.listen.unwrap_or(([127, 0, 0, 1], 8080).into()),
+        body_limit: gateway
+            .body_limit
+            .unwrap_or(tower_ai_gateway::model_routing::DEFAULT_BODY_LIMIT),
+        floor,
+        cap: gateway.max_price.unwrap_or_default(),
+        attempt_timeout: Duration::from_secs(gateway.attempt_timeout_secs.unwrap_or(120)),
+        ignore: gateway.ignore_providers,
+        demo: false,
+    })
+}

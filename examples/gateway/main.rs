@@ -1,0 +1,203 @@
+//! An OpenRouter-compatible HTTP gateway built from the crate's layers.
+//!
+//! ```text
+//! cargo run --release --example gateway                      # embedded demo: simulated providers, offline
+//! cargo run --release --example gateway -- --config gw.toml  # real providers (keys from the environment)
+//! ```
+//!
+//! Options: `--listen ADDR` (default 127.0.0.1:8080), `--config FILE`, `--seed N` (simulator seed),
+//! `--zero-latency` (simulated providers answer at once: for load tests), `--bare` (serve one
+//! zero-latency simulated provider over HTTP with no layers: the baseline for load tests).
+
+mod app;
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+
+struct Args {
+    listen: Option<SocketAddr>,
+    config: Option<PathBuf>,
+    seed: u64,
+    zero_latency: bool,
+    bare: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare]\n\
+         With no --config, serves the embedded demo catalog over simulated providers (offline)."
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        listen: None,
+        config: None,
+        seed: 1,
+        zero_latency: false,
+        bare: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--listen" => a.listen = it.next().and_then(|v| v.parse().ok()).or_else(|| usage()),
+            "--config" => a.config = it.next().map(PathBuf::from).or_else(|| usage()),
+            "--seed" => {
+                a.seed = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--zero-latency" => a.zero_latency = true,
+            "--bare" => a.bare = true,
+            "-h" | "--help" => usage(),
+            other => {
+                eprintln!("unknown argument `{other}`");
+                usage()
+            }
+        }
+    }
+    a
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = parse_args();
+
+    if args.bare {
+        let listen = args.listen.unwrap_or(([127, 0, 0, 1], 8081).into());
+        let router = bare_router(args.seed);
+        serve(listen, router, "bare simulated provider (no layers)").await;
+        return;
+    }
+
+    let config = match &args.config {
+        Some(path) => match config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => config::demo(args.seed, args.zero_latency),
+    };
+    let listen = args.listen.unwrap_or(config.listen);
+    let demo = config.demo;
+    let no_keys = config.keys.is_empty();
+    let models = config.catalog.models().len();
+    let endpoints = config.catalog.all_endpoints().len();
+    let (router, _state) = app::build(config);
+    banner(listen, demo, no_keys, models, endpoints);
+    serve(listen, router, "gateway").await;
+}
+
+/// One zero-latency simulated provider behind a plain axum route: the baseline for load tests.
+fn bare_router(seed: u64) -> axum::Router {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let sim = tower_ai_gateway::sim::SimulatedProvider::builder(seed)
+        .default_profile(tower_ai_gateway::sim::SimProfile::instant())
+        .record_requests(false)
+        .build();
+    let handler = move |req: axum::extract::Request| {
+        let sim = sim.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let req = http::Request::from_parts(parts, http_body_util::Full::new(bytes));
+            match sim.oneshot(req).await {
+                Ok(res) => res.map(Body::new),
+                Err(e) => http::Response::builder()
+                    .status(502)
+                    .body(Body::from(e.to_string()))
+                    .unwrap_or_default(),
+            }
+        }
+    };
+    axum::Router::new()
+        .route(
+            "/api/v1/chat/completions",
+            axum::routing::post(handler.clone()),
+        )
+        .route("/v1/chat/completions", axum::routing::post(handler))
+}
+
+async fn serve(listen: SocketAddr, router: axum::Router, what: &str) {
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(%listen, "{what} listening");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    };
+    if let Err(e) = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn banner(listen: SocketAddr, demo: bool, no_keys: bool, models: usize, endpoints: usize) {
+    let url = format!("http://{listen}/api/v1");
+    println!("tower-ai-gateway listening on http://{listen}");
+    println!("  OpenRouter-compatible API: {url}   ({models} models, {endpoints} endpoints)");
+    if demo {
+        println!("  Embedded demo: simulated providers, no network. Callers on loopback need no key (any");
+        println!("  unknown key from loopback counts as none);");
+        println!(
+            "  the key `{}` has a ${} daily budget and shows the 402 path.",
+            config::DEMO_KEY,
+            config::DEMO_KEY_BUDGET
+        );
+    } else if no_keys {
+        println!("  WARNING: no API keys configured: every caller is let in.");
+    }
+    println!(
+        r#"
+Try:
+  curl -s {url}/chat/completions -H 'content-type: application/json' \
+    -d '{{"model":"meta-llama/llama-3.3-70b-instruct","messages":[{{"role":"user","content":"Hello"}}]}}'
+
+  # streamed, fallback models, provider preferences
+  curl -sN {url}/chat/completions -H 'content-type: application/json' \
+    -d '{{"models":["deepseek/deepseek-chat","openai/gpt-4o-mini"],"stream":true,
+         "provider":{{"sort":"throughput","data_collection":"deny","max_price":{{"prompt":1}}}},
+         "messages":[{{"role":"user","content":"Hello"}}]}}'
+
+  curl -s {url}/models | head -c 300; echo
+  curl -s {url}/models/meta-llama/llama-3.3-70b-instruct/endpoints
+  curl -s http://{listen}/metrics
+
+Python (openai SDK):
+  from openai import OpenAI
+  client = OpenAI(base_url="{url}", api_key="{key}")
+  client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{{"role":"user","content":"Hi"}}])
+"#,
+        key = if demo { "local" } else { "<your gateway key>" }
+    );
+}
