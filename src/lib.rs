@@ -115,6 +115,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod fallback;
+mod gateway_layer;
 mod hash;
 pub mod health;
 pub mod model_routing;
@@ -130,6 +131,7 @@ pub mod stats;
 pub mod usage_meter;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};
+pub use gateway_layer::{Gateway, GatewayLayer};
 pub use stats::{Stats, StatsConfig};
 
 /// Alias for a type-erased error type.

@@ -21,14 +21,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{CatalogHandle, Endpoint, Usd};
 use tower_ai_gateway::data_policy::DataPolicyLayer;
-use tower_ai_gateway::fallback::ProviderFallbackLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
-use tower_ai_gateway::percentile::PercentileDeprioritizeLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
 use tower_ai_gateway::usage_meter::{
-    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, UsageMeterLayer,
+    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits,
 };
-use tower_ai_gateway::{BoxError, ErrorType, GatewayError, Stats};
+use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
 use crate::config::{Config, Upstream};
 
@@ -134,29 +132,17 @@ pub fn build_with_client(
     }
     let ledger = Arc::new(ledger);
     let metrics_sink = metrics.clone();
-    let stack = ServiceBuilder::new()
-        .layer(routing(
-            ModelRoutingLayer::new(catalog.clone())
-                .health(stats.clone())
-                .body_limit(body_limit)
-                .ignore_providers(ignore),
-        ))
-        .layer(DataPolicyLayer::new().floor(floor))
-        .layer(PriceCapLayer::new().cap(cap))
-        .layer(PercentileDeprioritizeLayer::new(stats.clone()))
-        .layer(
-            UsageMeterLayer::new()
-                .shared_ledger(ledger.clone())
-                .stats(stats.clone())
+    let gateway = GatewayLayer::with_stats(catalog.clone(), stats.clone())
+        .routing(|r| routing(r.body_limit(body_limit).ignore_providers(ignore)))
+        .data_policy(DataPolicyLayer::new().floor(floor))
+        .price_cap(PriceCapLayer::new().cap(cap))
+        .usage_meter(|u| {
+            u.shared_ledger(ledger.clone())
                 .sink(generations.clone())
-                .sink(move |r: &GenerationRecord| metrics_sink.record_generation(r)),
-        )
-        .layer(
-            ProviderFallbackLayer::new()
-                .stats(stats.clone())
-                .attempt_timeout(attempt_timeout),
-        )
-        .service(client);
+                .sink(move |r: &GenerationRecord| metrics_sink.record_generation(r))
+        })
+        .fallback(|f| f.attempt_timeout(attempt_timeout));
+    let stack = ServiceBuilder::new().layer(gateway).service(client);
     let stack = ServiceExt::<Request>::map_response(stack, |res| res.map(Body::new));
     let stack = Stack::new(stack);
 

@@ -1,0 +1,166 @@
+//! `GatewayLayer`: the six layers in their standard order, as one layer.
+//!
+//! ```text
+//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
+//! ```
+//!
+//! One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
+//! percentile preferences, the meter's time to first token and throughput, the fallback's attempt
+//! outcomes). Each layer can be replaced by a configured one; the rest keep their defaults.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_ai_gateway::catalog::Catalog;
+//! use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
+//! use tower_ai_gateway::GatewayLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_ai_gateway::BoxError> {
+//! // The demo catalog, every provider pointed at one simulated upstream.
+//! let catalog = Catalog::builder();
+//! let file = tower_ai_gateway::catalog::CatalogFile::from_json(include_bytes!(
+//!     "../tests/fixtures/catalog/demo-catalog.json"
+//! ))?;
+//! let catalog = file
+//!     .apply(catalog, None)?
+//!     .map_providers(|p| p.base_url("http://sim.local/v1"))
+//!     .build()?;
+//! let client = SimulatedProvider::builder(1).default_profile(SimProfile::instant()).build();
+//!
+//! let gateway = GatewayLayer::new(catalog);
+//! let stats = gateway.stats().clone();
+//! let svc = ServiceBuilder::new().layer(gateway).service(client);
+//!
+//! let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#;
+//! let res = svc.oneshot(Request::post("/api/v1/chat/completions").body(Full::new(Bytes::from(body)))?).await?;
+//! assert_eq!(res.status(), 200);
+//! let json: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await?.to_bytes())?;
+//! assert!(json["id"].as_str().unwrap().starts_with("gen-"));
+//! assert!(json["usage"]["cost"].as_f64().unwrap() > 0.0);
+//! assert!(!stats.keys().is_empty(), "the attempt was recorded");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use tower_layer::Layer;
+
+use crate::catalog::CatalogHandle;
+use crate::data_policy::{DataPolicy, DataPolicyLayer};
+use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
+use crate::model_routing::{ModelRouting, ModelRoutingLayer};
+use crate::percentile::{PercentileDeprioritize, PercentileDeprioritizeLayer};
+use crate::price_cap::{PriceCap, PriceCapLayer};
+use crate::stats::Stats;
+use crate::usage_meter::{UsageMeter, UsageMeterLayer};
+
+/// The full stack as one layer. See the [module docs](self) for an example.
+#[derive(Clone)]
+#[must_use]
+pub struct GatewayLayer {
+    stats: Stats,
+    routing: ModelRoutingLayer,
+    data_policy: DataPolicyLayer,
+    price_cap: PriceCapLayer,
+    percentile: PercentileDeprioritizeLayer,
+    usage_meter: UsageMeterLayer,
+    fallback: ProviderFallbackLayer,
+}
+
+/// The service a [`GatewayLayer`] produces around `S`.
+pub type Gateway<S> =
+    ModelRouting<DataPolicy<PriceCap<PercentileDeprioritize<UsageMeter<ProviderFallback<S>>>>>>;
+
+impl GatewayLayer {
+    /// Every layer with its defaults, sharing a new [`Stats`].
+    pub fn new(catalog: impl Into<CatalogHandle>) -> Self {
+        Self::with_stats(catalog, Stats::default())
+    }
+
+    /// Every layer with its defaults, sharing `stats`.
+    pub fn with_stats(catalog: impl Into<CatalogHandle>, stats: Stats) -> Self {
+        GatewayLayer {
+            routing: ModelRoutingLayer::new(catalog).health(stats.clone()),
+            data_policy: DataPolicyLayer::new(),
+            price_cap: PriceCapLayer::new(),
+            percentile: PercentileDeprioritizeLayer::new(stats.clone()),
+            usage_meter: UsageMeterLayer::new().stats(stats.clone()),
+            fallback: ProviderFallbackLayer::new().stats(stats.clone()),
+            stats,
+        }
+    }
+
+    /// The shared statistics (for `/endpoints`-style reports).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Reconfigures ModelRouting (it already reads the shared stats).
+    pub fn routing(mut self, f: impl FnOnce(ModelRoutingLayer) -> ModelRoutingLayer) -> Self {
+        self.routing = f(self.routing);
+        self
+    }
+
+    /// Replaces the DataPolicy layer (e.g. with an operator floor).
+    pub fn data_policy(mut self, layer: DataPolicyLayer) -> Self {
+        self.data_policy = layer;
+        self
+    }
+
+    /// Replaces the PriceCap layer (e.g. with an operator cap).
+    pub fn price_cap(mut self, layer: PriceCapLayer) -> Self {
+        self.price_cap = layer;
+        self
+    }
+
+    /// Replaces the PercentileDeprioritize layer.
+    pub fn percentile(mut self, layer: PercentileDeprioritizeLayer) -> Self {
+        self.percentile = layer;
+        self
+    }
+
+    /// Reconfigures UsageMeter (ledger, sinks, …); it already feeds the shared stats.
+    pub fn usage_meter(mut self, f: impl FnOnce(UsageMeterLayer) -> UsageMeterLayer) -> Self {
+        self.usage_meter = f(self.usage_meter);
+        self
+    }
+
+    /// Reconfigures ProviderFallback (timeouts, budget, policy, …); it already records into the
+    /// shared stats.
+    pub fn fallback(
+        mut self,
+        f: impl FnOnce(ProviderFallbackLayer) -> ProviderFallbackLayer,
+    ) -> Self {
+        self.fallback = f(self.fallback);
+        self
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = Gateway<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let s = self.fallback.layer(inner);
+        let s = self.usage_meter.layer(s);
+        let s = self.percentile.layer(s);
+        let s = self.price_cap.layer(s);
+        let s = self.data_policy.layer(s);
+        self.routing.layer(s)
+    }
+}
+
+impl fmt::Debug for GatewayLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayLayer")
+            .field("routing", &self.routing)
+            .field("data_policy", &self.data_policy)
+            .field("price_cap", &self.price_cap)
+            .finish_non_exhaustive()
+    }
+}
