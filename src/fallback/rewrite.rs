@@ -263,16 +263,7 @@ mod tests {
         );
     }
 
-    const GATEWAY: &[&str] = &[
-        "models",
-        "provider",
-        "route",
-        "session_id",
-        "transforms",
-        "plugins",
-        "usage",
-        "debug",
-    ];
+    const GATEWAY: &[&str] = crate::route::GATEWAY_ONLY;
     const PLAIN: &[&str] = &[
         "messages",
         "temperature",
