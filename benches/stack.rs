@@ -1,5 +1,7 @@
-//! Per-request overhead of ModelRouting + ProviderFallback against the bare inner service, for a
-//! 1 KB non-streamed request.
+//! Per-request overhead of ModelRouting + ProviderFallback, and of all six layers, against the bare
+//! inner service, for a 1 KB non-streamed request.
+//!
+//! `cargo bench --bench stack`
 
 use std::convert::Infallible;
 
@@ -12,6 +14,7 @@ use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider,
 use tower_ai_gateway::fallback::ProviderFallbackLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::sim::{SimOutputLength, SimProfile, SimulatedProvider};
+use tower_ai_gateway::GatewayLayer;
 
 const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"acme-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":8,"total_tokens":258}}"#;
 
@@ -96,6 +99,16 @@ fn bench(c: &mut Criterion) {
         .service_fn(fixed);
     g.bench_function("service_fn/routing+fallback", |b| {
         b.iter(|| rt.block_on(once(&mut stacked, black_box(&body))))
+    });
+    // All six layers (GatewayLayer: routing, data policy, price cap, percentiles, metering with a
+    // ledger and the in-memory generation store, fallback with stats).
+    let mut full = ServiceBuilder::new()
+        .layer(GatewayLayer::new(catalog()).routing(|r| r.seed(1)).usage_meter(|u| {
+            u.sink(tower_ai_gateway::usage_meter::GenerationStore::new(1024))
+        }))
+        .service_fn(fixed);
+    g.bench_function("service_fn/all six layers", |b| {
+        b.iter(|| rt.block_on(once(&mut full, black_box(&body))))
     });
 
     let profile = SimProfile::instant().with_output_tokens(SimOutputLength::fixed(8));
