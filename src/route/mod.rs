@@ -30,7 +30,9 @@ pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
 pub use request::RequestView;
-pub(crate) use request::{write_json_str, GATEWAY_ONLY};
+pub(crate) use request::write_json_str;
+#[cfg(test)]
+pub(crate) use request::GATEWAY_ONLY;
 pub(crate) use route::splitmix;
 pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
