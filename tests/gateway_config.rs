@@ -162,3 +162,17 @@ fn example_config_catalog_means_what_it_says() {
     assert_eq!(deepseek[0].tag, "openrouter");
     assert_eq!(deepseek[0].upstream_model(), "deepseek/deepseek-chat");
 }
+
+#[test]
+fn readme_shows_the_example_config_verbatim() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("```toml\n# A config file for the example gateway")
+        .expect("README shows examples/gateway.toml");
+    let body = &readme[start + "```toml\n".len()..];
+    let body = &body[..body.find("\n```").expect("closing fence") + 1];
+    assert_eq!(
+        body, EXAMPLE,
+        "the README's config must be a copy of examples/gateway.toml"
+    );
+}
