@@ -69,7 +69,10 @@ fn testable_copy(name: &str) -> PathBuf {
 fn the_substitution_touches_only_what_it_should() {
     let s = "api_key_env = \"A\"\nkey_env = \"B\"\nx = { key_env = \"C\" }\n";
     let s = replace_assignments(s, "api_key_env", |_| "api_key = \"k\"".into());
-    assert_eq!(s, "api_key = \"k\"\nkey_env = \"B\"\nx = { key_env = \"C\" }\n");
+    assert_eq!(
+        s,
+        "api_key = \"k\"\nkey_env = \"B\"\nx = { key_env = \"C\" }\n"
+    );
     let s = replace_assignments(&s, "key_env", |v| format!("key = \"{v}\""));
     assert_eq!(s, "api_key = \"k\"\nkey = \"B\"\nx = { key = \"C\" }\n");
 }

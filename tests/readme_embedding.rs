@@ -46,7 +46,8 @@ async fn the_readme_stack_serves_a_request() {
         .layer(ProviderFallbackLayer::new().stats(stats.clone()))
         .service(client);
 
-    let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"provider":{"zdr":true}}"#;
+    let body =
+        r#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"provider":{"zdr":true}}"#;
     let mut req = http::Request::post("http://gateway.local/api/v1/chat/completions")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
