@@ -113,6 +113,7 @@ mod macros;
 pub mod body;
 pub mod catalog;
 pub mod clock;
+pub mod compat;
 pub mod error;
 pub mod fallback;
 mod gateway_layer;
