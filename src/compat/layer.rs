@@ -1,7 +1,9 @@
 //! [`MessagesLayer`] / [`Messages`]: an Anthropic Messages endpoint in front of a chat-completions
 //! service.
 
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -29,10 +31,23 @@ const RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
 /// Layer that serves Anthropic Messages requests with an inner chat-completions service.
 ///
 /// See the [module docs](super) for an example.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct MessagesLayer {
     body_limit: usize,
+    max_tokens_cap: Option<MaxTokensCap>,
+}
+
+/// See [`MessagesLayer::max_tokens_cap`].
+type MaxTokensCap = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
+impl fmt::Debug for MessagesLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessagesLayer")
+            .field("body_limit", &self.body_limit)
+            .field("max_tokens_cap", &self.max_tokens_cap.is_some())
+            .finish()
+    }
 }
 
 impl Default for MessagesLayer {
@@ -46,7 +61,22 @@ impl MessagesLayer {
     pub fn new() -> Self {
         MessagesLayer {
             body_limit: DEFAULT_MESSAGES_BODY_LIMIT,
+            max_tokens_cap: None,
         }
+    }
+
+    /// Clamps `max_tokens` to `cap(model)` when that is smaller.
+    ///
+    /// Anthropic clients send `max_tokens` as a ceiling (Claude Code always asks for 32000), while
+    /// chat-completions routing treats it as a requirement and skips endpoints with a smaller
+    /// output limit. A gateway can pass the largest output limit among a model's endpoints here
+    /// so that such models stay usable.
+    pub fn max_tokens_cap(
+        mut self,
+        cap: impl Fn(&str) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        self.max_tokens_cap = Some(Arc::new(cap));
+        self
     }
 
     /// Requests with a larger body are answered 413 (in Anthropic's error shape).
@@ -62,7 +92,7 @@ impl<S> Layer<S> for MessagesLayer {
     fn layer(&self, inner: S) -> Messages<S> {
         Messages {
             inner,
-            body_limit: self.body_limit,
+            config: self.clone(),
         }
     }
 }
@@ -72,7 +102,7 @@ impl<S> Layer<S> for MessagesLayer {
 #[derive(Clone, Debug)]
 pub struct Messages<S> {
     inner: S,
-    body_limit: usize,
+    config: MessagesLayer,
 }
 
 impl<S> Messages<S> {
@@ -181,7 +211,8 @@ where
         // The clone is the one that was driven to readiness.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.body_limit;
+        let limit = self.config.body_limit;
+        let cap = self.config.max_tokens_cap.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let too_large = || anthropic_error_response(&GatewayError::payload_too_large(limit));
@@ -204,7 +235,7 @@ where
                     GatewayError::new(ErrorType::InvalidRequest, format!("the request body is not valid JSON: {e}"))
                 })
                 .and_then(|v| messages_to_chat(&v));
-            let chat = match translated {
+            let mut chat = match translated {
                 Ok(c) => c,
                 Err(e) => return Ok(anthropic_error_response(&e)),
             };
@@ -213,6 +244,11 @@ where
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
+            if let Some(cap) = cap.as_deref().and_then(|f| f(&model)) {
+                if chat.get("max_tokens").and_then(Value::as_u64).is_some_and(|m| m > cap) {
+                    chat["max_tokens"] = Value::from(cap);
+                }
+            }
             let body = Bytes::from(chat.to_string());
             parts.headers.insert(
                 header::CONTENT_TYPE,
