@@ -331,3 +331,41 @@ fn sse_empty_stream_still_well_formed() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["message_start", "ping", "message_delta", "message_stop"]);
 }
+
+/// A body yielding the given frames, one per poll.
+struct Frames(std::collections::VecDeque<bytes::Bytes>);
+
+impl http_body::Body for Frames {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[test]
+fn sse_body_wrapper_at_every_two_frame_split() {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let bytes = bytes::Bytes::from_static(STREAM.as_bytes());
+    let mut first = None;
+    for cut in 0..=bytes.len() {
+        let frames = Frames([bytes.slice(..cut), bytes.slice(cut..)].into_iter().collect());
+        let body = MessagesSseBody::new(frames, SseTranslator::new("m"));
+        let out = rt.block_on(body.collect()).unwrap().to_bytes();
+        let (text, thinking, tools, delta) = assemble(&parse_events(&out));
+        assert_eq!(text, "Héllo, wörld!", "split at {cut}");
+        assert_eq!(thinking, "Let me think.");
+        assert_eq!(tools[0].1, "{\"command\": \"ls\"}");
+        assert_eq!(tools[1].1, "{\"path\":\"a.txt\"}");
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        match &first {
+            None => first = Some(out),
+            Some(f) => assert_eq!(&out, f),
+        }
+    }
+}
