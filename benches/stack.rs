@@ -103,9 +103,11 @@ fn bench(c: &mut Criterion) {
     // All six layers (GatewayLayer: routing, data policy, price cap, percentiles, metering with a
     // ledger and the in-memory generation store, fallback with stats).
     let mut full = ServiceBuilder::new()
-        .layer(GatewayLayer::new(catalog()).routing(|r| r.seed(1)).usage_meter(|u| {
-            u.sink(tower_ai_gateway::usage_meter::GenerationStore::new(1024))
-        }))
+        .layer(
+            GatewayLayer::new(catalog())
+                .routing(|r| r.seed(1))
+                .usage_meter(|u| u.sink(tower_ai_gateway::usage_meter::GenerationStore::new(1024))),
+        )
         .service_fn(fixed);
     g.bench_function("service_fn/all six layers", |b| {
         b.iter(|| rt.block_on(once(&mut full, black_box(&body))))

@@ -54,25 +54,48 @@ async fn start(loopback_without_key: bool) -> Gateway {
 }
 
 impl Gateway {
-    async fn send(&self, method: Method, target: &str, headers: &[(String, String)], body: Bytes) -> Reply {
+    async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> Reply {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://{}{target}", self.addr));
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let res = self.client.request(req.body(Full::new(body)).unwrap()).await.unwrap();
+        let res = self
+            .client
+            .request(req.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn messages(&self, body: Value, headers: &[(&str, &str)]) -> Reply {
-        let mut h: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut h: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         h.push(("content-type".into(), "application/json".into()));
         h.push(("anthropic-version".into(), "2023-06-01".into()));
-        self.send(Method::POST, "/v1/messages?beta=true", &h, Bytes::from(body.to_string())).await
+        self.send(
+            Method::POST,
+            "/v1/messages?beta=true",
+            &h,
+            Bytes::from(body.to_string()),
+        )
+        .await
     }
 }
 
@@ -111,7 +134,10 @@ fn check_stream(events: &[(String, Value)]) -> String {
     assert!(start["id"].as_str().unwrap().starts_with("gen-"), "{start}");
     let delta = &events[names.len() - 2].1;
     assert!(delta["delta"]["stop_reason"].is_string(), "{delta}");
-    assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0, "{delta}");
+    assert!(
+        delta["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{delta}"
+    );
     let mut text = String::new();
     let mut open: Option<u64> = None;
     for (name, data) in &events[2..events.len() - 2] {
@@ -141,7 +167,10 @@ fn check_message(v: &Value) {
     assert_eq!(v["type"], "message", "{v}");
     assert_eq!(v["role"], "assistant");
     assert!(v["id"].as_str().unwrap().starts_with("gen-"), "{v}");
-    assert!(v["content"].as_array().is_some_and(|c| !c.is_empty()), "{v}");
+    assert!(
+        v["content"].as_array().is_some_and(|c| !c.is_empty()),
+        "{v}"
+    );
     assert!(v["stop_reason"].is_string());
     assert!(v.as_object().unwrap().contains_key("stop_sequence"));
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0, "{v}");
@@ -180,7 +209,10 @@ async fn every_captured_anthropic_request_is_answered() {
         let mut headers = Vec::new();
         for (k, v) in f["headers"].as_object().unwrap() {
             let lower = k.to_ascii_lowercase();
-            if matches!(lower.as_str(), "host" | "content-length" | "connection" | "accept-encoding") {
+            if matches!(
+                lower.as_str(),
+                "host" | "content-length" | "connection" | "accept-encoding"
+            ) {
                 continue;
             }
             let v = v.as_str().unwrap();
@@ -194,7 +226,12 @@ async fn every_captured_anthropic_request_is_answered() {
         }
         let body = &f["body"];
         let r = gw
-            .send(Method::POST, &target, &headers, Bytes::from(body.to_string()))
+            .send(
+                Method::POST,
+                &target,
+                &headers,
+                Bytes::from(body.to_string()),
+            )
             .await;
         assert_eq!(r.status, 200, "{name}: {:?}", r.body);
         if target.contains("count_tokens") {
@@ -210,7 +247,13 @@ async fn every_captured_anthropic_request_is_answered() {
             model
         };
         if body["stream"] == true {
-            assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"), "{name}");
+            assert!(
+                r.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/event-stream"),
+                "{name}"
+            );
             let events = sse_events(&r.body);
             let text = check_stream(&events);
             assert!(!text.is_empty(), "{name}");
@@ -229,7 +272,9 @@ async fn streamed_and_non_streamed_answers() {
     let gw = start(true).await;
     let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64,
         "messages": [{"role": "user", "content": "hello"}]});
-    let r = gw.messages(body.clone(), &[("x-api-key", "whatever")]).await;
+    let r = gw
+        .messages(body.clone(), &[("x-api-key", "whatever")])
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let v = r.json();
     check_message(&v);
@@ -243,7 +288,10 @@ async fn streamed_and_non_streamed_answers() {
     let events = sse_events(&r.body);
     check_stream(&events);
     let delta = &events[events.len() - 2].1;
-    assert!(delta["usage"]["input_tokens"].as_u64().unwrap() > 0, "{delta}");
+    assert!(
+        delta["usage"]["input_tokens"].as_u64().unwrap() > 0,
+        "{delta}"
+    );
     assert!(delta["usage"]["cost"].as_f64().unwrap() > 0.0, "{delta}");
 }
 
@@ -261,7 +309,9 @@ async fn errors_are_in_anthropic_shape() {
     assert_eq!(v["error"]["error_type"], "authentication", "{v}");
     assert!(v["request_id"].is_null());
     // A wrong key.
-    let r = gw.messages(body.clone(), &[("authorization", "Bearer nope-nope-nope")]).await;
+    let r = gw
+        .messages(body.clone(), &[("authorization", "Bearer nope-nope-nope")])
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["type"], "authentication_error");
 
@@ -274,12 +324,14 @@ async fn errors_are_in_anthropic_shape() {
     let v = r.json();
     assert_eq!(v["type"], "error", "{v}");
     assert!(
-        ["invalid_request_error", "not_found_error"].contains(&v["error"]["type"].as_str().unwrap()),
+        ["invalid_request_error", "not_found_error"]
+            .contains(&v["error"]["type"].as_str().unwrap()),
         "{v}"
     );
     // Too many fallbacks, and fallbacks with models.
     let mut b = body.clone();
-    b["fallbacks"] = json!([{"model": "a/b"}, {"model": "a/c"}, {"model": "a/d"}, {"model": "a/e"}]);
+    b["fallbacks"] =
+        json!([{"model": "a/b"}, {"model": "a/c"}, {"model": "a/d"}, {"model": "a/e"}]);
     let r = gw.messages(b, &[]).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
@@ -295,7 +347,12 @@ async fn errors_are_in_anthropic_shape() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     // Not JSON.
     let r = gw
-        .send(Method::POST, "/v1/messages", &[], Bytes::from_static(b"{nope"))
+        .send(
+            Method::POST,
+            "/v1/messages",
+            &[],
+            Bytes::from_static(b"{nope"),
+        )
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
@@ -316,7 +373,10 @@ async fn count_tokens_estimates() {
             Method::POST,
             "/api/v1/messages/count_tokens",
             &[],
-            Bytes::from(json!({"model": "x", "messages": [{"role": "user", "content": "12345678"}]}).to_string()),
+            Bytes::from(
+                json!({"model": "x", "messages": [{"role": "user", "content": "12345678"}]})
+                    .to_string(),
+            ),
         )
         .await;
     assert_eq!(r.status, 200);

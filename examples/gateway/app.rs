@@ -169,7 +169,10 @@ pub fn build_with_client(
                 .max_tokens_cap(move |model| {
                     let catalog = handle.load();
                     let model = catalog.alias(model).unwrap_or(model).to_owned();
-                    let limits = catalog.endpoints(&model).iter().map(|e| e.max_completion_tokens);
+                    let limits = catalog
+                        .endpoints(&model)
+                        .iter()
+                        .map(|e| e.max_completion_tokens);
                     // No cap when some endpoint has no limit (or the model is unknown).
                     limits.collect::<Option<Vec<u64>>>()?.into_iter().max()
                 })
@@ -204,7 +207,9 @@ pub fn build_with_client(
         .route("/metrics", get(metrics_text))
         .route(
             "/",
-            get(|| async { "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n" }),
+            get(|| async {
+                "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n"
+            }),
         )
         .fallback(|| async {
             error_response(GatewayError::new(ErrorType::NotFound, "no such route"))

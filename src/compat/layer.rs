@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -163,7 +163,9 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Sse { .. } => SizeHint::default(),
         }
     }
@@ -182,7 +184,10 @@ fn json_response<B>(status: StatusCode, body: &Value) -> Response<MessagesBody<B
 
 /// A [`GatewayError`] as an Anthropic-shaped error response.
 pub fn anthropic_error_response<B>(e: &GatewayError) -> Response<MessagesBody<B>> {
-    json_response(e.status(), &error_to_anthropic(e.status().as_u16(), &e.to_json()))
+    json_response(
+        e.status(),
+        &error_to_anthropic(e.status().as_u16(), &e.to_json()),
+    )
 }
 
 /// The future of [`Messages`].
@@ -223,16 +228,24 @@ where
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(c) => c.to_bytes(),
                 Err(e) => {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
                         return Ok(too_large());
                     }
-                    let e = GatewayError::new(ErrorType::InvalidRequest, format!("could not read the request body: {e}"));
+                    let e = GatewayError::new(
+                        ErrorType::InvalidRequest,
+                        format!("could not read the request body: {e}"),
+                    );
                     return Ok(anthropic_error_response(&e));
                 }
             };
             let translated = serde_json::from_slice::<Value>(&bytes)
                 .map_err(|e| {
-                    GatewayError::new(ErrorType::InvalidRequest, format!("the request body is not valid JSON: {e}"))
+                    GatewayError::new(
+                        ErrorType::InvalidRequest,
+                        format!("the request body is not valid JSON: {e}"),
+                    )
                 })
                 .and_then(|v| messages_to_chat(&v));
             let mut chat = match translated {
@@ -245,7 +258,11 @@ where
                 .unwrap_or("")
                 .to_owned();
             if let Some(cap) = cap.as_deref().and_then(|f| f(&model)) {
-                if chat.get("max_tokens").and_then(Value::as_u64).is_some_and(|m| m > cap) {
+                if chat
+                    .get("max_tokens")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|m| m > cap)
+                {
                     chat["max_tokens"] = Value::from(cap);
                 }
             }
@@ -258,7 +275,9 @@ where
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-            let res = inner.call(Request::from_parts(parts, ReqBody::from(body))).await?;
+            let res = inner
+                .call(Request::from_parts(parts, ReqBody::from(body)))
+                .await?;
             Ok(translate_response(res, model).await)
         })
     }
@@ -315,13 +334,23 @@ where
             (status, error_to_anthropic(status.as_u16(), &v))
         }
         None => {
-            let status = if status.is_success() { StatusCode::BAD_GATEWAY } else { status };
+            let status = if status.is_success() {
+                StatusCode::BAD_GATEWAY
+            } else {
+                status
+            };
             let msg = if status == StatusCode::BAD_GATEWAY {
                 "the upstream response was not valid JSON"
             } else {
                 "upstream error"
             };
-            (status, error_to_anthropic(status.as_u16(), &serde_json::json!({"error": {"message": msg}})))
+            (
+                status,
+                error_to_anthropic(
+                    status.as_u16(),
+                    &serde_json::json!({"error": {"message": msg}}),
+                ),
+            )
         }
     };
     let body = Bytes::from(out.to_string());

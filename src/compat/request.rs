@@ -71,7 +71,9 @@ fn tool_result_content(v: Option<&Value>) -> (String, Vec<Value>) {
             let mut images = Vec::new();
             for b in blocks {
                 match b.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                    Some("text") => {
+                        text.push_str(b.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
                     Some("image") => images.extend(image_part(b)),
                     _ => {}
                 }
@@ -94,7 +96,9 @@ fn user_message(content: &Value, out: &mut Vec<Value>) {
     let mut tool_images = Vec::new();
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") => parts.push(json!({"type": "text", "text": b.get("text").cloned().unwrap_or(Value::from(""))})),
+            Some("text") => parts.push(
+                json!({"type": "text", "text": b.get("text").cloned().unwrap_or(Value::from(""))}),
+            ),
             Some("image") => parts.extend(image_part(b)),
             Some("tool_result") => {
                 let (mut text, images) = tool_result_content(b.get("content"));
@@ -204,7 +208,11 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
             Some("system") | Some("developer") => {
                 msgs.push(json!({"role": "system", "content": system_text(content)}))
             }
-            _ => return Err(invalid(format!("messages.{i}.role: expected `user`, `assistant` or `system`"))),
+            _ => {
+                return Err(invalid(format!(
+                    "messages.{i}.role: expected `user`, `assistant` or `system`"
+                )))
+            }
         }
     }
     out.insert("messages".into(), Value::Array(msgs));
@@ -236,7 +244,10 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
             })
             .map(|t| {
                 let mut f = Map::new();
-                f.insert("name".into(), t.get("name").cloned().unwrap_or(Value::from("")));
+                f.insert(
+                    "name".into(),
+                    t.get("name").cloned().unwrap_or(Value::from("")),
+                );
                 if let Some(d) = t.get("description") {
                     f.insert("description".into(), d.clone());
                 }
@@ -257,7 +268,9 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         let choice = match tc.get("type").and_then(Value::as_str) {
             Some("any") => Value::from("required"),
             Some("none") => Value::from("none"),
-            Some("tool") => json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::from(""))}}),
+            Some("tool") => {
+                json!({"type": "function", "function": {"name": tc.get("name").cloned().unwrap_or(Value::from(""))}})
+            }
             _ => Value::from("auto"),
         };
         out.insert("tool_choice".into(), choice);
@@ -273,7 +286,15 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         out.insert("stream_options".into(), json!({"include_usage": true}));
     }
     // OpenRouter extensions.
-    for key in ["provider", "models", "session_id", "user", "plugins", "transforms", "route"] {
+    for key in [
+        "provider",
+        "models",
+        "session_id",
+        "user",
+        "plugins",
+        "transforms",
+        "route",
+    ] {
         if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
             out.insert(key.into(), v.clone());
         }
@@ -292,10 +313,18 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         }
         let mut models = Vec::with_capacity(list.len());
         for (i, f) in list.iter().enumerate() {
-            let m = f.as_object().filter(|m| m.len() == 1).and_then(|m| m.get("model")).and_then(Value::as_str);
+            let m = f
+                .as_object()
+                .filter(|m| m.len() == 1)
+                .and_then(|m| m.get("model"))
+                .and_then(Value::as_str);
             match m {
                 Some(m) => models.push(Value::from(m)),
-                None => return Err(invalid(format!("fallbacks.{i}: expected `{{\"model\": \"<id>\"}}`"))),
+                None => {
+                    return Err(invalid(format!(
+                        "fallbacks.{i}: expected `{{\"model\": \"<id>\"}}`"
+                    )))
+                }
             }
         }
         if !models.is_empty() {
@@ -310,10 +339,12 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
 fn thinking_to_reasoning(obj: &Map<String, Value>) -> Option<Value> {
     let thinking = obj.get("thinking")?;
     match thinking.get("type").and_then(Value::as_str)? {
-        "enabled" => Some(match thinking.get("budget_tokens").and_then(Value::as_u64) {
-            Some(b) => json!({"max_tokens": b}),
-            None => json!({"enabled": true}),
-        }),
+        "enabled" => Some(
+            match thinking.get("budget_tokens").and_then(Value::as_u64) {
+                Some(b) => json!({"max_tokens": b}),
+                None => json!({"enabled": true}),
+            },
+        ),
         "adaptive" => {
             let effort = obj
                 .get("output_config")

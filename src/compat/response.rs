@@ -96,7 +96,8 @@ pub fn chat_to_message(chat: &Value) -> Value {
         .and_then(Value::as_str)
         .filter(|r| !r.is_empty());
     if let Some(r) = reasoning {
-        content.push(json!({"type": "thinking", "thinking": r, "signature": thinking_signature(r)}));
+        content
+            .push(json!({"type": "thinking", "thinking": r, "signature": thinking_signature(r)}));
     }
     if let Some(text) = msg.get("content").and_then(Value::as_str) {
         if !text.is_empty() {
@@ -115,11 +116,17 @@ pub fn chat_to_message(chat: &Value) -> Value {
         }
     }
     let mut out = Map::new();
-    out.insert("id".into(), chat.get("id").cloned().unwrap_or(Value::from("")));
+    out.insert(
+        "id".into(),
+        chat.get("id").cloned().unwrap_or(Value::from("")),
+    );
     out.insert("type".into(), "message".into());
     out.insert("role".into(), "assistant".into());
     out.insert("content".into(), Value::Array(content));
-    out.insert("model".into(), chat.get("model").cloned().unwrap_or(Value::from("")));
+    out.insert(
+        "model".into(),
+        chat.get("model").cloned().unwrap_or(Value::from("")),
+    );
     out.insert(
         "stop_reason".into(),
         stop_reason(choice.get("finish_reason").and_then(Value::as_str)).into(),

@@ -150,7 +150,11 @@ impl SseTranslator {
         if let Some(p) = chunk.get("provider") {
             message["provider"] = p.clone();
         }
-        event(out, "message_start", &json!({"type": "message_start", "message": message}));
+        event(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        );
         event(out, "ping", &json!({"type": "ping"}));
     }
 
@@ -184,7 +188,10 @@ impl SseTranslator {
             if let Some(r) = reasoning {
                 if !matches!(self.open, Open::Thinking(_)) {
                     self.close(out);
-                    self.open_block(out, json!({"type": "thinking", "thinking": "", "signature": ""}));
+                    self.open_block(
+                        out,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    );
                     self.open = Open::Thinking(Signer::default());
                 }
                 if let Open::Thinking(s) = &mut self.open {
@@ -192,7 +199,11 @@ impl SseTranslator {
                 }
                 self.delta(out, json!({"type": "thinking_delta", "thinking": r}));
             }
-            if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            if let Some(text) = delta
+                .get("content")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 if !matches!(self.open, Open::Text) {
                     self.close(out);
                     self.open_block(out, json!({"type": "text", "text": ""}));
@@ -223,8 +234,15 @@ impl SseTranslator {
                         );
                         self.open = Open::Tool(index);
                     }
-                    if let Some(args) = f.get("arguments").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-                        self.delta(out, json!({"type": "input_json_delta", "partial_json": args}));
+                    if let Some(args) = f
+                        .get("arguments")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                    {
+                        self.delta(
+                            out,
+                            json!({"type": "input_json_delta", "partial_json": args}),
+                        );
                     }
                 }
             }
@@ -254,9 +272,10 @@ impl SseTranslator {
     fn close(&mut self, out: &mut BytesMut) {
         match std::mem::replace(&mut self.open, Open::None) {
             Open::None => return,
-            Open::Thinking(s) => {
-                self.delta(out, json!({"type": "signature_delta", "signature": s.finish()}))
-            }
+            Open::Thinking(s) => self.delta(
+                out,
+                json!({"type": "signature_delta", "signature": s.finish()}),
+            ),
             Open::Text | Open::Tool(_) => {}
         }
         event(
@@ -349,7 +368,8 @@ where
                 Some(Err(e)) => {
                     *this.done = true;
                     let e: BoxError = e.into();
-                    this.translator.fail(&format!("upstream stream failed: {e}"))
+                    this.translator
+                        .fail(&format!("upstream stream failed: {e}"))
                 }
                 None => {
                     *this.done = true;

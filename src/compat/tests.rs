@@ -39,9 +39,16 @@ fn system_blocks_and_inline_system_messages() {
 
 #[test]
 fn thinking_modes() {
-    let with = |t: Value| messages_to_chat(&json!({"model": "m", "messages": [], "thinking": t})).unwrap();
-    assert_eq!(with(json!({"type": "enabled", "budget_tokens": 2048}))["reasoning"], json!({"max_tokens": 2048}));
-    assert_eq!(with(json!({"type": "adaptive"}))["reasoning"], json!({"effort": "medium"}));
+    let with =
+        |t: Value| messages_to_chat(&json!({"model": "m", "messages": [], "thinking": t})).unwrap();
+    assert_eq!(
+        with(json!({"type": "enabled", "budget_tokens": 2048}))["reasoning"],
+        json!({"max_tokens": 2048})
+    );
+    assert_eq!(
+        with(json!({"type": "adaptive"}))["reasoning"],
+        json!({"effort": "medium"})
+    );
     assert!(with(json!({"type": "disabled"})).get("reasoning").is_none());
 }
 
@@ -54,14 +61,20 @@ fn tools_and_tool_choice() {
         (json!({"type": "auto"}), json!("auto")),
         (json!({"type": "any"}), json!("required")),
         (json!({"type": "none"}), json!("none")),
-        (json!({"type": "tool", "name": "Bash"}), json!({"type": "function", "function": {"name": "Bash"}})),
+        (
+            json!({"type": "tool", "name": "Bash"}),
+            json!({"type": "function", "function": {"name": "Bash"}}),
+        ),
     ] {
         let mut req = base.clone();
         req["tool_choice"] = choice;
         let chat = messages_to_chat(&req).unwrap();
         assert_eq!(chat["tool_choice"], want);
         assert_eq!(chat["tools"].as_array().unwrap().len(), 1);
-        assert_eq!(chat["tools"][0]["function"]["parameters"]["properties"]["command"]["type"], "string");
+        assert_eq!(
+            chat["tools"][0]["function"]["parameters"]["properties"]["command"]["type"],
+            "string"
+        );
         assert_eq!(chat["tools"][0]["function"]["name"], "Bash");
     }
 }
@@ -91,13 +104,27 @@ fn multi_turn_tool_conversation() {
     assert_eq!(m[1]["content"], "Let me look.");
     assert_eq!(m[1]["reasoning"], "I should run ls");
     assert_eq!(m[1]["tool_calls"][0]["id"], "toolu_1");
-    let args: Value = serde_json::from_str(m[1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value = serde_json::from_str(
+        m[1]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(args, json!({"command": "ls"}));
-    assert_eq!(m[2], json!({"role": "tool", "tool_call_id": "toolu_1", "content": "README.md\nmain.py"}));
+    assert_eq!(
+        m[2],
+        json!({"role": "tool", "tool_call_id": "toolu_1", "content": "README.md\nmain.py"})
+    );
     assert_eq!(m[3], json!({"role": "user", "content": "what now?"}));
     assert_eq!(m[4]["content"], Value::Null);
-    assert_eq!(m[5], json!({"role": "tool", "tool_call_id": "toolu_2", "content": "[tool error] no such file"}));
-    assert_eq!(m[6]["content"][0]["image_url"]["url"], "data:image/png;base64,AAA");
+    assert_eq!(
+        m[5],
+        json!({"role": "tool", "tool_call_id": "toolu_2", "content": "[tool error] no such file"})
+    );
+    assert_eq!(
+        m[6]["content"][0]["image_url"]["url"],
+        "data:image/png;base64,AAA"
+    );
     assert_eq!(m.len(), 7);
 
     // The answer with a tool call, back in Anthropic form.
@@ -112,10 +139,22 @@ fn multi_turn_tool_conversation() {
     assert_eq!(msg["id"], "gen-1");
     assert_eq!(msg["stop_reason"], "tool_use");
     assert_eq!(msg["provider"], "acme");
-    assert_eq!(msg["content"][0], json!({"type": "thinking", "thinking": "think", "signature": thinking_signature("think")}));
-    assert_eq!(msg["content"][1], json!({"type": "text", "text": "Running."}));
-    assert_eq!(msg["content"][2], json!({"type": "tool_use", "id": "call_9", "name": "Bash", "input": {"command": "pwd"}}));
-    assert_eq!(msg["content"][3]["input"], json!({"_raw_arguments": "{oops"}));
+    assert_eq!(
+        msg["content"][0],
+        json!({"type": "thinking", "thinking": "think", "signature": thinking_signature("think")})
+    );
+    assert_eq!(
+        msg["content"][1],
+        json!({"type": "text", "text": "Running."})
+    );
+    assert_eq!(
+        msg["content"][2],
+        json!({"type": "tool_use", "id": "call_9", "name": "Bash", "input": {"command": "pwd"}})
+    );
+    assert_eq!(
+        msg["content"][3]["input"],
+        json!({"_raw_arguments": "{oops"})
+    );
     assert_eq!(msg["usage"]["input_tokens"], 60);
     assert_eq!(msg["usage"]["cache_read_input_tokens"], 40);
     assert_eq!(msg["usage"]["output_tokens"], 7);
@@ -123,15 +162,26 @@ fn multi_turn_tool_conversation() {
     assert!(msg["stop_sequence"].is_null());
 
     // Round trip: the assistant message goes back as the same tool calls.
-    let next = messages_to_chat(&json!({"model": "m", "messages": [{"role": "assistant", "content": msg["content"]}]})).unwrap();
-    assert_eq!(next["messages"][0]["tool_calls"][0]["function"]["arguments"], "{\"command\":\"pwd\"}");
+    let next = messages_to_chat(
+        &json!({"model": "m", "messages": [{"role": "assistant", "content": msg["content"]}]}),
+    )
+    .unwrap();
+    assert_eq!(
+        next["messages"][0]["tool_calls"][0]["function"]["arguments"],
+        "{\"command\":\"pwd\"}"
+    );
     assert_eq!(next["messages"][0]["reasoning"], "think");
 }
 
 #[test]
 fn stop_reasons() {
-    for (f, s) in [(Some("stop"), "end_turn"), (Some("length"), "max_tokens"), (Some("tool_calls"), "tool_use"),
-                   (Some("content_filter"), "refusal"), (None, "end_turn")] {
+    for (f, s) in [
+        (Some("stop"), "end_turn"),
+        (Some("length"), "max_tokens"),
+        (Some("tool_calls"), "tool_use"),
+        (Some("content_filter"), "refusal"),
+        (None, "end_turn"),
+    ] {
         assert_eq!(stop_reason(f), s);
     }
 }
@@ -145,24 +195,42 @@ fn fallbacks() {
         }
         messages_to_chat(&r)
     };
-    assert_eq!(with(json!({"fallbacks": [{"model": "a"}, {"model": "b"}]})).unwrap()["models"], json!(["a", "b"]));
+    assert_eq!(
+        with(json!({"fallbacks": [{"model": "a"}, {"model": "b"}]})).unwrap()["models"],
+        json!(["a", "b"])
+    );
     assert!(with(json!({"fallbacks": [{"model": "a"}], "models": ["b"]})).is_err());
-    assert!(with(json!({"fallbacks": [{"model": "a"}, {"model": "b"}, {"model": "c"}, {"model": "d"}]})).is_err());
+    assert!(with(
+        json!({"fallbacks": [{"model": "a"}, {"model": "b"}, {"model": "c"}, {"model": "d"}]})
+    )
+    .is_err());
     assert!(with(json!({"fallbacks": [{"model": "a", "provider": {}}]})).is_err());
-    assert_eq!(with(json!({"models": ["x"]})).unwrap()["models"], json!(["x"]));
+    assert_eq!(
+        with(json!({"models": ["x"]})).unwrap()["models"],
+        json!(["x"])
+    );
     assert!(messages_to_chat(&json!({"messages": []})).is_err());
 }
 
 #[test]
 fn error_mapping() {
-    for (t, a) in [("authentication", "authentication_error"), ("permission_denied", "permission_error"),
-                   ("payment_required", "billing_error"), ("not_found", "not_found_error"),
-                   ("rate_limit_exceeded", "rate_limit_error"), ("provider_overloaded", "overloaded_error"),
-                   ("timeout", "timeout_error"), ("invalid_request", "invalid_request_error"),
-                   ("content_policy_violation", "invalid_request_error"), ("provider_unavailable", "api_error"),
-                   ("server", "api_error"), ("unmapped", "api_error")] {
+    for (t, a) in [
+        ("authentication", "authentication_error"),
+        ("permission_denied", "permission_error"),
+        ("payment_required", "billing_error"),
+        ("not_found", "not_found_error"),
+        ("rate_limit_exceeded", "rate_limit_error"),
+        ("provider_overloaded", "overloaded_error"),
+        ("timeout", "timeout_error"),
+        ("invalid_request", "invalid_request_error"),
+        ("content_policy_violation", "invalid_request_error"),
+        ("provider_unavailable", "api_error"),
+        ("server", "api_error"),
+        ("unmapped", "api_error"),
+    ] {
         assert_eq!(anthropic_error_type(t), a);
-        let body = json!({"error": {"code": 400, "message": "boom", "metadata": {"error_type": t}}});
+        let body =
+            json!({"error": {"code": 400, "message": "boom", "metadata": {"error_type": t}}});
         let v = error_to_anthropic(400, &body);
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], a);
@@ -170,7 +238,10 @@ fn error_mapping() {
         assert_eq!(v["error"]["message"], "boom");
         assert!(v["request_id"].is_null());
     }
-    let v = error_to_anthropic(429, &json!({"error": {"code": 429, "message": "slow down"}}));
+    let v = error_to_anthropic(
+        429,
+        &json!({"error": {"code": 429, "message": "slow down"}}),
+    );
     assert_eq!(v["error"]["type"], "rate_limit_error");
     let e = crate::GatewayError::new(crate::ErrorType::PaymentRequired, "no credits");
     let v = error_to_anthropic(e.status().as_u16(), &e.to_json());
@@ -182,7 +253,10 @@ fn count_tokens_is_bytes_over_four() {
     let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     let n = req["messages"].to_string().len() as u64;
     assert_eq!(count_tokens(&req), n.div_ceil(4));
-    assert_eq!(count_tokens_json(&req), json!({"input_tokens": n.div_ceil(4)}));
+    assert_eq!(
+        count_tokens_json(&req),
+        json!({"input_tokens": n.div_ceil(4)})
+    );
 }
 
 /// A recorded-style OpenAI stream: role chunk, reasoning, text, two tool calls with arguments
@@ -211,8 +285,15 @@ fn parse_events(out: &[u8]) -> Vec<(String, Value)> {
         .filter(|b| !b.is_empty())
         .map(|block| {
             let mut lines = block.lines();
-            let name = lines.next().unwrap().strip_prefix("event: ").unwrap().to_owned();
-            let data: Value = serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+            let name = lines
+                .next()
+                .unwrap()
+                .strip_prefix("event: ")
+                .unwrap()
+                .to_owned();
+            let data: Value =
+                serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap())
+                    .unwrap();
             assert_eq!(data["type"], name.as_str());
             assert!(lines.next().is_none());
             (name, data)
@@ -237,7 +318,11 @@ fn assemble(events: &[(String, Value)]) -> (String, String, Vec<(String, String)
                 "text_delta" => text.push_str(d["delta"]["text"].as_str().unwrap()),
                 "thinking_delta" => thinking.push_str(d["delta"]["thinking"].as_str().unwrap()),
                 "signature_delta" => signature = Some(d["delta"]["signature"].clone()),
-                "input_json_delta" => tools.last_mut().unwrap().1.push_str(d["delta"]["partial_json"].as_str().unwrap()),
+                "input_json_delta" => tools
+                    .last_mut()
+                    .unwrap()
+                    .1
+                    .push_str(d["delta"]["partial_json"].as_str().unwrap()),
                 other => panic!("{other}"),
             },
             _ => {}
@@ -268,14 +353,27 @@ fn sse_translation_in_one_piece() {
     let (text, thinking, tools, delta) = assemble(&events);
     assert_eq!(text, "Héllo, wörld!");
     assert_eq!(thinking, "Let me think.");
-    assert_eq!(tools, [("call_1".to_owned(), "{\"command\": \"ls\"}".to_owned()), ("call_2".to_owned(), "{\"path\":\"a.txt\"}".to_owned())]);
+    assert_eq!(
+        tools,
+        [
+            ("call_1".to_owned(), "{\"command\": \"ls\"}".to_owned()),
+            ("call_2".to_owned(), "{\"path\":\"a.txt\"}".to_owned())
+        ]
+    );
     assert_eq!(delta["delta"]["stop_reason"], "tool_use");
     assert_eq!(delta["usage"]["output_tokens"], 30);
     assert_eq!(delta["usage"]["input_tokens"], 12);
     assert_eq!(delta["usage"]["cost"], 0.5);
     // Block indexes run 0.. and every start has its stop.
-    let starts = events.iter().filter(|(n, _)| n == "content_block_start").count();
-    let stops: Vec<u64> = events.iter().filter(|(n, _)| n == "content_block_stop").map(|(_, d)| d["index"].as_u64().unwrap()).collect();
+    let starts = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .count();
+    let stops: Vec<u64> = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_stop")
+        .map(|(_, d)| d["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(stops, (0..starts as u64).collect::<Vec<_>>());
 }
 
@@ -306,7 +404,13 @@ fn sse_without_finish_reason_or_done() {
     let (text, _, _, delta) = assemble(&events);
     assert_eq!(text, "hi!");
     assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    assert_eq!(events.iter().filter(|(n, _)| n == "content_block_stop").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(n, _)| n == "content_block_stop")
+            .count(),
+        1
+    );
     assert_eq!(events[0].1["message"]["model"], "m");
 }
 
@@ -329,7 +433,10 @@ fn sse_empty_stream_still_well_formed() {
     let out = t.finish();
     let events = parse_events(&out);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["message_start", "ping", "message_delta", "message_stop"]);
+    assert_eq!(
+        names,
+        ["message_start", "ping", "message_delta", "message_stop"]
+    );
 }
 
 /// A body yielding the given frames, one per poll.
@@ -350,11 +457,17 @@ impl http_body::Body for Frames {
 #[test]
 fn sse_body_wrapper_at_every_two_frame_split() {
     use http_body_util::BodyExt;
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let bytes = bytes::Bytes::from_static(STREAM.as_bytes());
     let mut first = None;
     for cut in 0..=bytes.len() {
-        let frames = Frames([bytes.slice(..cut), bytes.slice(cut..)].into_iter().collect());
+        let frames = Frames(
+            [bytes.slice(..cut), bytes.slice(cut..)]
+                .into_iter()
+                .collect(),
+        );
         let body = MessagesSseBody::new(frames, SseTranslator::new("m"));
         let out = rt.block_on(body.collect()).unwrap().to_bytes();
         let (text, thinking, tools, delta) = assemble(&parse_events(&out));

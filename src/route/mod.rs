@@ -29,8 +29,8 @@ pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
-pub use request::RequestView;
 pub(crate) use request::write_json_str;
+pub use request::RequestView;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
 pub(crate) use route::splitmix;
