@@ -1,51 +1,4 @@
-//! `GatewayLayer`: the six layers in their standard order, as one layer.
-//!
-//! ```text
-//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
-//! ```
-//!
-//! One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
-//! percentile preferences, the meter's time to first token and throughput, the fallback's attempt
-//! outcomes). Each layer can be replaced by a configured one; the rest keep their defaults.
-//!
-//! # Example
-//!
-//! ```
-//! use bytes::Bytes;
-//! use http::Request;
-//! use http_body_util::{BodyExt, Full};
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_ai_gateway::catalog::Catalog;
-//! use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
-//! use tower_ai_gateway::GatewayLayer;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), tower_ai_gateway::BoxError> {
-//! // The demo catalog, every provider pointed at one simulated upstream.
-//! let catalog = Catalog::builder();
-//! let file = tower_ai_gateway::catalog::CatalogFile::from_json(include_bytes!(
-//!     "../tests/fixtures/catalog/demo-catalog.json"
-//! ))?;
-//! let catalog = file
-//!     .apply(catalog, None)?
-//!     .map_providers(|p| p.base_url("http://sim.local/v1"))
-//!     .build()?;
-//! let client = SimulatedProvider::builder(1).default_profile(SimProfile::instant()).build();
-//!
-//! let gateway = GatewayLayer::new(catalog);
-//! let stats = gateway.stats().clone();
-//! let svc = ServiceBuilder::new().layer(gateway).service(client);
-//!
-//! let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#;
-//! let res = svc.oneshot(Request::post("/api/v1/chat/completions").body(Full::new(Bytes::from(body)))?).await?;
-//! assert_eq!(res.status(), 200);
-//! let json: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await?.to_bytes())?;
-//! assert!(json["id"].as_str().unwrap().starts_with("gen-"));
-//! assert!(json["usage"]["cost"].as_f64().unwrap() > 0.0);
-//! assert!(!stats.keys().is_empty(), "the attempt was recorded");
-//! # Ok(())
-//! # }
-//! ```
+//! The standard stack as one layer (see [`GatewayLayer`]).
 
 use std::fmt;
 
@@ -60,7 +13,54 @@ use crate::price_cap::{PriceCap, PriceCapLayer};
 use crate::stats::Stats;
 use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 
-/// The full stack as one layer. See the [module docs](self) for an example.
+/// `GatewayLayer`: the six layers in their standard order, as one layer.
+///
+/// ```text
+/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
+/// ```
+///
+/// One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
+/// percentile preferences, the meter's time to first token and throughput, the fallback's attempt
+/// outcomes). Each layer can be replaced by a configured one; the rest keep their defaults.
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::Request;
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_ai_gateway::catalog::Catalog;
+/// use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
+/// use tower_ai_gateway::GatewayLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_ai_gateway::BoxError> {
+/// // The demo catalog, every provider pointed at one simulated upstream.
+/// let catalog = Catalog::builder();
+/// let file = tower_ai_gateway::catalog::CatalogFile::from_json(include_bytes!(
+///     "../tests/fixtures/catalog/demo-catalog.json"
+/// ))?;
+/// let catalog = file
+///     .apply(catalog, None)?
+///     .map_providers(|p| p.base_url("http://sim.local/v1"))
+///     .build()?;
+/// let client = SimulatedProvider::builder(1).default_profile(SimProfile::instant()).build();
+///
+/// let gateway = GatewayLayer::new(catalog);
+/// let stats = gateway.stats().clone();
+/// let svc = ServiceBuilder::new().layer(gateway).service(client);
+///
+/// let body = r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#;
+/// let res = svc.oneshot(Request::post("/api/v1/chat/completions").body(Full::new(Bytes::from(body)))?).await?;
+/// assert_eq!(res.status(), 200);
+/// let json: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await?.to_bytes())?;
+/// assert!(json["id"].as_str().unwrap().starts_with("gen-"));
+/// assert!(json["usage"]["cost"].as_f64().unwrap() > 0.0);
+/// assert!(!stats.keys().is_empty(), "the attempt was recorded");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct GatewayLayer {
