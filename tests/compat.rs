@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 struct Gateway {
     addr: SocketAddr,
+    sim: tower_ai_gateway::sim::SimulatedProvider,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -38,6 +39,10 @@ impl Reply {
 async fn start(loopback_without_key: bool) -> Gateway {
     let mut cfg = config::demo(11, true);
     cfg.loopback_without_key = loopback_without_key;
+    let sim = match &cfg.upstream {
+        config::Upstream::Sim(s) => s.clone(),
+        config::Upstream::Http => unreachable!(),
+    };
     let (router, _state) = app::build(cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -50,7 +55,7 @@ async fn start(loopback_without_key: bool) -> Gateway {
         .unwrap();
     });
     let client = Client::builder(TokioExecutor::new()).build_http();
-    Gateway { addr, client }
+    Gateway { addr, sim, client }
 }
 
 impl Gateway {
@@ -381,4 +386,40 @@ async fn count_tokens_estimates() {
         .await;
     assert_eq!(r.status, 200);
     assert!(r.json()["input_tokens"].as_u64().unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn upstream_failures_become_anthropic_errors() {
+    use tower_ai_gateway::sim::SimOutcome;
+    let gw = start(true).await;
+    let h = gw
+        .sim
+        .model_handle("groq.sim", "meta-llama/llama-3.3-70b-instruct")
+        .unwrap();
+    let body = json!({"model": "meta-llama/llama-3.3-70b-instruct", "max_tokens": 64,
+        "provider": {"order": ["groq"], "allow_fallbacks": false},
+        "messages": [{"role": "user", "content": "hi"}]});
+    // Before any output: an error response with the upstream's status class.
+    h.push_script([SimOutcome::Status(503)]);
+    let r = gw.messages(body.clone(), &[]).await;
+    assert!(r.status.is_server_error(), "{}", r.status);
+    let v = r.json();
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(
+        ["overloaded_error", "api_error"].contains(&v["error"]["type"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(!std::str::from_utf8(&r.body).unwrap().contains("sk-sim-"));
+    // After output has started: `event: error` ends the stream.
+    h.push_script([SimOutcome::MidStreamError]);
+    let mut s = body.clone();
+    s["stream"] = json!(true);
+    let r = gw.messages(s, &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let events = sse_events(&r.body);
+    assert_eq!(events[0].0, "message_start");
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "error", "{events:?}");
+    assert_eq!(last["error"]["type"], "api_error");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"));
 }
