@@ -271,7 +271,7 @@ where
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.remove(header::TRANSFER_ENCODING);
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -331,7 +331,16 @@ where
             } else {
                 status
             };
-            (status, error_to_anthropic(status.as_u16(), &v))
+            let mut e = error_to_anthropic(status.as_u16(), &v);
+            // Past routing the error has a generation id: it is the request id.
+            if let Some(id) = parts
+                .headers
+                .get("x-generation-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                e["request_id"] = Value::from(id);
+            }
+            (status, e)
         }
         None => {
             let status = if status.is_success() {

@@ -54,7 +54,8 @@
 //! `{"type":"error","error":{"type":"api_error",…}}`.
 //!
 //! Errors keep their HTTP status and become `{"type":"error","error":{"type","message",
-//! "error_type"},"request_id":null}` with [`anthropic_error_type`]'s mapping.
+//! "error_type"},"request_id":…}` with [`anthropic_error_type`]'s mapping; `request_id` is the
+//! generation id (`X-Generation-Id`) when the error happened after routing, else `null`.
 //!
 //! **Not implemented yet:** providers whose own wire format is Anthropic Messages
 //! (chat → Messages upstream, byte-for-byte Messages passthrough, an Anthropic-wire simulator).
