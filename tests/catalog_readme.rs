@@ -170,7 +170,7 @@ fn readme_error_envelopes_are_what_the_code_emits() {
     assert_eq!(shown, err.to_json());
 }
 
-/// A copy of the README's "Using the crate today" snippet.
+/// A copy of the README's "Reading a catalog in code" snippet.
 #[test]
 fn readme_usage_snippet_runs() -> Result<(), Box<dyn std::error::Error>> {
     use tower_ai_gateway::route::RequestView;

@@ -400,6 +400,10 @@ async fn models_and_endpoints() {
     assert!(text.contains(
         "gateway_tokens_total{model=\"meta-llama/llama-3.3-70b-instruct\",kind=\"prompt\"}"
     ));
+    assert!(
+        text.contains("gateway_endpoint_attempts_total{endpoint=\"meta-llama/llama-3.3-70b-instruct@groq\",outcome=\"success\"} 12"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

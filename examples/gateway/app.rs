@@ -667,15 +667,18 @@ impl Metrics {
         out.push_str("# HELP gateway_endpoint_attempts_total Attempts per endpoint by outcome (from Stats).\n# TYPE gateway_endpoint_attempts_total counter\n");
         let now = tokio::time::Instant::now();
         for snap in stats.snapshot_all(now) {
-            let v = serde_json::to_value(&snap).unwrap_or(Value::Null);
-            let ep = esc(v.get("endpoint").and_then(Value::as_str).unwrap_or("?"));
-            if let Some(totals) = v.get("totals").and_then(Value::as_object) {
-                for (k, n) in totals {
-                    if let Some(n) = n.as_u64() {
-                        let _ = writeln!(out, "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"{}\"}} {n}", esc(k));
-                    }
-                }
-            }
+            let ep = esc(&snap.key.to_string());
+            let c = &snap.counts;
+            let _ = writeln!(
+                out,
+                "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"success\"}} {}",
+                c.successes
+            );
+            let _ = writeln!(
+                out,
+                "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"failure\"}} {}",
+                c.attempts.saturating_sub(c.successes)
+            );
         }
         out
     }
