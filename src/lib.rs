@@ -24,6 +24,9 @@
 //! * [`usage_meter`] — [`UsageMeterLayer`](usage_meter::UsageMeterLayer): reads usage from JSON
 //!   and SSE responses on the fly, prices it exactly at the serving endpoint, adds `usage.cost`,
 //!   records generations and enforces per-key budgets through a [`usage_meter::Ledger`].
+//! * [`compat`] — [`MessagesLayer`](compat::MessagesLayer): serves Anthropic Messages requests
+//!   (Claude Code, the `anthropic` SDKs) with a chat-completions service, translating requests,
+//!   JSON and SSE responses and errors.
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
 //!   implements [`health::HealthSource`].
 //! * [`body`] — the response body type of the layers.
@@ -113,6 +116,7 @@ mod macros;
 pub mod body;
 pub mod catalog;
 pub mod clock;
+pub mod compat;
 pub mod error;
 pub mod fallback;
 mod gateway_layer;

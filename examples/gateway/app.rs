@@ -18,8 +18,9 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{CatalogHandle, Endpoint, Usd};
+use tower_ai_gateway::compat::MessagesLayer;
 use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub keys: Arc<Vec<crate::config::ApiKey>>,
     pub loopback_without_key: bool,
     pub metrics: Arc<Metrics>,
+    /// `stack` behind [`MessagesLayer`]: serves the Anthropic Messages routes.
+    pub messages: Stack,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
 }
 
 /// Builds the upstream client for real providers: HTTPS (rustls, webpki roots) and plain HTTP.
@@ -147,15 +152,46 @@ pub fn build_with_client(
     let stack = Stack::new(stack);
 
     let state = AppState {
-        stack,
-        catalog,
+        stack: stack.clone(),
+        catalog: catalog.clone(),
         stats,
         generations,
         ledger,
         keys: Arc::new(keys),
         loopback_without_key,
         metrics,
+        messages: {
+            // Claude Code asks for `max_tokens: 32000` whatever the model: clamp it to the largest
+            // output limit among the model's endpoints, so models with smaller limits still serve.
+            let handle = catalog.clone();
+            let svc = MessagesLayer::new()
+                .body_limit(body_limit)
+                .max_tokens_cap(move |model| {
+                    let catalog = handle.load();
+                    let model = catalog.alias(model).unwrap_or(model).to_owned();
+                    let limits = catalog
+                        .endpoints(&model)
+                        .iter()
+                        .map(|e| e.max_completion_tokens);
+                    // No cap when some endpoint has no limit (or the model is unknown).
+                    limits.collect::<Option<Vec<u64>>>()?.into_iter().max()
+                })
+                .layer(stack.clone());
+            Stack::new(ServiceExt::<Request>::map_response(svc, |res| {
+                res.map(Body::new)
+            }))
+        },
+        body_limit,
     };
+    // Anthropic Messages (Claude Code, the anthropic SDKs): any query (`?beta=true`), Bearer or
+    // `x-api-key`, `anthropic-version` / `anthropic-beta` ignored; every error in Anthropic's shape.
+    let anthropic = Router::new()
+        .route("/api/v1/messages", post(messages))
+        .route("/v1/messages", post(messages))
+        .route("/api/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::map_response(anthropic_errors));
     let authed = Router::new()
         .route("/api/v1/chat/completions", post(chat))
         .route("/v1/chat/completions", post(chat))
@@ -164,13 +200,16 @@ pub fn build_with_client(
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let router = Router::new()
         .merge(authed)
+        .merge(anthropic)
         .route("/api/v1/models", get(models))
         .route("/v1/models", get(models))
         .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))
         .route("/metrics", get(metrics_text))
         .route(
             "/",
-            get(|| async { "tower-ai-gateway: POST /api/v1/chat/completions\n" }),
+            get(|| async {
+                "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n"
+            }),
         )
         .fallback(|| async {
             error_response(GatewayError::new(ErrorType::NotFound, "no such route"))
@@ -282,6 +321,64 @@ async fn chat(State(state): State<AppState>, req: Request) -> Response {
     };
     state.metrics.record_request(route, res.status().as_u16());
     res
+}
+
+// === Anthropic Messages ===
+
+async fn messages(State(state): State<AppState>, req: Request) -> Response {
+    let route = if req.uri().path().starts_with("/api/") {
+        "/api/v1/messages"
+    } else {
+        "/v1/messages"
+    };
+    let res = match state.messages.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway stack failed");
+            error_response(GatewayError::new(ErrorType::Server, "internal error"))
+        }
+    };
+    state.metrics.record_request(route, res.status().as_u16());
+    res
+}
+
+/// `count_tokens`: a local estimate (see `tower_ai_gateway::compat::count_tokens`), no upstream call.
+async fn count_tokens(State(state): State<AppState>, req: Request) -> Response {
+    let bytes = match axum::body::to_bytes(req.into_body(), state.body_limit).await {
+        Ok(b) => b,
+        Err(_) => return error_response(GatewayError::payload_too_large(state.body_limit)),
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => {
+            axum::Json(tower_ai_gateway::compat::count_tokens_json(&v)).into_response()
+        }
+        _ => error_response(GatewayError::new(
+            ErrorType::InvalidRequest,
+            "the request body must be a JSON object",
+        )),
+    }
+}
+
+/// Rewrites OpenRouter-shaped error bodies (auth, routing, limits) into Anthropic's error shape.
+async fn anthropic_errors(res: Response) -> Response {
+    if res.status().is_success() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let v = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+    if v.get("type").and_then(Value::as_str) == Some("error") {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let out = tower_ai_gateway::compat::error_to_anthropic(parts.status.as_u16(), &v).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(out))
 }
 
 // === generation / key ===

@@ -116,6 +116,26 @@ fn parse_period(p: Option<&str>) -> Result<Period, String> {
     })
 }
 
+/// Claude model ids the demo serves with `anthropic/claude-sonnet-4.5`.
+pub const CLAUDE_ALIASES: &[&str] = &[
+    "anthropic/claude-sonnet-4",
+    "anthropic/claude-sonnet-4-5",
+    "anthropic/claude-opus-4",
+    "anthropic/claude-opus-4.1",
+    "anthropic/claude-haiku-4.5",
+    "anthropic/claude-3.5-haiku",
+    "claude-sonnet-4-5",
+    "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-20250514",
+    "claude-opus-4-1",
+    "claude-opus-4-1-20250805",
+    "claude-haiku-4-5",
+    "claude-haiku-4-5-20251001",
+    "claude-3-5-haiku-latest",
+    "claude-3-5-haiku-20241022",
+];
+
 /// The embedded default: the demo catalog over simulated providers with varied prices, latencies,
 /// failure rates and data policies.
 pub fn demo(seed: u64, zero_latency: bool) -> Config {
@@ -136,6 +156,11 @@ pub fn demo(seed: u64, zero_latency: bool) -> Config {
             e.provider_model_id = Some(format!("{}@{variant}", e.model_id));
         }
     });
+    // Claude model ids (what Claude Code and the anthropic SDKs send by default) are served by the
+    // demo's Claude model. `ANTHROPIC_MODEL` may name any catalog slug instead.
+    for alias in CLAUDE_ALIASES {
+        builder = builder.alias(*alias, "anthropic/claude-sonnet-4.5");
+    }
     let catalog = builder.build().expect("the demo catalog is valid");
 
     let mut sim = SimulatedProvider::builder(seed);

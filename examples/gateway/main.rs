@@ -166,6 +166,7 @@ fn banner(listen: SocketAddr, demo: bool, no_keys: bool, models: usize, endpoint
     let url = format!("http://{listen}/api/v1");
     println!("tower-ai-gateway listening on http://{listen}");
     println!("  OpenRouter-compatible API: {url}   ({models} models, {endpoints} endpoints)");
+    println!("  Anthropic Messages API:    {url}/messages (and /v1/messages, …/count_tokens)");
     if demo {
         println!("  Embedded demo: simulated providers, no network. Callers on loopback need no key (any");
         println!("  unknown key from loopback counts as none);");
@@ -197,6 +198,10 @@ Python (openai SDK):
   from openai import OpenAI
   client = OpenAI(base_url="{url}", api_key="{key}")
   client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{{"role":"user","content":"Hi"}}])
+
+Claude Code (any catalog slug as the model):
+  ANTHROPIC_BASE_URL=http://{listen} ANTHROPIC_AUTH_TOKEN={key} ANTHROPIC_API_KEY="" \
+    ANTHROPIC_MODEL=deepseek/deepseek-chat claude
 "#,
         key = if demo { "local" } else { "<your gateway key>" }
     );

@@ -1,0 +1,390 @@
+//! Incremental translation of a chat-completions SSE stream into Anthropic's named events.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use serde_json::{json, Value};
+
+use super::response::{error_to_anthropic, stop_reason, Signer};
+use crate::BoxError;
+
+/// The content block being streamed.
+#[derive(Debug)]
+enum Open {
+    None,
+    Text,
+    Thinking(Signer),
+    /// A tool call: its index in the chat stream's `tool_calls`.
+    Tool(u64),
+}
+
+/// Translates OpenAI `chat.completion.chunk` events into Anthropic Messages events, as bytes
+/// arrive. Only an unfinished line is held between calls.
+///
+/// Every event it writes has an `event:` line. The sequence is `message_start`, `ping`, blocks
+/// (`content_block_start` / `content_block_delta`… / `content_block_stop`), `message_delta`,
+/// `message_stop`; or, on an in-band error, `event: error` and nothing after it.
+#[derive(Debug)]
+pub struct SseTranslator {
+    line: Vec<u8>,
+    started: bool,
+    finished: bool,
+    open: Open,
+    index: u64,
+    finish_reason: Option<String>,
+    usage: Option<Value>,
+    fallback_model: String,
+}
+
+impl SseTranslator {
+    /// A translator; `model` is used for `message_start` if the first chunk names none.
+    pub fn new(model: impl Into<String>) -> Self {
+        SseTranslator {
+            line: Vec::new(),
+            started: false,
+            finished: false,
+            open: Open::None,
+            index: 0,
+            finish_reason: None,
+            usage: None,
+            fallback_model: model.into(),
+        }
+    }
+
+    /// True once `message_stop` or `error` has been written.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Feeds upstream bytes; returns the Anthropic events they complete (possibly none).
+    pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let (head, tail) = rest.split_at(nl);
+            rest = &tail[1..];
+            if self.line.is_empty() {
+                self.handle_line(head, &mut out);
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                self.handle_line(&line, &mut out);
+            }
+        }
+        if !self.finished {
+            self.line.extend_from_slice(rest);
+        }
+        out.freeze()
+    }
+
+    /// The end of the upstream stream: closes what is open (a stream without `finish_reason` ends
+    /// with `end_turn`).
+    pub fn finish(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.handle_line(&line, &mut out);
+        }
+        self.end(&mut out);
+        out.freeze()
+    }
+
+    /// Ends the stream with an `event: error` (e.g. the upstream body failed).
+    pub fn fail(&mut self, message: &str) -> Bytes {
+        let mut out = BytesMut::new();
+        if !self.finished {
+            let body = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            event(&mut out, "error", &body);
+            self.finished = true;
+        }
+        out.freeze()
+    }
+
+    fn handle_line(&mut self, line: &[u8], out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return; // comments, `event:`/`id:` lines and blank separators
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data.trim_ascii() == b"[DONE]" {
+            self.end(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return;
+        };
+        self.chunk(&chunk, out);
+    }
+
+    fn start(&mut self, chunk: &Value, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let usage = chunk.get("usage").filter(|u| !u.is_null());
+        let input = usage
+            .and_then(|u| u.get("prompt_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let model = chunk
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.fallback_model);
+        let mut message = json!({
+            "id": chunk.get("id").cloned().unwrap_or(Value::from("")),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": null,
+            "stop_sequence": null,
+            "usage": {"input_tokens": input, "output_tokens": 0,
+                      "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+        });
+        if let Some(p) = chunk.get("provider") {
+            message["provider"] = p.clone();
+        }
+        event(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        );
+        event(out, "ping", &json!({"type": "ping"}));
+    }
+
+    fn chunk(&mut self, chunk: &Value, out: &mut BytesMut) {
+        let choice = chunk.get("choices").and_then(|c| c.get(0));
+        let error = chunk
+            .get("error")
+            .filter(|e| !e.is_null())
+            .or_else(|| choice.and_then(|c| c.get("error")).filter(|e| !e.is_null()));
+        if let Some(e) = error {
+            let mut body = error_to_anthropic(502, &json!({"error": e}));
+            // In-band errors mid-stream are reported as `api_error` (or `overloaded_error`).
+            if body["error"]["type"] != "overloaded_error" {
+                body["error"]["type"] = Value::from("api_error");
+            }
+            event(out, "error", &body);
+            self.finished = true;
+            return;
+        }
+        self.start(chunk, out);
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = Some(u.clone());
+        }
+        let Some(choice) = choice else { return };
+        if let Some(delta) = choice.get("delta") {
+            let reasoning = delta
+                .get("reasoning")
+                .or_else(|| delta.get("reasoning_content"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            if let Some(r) = reasoning {
+                if !matches!(self.open, Open::Thinking(_)) {
+                    self.close(out);
+                    self.open_block(
+                        out,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    );
+                    self.open = Open::Thinking(Signer::default());
+                }
+                if let Open::Thinking(s) = &mut self.open {
+                    s.update(r.as_bytes());
+                }
+                self.delta(out, json!({"type": "thinking_delta", "thinking": r}));
+            }
+            if let Some(text) = delta
+                .get("content")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                if !matches!(self.open, Open::Text) {
+                    self.close(out);
+                    self.open_block(out, json!({"type": "text", "text": ""}));
+                    self.open = Open::Text;
+                }
+                self.delta(out, json!({"type": "text_delta", "text": text}));
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                for call in calls {
+                    let idx = call.get("index").and_then(Value::as_u64);
+                    let f = call.get("function").unwrap_or(&Value::Null);
+                    let same = match (&self.open, idx) {
+                        (Open::Tool(cur), Some(i)) => *cur == i,
+                        (Open::Tool(_), None) => call.get("id").is_none_or(Value::is_null),
+                        _ => false,
+                    };
+                    if !same {
+                        self.close(out);
+                        let index = idx.unwrap_or(self.index);
+                        self.open_block(
+                            out,
+                            json!({
+                                "type": "tool_use",
+                                "id": call.get("id").cloned().unwrap_or(Value::from("")),
+                                "name": f.get("name").cloned().unwrap_or(Value::from("")),
+                                "input": {},
+                            }),
+                        );
+                        self.open = Open::Tool(index);
+                    }
+                    if let Some(args) = f
+                        .get("arguments")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                    {
+                        self.delta(
+                            out,
+                            json!({"type": "input_json_delta", "partial_json": args}),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(r.to_owned());
+            self.close(out);
+        }
+    }
+
+    fn open_block(&mut self, out: &mut BytesMut, block: Value) {
+        event(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": self.index, "content_block": block}),
+        );
+    }
+
+    fn delta(&self, out: &mut BytesMut, delta: Value) {
+        event(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
+        );
+    }
+
+    fn close(&mut self, out: &mut BytesMut) {
+        match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => return,
+            Open::Thinking(s) => self.delta(
+                out,
+                json!({"type": "signature_delta", "signature": s.finish()}),
+            ),
+            Open::Text | Open::Tool(_) => {}
+        }
+        event(
+            out,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": self.index}),
+        );
+        self.index += 1;
+    }
+
+    fn end(&mut self, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        if !self.started {
+            self.start(&Value::Null, out);
+        }
+        self.close(out);
+        let mut usage = super::response::usage_to_anthropic(self.usage.as_ref());
+        if self.usage.is_none() {
+            if let Some(u) = usage.as_object_mut() {
+                u.retain(|k, _| k == "output_tokens");
+            }
+        }
+        event(
+            out,
+            "message_delta",
+            &json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason(self.finish_reason.as_deref()), "stop_sequence": null},
+                "usage": usage,
+            }),
+        );
+        event(out, "message_stop", &json!({"type": "message_stop"}));
+        self.finished = true;
+    }
+}
+
+fn event(out: &mut BytesMut, name: &str, data: &Value) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+pin_project! {
+    /// A body that translates a chat-completions SSE body into Anthropic events frame by frame.
+    pub struct MessagesSseBody<B> {
+        #[pin]
+        inner: B,
+        translator: SseTranslator,
+        done: bool,
+    }
+}
+
+impl<B> MessagesSseBody<B> {
+    /// Wraps `inner`, a chat-completions SSE body.
+    pub fn new(inner: B, translator: SseTranslator) -> Self {
+        MessagesSseBody {
+            inner,
+            translator,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for MessagesSseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            let out = match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.translator.feed(&data),
+                    Err(_) => continue, // trailers
+                },
+                Some(Err(e)) => {
+                    *this.done = true;
+                    let e: BoxError = e.into();
+                    this.translator
+                        .fail(&format!("upstream stream failed: {e}"))
+                }
+                None => {
+                    *this.done = true;
+                    this.translator.finish()
+                }
+            };
+            // After `message_stop` / `error` the upstream is still drained (so layers below see
+            // its end), but nothing more is written.
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
