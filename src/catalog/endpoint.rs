@@ -183,6 +183,8 @@ pub struct Endpoint {
     pub(crate) key: EndpointKey,
     #[serde(skip)]
     pub(crate) blended: Usd,
+    #[serde(skip)]
+    pub(crate) blended_f64: f64,
 }
 
 fn placeholder_key() -> EndpointKey {
@@ -220,6 +222,7 @@ impl Endpoint {
             params: ParamSet::EMPTY,
             key,
             blended: Usd::ZERO,
+            blended_f64: 0.0,
         }
     }
 
@@ -253,6 +256,16 @@ impl Endpoint {
         self.params = ParamSet::from_names(self.supported_parameters.iter().map(String::as_str));
         self.key = EndpointKey::new(&self.model_id, &self.tag);
         self.blended = self.pricing.blended();
+        self.blended_f64 = self.blended.to_f64();
+    }
+
+    /// [`Endpoint::blended_price`] as an `f64`, for ordering and weights only (never for money).
+    pub fn blended_price_f64(&self, prompt_tokens: u64, unix_millis: i64) -> f64 {
+        if self.pricing.overrides.is_empty() {
+            self.blended_f64
+        } else {
+            self.blended_price(prompt_tokens, unix_millis).to_f64()
+        }
     }
 
     /// Prompt + completion price per token for a prompt of `prompt_tokens` at `unix_millis` (UTC):

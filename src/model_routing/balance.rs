@@ -63,8 +63,14 @@ impl BalancePolicy for InverseSquarePrice {
         let weights: Vec<f64> = input
             .prices
             .iter()
-            .map(|p| {
-                let m = (p.to_f64() * 1e6).max(1e-12);
+            .zip(input.endpoints)
+            .map(|(p, &i)| {
+                // The endpoint's cached f64 price when no override changed it for this request.
+                let per_token = match input.catalog.endpoint(i) {
+                    Some(e) if e.pricing.overrides.is_empty() => e.blended_f64,
+                    _ => p.to_f64(),
+                };
+                let m = (per_token * 1e6).max(1e-12);
                 1.0 / (m * m)
             })
             .collect();

@@ -339,7 +339,10 @@ pub(crate) fn plan(
         let sort = prefs.sort.map(|s| s.by).or(mp.sort);
         // Stable first; unstable last; both by ascending price (stable sort keeps catalog order on
         // ties).
-        alive.sort_by_cached_key(|&a| price_of(ep(a)));
+        // Ordering by the f64 image of exact prices: equal decimals give equal f64s, and the order
+        // of distinct prices is kept (catalog prices are far apart compared with f64 precision).
+        let pf = |i: usize| ep(i).blended_price_f64(prompt_tokens, unix_millis);
+        alive.sort_by(|&a, &b| pf(a).total_cmp(&pf(b)));
         let (mut good, bad): (Vec<usize>, Vec<usize>) = alive.iter().partition(|&&i| stable(ep(i)));
 
         if let Some(by) = sort {

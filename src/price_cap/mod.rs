@@ -128,6 +128,20 @@ impl<S> PriceCap<S> {
         let prompt_cap = cap.prompt.map(Usd::from_per_million);
         let completion_cap = cap.completion.map(Usd::from_per_million);
         let removed = route.retain(ExcludedBy::MaxPrice, |e, _| {
+            // Common case: no overrides, no discount: compare the catalog prices as they are.
+            let simple =
+                e.pricing.overrides.is_empty() && e.pricing.discount.is_none_or(|d| d.is_zero());
+            if simple {
+                let pr = &e.pricing;
+                let ok = |price: Option<Usd>, cap: Option<Usd>| {
+                    cap.is_none_or(|c| price.unwrap_or_default() <= c)
+                };
+                return ok(Some(pr.prompt), prompt_cap)
+                    && ok(Some(pr.completion), completion_cap)
+                    && ok(pr.request, cap.request)
+                    && ok(pr.image, cap.image)
+                    && ok(pr.audio, cap.audio);
+            }
             let p = e.pricing.effective(prompt_tokens, unix_millis);
             let discounted = p.multiplier != rust_decimal::Decimal::ONE;
             let within = |price: Usd, cap: Option<Usd>| {

@@ -240,27 +240,31 @@ impl Route {
         by: ExcludedBy,
         mut keep: impl FnMut(&Endpoint, &Provider) -> bool,
     ) -> usize {
-        let mut removed_pick = Vec::new();
-        let mut removed = 0;
-        let mut kept = Vec::with_capacity(self.candidates.len());
-        for c in std::mem::take(&mut self.candidates) {
-            let e = self.endpoint(&c);
-            let p = self.provider(&c);
+        // In place, without allocating unless something is removed.
+        let mut removed_pick: Vec<usize> = Vec::new();
+        let before = self.candidates.len();
+        let catalog = &self.catalog;
+        let exclusions = &mut self.exclusions;
+        self.candidates.retain(|c| {
+            let (Some(e), Some(p)) = (
+                catalog.endpoint(c.index),
+                catalog.endpoint_provider(c.index),
+            ) else {
+                return false;
+            };
             if keep(e, p) {
-                kept.push(c);
-            } else {
-                removed += 1;
-                if c.reason == Reason::WeightedPick {
-                    removed_pick.push(c.model);
-                }
-                self.exclusions.push(Exclusion { index: c.index, by });
+                return true;
             }
-        }
-        self.candidates = kept;
+            if c.reason == Reason::WeightedPick {
+                removed_pick.push(c.model);
+            }
+            exclusions.push(Exclusion { index: c.index, by });
+            false
+        });
         for model in removed_pick {
             self.repick(model);
         }
-        removed
+        before - self.candidates.len()
     }
 
     fn repick(&mut self, model: usize) {
