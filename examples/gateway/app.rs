@@ -312,7 +312,13 @@ async fn chat(State(state): State<AppState>, req: Request) -> Response {
     } else {
         "/v1/chat/completions"
     };
-    let res = match state.stack.clone().oneshot(req).await {
+    let stack = state.stack.clone();
+    serve_on(&state, stack, route, req).await
+}
+
+/// Calls `stack` and counts the response under `route`; a stack error becomes a masked 500.
+async fn serve_on(state: &AppState, stack: Stack, route: &'static str, req: Request) -> Response {
+    let res = match stack.oneshot(req).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "gateway stack failed");
@@ -331,15 +337,8 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
     } else {
         "/v1/messages"
     };
-    let res = match state.messages.clone().oneshot(req).await {
-        Ok(res) => res,
-        Err(e) => {
-            tracing::error!(error = %e, "gateway stack failed");
-            error_response(GatewayError::new(ErrorType::Server, "internal error"))
-        }
-    };
-    state.metrics.record_request(route, res.status().as_u16());
-    res
+    let stack = state.messages.clone();
+    serve_on(&state, stack, route, req).await
 }
 
 /// `count_tokens`: a local estimate (see `tower_ai_gateway::compat::count_tokens`), no upstream call.
