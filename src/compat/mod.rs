@@ -57,9 +57,18 @@
 //! "error_type"},"request_id":…}` with [`anthropic_error_type`]'s mapping; `request_id` is the
 //! generation id (`X-Generation-Id`) when the error happened after routing, else `null`.
 //!
-//! **Not implemented yet:** providers whose own wire format is Anthropic Messages
-//! (chat → Messages upstream, byte-for-byte Messages passthrough, an Anthropic-wire simulator).
-//! Every provider is spoken to in chat completions.
+//! # The reverse direction
+//!
+//! For providers whose own wire format is Anthropic Messages, [`chat_to_messages`] translates a
+//! chat-completions request into a Messages request and [`message_to_chat`] a Messages answer back
+//! into a chat completion ([`finish_reason`], [`usage_to_chat`]); [`ChatSseTranslator`] turns a
+//! Messages event stream into chat-completion chunks incrementally. The
+//! [`SimulatedProvider`](crate::sim::SimulatedProvider) answers the Messages wire on paths ending
+//! in `/messages`.
+//!
+//! **Not implemented yet:** [`ProviderFallback`](crate::fallback) still skips Anthropic-wire
+//! providers (no chat → Messages upstream calls, no Messages SSE → chunk translation, no
+//! byte-for-byte Messages passthrough).
 //!
 //! # Example
 //!
@@ -106,6 +115,8 @@
 mod layer;
 mod request;
 mod response;
+mod reverse;
+mod reverse_sse;
 mod sse;
 #[cfg(test)]
 mod tests;
@@ -119,4 +130,8 @@ pub use response::{
     anthropic_error_type, chat_to_message, error_to_anthropic, stop_reason, thinking_signature,
     tool_input, usage_to_anthropic,
 };
+pub use reverse::{
+    chat_to_messages, finish_reason, message_to_chat, usage_to_chat, DEFAULT_MAX_TOKENS,
+};
+pub use reverse_sse::ChatSseTranslator;
 pub use sse::{MessagesSseBody, SseTranslator};

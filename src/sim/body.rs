@@ -15,6 +15,7 @@ use super::stats::FlightGuard;
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 const DONE: &[u8] = b"data: [DONE]\n\n";
+const MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
 /// Response body of a [`SimulatedProvider`](super::SimulatedProvider).
 ///
@@ -176,8 +177,11 @@ enum Phase {
 /// The streaming state machine.
 #[derive(Debug)]
 pub(crate) struct StreamState {
-    /// `data: {"id":…,"object":"chat.completion.chunk",…,"choices":[`
+    /// `data: {"id":…,"object":"chat.completion.chunk",…,"choices":[`, or for the Anthropic wire
+    /// the `message_start` and `content_block_start` events.
     prefix: String,
+    /// Anthropic Messages events instead of chat-completion chunks.
+    anthropic: bool,
     rng: SimRng,
     /// When the head was delivered; `None` for zero-latency profiles, which never wait.
     t0: Option<Instant>,
@@ -202,6 +206,7 @@ impl StreamState {
         let timed = !plan.ttft.is_zero() || plan.per_token_nanos > 0.0;
         StreamState {
             prefix,
+            anthropic: plan.anthropic,
             rng: plan.content_rng,
             t0: timed.then(Instant::now),
             reached: Duration::ZERO,
@@ -257,6 +262,9 @@ impl StreamState {
     }
 
     fn event(&self, capacity: usize) -> String {
+        if self.anthropic {
+            return String::with_capacity(capacity + 48);
+        }
         let mut s = String::with_capacity(self.prefix.len() + capacity);
         s.push_str(&self.prefix);
         s
@@ -283,6 +291,9 @@ impl StreamState {
                     }
                     ready!(self.wait(sleep, self.ttft, cx));
                     self.phase = Phase::Content;
+                    if self.anthropic {
+                        return data(Bytes::from(std::mem::take(&mut self.prefix)));
+                    }
                     let mut s = self.event(96);
                     s.push_str("{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
                     return data(Bytes::from(s));
@@ -292,7 +303,11 @@ impl StreamState {
                     if malformed_due && self.emitted >= self.fail_at {
                         self.malformed_sent = true;
                         let mut s = self.event(48);
-                        s.push_str("{\"index\":0,\"delta\":{\"content\":\n\n");
+                        if self.anthropic {
+                            s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\n\n");
+                        } else {
+                            s.push_str("{\"index\":0,\"delta\":{\"content\":\n\n");
+                        }
                         return data(Bytes::from(s));
                     }
                     let limit = self.limit();
@@ -306,11 +321,19 @@ impl StreamState {
                             .saturating_add(Plan::token_offset(self.per_token_nanos, upto - 1));
                         ready!(self.wait(sleep, at, cx));
                         let mut s = self.event(80 + 14 * (upto - self.emitted) as usize);
-                        s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
+                        if self.anthropic {
+                            s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"");
+                        } else {
+                            s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
+                        }
                         for i in self.emitted..upto {
                             push_token(&mut s, &mut self.rng, i);
                         }
-                        s.push_str("\"},\"finish_reason\":null}]}\n\n");
+                        if self.anthropic {
+                            s.push_str("\"}}\n\n");
+                        } else {
+                            s.push_str("\"},\"finish_reason\":null}]}\n\n");
+                        }
                         self.emitted = upto;
                         return data(Bytes::from(s));
                     }
@@ -320,6 +343,15 @@ impl StreamState {
                     StreamEnd::Normal | StreamEnd::Malformed => {
                         self.phase = Phase::Usage;
                         let mut s = self.event(64);
+                        if self.anthropic {
+                            let _ = write!(
+                                s,
+                                "event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\nevent: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"{}\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}\n\n",
+                                Plan::stop_reason(self.finish),
+                                self.total
+                            );
+                            return data(Bytes::from(s));
+                        }
                         let _ = write!(
                             s,
                             "{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{}\"}}]}}\n\n",
@@ -333,6 +365,15 @@ impl StreamState {
                     StreamEnd::MidStreamError => {
                         self.phase = Phase::End;
                         finish(guard);
+                        if self.anthropic {
+                            let mut s = String::from("event: error\ndata: ");
+                            s.push_str(
+                                std::str::from_utf8(super::response::ANTHROPIC_MID_ERROR)
+                                    .unwrap_or_default(),
+                            );
+                            s.push_str("\n\n");
+                            return data(Bytes::from(s));
+                        }
                         let mut s = self.event(160);
                         s.push_str("{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}],\"error\":{\"code\":502,\"message\":\"upstream provider error\"}}\n\n");
                         return data(Bytes::from(s));
@@ -346,6 +387,11 @@ impl StreamState {
                 },
                 Phase::Usage => {
                     self.phase = Phase::Done;
+                    if self.anthropic {
+                        self.phase = Phase::End;
+                        finish(guard);
+                        return data(Bytes::from_static(MESSAGE_STOP));
+                    }
                     let mut s = self.event(96);
                     let completion = u64::from(self.total);
                     let _ = write!(

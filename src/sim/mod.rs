@@ -15,8 +15,9 @@
 //!   ([`SimulatedProviderBuilder::host`]); otherwise the default profile. With no match the answer
 //!   is a **404** with an OpenAI-style error body — a visible configuration mistake rather than a
 //!   connection error that a fallback layer would silently route around.
-//! * **Paths.** Only `POST` to a path ending in `/chat/completions` is served; anything else is a
-//!   404 `{"error":{"message","type","param","code"}}`. A body that is not JSON, or lacks `model`
+//! * **Paths.** Only `POST` to a path ending in `/chat/completions` (OpenAI wire) or `/messages`
+//!   (Anthropic Messages wire, see below) is served; anything else is a 404
+//!   `{"error":{"message","type","param","code"}}`. A body that is not JSON, or lacks `model`
 //!   or `messages`, is a 400 of the same shape.
 //! * **Non-streamed answers** are `{"id":"chatcmpl-…","object":"chat.completion","created",
 //!   "model",<the request's model>,"system_fingerprint":null,"choices":[{"index":0,"message":
@@ -31,6 +32,22 @@
 //!   several tokens per event when tokens come faster than
 //!   [`SimProfile::with_min_event_interval`]; a chunk with `finish_reason`; a usage chunk with
 //!   `choices: []`; then `data: [DONE]`.
+//!
+//! # The Anthropic Messages wire
+//!
+//! A request to a path ending in `/messages` gets the same seeded outcome, content and token
+//! counts as on the OpenAI wire, in the Messages shape:
+//!
+//! * **Non-streamed**: `{"id":"msg_…","type":"message","role":"assistant","model","content":
+//!   [{"type":"text","text":"…"}],"stop_reason":"end_turn"|"max_tokens","stop_sequence":null,
+//!   "usage":{"input_tokens","output_tokens"}}`.
+//! * **Streamed**: SSE with `event:` lines — `message_start` (`message.usage.input_tokens`) and
+//!   `content_block_start` at the first-token time, `content_block_delta` events with
+//!   `text_delta`s paced like the chunks above, then `content_block_stop`, `message_delta`
+//!   (`delta.stop_reason`, `usage.output_tokens`) and `message_stop`; no `[DONE]`. A mid-stream
+//!   failure is an `event: error` with `{"type":"error","error":{"type":"api_error",…}}`.
+//! * **Errors** are `{"type":"error","error":{"type","message"}}`. The top-level `system` (a
+//!   string or text blocks) counts towards the prompt tokens.
 //!
 //! # Token accounting
 //!

@@ -55,6 +55,9 @@ pub(crate) struct ChatRequest<'a> {
     pub(crate) max_completion_tokens: Option<u64>,
     #[serde(default)]
     pub(crate) messages: Option<PromptBytes>,
+    /// The Anthropic Messages wire's top-level `system` (a string or text blocks).
+    #[serde(default)]
+    system: Option<TextBytes>,
 }
 
 impl<'a> ChatRequest<'a> {
@@ -81,7 +84,11 @@ impl<'a> ChatRequest<'a> {
 
     /// Estimated prompt tokens: `ceil(content bytes / 4)`, at least 1.
     pub(crate) fn prompt_tokens(&self) -> u64 {
-        let bytes = self.messages.as_ref().map_or(0, |m| m.0);
+        let bytes = self
+            .messages
+            .as_ref()
+            .map_or(0, |m| m.0)
+            .saturating_add(self.system.as_ref().map_or(0, |s| s.0));
         bytes.div_ceil(4).max(1)
     }
 }
@@ -123,6 +130,7 @@ struct Part<'a> {
 }
 
 /// Byte length of a `content` value: a string, or an array of parts whose `text` fields count.
+#[derive(Debug)]
 struct TextBytes(u64);
 
 impl<'de> Deserialize<'de> for TextBytes {
@@ -182,5 +190,16 @@ mod tests {
         .expect("parses");
         assert_eq!(ok.cap(), Some(3));
         assert_eq!(ok.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn anthropic_system_counts() {
+        let body = br#"{"model":"m","max_tokens":9,"system":[{"type":"text","text":"12345678"}],
+            "messages":[{"role":"user","content":[{"type":"text","text":"abcd"}]}]}"#;
+        let r = ChatRequest::parse(body).expect("parses");
+        assert_eq!(r.prompt_tokens(), 3);
+        let r =
+            ChatRequest::parse(br#"{"model":"m","system":"abcd","messages":[]}"#).expect("parses");
+        assert_eq!(r.prompt_tokens(), 1);
     }
 }

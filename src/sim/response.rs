@@ -81,6 +81,8 @@ pub(crate) struct Plan {
     pub(crate) id: u64,
     pub(crate) created: u64,
     pub(crate) model_json: String,
+    /// Answer in the Anthropic Messages wire (the request's path ended in `/messages`).
+    pub(crate) anthropic: bool,
     retry_after: Duration,
     retry_after_ms: bool,
     timeout_delay: Duration,
@@ -134,6 +136,7 @@ impl Plan {
             id,
             created,
             model_json,
+            anthropic: false,
             retry_after: profile.retry_after,
             retry_after_ms: profile.retry_after_ms,
             timeout_delay: profile.timeout_delay,
@@ -169,7 +172,20 @@ impl Plan {
     }
 
     fn id_str(&self) -> String {
-        format!("chatcmpl-{:016x}", self.id)
+        if self.anthropic {
+            format!("msg_{:016x}", self.id)
+        } else {
+            format!("chatcmpl-{:016x}", self.id)
+        }
+    }
+
+    /// The Anthropic `stop_reason` for the finish reason.
+    pub(crate) fn stop_reason(finish: &str) -> &'static str {
+        if finish == "length" {
+            "max_tokens"
+        } else {
+            "end_turn"
+        }
     }
 
     /// The answer, once the head is due.
@@ -194,7 +210,12 @@ impl Plan {
                 SimOutcome::StallBody => StreamEnd::Stall,
                 _ => StreamEnd::Normal,
             };
-            let state = StreamState::new(&self, self.chunk_prefix(), end);
+            let prefix = if self.anthropic {
+                self.message_start()
+            } else {
+                self.chunk_prefix()
+            };
+            let state = StreamState::new(&self, prefix, end);
             let mut res = Response::new(SimBody::stream(state, guard));
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -205,6 +226,14 @@ impl Plan {
             return Ok(res);
         }
         let body = match self.outcome {
+            SimOutcome::MalformedJson if self.anthropic => {
+                guard.complete();
+                let text = format!(
+                    "{{\"id\":\"{}\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{{\"type\":\"text\",\"text\":\"",
+                    self.id_str()
+                );
+                SimBody::full(Bytes::from(text))
+            }
             SimOutcome::MalformedJson => {
                 guard.complete();
                 let text = format!(
@@ -218,6 +247,10 @@ impl Plan {
                 let full = self.completion_json(self.completion_tokens, None);
                 let half = full.len() / 2;
                 SimBody::full(full.slice(..half))
+            }
+            SimOutcome::MidStreamError if self.anthropic => {
+                guard.complete();
+                SimBody::full(Bytes::from_static(ANTHROPIC_MID_ERROR))
             }
             SimOutcome::MidStreamError => {
                 guard.complete();
@@ -251,9 +284,46 @@ impl Plan {
         s
     }
 
+    /// The first event of an Anthropic stream: `message_start` (with `usage.input_tokens`) and
+    /// `content_block_start` for the one text block.
+    fn message_start(&self) -> String {
+        format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"{}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":{},\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}\n\nevent: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n",
+            self.id_str(),
+            self.model_json,
+            self.prompt_tokens
+        )
+    }
+
+    /// A non-streamed Anthropic message with `tokens` tokens.
+    fn message_json(&self, tokens: u32) -> Bytes {
+        let mut s = String::with_capacity(256 + self.model_json.len() + tokens as usize * 8);
+        let _ = write!(
+            s,
+            "{{\"id\":\"{}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":{},\"content\":[{{\"type\":\"text\",\"text\":\"",
+            self.id_str(),
+            self.model_json
+        );
+        let mut rng = self.content_rng;
+        for i in 0..tokens {
+            push_token(&mut s, &mut rng, i);
+        }
+        let _ = write!(
+            s,
+            "\"}}],\"stop_reason\":\"{}\",\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{},\"output_tokens\":{}}}}}",
+            Self::stop_reason(self.finish),
+            self.prompt_tokens,
+            tokens
+        );
+        Bytes::from(s)
+    }
+
     /// A non-streamed completion with `tokens` tokens; with `error`, a partial answer whose choice
     /// carries the error (OpenRouter's "error after partial output" shape).
     fn completion_json(&self, tokens: u32, error: Option<u16>) -> Bytes {
+        if self.anthropic {
+            return self.message_json(tokens);
+        }
         let mut s = String::with_capacity(256 + self.model_json.len() + tokens as usize * 8);
         let _ = write!(
             s,
@@ -290,7 +360,7 @@ impl Plan {
 
     fn status_response(&self, code: u16) -> Response<SimBody> {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut res = error_response(status, None);
+        let mut res = error_response(status, None, self.anthropic);
         if status == StatusCode::TOO_MANY_REQUESTS {
             let d = self.retry_after;
             let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -306,8 +376,17 @@ impl Plan {
     }
 }
 
-/// An OpenAI-style error answer: `{"error":{"message","type","param":null,"code"}}`.
-pub(crate) fn error_response(status: StatusCode, message: Option<&str>) -> Response<SimBody> {
+/// The body of an Anthropic error that arrives with a 200 head (mid-stream failure).
+pub(crate) const ANTHROPIC_MID_ERROR: &[u8] =
+    b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"upstream provider error\"}}";
+
+/// An error answer: OpenAI-style `{"error":{"message","type","param":null,"code"}}`, or with
+/// `anthropic` the Messages wire's `{"type":"error","error":{"type","message"}}`.
+pub(crate) fn error_response(
+    status: StatusCode,
+    message: Option<&str>,
+    anthropic: bool,
+) -> Response<SimBody> {
     let (ty, code, default_msg) = match status.as_u16() {
         400 => (
             "invalid_request_error",
@@ -345,14 +424,28 @@ pub(crate) fn error_response(status: StatusCode, message: Option<&str>) -> Respo
         s if s >= 500 => ("server_error", "server_error", "Upstream error"),
         _ => ("invalid_request_error", "error", "Request failed"),
     };
-    let body = serde_json::json!({
-        "error": {
-            "message": message.unwrap_or(default_msg),
-            "type": ty,
-            "param": null,
-            "code": code,
-        }
-    });
+    let body = if anthropic {
+        let ty = match status.as_u16() {
+            400 | 404 | 413 => ty,
+            429 => "rate_limit_error",
+            529 | 503 => "overloaded_error",
+            s if s >= 500 => "api_error",
+            _ => ty,
+        };
+        serde_json::json!({
+            "type": "error",
+            "error": {"type": ty, "message": message.unwrap_or(default_msg)}
+        })
+    } else {
+        serde_json::json!({
+            "error": {
+                "message": message.unwrap_or(default_msg),
+                "type": ty,
+                "param": null,
+                "code": code,
+            }
+        })
+    };
     let mut res = Response::new(SimBody::full(Bytes::from(body.to_string())));
     *res.status_mut() = status;
     res.headers_mut().insert(

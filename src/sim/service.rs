@@ -279,9 +279,12 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
-        if parts.method != Method::POST || !parts.uri.path().ends_with("/chat/completions") {
+        let anthropic = parts.uri.path().ends_with("/messages");
+        if parts.method != Method::POST
+            || !(anthropic || parts.uri.path().ends_with("/chat/completions"))
+        {
             let msg = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
-            return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg)));
+            return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg), false));
         }
         let bytes = body
             .collect()
@@ -303,7 +306,7 @@ impl Shared {
             .cloned()
         else {
             let msg = format!("no simulated provider for host `{host}`");
-            return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg)));
+            return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg), anthropic));
         };
         let (n, guard) = slot.begin();
         if self.record {
@@ -317,11 +320,18 @@ impl Shared {
         let plan = match parsed {
             Ok(req) => {
                 let rng = SimRng::derive(self.seed, slot.index, n);
-                Plan::new(&slot.profile, rng, &req, slot.next_scripted(), self.created)
+                let mut plan =
+                    Plan::new(&slot.profile, rng, &req, slot.next_scripted(), self.created);
+                plan.anthropic = anthropic;
+                plan
             }
             Err(msg) => {
                 guard.complete();
-                return Ok(error_response(StatusCode::BAD_REQUEST, Some(&msg)));
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    Some(&msg),
+                    anthropic,
+                ));
             }
         };
         match plan.head_wait() {

@@ -727,3 +727,155 @@ fn sim_types_are_send_sync() {
     assert_send::<SimError>();
     assert_sync::<SimError>();
 }
+
+/// Anthropic-wire answers: the text of the message and its parsed SSE events.
+/// Each comes from a fresh provider with `seed`, so both are request number 0 of the profile.
+async fn anthropic_answers(seed: u64, max_tokens: u64) -> (Value, Vec<Value>, String) {
+    let sim = sim_with(seed, SimProfile::instant());
+    let body = json!({
+        "model": MODEL,
+        "max_tokens": max_tokens,
+        "system": "0123",
+        "messages": [{"role": "user", "content": "0123456789abcdef"}],
+    });
+    let res = sim
+        .clone()
+        .oneshot(req_to("http://p.sim/v1/messages", &body))
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 200);
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let json: Value = serde_json::from_slice(&bytes).expect("json");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let sim = sim_with(seed, SimProfile::instant());
+    let res = sim
+        .clone()
+        .oneshot(req_to("http://p.sim/v1/messages", &streamed))
+        .await
+        .expect("answer");
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+    let mut events = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = None;
+        let mut data = None;
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = Some(n.to_string());
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str::<Value>(d).expect("event json"));
+            }
+        }
+        let data = data.expect("data line");
+        assert_eq!(
+            name.as_deref(),
+            data["type"].as_str(),
+            "event name matches type"
+        );
+        events.push(data);
+    }
+    (json, events, text)
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_wire_json_and_sse() {
+    let (json, events, text) = anthropic_answers(7, 4096).await;
+    assert_eq!(json["type"], "message");
+    assert_eq!(json["role"], "assistant");
+    assert_eq!(json["model"], MODEL);
+    assert!(json["id"].as_str().expect("id").starts_with("msg_"));
+    assert_eq!(json["content"][0]["type"], "text");
+    assert_eq!(json["stop_reason"], "end_turn");
+    // 4 system bytes + 16 message bytes = 20 bytes = 5 tokens.
+    assert_eq!(json["usage"]["input_tokens"], 5);
+    let out = json["usage"]["output_tokens"]
+        .as_u64()
+        .expect("output tokens");
+    let content = json["content"][0]["text"].as_str().expect("text");
+    assert_eq!(content.split(' ').count() as u64, out);
+
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"message_start"));
+    assert_eq!(types.get(1), Some(&"content_block_start"));
+    assert_eq!(
+        &types[types.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    assert!(!text.contains("[DONE]"));
+    assert_eq!(events[0]["message"]["usage"]["input_tokens"], 5);
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_delta")
+        .map(|e| {
+            assert_eq!(e["delta"]["type"], "text_delta");
+            e["delta"]["text"].as_str().expect("text").to_string()
+        })
+        .collect();
+    assert_eq!(streamed, content, "same seeded content as the JSON answer");
+    let delta = &events[events.len() - 2];
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    assert_eq!(delta["usage"]["output_tokens"], out);
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_wire_matches_openai_wire_and_caps() {
+    // Same seed and request number: the two wires agree on content and token counts.
+    let openai = sim_with(11, SimProfile::instant());
+    let body = json!({
+        "model": MODEL,
+        "max_tokens": 3,
+        "messages": [{"role": "system", "content": "0123"},
+                     {"role": "user", "content": "0123456789abcdef"}],
+    });
+    let chat_json = json_answer(&openai, &body).await;
+    let (json, events, _) = anthropic_answers(11, 3).await;
+    assert_eq!(json["stop_reason"], "max_tokens");
+    assert_eq!(json["usage"]["output_tokens"], 3);
+    assert_eq!(
+        json["usage"]["input_tokens"],
+        chat_json["usage"]["prompt_tokens"]
+    );
+    assert_eq!(
+        json["content"][0]["text"],
+        chat_json["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        events[events.len() - 2]["delta"]["stop_reason"],
+        "max_tokens"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_wire_errors() {
+    let sim = sim_with(3, SimProfile::instant());
+    handle(&sim).push_script([SimOutcome::Status(529)]);
+    let body = json!({"model": MODEL, "max_tokens": 5, "messages": []});
+    let res = sim
+        .clone()
+        .oneshot(req_to("http://p.sim/v1/messages", &body))
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 529);
+    let v = error_body(res).await;
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+
+    handle(&sim).push_script([SimOutcome::MidStreamError]);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let res = sim
+        .clone()
+        .oneshot(req_to("http://p.sim/v1/messages", &streamed))
+        .await
+        .expect("answer");
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("event: error\ndata: {\"type\":\"error\""),
+        "{text}"
+    );
+    assert!(!text.contains("message_stop"));
+}
