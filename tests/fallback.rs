@@ -28,6 +28,11 @@ fn key(slug: &str) -> String {
 }
 
 fn catalog() -> Catalog {
+    catalog_with(false)
+}
+
+/// The test catalog; with `anthro`, also an Anthropic-wire provider serving `MODEL`.
+fn catalog_with(anthro: bool) -> Catalog {
     let mut b = Catalog::builder()
         .model(Model::new(MODEL, "Acme Chat"))
         .model(Model::new(BACKUP, "Acme Backup"));
@@ -46,16 +51,19 @@ fn catalog() -> Catalog {
         e.pricing.completion = Usd::from_micros(2 + i as i64);
         b = b.endpoint(e);
     }
-    b.provider(Provider::new("nourl", "NoUrl"))
-        .provider(
-            Provider::new("anthro", "Anthro")
-                .base_url("http://anthro.sim/v1")
-                .wire_format(WireFormat::Anthropic),
-        )
-        .endpoint(Endpoint::new(MODEL, "nourl"))
-        .endpoint(Endpoint::new(MODEL, "anthro"))
-        .build()
-        .expect("catalog")
+    b = b
+        .provider(Provider::new("nourl", "NoUrl"))
+        .endpoint(Endpoint::new(MODEL, "nourl"));
+    if anthro {
+        b = b
+            .provider(
+                Provider::new("anthro", "Anthro")
+                    .base_url("http://anthro.sim/v1")
+                    .wire_format(WireFormat::Anthropic),
+            )
+            .endpoint(Endpoint::new(MODEL, "anthro"));
+    }
+    b.build().expect("catalog")
 }
 
 fn ekey(slug: &str) -> EndpointKey {
@@ -76,7 +84,8 @@ fn sim(scripts: &[(&str, &[SimOutcome])]) -> SimulatedProvider {
             .with_script(script.iter().copied());
         b = b.host(&format!("http://{slug}.sim/v1"), profile);
     }
-    b.build()
+    b.host("http://anthro.sim/v1", SimProfile::instant())
+        .build()
 }
 
 fn layer() -> ProviderFallbackLayer {
@@ -272,14 +281,16 @@ async fn caller_errors_do_move_to_a_fallback_model() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn uncallable_and_unsupported_providers_are_skipped() {
+async fn uncallable_providers_are_skipped_and_anthropic_wire_is_spoken() {
     let sim = sim(&[]);
-    let a = call(
-        stack(sim, layer()),
-        body(&["nourl", "anthro", "gamma"], false, ""),
-    )
-    .await;
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog_with(true)).seed(1))
+        .layer(layer())
+        .service(sim);
+    let a = call(svc, body(&["nourl", "anthro", "gamma"], false, "")).await;
     assert_eq!(a.status, 200);
+    assert_eq!(a.served_by(), "anthro");
+    assert_eq!(a.json()["object"], "chat.completion");
     let kinds: Vec<&str> = a
         .served
         .as_ref()
@@ -288,7 +299,7 @@ async fn uncallable_and_unsupported_providers_are_skipped() {
         .iter()
         .map(|r| r.kind)
         .collect();
-    assert_eq!(kinds, ["not_callable", "unsupported_wire_format", "ok"]);
+    assert_eq!(kinds, ["not_callable", "ok"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -66,9 +66,11 @@
 //! [`SimulatedProvider`](crate::sim::SimulatedProvider) answers the Messages wire on paths ending
 //! in `/messages`.
 //!
-//! **Not implemented yet:** [`ProviderFallback`](crate::fallback) still skips Anthropic-wire
-//! providers (no chat → Messages upstream calls, no Messages SSE → chunk translation, no
-//! byte-for-byte Messages passthrough).
+//! [`ProviderFallback`](crate::fallback) uses them to speak to Anthropic-wire providers, so a
+//! chat-completions caller can be served by one.
+//!
+//! **Not implemented yet:** byte-for-byte passthrough of a Messages request to an Anthropic-wire
+//! provider (it goes through chat completions and back).
 //!
 //! # Example
 //!

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::sse::{Phase, Watch};
 use crate::catalog::EndpointKey;
+use crate::compat::ChatSseTranslator;
 use crate::stats::{Attempt, FailureKind, Outcome, Stats};
 use crate::BoxError;
 
@@ -36,6 +37,8 @@ pub(crate) struct StreamBody<B> {
     pub(crate) provider_name: String,
     pub(crate) recorder: Recorder,
     pub(crate) ended: bool,
+    /// Anthropic-wire events → chat-completion chunks, for Anthropic-wire providers.
+    pub(crate) translate: Option<Box<ChatSseTranslator>>,
 }
 
 /// Records the outcome of a stream's attempt in the stats exactly once: at its end, at a failure, or
@@ -142,7 +145,24 @@ where
             self.ended = true;
             return Poll::Ready(None);
         };
-        match body.as_mut().poll_frame(cx) {
+        let polled = loop {
+            match body.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Some(t) = self.translate.as_mut() else {
+                        break Poll::Ready(Some(Ok(frame)));
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers of a translated stream: dropped
+                    };
+                    let out = t.feed(&data);
+                    if !out.is_empty() {
+                        break Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                other => break other,
+            }
+        };
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

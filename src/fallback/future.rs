@@ -21,7 +21,8 @@ use super::policy::{AttemptError, Decision, Failure};
 use super::sse::{Phase, Watch};
 use super::upstream::{build_request, clean_response_headers, safe_message};
 use super::Attempts;
-use crate::catalog::Secret;
+use crate::catalog::{Secret, WireFormat};
+use crate::compat::ChatSseTranslator;
 use crate::error::{Availability, AvailabilityCode, ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptRecord, Route, ServedBy};
@@ -73,6 +74,8 @@ enum Reading<B> {
         held: VecDeque<Bytes>,
         held_bytes: usize,
         watch: Watch,
+        /// Anthropic-wire events → chat-completion chunks, for Anthropic-wire providers.
+        translate: Option<Box<ChatSseTranslator>>,
     },
 }
 
@@ -178,6 +181,12 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    /// Whether the current candidate's provider speaks the Anthropic Messages wire.
+    fn anthropic(&self) -> bool {
+        let c = &self.route.candidates()[self.current];
+        self.route.provider(c).wire_format == WireFormat::Anthropic
+    }
+
     fn secret(&self) -> Option<&Secret> {
         let c = &self.route.candidates()[self.current];
         self.route.provider(c).credentials.secret()
@@ -579,6 +588,7 @@ where
                     let (head, body) = res.into_parts();
                     let body = Box::pin(body);
                     let stream = ctx.route.view().stream;
+                    let anthropic = ctx.anthropic();
                     if head.status.is_success() && stream {
                         let until =
                             (ctx.attempt_start + ctx.config.first_token_timeout).min(ctx.deadline);
@@ -589,6 +599,8 @@ where
                             held: VecDeque::new(),
                             held_bytes: 0,
                             watch: Watch::new(),
+                            translate: anthropic
+                                .then(|| Box::new(ChatSseTranslator::new(unix_now()))),
                         });
                     } else {
                         let success = head.status.is_success();
@@ -726,6 +738,23 @@ where
         ctx.fail(AttemptError::InvalidResponse, None, None, None);
         return ReadStep::Next;
     }
+    let bytes = if ctx.anthropic() {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(message) if message.get("type").and_then(Value::as_str) == Some("message") => {
+                Bytes::from(
+                    crate::compat::message_to_chat(&message, unix_now())
+                        .to_string()
+                        .into_bytes(),
+                )
+            }
+            _ => {
+                ctx.fail(AttemptError::InvalidResponse, None, None, None);
+                return ReadStep::Next;
+            }
+        }
+    } else {
+        bytes
+    };
     let latency = Instant::now().saturating_duration_since(ctx.attempt_start);
     let key = ctx
         .route
@@ -746,6 +775,13 @@ where
     ReadStep::Done(Response::from_parts(head, ResponseBody::full(bytes)))
 }
 
+/// Seconds since the Unix epoch (the `created` of translated Anthropic answers).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn valid_json(b: &[u8]) -> bool {
     !b.trim_ascii().is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
 }
@@ -761,6 +797,7 @@ where
         held,
         held_bytes,
         watch,
+        translate,
         ..
     }) = ctx.reading.as_mut()
     else {
@@ -773,6 +810,13 @@ where
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers before content: ignored
                 };
+                let data = match translate.as_mut() {
+                    Some(t) => t.feed(&data),
+                    None => data,
+                };
+                if data.is_empty() {
+                    continue;
+                }
                 watch.feed(&data);
                 *held_bytes += data.len();
                 held.push_back(data);
@@ -813,6 +857,7 @@ where
         body,
         held,
         watch,
+        translate,
         ..
     }) = ctx.reading.take()
     else {
@@ -839,6 +884,7 @@ where
         provider_name,
         recorder,
         ended,
+        translate,
     };
     let served = ctx.served(latency, true);
     clean_response_headers(&mut head.headers, ctx.secret());

@@ -14,9 +14,17 @@
 //! # The upstream request
 //!
 //! * `POST {provider.base_url}{wire_format.path()}` (a trailing `/` on the base URL is ignored). A
-//!   provider without a (valid) base URL is skipped and recorded as `not_callable`. Providers
-//!   speaking the Anthropic Messages wire format are skipped and recorded as
-//!   `unsupported_wire_format` until the compat layer lands.
+//!   provider without a (valid) base URL is skipped and recorded as `not_callable`.
+//! * **Anthropic-wire providers** ([`WireFormat::Anthropic`](crate::catalog::WireFormat)): the
+//!   rewritten chat body below is translated with
+//!   [`chat_to_messages`](crate::compat::chat_to_messages) and sent to `{base_url}/messages` with
+//!   `anthropic-version: 2023-06-01` (unless the provider's extra headers set it) and the
+//!   configured credentials. The answer is translated back, so callers and the layers above always
+//!   see chat completions: a JSON message with
+//!   [`message_to_chat`](crate::compat::message_to_chat) (a `2xx` that is not a Messages
+//!   `message` is an invalid response), a stream event by event with
+//!   [`ChatSseTranslator`](crate::compat::ChatSseTranslator) (ending with a usage chunk and
+//!   `data: [DONE]`), before the stream checks below. Error bodies are read as they are.
 //! * **Body**: one [`splice`](crate::route::splice) pass over the caller's bytes, never a
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`

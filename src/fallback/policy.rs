@@ -27,8 +27,8 @@ pub enum AttemptError {
     StreamFailed,
     /// The provider has no (valid) base URL: nothing was sent.
     NotCallable,
-    /// The provider speaks a wire format this layer cannot send yet (Anthropic Messages): nothing
-    /// was sent.
+    /// The provider speaks a wire format this layer cannot send: nothing was sent. (Not produced
+    /// since Anthropic Messages providers are translated; kept for custom policies.)
     UnsupportedWireFormat,
 }
 

@@ -11,6 +11,10 @@ use super::rewrite::upstream_body;
 use crate::catalog::{AuthStyle, Secret, WireFormat};
 use crate::route::{Candidate, Route};
 
+/// The Messages API version header sent to Anthropic-wire providers (unless their extra headers
+/// set it).
+const ANTHROPIC_VERSION: &str = "anthropic-version";
+
 /// The request for one candidate: `POST {base_url}{path}`, the rewritten body, the allowed caller
 /// headers, the provider's extra headers, then its credentials.
 pub(crate) fn build_request(
@@ -21,9 +25,6 @@ pub(crate) fn build_request(
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
-    if p.wire_format != WireFormat::Openai {
-        return Err(AttemptError::UnsupportedWireFormat);
-    }
     let base = p.base_url.as_deref().ok_or(AttemptError::NotCallable)?;
     let uri: Uri = format!("{}{}", base.trim_end_matches('/'), p.wire_format.path())
         .parse()
@@ -31,6 +32,17 @@ pub(crate) fn build_request(
     let view = route.view();
     let body = upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
         .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()));
+    let anthropic = p.wire_format == WireFormat::Anthropic;
+    let body = if anthropic {
+        // The Messages wire: the chat body, already rewritten, translated as a whole.
+        let chat: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| AttemptError::NotCallable)?;
+        crate::compat::chat_to_messages(&chat)
+            .to_string()
+            .into_bytes()
+    } else {
+        body
+    };
     let mut req = Request::new(Full::new(Bytes::from(body)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
@@ -47,6 +59,9 @@ pub(crate) fn build_request(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
+        headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
+    }
     config.policy.prepare(&mut req, e, p);
     // Whatever the policy or the extra headers did, credential-bearing and hop-by-hop headers are
     // only ever what this layer sets.
