@@ -183,3 +183,72 @@ async fn streamed_answer_is_chat_chunks_with_usage_and_done() {
     assert_eq!(last["usage"], o.last().expect("usage chunk")["usage"]);
     assert_eq!(last["usage"]["completion_tokens"], 6);
 }
+
+/// An Anthropic-wire provider that fails (overloaded, or a stream that dies before content) is
+/// failed over like any other; the OpenAI-wire backup serves.
+#[tokio::test(start_paused = true)]
+async fn anthropic_wire_failures_fail_over() {
+    use tower_ai_gateway::sim::SimOutcome;
+    let mut backup = Endpoint::new(MODEL, "backup");
+    backup.provider_model_id = Some("backup-native".into());
+    let mut e = Endpoint::new(MODEL, "anthro");
+    e.provider_model_id = Some("claude-native".into());
+    let catalog = Catalog::builder()
+        .model(Model::new(MODEL, "Acme Claude"))
+        .provider(
+            Provider::new("anthro", "Anthro")
+                .base_url("http://anthro.sim/v1")
+                .wire_format(WireFormat::Anthropic)
+                .credentials(Credentials::key(KEY)),
+        )
+        .provider(
+            Provider::new("backup", "Backup")
+                .base_url("http://backup.sim/v1")
+                .credentials(Credentials::key("sk-secret-backup")),
+        )
+        .endpoint(e)
+        .endpoint(backup)
+        .build()
+        .expect("catalog");
+    let sim = SimulatedProvider::builder(5)
+        .host(
+            "http://anthro.sim/v1",
+            SimProfile::instant()
+                .with_fail_after_tokens(0)
+                .with_script([SimOutcome::Status(529), SimOutcome::Truncated]),
+        )
+        .host("http://backup.sim/v1", SimProfile::instant())
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog).seed(1))
+        .layer(ProviderFallbackLayer::new().no_budget())
+        .service(sim.clone());
+    for stream in [false, true] {
+        let body = json!({
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": stream,
+            "provider": {"order": ["anthro", "backup"]},
+        });
+        let req = Request::post("/v1/chat/completions")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request");
+        let res = svc.clone().oneshot(req).await.expect("response");
+        assert_eq!(res.status(), 200);
+        let served = res
+            .extensions()
+            .get::<ServedBy>()
+            .cloned()
+            .expect("served by");
+        assert_eq!(served.provider_slug, "backup");
+        let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert_eq!(kinds[1], "ok");
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        assert!(!String::from_utf8_lossy(&bytes).contains(KEY));
+    }
+    assert_eq!(
+        sim.handle("anthro.sim").expect("anthro").stats().requests,
+        2
+    );
+}
