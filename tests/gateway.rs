@@ -422,3 +422,46 @@ async fn generation_lookup() {
     let g = gw.get("/api/v1/generation?id=gen-nope").await;
     assert_eq!(g.status, 404);
 }
+
+/// The demo's `anthropic` provider speaks the Anthropic Messages wire: chat completions and
+/// Messages requests routed to it are translated on the way out and back.
+#[tokio::test]
+async fn anthropic_wire_provider_end_to_end() {
+    let gw = start(true).await;
+    // Chat completions → Anthropic-wire provider, JSON and streamed.
+    let mut body = hello("anthropic/claude-sonnet-4.5");
+    body["provider"] = json!({"only": ["anthropic"]});
+    let r = gw.chat(body.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["provider"], "Anthropic");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(!v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(v["usage"]["cost"].as_f64().unwrap() > 0.0, "{v}");
+    let last = gw
+        .sim
+        .model_handle("anthropic.sim", "anthropic/claude-sonnet-4.5")
+        .unwrap()
+        .last_request();
+    if let Some(last) = last {
+        assert!(last.uri.to_string().ends_with("/messages"), "{}", last.uri);
+    }
+    body["stream"] = json!(true);
+    let r = gw.chat(body).await;
+    assert_eq!(r.status, 200);
+    let text = std::str::from_utf8(&r.body).unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(text.contains("\"cost\""), "{text}");
+    // Messages → Anthropic-wire provider.
+    let m = json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Hello"}], "provider": {"only": ["anthropic"]}});
+    let r = gw.send(Method::POST, "/v1/messages", Some(m), &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0);
+}

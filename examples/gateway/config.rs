@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, Usd};
+use tower_ai_gateway::catalog::{AuthStyle, Catalog, CatalogFile, Credentials, Usd, WireFormat};
 use tower_ai_gateway::data_policy::DataFloor;
 use tower_ai_gateway::route::MaxPrice;
 use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
@@ -149,6 +149,15 @@ pub fn demo(seed: u64, zero_latency: bool) -> Config {
     builder = builder.map_providers(|p| {
         let url = format!("http://{}.sim/v1", p.slug);
         let key = format!("sk-sim-{}-demo", p.slug);
+        // Anthropic's own endpoint speaks the Anthropic Messages wire (as the real one does), with
+        // its key in `x-api-key`: chat-completions requests routed there are translated both ways.
+        let p = if p.slug == "anthropic" {
+            p.wire_format(WireFormat::Anthropic).auth(AuthStyle::Header(
+                http::HeaderName::from_static("x-api-key"),
+            ))
+        } else {
+            p
+        };
         p.base_url(url).credentials(Credentials::key(key))
     });
     builder = builder.map_endpoints(|e| {
