@@ -232,23 +232,7 @@ impl Meter {
                 Bytes::new()
             }
             Mode::Sse => {
-                let Core {
-                    ctx,
-                    obs,
-                    sse,
-                    rules,
-                    learned,
-                    compact,
-                    ..
-                } = core;
-                let mut h = Handler {
-                    ctx,
-                    obs,
-                    rules,
-                    learned,
-                    compact,
-                    now: None,
-                };
+                let (sse, mut h) = core.sse_parts();
                 sse.feed(data, &mut h)
             }
         }
@@ -281,27 +265,33 @@ impl Drop for Meter {
 }
 
 impl Core {
+    /// The SSE scanner and the event handler over the rest of the state (disjoint borrows).
+    fn sse_parts(&mut self) -> (&mut SseScanner, Handler<'_>) {
+        let Core {
+            ctx,
+            obs,
+            sse,
+            rules,
+            learned,
+            compact,
+            ..
+        } = self;
+        let h = Handler {
+            ctx,
+            obs,
+            rules,
+            learned,
+            compact,
+            now: None,
+        };
+        (sse, h)
+    }
+
     fn flush(&mut self) -> Bytes {
         match self.mode {
             Mode::Pass => Bytes::new(),
             Mode::Sse => {
-                let Core {
-                    ctx,
-                    obs,
-                    sse,
-                    rules,
-                    learned,
-                    compact,
-                    ..
-                } = self;
-                let mut h = Handler {
-                    ctx,
-                    obs,
-                    rules,
-                    learned,
-                    compact,
-                    now: None,
-                };
+                let (sse, mut h) = self.sse_parts();
                 sse.finish(&mut h)
             }
             Mode::Json if self.json_overflow => Bytes::new(),
