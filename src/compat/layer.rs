@@ -16,6 +16,7 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::passthrough::{MessagesWire, OriginalMessages};
 use super::request::messages_to_chat;
 use super::response::{chat_to_message, error_to_anthropic};
 use super::sse::{MessagesSseBody, SseTranslator};
@@ -113,7 +114,8 @@ impl<S> Messages<S> {
 }
 
 pin_project! {
-    /// The response body of [`Messages`]: a complete JSON body or translated SSE.
+    /// The response body of [`Messages`]: a complete JSON body, translated SSE, or an answer
+    /// already on the Messages wire, passed through.
     pub struct MessagesBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -125,6 +127,7 @@ pin_project! {
     enum Kind<B> {
         Full { data: Option<Bytes> },
         Sse { #[pin] body: MessagesSseBody<B> },
+        Pass { #[pin] body: B },
     }
 }
 
@@ -151,6 +154,7 @@ where
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Sse { body } => body.poll_frame(cx),
+            KindProj::Pass { body } => body.poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -158,6 +162,7 @@ where
         match &self.kind {
             Kind::Full { data } => data.is_none(),
             Kind::Sse { body } => body.is_end_stream(),
+            Kind::Pass { body } => body.is_end_stream(),
         }
     }
 
@@ -167,6 +172,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Sse { .. } => SizeHint::default(),
+            Kind::Pass { body } => body.size_hint(),
         }
     }
 }
@@ -257,6 +263,7 @@ where
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
+            let mut original = OriginalMessages::new(bytes);
             if let Some(cap) = cap.as_deref().and_then(|f| f(&model)) {
                 if chat
                     .get("max_tokens")
@@ -264,8 +271,10 @@ where
                     .is_some_and(|m| m > cap)
                 {
                     chat["max_tokens"] = Value::from(cap);
+                    original = original.with_max_tokens(cap);
                 }
             }
+            parts.extensions.insert(original);
             let body = Bytes::from(chat.to_string());
             parts.headers.insert(
                 header::CONTENT_TYPE,
@@ -290,6 +299,14 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = res.into_parts();
+    if parts.extensions.get::<MessagesWire>().is_some() {
+        return Response::from_parts(
+            parts,
+            MessagesBody {
+                kind: Kind::Pass { body },
+            },
+        );
+    }
     if parts.status.is_success() && is_sse_parts(&parts) {
         parts.headers.remove(header::CONTENT_LENGTH);
         let body = MessagesSseBody::new(body, SseTranslator::new(model));

@@ -115,6 +115,7 @@
 //! ```
 
 mod layer;
+mod passthrough;
 mod request;
 mod response;
 mod reverse;
@@ -127,6 +128,7 @@ pub use layer::{
     anthropic_error_response, Messages, MessagesBody, MessagesFuture, MessagesLayer,
     DEFAULT_MESSAGES_BODY_LIMIT,
 };
+pub use passthrough::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
 pub use request::{count_tokens, count_tokens_json, messages_to_chat, MAX_FALLBACKS};
 pub use response::{
     anthropic_error_type, chat_to_message, error_to_anthropic, stop_reason, thinking_signature,

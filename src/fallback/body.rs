@@ -37,8 +37,45 @@ pub(crate) struct StreamBody<B> {
     pub(crate) provider_name: String,
     pub(crate) recorder: Recorder,
     pub(crate) ended: bool,
-    /// Anthropic-wire events → chat-completion chunks, for Anthropic-wire providers.
-    pub(crate) translate: Option<Box<ChatSseTranslator>>,
+    /// Set for Anthropic-wire providers.
+    pub(crate) translate: Option<Box<Translate>>,
+}
+
+/// How an Anthropic-wire event stream is read: translated into chat-completion chunks, or, for a
+/// Messages caller, passed through as it is with the translation only feeding the [`Watch`].
+pub(crate) struct Translate {
+    sse: ChatSseTranslator,
+    passthrough: bool,
+    /// The passed-through bytes stop inside an event.
+    mid_event: bool,
+}
+
+impl Translate {
+    pub(crate) fn new(passthrough: bool, created: u64) -> Box<Self> {
+        Box::new(Translate {
+            sse: ChatSseTranslator::new(created),
+            passthrough,
+            mid_event: false,
+        })
+    }
+}
+
+/// Feeds a frame's data to the watch (translated first for an Anthropic-wire provider) and
+/// returns the bytes to send on, which may be empty.
+pub(crate) fn observe(translate: Option<&mut Translate>, watch: &mut Watch, data: Bytes) -> Bytes {
+    let Some(t) = translate else {
+        watch.feed(&data);
+        return data;
+    };
+    let chunks = t.sse.feed(&data);
+    watch.feed(&chunks);
+    if !t.passthrough {
+        return chunks;
+    }
+    if !data.is_empty() {
+        t.mid_event = !(data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n"));
+    }
+    data
 }
 
 /// Records the outcome of a stream's attempt in the stats exactly once: at its end, at a failure, or
@@ -91,6 +128,22 @@ impl<B> From<Bytes> for ResponseBody<B> {
     }
 }
 
+/// An Anthropic `error` event, for a passed-through Messages stream that fails after content.
+fn error_event(mid_event: bool, message: &str) -> Bytes {
+    let v = serde_json::json!({
+        "type": "error",
+        "error": {"type": "api_error", "message": message},
+    });
+    let mut out = Vec::with_capacity(160);
+    if mid_event {
+        out.extend_from_slice(b"\n\n");
+    }
+    out.extend_from_slice(b"event: error\ndata: ");
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 /// The in-band error chunk of shared/OPENROUTER.md §11.4.
 pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes {
     let v = serde_json::json!({
@@ -131,7 +184,10 @@ where
             reason = message,
             "stream failed after content; ending it with an error chunk"
         );
-        error_chunk(&self.watch, &self.provider_name, message)
+        match self.translate.as_deref() {
+            Some(t) if t.passthrough => error_event(t.mid_event, message),
+            _ => error_chunk(&self.watch, &self.provider_name, message),
+        }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
@@ -147,26 +203,24 @@ where
         };
         let polled = loop {
             match body.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    let Some(t) = self.translate.as_mut() else {
-                        break Poll::Ready(Some(Ok(frame)));
-                    };
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers of a translated stream: dropped
-                    };
-                    let out = t.feed(&data);
-                    if !out.is_empty() {
-                        break Poll::Ready(Some(Ok(Frame::data(out))));
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = observe(self.translate.as_deref_mut(), &mut self.watch, data);
+                        if !out.is_empty() {
+                            break Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
                     }
-                }
+                    // Trailers of a translated stream are dropped.
+                    Err(_) if self.translate.as_ref().is_some_and(|t| !t.passthrough) => {}
+                    Err(trailers) => break Poll::Ready(Some(Ok(trailers))),
+                },
                 other => break other,
             }
         };
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.watch.feed(data);
+                if frame.is_data() {
                     match self.watch.phase {
                         Phase::Done => self.recorder.finish(Outcome::Success),
                         Phase::UpstreamError => {

@@ -15,14 +15,14 @@ use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::body::{Recorder, ResponseBody, StreamBody};
+use super::body::{observe, Recorder, ResponseBody, StreamBody, Translate};
 use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::sse::{Phase, Watch};
 use super::upstream::{build_request, clean_response_headers, safe_message};
 use super::Attempts;
 use crate::catalog::{Secret, WireFormat};
-use crate::compat::ChatSseTranslator;
+use crate::compat::{MessagesWire, OriginalMessages};
 use crate::error::{Availability, AvailabilityCode, ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptRecord, Route, ServedBy};
@@ -75,7 +75,7 @@ enum Reading<B> {
         held_bytes: usize,
         watch: Watch,
         /// Anthropic-wire events → chat-completion chunks, for Anthropic-wire providers.
-        translate: Option<Box<ChatSseTranslator>>,
+        translate: Option<Box<Translate>>,
     },
 }
 
@@ -92,6 +92,8 @@ struct Ctx<S, B> {
     config: Arc<Config>,
     route: Route,
     headers: HeaderMap,
+    /// The caller's Messages body, sent as it is to Anthropic-wire providers.
+    messages: Option<OriginalMessages>,
     /// Indices into `route.candidates()`, with whether each is cooling down.
     order: Vec<(usize, bool)>,
     next: usize,
@@ -124,7 +126,13 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         }
     }
 
-    pub(crate) fn new(svc: S, config: Arc<Config>, route: Route, headers: HeaderMap) -> Self {
+    pub(crate) fn new(
+        svc: S,
+        config: Arc<Config>,
+        route: Route,
+        headers: HeaderMap,
+        messages: Option<OriginalMessages>,
+    ) -> Self {
         let now = Instant::now();
         if let Some(b) = &config.budget {
             b.deposit();
@@ -156,6 +164,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
                 config,
                 route,
                 headers,
+                messages,
                 order,
                 next: 0,
                 current: 0,
@@ -185,6 +194,12 @@ where
     fn anthropic(&self) -> bool {
         let c = &self.route.candidates()[self.current];
         self.route.provider(c).wire_format == WireFormat::Anthropic
+    }
+
+    /// Whether the current attempt passes the caller's Messages body through (and its answer
+    /// back) untranslated.
+    fn passthrough(&self) -> bool {
+        self.messages.is_some() && self.anthropic()
     }
 
     fn secret(&self) -> Option<&Secret> {
@@ -224,7 +239,13 @@ where
                 self.overall_expired = true;
                 return Step::Finish(self.exhausted());
             }
-            let built = build_request(&self.route, &c, &self.headers, &self.config);
+            let built = build_request(
+                &self.route,
+                &c,
+                &self.headers,
+                &self.config,
+                self.messages.as_ref(),
+            );
             match built {
                 Err(err) => {
                     self.attempt_start = now;
@@ -589,6 +610,7 @@ where
                     let body = Box::pin(body);
                     let stream = ctx.route.view().stream;
                     let anthropic = ctx.anthropic();
+                    let passthrough = ctx.passthrough();
                     if head.status.is_success() && stream {
                         let until =
                             (ctx.attempt_start + ctx.config.first_token_timeout).min(ctx.deadline);
@@ -599,8 +621,7 @@ where
                             held: VecDeque::new(),
                             held_bytes: 0,
                             watch: Watch::new(),
-                            translate: anthropic
-                                .then(|| Box::new(ChatSseTranslator::new(unix_now()))),
+                            translate: anthropic.then(|| Translate::new(passthrough, unix_now())),
                         });
                     } else {
                         let success = head.status.is_success();
@@ -738,14 +759,19 @@ where
         ctx.fail(AttemptError::InvalidResponse, None, None, None);
         return ReadStep::Next;
     }
+    let passthrough = ctx.passthrough();
     let bytes = if ctx.anthropic() {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(message) if message.get("type").and_then(Value::as_str) == Some("message") => {
-                Bytes::from(
-                    crate::compat::message_to_chat(&message, unix_now())
-                        .to_string()
-                        .into_bytes(),
-                )
+                if passthrough {
+                    bytes
+                } else {
+                    Bytes::from(
+                        crate::compat::message_to_chat(&message, unix_now())
+                            .to_string()
+                            .into_bytes(),
+                    )
+                }
             }
             _ => {
                 ctx.fail(AttemptError::InvalidResponse, None, None, None);
@@ -772,6 +798,9 @@ where
     let mut head = head;
     clean_response_headers(&mut head.headers, ctx.secret());
     head.extensions.insert(served);
+    if passthrough {
+        head.extensions.insert(MessagesWire);
+    }
     ReadStep::Done(Response::from_parts(head, ResponseBody::full(bytes)))
 }
 
@@ -810,14 +839,10 @@ where
                 let Ok(data) = frame.into_data() else {
                     continue; // trailers before content: ignored
                 };
-                let data = match translate.as_mut() {
-                    Some(t) => t.feed(&data),
-                    None => data,
-                };
+                let data = observe(translate.as_deref_mut(), watch, data);
                 if data.is_empty() {
                     continue;
                 }
-                watch.feed(&data);
                 *held_bytes += data.len();
                 held.push_back(data);
                 match watch.phase {
@@ -889,5 +914,8 @@ where
     let served = ctx.served(latency, true);
     clean_response_headers(&mut head.headers, ctx.secret());
     head.extensions.insert(served);
+    if ctx.passthrough() {
+        head.extensions.insert(MessagesWire);
+    }
     ReadStep::Done(Response::from_parts(head, ResponseBody::stream(s)))
 }

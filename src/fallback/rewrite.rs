@@ -84,6 +84,51 @@ pub(crate) fn upstream_body(
     Some(crate::route::splice(body, &refs))
 }
 
+/// A caller's Anthropic Messages body for an Anthropic-wire endpoint: `model` set to
+/// `upstream_model` (added first when absent), `max_tokens` replaced when given, the
+/// gateway-only members removed; every other byte as it was. `None` if the body is not a JSON
+/// object.
+pub(crate) fn passthrough_body(
+    body: &[u8],
+    upstream_model: &str,
+    max_tokens: Option<u64>,
+) -> Option<Vec<u8>> {
+    let members = top_level_members(body)?;
+    let mut remove: Vec<Range<usize>> = Vec::new();
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(3);
+    let mut model = Vec::with_capacity(upstream_model.len() + 10);
+    model.extend_from_slice(b"\"model\":");
+    crate::route::write_json_str(&mut model, upstream_model);
+    let mut has_model = false;
+    let total = members.len();
+    for (key, span) in members {
+        match key.as_ref() {
+            "model" if !has_model => {
+                has_model = true;
+                edits.push((span, model.clone()));
+            }
+            "max_tokens" => {
+                if let Some(m) = max_tokens {
+                    edits.push((span, format!("\"max_tokens\":{m}").into_bytes()));
+                }
+            }
+            k if crate::compat::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),
+            _ => {}
+        }
+    }
+    if !has_model {
+        let open = body.iter().position(|b| *b == b'{')?;
+        if remove.len() < total {
+            model.push(b',');
+        }
+        edits.push((open + 1..open + 1, model));
+    }
+    edits.extend(removal_edits(body, &remove));
+    edits.sort_by_key(|(r, _)| (r.start, r.end));
+    let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
+    Some(crate::route::splice(body, &refs))
+}
+
 /// `provider.options[slug]`'s members, if it is an object; reserved keys dropped.
 fn slug_options<'a>(options: &'a [u8], slug: &str) -> Option<Vec<(Cow<'a, str>, &'a RawValue)>> {
     let all: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_slice(options).ok()?;
@@ -320,6 +365,66 @@ mod tests {
             expected.insert("model".into(), serde_json::json!("new/model"));
             let view = RequestView::parse(text.as_bytes()).expect("valid request");
             let out = upstream_body(text.as_bytes(), &view, "new/model", "x").expect("object");
+            let parsed: serde_json::Value = serde_json::from_slice(&out)
+                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+            prop_assert_eq!(parsed, serde_json::Value::Object(expected));
+        }
+    }
+
+    fn passthrough(body: &str, max_tokens: Option<u64>) -> String {
+        let out = passthrough_body(body.as_bytes(), "claude-native", max_tokens).expect("object");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn passthrough_changes_only_model_and_gateway_members() {
+        // Odd spacing, a cache_control block and a thinking signature: all kept byte for byte.
+        let body = "{ \"model\" : \"acme/claude\",\n \"provider\": {\"only\":[\"a\"]},\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"EqQBCkYIBxgCKkB+/=\"}]}],\n  \"system\":[{\"type\":\"text\",\"text\":\"x\",\"cache_control\":{\"type\":\"ephemeral\"}}], \"max_tokens\" :32000 , \"session_id\":\"s\"}";
+        assert_eq!(
+            passthrough(body, None),
+            "{ \"model\":\"claude-native\",\n \"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"EqQBCkYIBxgCKkB+/=\"}]}],\n  \"system\":[{\"type\":\"text\",\"text\":\"x\",\"cache_control\":{\"type\":\"ephemeral\"}}], \"max_tokens\" :32000 }"
+        );
+        assert!(passthrough(body, Some(8192)).contains(", \"max_tokens\":8192 }"));
+    }
+
+    #[test]
+    fn passthrough_adds_a_missing_model() {
+        assert_eq!(
+            passthrough(r#"{"models":["a/b"],"messages":[]}"#, None),
+            r#"{"model":"claude-native","messages":[]}"#
+        );
+        assert_eq!(
+            passthrough(r#"{"models":["a/b"]}"#, None),
+            r#"{"model":"claude-native"}"#
+        );
+        assert_eq!(passthrough("{}", None), r#"{"model":"claude-native"}"#);
+        assert!(passthrough_body(b"[1]", "m", None).is_none());
+        assert!(passthrough_body(b"{", "m", None).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn passthrough_parses_and_keeps_every_other_member(
+            members in proptest::collection::vec((0usize..16, value(), ws(), ws(), ws()), 0..10),
+            has_model in any::<bool>(),
+        ) {
+            const OTHER: &[&str] = &["messages", "system", "thinking", "x_custom", "max_tokens"];
+            let gateway = crate::compat::GATEWAY_ONLY_MEMBERS;
+            let mut parts = Vec::new();
+            if has_model {
+                parts.push(r#""model":"orig/model""#.to_string());
+            }
+            let mut expected = serde_json::Map::new();
+            let mut seen = std::collections::HashSet::new();
+            for (k, v, w1, w2, w3) in &members {
+                let key = if *k < gateway.len() { gateway[*k] } else { OTHER[(k - gateway.len()) % OTHER.len()] };
+                if !seen.insert(key) { continue; }
+                if !gateway.contains(&key) { expected.insert(key.to_string(), v.clone()); }
+                parts.push(format!("{w1}\"{key}\"{w2}:{w3}{v}{w1}"));
+            }
+            let text = format!("{{{}}}", parts.join(","));
+            expected.insert("model".into(), serde_json::json!("claude-native"));
+            let out = passthrough_body(text.as_bytes(), "claude-native", None).expect("object");
             let parsed: serde_json::Value = serde_json::from_slice(&out)
                 .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
             prop_assert_eq!(parsed, serde_json::Value::Object(expected));

@@ -10,6 +10,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::{Config, ProviderFallbackLayer};
+use crate::compat::OriginalMessages;
 use crate::error::GatewayError;
 use crate::route::Route;
 use crate::BoxError;
@@ -74,6 +75,7 @@ where
         // The ready service goes into the future; a fresh clone stays here.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(inner, self.config.clone(), route, parts.headers)
+        let messages = parts.extensions.remove::<OriginalMessages>();
+        ResponseFuture::new(inner, self.config.clone(), route, parts.headers, messages)
     }
 }

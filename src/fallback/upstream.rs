@@ -7,21 +7,30 @@ use http_body_util::Full;
 
 use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
-use super::rewrite::upstream_body;
+use super::rewrite::{passthrough_body, upstream_body};
 use crate::catalog::{AuthStyle, Secret, WireFormat};
+use crate::compat::OriginalMessages;
 use crate::route::{Candidate, Route};
 
 /// The Messages API version header sent to Anthropic-wire providers (unless their extra headers
 /// set it).
 const ANTHROPIC_VERSION: &str = "anthropic-version";
 
+/// The caller's Anthropic beta flags, forwarded with a passed-through Messages body (the body may
+/// use what they enable).
+const ANTHROPIC_BETA: &str = "anthropic-beta";
+
 /// The request for one candidate: `POST {base_url}{path}`, the rewritten body, the allowed caller
 /// headers, the provider's extra headers, then its credentials.
+///
+/// For an Anthropic-wire provider the body is the caller's own Messages body when there is one
+/// (`messages`, see [`OriginalMessages`]), else the chat body translated to Messages.
 pub(crate) fn build_request(
     route: &Route,
     c: &Candidate,
     caller: &HeaderMap,
     config: &Config,
+    messages: Option<&OriginalMessages>,
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
@@ -30,10 +39,16 @@ pub(crate) fn build_request(
         .parse()
         .map_err(|_| AttemptError::NotCallable)?;
     let view = route.view();
-    let body = upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
-        .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()));
     let anthropic = p.wire_format == WireFormat::Anthropic;
-    let body = if anthropic {
+    let passthrough = messages.filter(|_| anthropic);
+    let body = if let Some(m) = passthrough {
+        passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
+            .ok_or(AttemptError::NotCallable)?
+    } else {
+        upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
+            .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()))
+    };
+    let body = if anthropic && passthrough.is_none() {
         // The Messages wire: the chat body, already rewritten, translated as a whole.
         let chat: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| AttemptError::NotCallable)?;
@@ -50,6 +65,11 @@ pub(crate) fn build_request(
     for name in &config.forward {
         for v in caller.get_all(name) {
             headers.append(name.clone(), v.clone());
+        }
+    }
+    if passthrough.is_some() {
+        for v in caller.get_all(ANTHROPIC_BETA) {
+            headers.append(ANTHROPIC_BETA, v.clone());
         }
     }
     for (k, v) in &p.extra_headers {

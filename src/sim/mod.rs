@@ -41,8 +41,8 @@
 //! * **Non-streamed**: `{"id":"msg_…","type":"message","role":"assistant","model","content":
 //!   [{"type":"text","text":"…"}],"stop_reason":"end_turn"|"max_tokens","stop_sequence":null,
 //!   "usage":{"input_tokens","output_tokens"}}`.
-//! * **Streamed**: SSE with `event:` lines — `message_start` (`message.usage.input_tokens`) and
-//!   `content_block_start` at the first-token time, `content_block_delta` events with
+//! * **Streamed**: SSE with `event:` lines — `message_start` (`message.usage.input_tokens`),
+//!   `ping` and `content_block_start` at the first-token time, `content_block_delta` events with
 //!   `text_delta`s paced like the chunks above, then `content_block_stop`, `message_delta`
 //!   (`delta.stop_reason`, `usage.output_tokens`) and `message_stop`; no `[DONE]`. A mid-stream
 //!   failure is an `event: error` with `{"type":"error","error":{"type":"api_error",…}}`.

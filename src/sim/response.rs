@@ -284,11 +284,11 @@ impl Plan {
         s
     }
 
-    /// The first event of an Anthropic stream: `message_start` (with `usage.input_tokens`) and
-    /// `content_block_start` for the one text block.
+    /// The first events of an Anthropic stream, as Anthropic sends them: `message_start` (with
+    /// `usage.input_tokens`), `ping`, and `content_block_start` for the one text block.
     fn message_start(&self) -> String {
         format!(
-            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"{}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":{},\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}\n\nevent: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n",
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"{}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":{},\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{},\"output_tokens\":1}}}}}}\n\nevent: ping\ndata: {{\"type\":\"ping\"}}\n\nevent: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n",
             self.id_str(),
             self.model_json,
             self.prompt_tokens

@@ -799,7 +799,8 @@ async fn anthropic_wire_json_and_sse() {
 
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(types.first(), Some(&"message_start"));
-    assert_eq!(types.get(1), Some(&"content_block_start"));
+    assert_eq!(types.get(1), Some(&"ping"));
+    assert_eq!(types.get(2), Some(&"content_block_start"));
     assert_eq!(
         &types[types.len() - 3..],
         ["content_block_stop", "message_delta", "message_stop"]

@@ -226,6 +226,16 @@ impl WireUsage {
         }
     }
 
+    /// Which Anthropic input-side counts were sent: `input_tokens`, `cache_read_input_tokens`,
+    /// `cache_creation_input_tokens`.
+    pub(crate) fn anthropic_input(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
+        (
+            self.input_tokens.map(|t| t.0),
+            self.cache_read_input_tokens.map(|t| t.0),
+            self.cache_creation_input_tokens.map(|t| t.0),
+        )
+    }
+
     /// Merges Anthropic-wire counts into `into` (`message_start` gives the input side,
     /// `message_delta` the output side; Anthropic's `input_tokens` excludes cache reads and writes).
     pub(crate) fn merge_anthropic(&self, into: &mut TokenUsage) {

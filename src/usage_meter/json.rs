@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::cost::{Cost, WireUsage};
+use super::cost::{Cost, TokenUsage, WireUsage};
 
 /// The members of a chat-completion object (or chunk, or Anthropic event) the meter reads, as raw
 /// values borrowing from the body: their byte spans are where edits go.
@@ -120,6 +120,59 @@ pub(crate) fn usage_edit(
         ins.push(b',');
     }
     ins.extend_from_slice(members.as_bytes());
+    let at = usage.end - 1;
+    Some((at..at, ins))
+}
+
+/// The edit that completes an Anthropic usage object at `usage` (its span in `base`): the input
+/// side it lacks (a `message_delta` may carry only `output_tokens`; the counts come from
+/// `message_start`, merged into `tokens`) and `cost`, inserted before the closing brace. Nothing
+/// is replaced: an upstream `cost` is kept.
+pub(crate) fn anthropic_usage_edit(
+    base: &[u8],
+    usage: Range<usize>,
+    wire: &WireUsage,
+    tokens: &TokenUsage,
+    cost: &Cost,
+) -> Option<(Range<usize>, Vec<u8>)> {
+    let obj = base.get(usage.clone())?;
+    if obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
+        return None;
+    }
+    let mut members = Vec::with_capacity(4);
+    let (input, read, write) = wire.anthropic_input();
+    if input.is_none() {
+        let n = tokens
+            .prompt
+            .saturating_sub(tokens.cached)
+            .saturating_sub(tokens.cache_write);
+        members.push(format!("\"input_tokens\":{n}"));
+    }
+    if read.is_none() && tokens.cached > 0 {
+        members.push(format!("\"cache_read_input_tokens\":{}", tokens.cached));
+    }
+    if write.is_none() && tokens.cache_write > 0 {
+        members.push(format!(
+            "\"cache_creation_input_tokens\":{}",
+            tokens.cache_write
+        ));
+    }
+    if wire.cost.is_none() {
+        members.push(format!("\"cost\":{}", cost.total));
+    }
+    if members.is_empty() {
+        return None;
+    }
+    let inner_empty = obj[1..obj.len() - 1]
+        .iter()
+        .all(|b| b.is_ascii_whitespace());
+    let mut ins = Vec::with_capacity(64);
+    for m in members {
+        if !(ins.is_empty() && inner_empty) {
+            ins.push(b',');
+        }
+        ins.extend_from_slice(m.as_bytes());
+    }
     let at = usage.end - 1;
     Some((at..at, ins))
 }

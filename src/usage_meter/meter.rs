@@ -364,6 +364,15 @@ impl Core {
             if let Some(e) = json::span(&body, u).and_then(|r| json::usage_edit(&body, r, w, &c)) {
                 edits.push(e);
             }
+        } else if let (Some(u), Some(w), Some(t)) = (top.usage, wire.as_ref(), self.obs.anthropic) {
+            // An Anthropic message (passed through for a Messages caller): `cost` is added.
+            let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
+            let c = self.ctx.price(&t, insured);
+            if let Some(e) =
+                json::span(&body, u).and_then(|r| json::anthropic_usage_edit(&body, r, w, &t, &c))
+            {
+                edits.push(e);
+            }
         }
         Bytes::from(json::apply(&body, &mut edits))
     }
@@ -459,7 +468,9 @@ struct AnthropicMessage<'a> {
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(borrow, default)]
-    id: Option<std::borrow::Cow<'a, str>>,
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -635,26 +646,34 @@ impl OnEvent for Handler<'_> {
         }
         match top.kind.as_deref() {
             Some("message_start") => {
-                if let Some(m) = top
+                let m = top
                     .message
-                    .and_then(|m| serde_json::from_str::<AnthropicMessage<'_>>(m.get()).ok())
-                {
-                    if let Some(u) = m.usage {
-                        u.merge_anthropic(self.obs.anthropic.get_or_insert_with(Default::default));
-                    }
-                    if self.obs.upstream_id.is_none() {
-                        self.obs.upstream_id = m.id.map(|s| s.into_owned());
-                    }
-                }
-                return None;
-            }
-            Some("message_delta") => {
-                if let Some(u) = top
-                    .usage
-                    .and_then(|u| serde_json::from_str::<WireUsage>(u.get()).ok())
-                {
+                    .and_then(|m| serde_json::from_str::<AnthropicMessage<'_>>(m.get()).ok())?;
+                if let Some(u) = m.usage {
                     u.merge_anthropic(self.obs.anthropic.get_or_insert_with(Default::default));
                 }
+                if self.obs.upstream_id.is_none() {
+                    self.obs.upstream_id = m.id.and_then(|s| serde_json::from_str(s.get()).ok());
+                }
+                if !self.ctx.rewrite {
+                    return None;
+                }
+                // A passed-through Messages stream: the message gets the generation's id and the
+                // catalog's model, as a non-streamed answer does.
+                let mut edits = Vec::with_capacity(2);
+                if let Some(r) = m.id.and_then(|v| json::span(d, v)) {
+                    edits.push((r, json::quote(&self.ctx.id).into_bytes()));
+                }
+                if let Some(r) = m
+                    .model
+                    .filter(|_| !self.ctx.model.is_empty())
+                    .and_then(|v| json::span(d, v))
+                {
+                    edits.push((r, json::quote(&self.ctx.model).into_bytes()));
+                }
+                return (!edits.is_empty()).then(|| json::apply(d, &mut edits));
+            }
+            Some("message_delta") => {
                 if let Some(d) = top
                     .delta
                     .and_then(|d| serde_json::from_str::<AnthropicDelta<'_>>(d.get()).ok())
@@ -663,7 +682,21 @@ impl OnEvent for Handler<'_> {
                         self.obs.finish_reason = Some(r.into_owned());
                     }
                 }
-                return None;
+                let u = top.usage?;
+                let wire = serde_json::from_str::<WireUsage>(u.get()).ok()?;
+                let t = self.obs.anthropic.get_or_insert_with(Default::default);
+                wire.merge_anthropic(t);
+                let t = *t;
+                if !self.ctx.rewrite {
+                    return None;
+                }
+                // The usage is cumulative: it gets the input side and the cost, as a translated
+                // stream's does.
+                let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
+                let c = self.ctx.price(&t, insured);
+                let edit = json::span(d, u)
+                    .and_then(|r| json::anthropic_usage_edit(d, r, &wire, &t, &c))?;
+                return Some(json::apply(d, &mut [edit]));
             }
             Some("error") => {
                 self.obs.error = true;
