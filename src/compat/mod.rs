@@ -69,8 +69,16 @@
 //! [`ProviderFallback`](crate::fallback) uses them to speak to Anthropic-wire providers, so a
 //! chat-completions caller can be served by one.
 //!
-//! **Not implemented yet:** byte-for-byte passthrough of a Messages request to an Anthropic-wire
-//! provider (it goes through chat completions and back).
+//! # Passthrough
+//!
+//! When the caller speaks Messages and the provider does too, nothing is translated.
+//! [`MessagesLayer`] puts the caller's bytes in the request extensions as [`OriginalMessages`];
+//! for an Anthropic-wire candidate, ProviderFallback sends them with only `model` (the provider's
+//! model id), a clamped `max_tokens` and the [`GATEWAY_ONLY_MEMBERS`] changed, forwards the
+//! caller's `anthropic-beta` header, and marks the answer [`MessagesWire`], which
+//! [`MessagesLayer`] then forwards as it is. Prompt-cache prefixes, thinking signatures and fields
+//! this module does not know survive. Candidates on the OpenAI wire in the same route still get
+//! the translated body.
 //!
 //! # Example
 //!
