@@ -37,7 +37,7 @@ impl Reply {
 }
 
 async fn start(loopback_without_key: bool) -> Gateway {
-    let mut cfg = config::demo(11, true);
+    let mut cfg = config::demo_recording(11, true, true);
     cfg.loopback_without_key = loopback_without_key;
     let sim = match &cfg.upstream {
         config::Upstream::Sim(s) => s.clone(),
@@ -422,4 +422,75 @@ async fn upstream_failures_become_anthropic_errors() {
     assert_eq!(name, "error", "{events:?}");
     assert_eq!(last["error"]["type"], "api_error");
     assert!(!events.iter().any(|(n, _)| n == "message_stop"));
+}
+
+/// Messages in, Anthropic-wire provider out, over the example gateway: the sim receives the
+/// caller's bytes apart from the model and the gateway-only `provider`, and its answer comes back
+/// untranslated but metered.
+#[tokio::test]
+async fn messages_pass_through_to_the_anthropic_wire_provider() {
+    let gw = start(true).await;
+    for stream in [false, true] {
+        let body = format!(
+            concat!(
+                "{{ \"model\": \"claude-sonnet-4-5\", \"max_tokens\": 64,\n",
+                "  \"system\": [{{\"type\": \"text\", \"text\": \"Be brief.\", ",
+                "\"cache_control\": {{\"type\": \"ephemeral\"}}}}],\n",
+                "  \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}, ",
+                "{{\"role\": \"assistant\", \"content\": [{{\"type\": \"thinking\", ",
+                "\"thinking\": \"hm\", \"signature\": \"EqQBsig/+=\"}}, ",
+                "{{\"type\": \"text\", \"text\": \"Hi.\"}}]}}, ",
+                "{{\"role\": \"user\", \"content\": \"again\"}}],\n",
+                "  \"provider\": {{\"only\": [\"anthropic\"]}}, \"stream\": {}}}"
+            ),
+            stream
+        );
+        let r = gw
+            .send(
+                Method::POST,
+                "/v1/messages?beta=true",
+                &[
+                    ("content-type".into(), "application/json".into()),
+                    (
+                        "anthropic-beta".into(),
+                        "interleaved-thinking-2025-05-14".into(),
+                    ),
+                ],
+                Bytes::from(body.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let seen = gw
+            .sim
+            .model_handle("anthropic.sim", "anthropic/claude-sonnet-4.5")
+            .expect("the anthropic provider")
+            .last_request()
+            .expect("recorded");
+        assert_eq!(seen.uri.path(), "/v1/messages");
+        let expected = body
+            .replace(
+                "\"model\": \"claude-sonnet-4-5\"",
+                "\"model\":\"anthropic/claude-sonnet-4.5\"",
+            )
+            .replace("\"provider\": {\"only\": [\"anthropic\"]},", "");
+        assert_eq!(std::str::from_utf8(&seen.body).unwrap(), expected);
+        assert_eq!(
+            seen.headers["anthropic-beta"],
+            "interleaved-thinking-2025-05-14"
+        );
+        assert_eq!(seen.headers["x-api-key"], "sk-sim-anthropic-demo");
+        if stream {
+            let events = sse_events(&r.body);
+            check_stream(&events);
+            let usage = &events[events.len() - 2].1["usage"];
+            assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{usage}");
+            assert!(usage["cost"].as_f64().unwrap() > 0.0, "{usage}");
+        } else {
+            let v = r.json();
+            check_message(&v);
+            assert_eq!(v["model"], "anthropic/claude-sonnet-4.5");
+            assert_eq!(v["provider"], "Anthropic");
+            assert!(v["usage"]["cost"].as_f64().unwrap() > 0.0, "{v}");
+        }
+    }
 }

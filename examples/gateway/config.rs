@@ -139,6 +139,12 @@ pub const CLAUDE_ALIASES: &[&str] = &[
 /// The embedded default: the demo catalog over simulated providers with varied prices, latencies,
 /// failure rates and data policies.
 pub fn demo(seed: u64, zero_latency: bool) -> Config {
+    demo_recording(seed, zero_latency, false)
+}
+
+/// [`demo`], with the simulator keeping the last request of each provider when `record` is set
+/// (tests read them; the server does not, to save a header-map copy per request).
+pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
     let file = CatalogFile::from_json(DEMO_CATALOG).expect("the demo catalog parses");
     let mut builder = file
         .apply(Catalog::builder(), None)
@@ -203,7 +209,7 @@ pub fn demo(seed: u64, zero_latency: bool) -> Config {
     }
     Config {
         catalog,
-        upstream: Upstream::Sim(sim.record_requests(false).build()),
+        upstream: Upstream::Sim(sim.record_requests(record).build()),
         keys: vec![ApiKey {
             name: "demo-small-budget".into(),
             secret: DEMO_KEY.into(),
