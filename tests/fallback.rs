@@ -250,6 +250,67 @@ async fn empty_200_is_retried() {
     assert_eq!(a.served.unwrap().attempts[0].kind, "invalid_response");
 }
 
+/// Some providers answer `200` with an error object instead of a completion: it is judged by its
+/// `code` (502 without one), so a server-side error falls over and a caller error is returned.
+#[tokio::test(start_paused = true)]
+async fn error_in_a_200_body_is_judged_by_its_code() {
+    for (alpha, status, served, kind) in [
+        (
+            r#"{"error":{"code":503,"message":"upstream overloaded"}}"#,
+            200,
+            "beta",
+            "server_error",
+        ),
+        (
+            r#"{"error":{"message":"no code"},"choices":null}"#,
+            200,
+            "beta",
+            "server_error",
+        ),
+        (
+            r#"{"error":{"code":"rate_limit","message":"later"}}"#,
+            200,
+            "beta",
+            "server_error",
+        ),
+        (
+            r#"{"error":{"code":400,"message":"temperature is out of range"}}"#,
+            400,
+            "",
+            "",
+        ),
+        (r#"{"error":null,"choices":[]}"#, 200, "alpha", "ok"),
+    ] {
+        let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = calls.clone();
+        let mock = tower::service_fn(move |req: Request<Full<Bytes>>| {
+            let host = req.uri().host().unwrap_or("").to_string();
+            seen.lock().unwrap().push(host.clone());
+            let body = if host == "alpha.sim" {
+                alpha
+            } else {
+                r#"{"choices":[]}"#
+            };
+            async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+        });
+        let svc = ServiceBuilder::new()
+            .layer(ModelRoutingLayer::new(catalog()).seed(1))
+            .layer(layer())
+            .service(mock);
+        let a = call(svc, body(&["alpha", "beta"], false, "")).await;
+        assert_eq!(a.status, status, "{alpha}: {}", a.text());
+        if status == 400 {
+            let j = a.json();
+            assert_eq!(j["error"]["code"], 400);
+            assert_eq!(j["error"]["message"], "temperature is out of range", "{j}");
+            assert_eq!(*calls.lock().unwrap(), vec!["alpha.sim"]);
+            continue;
+        }
+        assert_eq!(a.served_by(), served, "{alpha}");
+        assert_eq!(a.served.unwrap().attempts[0].kind, kind, "{alpha}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn caller_errors_are_not_retried_for_the_same_model() {
     for status in [400u16, 404, 413, 422] {

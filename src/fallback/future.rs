@@ -755,9 +755,27 @@ where
         );
         return ReadStep::Next;
     }
-    if broken || !valid_json(&bytes) {
-        ctx.fail(AttemptError::InvalidResponse, None, None, None);
-        return ReadStep::Next;
+    match if broken {
+        Judged::Invalid
+    } else {
+        judge(&bytes)
+    } {
+        Judged::Invalid => {
+            ctx.fail(AttemptError::InvalidResponse, None, None, None);
+            return ReadStep::Next;
+        }
+        Judged::Error(status) => {
+            // A `2xx` whose body is an error (some providers do this): judged like that status.
+            let message = safe_message(&bytes, ctx.secret());
+            ctx.fail(
+                AttemptError::Status(status),
+                Some(&head.headers),
+                None,
+                message,
+            );
+            return ReadStep::Next;
+        }
+        Judged::Answer => {}
     }
     let passthrough = ctx.passthrough();
     let bytes = if ctx.anthropic() {
@@ -811,8 +829,44 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn valid_json(b: &[u8]) -> bool {
-    !b.trim_ascii().is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+/// What a non-streamed `2xx` body is.
+enum Judged {
+    /// Empty, not JSON, or not an object.
+    Invalid,
+    /// An error object and no `choices`: the status in its `code` (4xx/5xx), else 502.
+    Error(u16),
+    Answer,
+}
+
+/// Judges a non-streamed `2xx` body in one pass that skips everything but `error`.
+fn judge(b: &[u8]) -> Judged {
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        choices: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorCode {
+        #[serde(default)]
+        code: Option<Value>,
+    }
+    let Ok(shape) = serde_json::from_slice::<Shape<'_>>(b) else {
+        return Judged::Invalid;
+    };
+    match shape.error {
+        Some(e) if shape.choices.is_none() && e.get() != "null" => {
+            let code = serde_json::from_str::<ErrorCode>(e.get())
+                .ok()
+                .and_then(|e| e.code)
+                .and_then(|c| c.as_u64())
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (400..600).contains(c));
+            Judged::Error(code.unwrap_or(502))
+        }
+        _ => Judged::Answer,
+    }
 }
 
 /// Reads a stream until its first content-bearing event.

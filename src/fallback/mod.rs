@@ -55,9 +55,11 @@
 //! [`Decision::Return`]. [`DefaultPolicy`] moves on after connect / I/O errors, timeouts, `408`,
 //! `429`, any `5xx` (`500`, `502`, `503`, `504`, `524`, `529`…), `401` / `402` / `403` (the provider
 //! rejected *our* key or account: recorded, never echoed), and a non-streamed `2xx` whose body is
-//! empty or not valid JSON; it returns the caller's own errors (`400`, `404`, `413`, `422`, …) —
+//! empty or not a JSON object; it returns the caller's own errors (`400`, `404`, `413`, `422`, …) —
 //! except that moving on to a fallback **model** (a candidate whose `model` differs) happens after
-//! any error, as OpenRouter does (shared/OPENROUTER.md §5).
+//! any error, as OpenRouter does (shared/OPENROUTER.md §5). A non-streamed `2xx` whose body is an
+//! error object (`{"error":{…}}` without `choices`, which some providers send) is judged as the
+//! status in its `error.code` when that is a 4xx/5xx number, else as a `502`.
 //!
 //! Judging a non-streamed `2xx` needs its body, so **non-streamed answers are buffered** (up to
 //! [`max_buffer`](ProviderFallbackLayer::max_buffer), 32 MiB by default; over it is an invalid
