@@ -740,33 +740,23 @@ where
         return ReadStep::Next;
     };
     let bytes = buf.freeze();
-    if !success {
-        let status = head.status.as_u16();
-        let message = if broken {
-            None
-        } else {
-            safe_message(&bytes, ctx.secret())
-        };
-        ctx.fail(
-            AttemptError::Status(status),
-            Some(&head.headers),
-            None,
-            message,
-        );
-        return ReadStep::Next;
-    }
-    match if broken {
-        Judged::Invalid
-    } else {
-        judge(&bytes)
-    } {
+    let judged = match (success, broken) {
+        (false, _) => Judged::Error(head.status.as_u16()),
+        (true, true) => Judged::Invalid,
+        (true, false) => judge(&bytes),
+    };
+    match judged {
         Judged::Invalid => {
             ctx.fail(AttemptError::InvalidResponse, None, None, None);
             return ReadStep::Next;
         }
         Judged::Error(status) => {
-            // A `2xx` whose body is an error (some providers do this): judged like that status.
-            let message = safe_message(&bytes, ctx.secret());
+            // An error status, or a `2xx` whose body is an error (some providers send that).
+            let message = if broken {
+                None
+            } else {
+                safe_message(&bytes, ctx.secret())
+            };
             ctx.fail(
                 AttemptError::Status(status),
                 Some(&head.headers),

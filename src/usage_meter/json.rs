@@ -112,15 +112,35 @@ pub(crate) fn usage_edit(
         map.extend(extra);
         return Some((usage, serde_json::to_vec(&map).ok()?));
     }
-    let inner_empty = obj[1..obj.len() - 1]
+    insert_members(base, usage, &[members])
+}
+
+/// The edit that inserts `members` (each `"key":value`) before the closing brace of the object
+/// at `span` in `base`, with the commas it needs. `None` if `span` is not an object or there is
+/// nothing to insert.
+fn insert_members(
+    base: &[u8],
+    span: Range<usize>,
+    members: &[String],
+) -> Option<(Range<usize>, Vec<u8>)> {
+    let obj = base.get(span.clone())?;
+    if obj.len() < 2 || obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
+        return None;
+    }
+    if members.is_empty() {
+        return None;
+    }
+    let mut first = obj[1..obj.len() - 1]
         .iter()
         .all(|b| b.is_ascii_whitespace());
-    let mut ins = Vec::with_capacity(members.len() + 1);
-    if !inner_empty {
-        ins.push(b',');
+    let mut ins = Vec::with_capacity(members.iter().map(|m| m.len() + 1).sum());
+    for m in members {
+        if !std::mem::take(&mut first) {
+            ins.push(b',');
+        }
+        ins.extend_from_slice(m.as_bytes());
     }
-    ins.extend_from_slice(members.as_bytes());
-    let at = usage.end - 1;
+    let at = span.end - 1;
     Some((at..at, ins))
 }
 
@@ -135,10 +155,6 @@ pub(crate) fn anthropic_usage_edit(
     tokens: &TokenUsage,
     cost: &Cost,
 ) -> Option<(Range<usize>, Vec<u8>)> {
-    let obj = base.get(usage.clone())?;
-    if obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
-        return None;
-    }
     let mut members = Vec::with_capacity(4);
     let (input, read, write) = wire.anthropic_input();
     if input.is_none() {
@@ -160,21 +176,7 @@ pub(crate) fn anthropic_usage_edit(
     if wire.cost.is_none() {
         members.push(format!("\"cost\":{}", cost.total));
     }
-    if members.is_empty() {
-        return None;
-    }
-    let inner_empty = obj[1..obj.len() - 1]
-        .iter()
-        .all(|b| b.is_ascii_whitespace());
-    let mut ins = Vec::with_capacity(64);
-    for m in members {
-        if !(ins.is_empty() && inner_empty) {
-            ins.push(b',');
-        }
-        ins.extend_from_slice(m.as_bytes());
-    }
-    let at = usage.end - 1;
-    Some((at..at, ins))
+    insert_members(base, usage, &members)
 }
 
 /// Applies non-overlapping `edits` (range → replacement) to `base`.
