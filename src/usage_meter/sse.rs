@@ -52,6 +52,9 @@ impl SseScanner {
             }
             if copy {
                 self.out.split().freeze()
+            } else if consumed == frame.len() {
+                // The usual frame: whole events, passed on as they came.
+                frame
             } else {
                 frame.slice(..consumed)
             }
