@@ -92,15 +92,12 @@ impl<'a> RequestView<'a> {
         let failed_field = std::cell::Cell::new(None);
         // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
         // name the field.
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let fast = ViewSeed {
+        let seed = ViewSeed {
             body,
             failed_field: &failed_field,
             track_paths: false,
-        }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
-        let mut view = match fast {
+        };
+        let mut view = match seed.read(true) {
             Ok(v) => v,
             Err(_) => return Err(Self::explain(body)),
         };
@@ -273,6 +270,28 @@ struct ViewSeed<'a, 'c> {
     /// Set when an error is raised after a value was read (the path tracker no longer points there).
     failed_field: &'c std::cell::Cell<Option<&'static str>>,
     track_paths: bool,
+}
+
+impl<'de> ViewSeed<'de, '_> {
+    /// Reads the body. With `as_str`, a body that is valid UTF-8 (checked once) is read as a `str`:
+    /// serde_json then borrows keys, strings and raw values without checking each of them again.
+    /// Otherwise it is read as bytes, which is what gives the answer for a body with invalid bytes
+    /// (accepted when they are only in members that are skipped).
+    fn read(self, as_str: bool) -> Result<RequestView<'de>, serde_json::Error> {
+        let body = self.body;
+        match std::str::from_utf8(body) {
+            Ok(text) if as_str => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let v = self.deserialize(&mut de)?;
+                de.end().map(|()| v)
+            }
+            _ => {
+                let mut de = serde_json::Deserializer::from_slice(body);
+                let v = self.deserialize(&mut de)?;
+                de.end().map(|()| v)
+            }
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ViewSeed<'de, '_> {
@@ -531,5 +550,76 @@ impl<'de> Deserialize<'de> for Message<'de> {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        "[a-z/ é\"\\\n\u{1F600}]{0,12}"
+    }
+
+    /// Request-like bodies: routing members of every type, messages, unknown members.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let value = prop_oneof![
+            text().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<bool>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+            proptest::collection::vec(text(), 0..3).prop_map(serde_json::Value::from),
+            (text(), text()).prop_map(|(r, c)| serde_json::json!([{"role": r, "content": c}])),
+            text().prop_map(|s| serde_json::json!({"sort": "price", "only": [s]})),
+        ];
+        let key = prop_oneof![
+            Just("model"),
+            Just("models"),
+            Just("provider"),
+            Just("messages"),
+            Just("stream"),
+            Just("max_tokens"),
+            Just("session_id"),
+            Just("service_tier"),
+            Just("tools"),
+            Just("temperature"),
+            Just("route"),
+            Just("x"),
+        ];
+        proptest::collection::vec((key, value), 0..6).prop_map(|m| {
+            let members: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::json!(k)))
+                .collect();
+            format!("{{{}}}", members.join(",")).into_bytes()
+        })
+    }
+
+    fn both(body: &[u8]) -> (String, String) {
+        let failed = std::cell::Cell::new(None);
+        let seed = || ViewSeed {
+            body,
+            failed_field: &failed,
+            track_paths: false,
+        };
+        let show = |r: Result<RequestView<'_>, serde_json::Error>| match r {
+            Ok(v) => format!("{v:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        (show(seed().read(true)), show(seed().read(false)))
+    }
+
+    proptest! {
+        #[test]
+        fn reading_as_str_is_reading_bytes(b in body(), cut in any::<prop::sample::Index>()) {
+            let (fast, slow) = both(&b);
+            prop_assert_eq!(fast, slow);
+            // Truncated bodies: errors must agree too.
+            let cut = &b[..cut.index(b.len() + 1)];
+            let (fast, slow) = both(cut);
+            prop_assert_eq!(fast, slow);
+        }
     }
 }

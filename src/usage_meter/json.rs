@@ -38,6 +38,56 @@ impl<'a> Top<'a> {
     pub(crate) fn parse(body: &'a [u8]) -> Option<Top<'a>> {
         serde_json::from_slice(body).ok()
     }
+
+    /// Parses a complete response body and summarises its `choices` in the same pass; `None` if it
+    /// is not a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the
+    /// returned `Top` has no `choices`: the summary replaces them).
+    pub(crate) fn parse_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
+        // One pass when `choices` has the expected shape. Otherwise `choices` must be read
+        // leniently, as `choices` does: parse again the slow way.
+        if let Ok(t) = serde_json::from_slice::<TopWithChoices<'a>>(body) {
+            let summary = summarize(t.choices.as_deref().unwrap_or_default());
+            let top = Top {
+                id: t.id,
+                model: t.model,
+                provider: t.provider,
+                usage: t.usage,
+                choices: None,
+                error: t.error,
+                message: t.message,
+                delta: t.delta,
+                kind: t.kind,
+            };
+            return Some((top, summary));
+        }
+        let mut top = Top::parse(body)?;
+        let summary = top.choices.take().map(choices).unwrap_or_default();
+        Some((top, summary))
+    }
+}
+
+/// [`Top`] with `choices` read as it goes (same members, so the same bodies are accepted when
+/// `choices` has the expected shape).
+#[derive(Deserialize)]
+struct TopWithChoices<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    provider: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
 }
 
 /// The byte range of `raw` inside `base` (which it borrows from).
@@ -227,8 +277,12 @@ struct Message<'a> {
 /// Reads `choices` leniently (an unexpected shape gives an empty summary).
 pub(crate) fn choices(raw: &RawValue) -> ChoicesSummary {
     let list: Vec<Choice<'_>> = serde_json::from_str(raw.get()).unwrap_or_default();
+    summarize(&list)
+}
+
+fn summarize(list: &[Choice<'_>]) -> ChoicesSummary {
     let mut s = ChoicesSummary::default();
-    for c in &list {
+    for c in list {
         if s.finish_reason.is_none() {
             s.finish_reason = c.finish_reason.as_deref().map(str::to_owned);
         }
@@ -245,7 +299,56 @@ pub(crate) fn choices(raw: &RawValue) -> ChoicesSummary {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Bodies whose `choices` may or may not have the expected shape (and some that are not
+    /// objects at all).
+    fn body() -> impl Strategy<Value = String> {
+        let choice = prop_oneof![
+            Just(
+                r#"{"index":0,"message":{"role":"assistant","content":"hi \"there\""},"finish_reason":"stop"}"#
+            ),
+            Just(r#"{"delta":{"content":null,"tool_calls":[{"id":"t"}]},"finish_reason":null}"#),
+            Just(r#"{"message":{"reasoning":"r","content":"c"}}"#),
+            Just(r#"{"finish_reason":3}"#),
+            Just(r#"{"message":"text"}"#),
+            Just(r#"7"#),
+        ];
+        let choices = prop_oneof![
+            proptest::collection::vec(choice, 0..4).prop_map(|c| format!("[{}]", c.join(","))),
+            Just("null".to_string()),
+            Just("{}".to_string()),
+        ];
+        let member = prop_oneof![
+            choices.prop_map(|c| format!(r#""choices":{c}"#)),
+            Just(r#""id":"chatcmpl-1""#.to_string()),
+            Just(r#""usage":{"prompt_tokens":1}"#.to_string()),
+            Just(r#""type":"message""#.to_string()),
+            Just(r#""type":5"#.to_string()),
+            Just(r#""error":null"#.to_string()),
+            Just(r#""other":[1,{"a":"b"}]"#.to_string()),
+        ];
+        prop_oneof![
+            proptest::collection::vec(member, 0..5).prop_map(|m| format!("{{{}}}", m.join(","))),
+            Just("[]".to_string()),
+            Just(r#"{"choices":["#.to_string()),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_parse_is_parse_then_choices(b in body()) {
+            let slow = Top::parse(b.as_bytes()).map(|t| {
+                let s = t.choices.map(choices).unwrap_or_default();
+                (format!("{:?}", Top { choices: None, ..t }), s.finish_reason, s.content_bytes)
+            });
+            let fast = Top::parse_with_choices(b.as_bytes())
+                .map(|(t, s)| (format!("{t:?}"), s.finish_reason, s.content_bytes));
+            prop_assert_eq!(fast, slow);
+        }
+    }
 
     #[test]
     fn spans_and_splice() {

@@ -13,13 +13,14 @@ use super::json::{self, Top};
 use super::layer::Config;
 use super::ledger::{CallerKey, Ledger, Reservation};
 use super::record::GenerationRecord;
-use super::sse::{out_put, OnEvent, SseScanner};
+use super::sse::{out_put, out_reserve, OnEvent, SseScanner};
 use crate::catalog::{Catalog, EndpointKey, Usd};
 use crate::stats::Generation;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
+static OPEN_OBJECT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":{"));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
 
 /// A reservation that is released if nobody settles it (the request failed or was dropped).
@@ -304,7 +305,7 @@ impl Core {
 
     /// Reads and edits a complete non-streamed body.
     fn json_body(&mut self, body: Bytes) -> Bytes {
-        let Some(top) = Top::parse(&body) else {
+        let Some((top, choices)) = Top::parse_with_choices(&body) else {
             self.obs.content_bytes += body.len() as u64;
             return body;
         };
@@ -314,11 +315,8 @@ impl Core {
         if top.error.is_some_and(|e| e.get() != "null") {
             self.obs.error = true;
         }
-        if let Some(c) = top.choices {
-            let s = json::choices(c);
-            self.obs.finish_reason = s.finish_reason;
-            self.obs.content_bytes += s.content_bytes;
-        }
+        self.obs.finish_reason = choices.finish_reason;
+        self.obs.content_bytes += choices.content_bytes;
         let mut wire = None;
         if let Some(u) = top.usage {
             if let Ok(w) = serde_json::from_str::<WireUsage>(u.get()) {
@@ -538,21 +536,40 @@ fn non_null(finder: &Finder<'_>, d: &[u8]) -> bool {
     false
 }
 
-/// The string value after `"finish_reason":`, if it is a string.
+/// The string value after the first `"finish_reason":` of `d`, if it is a string.
 fn finish_reason(d: &[u8]) -> Option<&[u8]> {
     let i = FINISH.find(d)?;
-    let rest = trim_start(&d[i + FINISH.needle().len()..]);
-    let rest = rest.strip_prefix(b"\"")?;
+    string_at(&d[i + FINISH.needle().len()..])
+}
+
+/// The string that `rest` starts with (after whitespace), without its quotes.
+fn string_at(rest: &[u8]) -> Option<&[u8]> {
+    let rest = trim_start(rest).strip_prefix(b"\"")?;
     let end = memchr::memchr(b'"', rest)?;
     Some(&rest[..end])
 }
 
-/// True if compact JSON `d` has a `"usage":{` or `"error":{` member: one `memchr` pass over the
-/// few `{` of an ordinary chunk (the object, the choice, `"delta":{`).
+/// The finish reason of an event whose content string ends at `after`: the first one after the
+/// content (where OpenAI chunks put it), else the first one before it.
+///
+/// Same result as `finish_reason(&d[after..]).or_else(|| finish_reason(&d[..after]))`, in one
+/// search of the whole event in the usual case: when the first occurrence in `d` is past `after`,
+/// it is also the first one of `d[after..]` and `d[..after]` has none.
+fn finish_reason_around(d: &[u8], after: usize) -> Option<&[u8]> {
+    let first = FINISH.find(d)?;
+    if first >= after {
+        return string_at(&d[first + FINISH.needle().len()..]);
+    }
+    finish_reason(&d[after..]).or_else(|| finish_reason(&d[..after]))
+}
+
+/// True if compact JSON `d` has a `"usage":{` or `"error":{` member. An ordinary chunk has one
+/// `":{` (`"delta":{`), so this is about one search of the event.
 fn usage_or_error_compact(d: &[u8]) -> bool {
-    memchr::memchr_iter(b'{', d).any(|i| {
-        let before = &d[..i];
-        before.ends_with(b"\"usage\":") || before.ends_with(b"\"error\":")
+    OPEN_OBJECT.find_iter(d).any(|i| {
+        // `d[..=i]` ends with the member's closing quote.
+        let key = &d[..=i];
+        key.ends_with(b"\"usage\"") || key.ends_with(b"\"error\"")
     })
 }
 
@@ -623,7 +640,7 @@ impl OnEvent for Handler<'_> {
         }
         if self.obs.finish_reason.is_none() {
             // In OpenAI chunks `finish_reason` follows the delta: search after the content.
-            let fr = finish_reason(&d[after..]).or_else(|| finish_reason(&d[..after]));
+            let fr = finish_reason_around(d, after);
             if let Some(fr) = fr {
                 self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
                 // The last content arrives with (or just before) the finish reason: its time
@@ -748,6 +765,9 @@ impl OnEvent for Handler<'_> {
             }
         }
         let rules = &self.rules[..len];
+        // One reservation for the whole event; the copies below then never reallocate.
+        let longest = src.len() + rules.iter().map(|r| r.replacement.len()).sum::<usize>();
+        out_reserve(out, longest);
         let mut at = 0;
         loop {
             let best = next[..rules.len()]
@@ -756,8 +776,8 @@ impl OnEvent for Handler<'_> {
                 .filter_map(|(i, p)| p.map(|p| (p, i)))
                 .min();
             let Some((p, i)) = best else { break };
-            out_put(out, &src[at..p]);
-            out_put(out, &rules[i].replacement);
+            out.extend_from_slice(&src[at..p]);
+            out.extend_from_slice(&rules[i].replacement);
             at = p + rules[i].finder.needle().len();
             // A top-level member occurs once per JSON object: each rule applies once per event.
             next[i] = None;
@@ -767,6 +787,56 @@ impl OnEvent for Handler<'_> {
                 }
             }
         }
-        out_put(out, &src[at..]);
+        out.extend_from_slice(&src[at..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Events made of the pieces the scanners look for, in any order and in any number.
+    fn event() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b"\"finish_reason\":"[..]),
+            Just(&b"\"finish_reason\": \"stop\""[..]),
+            Just(&b"\"finish_reason\":null"[..]),
+            Just(&b"\"usage\":{"[..]),
+            Just(&b"\"error\":{"[..]),
+            Just(&b"\"usage\":"[..]),
+            Just(&b"\":{"[..]),
+            Just(&b"\"content\":\"a\\\"b\""[..]),
+            Just(&b"{\"delta\":{"[..]),
+            Just(&b"\""[..]),
+            Just(&b"usage"[..]),
+            Just(&b"}]}"[..]),
+            Just(&b","[..]),
+            Just(&b" "[..]),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    /// The compact check as first written: every `{`, looking back for the member's key.
+    fn usage_or_error_compact_slow(d: &[u8]) -> bool {
+        memchr::memchr_iter(b'{', d).any(|i| {
+            let before = &d[..i];
+            before.ends_with(b"\"usage\":") || before.ends_with(b"\"error\":")
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn finish_reason_around_is_the_two_searches(d in event(), cut in any::<prop::sample::Index>()) {
+            let after = cut.index(d.len() + 1);
+            let slow = finish_reason(&d[after..]).or_else(|| finish_reason(&d[..after]));
+            prop_assert_eq!(finish_reason_around(&d, after), slow);
+        }
+
+        #[test]
+        fn compact_check_is_the_brace_scan(d in event()) {
+            prop_assert_eq!(usage_or_error_compact(&d), usage_or_error_compact_slow(&d));
+        }
     }
 }

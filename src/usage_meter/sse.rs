@@ -52,6 +52,9 @@ impl SseScanner {
             }
             if copy {
                 self.out.split().freeze()
+            } else if consumed == frame.len() {
+                // The usual frame: whole events, passed on as they came.
+                frame
             } else {
                 frame.slice(..consumed)
             }
@@ -209,10 +212,16 @@ impl SseScanner {
 }
 
 pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
-    if out.capacity() - out.len() < b.len() {
-        out.reserve(b.len().max(8 * 1024));
-    }
+    out_reserve(out, b.len());
     out.put_slice(b);
+}
+
+/// Makes room for `n` more bytes in `out`, growing it by at least 8 KiB at a time so that the
+/// many small events of a stream share a few allocations.
+pub(crate) fn out_reserve(out: &mut BytesMut, n: usize) {
+    if out.capacity() - out.len() < n {
+        out.reserve(n.max(8 * 1024));
+    }
 }
 
 #[cfg(test)]
