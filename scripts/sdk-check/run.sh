@@ -3,6 +3,7 @@
 #
 #   scripts/sdk-check/run.sh            # install the clients into a temp dir, run every check
 #   SDK_DIR=/tmp/sdk scripts/sdk-check/run.sh   # reuse (or create) installs in SDK_DIR
+#   GATEWAY_BIN=path/to/gateway scripts/sdk-check/run.sh   # a prebuilt gateway, no cargo build
 #
 # Needs python3 (venv), node/npm, cargo, and the PyPI and npm registries for the installs. Starts
 # `cargo run --release --example gateway -- --zero-latency` on a free loopback port, runs
@@ -33,8 +34,11 @@ fi
 (cd "$SDK_DIR/node" && npm ls --depth=0 2>/dev/null | tail -n +2)
 
 echo "== building and starting the gateway on $GATEWAY"
-(cd "$repo" && cargo build --release --example gateway -q) || exit 2
-bin="${CARGO_TARGET_DIR:-$repo/target}/release/examples/gateway"
+bin="${GATEWAY_BIN:-}"
+if [ -z "$bin" ]; then
+    (cd "$repo" && cargo build --release --example gateway -q) || exit 2
+    bin="${CARGO_TARGET_DIR:-$repo/target}/release/examples/gateway"
+fi
 "$bin" --listen "127.0.0.1:$PORT" --zero-latency >"$SDK_DIR/gateway.log" 2>&1 &
 gw_pid=$!
 trap 'kill "$gw_pid" 2>/dev/null' EXIT
@@ -68,23 +72,9 @@ cc() {
     res=$(cd "$cc_home" && env HOME="$cc_home" ANTHROPIC_BASE_URL="$base" ANTHROPIC_AUTH_TOKEN=anything \
         ANTHROPIC_API_KEY= ANTHROPIC_MODEL="$model" CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
         DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 "$@" \
-        timeout 120 "$claude" "${args[@]}" 2>&1 | tail -n 1)
+        timeout 120 "$claude" "${args[@]}" 2>&1)
     local verdict
-    verdict=$(printf '%s' "$res" | python3 -c '
-import json, sys
-expect = sys.argv[1]
-try:
-    r = json.loads(sys.stdin.read())
-except ValueError as e:
-    print(f"not JSON: {e}"); sys.exit()
-if r.get("type") != "result":
-    print(f"last line is not a result: {r.get(\"type\")}"); sys.exit()
-if expect == "ok":
-    ok = not r.get("is_error") and r.get("result")
-else:
-    ok = r.get("is_error") and str(r.get("api_error_status")) == expect
-print("ok" if ok else f"is_error={r.get(\"is_error\")} status={r.get(\"api_error_status\")} result={str(r.get(\"result\"))[:200]!r}")
-' "$expect")
+    verdict=$(printf '%s\n' "$res" | python3 "$here/cc_verdict.py" "$expect")
     if [ "$verdict" = ok ]; then
         echo "PASS claude-code.$name" | tee -a "$out"
     else
