@@ -370,6 +370,86 @@ async fn errors_are_in_anthropic_shape() {
     assert_eq!(r.json()["type"], "error");
 }
 
+/// The anthropic SDKs raise `NotFoundError` and Claude Code says "There's an issue with the
+/// selected model" only for a 404; Anthropic's API answers an unknown model with 404
+/// `not_found_error`. OpenRouter's own route keeps OpenRouter's 400 "is not a valid model ID".
+#[tokio::test]
+async fn unknown_model_is_a_404_not_found_error_on_messages() {
+    let gw = start(true).await;
+    for stream in [false, true] {
+        for path in ["/v1/messages?beta=true", "/api/v1/messages"] {
+            let body = json!({"model": "nobody/no-such-model", "max_tokens": 16, "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]});
+            let r = gw
+                .send(
+                    Method::POST,
+                    path,
+                    &[("content-type".into(), "application/json".into())],
+                    Bytes::from(body.to_string()),
+                )
+                .await;
+            assert_eq!(r.status, 404, "{path} stream={stream}: {:?}", r.body);
+            let v = r.json();
+            assert_eq!(v["type"], "error", "{v}");
+            assert_eq!(v["error"]["type"], "not_found_error", "{v}");
+            assert_eq!(v["error"]["error_type"], "not_found", "{v}");
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("nobody/no-such-model"), "{v}");
+        }
+    }
+    // A fallback list of unknown models is the same error.
+    let body = json!({"model": "nobody/a", "fallbacks": [{"model": "nobody/b"}], "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.messages(body, &[]).await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    // The OpenRouter route answers as OpenRouter does.
+    let body = json!({"model": "nobody/no-such-model",
+        "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw
+        .send(
+            Method::POST,
+            "/api/v1/chat/completions",
+            &[],
+            Bytes::from(body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], 400, "{v}");
+    assert_eq!(v["error"]["availability"]["code"], "model_not_found", "{v}");
+}
+
+/// With only `ANTHROPIC_BASE_URL` set, Claude Code 2.1 asks for `claude-opus-4-8` (its haiku tier
+/// for `claude-haiku-4-5`); the demo serves every id Claude Code ships with its Claude model.
+#[tokio::test]
+async fn claude_code_default_model_ids_are_served_by_the_demo() {
+    let gw = start(true).await;
+    for model in [
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-opus-4-6",
+        "claude-sonnet-4-6",
+        "claude-sonnet-5",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5-20251001",
+        "claude-sonnet-4-5-20250929",
+    ] {
+        let body = json!({"model": model, "max_tokens": 64000, "stream": true,
+            "thinking": {"type": "adaptive"},
+            "messages": [{"role": "user", "content": "say hello"}]});
+        let r = gw
+            .messages(body, &[("authorization", "Bearer anything")])
+            .await;
+        assert_eq!(r.status, 200, "{model}: {:?}", r.body);
+        let events = sse_events(&r.body);
+        check_stream(&events);
+        assert_eq!(
+            events[0].1["message"]["model"], "anthropic/claude-sonnet-4.5",
+            "{model}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn count_tokens_estimates() {
     let gw = start(true).await;

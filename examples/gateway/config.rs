@@ -116,22 +116,42 @@ fn parse_period(p: Option<&str>) -> Result<Period, String> {
     })
 }
 
-/// Claude model ids the demo serves with `anthropic/claude-sonnet-4.5`.
+/// Claude model ids the demo serves with `anthropic/claude-sonnet-4.5`: Anthropic's own ids (what
+/// Claude Code and the anthropic SDKs send when no model is configured; Claude Code 2.1 defaults to
+/// `claude-opus-4-8`, its haiku tier to `claude-haiku-4-5`) and OpenRouter's `anthropic/…` slugs.
 pub const CLAUDE_ALIASES: &[&str] = &[
     "anthropic/claude-sonnet-4",
     "anthropic/claude-sonnet-4-5",
+    "anthropic/claude-sonnet-4.6",
+    "anthropic/claude-sonnet-5",
     "anthropic/claude-opus-4",
     "anthropic/claude-opus-4.1",
+    "anthropic/claude-opus-4.5",
+    "anthropic/claude-opus-4.6",
+    "anthropic/claude-opus-4.7",
+    "anthropic/claude-opus-4.8",
     "anthropic/claude-haiku-4.5",
     "anthropic/claude-3.5-haiku",
+    "anthropic/claude-3.7-sonnet",
+    "claude-sonnet-5",
+    "claude-sonnet-4-6",
     "claude-sonnet-4-5",
     "claude-sonnet-4-5-20250929",
     "claude-sonnet-4-0",
     "claude-sonnet-4-20250514",
+    "claude-opus-4-8",
+    "claude-opus-4-7",
+    "claude-opus-4-6",
+    "claude-opus-4-5",
+    "claude-opus-4-5-20251101",
     "claude-opus-4-1",
     "claude-opus-4-1-20250805",
+    "claude-opus-4-0",
+    "claude-opus-4-20250514",
     "claude-haiku-4-5",
     "claude-haiku-4-5-20251001",
+    "claude-3-7-sonnet-latest",
+    "claude-3-7-sonnet-20250219",
     "claude-3-5-haiku-latest",
     "claude-3-5-haiku-20241022",
 ];

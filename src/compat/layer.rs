@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::passthrough::{MessagesWire, OriginalMessages};
 use super::request::messages_to_chat;
-use super::response::{chat_to_message, error_to_anthropic};
+use super::response::{anthropic_status, chat_to_message, error_to_anthropic};
 use super::sse::{MessagesSseBody, SseTranslator};
 use crate::error::{ErrorType, GatewayError};
 use crate::BoxError;
@@ -357,7 +357,7 @@ where
             {
                 e["request_id"] = Value::from(id);
             }
-            (status, e)
+            (anthropic_status(status, &e), e)
         }
         None => {
             let status = if status.is_success() {

@@ -55,7 +55,10 @@
 //!
 //! Errors keep their HTTP status and become `{"type":"error","error":{"type","message",
 //! "error_type"},"request_id":…}` with [`anthropic_error_type`]'s mapping; `request_id` is the
-//! generation id (`X-Generation-Id`) when the error happened after routing, else `null`.
+//! generation id (`X-Generation-Id`) when the error happened after routing, else `null`. The one
+//! exception is an unknown model: OpenRouter's 400 (`model_not_found`) becomes Anthropic's 404
+//! `not_found_error` ([`anthropic_status`]), so the SDKs raise `NotFoundError` and Claude Code
+//! shows its "issue with the selected model" hint.
 //!
 //! # The reverse direction
 //!
@@ -139,8 +142,8 @@ pub use layer::{
 pub use passthrough::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
 pub use request::{count_tokens, count_tokens_json, messages_to_chat, MAX_FALLBACKS};
 pub use response::{
-    anthropic_error_type, chat_to_message, error_to_anthropic, stop_reason, thinking_signature,
-    tool_input, usage_to_anthropic,
+    anthropic_error_type, anthropic_status, chat_to_message, error_to_anthropic, stop_reason,
+    thinking_signature, tool_input, usage_to_anthropic,
 };
 pub use reverse::{
     chat_to_messages, finish_reason, message_to_chat, usage_to_chat, DEFAULT_MAX_TOKENS,

@@ -1,5 +1,6 @@
 //! Chat-completions responses and OpenRouter errors → Anthropic Messages shapes.
 
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 /// The incremental hash behind thinking signatures: 64-bit FNV-1a.
@@ -192,6 +193,9 @@ fn error_type_for_status(status: u16) -> &'static str {
 /// Translates an OpenRouter error body (`{"error":{"code","message","metadata":{"error_type"}}}`)
 /// into Anthropic's `{"type":"error","error":{"type","message","error_type"},"request_id":null}`.
 /// `status` is the HTTP status of the response; it is used when the body names no `error_type`.
+///
+/// An unknown model (OpenRouter's 400 with `availability.code: "model_not_found"`) becomes a
+/// `not_found_error`, as Anthropic's API reports it; answer it with [`anthropic_status`]'s 404.
 pub fn error_to_anthropic(status: u16, body: &Value) -> Value {
     let err = body.get("error").unwrap_or(body);
     let code = err
@@ -200,12 +204,17 @@ pub fn error_to_anthropic(status: u16, body: &Value) -> Value {
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (400..600).contains(c))
         .unwrap_or(status);
-    let error_type = err
-        .get("metadata")
-        .and_then(|m| m.get("error_type"))
-        .or_else(|| err.get("error_type"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| error_type_for_status(code));
+    let model_not_found =
+        err.pointer("/availability/code").and_then(Value::as_str) == Some("model_not_found");
+    let error_type = if model_not_found {
+        "not_found"
+    } else {
+        err.get("metadata")
+            .and_then(|m| m.get("error_type"))
+            .or_else(|| err.get("error_type"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| error_type_for_status(code))
+    };
     let message = err
         .get("message")
         .and_then(Value::as_str)
@@ -219,4 +228,15 @@ pub fn error_to_anthropic(status: u16, body: &Value) -> Value {
         },
         "request_id": Value::Null,
     })
+}
+
+/// The HTTP status to send an Anthropic-shaped error with: a `not_found_error` is a 404 (Anthropic
+/// answers an unknown model that way, and its SDKs raise `NotFoundError` for it, where OpenRouter
+/// says 400); anything else keeps `status`.
+pub fn anthropic_status(status: StatusCode, error: &Value) -> StatusCode {
+    if error.pointer("/error/type").and_then(Value::as_str) == Some("not_found_error") {
+        StatusCode::NOT_FOUND
+    } else {
+        status
+    }
 }

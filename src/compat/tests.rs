@@ -246,6 +246,29 @@ fn error_mapping() {
     let e = crate::GatewayError::new(crate::ErrorType::PaymentRequired, "no credits");
     let v = error_to_anthropic(e.status().as_u16(), &e.to_json());
     assert_eq!(v["error"]["type"], "billing_error");
+    assert_eq!(
+        anthropic_status(http::StatusCode::PAYMENT_REQUIRED, &v),
+        402
+    );
+}
+
+#[test]
+fn unknown_model_becomes_a_404_not_found_error() {
+    use crate::error::{Availability, AvailabilityCode};
+    let e = crate::GatewayError::unavailable(
+        "`a/b` is not a valid model ID",
+        Availability::new(AvailabilityCode::ModelNotFound, vec!["a/b".into()]),
+    );
+    assert_eq!(e.status(), 400);
+    let v = error_to_anthropic(e.status().as_u16(), &e.to_json());
+    assert_eq!(v["error"]["type"], "not_found_error", "{v}");
+    assert_eq!(v["error"]["error_type"], "not_found", "{v}");
+    assert_eq!(v["error"]["message"], "`a/b` is not a valid model ID");
+    assert_eq!(anthropic_status(e.status(), &v), 404);
+    // Other 400s stay 400s.
+    let v = error_to_anthropic(400, &json!({"error": {"code": 400, "message": "bad"}}));
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(anthropic_status(http::StatusCode::BAD_REQUEST, &v), 400);
 }
 
 #[test]

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Checks that the official SDKs and Claude Code work unchanged against the example gateway.
+#
+#   scripts/sdk-check/run.sh            # install the clients into a temp dir, run every check
+#   SDK_DIR=/tmp/sdk scripts/sdk-check/run.sh   # reuse (or create) installs in SDK_DIR
+#   GATEWAY_BIN=path/to/gateway scripts/sdk-check/run.sh   # a prebuilt gateway, no cargo build
+#
+# Needs python3 (venv), node/npm, cargo, and the PyPI and npm registries for the installs. Starts
+# `cargo run --release --example gateway -- --zero-latency` on a free loopback port, runs
+# check_python.py (openai, anthropic, openrouter), check_node.mjs (openai, @anthropic-ai/sdk,
+# @openrouter/sdk) and Claude Code in print mode, prints one PASS/FAIL line per check and a
+# summary, stops the gateway, and exits non-zero if anything failed. Not part of .ci/run (it
+# installs packages and takes minutes).
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+SDK_DIR="${SDK_DIR:-$(mktemp -d /tmp/sdk-check.XXXXXX)}"
+PORT="${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+GATEWAY="http://127.0.0.1:$PORT"
+export GATEWAY
+
+echo "== installing clients into $SDK_DIR"
+if [ ! -x "$SDK_DIR/venv/bin/python" ]; then
+    python3 -m venv "$SDK_DIR/venv"
+    "$SDK_DIR/venv/bin/pip" install -q openai anthropic openrouter || exit 2
+fi
+if [ ! -d "$SDK_DIR/node/node_modules/@anthropic-ai/claude-code" ]; then
+    mkdir -p "$SDK_DIR/node"
+    (cd "$SDK_DIR/node" && npm init -y >/dev/null &&
+        npm install --silent openai @anthropic-ai/sdk @openrouter/sdk @anthropic-ai/claude-code) || exit 2
+fi
+"$SDK_DIR/venv/bin/pip" list 2>/dev/null | grep -iE '^(openai|anthropic|openrouter) '
+(cd "$SDK_DIR/node" && npm ls --depth=0 2>/dev/null | tail -n +2)
+
+echo "== building and starting the gateway on $GATEWAY"
+bin="${GATEWAY_BIN:-}"
+if [ -z "$bin" ]; then
+    (cd "$repo" && cargo build --release --example gateway -q) || exit 2
+    bin="${CARGO_TARGET_DIR:-$repo/target}/release/examples/gateway"
+fi
+"$bin" --listen "127.0.0.1:$PORT" --zero-latency >"$SDK_DIR/gateway.log" 2>&1 &
+gw_pid=$!
+trap 'kill "$gw_pid" 2>/dev/null' EXIT
+for _ in $(seq 50); do
+    curl -sf "$GATEWAY/" >/dev/null && break
+    sleep 0.1
+done
+
+out="$SDK_DIR/results.txt"
+: >"$out"
+
+echo "== python SDKs"
+"$SDK_DIR/venv/bin/python" -W ignore "$here/check_python.py" | tee -a "$out"
+
+echo "== node SDKs"
+ln -sfn "$SDK_DIR/node/node_modules" "$SDK_DIR/node_modules"
+cp "$here/check_node.mjs" "$SDK_DIR/check_node.mjs"
+node "$SDK_DIR/check_node.mjs" | tee -a "$out"
+
+echo "== Claude Code"
+claude="$SDK_DIR/node/node_modules/.bin/claude"
+cc_home="$SDK_DIR/claude-home"
+mkdir -p "$cc_home"
+# cc NAME BASE MODEL EXPECT OUTPUT_FORMAT [ENV=VALUE...]: EXPECT is `ok` or an API status.
+cc() {
+    local name=$1 base=$2 model=$3 expect=$4 format=$5
+    shift 5
+    local args=(-p "say hello" --output-format "$format")
+    [ "$format" = stream-json ] && args+=(--verbose)
+    local res
+    res=$(cd "$cc_home" && env HOME="$cc_home" ANTHROPIC_BASE_URL="$base" ANTHROPIC_AUTH_TOKEN=anything \
+        ANTHROPIC_API_KEY= ANTHROPIC_MODEL="$model" CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+        DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 "$@" \
+        timeout 120 "$claude" "${args[@]}" 2>&1)
+    local verdict
+    verdict=$(printf '%s\n' "$res" | python3 "$here/cc_verdict.py" "$expect")
+    if [ "$verdict" = ok ]; then
+        echo "PASS claude-code.$name" | tee -a "$out"
+    else
+        echo "FAIL claude-code.$name: $verdict" | tee -a "$out"
+    fi
+}
+cc "json" "$GATEWAY" deepseek/deepseek-chat ok json
+cc "stream-json" "$GATEWAY" deepseek/deepseek-chat ok stream-json
+cc "json(/api base)" "$GATEWAY/api" openai/gpt-4o-mini ok json
+cc "stream-json(/api base)" "$GATEWAY/api" openai/gpt-4o-mini ok stream-json
+cc "json(small-fast+haiku models)" "$GATEWAY" qwen/qwen3-coder ok json \
+    ANTHROPIC_SMALL_FAST_MODEL=openai/gpt-4o-mini ANTHROPIC_DEFAULT_HAIKU_MODEL=openai/gpt-4o-mini
+cc "json(anthropic-wire provider)" "$GATEWAY" anthropic/claude-sonnet-4.5 ok json
+cc "json(no ANTHROPIC_MODEL: Claude's default id)" "$GATEWAY" "" ok json
+cc "json(x-api-key)" "$GATEWAY" deepseek/deepseek-chat ok json ANTHROPIC_AUTH_TOKEN= ANTHROPIC_API_KEY=sk-anything
+cc "err.unknown_model(404)" "$GATEWAY" nobody/no-such-model 404 json
+cc "err.budget(402, demo key)" "$GATEWAY" anthropic/claude-sonnet-4.5 402 json ANTHROPIC_AUTH_TOKEN=sk-demo-small-budget
+
+pass=$(grep -c '^PASS' "$out")
+fail=$(grep -c '^FAIL' "$out")
+echo "== summary"
+grep '^FAIL' "$out"
+echo "sdk-check: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
