@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Request, Uri};
+use http::{HeaderMap, HeaderName, Request, Uri};
 use http_body_util::Full;
 
 use super::layer::{Config, NEVER_FORWARD};
@@ -86,11 +86,11 @@ pub(crate) fn build_request(
     // Whatever the policy or the extra headers did, credential-bearing and hop-by-hop headers are
     // only ever what this layer sets.
     let headers = req.headers_mut();
-    for h in NEVER_FORWARD {
-        if *h != "content-type" && !p.extra_headers.iter().any(|(k, _)| k == h) {
-            headers.remove(*h);
-        }
-    }
+    remove_where(headers, |k| {
+        k != header::CONTENT_TYPE
+            && NEVER_FORWARD.contains(&k.as_str())
+            && !p.extra_headers.iter().any(|(e, _)| e == k)
+    });
     if let Some(secret) = p.credentials.secret() {
         let (name, value) = match &p.auth {
             AuthStyle::Bearer => (
@@ -106,10 +106,21 @@ pub(crate) fn build_request(
     Ok(req)
 }
 
+/// Removes the headers whose name satisfies `drop`. A message has a handful of headers: scanning
+/// them is much cheaper than removing every listed name, which parses and hashes each one.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    if headers.keys().any(&drop) {
+        let names: Vec<HeaderName> = headers.keys().filter(|k| drop(k)).cloned().collect();
+        for k in names {
+            headers.remove(k);
+        }
+    }
+}
+
 /// Response headers: hop-by-hop and length headers dropped (the body may change), and any header
 /// that mentions the provider's key.
 pub(crate) fn clean_response_headers(headers: &mut HeaderMap, secret: Option<&Secret>) {
-    for h in [
+    const DROPPED: &[&str] = &[
         "connection",
         "keep-alive",
         "proxy-connection",
@@ -118,9 +129,8 @@ pub(crate) fn clean_response_headers(headers: &mut HeaderMap, secret: Option<&Se
         "trailer",
         "content-length",
         "set-cookie",
-    ] {
-        headers.remove(h);
-    }
+    ];
+    remove_where(headers, |k| DROPPED.contains(&k.as_str()));
     if let Some(s) = secret {
         let key = s.expose().as_bytes();
         if !key.is_empty() {
