@@ -114,7 +114,10 @@ async fn non_streamed_completion() {
     assert!(id.starts_with("gen-"), "{v}");
     assert_eq!(r.headers["x-generation-id"], id);
     // Sent whole, with its length (not chunked).
-    assert_eq!(r.headers["content-length"], r.body.len().to_string().as_str());
+    assert_eq!(
+        r.headers["content-length"],
+        r.body.len().to_string().as_str()
+    );
     assert!(r.headers.get("transfer-encoding").is_none());
     assert_eq!(v["model"], LLAMA);
     assert!(v["provider"].is_string(), "{v}");
