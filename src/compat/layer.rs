@@ -17,7 +17,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::passthrough::{MessagesWire, OriginalMessages};
-use super::request::messages_to_chat;
+use super::request::{chat_body, messages_to_chat, split_tools};
 use super::response::{anthropic_status, chat_to_message, error_to_anthropic};
 use super::sse::{MessagesSseBody, SseTranslator};
 use crate::error::{ErrorType, GatewayError};
@@ -246,15 +246,16 @@ where
                     return Ok(anthropic_error_response(&e));
                 }
             };
-            let translated = serde_json::from_slice::<Value>(&bytes)
+            // The tools' schemas (most of a Claude Code request) are translated as raw JSON.
+            let translated = split_tools(&bytes)
                 .map_err(|e| {
                     GatewayError::new(
                         ErrorType::InvalidRequest,
                         format!("the request body is not valid JSON: {e}"),
                     )
                 })
-                .and_then(|v| messages_to_chat(&v));
-            let mut chat = match translated {
+                .and_then(|(v, tools)| Ok((messages_to_chat(&v)?, tools)));
+            let (mut chat, tools) = match translated {
                 Ok(c) => c,
                 Err(e) => return Ok(anthropic_error_response(&e)),
             };
@@ -275,7 +276,7 @@ where
                 }
             }
             parts.extensions.insert(original);
-            let body = Bytes::from(chat.to_string());
+            let body = Bytes::from(chat_body(&chat, tools.as_deref()));
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

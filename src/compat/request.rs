@@ -1,5 +1,6 @@
 //! Anthropic Messages request → chat-completions request, and the `count_tokens` estimate.
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
@@ -332,6 +333,128 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         }
     }
     Ok(Value::Object(out))
+}
+
+/// A Messages body with its `tools` translated apart: the request as a [`Value`] without `tools`
+/// (for [`messages_to_chat`]) and the chat-completions `tools` array as JSON text, if any tool
+/// survives. The tool schemas (most of a Claude Code request) are copied as raw JSON instead of
+/// being parsed into values, cloned and serialised again; the result is the same as
+/// [`messages_to_chat`] on the whole body.
+pub(crate) fn split_tools(body: &[u8]) -> Result<(Value, Option<Vec<u8>>), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let (rest, tools) = serde::Deserializer::deserialize_any(&mut de, SplitVisitor)?;
+    de.end()?;
+    let tools = match (rest.is_object(), tools) {
+        (true, Some(raw)) => tools_to_chat(raw),
+        _ => None,
+    };
+    Ok((rest, tools))
+}
+
+/// The chat body: `chat` (from [`messages_to_chat`], an object) serialised, with `tools` (from
+/// [`split_tools`]) added as its last member.
+pub(crate) fn chat_body(chat: &Value, tools: Option<&[u8]>) -> Vec<u8> {
+    let mut body = serde_json::to_vec(chat).unwrap_or_default();
+    if let (Some(tools), Some(b'}')) = (tools, body.last()) {
+        body.pop();
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"tools\":");
+        body.extend_from_slice(tools);
+        body.push(b'}');
+    }
+    body
+}
+
+/// Reads a JSON value; for an object, keeps `tools` as raw JSON and the rest as a [`Value`].
+struct SplitVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SplitVisitor {
+    type Value = (Value, Option<&'de RawValue>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut rest = Map::new();
+        let mut tools = None;
+        while let Some(key) = map.next_key::<crate::route::Str<'de>>()? {
+            if key.0 == "tools" {
+                tools = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                rest.insert(key.0.into_owned(), map.next_value()?);
+            }
+        }
+        Ok((Value::Object(rest), tools))
+    }
+
+    // Anything but an object is kept as it is (and rejected by `messages_to_chat`).
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok((Value::Bool(v), None))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((Value::from(v), None))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok((Value::Null, None))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok((Value::Array(Vec::new()), None))
+    }
+}
+
+/// The chat-completions `tools` for a raw Messages `tools` value, with the rules of
+/// [`messages_to_chat`]: `None` when it is not an array or no tool survives.
+fn tools_to_chat(raw: &RawValue) -> Option<Vec<u8>> {
+    let tools: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+    let mut out = Vec::with_capacity(raw.get().len() + 64 * tools.len());
+    out.push(b'[');
+    for t in tools {
+        // A member map; anything but an object has no members.
+        let members = crate::route::members(t.get()).unwrap_or_default();
+        let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let schema = get("input_schema");
+        let kind = get("type").map(|v| serde_json::from_str::<crate::route::Str<'_>>(v.get()));
+        // A `type` that is not a string counts as absent.
+        let custom = match kind {
+            Some(Ok(k)) => k.0 == "custom",
+            _ => true,
+        };
+        // Server tools (`web_search_20250305`, …) have a versioned `type` and no schema.
+        if schema.is_none() && !custom {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"type":"function","function":{"name":"#);
+        out.extend_from_slice(get("name").map_or("\"\"", RawValue::get).as_bytes());
+        if let Some(d) = get("description") {
+            out.extend_from_slice(br#","description":"#);
+            out.extend_from_slice(d.get().as_bytes());
+        }
+        out.extend_from_slice(br#","parameters":"#);
+        out.extend_from_slice(
+            schema
+                .map_or(r#"{"type":"object"}"#, RawValue::get)
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"}}");
+    }
+    out.push(b']');
+    (out.len() > 2).then_some(out)
 }
 
 /// `thinking` → OpenRouter `reasoning`: `enabled` → `{max_tokens: budget_tokens}`; `adaptive` →

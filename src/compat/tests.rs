@@ -505,3 +505,58 @@ fn sse_body_wrapper_at_every_two_frame_split() {
         }
     }
 }
+
+/// MessagesLayer's path (tools copied raw) gives the same chat body as `messages_to_chat` on the
+/// whole request, for every captured client request and the odd cases.
+#[test]
+fn raw_tools_path_equals_the_value_path() {
+    use super::request::{chat_body, split_tools};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clients");
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    for client in ["claude-code", "anthropic-sdk"] {
+        for scenario in std::fs::read_dir(root.join(client)).unwrap() {
+            for f in std::fs::read_dir(scenario.unwrap().path()).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|e| e == "json") {
+                    let capture: Value =
+                        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                    if capture["body"].is_object() {
+                        bodies.push(serde_json::to_vec(&capture["body"]).unwrap());
+                    }
+                }
+            }
+        }
+    }
+    assert!(bodies.len() >= 10, "{}", bodies.len());
+    let base = r#""model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]"#;
+    for tools in [
+        r#"[]"#,
+        r#"[{"name":"a","input_schema":{"type":"object"}}]"#,
+        r#"[{"name":"a","description":null,"input_schema":{"type":"object","properties":{"x":{"type":"string"}}},"cache_control":{"type":"ephemeral"}}]"#,
+        r#"[{"type":"web_search_20250305","name":"web_search","max_uses":3}]"#,
+        r#"[{"type":"custom","name":"c"},{"type":"bash_20250124","name":"bash"},{"name":"n\u00e9","description":"d\"q"}]"#,
+        r#"[1,"x",null,{"type":7}]"#,
+        r#"{"name":"not an array"}"#,
+        r#"null"#,
+    ] {
+        bodies.push(format!("{{{base},\"tools\":{tools}}}").into_bytes());
+        bodies.push(format!("{{\"tools\" : {tools} ,{base}}}").into_bytes());
+    }
+    bodies.push(format!("{{{base}}}").into_bytes());
+    for body in &bodies {
+        let (rest, tools) = split_tools(body).unwrap();
+        let fast = chat_body(&messages_to_chat(&rest).unwrap(), tools.as_deref());
+        let slow = messages_to_chat(&serde_json::from_slice(body).unwrap()).unwrap();
+        let fast: Value = serde_json::from_slice(&fast)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&fast)));
+        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+    }
+    // Not an object, or not JSON: the same outcome as before.
+    for bad in [&b"[1,2]"[..], b"\"s\"", b"3", b"null"] {
+        let (rest, tools) = split_tools(bad).unwrap();
+        assert!(tools.is_none());
+        assert!(messages_to_chat(&rest).is_err());
+    }
+    assert!(split_tools(b"{\"tools\":[").is_err());
+    assert!(split_tools(b"{} x").is_err());
+}

@@ -134,7 +134,7 @@ fn slug_options<'a>(options: &'a [u8], slug: &str) -> Option<Vec<(Cow<'a, str>, 
     let all: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_slice(options).ok()?;
     // An escaped slug key is unlikely but harmless: `Cow` covers it.
     let raw = all.get(slug)?;
-    let members = ordered_members(raw.get())?;
+    let members = crate::route::members(raw.get())?;
     Some(
         members
             .into_iter()
@@ -143,35 +143,10 @@ fn slug_options<'a>(options: &'a [u8], slug: &str) -> Option<Vec<(Cow<'a, str>, 
     )
 }
 
-/// The members of a JSON object, in order.
-fn ordered_members(obj: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
-    let mut de = serde_json::Deserializer::from_str(obj);
-    let v = serde::Deserializer::deserialize_map(&mut de, MembersVisitor).ok()?;
-    de.end().ok()?;
-    Some(v)
-}
-
-struct MembersVisitor;
-
-impl<'de> serde::de::Visitor<'de> for MembersVisitor {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(k) = map.next_key::<crate::route::Str<'de>>()? {
-            let v: &'de RawValue = map.next_value()?;
-            out.push((k.0, v));
-        }
-        Ok(out)
-    }
-}
-
 /// Top-level members of `body`: key and the span of the whole member (key through value).
 fn top_level_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, Range<usize>)>> {
     let s = std::str::from_utf8(body).ok()?;
-    let members = ordered_members(s)?;
+    let members = crate::route::members(s)?;
     members
         .into_iter()
         .map(|(k, v)| {

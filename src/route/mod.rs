@@ -22,7 +22,10 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 
+use std::borrow::Cow;
 use std::ops::Range;
+
+use serde_json::value::RawValue;
 
 pub use future::RouteFuture;
 pub(crate) use prefs::{span_of, Str};
@@ -50,4 +53,29 @@ pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
     }
     out.extend_from_slice(&body[at..]);
     out
+}
+
+/// The members of a JSON object, in order.
+pub(crate) fn members(obj: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let mut de = serde_json::Deserializer::from_str(obj);
+    let v = serde::Deserializer::deserialize_map(&mut de, MembersVisitor).ok()?;
+    de.end().ok()?;
+    Some(v)
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<Str<'de>>()? {
+            let v: &'de RawValue = map.next_value()?;
+            out.push((k.0, v));
+        }
+        Ok(out)
+    }
 }
