@@ -3,7 +3,8 @@
 //!
 //! [`MessagesLayer`] sits in front of a chat-completions service (typically the whole gateway
 //! stack). It buffers the Messages request (up to a limit; larger bodies get 413), translates it
-//! with [`messages_to_chat`], calls the inner service with the new JSON body and
+//! with [`messages_to_chat`] (the tool schemas, most of a Claude Code request, are copied as raw
+//! JSON rather than parsed and re-serialised, with the same result), calls the inner service with the new JSON body and
 //! `content-type: application/json` (the same body type as the request's, built with
 //! `From<Bytes>`), and translates the answer back: a JSON completion with
 //! [`chat_to_message`], an SSE stream incrementally with [`SseTranslator`] (frame by frame, never
