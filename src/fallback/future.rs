@@ -765,23 +765,23 @@ where
             );
             return ReadStep::Next;
         }
-        Judged::Answer => {}
+        Judged::Answer { .. } if !ctx.anthropic() => {}
+        // The Messages wire answers a `message`; anything else is not an answer.
+        Judged::Answer { message: false } => {
+            ctx.fail(AttemptError::InvalidResponse, None, None, None);
+            return ReadStep::Next;
+        }
+        Judged::Answer { message: true } => {}
     }
     let passthrough = ctx.passthrough();
-    let bytes = if ctx.anthropic() {
+    let bytes = if ctx.anthropic() && !passthrough {
         match serde_json::from_slice::<Value>(&bytes) {
-            Ok(message) if message.get("type").and_then(Value::as_str) == Some("message") => {
-                if passthrough {
-                    bytes
-                } else {
-                    Bytes::from(
-                        crate::compat::message_to_chat(&message, unix_now())
-                            .to_string()
-                            .into_bytes(),
-                    )
-                }
-            }
-            _ => {
+            Ok(message) => Bytes::from(
+                crate::compat::message_to_chat(&message, unix_now())
+                    .to_string()
+                    .into_bytes(),
+            ),
+            Err(_) => {
                 ctx.fail(AttemptError::InvalidResponse, None, None, None);
                 return ReadStep::Next;
             }
@@ -825,7 +825,8 @@ enum Judged {
     Invalid,
     /// An error object and no `choices`: the status in its `code` (4xx/5xx), else 502.
     Error(u16),
-    Answer,
+    /// Anything else; `message` when its `type` is `"message"` (the Anthropic wire's answer).
+    Answer { message: bool },
 }
 
 /// Judges a non-streamed `2xx` body in one pass that skips everything but `error`.
@@ -836,6 +837,8 @@ fn judge(b: &[u8]) -> Judged {
         error: Option<&'a serde_json::value::RawValue>,
         #[serde(default)]
         choices: Option<serde::de::IgnoredAny>,
+        #[serde(borrow, default, rename = "type")]
+        kind: Option<&'a serde_json::value::RawValue>,
     }
     #[derive(serde::Deserialize)]
     struct ErrorCode {
@@ -855,7 +858,9 @@ fn judge(b: &[u8]) -> Judged {
                 .filter(|c| (400..600).contains(c));
             Judged::Error(code.unwrap_or(502))
         }
-        _ => Judged::Answer,
+        _ => Judged::Answer {
+            message: shape.kind.is_some_and(|k| k.get() == r#""message""#),
+        },
     }
 }
 
