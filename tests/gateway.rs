@@ -107,6 +107,11 @@ const LLAMA: &str = "meta-llama/llama-3.3-70b-instruct";
 #[tokio::test]
 async fn non_streamed_completion() {
     let gw = start(true).await;
+    // The base URLs answer (Claude Code checks `HEAD {base}` first).
+    for base in ["/", "/api", "/api/v1"] {
+        let r = gw.send(Method::HEAD, base, None, &[]).await;
+        assert_eq!(r.status, 200, "{base}");
+    }
     let r = gw.chat(hello(LLAMA)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let v = r.json();

@@ -205,17 +205,19 @@ pub fn build_with_client(
         .route("/v1/models", get(models))
         .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))
         .route("/metrics", get(metrics_text))
-        .route(
-            "/",
-            get(|| async {
-                "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n"
-            }),
-        )
+        // The base URLs clients are given (Claude Code sends `HEAD {base}` first).
+        .route("/", get(banner))
+        .route("/api", get(banner))
+        .route("/api/v1", get(banner))
         .fallback(|| async {
             error_response(GatewayError::new(ErrorType::NotFound, "no such route"))
         })
         .with_state(state.clone());
     (router, state)
+}
+
+async fn banner() -> &'static str {
+    "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n"
 }
 
 fn error_response(e: GatewayError) -> Response {
