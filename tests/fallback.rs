@@ -600,6 +600,36 @@ fn sim_streaming(scripts: &[(&str, &[SimOutcome])]) -> SimulatedProvider {
     b.build()
 }
 
+/// A provider that goes silent after content never holds the caller: after the idle timeout the
+/// stream ends with the error chunk, and the attempt counts as a failure.
+#[tokio::test(start_paused = true)]
+async fn a_stream_stalled_after_content_ends_after_the_idle_timeout() {
+    for (configured, silence) in [(Some(Duration::from_secs(30)), 30), (None, 120)] {
+        let sim = sim(&[("alpha", &[SimOutcome::StallBody])]);
+        let stats = Stats::default();
+        let mut l = layer().stats(stats.clone());
+        if let Some(t) = configured {
+            l = l.stream_idle_timeout(t);
+        }
+        let start = tokio::time::Instant::now();
+        let a = call(stack(sim, l), body(&["alpha", "beta"], true, "")).await;
+        let waited = start.elapsed();
+        assert_eq!(a.served_by(), "alpha");
+        let text = a.text();
+        assert!(text.contains("\"content\":\""), "content first: {text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(text.contains("stalled"), "{text}");
+        assert!(
+            waited >= Duration::from_secs(silence) && waited < Duration::from_secs(silence + 5),
+            "{waited:?}"
+        );
+        let snap = stats
+            .snapshot(&ekey("alpha"), tokio::time::Instant::now())
+            .expect("recorded");
+        assert_eq!(snap.counts.failures.timeout, 1, "{snap:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn mid_stream_failures_end_with_an_error_chunk() {
     for o in [

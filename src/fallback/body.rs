@@ -5,9 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::future::Future;
+
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::sse::{Phase, Watch};
 use crate::catalog::EndpointKey;
@@ -39,6 +41,42 @@ pub(crate) struct StreamBody<B> {
     pub(crate) ended: bool,
     /// Set for Anthropic-wire providers.
     pub(crate) translate: Option<Box<Translate>>,
+    pub(crate) idle: Idle,
+}
+
+/// The stream idle timeout: the time of the last upstream frame, and a timer armed only when the
+/// upstream is pending (a busy stream never touches the timer wheel).
+pub(crate) struct Idle {
+    limit: Duration,
+    last: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Idle {
+    pub(crate) fn new(limit: Duration) -> Self {
+        Idle {
+            limit,
+            last: Instant::now(),
+            timer: None,
+        }
+    }
+
+    fn activity(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// The upstream is pending: true if it has now been silent for too long (else the timer is
+    /// armed to wake the task when it will have been).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 /// How an Anthropic-wire event stream is read: translated into chat-completion chunks, or, for a
@@ -174,11 +212,10 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    fn fail(&mut self, message: &str) -> Bytes {
+    fn fail(&mut self, kind: FailureKind, message: &str) -> Bytes {
         self.body = None;
         self.ended = true;
-        self.recorder
-            .finish(Outcome::Failure(FailureKind::InvalidResponse));
+        self.recorder.finish(Outcome::Failure(kind));
         tracing::debug!(
             endpoint = %self.recorder.key,
             reason = message,
@@ -218,8 +255,13 @@ where
             }
         };
         match polled {
+            Poll::Pending if self.idle.expired(cx) => {
+                let chunk = self.fail(FailureKind::Timeout, "the provider's stream stalled");
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
+                self.idle.activity();
                 if frame.is_data() {
                     match self.watch.phase {
                         Phase::Done => self.recorder.finish(Outcome::Success),
@@ -236,7 +278,7 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => {
-                let chunk = self.fail("the provider's stream failed");
+                let chunk = self.fail(FailureKind::InvalidResponse, "the provider's stream failed");
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => {
@@ -250,7 +292,10 @@ where
                     self.ended = true;
                     Poll::Ready(None)
                 } else {
-                    let chunk = self.fail("the provider's stream ended before it was complete");
+                    let chunk = self.fail(
+                        FailureKind::InvalidResponse,
+                        "the provider's stream ended before it was complete",
+                    );
                     Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
             }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::body::{observe, Recorder, ResponseBody, StreamBody, Translate};
+use super::body::{observe, Idle, Recorder, ResponseBody, StreamBody, Translate};
 use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::sse::{Phase, Watch};
@@ -959,6 +959,7 @@ where
         recorder,
         ended,
         translate,
+        idle: Idle::new(ctx.config.stream_idle_timeout),
     };
     let served = ctx.served(latency, true);
     clean_response_headers(&mut head.headers, ctx.secret());

@@ -29,6 +29,8 @@ pub enum CooldownMode {
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default time-to-first-token timeout for streams: 60 s.
 pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default stream idle timeout (longest silence after the first content): 120 s.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default overall deadline: 300 s.
 pub const DEFAULT_OVERALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default cap on a buffered non-streamed response: 32 MiB.
@@ -74,6 +76,7 @@ pub(crate) struct Config {
     pub(crate) cooldown: CooldownMode,
     pub(crate) attempt_timeout: Duration,
     pub(crate) first_token_timeout: Duration,
+    pub(crate) stream_idle_timeout: Duration,
     pub(crate) overall_timeout: Duration,
     pub(crate) max_buffer: usize,
     pub(crate) forward: Vec<HeaderName>,
@@ -108,6 +111,7 @@ impl ProviderFallbackLayer {
                 cooldown: CooldownMode::Defer,
                 attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
                 first_token_timeout: DEFAULT_FIRST_TOKEN_TIMEOUT,
+                stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
                 overall_timeout: DEFAULT_OVERALL_TIMEOUT,
                 max_buffer: DEFAULT_MAX_BUFFER,
                 forward: DEFAULT_FORWARD
@@ -172,6 +176,14 @@ impl ProviderFallbackLayer {
         self
     }
 
+    /// Streams, after the first content: the longest the provider may send nothing. A stream
+    /// silent for longer is ended with the in-band error chunk and counted as a failure, so a
+    /// stalled provider never holds the caller forever.
+    pub fn stream_idle_timeout(mut self, t: Duration) -> Self {
+        self.cfg().stream_idle_timeout = t;
+        self
+    }
+
     /// The whole request's deadline; the last attempt gets what remains.
     pub fn overall_timeout(mut self, t: Duration) -> Self {
         self.cfg().overall_timeout = t;
@@ -228,6 +240,7 @@ impl fmt::Debug for ProviderFallbackLayer {
             .field("cooldown", &c.cooldown)
             .field("attempt_timeout", &c.attempt_timeout)
             .field("first_token_timeout", &c.first_token_timeout)
+            .field("stream_idle_timeout", &c.stream_idle_timeout)
             .field("overall_timeout", &c.overall_timeout)
             .field("max_buffer", &c.max_buffer)
             .field("forward", &c.forward)

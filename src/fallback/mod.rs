@@ -96,6 +96,8 @@
 //! * [`attempt_timeout`](ProviderFallbackLayer::attempt_timeout) (120 s): to the response head for
 //!   streams, to the complete body otherwise; [`first_token_timeout`](ProviderFallbackLayer::first_token_timeout)
 //!   (60 s): streams, from sending to the first content event;
+//!   [`stream_idle_timeout`](ProviderFallbackLayer::stream_idle_timeout) (120 s): streams, the
+//!   longest silence after the first content (then the stream ends with the in-band error chunk);
 //!   [`overall_timeout`](ProviderFallbackLayer::overall_timeout) (300 s): the whole request, so the
 //!   last attempt gets what remains. All on tokio time.
 //! * A [`RetryBudget`] shared by all requests (deposit per request, withdraw per retry, a minimum
@@ -217,7 +219,7 @@ pub use budget::RetryBudget;
 pub use future::ResponseFuture;
 pub use layer::{
     CooldownMode, ProviderFallbackLayer, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_FIRST_TOKEN_TIMEOUT,
-    DEFAULT_MAX_BUFFER, DEFAULT_OVERALL_TIMEOUT,
+    DEFAULT_MAX_BUFFER, DEFAULT_OVERALL_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT,
 };
 pub use policy::{AttemptError, Decision, DefaultPolicy, Failure, FallbackPolicy};
 pub use service::ProviderFallback;
