@@ -9,128 +9,26 @@
 //! Instructions per request = (Ir at n) − (Ir at 0), divided by n: the setup cancels out. Run with no
 //! arguments to list the scenarios.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
+mod common;
+
 use std::hint::black_box;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body::{Body, Frame};
-use http_body_util::Full;
-use serde_json::json;
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_ai_gateway::catalog::{
-    Catalog, Credentials, Endpoint, EndpointKey, Model, Provider, Usd,
+use common::{
+    demo_route, drain, empty_answer, fixed, json_answer_1kb, json_upstream, now, once,
+    routed_request, routing_body, sse_upstream, stack_body, stack_catalog, stream_frames, Frames,
+    DEMO,
 };
+use http::Request;
+use http_body_util::Full;
+use tower::{Service, ServiceBuilder};
+use tower_ai_gateway::catalog::Catalog;
 use tower_ai_gateway::data_policy::DataPolicyLayer;
-use tower_ai_gateway::fallback::ProviderFallbackLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
-use tower_ai_gateway::route::{RequestView, Route, ServedBy};
+use tower_ai_gateway::route::RequestView;
 use tower_ai_gateway::usage_meter::{GenerationStore, UsageMeterLayer};
-use tower_ai_gateway::GatewayLayer;
-
-const DEMO: &[u8] = include_bytes!("../tests/fixtures/catalog/demo-catalog.json");
-
-/// Every future here completes without waiting: poll it once.
-fn now<F: Future>(f: F) -> F::Output {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut cx) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("pending"),
-    }
-}
-
-/// The upstream body: the recorded frames, one per poll.
-struct Frames(VecDeque<Bytes>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-}
-
-fn drain<B: Body<Data = Bytes>>(body: B) -> usize
-where
-    B::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let mut body = std::pin::pin!(body);
-    let mut n = 0;
-    while let Poll::Ready(Some(f)) = body.as_mut().poll_frame(&mut cx) {
-        if let Ok(d) = f.expect("frame").into_data() {
-            n += black_box(d).len();
-        }
-    }
-    n
-}
-
-/// The stream of benches/usage.rs: 1,000 content chunks, a finish chunk, a usage chunk, `[DONE]`.
-fn stream_frames(chunks: usize) -> Vec<Bytes> {
-    let id = "chatcmpl-Bq7xYzAbCdEfGhIjKlMnOp";
-    let model = "qwen3-coder-480b-a35b-instruct";
-    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-        let c = json!({"id": id, "object": "chat.completion.chunk", "created": 1_763_780_000,
-            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        Bytes::from(format!("data: {c}\n\n"))
-    };
-    let mut v = vec![chunk(
-        json!({"role": "assistant", "content": ""}),
-        json!(null),
-    )];
-    for i in 0..chunks {
-        v.push(chunk(json!({"content": format!(" token{i}")}), json!(null)));
-    }
-    v.push(chunk(json!({}), json!("stop")));
-    let usage = json!({"id": id, "object": "chat.completion.chunk", "created": 1_763_780_000,
-        "model": model, "choices": [],
-        "usage": {"prompt_tokens": 120, "completion_tokens": chunks, "total_tokens": 120 + chunks}});
-    v.push(Bytes::from(format!("data: {usage}\n\n")));
-    v.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    v
-}
-
-/// A `Route` for qwen/qwen3-coder on the demo catalog, made by ModelRouting once.
-fn demo_route() -> Route {
-    let catalog = Catalog::from_json(DEMO).unwrap();
-    let mut svc = ServiceBuilder::new()
-        .layer(ModelRoutingLayer::new(catalog))
-        .service_fn(|req: Request<Full<Bytes>>| async move {
-            let r = req.extensions().get::<Route>().unwrap().clone();
-            let mut res = Response::new(Full::new(Bytes::new()));
-            res.extensions_mut().insert(r);
-            Ok::<_, Infallible>(res)
-        });
-    let body = json!({"model": "qwen/qwen3-coder", "stream": true,
-        "messages": [{"role": "user", "content": "Write a long story."}]});
-    let req = Request::post("/v1/chat/completions")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = now(svc.call(req)).unwrap();
-    res.extensions().get::<Route>().unwrap().clone()
-}
-
-fn routed_request(route: &Route) -> Request<Full<Bytes>> {
-    let mut req = Request::new(Full::new(Bytes::new()));
-    req.extensions_mut().insert(route.clone());
-    req
-}
-
-fn served(res: &mut http::response::Parts) {
-    res.extensions.insert(ServedBy::new(
-        EndpointKey::new("qwen/qwen3-coder", "together"),
-        "Together",
-    ));
-}
+use tower_ai_gateway::{fallback::ProviderFallbackLayer, GatewayLayer};
 
 /// Runs `f` `n` times.
 fn repeat(n: usize, mut f: impl FnMut() -> usize) {
@@ -144,19 +42,7 @@ fn repeat(n: usize, mut f: impl FnMut() -> usize) {
 fn usage_sse(which: &str, n: usize) {
     let frames = stream_frames(1000);
     let route = demo_route();
-    let upstream = {
-        let frames = frames.clone();
-        tower::service_fn(move |_req: Request<Full<Bytes>>| {
-            let body = Frames(frames.iter().cloned().collect());
-            let (mut parts, body) = Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-                .into_parts();
-            served(&mut parts);
-            std::future::ready(Ok::<_, Infallible>(Response::from_parts(parts, body)))
-        })
-    };
+    let upstream = sse_upstream(frames.clone());
     let mut metered = ServiceBuilder::new()
         .layer(UsageMeterLayer::new().rewrite(which == "metered"))
         .service(upstream);
@@ -174,20 +60,7 @@ fn usage_sse(which: &str, n: usize) {
 
 fn usage_json(which: &str, n: usize) {
     let route = demo_route();
-    let filler = "The printing press changed the world by making books cheap. ".repeat(13);
-    let body = Bytes::from(
-        json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1_763_780_000,
-            "model": "qwen3-coder", "system_fingerprint": null,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": filler},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 180, "total_tokens": 300}})
-        .to_string(),
-    );
-    let upstream = tower::service_fn(move |_req: Request<Full<Bytes>>| {
-        let (mut parts, body) = Response::new(Full::new(body.clone())).into_parts();
-        served(&mut parts);
-        std::future::ready(Ok::<_, Infallible>(Response::from_parts(parts, body)))
-    });
+    let upstream = json_upstream(json_answer_1kb());
     let mut bare = upstream.clone();
     let mut metered = ServiceBuilder::new()
         .layer(UsageMeterLayer::new())
@@ -206,29 +79,8 @@ fn usage_json(which: &str, n: usize) {
     }
 }
 
-/// The body of benches/routing.rs.
-fn routing_body() -> Bytes {
-    let filler =
-        "Tell me about the history of the printing press in a few sentences please. ".repeat(9);
-    let body = json!({
-        "model": "meta-llama/llama-3.3-70b-instruct",
-        "messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": filler},
-        ],
-        "max_tokens": 256,
-        "temperature": 0.7,
-        "provider": {"data_collection": "deny", "max_price": {"prompt": 2, "completion": 4}},
-    });
-    Bytes::from(serde_json::to_vec(&body).unwrap())
-}
-
-async fn empty_answer(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"{}"))))
-}
-
 fn routing(which: &str, n: usize) {
-    let body = routing_body();
+    let body = routing_body("meta-llama/llama-3.3-70b-instruct");
     match which {
         "bare" => {
             let mut svc = tower::service_fn(empty_answer);
@@ -254,60 +106,6 @@ fn routing(which: &str, n: usize) {
             })
         }
     }
-}
-
-// The scenario of benches/stack.rs.
-
-const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"acme-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":8,"total_tokens":258}}"#;
-
-fn stack_catalog() -> Catalog {
-    let mut b = Catalog::builder().model(Model::new("acme/chat", "Acme Chat"));
-    for (i, slug) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        b = b.provider(
-            Provider::new(*slug, slug.to_uppercase())
-                .base_url(format!("http://{slug}.sim/v1"))
-                .credentials(Credentials::key(format!("sk-{slug}"))),
-        );
-        let mut e = Endpoint::new("acme/chat", *slug);
-        e.pricing.prompt = Usd::from_micros(1 + i as i64);
-        e.pricing.completion = Usd::from_micros(2 + i as i64);
-        b = b.endpoint(e);
-    }
-    b.build().expect("catalog")
-}
-
-fn stack_body() -> Bytes {
-    let filler = "lorem ipsum dolor sit amet ".repeat(34);
-    Bytes::from(format!(
-        r#"{{"model":"acme/chat","messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"{filler}"}}],"temperature":0.2,"max_tokens":8,"provider":{{"sort":"price"}}}}"#
-    ))
-}
-
-async fn fixed(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(
-        ANSWER.as_bytes(),
-    ))))
-}
-
-async fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let req = Request::post("http://alpha.sim/v1/chat/completions")
-        .header("authorization", "Bearer caller")
-        .body(Full::new(body.clone()))
-        .expect("request");
-    let res = svc
-        .ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("response");
-    drain(res.into_body())
 }
 
 fn stack(which: &str, n: usize) {

@@ -3,50 +3,18 @@
 //!
 //! `cargo bench --bench routing`
 
-use std::convert::Infallible;
-use std::future::Future;
+mod common;
 
 use bytes::Bytes;
+use common::{empty_answer as inner, now, routing_body as body_1kb};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder};
 use tower_ai_gateway::catalog::{Catalog, DataPolicy, Provider};
 use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
-
-/// Every future here completes without waiting: poll it once.
-fn now<F: Future>(f: F) -> F::Output {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("pending"),
-    }
-}
-
-async fn inner(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"{}"))))
-}
-
-fn body_1kb(model: &str) -> Bytes {
-    let filler =
-        "Tell me about the history of the printing press in a few sentences please. ".repeat(9);
-    let body = serde_json::json!({
-        "model": model,
-        "messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": filler},
-        ],
-        "max_tokens": 256,
-        "temperature": 0.7,
-        "provider": {"data_collection": "deny", "max_price": {"prompt": 2, "completion": 4}},
-    });
-    let b = serde_json::to_vec(&body).unwrap();
-    assert!((900..1200).contains(&b.len()), "{}", b.len());
-    Bytes::from(b)
-}
 
 fn bench(c: &mut Criterion) {
     let demo = Catalog::from_json(include_bytes!(

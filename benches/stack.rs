@@ -3,84 +3,22 @@
 //!
 //! `cargo bench --bench stack`
 
-use std::convert::Infallible;
+mod common;
 
-use bytes::Bytes;
+use common::{fixed, once, stack_body, stack_catalog as catalog};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider, Usd};
+use tower::ServiceBuilder;
 use tower_ai_gateway::fallback::ProviderFallbackLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::sim::{SimOutputLength, SimProfile, SimulatedProvider};
 use tower_ai_gateway::GatewayLayer;
-
-const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"acme-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":8,"total_tokens":258}}"#;
-
-fn catalog() -> Catalog {
-    let mut b = Catalog::builder().model(Model::new("acme/chat", "Acme Chat"));
-    for (i, slug) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        b = b.provider(
-            Provider::new(*slug, slug.to_uppercase())
-                .base_url(format!("http://{slug}.sim/v1"))
-                .credentials(Credentials::key(format!("sk-{slug}"))),
-        );
-        let mut e = Endpoint::new("acme/chat", *slug);
-        e.pricing.prompt = Usd::from_micros(1 + i as i64);
-        e.pricing.completion = Usd::from_micros(2 + i as i64);
-        b = b.endpoint(e);
-    }
-    b.build().expect("catalog")
-}
-
-fn request_body() -> Bytes {
-    let filler = "lorem ipsum dolor sit amet ".repeat(34);
-    let body = format!(
-        r#"{{"model":"acme/chat","messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"{filler}"}}],"temperature":0.2,"max_tokens":8,"provider":{{"sort":"price"}}}}"#
-    );
-    assert!((1000..1100).contains(&body.len()), "{}", body.len());
-    Bytes::from(body)
-}
-
-async fn fixed(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(
-        ANSWER.as_bytes(),
-    ))))
-}
-
-async fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let req = Request::post("http://alpha.sim/v1/chat/completions")
-        .header("authorization", "Bearer caller")
-        .body(Full::new(body.clone()))
-        .expect("request");
-    let res = svc
-        .ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("response");
-    res.into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .len()
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("runtime");
-    let body = request_body();
+    let body = stack_body();
     let mut g = c.benchmark_group("stack_1kb");
 
     let mut bare = tower::service_fn(fixed);
