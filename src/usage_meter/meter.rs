@@ -120,6 +120,23 @@ struct Obs {
     upstream_id: Option<String>,
     /// Offset of `"content":` in the previous event (chunks from one serializer repeat it).
     content_hint: usize,
+    /// The last cost computed, and for what: the body's edit and the settlement price the same
+    /// usage, so the second is a copy.
+    priced: Option<(TokenUsage, bool, Cost)>,
+}
+
+impl Obs {
+    /// `usage` priced at the served endpoint, remembered for the next call with the same input.
+    fn price(&mut self, ctx: &Ctx, usage: &TokenUsage, insured: bool) -> Cost {
+        match self.priced {
+            Some((u, i, c)) if u == *usage && i == insured => c,
+            _ => {
+                let c = ctx.price(usage, insured);
+                self.priced = Some((*usage, insured, c));
+                c
+            }
+        }
+    }
 }
 
 /// How the response is read.
@@ -358,14 +375,14 @@ impl Core {
         }
         if let (Some(u), Some(w), Some(t)) = (top.usage, wire.as_ref(), self.obs.usage) {
             let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
-            let c = self.ctx.price(&t, insured);
+            let c = self.obs.price(&self.ctx, &t, insured);
             if let Some(e) = json::span(&body, u).and_then(|r| json::usage_edit(&body, r, w, &c)) {
                 edits.push(e);
             }
         } else if let (Some(u), Some(w), Some(t)) = (top.usage, wire.as_ref(), self.obs.anthropic) {
             // An Anthropic message (passed through for a Messages caller): `cost` is added.
             let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
-            let c = self.ctx.price(&t, insured);
+            let c = self.obs.price(&self.ctx, &t, insured);
             if let Some(e) =
                 json::span(&body, u).and_then(|r| json::anthropic_usage_edit(&body, r, w, &t, &c))
             {
@@ -377,7 +394,7 @@ impl Core {
 
     fn settle(mut self: Box<Self>, end: End) {
         let ctx = &mut self.ctx;
-        let obs = &self.obs;
+        let obs = &mut self.obs;
         if !ctx.success {
             // An error response: nothing was generated, the reservation is released (by the
             // hold's drop) and no generation is recorded.
@@ -390,7 +407,7 @@ impl Core {
         let tokens = reported
             .unwrap_or_else(|| TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4)));
         let insured = cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
-        let cost = ctx.price(&tokens, insured);
+        let cost = obs.price(ctx, &tokens, insured);
         if let Some(hold) = ctx.hold.take() {
             hold.settle(cost.total);
         }
@@ -710,7 +727,7 @@ impl OnEvent for Handler<'_> {
                 // The usage is cumulative: it gets the input side and the cost, as a translated
                 // stream's does.
                 let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
-                let c = self.ctx.price(&t, insured);
+                let c = self.obs.price(self.ctx, &t, insured);
                 let edit = json::span(d, u)
                     .and_then(|r| json::anthropic_usage_edit(d, r, &wire, &t, &c))?;
                 return Some(json::apply(d, &mut [edit]));
@@ -732,7 +749,7 @@ impl OnEvent for Handler<'_> {
             return None;
         }
         let insured = cost::insured(Some(&t), self.obs.finish_reason.as_deref());
-        let c = self.ctx.price(&t, insured);
+        let c = self.obs.price(self.ctx, &t, insured);
         let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
         Some(json::apply(d, &mut [edit]))
     }
