@@ -24,7 +24,7 @@
 //! | `tool_result` (string or text/image blocks) | a `role: "tool"` message with `tool_call_id`; `is_error: true` prefixes the text with `[tool error] `; images go in a user message right after |
 //! | assistant `thinking` | the assistant message's `reasoning` (the signature is dropped) |
 //! | `redacted_thinking`, `document` and other blocks | dropped |
-//! | `cache_control` anywhere | dropped (providers cache on their own) |
+//! | `cache_control` anywhere | dropped: this path serves OpenAI-wire providers, which cache on their own (an Anthropic-wire provider gets the caller's bytes, breakpoints included: see [Passthrough](#passthrough)) |
 //! | `tools` (`input_schema`) | `tools[].function.parameters`; server tools without a schema are dropped |
 //! | `tool_choice` `auto` / `any` / `tool` / `none` | `"auto"` / `"required"` / `{"type":"function",…}` / `"none"`; `disable_parallel_tool_use` → `parallel_tool_calls: false` |
 //! | `stop_sequences`, `temperature`, `top_p`, `top_k`, `max_tokens` | `stop`, the same names |
@@ -64,7 +64,8 @@
 //! # The reverse direction
 //!
 //! For providers whose own wire format is Anthropic Messages, [`chat_to_messages`] translates a
-//! chat-completions request into a Messages request and [`message_to_chat`] a Messages answer back
+//! chat-completions request into a Messages request (keeping OpenRouter-style `cache_control`
+//! breakpoints on content parts, the system prompt becoming text blocks when one has one) and [`message_to_chat`] a Messages answer back
 //! into a chat completion ([`finish_reason`], [`usage_to_chat`]); [`ChatSseTranslator`] turns a
 //! Messages event stream into chat-completion chunks incrementally. The
 //! [`SimulatedProvider`](crate::sim::SimulatedProvider) answers the Messages wire on paths ending

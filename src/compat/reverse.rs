@@ -20,8 +20,17 @@ fn content_text(v: Option<&Value>) -> String {
     }
 }
 
-/// One chat content part → a Messages block (`text`, or `image` from an `image_url` part).
+/// One chat content part → a Messages block (`text`, or `image` from an `image_url` part), with
+/// the part's `cache_control` breakpoint (OpenRouter's prompt-caching syntax) kept.
 fn part_block(part: &Value) -> Option<Value> {
+    let mut block = bare_block(part)?;
+    if let Some(cc) = part.get("cache_control").filter(|c| c.is_object()) {
+        block["cache_control"] = cc.clone();
+    }
+    Some(block)
+}
+
+fn bare_block(part: &Value) -> Option<Value> {
     match part.get("type").and_then(Value::as_str) {
         Some("text") => {
             let text = part.get("text").and_then(Value::as_str)?;
@@ -137,6 +146,9 @@ pub fn chat_to_messages(req: &Value) -> Value {
     let empty = Map::new();
     let obj = req.as_object().unwrap_or(&empty);
     let mut system = Vec::new();
+    // System text blocks, kept apart when one carries a `cache_control` breakpoint.
+    let mut system_blocks: Vec<Value> = Vec::new();
+    let mut system_cached = false;
     let mut turns: Vec<Value> = Vec::new();
     for m in obj
         .get("messages")
@@ -150,6 +162,9 @@ pub fn chat_to_messages(req: &Value) -> Value {
                 if !text.is_empty() {
                     system.push(text);
                 }
+                let blocks = content_blocks(m.get("content"));
+                system_cached |= blocks.iter().any(|b| b.get("cache_control").is_some());
+                system_blocks.extend(blocks.into_iter().filter(|b| b["type"] == "text"));
             }
             "assistant" => {
                 let mut blocks = content_blocks(m.get("content"));
@@ -187,7 +202,9 @@ pub fn chat_to_messages(req: &Value) -> Value {
     if let Some(model) = obj.get("model") {
         out.insert("model".into(), model.clone());
     }
-    if !system.is_empty() {
+    if system_cached {
+        out.insert("system".into(), Value::Array(system_blocks));
+    } else if !system.is_empty() {
         out.insert("system".into(), system.join("\n\n").into());
     }
     out.insert("messages".into(), Value::Array(turns));
@@ -400,6 +417,39 @@ mod tests {
             "max_tokens": 10, "max_completion_tokens": 7, "stop": ["a", 1]}));
         assert_eq!(out["max_tokens"], 7);
         assert_eq!(out["stop_sequences"], json!(["a"]));
+    }
+
+    #[test]
+    fn chat_to_messages_keeps_cache_breakpoints() {
+        let cc = json!({"type": "ephemeral"});
+        let out = chat_to_messages(&json!({"model": "m", "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "Long rules."},
+                {"type": "text", "text": "Big document.", "cache_control": cc}]},
+            {"role": "system", "content": "More."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Question", "cache_control": cc},
+                {"type": "text", "text": "now"}]},
+        ]}));
+        assert_eq!(
+            out["system"],
+            json!([
+                {"type": "text", "text": "Long rules."},
+                {"type": "text", "text": "Big document.", "cache_control": cc},
+                {"type": "text", "text": "More."},
+            ])
+        );
+        assert_eq!(
+            out["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "Question", "cache_control": cc},
+                {"type": "text", "text": "now"}]}])
+        );
+        // Without a breakpoint the system prompt stays one string.
+        let out = chat_to_messages(&json!({"model": "m", "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "user", "content": "hi"}]}));
+        assert_eq!(out["system"], "a\n\nb");
     }
 
     #[test]
