@@ -1321,3 +1321,81 @@ async fn behind_provider_fallback_prices_the_serving_endpoint() {
         assert_eq!(v["usage"]["cost"].to_string(), expect.to_string());
     }
 }
+
+// ===== ordinary chunks with adversarial content =====
+
+/// A content string that may look like the members the meter looks for, with quotes, escapes
+/// and a trailing backslash.
+fn tricky_content() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just("usage"),
+        Just("finish_reason"),
+        Just("\""),
+        Just("\\"),
+        Just(":{"),
+        Just("\",\"usage\":{"),
+        Just(" token"),
+        Just("é"),
+        Just("\n"),
+        Just(""),
+    ];
+    proptest::collection::vec(piece, 0..5).prop_map(|p| p.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// However the content of ordinary chunks looks, every event comes out with only the intended
+    /// changes, and the usage estimate (no usage chunk) counts exactly the content bytes as
+    /// written.
+    #[test]
+    fn ordinary_chunks_with_any_content(
+        contents in proptest::collection::vec((tricky_content(), proptest::option::of(tricky_content())), 1..8),
+    ) {
+        // Members in OpenAI's order (`json!` would sort them): `id` and `model` come first.
+        let chunk = |delta: Value, finish: Value| {
+            format!(
+                "data: {{\"id\":\"{UP_ID}\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+                 \"model\":\"{UP_MODEL}\",\"choices\":[{{\"index\":0,\"delta\":{delta},\
+                 \"finish_reason\":{finish}}}]}}\n\n"
+            )
+        };
+        let mut src = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+        let mut written = 0usize;
+        for (c, extra) in &contents {
+            // Some chunks have another delta member after the content (keys are sorted): the
+            // same bytes before the content and after the last string, but not an ordinary chunk.
+            let delta = match extra {
+                Some(x) => json!({"content": c, "zz": x}),
+                None => json!({"content": c}),
+            };
+            src.push_str(&chunk(delta, Value::Null));
+            written += serde_json::to_string(c).unwrap().len() - 2;
+        }
+        src.push_str(&chunk(json!({}), json!("stop")));
+        src.push_str("data: [DONE]\n\n");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (out, id, rec) = rt.block_on(run_stream(vec![Bytes::from(src.clone())]));
+        let up = events(src.as_bytes());
+        let got = events(&out);
+        proptest::prop_assert_eq!(up.len(), got.len());
+        for (u, g) in up.iter().zip(&got) {
+            if u == "[DONE]" {
+                proptest::prop_assert_eq!(g, "[DONE]");
+                continue;
+            }
+            let u: Value = serde_json::from_str(u).unwrap();
+            let mut g: Value = serde_json::from_str(g).unwrap();
+            proptest::prop_assert_eq!(&g["id"], &json!(id));
+            let o = g.as_object_mut().unwrap();
+            o.insert("id".into(), json!(UP_ID));
+            o.insert("model".into(), json!(UP_MODEL));
+            o.remove("provider");
+            proptest::prop_assert_eq!(&g, &u);
+        }
+        proptest::prop_assert!(rec.usage_missing);
+        proptest::prop_assert_eq!(rec.tokens.completion, (written as u64).div_ceil(4));
+        proptest::prop_assert_eq!(rec.finish_reason.as_deref(), Some("stop"));
+    }
+}

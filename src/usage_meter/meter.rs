@@ -183,6 +183,40 @@ struct Core {
     rules: Vec<Rule>,
     learned: bool,
     compact: bool,
+    template: Option<Template>,
+}
+
+/// The shape of an ordinary content chunk, learned from the first one: its bytes before the
+/// content string and after it. Chunks from one serializer repeat both exactly, so a later event
+/// that starts and ends with them and has a plain string in between is an ordinary content chunk
+/// too: it is metered by its length and rewritten by copying, without being searched. (It can hold
+/// no finish reason, usage or error, and each rewrite rule matches in the prefix or the suffix
+/// alone; `learn_template` checks both on the learned chunk.)
+struct Template {
+    /// The data payload up to and including the content string's opening quote.
+    prefix: Vec<u8>,
+    /// The data payload from the content string's closing quote on.
+    suffix: Vec<u8>,
+    /// `data: ` and the prefix, as the event's bytes start.
+    raw_prefix: Vec<u8>,
+    /// The suffix and the blank line, as the event's bytes end.
+    raw_suffix: Vec<u8>,
+    /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
+    rewritten_prefix: Vec<u8>,
+    rewritten_suffix: Vec<u8>,
+}
+
+impl Template {
+    /// The content of `d` if `d` is `prefix`, a plain string (no quote, not ending in an escape),
+    /// then `suffix`.
+    fn content<'d>(d: &'d [u8], prefix: &[u8], suffix: &[u8]) -> Option<&'d [u8]> {
+        if d.len() < prefix.len() + suffix.len() || !d.starts_with(prefix) || !d.ends_with(suffix) {
+            return None;
+        }
+        let middle = &d[prefix.len()..d.len() - suffix.len()];
+        let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
+        (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
+    }
 }
 
 impl fmt::Debug for Meter {
@@ -211,6 +245,7 @@ impl Meter {
                 rules: Vec::new(),
                 learned: false,
                 compact: false,
+                template: None,
             })),
         }
     }
@@ -292,6 +327,7 @@ impl Core {
             rules,
             learned,
             compact,
+            template,
             ..
         } = self;
         let h = Handler {
@@ -300,6 +336,7 @@ impl Core {
             rules,
             learned,
             compact,
+            template,
             now: None,
         };
         (sse, h)
@@ -474,6 +511,7 @@ struct Handler<'a> {
     learned: &'a mut bool,
     /// True when the first JSON event was compact (no space after `:`).
     compact: &'a mut bool,
+    template: &'a mut Option<Template>,
     /// The frame's arrival time, read from the clock on first use only.
     now: Option<Instant>,
 }
@@ -495,6 +533,46 @@ struct AnthropicDelta<'a> {
 }
 
 impl Handler<'_> {
+    /// Learns the [`Template`] from `d`, an event with no finish reason, usage or error whose
+    /// content string is `n` bytes ending at `after` — if it is an ordinary content chunk whose
+    /// shape cannot hide those in another chunk's content.
+    fn learn_template(&mut self, d: &[u8], n: u64, after: usize) {
+        let Ok(n) = usize::try_from(n) else { return };
+        if n == 0 || d.get(after) != Some(&b'"') || after < n + 1 {
+            return;
+        }
+        let (prefix, suffix) = (&d[..after - n], &d[after..]);
+        // After the closing quote comes `}` or `,`, never `:` (which would turn a content of
+        // `usage` or `finish_reason` into a member name).
+        if trim_start(&suffix[1..]).starts_with(b":") {
+            return;
+        }
+        let mut raw_prefix = b"data: ".to_vec();
+        raw_prefix.extend_from_slice(prefix);
+        let mut raw_suffix = suffix.to_vec();
+        raw_suffix.extend_from_slice(b"\n\n");
+        let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
+        if self.ctx.rewrite {
+            // A rule found in both parts applies to the first occurrence only: not ordinary.
+            // (None can match across the content, which has no quote.)
+            if self.rules.iter().any(|r| {
+                r.finder.find(&raw_prefix).is_some() && r.finder.find(&raw_suffix).is_some()
+            }) {
+                return;
+            }
+            self.rewrite(&raw_prefix, &mut rewritten_prefix);
+            self.rewrite(&raw_suffix, &mut rewritten_suffix);
+        }
+        *self.template = Some(Template {
+            prefix: prefix.to_vec(),
+            suffix: suffix.to_vec(),
+            raw_prefix,
+            raw_suffix,
+            rewritten_prefix: rewritten_prefix.to_vec(),
+            rewritten_suffix: rewritten_suffix.to_vec(),
+        });
+    }
+
     fn now(&mut self) -> Instant {
         *self.now.get_or_insert_with(|| self.ctx.cfg.clock.now())
     }
@@ -648,6 +726,18 @@ impl OnEvent for Handler<'_> {
             }
             *self.compact = memchr::memmem::find(d, b"\": ").is_none();
         }
+        if let Some(t) = self.template.as_ref().filter(|_| name.is_empty()) {
+            if let Some(content) = Template::content(d, &t.prefix, &t.suffix) {
+                // An ordinary content chunk (see `Template`).
+                if !content.is_empty() {
+                    self.obs.content_bytes += content.len() as u64;
+                    if self.obs.first_content.is_none() {
+                        self.obs.first_content = Some(self.now());
+                    }
+                }
+                return None;
+            }
+        }
         let (n, after) = content_len(d, &mut self.obs.content_hint);
         if n > 0 {
             self.obs.content_bytes += n;
@@ -672,6 +762,9 @@ impl OnEvent for Handler<'_> {
             non_null(&USAGE, d) || non_null(&ERROR, d)
         };
         if !(anthropic || flagged) {
+            if self.template.is_none() && name.is_empty() && self.obs.finish_reason.is_none() {
+                self.learn_template(d, n, after);
+            }
             return None;
         }
         let top = Top::parse(d)?;
@@ -762,6 +855,17 @@ impl OnEvent for Handler<'_> {
         if self.rules.is_empty() {
             out_put(out, src);
             return;
+        }
+        if let Some(t) = self.template.as_ref() {
+            if let Some(content) = Template::content(src, &t.raw_prefix, &t.raw_suffix) {
+                // An ordinary content chunk (see `Template`): rewritten around its content.
+                let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();
+                out_reserve(out, n);
+                out.extend_from_slice(&t.rewritten_prefix);
+                out.extend_from_slice(content);
+                out.extend_from_slice(&t.rewritten_suffix);
+                return;
+            }
         }
         let mut next: [Option<usize>; 4] = [None; 4];
         let len = self.rules.len().min(4);
