@@ -224,6 +224,15 @@ fn events(bytes: &[u8]) -> Vec<String> {
 }
 
 async fn run_stream(frames: Vec<Bytes>) -> (Vec<u8>, String, Arc<GenerationRecord>) {
+    run_stream_for(frames, "hi").await
+}
+
+/// A streamed request saying `prompt`, answered with `frames` by the Anthropic endpoint of the
+/// demo catalog: the metered body, the generation id and its record.
+async fn run_stream_for(
+    frames: Vec<Bytes>,
+    prompt: &str,
+) -> (Vec<u8>, String, Arc<GenerationRecord>) {
     let store = GenerationStore::new(10);
     let svc = stack(
         Upstream::sse(
@@ -237,7 +246,7 @@ async fn run_stream(frames: Vec<Bytes>) -> (Vec<u8>, String, Arc<GenerationRecor
     let res = svc
         .oneshot(request(
             json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]}),
+                                "messages": [{"role": "user", "content": prompt}]}),
         ))
         .await
         .unwrap();
@@ -533,7 +542,6 @@ async fn error_mid_stream_finishes_once() {
 
 #[tokio::test]
 async fn error_event_mid_stream_is_insured() {
-    let store = GenerationStore::new(10);
     let mut frames = claude_stream_frames()[..3].to_vec();
     frames.push(Bytes::from(format!(
         "data: {}\n\n",
@@ -541,24 +549,7 @@ async fn error_event_mid_stream_is_insured() {
                "error": {"code": 502, "message": "upstream failed"},
                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]})
     )));
-    let svc = stack(
-        Upstream::sse(
-            frames,
-            "anthropic/claude-sonnet-4.5",
-            "anthropic",
-            "Anthropic",
-        ),
-        UsageMeterLayer::new().sink(store.clone()),
-    );
-    let res = svc
-        .oneshot(request(
-            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]}),
-        ))
-        .await
-        .unwrap();
-    res.into_body().collect().await.unwrap();
-    let r = &store.records()[0];
+    let (_, _, r) = run_stream(frames).await;
     assert!(r.error && r.insured);
     assert_eq!(r.finish_reason.as_deref(), Some("error"));
     assert!(
@@ -569,27 +560,9 @@ async fn error_event_mid_stream_is_insured() {
 
 #[tokio::test]
 async fn missing_usage_is_recorded_as_an_estimate() {
-    let store = GenerationStore::new(10);
     // The stream ends without its usage chunk and [DONE].
     let frames = claude_stream_frames()[..7].to_vec();
-    let svc = stack(
-        Upstream::sse(
-            frames,
-            "anthropic/claude-sonnet-4.5",
-            "anthropic",
-            "Anthropic",
-        ),
-        UsageMeterLayer::new().sink(store.clone()),
-    );
-    let res = svc
-        .oneshot(request(
-            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hello there"}]}),
-        ))
-        .await
-        .unwrap();
-    res.into_body().collect().await.unwrap();
-    let r = &store.records()[0];
+    let (_, _, r) = run_stream_for(frames, "hello there").await;
     assert!(r.usage_missing && !r.cancelled);
     // "Hello" + ", \"world\"!" (as written: 13 bytes) + " How are you?" = 5 + 13 + 13 = 31 → 8.
     assert_eq!(r.tokens.completion, 8);
@@ -837,7 +810,6 @@ async fn odd_upstream_bodies_never_panic() {
 
 #[tokio::test]
 async fn anthropic_wire_usage_events_are_read() {
-    let store = GenerationStore::new(10);
     let frames = vec![
         Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"usage\":{\"input_tokens\":100,\"cache_read_input_tokens\":1000,\"cache_creation_input_tokens\":200,\"output_tokens\":1}}}\n\n"),
         Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n"),
@@ -845,24 +817,7 @@ async fn anthropic_wire_usage_events_are_read() {
         Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":40}}\n\n"),
         Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
     ];
-    let svc = stack(
-        Upstream::sse(
-            frames,
-            "anthropic/claude-sonnet-4.5",
-            "anthropic",
-            "Anthropic",
-        ),
-        UsageMeterLayer::new().sink(store.clone()),
-    );
-    let res = svc
-        .oneshot(request(
-            json!({"model": "anthropic/claude-sonnet-4.5", "stream": true,
-                                "messages": [{"role": "user", "content": "hi"}]}),
-        ))
-        .await
-        .unwrap();
-    res.into_body().collect().await.unwrap();
-    let r = &store.records()[0];
+    let (_, _, r) = run_stream(frames).await;
     assert!(!r.usage_missing);
     assert_eq!(
         r.tokens,
