@@ -7,21 +7,21 @@
 mod app;
 #[path = "../examples/gateway/config.rs"]
 mod config;
+mod support;
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::{HttpClient, Reply};
 use tower_ai_gateway::sim::{SimOutcome, SimulatedProvider};
 
 struct Gateway {
     addr: SocketAddr,
     sim: SimulatedProvider,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 async fn start(loopback_without_key: bool) -> Gateway {
@@ -32,30 +32,8 @@ async fn start(loopback_without_key: bool) -> Gateway {
         config::Upstream::Http => unreachable!(),
     };
     let (router, _state) = app::build(cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let (addr, client) = support::serve(router).await;
     Gateway { addr, sim, client }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
-    }
 }
 
 impl Gateway {
@@ -77,15 +55,7 @@ impl Gateway {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .unwrap();
-        let res = self.client.request(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        support::fetch(&self.client, req).await
     }
 
     async fn chat(&self, body: Value) -> Reply {
