@@ -151,7 +151,7 @@ async fn serve(listen: SocketAddr, router: axum::Router, what: &str) {
         tracing::info!("shutting down: finishing requests in flight");
     };
     if let Err(e) = axum::serve(
-        listener,
+        app::nodelay(listener),
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)

@@ -14,14 +14,14 @@ use serde_json::Value;
 /// An HTTP/1.1 client for loopback.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Serves `router` on a free port of 127.0.0.1 (with the peer address, as the example does) and
-/// returns the address and a client for it.
+/// Serves `router` on a free port of 127.0.0.1 (with the peer address and `TCP_NODELAY`, as the
+/// example does) and returns the address and a client for it.
 pub async fn serve(router: axum::Router) -> (SocketAddr, HttpClient) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(
-            listener,
+            crate::app::nodelay(listener),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
