@@ -163,12 +163,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     Ok(v)
 }
 
+#[cfg(feature = "toml")]
 fn parse_toml<T: DeserializeOwned>(source_name: &str, text: &str) -> Result<T, CatalogError> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| CatalogError::Parse {
         source_name: source_name.into(),
         path: e.path().to_string(),
         message: e.inner().message().to_string(),
+    })
+}
+
+/// Without the `toml` feature a `.toml` catalog file is a clear error, not a JSON parse failure.
+#[cfg(not(feature = "toml"))]
+fn parse_toml<T: DeserializeOwned>(source_name: &str, _text: &str) -> Result<T, CatalogError> {
+    Err(CatalogError::Parse {
+        source_name: source_name.into(),
+        path: String::new(),
+        message: "TOML catalog files need the crate's `toml` feature".into(),
     })
 }
 
@@ -187,6 +198,8 @@ impl CatalogFile {
     }
 
     /// Parses a TOML catalog file.
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml(text: &str) -> Result<Self, CatalogError> {
         parse_toml("catalog TOML", text)
     }
@@ -304,13 +317,16 @@ impl Catalog {
     }
 
     /// Reads a TOML catalog file.
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml(text: &str) -> Result<Catalog, CatalogError> {
         CatalogFile::from_toml(text)?
             .apply(Catalog::builder(), None)?
             .build()
     }
 
-    /// Reads a catalog file, TOML if the name ends in `.toml`, JSON otherwise.
+    /// Reads a catalog file, TOML if the name ends in `.toml` (with the `toml` feature; an error
+    /// without it), JSON otherwise.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Catalog, CatalogError> {
         let path = path.as_ref();
         let bytes = read(path)?;
