@@ -1,3 +1,8 @@
+//! The response body of [`UsageMeter`](super::UsageMeter): the inner body observed frame by frame
+//! through its [`Meter`], or a non-streamed answer edited whole before the response was returned.
+//!
+//! Imports `meter` and `settle` (for [`End`]).
+
 use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -7,13 +12,20 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::meter::{End, Meter, Mode};
+use super::meter::{Meter, Mode};
+use super::settle::End;
 
 pin_project! {
     /// Response body for [`UsageMeter`](super::UsageMeter): the upstream body, observed and edited
     /// on the way through (see the [module docs](super#the-response-body)), or a complete body the
     /// layer produced itself (a 402 rejection).
-    pub struct ResponseBody<B> {
+    ///
+    /// Bounded by `B: Body` (like tower-http's `DecompressionBody`) because it may hold a frame or
+    /// an error it read from `B` ahead of its consumer.
+    pub struct ResponseBody<B>
+    where
+        B: Body,
+    {
         #[pin]
         kind: Kind<B>,
     }
@@ -21,37 +33,105 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B> {
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        // The inner body, observed and edited frame by frame.
         Metered {
             #[pin]
             inner: B,
-            meter: Meter,
-            trailers: Option<HeaderMap>,
-            done: bool,
+            st: Metering,
         },
+        // The inner body after the response future read its first frame (`first`, replayed
+        // before the rest) without finding the whole answer in it; boxed because it was polled.
+        Peeked {
+            inner: Pin<Box<B>>,
+            first: Option<Option<Result<Frame<B::Data>, B::Error>>>,
+            st: Metering,
+        },
+        // A non-streamed answer that arrived whole and was edited before the response was
+        // returned; the meter finishes when the consumer takes it (or drops it: cancelled).
+        Edited {
+            data: Option<Bytes>,
+            meter: Meter,
+        },
+        // A body the layer produced itself.
         Full { data: Option<Bytes> },
     }
 }
 
-impl<B: Body> ResponseBody<B> {
-    pub(crate) fn metered(inner: B, mut meter: Meter) -> Self {
+/// The meter of a body read frame by frame, and what is left to emit after the inner body ended.
+struct Metering {
+    meter: Meter,
+    trailers: Option<HeaderMap>,
+    done: bool,
+}
+
+impl<B: Body<Data = Bytes>> ResponseBody<B> {
+    /// The body of a response the meter reads: edited whole now if it is a non-streamed answer
+    /// that comes in one frame covering its exact `size_hint`, else read as it comes.
+    pub(crate) fn new(inner: B, meter: Meter, cx: &mut Context<'_>) -> Self {
+        let whole = inner
+            .size_hint()
+            .exact()
+            .filter(|&n| meter.mode() == Mode::Json && n > 0 && n <= meter.json_limit() as u64);
+        match whole {
+            Some(n) => Self::peek(inner, meter, n, cx),
+            None => Self::metered(inner, meter),
+        }
+    }
+
+    fn metered(inner: B, mut meter: Meter) -> Self {
         // An empty body ends before it starts: finish now, since nobody may poll it.
         let done = inner.is_end_stream() && meter.mode() != Mode::Json;
         if done {
             let _ = meter.finish(End::Complete);
         }
+        let st = Metering {
+            meter,
+            trailers: None,
+            done,
+        };
         ResponseBody {
-            kind: Kind::Metered {
-                inner,
-                meter,
-                trailers: None,
-                done,
+            kind: Kind::Metered { inner, st },
+        }
+    }
+
+    /// Reads the first frame of `inner` (`n` bytes long by its `size_hint`): when it is the whole
+    /// body, edits it in place — no second buffer — so that the response reports its exact length.
+    fn peek(inner: B, mut meter: Meter, n: u64, cx: &mut Context<'_>) -> Self {
+        let mut inner = Box::pin(inner);
+        let first = match inner.as_mut().poll_frame(cx) {
+            Poll::Pending => None,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if data.len() as u64 == n && inner.is_end_stream() => {
+                    let data = meter.whole(data);
+                    if data.is_empty() {
+                        let _ = meter.finish(End::Complete);
+                    }
+                    let data = (!data.is_empty()).then_some(data);
+                    return ResponseBody {
+                        kind: Kind::Edited { data, meter },
+                    };
+                }
+                Ok(data) => Some(Some(Ok(Frame::data(data)))),
+                Err(frame) => Some(Some(Ok(frame))),
             },
+            Poll::Ready(other) => Some(other),
+        };
+        let st = Metering {
+            meter,
+            trailers: None,
+            done: false,
+        };
+        ResponseBody {
+            kind: Kind::Peeked { inner, first, st },
         }
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B: Body> ResponseBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         ResponseBody {
             kind: Kind::Full {
@@ -61,10 +141,76 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> From<Bytes> for ResponseBody<B> {
+impl<B: Body> From<Bytes> for ResponseBody<B> {
     fn from(b: Bytes) -> Self {
         ResponseBody::full(b)
     }
+}
+
+impl Metering {
+    /// Handles what the inner body yielded (`ended`: its `is_end_stream()` afterwards); returns
+    /// what to yield, or `None` to poll the inner body again.
+    fn on_frame<E>(
+        &mut self,
+        polled: Option<Result<Frame<Bytes>, E>>,
+        ended: bool,
+    ) -> Option<Option<Result<Frame<Bytes>, E>>> {
+        match polled {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => self.on_data(data, ended).map(|d| d.map(Ok)),
+                Err(frame) => {
+                    self.done = true;
+                    let rest = self.meter.finish(End::Complete);
+                    Some(match frame.into_trailers() {
+                        Ok(t) if rest.is_empty() => Some(Ok(Frame::trailers(t))),
+                        Ok(t) => {
+                            self.trailers = Some(t);
+                            Some(Ok(Frame::data(rest)))
+                        }
+                        // Neither data nor trailers: nothing to forward.
+                        Err(_) => non_empty(rest).map(Ok),
+                    })
+                }
+            },
+            Some(Err(e)) => {
+                self.done = true;
+                let _ = self.meter.finish(End::Error);
+                Some(Some(Err(e)))
+            }
+            None => {
+                self.done = true;
+                Some(non_empty(self.meter.finish(End::Complete)).map(Ok))
+            }
+        }
+    }
+
+    fn on_data(&mut self, data: Bytes, ended: bool) -> Option<Option<Frame<Bytes>>> {
+        let out = self.meter.data(data);
+        if ended {
+            // The consumer may not poll again (exact Content-Length): end here.
+            self.done = true;
+            let rest = self.meter.finish(End::Complete);
+            return Some(non_empty(concat(out, rest)));
+        }
+        (!out.is_empty()).then(|| Some(Frame::data(out)))
+    }
+
+    /// After the end: the trailers held back behind the last data, if any.
+    fn after_end<E>(&mut self) -> Option<Result<Frame<Bytes>, E>> {
+        self.trailers.take().map(|t| Ok(Frame::trailers(t)))
+    }
+
+    fn is_end_stream(&self, inner_ended: bool) -> bool {
+        if self.done {
+            self.trailers.is_none()
+        } else {
+            inner_ended && self.meter.is_finished()
+        }
+    }
+}
+
+fn non_empty(b: Bytes) -> Option<Frame<Bytes>> {
+    (!b.is_empty()).then(|| Frame::data(b))
 }
 
 impl<B> Body for ResponseBody<B>
@@ -78,102 +224,53 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let (mut inner, meter, trailers, done) = match self.project().kind.project() {
-            KindProj::Full { data } => {
-                return Poll::Ready(data.take().map(|d| Ok(Frame::data(d))));
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Edited { data, meter } => {
+                let out = data.take().map(|d| Ok(Frame::data(d)));
+                let _ = meter.finish(End::Complete);
+                Poll::Ready(out)
             }
-            KindProj::Metered {
-                inner,
-                meter,
-                trailers,
-                done,
-            } => (inner, meter, trailers, done),
-        };
-        loop {
-            if *done {
-                return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
-            }
-            match ready!(inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = meter.data(data);
-                        if inner.is_end_stream() {
-                            // The consumer may not poll again (exact Content-Length): end here.
-                            *done = true;
-                            let rest = meter.finish(End::Complete);
-                            let out = concat(out, rest);
-                            if out.is_empty() {
-                                return Poll::Ready(None);
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                    Err(frame) => {
-                        *done = true;
-                        let rest = meter.finish(End::Complete);
-                        match frame.into_trailers() {
-                            Ok(t) if rest.is_empty() => {
-                                return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                            }
-                            Ok(t) => {
-                                *trailers = Some(t);
-                                return Poll::Ready(Some(Ok(Frame::data(rest))));
-                            }
-                            // Neither data nor trailers: nothing to forward.
-                            Err(_) if rest.is_empty() => return Poll::Ready(None),
-                            Err(_) => return Poll::Ready(Some(Ok(Frame::data(rest)))),
-                        }
-                    }
-                },
-                Some(Err(e)) => {
-                    *done = true;
-                    let _ = meter.finish(End::Error);
-                    return Poll::Ready(Some(Err(e)));
+            KindProj::Metered { mut inner, st } => loop {
+                if st.done {
+                    return Poll::Ready(st.after_end());
                 }
-                None => {
-                    *done = true;
-                    let rest = meter.finish(End::Complete);
-                    if rest.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                let polled = ready!(inner.as_mut().poll_frame(cx));
+                if let Some(out) = st.on_frame(polled, inner.is_end_stream()) {
+                    return Poll::Ready(out);
                 }
-            }
+            },
+            KindProj::Peeked { inner, first, st } => loop {
+                if st.done {
+                    return Poll::Ready(st.after_end());
+                }
+                let polled = match first.take() {
+                    Some(p) => p,
+                    None => ready!(inner.as_mut().poll_frame(cx)),
+                };
+                if let Some(out) = st.on_frame(polled, inner.is_end_stream()) {
+                    return Poll::Ready(out);
+                }
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Metered {
-                inner,
-                meter,
-                trailers,
-                done,
-            } => {
-                if *done {
-                    trailers.is_none()
-                } else {
-                    inner.is_end_stream() && meter.is_finished()
-                }
+            Kind::Metered { inner, st } => st.is_end_stream(inner.is_end_stream()),
+            Kind::Peeked { inner, first, st } => {
+                first.is_none() && st.is_end_stream(inner.is_end_stream())
             }
-            Kind::Full { data } => data.is_none(),
+            Kind::Edited { data, .. } | Kind::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Metered { inner, meter, .. } => {
-                if meter.mode() == Mode::Pass {
-                    inner.size_hint()
-                } else {
-                    // Edits change the length.
-                    SizeHint::default()
-                }
-            }
-            Kind::Full { data } => {
+            Kind::Metered { inner, st } if st.meter.mode() == Mode::Pass => inner.size_hint(),
+            // Edits change the length.
+            Kind::Metered { .. } | Kind::Peeked { .. } => SizeHint::default(),
+            Kind::Edited { data, .. } | Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
@@ -193,13 +290,18 @@ fn concat(a: Bytes, b: Bytes) -> Bytes {
     }
 }
 
-impl<B> fmt::Debug for ResponseBody<B> {
+impl<B: Body> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Metered { meter, .. } => f
+            Kind::Metered { st, .. } | Kind::Peeked { st, .. } => f
                 .debug_struct("ResponseBody")
-                .field("meter", meter)
+                .field("meter", &st.meter)
                 .finish_non_exhaustive(),
+            Kind::Edited { data, meter } => f
+                .debug_struct("ResponseBody::Edited")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("meter", meter)
+                .finish(),
             Kind::Full { data } => f
                 .debug_tuple("ResponseBody::Full")
                 .field(&data.as_ref().map_or(0, Bytes::len))

@@ -169,14 +169,18 @@
 //! ```
 
 mod body;
+mod config;
 mod cost;
+mod edit;
 mod future;
 mod json;
 mod layer;
 mod ledger;
 mod meter;
 mod record;
+mod scan;
 mod service;
+mod settle;
 mod sse;
 
 pub use body::ResponseBody;

@@ -9,11 +9,11 @@ use memchr::memmem::Finder;
 use rand::distributions::{Alphanumeric, DistString};
 use tower_service::Service;
 
+use super::body::ResponseBody;
+use super::config::Config;
 use super::future::{Estimate, ResponseFuture};
-use super::layer::{Config, UsageMeterLayer};
 use super::ledger::CallerKey;
-use super::meter::Ctx;
-use super::ResponseBody;
+use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::Route;
 
@@ -29,20 +29,8 @@ pub struct UsageMeter<S> {
     pub(crate) config: Arc<Config>,
 }
 
+// `new` and `layer` are defined beside the builder, in `layer.rs`.
 impl<S> UsageMeter<S> {
-    /// Wraps `inner` with the configuration of `layer`.
-    pub fn new(inner: S, layer: &UsageMeterLayer) -> Self {
-        UsageMeter {
-            inner,
-            config: layer.config.clone(),
-        }
-    }
-
-    /// A [`UsageMeterLayer`] with the default configuration.
-    pub fn layer() -> UsageMeterLayer {
-        UsageMeterLayer::new()
-    }
-
     define_inner_service_accessors!();
 }
 
