@@ -47,7 +47,7 @@ pin_project! {
         // before the rest) without finding the whole answer in it; boxed because it was polled.
         Peeked {
             inner: Pin<Box<B>>,
-            first: Option<Option<Result<Frame<B::Data>, B::Error>>>,
+            first: Option<Box<Option<Result<Frame<B::Data>, B::Error>>>>,
             st: Metering,
         },
         // A non-streamed answer that arrived whole and was edited before the response was
@@ -106,6 +106,8 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
             Poll::Pending => None,
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) if data.len() as u64 == n && inner.is_end_stream() => {
+                    // Done with the inner body: free it before the edit allocates.
+                    drop(inner);
                     let data = meter.whole(data);
                     if data.is_empty() {
                         let _ = meter.finish(End::Complete);
@@ -115,10 +117,10 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
                         kind: Kind::Edited { data, meter },
                     };
                 }
-                Ok(data) => Some(Some(Ok(Frame::data(data)))),
-                Err(frame) => Some(Some(Ok(frame))),
+                Ok(data) => Some(Box::new(Some(Ok(Frame::data(data))))),
+                Err(frame) => Some(Box::new(Some(Ok(frame)))),
             },
-            Poll::Ready(other) => Some(other),
+            Poll::Ready(other) => Some(Box::new(other)),
         };
         let st = Metering {
             meter,
@@ -148,56 +150,66 @@ impl<B: Body> From<Bytes> for ResponseBody<B> {
 }
 
 impl Metering {
-    /// Handles what the inner body yielded (`ended`: its `is_end_stream()` afterwards); returns
-    /// what to yield, or `None` to poll the inner body again.
-    fn on_frame<E>(
+    /// Reads the inner body to its next output: `first` (a frame read ahead) is handled before
+    /// the inner body is polled again. (Inlined into both callers: the one without `first` then
+    /// costs nothing for it.)
+    #[inline(always)]
+    fn poll<I: Body<Data = Bytes>>(
         &mut self,
-        polled: Option<Result<Frame<Bytes>, E>>,
-        ended: bool,
-    ) -> Option<Option<Result<Frame<Bytes>, E>>> {
-        match polled {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => self.on_data(data, ended).map(|d| d.map(Ok)),
-                Err(frame) => {
-                    self.done = true;
-                    let rest = self.meter.finish(End::Complete);
-                    Some(match frame.into_trailers() {
-                        Ok(t) if rest.is_empty() => Some(Ok(Frame::trailers(t))),
-                        Ok(t) => {
-                            self.trailers = Some(t);
-                            Some(Ok(Frame::data(rest)))
+        mut inner: Pin<&mut I>,
+        mut first: Option<&mut Option<Box<Option<Result<Frame<Bytes>, I::Error>>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, I::Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let polled = match first.as_mut().and_then(|f| f.take()) {
+                Some(p) => *p,
+                None => ready!(inner.as_mut().poll_frame(cx)),
+            };
+            match polled {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = self.meter.data(data);
+                        if inner.is_end_stream() {
+                            // The consumer may not poll again (exact Content-Length): end here.
+                            self.done = true;
+                            let rest = self.meter.finish(End::Complete);
+                            return Poll::Ready(non_empty(concat(out, rest)).map(Ok));
                         }
-                        // Neither data nor trailers: nothing to forward.
-                        Err(_) => non_empty(rest).map(Ok),
-                    })
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(self.on_trailers(frame).map(Ok)),
+                },
+                Some(Err(e)) => {
+                    self.done = true;
+                    let _ = self.meter.finish(End::Error);
+                    return Poll::Ready(Some(Err(e)));
                 }
-            },
-            Some(Err(e)) => {
-                self.done = true;
-                let _ = self.meter.finish(End::Error);
-                Some(Some(Err(e)))
-            }
-            None => {
-                self.done = true;
-                Some(non_empty(self.meter.finish(End::Complete)).map(Ok))
+                None => {
+                    self.done = true;
+                    return Poll::Ready(non_empty(self.meter.finish(End::Complete)).map(Ok));
+                }
             }
         }
     }
 
-    fn on_data(&mut self, data: Bytes, ended: bool) -> Option<Option<Frame<Bytes>>> {
-        let out = self.meter.data(data);
-        if ended {
-            // The consumer may not poll again (exact Content-Length): end here.
-            self.done = true;
-            let rest = self.meter.finish(End::Complete);
-            return Some(non_empty(concat(out, rest)));
+    /// A frame that is not data (trailers) ends the body: what is still to emit goes first.
+    fn on_trailers(&mut self, frame: Frame<Bytes>) -> Option<Frame<Bytes>> {
+        self.done = true;
+        let rest = self.meter.finish(End::Complete);
+        match frame.into_trailers() {
+            Ok(t) if rest.is_empty() => Some(Frame::trailers(t)),
+            Ok(t) => {
+                self.trailers = Some(t);
+                Some(Frame::data(rest))
+            }
+            // Neither data nor trailers: nothing to forward.
+            Err(_) => non_empty(rest),
         }
-        (!out.is_empty()).then(|| Some(Frame::data(out)))
-    }
-
-    /// After the end: the trailers held back behind the last data, if any.
-    fn after_end<E>(&mut self) -> Option<Result<Frame<Bytes>, E>> {
-        self.trailers.take().map(|t| Ok(Frame::trailers(t)))
     }
 
     fn is_end_stream(&self, inner_ended: bool) -> bool {
@@ -231,27 +243,8 @@ where
                 let _ = meter.finish(End::Complete);
                 Poll::Ready(out)
             }
-            KindProj::Metered { mut inner, st } => loop {
-                if st.done {
-                    return Poll::Ready(st.after_end());
-                }
-                let polled = ready!(inner.as_mut().poll_frame(cx));
-                if let Some(out) = st.on_frame(polled, inner.is_end_stream()) {
-                    return Poll::Ready(out);
-                }
-            },
-            KindProj::Peeked { inner, first, st } => loop {
-                if st.done {
-                    return Poll::Ready(st.after_end());
-                }
-                let polled = match first.take() {
-                    Some(p) => p,
-                    None => ready!(inner.as_mut().poll_frame(cx)),
-                };
-                if let Some(out) = st.on_frame(polled, inner.is_end_stream()) {
-                    return Poll::Ready(out);
-                }
-            },
+            KindProj::Metered { inner, st } => st.poll(inner, None, cx),
+            KindProj::Peeked { inner, first, st } => st.poll(inner.as_mut(), Some(first), cx),
         }
     }
 

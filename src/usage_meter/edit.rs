@@ -61,28 +61,36 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
     if !ctx.rewrite {
         return body;
     }
-    let mut edits: Vec<Edit> = Vec::with_capacity(4);
-    if let Some(r) = top.id.and_then(|v| json::span(&body, v)) {
-        edits.push((r, json::quote(&ctx.id).into_bytes()));
-    }
-    if let Some(r) = top
-        .model
-        .filter(|_| !ctx.model.is_empty())
-        .and_then(|v| json::span(&body, v))
-    {
-        edits.push((r, model_value(ctx, top.provider.is_some())));
-    }
-    if let Some(r) = top
-        .provider
-        .filter(|_| !ctx.provider_name.is_empty())
-        .and_then(|v| json::span(&body, v))
-    {
-        edits.push((r, json::quote(&ctx.provider_name).into_bytes()));
-    }
+    // At most four edits (id, model, provider, usage), kept on the stack.
+    let mut edits: [Edit; 4] = Default::default();
+    let mut n = 0;
+    let mut push = |e: Option<Edit>| {
+        if let Some(e) = e {
+            edits[n] = e;
+            n += 1;
+        }
+    };
+    push(
+        top.id
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, json::quote(&ctx.id).into_bytes())),
+    );
+    push(
+        top.model
+            .filter(|_| !ctx.model.is_empty())
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, model_value(ctx, top.provider.is_some()))),
+    );
+    push(
+        top.provider
+            .filter(|_| !ctx.provider_name.is_empty())
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, json::quote(&ctx.provider_name).into_bytes())),
+    );
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
-        edits.extend(body_usage_edit(ctx, obs, &body, u, w));
+        push(body_usage_edit(ctx, obs, &body, u, w));
     }
-    Bytes::from(json::apply(&body, &mut edits))
+    Bytes::from(json::apply(&body, &mut edits[..n]))
 }
 
 /// Records what a non-streamed body says (upstream id, error, finish reason, content bytes,

@@ -215,7 +215,8 @@ fn wrap<B: Body<Data = Bytes>>(
         };
         if let Some(i) = index {
             ctx.endpoint = Some(i);
-            if let Some(e) = catalog.endpoint(i) {
+            // Named by the catalog unless `ServedBy` names it (below).
+            if let Some(e) = catalog.endpoint(i).filter(|_| served.is_none()) {
                 ctx.endpoint_key = Some(e.key().clone());
                 ctx.model = e.model_id.clone();
                 ctx.provider_name = catalog

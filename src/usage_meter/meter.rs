@@ -154,6 +154,7 @@ impl Drop for Meter {
 
 impl Core {
     /// A frame of a non-streamed body: accumulated up to the limit, then passed through.
+    #[inline(never)]
     fn json_data(&mut self, data: Bytes) -> Bytes {
         let JsonState::Accumulating(buf) = &mut self.json else {
             self.obs.content_bytes += data.len() as u64;
