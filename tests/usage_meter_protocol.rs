@@ -289,13 +289,9 @@ async fn no_budget_is_reserved_while_the_inner_service_is_not_ready() {
 /// The stack ModelRouting → UsageMeter over a tower-test mock, made ready once.
 type MockStack = ModelRouting<UsageMeter<mock::Mock<Request<Full<Bytes>>, Response<Chan>>>>;
 
-fn ready_stack(
-    ledger: &Counting,
-) -> (
-    mock::Spawn<MockStack>,
-    mock::Handle<Request<Full<Bytes>>, Response<Chan>>,
-    Records,
-) {
+type MockHandle = mock::Handle<Req, Response<Chan>>;
+
+fn ready_stack(ledger: &Counting) -> (mock::Spawn<MockStack>, MockHandle, Records) {
     let (layer, records) = meter(ledger);
     let stack = ServiceBuilder::new()
         .layer(ModelRoutingLayer::new(Catalog::from_json(DEMO).unwrap()))

@@ -47,7 +47,7 @@ pin_project! {
         // before the rest) without finding the whole answer in it; boxed because it was polled.
         Peeked {
             inner: Pin<Box<B>>,
-            first: Option<Box<Option<Result<Frame<B::Data>, B::Error>>>>,
+            first: Option<Box<Polled<B::Error, B::Data>>>,
             st: Metering,
         },
         // A non-streamed answer that arrived whole and was edited before the response was
@@ -60,6 +60,9 @@ pin_project! {
         Full { data: Option<Bytes> },
     }
 }
+
+/// What polling a body gave: a frame, an error, or its end.
+type Polled<E, D = Bytes> = Option<Result<Frame<D>, E>>;
 
 /// The meter of a body read frame by frame, and what is left to emit after the inner body ended.
 struct Metering {
@@ -157,7 +160,7 @@ impl Metering {
     fn poll<I: Body<Data = Bytes>>(
         &mut self,
         mut inner: Pin<&mut I>,
-        mut first: Option<&mut Option<Box<Option<Result<Frame<Bytes>, I::Error>>>>>,
+        mut first: Option<&mut Option<Box<Polled<I::Error>>>>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, I::Error>>> {
         loop {

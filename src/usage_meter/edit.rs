@@ -166,6 +166,19 @@ struct Template {
     rewritten_suffix: Vec<u8>,
 }
 
+impl Template {
+    /// The content of `d` if `d` is `prefix`, a plain string (no quote, not ending in an escape),
+    /// then `suffix`.
+    fn content<'d>(d: &'d [u8], prefix: &[u8], suffix: &[u8]) -> Option<&'d [u8]> {
+        if d.len() < prefix.len() + suffix.len() || !d.starts_with(prefix) || !d.ends_with(suffix) {
+            return None;
+        }
+        let middle = &d[prefix.len()..d.len() - suffix.len()];
+        let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
+        (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
+    }
+}
+
 /// What the editing of one stream has learned so far, kept between frames.
 #[derive(Default)]
 pub(crate) struct StreamEdits {
@@ -222,6 +235,7 @@ impl Handler<'_> {
     }
 
     /// Notes content: its bytes, and the time of the first.
+    #[inline(always)]
     fn content(&mut self, n: u64) {
         if n > 0 {
             self.obs.content_bytes += n;
@@ -319,7 +333,7 @@ impl Handler<'_> {
         let Some(t) = self.st.template.as_ref() else {
             return false;
         };
-        match scan::plain_string_between(d, &t.prefix, &t.suffix) {
+        match Template::content(d, &t.prefix, &t.suffix) {
             Some(content) => {
                 self.content(content.len() as u64);
                 true
@@ -441,7 +455,7 @@ impl Handler<'_> {
         let Some(t) = self.st.template.as_ref() else {
             return false;
         };
-        let Some(content) = scan::plain_string_between(src, &t.raw_prefix, &t.raw_suffix) else {
+        let Some(content) = Template::content(src, &t.raw_prefix, &t.raw_suffix) else {
             return false;
         };
         let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();

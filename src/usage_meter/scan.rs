@@ -122,21 +122,6 @@ pub(crate) fn content_len(d: &[u8], hint: &mut usize) -> (u64, usize) {
     (s.len() as u64, d.len())
 }
 
-/// The string between `prefix` and `suffix` if `d` is `prefix`, a plain JSON string body (no
-/// quote, not ending in an escape), then `suffix`.
-pub(crate) fn plain_string_between<'d>(
-    d: &'d [u8],
-    prefix: &[u8],
-    suffix: &[u8],
-) -> Option<&'d [u8]> {
-    if d.len() < prefix.len() + suffix.len() || !d.starts_with(prefix) || !d.ends_with(suffix) {
-        return None;
-    }
-    let middle = &d[prefix.len()..d.len() - suffix.len()];
-    let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
-    (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
