@@ -350,31 +350,9 @@ async fn serve_on(state: &AppState, stack: Stack, route: &'static str, req: Requ
         }
     };
     state.metrics.record_request(route, res.status().as_u16());
-    with_length(res).await
-}
-
-/// A non-streamed answer is complete before the stack returns it (ProviderFallback buffers it),
-/// but the layers that edit it cannot know its length up front: read it here so that it goes out
-/// with `Content-Length` in one write rather than chunked. Event streams pass as they are.
-async fn with_length(res: Response) -> Response {
-    let streamed = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if streamed || http_body::Body::size_hint(res.body()).exact().is_some() {
-        return res;
-    }
-    let (parts, body) = res.into_parts();
-    match body.collect().await {
-        Ok(c) => Response::from_parts(parts, Body::from(c.to_bytes())),
-        Err(e) => {
-            tracing::warn!(error = %e, "response body failed");
-            error_response(GatewayError::new(
-                ErrorType::ProviderUnavailable,
-                "the response failed while it was being read",
-            ))
-        }
-    }
+    // A non-streamed answer goes out with `Content-Length` (not chunked): the layers that edit it
+    // report its exact `size_hint`, from which hyper sets the header.
+    res
 }
 
 // === Anthropic Messages ===

@@ -1,3 +1,8 @@
+//! The response body of [`UsageMeter`](super::UsageMeter): the inner body observed frame by frame
+//! through its [`Meter`], or a non-streamed answer edited whole before the response was returned.
+//!
+//! Imports `meter` and `settle` (for [`End`]).
+
 use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -7,13 +12,20 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::meter::{End, Meter, Mode};
+use super::meter::{Meter, Mode};
+use super::settle::End;
 
 pin_project! {
     /// Response body for [`UsageMeter`](super::UsageMeter): the upstream body, observed and edited
     /// on the way through (see the [module docs](super#the-response-body)), or a complete body the
     /// layer produced itself (a 402 rejection).
-    pub struct ResponseBody<B> {
+    ///
+    /// Bounded by `B: Body` (like tower-http's `DecompressionBody`) because it may hold a frame or
+    /// an error it read from `B` ahead of its consumer.
+    pub struct ResponseBody<B>
+    where
+        B: Body,
+    {
         #[pin]
         kind: Kind<B>,
     }
@@ -21,37 +33,110 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B> {
+    enum Kind<B>
+    where
+        B: Body,
+    {
+        // The inner body, observed and edited frame by frame.
         Metered {
             #[pin]
             inner: B,
-            meter: Meter,
-            trailers: Option<HeaderMap>,
-            done: bool,
+            st: Metering,
         },
+        // The inner body after the response future read its first frame (`first`, replayed
+        // before the rest) without finding the whole answer in it; boxed because it was polled.
+        Peeked {
+            inner: Pin<Box<B>>,
+            first: Option<Box<Polled<B::Error, B::Data>>>,
+            st: Metering,
+        },
+        // A non-streamed answer that arrived whole and was edited before the response was
+        // returned; the meter finishes when the consumer takes it (or drops it: cancelled).
+        Edited {
+            data: Option<Bytes>,
+            meter: Meter,
+        },
+        // A body the layer produced itself.
         Full { data: Option<Bytes> },
     }
 }
 
-impl<B: Body> ResponseBody<B> {
-    pub(crate) fn metered(inner: B, mut meter: Meter) -> Self {
+/// What polling a body gave: a frame, an error, or its end.
+type Polled<E, D = Bytes> = Option<Result<Frame<D>, E>>;
+
+/// The meter of a body read frame by frame, and what is left to emit after the inner body ended.
+struct Metering {
+    meter: Meter,
+    trailers: Option<HeaderMap>,
+    done: bool,
+}
+
+impl<B: Body<Data = Bytes>> ResponseBody<B> {
+    /// The body of a response the meter reads: edited whole now if it is a non-streamed answer
+    /// that comes in one frame covering its exact `size_hint`, else read as it comes.
+    pub(crate) fn new(inner: B, meter: Meter, cx: &mut Context<'_>) -> Self {
+        let whole = inner
+            .size_hint()
+            .exact()
+            .filter(|&n| meter.mode() == Mode::Json && n > 0 && n <= meter.json_limit() as u64);
+        match whole {
+            Some(n) => Self::peek(inner, meter, n, cx),
+            None => Self::metered(inner, meter),
+        }
+    }
+
+    fn metered(inner: B, mut meter: Meter) -> Self {
         // An empty body ends before it starts: finish now, since nobody may poll it.
         let done = inner.is_end_stream() && meter.mode() != Mode::Json;
         if done {
             let _ = meter.finish(End::Complete);
         }
+        let st = Metering {
+            meter,
+            trailers: None,
+            done,
+        };
         ResponseBody {
-            kind: Kind::Metered {
-                inner,
-                meter,
-                trailers: None,
-                done,
+            kind: Kind::Metered { inner, st },
+        }
+    }
+
+    /// Reads the first frame of `inner` (`n` bytes long by its `size_hint`): when it is the whole
+    /// body, edits it in place — no second buffer — so that the response reports its exact length.
+    fn peek(inner: B, mut meter: Meter, n: u64, cx: &mut Context<'_>) -> Self {
+        let mut inner = Box::pin(inner);
+        let first = match inner.as_mut().poll_frame(cx) {
+            Poll::Pending => None,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if data.len() as u64 == n && inner.is_end_stream() => {
+                    // Done with the inner body: free it before the edit allocates.
+                    drop(inner);
+                    let data = meter.whole(data);
+                    if data.is_empty() {
+                        let _ = meter.finish(End::Complete);
+                    }
+                    let data = (!data.is_empty()).then_some(data);
+                    return ResponseBody {
+                        kind: Kind::Edited { data, meter },
+                    };
+                }
+                Ok(data) => Some(Box::new(Some(Ok(Frame::data(data))))),
+                Err(frame) => Some(Box::new(Some(Ok(frame)))),
             },
+            Poll::Ready(other) => Some(Box::new(other)),
+        };
+        let st = Metering {
+            meter,
+            trailers: None,
+            done: false,
+        };
+        ResponseBody {
+            kind: Kind::Peeked { inner, first, st },
         }
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B: Body> ResponseBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         ResponseBody {
             kind: Kind::Full {
@@ -61,10 +146,86 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> From<Bytes> for ResponseBody<B> {
+impl<B: Body> From<Bytes> for ResponseBody<B> {
     fn from(b: Bytes) -> Self {
         ResponseBody::full(b)
     }
+}
+
+impl Metering {
+    /// Reads the inner body to its next output: `first` (a frame read ahead) is handled before
+    /// the inner body is polled again. (Inlined into both callers: the one without `first` then
+    /// costs nothing for it.)
+    #[inline(always)]
+    fn poll<I: Body<Data = Bytes>>(
+        &mut self,
+        mut inner: Pin<&mut I>,
+        mut first: Option<&mut Option<Box<Polled<I::Error>>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, I::Error>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let polled = match first.as_mut().and_then(|f| f.take()) {
+                Some(p) => *p,
+                None => ready!(inner.as_mut().poll_frame(cx)),
+            };
+            match polled {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = self.meter.data(data);
+                        if inner.is_end_stream() {
+                            // The consumer may not poll again (exact Content-Length): end here.
+                            self.done = true;
+                            let rest = self.meter.finish(End::Complete);
+                            return Poll::Ready(non_empty(concat(out, rest)).map(Ok));
+                        }
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(frame) => return Poll::Ready(self.on_trailers(frame).map(Ok)),
+                },
+                Some(Err(e)) => {
+                    self.done = true;
+                    let _ = self.meter.finish(End::Error);
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    self.done = true;
+                    return Poll::Ready(non_empty(self.meter.finish(End::Complete)).map(Ok));
+                }
+            }
+        }
+    }
+
+    /// A frame that is not data (trailers) ends the body: what is still to emit goes first.
+    fn on_trailers(&mut self, frame: Frame<Bytes>) -> Option<Frame<Bytes>> {
+        self.done = true;
+        let rest = self.meter.finish(End::Complete);
+        match frame.into_trailers() {
+            Ok(t) if rest.is_empty() => Some(Frame::trailers(t)),
+            Ok(t) => {
+                self.trailers = Some(t);
+                Some(Frame::data(rest))
+            }
+            // Neither data nor trailers: nothing to forward.
+            Err(_) => non_empty(rest),
+        }
+    }
+
+    fn is_end_stream(&self, inner_ended: bool) -> bool {
+        if self.done {
+            self.trailers.is_none()
+        } else {
+            inner_ended && self.meter.is_finished()
+        }
+    }
+}
+
+fn non_empty(b: Bytes) -> Option<Frame<Bytes>> {
+    (!b.is_empty()).then(|| Frame::data(b))
 }
 
 impl<B> Body for ResponseBody<B>
@@ -78,102 +239,34 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let (mut inner, meter, trailers, done) = match self.project().kind.project() {
-            KindProj::Full { data } => {
-                return Poll::Ready(data.take().map(|d| Ok(Frame::data(d))));
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Edited { data, meter } => {
+                let out = data.take().map(|d| Ok(Frame::data(d)));
+                let _ = meter.finish(End::Complete);
+                Poll::Ready(out)
             }
-            KindProj::Metered {
-                inner,
-                meter,
-                trailers,
-                done,
-            } => (inner, meter, trailers, done),
-        };
-        loop {
-            if *done {
-                return Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))));
-            }
-            match ready!(inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = meter.data(data);
-                        if inner.is_end_stream() {
-                            // The consumer may not poll again (exact Content-Length): end here.
-                            *done = true;
-                            let rest = meter.finish(End::Complete);
-                            let out = concat(out, rest);
-                            if out.is_empty() {
-                                return Poll::Ready(None);
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
-                    Err(frame) => {
-                        *done = true;
-                        let rest = meter.finish(End::Complete);
-                        match frame.into_trailers() {
-                            Ok(t) if rest.is_empty() => {
-                                return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                            }
-                            Ok(t) => {
-                                *trailers = Some(t);
-                                return Poll::Ready(Some(Ok(Frame::data(rest))));
-                            }
-                            // Neither data nor trailers: nothing to forward.
-                            Err(_) if rest.is_empty() => return Poll::Ready(None),
-                            Err(_) => return Poll::Ready(Some(Ok(Frame::data(rest)))),
-                        }
-                    }
-                },
-                Some(Err(e)) => {
-                    *done = true;
-                    let _ = meter.finish(End::Error);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => {
-                    *done = true;
-                    let rest = meter.finish(End::Complete);
-                    if rest.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(rest))));
-                }
-            }
+            KindProj::Metered { inner, st } => st.poll(inner, None, cx),
+            KindProj::Peeked { inner, first, st } => st.poll(inner.as_mut(), Some(first), cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Metered {
-                inner,
-                meter,
-                trailers,
-                done,
-            } => {
-                if *done {
-                    trailers.is_none()
-                } else {
-                    inner.is_end_stream() && meter.is_finished()
-                }
+            Kind::Metered { inner, st } => st.is_end_stream(inner.is_end_stream()),
+            Kind::Peeked { inner, first, st } => {
+                first.is_none() && st.is_end_stream(inner.is_end_stream())
             }
-            Kind::Full { data } => data.is_none(),
+            Kind::Edited { data, .. } | Kind::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Metered { inner, meter, .. } => {
-                if meter.mode() == Mode::Pass {
-                    inner.size_hint()
-                } else {
-                    // Edits change the length.
-                    SizeHint::default()
-                }
-            }
-            Kind::Full { data } => {
+            Kind::Metered { inner, st } if st.meter.mode() == Mode::Pass => inner.size_hint(),
+            // Edits change the length.
+            Kind::Metered { .. } | Kind::Peeked { .. } => SizeHint::default(),
+            Kind::Edited { data, .. } | Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
@@ -193,13 +286,18 @@ fn concat(a: Bytes, b: Bytes) -> Bytes {
     }
 }
 
-impl<B> fmt::Debug for ResponseBody<B> {
+impl<B: Body> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Metered { meter, .. } => f
+            Kind::Metered { st, .. } | Kind::Peeked { st, .. } => f
                 .debug_struct("ResponseBody")
-                .field("meter", meter)
+                .field("meter", &st.meter)
                 .finish_non_exhaustive(),
+            Kind::Edited { data, meter } => f
+                .debug_struct("ResponseBody::Edited")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("meter", meter)
+                .finish(),
             Kind::Full { data } => f
                 .debug_tuple("ResponseBody::Full")
                 .field(&data.as_ref().map_or(0, Bytes::len))

@@ -127,7 +127,8 @@ pub(crate) fn price_effective(
     }
 }
 
-/// Zero-completion insurance (shared/OPENROUTER.md §10.3): true when the tokens are not charged.
+/// Zero-completion insurance (<https://openrouter.ai/docs/features/zero-completion-insurance>):
+/// true when the tokens are not charged.
 pub(crate) fn insured(usage: Option<&TokenUsage>, finish_reason: Option<&str>) -> bool {
     if finish_reason == Some("error") {
         return true;

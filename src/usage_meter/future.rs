@@ -10,9 +10,10 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::body::ResponseBody;
 use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
-use super::meter::{Ctx, Hold, Meter, Mode};
-use super::ResponseBody;
+use super::meter::{Meter, Mode};
+use super::settle::{Ctx, Hold};
 use crate::catalog::Usd;
 use crate::error::{ErrorType, GatewayError};
 use crate::route::ServedBy;
@@ -168,7 +169,7 @@ where
                         .ctx
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(wrap(res, ctx)));
+                    return Poll::Ready(Ok(wrap(res, ctx, cx)));
                 }
                 StateProj::Rejected { error } => {
                     let e = error
@@ -181,7 +182,13 @@ where
     }
 }
 
-fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<ResponseBody<B>> {
+/// The response with the meter's head edits and its body wrapped (a non-streamed answer that
+/// is already complete is edited now, see [`ResponseBody::new`]).
+fn wrap<B: Body<Data = Bytes>>(
+    res: Response<B>,
+    mut ctx: Ctx,
+    cx: &mut Context<'_>,
+) -> Response<ResponseBody<B>> {
     let (mut parts, body) = res.into_parts();
     ctx.success = parts.status.is_success();
     ctx.streamed = parts
@@ -208,7 +215,8 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
         };
         if let Some(i) = index {
             ctx.endpoint = Some(i);
-            if let Some(e) = catalog.endpoint(i) {
+            // Named by the catalog unless `ServedBy` names it (below).
+            if let Some(e) = catalog.endpoint(i).filter(|_| served.is_none()) {
                 ctx.endpoint_key = Some(e.key().clone());
                 ctx.model = e.model_id.clone();
                 ctx.provider_name = catalog
@@ -237,11 +245,13 @@ fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
             parts.headers.insert("x-generation-id", v);
         }
         if mode == Mode::Json {
-            // The edits change the length; the new one is known only at the end.
+            // The edits change the length: the body's exact `size_hint` gives the new one when
+            // it is known now (hyper then sets the header), else it is sent chunked.
             parts.headers.remove(header::CONTENT_LENGTH);
         }
     }
-    Response::from_parts(parts, ResponseBody::metered(body, Meter::new(ctx, mode)))
+    let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
+    Response::from_parts(parts, body)
 }
 
 impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>

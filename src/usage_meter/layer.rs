@@ -3,10 +3,11 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::config::Config;
 use super::ledger::Ledger;
 use super::record::GenerationSink;
 use super::service::UsageMeter;
-use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::clock::Clock;
 use crate::stats::Stats;
 
 /// Layer that applies the [`UsageMeter`] middleware.
@@ -16,31 +17,6 @@ use crate::stats::Stats;
 #[must_use]
 pub struct UsageMeterLayer {
     pub(crate) config: Arc<Config>,
-}
-
-/// The layer's configuration, shared by every request.
-pub(crate) struct Config {
-    pub(crate) ledger: Option<Arc<dyn Ledger>>,
-    pub(crate) stats: Option<Stats>,
-    pub(crate) sinks: Vec<Arc<dyn GenerationSink>>,
-    pub(crate) clock: SharedClock,
-    pub(crate) default_max_tokens: u64,
-    pub(crate) rewrite: bool,
-    pub(crate) json_limit: usize,
-}
-
-impl Clone for Config {
-    fn clone(&self) -> Self {
-        Config {
-            ledger: self.ledger.clone(),
-            stats: self.stats.clone(),
-            sinks: self.sinks.clone(),
-            clock: self.clock.clone(),
-            default_max_tokens: self.default_max_tokens,
-            rewrite: self.rewrite,
-            json_limit: self.json_limit,
-        }
-    }
 }
 
 impl Default for UsageMeterLayer {
@@ -54,15 +30,7 @@ impl UsageMeterLayer {
     /// adds `usage.cost` and rewrites `id` / `model` / `provider`.
     pub fn new() -> Self {
         UsageMeterLayer {
-            config: Arc::new(Config {
-                ledger: None,
-                stats: None,
-                sinks: Vec::new(),
-                clock: Arc::new(SystemClock),
-                default_max_tokens: 4096,
-                rewrite: true,
-                json_limit: 16 * 1024 * 1024,
-            }),
+            config: Arc::new(Config::default()),
         }
     }
 
@@ -111,10 +79,29 @@ impl UsageMeterLayer {
         self.edit(|c| c.rewrite = on)
     }
 
-    /// Largest non-streamed body buffered for editing (default 16 MiB); larger bodies pass through
-    /// unedited and are recorded with `usage_missing`.
+    /// Largest non-streamed body edited (default 16 MiB); larger bodies pass through unedited and are recorded with `usage_missing`.
+    ///
+    /// A body that arrives as one frame covering its exact
+    /// [`size_hint`](http_body::Body::size_hint) (what `ProviderFallback` sends) is edited in
+    /// place, without a copy, and the edited body reports its exact length; a body in several
+    /// frames is accumulated up to this limit, then edited.
     pub fn json_limit(self, bytes: usize) -> Self {
         self.edit(|c| c.json_limit = bytes)
+    }
+}
+
+// The service's constructors live here, beside the builder they use, so that `service` does not
+// import `layer` (no module cycle).
+impl<S> UsageMeter<S> {
+    /// Wraps `inner` with the defaults of [`UsageMeterLayer::new`]; configure a meter with the
+    /// builder and [`Layer::layer`] instead.
+    pub fn new(inner: S) -> Self {
+        UsageMeterLayer::new().layer(inner)
+    }
+
+    /// A [`UsageMeterLayer`] with the default configuration.
+    pub fn layer() -> UsageMeterLayer {
+        UsageMeterLayer::new()
     }
 }
 
@@ -132,18 +119,5 @@ impl<S> Layer<S> for UsageMeterLayer {
 impl fmt::Debug for UsageMeterLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.config.fmt(f)
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UsageMeterConfig")
-            .field("ledger", &self.ledger.is_some())
-            .field("stats", &self.stats.is_some())
-            .field("sinks", &self.sinks.len())
-            .field("default_max_tokens", &self.default_max_tokens)
-            .field("rewrite", &self.rewrite)
-            .field("json_limit", &self.json_limit)
-            .finish()
     }
 }

@@ -36,10 +36,14 @@
 //!   first JSON event is parsed once to learn the exact bytes of the upstream's `"id":"…"` and
 //!   `"model":"…"` members, which every later chunk repeats; they are replaced by byte-pattern
 //!   search, and `"provider":"<display name>"` is added after `model`.
-//! * **Non-streamed bodies** are complete anyway: they are buffered (up to
-//!   [`UsageMeterLayer::json_limit`], 16 MiB by default), their top-level members located without
-//!   building a tree, and edited by splicing byte ranges; `Content-Length` is removed from the
-//!   response head because the length changes.
+//! * **Non-streamed bodies** are complete anyway. One that arrives as a single frame covering its
+//!   exact [`size_hint`](http_body::Body::size_hint) — what `ProviderFallback`, which buffers the
+//!   answer, sends — is edited in place when the inner response arrives, without a second buffer,
+//!   and the [`ResponseBody`] then reports its **exact** new length (hyper sets `Content-Length`
+//!   from it). A body in several frames is accumulated, up to [`UsageMeterLayer::json_limit`]
+//!   (its default and meaning are documented there), and edited at its end. Either way the
+//!   top-level members are located without building a tree and edited by splicing byte ranges; the
+//!   upstream's `Content-Length` is removed from the response head because the length changes.
 //! * Error responses (non-2xx) pass through untouched; their reservation is released and no
 //!   generation is recorded.
 //! * Anthropic-wire streams (`message_start` → `message.usage.input_tokens` plus cache fields,
@@ -70,7 +74,8 @@
 //!   evidently counts them apart, and they are added.
 //! * Cached and cache-written tokens are inside `prompt_tokens`; missing cache prices default to the
 //!   prompt price. Images are counted in the request (`"image_url":` members).
-//! * **Zero-completion insurance** (shared/OPENROUTER.md §10.3): no token charge when the upstream
+//! * **Zero-completion insurance**
+//!   (<https://openrouter.ai/docs/features/zero-completion-insurance>): no token charge when the upstream
 //!   reports zero completion tokens and no finish reason, or the finish reason is `"error"`.
 //!   The request fee, images and web searches are still charged (they are not token charges).
 //! * **Missing usage** (no usage reported, stream truncated, cancelled before the usage chunk) is
@@ -168,15 +173,28 @@
 //! # }
 //! ```
 
+//! # Module map
+//!
+//! `layer` (the builder, and `UsageMeter::new` / `UsageMeter::layer`) → `service` (the request
+//! side: estimate, reservation) → `future` (reserve, call, wrap the response) → `body` (the
+//! response body) → `meter` (one response's reader and its exactly-once finish) → `edit` (what is
+//! changed in JSON bodies and SSE events) → `settle` (request context, observations, settlement,
+//! record, statistics) → `config` → `record` → `ledger`, and `json` → `cost`, `scan` (byte
+//! scanners), `sse` (event splitter). A file imports only files to its right: no cycles.
+
 mod body;
+mod config;
 mod cost;
+mod edit;
 mod future;
 mod json;
 mod layer;
 mod ledger;
 mod meter;
 mod record;
+mod scan;
 mod service;
+mod settle;
 mod sse;
 
 pub use body::ResponseBody;

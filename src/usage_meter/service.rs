@@ -6,14 +6,15 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use memchr::memmem::Finder;
-use rand::distributions::{Alphanumeric, DistString};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
 use tower_service::Service;
 
+use super::body::ResponseBody;
+use super::config::Config;
 use super::future::{Estimate, ResponseFuture};
-use super::layer::{Config, UsageMeterLayer};
 use super::ledger::CallerKey;
-use super::meter::Ctx;
-use super::ResponseBody;
+use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::Route;
 
@@ -29,20 +30,8 @@ pub struct UsageMeter<S> {
     pub(crate) config: Arc<Config>,
 }
 
+// `new` and `layer` are defined beside the builder, in `layer.rs`.
 impl<S> UsageMeter<S> {
-    /// Wraps `inner` with the configuration of `layer`.
-    pub fn new(inner: S, layer: &UsageMeterLayer) -> Self {
-        UsageMeter {
-            inner,
-            config: layer.config.clone(),
-        }
-    }
-
-    /// A [`UsageMeterLayer`] with the default configuration.
-    pub fn layer() -> UsageMeterLayer {
-        UsageMeterLayer::new()
-    }
-
     define_inner_service_accessors!();
 }
 
@@ -55,14 +44,53 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
     }
 }
 
-/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`.
+/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
+/// allocated once.
 pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
-    let mut s = String::with_capacity(40);
-    s.push_str("gen-");
-    s.push_str(&unix_millis.div_euclid(1000).to_string());
-    s.push('-');
-    Alphanumeric.append_string(&mut rand::thread_rng(), &mut s, 20);
-    s.into()
+    use std::fmt::Write as _;
+
+    let mut id = IdBuf::default();
+    let _ = write!(id, "gen-{}-", unix_millis.div_euclid(1000));
+    let rng = &mut rand::thread_rng();
+    for _ in 0..20 {
+        id.push(rng.sample(Alphanumeric));
+    }
+    Arc::from(std::str::from_utf8(id.bytes()).unwrap_or("gen-"))
+}
+
+/// Room for `gen-`, an `i64` and `-`, and 20 characters.
+struct IdBuf {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for IdBuf {
+    fn default() -> Self {
+        IdBuf {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl IdBuf {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for IdBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        s.bytes().for_each(|b| self.push(b));
+        Ok(())
+    }
 }
 
 /// The worst-case cost of `route`: the dearest candidate's price of the estimated prompt plus the

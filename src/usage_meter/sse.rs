@@ -43,6 +43,7 @@ pub(crate) struct SseScanner {
 
 impl SseScanner {
     /// Feeds one frame; returns the bytes to emit now (possibly empty).
+    #[inline]
     pub(crate) fn feed(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
         if self.tail.is_empty() {
             let mut copy = h.rewrites();

@@ -1,0 +1,552 @@
+//! Editing: what the meter changes in an answer, always by splicing bytes, never by re-serialising.
+//!
+//! * A **non-streamed body** ([`edit_body`]) is parsed once into top-level spans; `id`, `model`,
+//!   `provider` and the `usage` object (with `cost` / `cost_details` inserted) are replaced in it.
+//! * An **SSE stream** is edited event by event through a [`Handler`] (the
+//!   [`OnEvent`] of the [`SseScanner`](super::sse::SseScanner)): the first JSON event teaches the
+//!   byte patterns of the upstream's `"id":"…"` / `"model":"…"` members ([`Rule`]s) and an
+//!   ordinary content chunk teaches the chunk shape ([`Template`]); later events are rewritten by
+//!   pattern search or by copying around their content, and only the usage chunk (and Anthropic's
+//!   `message_start` / `message_delta`) is parsed and spliced.
+//!
+//! Imports `settle` (the request context and observations it fills in), `json`, `cost`, `scan` and
+//! `sse`.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::cost::{self, Cost, TokenUsage, WireUsage};
+use super::json::{self, ChoicesSummary, Top};
+use super::scan::{self, trim_start};
+use super::settle::{Ctx, Obs};
+use super::sse::{out_put, out_reserve, OnEvent};
+
+/// A splice: a byte range of the original and what replaces it.
+type Edit = (Range<usize>, Vec<u8>);
+
+// ===== shared =====
+
+/// The value that replaces `"model"`: the served catalog model, followed by a `"provider"` member
+/// when the object has none.
+fn model_value(ctx: &Ctx, has_provider: bool) -> Vec<u8> {
+    let mut v = json::quote(&ctx.model).into_bytes();
+    if !has_provider && !ctx.provider_name.is_empty() {
+        v.extend_from_slice(b",\"provider\":");
+        v.extend_from_slice(json::quote(&ctx.provider_name).as_bytes());
+    }
+    v
+}
+
+/// The cost of `t` at the served endpoint, insured or not by the finish reason seen so far.
+fn cost_of(ctx: &Ctx, obs: &mut Obs, t: &TokenUsage) -> Cost {
+    let insured = cost::insured(Some(t), obs.finish_reason.as_deref());
+    obs.price(ctx, t, insured)
+}
+
+// ===== non-streamed bodies =====
+
+/// Reads a complete non-streamed body into `obs` and, when the layer rewrites, edits it: `id`,
+/// `model` (+ `provider`), `provider`, and `usage` with the cost. A body that is not a JSON object
+/// is returned as it is.
+pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
+    let Some((top, choices)) = Top::parse_with_choices(&body) else {
+        obs.content_bytes += body.len() as u64;
+        return body;
+    };
+    let wire = observe_body(obs, &top, choices);
+    if !ctx.rewrite {
+        return body;
+    }
+    // At most four edits (id, model, provider, usage), kept on the stack.
+    let mut edits: [Edit; 4] = Default::default();
+    let mut n = 0;
+    let mut push = |e: Option<Edit>| {
+        if let Some(e) = e {
+            edits[n] = e;
+            n += 1;
+        }
+    };
+    push(
+        top.id
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, json::quote(&ctx.id).into_bytes())),
+    );
+    push(
+        top.model
+            .filter(|_| !ctx.model.is_empty())
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, model_value(ctx, top.provider.is_some()))),
+    );
+    push(
+        top.provider
+            .filter(|_| !ctx.provider_name.is_empty())
+            .and_then(|v| json::span(&body, v))
+            .map(|r| (r, json::quote(&ctx.provider_name).into_bytes())),
+    );
+    if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
+        push(body_usage_edit(ctx, obs, &body, u, w));
+    }
+    Bytes::from(json::apply(&body, &mut edits[..n]))
+}
+
+/// Records what a non-streamed body says (upstream id, error, finish reason, content bytes,
+/// usage); returns its wire usage, if readable.
+fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option<WireUsage> {
+    if let Some(id) = top.id {
+        obs.upstream_id = serde_json::from_str(id.get()).ok();
+    }
+    if top.error.is_some_and(|e| e.get() != "null") {
+        obs.error = true;
+    }
+    obs.finish_reason = choices.finish_reason;
+    obs.content_bytes += choices.content_bytes;
+    let w = serde_json::from_str::<WireUsage>(top.usage?.get()).ok()?;
+    if w.is_openai() {
+        obs.usage = Some(w.to_usage());
+    } else if w.has_counts() {
+        let mut t = TokenUsage::default();
+        w.merge_anthropic(&mut t);
+        obs.anthropic = Some(t);
+    }
+    Some(w)
+}
+
+/// The edit of a non-streamed body's `usage` object: the cost added (OpenAI usage), or `cost`
+/// added to an Anthropic message's usage (passed through for a Messages caller).
+fn body_usage_edit(
+    ctx: &Ctx,
+    obs: &mut Obs,
+    body: &[u8],
+    u: &serde_json::value::RawValue,
+    w: &WireUsage,
+) -> Option<Edit> {
+    if let Some(t) = obs.usage {
+        let c = cost_of(ctx, obs, &t);
+        json::span(body, u).and_then(|r| json::usage_edit(body, r, w, &c))
+    } else if let Some(t) = obs.anthropic {
+        let c = cost_of(ctx, obs, &t);
+        json::span(body, u).and_then(|r| json::anthropic_usage_edit(body, r, w, &t, &c))
+    } else {
+        None
+    }
+}
+
+// ===== streams =====
+
+/// A byte-pattern replacement learned from the first event of a stream.
+struct Rule {
+    finder: Finder<'static>,
+    replacement: Vec<u8>,
+    /// Where the pattern was found in the previous event: chunks from one serializer put the
+    /// member at the same offset, so a comparison there usually saves the search.
+    hint: usize,
+}
+
+/// The shape of an ordinary content chunk, learned from the first one: its bytes before the
+/// content string and after it. Chunks from one serializer repeat both exactly, so a later event
+/// that starts and ends with them and has a plain string in between is an ordinary content chunk
+/// too: it is metered by its length and rewritten by copying, without being searched. (It can hold
+/// no finish reason, usage or error, and each rewrite rule matches in the prefix or the suffix
+/// alone; `learn_template` checks both on the learned chunk.)
+struct Template {
+    /// The data payload up to and including the content string's opening quote.
+    prefix: Vec<u8>,
+    /// The data payload from the content string's closing quote on.
+    suffix: Vec<u8>,
+    /// `data: ` and the prefix, as the event's bytes start.
+    raw_prefix: Vec<u8>,
+    /// The suffix and the blank line, as the event's bytes end.
+    raw_suffix: Vec<u8>,
+    /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
+    rewritten_prefix: Vec<u8>,
+    rewritten_suffix: Vec<u8>,
+}
+
+impl Template {
+    /// The content of `d` if `d` is `prefix`, a plain string (no quote, not ending in an escape),
+    /// then `suffix`.
+    fn content<'d>(d: &'d [u8], prefix: &[u8], suffix: &[u8]) -> Option<&'d [u8]> {
+        if d.len() < prefix.len() + suffix.len() || !d.starts_with(prefix) || !d.ends_with(suffix) {
+            return None;
+        }
+        let middle = &d[prefix.len()..d.len() - suffix.len()];
+        let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
+        (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
+    }
+}
+
+/// What the editing of one stream has learned so far, kept between frames.
+#[derive(Default)]
+pub(crate) struct StreamEdits {
+    /// Replacements of the upstream's `id` / `model` / `provider` members.
+    rules: Vec<Rule>,
+    /// True once the first JSON event was seen.
+    learned: bool,
+    /// True when the first JSON event was compact (no space after `:`).
+    compact: bool,
+    /// The ordinary content chunk's shape, once learned.
+    template: Option<Template>,
+}
+
+/// The SSE event observer and editor: the stream's [`StreamEdits`] over the request's context and
+/// observations, for one frame.
+pub(crate) struct Handler<'a> {
+    ctx: &'a Ctx,
+    obs: &'a mut Obs,
+    st: &'a mut StreamEdits,
+    /// The frame's arrival time, read from the clock on first use only.
+    now: Option<Instant>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage<'a> {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicDelta<'a> {
+    #[serde(borrow, default)]
+    stop_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Handler<'a> {
+    pub(crate) fn new(ctx: &'a Ctx, obs: &'a mut Obs, st: &'a mut StreamEdits) -> Self {
+        Handler {
+            ctx,
+            obs,
+            st,
+            now: None,
+        }
+    }
+}
+
+impl Handler<'_> {
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(|| self.ctx.cfg.clock.now())
+    }
+
+    /// Notes content: its bytes, and the time of the first.
+    #[inline(always)]
+    fn content(&mut self, n: u64) {
+        if n > 0 {
+            self.obs.content_bytes += n;
+            if self.obs.first_content.is_none() {
+                self.obs.first_content = Some(self.now());
+            }
+        }
+    }
+
+    /// Learns from the first JSON event: the upstream id, the rewrite rules, compactness.
+    fn learn_first(&mut self, d: &[u8]) {
+        self.st.learned = true;
+        if self.ctx.rewrite {
+            if let Some(top) = Top::parse(d) {
+                if let Some(id) = top.id {
+                    self.obs.upstream_id = serde_json::from_str(id.get()).ok();
+                }
+                self.learn(&top, d);
+            }
+        }
+        self.st.compact = memchr::memmem::find(d, b"\": ").is_none();
+    }
+
+    fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
+        let mut add = |key: &str, raw: &serde_json::value::RawValue, value: Vec<u8>| {
+            let Some(v) = json::span(d, raw) else { return };
+            let m = json::member_span(d, key, v.clone());
+            let mut replacement = d[m.start..v.start].to_vec();
+            replacement.extend_from_slice(&value);
+            self.st.rules.push(Rule {
+                finder: Finder::new(&d[m]).into_owned(),
+                replacement,
+                hint: usize::MAX,
+            });
+        };
+        if let Some(id) = top.id {
+            add("id", id, json::quote(&self.ctx.id).into_bytes());
+        }
+        if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
+            add("model", m, model_value(self.ctx, top.provider.is_some()));
+        }
+        if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
+            add(
+                "provider",
+                p,
+                json::quote(&self.ctx.provider_name).into_bytes(),
+            );
+        }
+    }
+
+    /// Learns the [`Template`] from `d`, an event with no finish reason, usage or error whose
+    /// content string is `n` bytes ending at `after` — if it is an ordinary content chunk whose
+    /// shape cannot hide those in another chunk's content.
+    fn learn_template(&mut self, d: &[u8], n: u64, after: usize) {
+        let Ok(n) = usize::try_from(n) else { return };
+        if n == 0 || d.get(after) != Some(&b'"') || after < n + 1 {
+            return;
+        }
+        let (prefix, suffix) = (&d[..after - n], &d[after..]);
+        // After the closing quote comes `}` or `,`, never `:` (which would turn a content of
+        // `usage` or `finish_reason` into a member name).
+        if trim_start(&suffix[1..]).starts_with(b":") {
+            return;
+        }
+        let mut raw_prefix = b"data: ".to_vec();
+        raw_prefix.extend_from_slice(prefix);
+        let mut raw_suffix = suffix.to_vec();
+        raw_suffix.extend_from_slice(b"\n\n");
+        let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
+        if self.ctx.rewrite {
+            // A rule found in both parts applies to the first occurrence only: not ordinary.
+            // (None can match across the content, which has no quote.)
+            if self.st.rules.iter().any(|r| {
+                r.finder.find(&raw_prefix).is_some() && r.finder.find(&raw_suffix).is_some()
+            }) {
+                return;
+            }
+            self.rewrite(&raw_prefix, &mut rewritten_prefix);
+            self.rewrite(&raw_suffix, &mut rewritten_suffix);
+        }
+        self.st.template = Some(Template {
+            prefix: prefix.to_vec(),
+            suffix: suffix.to_vec(),
+            raw_prefix,
+            raw_suffix,
+            rewritten_prefix: rewritten_prefix.to_vec(),
+            rewritten_suffix: rewritten_suffix.to_vec(),
+        });
+    }
+
+    /// True if `d` (an unnamed event) is an ordinary content chunk (see [`Template`]), which is
+    /// then metered by its content's length.
+    #[inline]
+    fn ordinary_chunk(&mut self, d: &[u8]) -> bool {
+        let Some(t) = self.st.template.as_ref() else {
+            return false;
+        };
+        match Template::content(d, &t.prefix, &t.suffix) {
+            Some(content) => {
+                self.content(content.len() as u64);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Meters the content of `d` and notes its finish reason; returns the content's length and
+    /// the offset where it ends.
+    fn observe_content(&mut self, d: &[u8]) -> (u64, usize) {
+        let (n, after) = scan::content_len(d, &mut self.obs.content_hint);
+        self.content(n);
+        if self.obs.finish_reason.is_none() {
+            // In OpenAI chunks `finish_reason` follows the delta: search after the content.
+            if let Some(fr) = scan::finish_reason_around(d, after) {
+                self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
+                // The last content arrives with (or just before) the finish reason: its time
+                // ends the generation, without reading the clock for every event.
+                self.obs.last_content = Some(self.now());
+            }
+        }
+        (n, after)
+    }
+
+    /// An event that may carry usage or an error: parsed, observed, and edited if it has usage.
+    fn parsed_event(&mut self, d: &[u8]) -> Option<Vec<u8>> {
+        let top = Top::parse(d)?;
+        if top.error.is_some_and(|e| e.get() != "null") {
+            self.obs.error = true;
+        }
+        match top.kind.as_deref() {
+            Some("message_start") => self.message_start(&top, d),
+            Some("message_delta") => self.message_delta(&top, d),
+            Some("error") => {
+                self.obs.error = true;
+                None
+            }
+            _ => self.openai_usage(&top, d),
+        }
+    }
+
+    /// Anthropic's `message_start`: input usage and the upstream id; a passed-through Messages
+    /// stream's message gets the generation's id and the catalog's model, as a non-streamed
+    /// answer does.
+    fn message_start(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+        let m = top
+            .message
+            .and_then(|m| serde_json::from_str::<AnthropicMessage<'_>>(m.get()).ok())?;
+        if let Some(u) = m.usage {
+            u.merge_anthropic(self.obs.anthropic.get_or_insert_with(Default::default));
+        }
+        if self.obs.upstream_id.is_none() {
+            self.obs.upstream_id = m.id.and_then(|s| serde_json::from_str(s.get()).ok());
+        }
+        if !self.ctx.rewrite {
+            return None;
+        }
+        let mut edits = Vec::with_capacity(2);
+        if let Some(r) = m.id.and_then(|v| json::span(d, v)) {
+            edits.push((r, json::quote(&self.ctx.id).into_bytes()));
+        }
+        if let Some(r) = m
+            .model
+            .filter(|_| !self.ctx.model.is_empty())
+            .and_then(|v| json::span(d, v))
+        {
+            edits.push((r, json::quote(&self.ctx.model).into_bytes()));
+        }
+        (!edits.is_empty()).then(|| json::apply(d, &mut edits))
+    }
+
+    /// Anthropic's `message_delta`: the stop reason and the cumulative usage, which gets the
+    /// input side and the cost, as a translated stream's does.
+    fn message_delta(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+        if let Some(delta) = top
+            .delta
+            .and_then(|d| serde_json::from_str::<AnthropicDelta<'_>>(d.get()).ok())
+        {
+            if let Some(r) = delta.stop_reason {
+                self.obs.finish_reason = Some(r.into_owned());
+            }
+        }
+        let u = top.usage?;
+        let wire = serde_json::from_str::<WireUsage>(u.get()).ok()?;
+        let t = self.obs.anthropic.get_or_insert_with(Default::default);
+        wire.merge_anthropic(t);
+        let t = *t;
+        if !self.ctx.rewrite {
+            return None;
+        }
+        let c = cost_of(self.ctx, self.obs, &t);
+        let edit =
+            json::span(d, u).and_then(|r| json::anthropic_usage_edit(d, r, &wire, &t, &c))?;
+        Some(json::apply(d, &mut [edit]))
+    }
+
+    /// An OpenAI usage chunk: the usage, and `cost` / `cost_details` inserted into it.
+    fn openai_usage(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+        let u = top.usage?;
+        let wire: WireUsage = serde_json::from_str(u.get()).ok()?;
+        if !wire.is_openai() {
+            return None;
+        }
+        let t = wire.to_usage();
+        self.obs.usage = Some(t);
+        if !self.ctx.rewrite {
+            return None;
+        }
+        let c = cost_of(self.ctx, self.obs, &t);
+        let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
+        Some(json::apply(d, &mut [edit]))
+    }
+
+    /// Appends `src` rewritten around its content if it is an ordinary content chunk (see
+    /// [`Template`]); false if it is not one.
+    #[inline]
+    fn rewrite_ordinary(&self, src: &[u8], out: &mut BytesMut) -> bool {
+        let Some(t) = self.st.template.as_ref() else {
+            return false;
+        };
+        let Some(content) = Template::content(src, &t.raw_prefix, &t.raw_suffix) else {
+            return false;
+        };
+        let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();
+        out_reserve(out, n);
+        out.extend_from_slice(&t.rewritten_prefix);
+        out.extend_from_slice(content);
+        out.extend_from_slice(&t.rewritten_suffix);
+        true
+    }
+}
+
+impl OnEvent for Handler<'_> {
+    fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        let d = trim_start(data);
+        if d.first() != Some(&b'{') {
+            return None;
+        }
+        if self.obs.first_data.is_none() {
+            self.obs.first_data = Some(self.now());
+        }
+        if !self.st.learned {
+            self.learn_first(d);
+        }
+        if name.is_empty() && self.ordinary_chunk(d) {
+            return None;
+        }
+        let (n, after) = self.observe_content(d);
+        let anthropic = name == b"message_start" || name == b"message_delta";
+        if !(anthropic || scan::usage_or_error(d, self.st.compact)) {
+            if self.st.template.is_none() && name.is_empty() && self.obs.finish_reason.is_none() {
+                self.learn_template(d, n, after);
+            }
+            return None;
+        }
+        self.parsed_event(d)
+    }
+
+    fn rewrites(&self) -> bool {
+        !self.st.rules.is_empty()
+    }
+
+    fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
+        if self.st.rules.is_empty() {
+            out_put(out, src);
+            return;
+        }
+        if self.rewrite_ordinary(src, out) {
+            return;
+        }
+        let rules = &mut self.st.rules;
+        let mut next: [Option<usize>; 4] = [None; 4];
+        let len = rules.len().min(4);
+        for (i, r) in rules[..len].iter_mut().enumerate() {
+            let needle = r.finder.needle();
+            let at_hint = r
+                .hint
+                .checked_add(needle.len())
+                .and_then(|end| src.get(r.hint..end))
+                == Some(needle);
+            next[i] = if at_hint {
+                Some(r.hint)
+            } else {
+                r.finder.find(src)
+            };
+            if let Some(p) = next[i] {
+                r.hint = p;
+            }
+        }
+        let rules = &rules[..len];
+        // One reservation for the whole event; the copies below then never reallocate.
+        let longest = src.len() + rules.iter().map(|r| r.replacement.len()).sum::<usize>();
+        out_reserve(out, longest);
+        let mut at = 0;
+        loop {
+            let best = next[..rules.len()]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.map(|p| (p, i)))
+                .min();
+            let Some((p, i)) = best else { break };
+            out.extend_from_slice(&src[at..p]);
+            out.extend_from_slice(&rules[i].replacement);
+            at = p + rules[i].finder.needle().len();
+            // A top-level member occurs once per JSON object: each rule applies once per event.
+            next[i] = None;
+            for (j, r) in rules.iter().enumerate() {
+                if next[j].is_some_and(|q| q < at) {
+                    next[j] = r.finder.find(&src[at..]).map(|q| q + at);
+                }
+            }
+        }
+        out.extend_from_slice(&src[at..]);
+    }
+}

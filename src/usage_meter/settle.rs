@@ -1,0 +1,245 @@
+//! Settlement: what is known about a request ([`Ctx`]), what its body showed ([`Obs`]), the budget
+//! reservation it holds ([`Hold`]), and the one finish that turns them into a settled reservation,
+//! a [`GenerationRecord`] for the sinks and a sample for the statistics ([`settle`]).
+//!
+//! Imports `config`, `cost`, `ledger` and `record` only.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::Config;
+use super::cost::{self, Cost, TokenUsage};
+use super::ledger::{CallerKey, Ledger, Reservation};
+use super::record::GenerationRecord;
+use crate::catalog::{Catalog, EndpointKey, Usd};
+use crate::stats::Generation;
+
+/// A reservation that is released if nobody settles it (the request failed or was dropped).
+pub(crate) struct Hold {
+    ledger: Arc<dyn Ledger>,
+    reservation: Option<Reservation>,
+}
+
+impl Hold {
+    pub(crate) fn new(ledger: Arc<dyn Ledger>, reservation: Reservation) -> Self {
+        Hold {
+            ledger,
+            reservation: Some(reservation),
+        }
+    }
+
+    pub(crate) fn settle(mut self, actual: Usd) {
+        if let Some(r) = self.reservation.take() {
+            self.ledger.settle(r, actual);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.ledger.release(r);
+        }
+    }
+}
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hold")
+            .field("reservation", &self.reservation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is known about a request before its response: set in `call`, completed when the response
+/// head arrives.
+pub(crate) struct Ctx {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) id: Arc<str>,
+    pub(crate) created_ms: i64,
+    pub(crate) start: Instant,
+    pub(crate) key: Option<CallerKey>,
+    pub(crate) requested_model: Option<String>,
+    pub(crate) catalog: Option<Catalog>,
+    /// Candidate endpoint indices, in order (the first stands in when no `ServedBy` arrives).
+    pub(crate) candidates: Vec<usize>,
+    pub(crate) request_ms: i64,
+    pub(crate) prompt_estimate: u64,
+    pub(crate) images: u64,
+    pub(crate) hold: Option<Hold>,
+    // Known once the response head arrived:
+    pub(crate) endpoint: Option<usize>,
+    pub(crate) endpoint_key: Option<EndpointKey>,
+    pub(crate) model: String,
+    pub(crate) provider_name: String,
+    pub(crate) streamed: bool,
+    pub(crate) success: bool,
+    pub(crate) rewrite: bool,
+    /// The serving endpoint's own time to first content, measured by the layer that called it
+    /// (`ServedBy::latency`): excludes failed attempts before it.
+    pub(crate) served_latency: Option<std::time::Duration>,
+    /// Upstream attempts (`ServedBy::attempts` that were sent), at least 1.
+    pub(crate) attempts: u32,
+}
+
+impl Ctx {
+    /// Prices `usage` at the served endpoint (zero when it is unknown).
+    pub(crate) fn price(&self, usage: &TokenUsage, insured: bool) -> Cost {
+        let e = self
+            .catalog
+            .as_ref()
+            .zip(self.endpoint)
+            .and_then(|(c, i)| c.endpoint(i));
+        match e {
+            Some(e) => cost::price(&e.pricing, usage, self.request_ms, self.images, insured),
+            None => Cost::default(),
+        }
+    }
+}
+
+/// What the body showed so far (filled in by the readers in `edit`, read by [`settle`]).
+#[derive(Debug, Default)]
+pub(crate) struct Obs {
+    pub(crate) first_data: Option<Instant>,
+    pub(crate) first_content: Option<Instant>,
+    pub(crate) last_content: Option<Instant>,
+    pub(crate) content_bytes: u64,
+    pub(crate) usage: Option<TokenUsage>,
+    pub(crate) anthropic: Option<TokenUsage>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) error: bool,
+    pub(crate) upstream_id: Option<String>,
+    /// Offset of `"content":` in the previous event (chunks from one serializer repeat it).
+    pub(crate) content_hint: usize,
+    /// The last cost computed, and for what: the body's edit and the settlement price the same
+    /// usage, so the second is a copy.
+    pub(crate) priced: Option<(TokenUsage, bool, Cost)>,
+}
+
+impl Obs {
+    /// `usage` priced at the served endpoint, remembered for the next call with the same input.
+    pub(crate) fn price(&mut self, ctx: &Ctx, usage: &TokenUsage, insured: bool) -> Cost {
+        match self.priced {
+            Some((u, i, c)) if u == *usage && i == insured => c,
+            _ => {
+                let c = ctx.price(usage, insured);
+                self.priced = Some((*usage, insured, c));
+                c
+            }
+        }
+    }
+}
+
+/// How the body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// End of stream, trailers, or `is_end_stream()` after a frame.
+    Complete,
+    /// The inner body failed.
+    Error,
+    /// The body was dropped before its end.
+    Cancelled,
+}
+
+/// Finishes a request once its body ended: settles the reservation with the metered cost (an
+/// error response releases it instead), feeds the statistics and sends the generation record to
+/// the sinks.
+pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
+    if !ctx.success {
+        // An error response: nothing was generated, the reservation is released (by the hold's
+        // drop) and no generation is recorded.
+        drop(ctx.hold.take());
+        return;
+    }
+    let now = ctx.cfg.clock.now();
+    let reported = obs.usage.or(obs.anthropic);
+    // Missing usage is never free: the prompt estimate and a quarter of the content bytes.
+    let tokens = reported
+        .unwrap_or_else(|| TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4)));
+    let insured = cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
+    let cost = obs.price(ctx, &tokens, insured);
+    if let Some(hold) = ctx.hold.take() {
+        hold.settle(cost.total);
+    }
+    let t = Timing::new(ctx, obs, now, tokens.completion);
+    let usage_missing = reported.is_none();
+    if ctx.streamed && !usage_missing && end == End::Complete && !obs.error {
+        feed_stats(ctx, &t, now);
+    }
+    if ctx.cfg.sinks.is_empty() {
+        return;
+    }
+    let record = Arc::new(GenerationRecord {
+        id: ctx.id.clone(),
+        created_unix_millis: ctx.created_ms,
+        key: ctx.key.clone(),
+        requested_model: ctx.requested_model.clone(),
+        model: std::mem::take(&mut ctx.model),
+        provider_name: std::mem::take(&mut ctx.provider_name),
+        endpoint: ctx.endpoint_key.clone(),
+        upstream_id: obs.upstream_id.clone(),
+        tokens,
+        cost: cost.total,
+        prompt_cost: cost.prompt,
+        completion_cost: cost.completion,
+        latency: now.saturating_duration_since(ctx.start),
+        ttft: t.ttft,
+        generation_time: t.generation_time,
+        throughput: t.generation.tokens_per_second(),
+        finish_reason: obs.finish_reason.clone(),
+        streamed: ctx.streamed,
+        cancelled: end == End::Cancelled,
+        usage_missing,
+        insured,
+        error: end == End::Error || obs.error,
+        attempts: ctx.attempts,
+    });
+    for s in &ctx.cfg.sinks {
+        s.record(&record);
+    }
+}
+
+/// The timings of a finished generation.
+struct Timing {
+    /// Request start → first data event.
+    ttft: Option<Duration>,
+    /// First data event → the finish.
+    generation_time: Duration,
+    /// Completion tokens over first → last content event.
+    generation: Generation,
+}
+
+impl Timing {
+    fn new(ctx: &Ctx, obs: &Obs, now: Instant, completion_tokens: u64) -> Self {
+        let ttft = obs
+            .first_data
+            .map(|t| t.saturating_duration_since(ctx.start));
+        let generation_time = obs
+            .first_data
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let content_time = match (obs.first_content, obs.last_content.unwrap_or(now)) {
+            (Some(a), b) => b.saturating_duration_since(a),
+            _ => Duration::ZERO,
+        };
+        Timing {
+            ttft,
+            generation_time,
+            generation: Generation::new(completion_tokens, content_time),
+        }
+    }
+}
+
+/// Gives the statistics the serving endpoint's TTFT (its own, measured by the layer that called
+/// it, else request start → first data event) and throughput.
+fn feed_stats(ctx: &Ctx, t: &Timing, now: Instant) {
+    if let (Some(stats), Some(key), Some(ttft)) = (
+        &ctx.cfg.stats,
+        &ctx.endpoint_key,
+        ctx.served_latency.or(t.ttft),
+    ) {
+        stats.record_generation(key, t.generation.ttft(ttft), now);
+    }
+}
