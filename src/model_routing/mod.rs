@@ -123,7 +123,6 @@
 //! # }
 //! ```
 
-mod balance;
 mod future;
 mod layer;
 mod plan;
@@ -131,7 +130,7 @@ mod resolve;
 mod service;
 mod sticky;
 
-pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
+pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub use future::ResponseFuture;
 pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::balance::BalanceInput;
 use super::resolve::{resolve, ModelPlan};
 use super::sticky::sticky_key;
 use super::Config;
@@ -14,8 +13,8 @@ use crate::catalog::{Catalog, Endpoint, Parameter, Provider, ServiceTier, Usd};
 use crate::error::{ExcludedBy, GatewayError};
 use crate::health::{HealthSource, Percentile};
 use crate::route::{
-    splitmix, Candidate, Exclusion, Partition, Reason, RequestView, ResolvedModel, Route,
-    RouteField, SortBy,
+    splitmix, BalanceInput, Candidate, Exclusion, Partition, Reason, RequestView, ResolvedModel,
+    Route, RouteField, RouteParts, SortBy,
 };
 
 /// The conversation key for stickiness.
@@ -445,7 +444,7 @@ pub(crate) fn plan(
         candidates = head;
     }
 
-    let route = Route {
+    let route = Route::from_parts(RouteParts {
         body,
         view,
         catalog,
@@ -463,8 +462,8 @@ pub(crate) fn plan(
         unix_millis,
         rng,
         balance: cfg.balance.clone(),
-    };
-    if route.candidates.is_empty() {
+    });
+    if route.candidates().is_empty() {
         return Err(route.unavailable());
     }
     Ok(Planned { route, session })

@@ -15,6 +15,7 @@
 //! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
 //! numbers too large for their field are errors too, never panics.
 
+mod balance;
 #[macro_use]
 mod future;
 mod prefs;
@@ -27,6 +28,8 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
+pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
+pub(crate) use future::missing_route;
 pub use future::RouteFuture;
 pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
@@ -37,6 +40,7 @@ pub use request::RequestView;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
 pub(crate) use route::splitmix;
+pub(crate) use route::RouteParts;
 pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
