@@ -123,8 +123,10 @@
 //! # }
 //! ```
 
+mod admit;
 mod future;
 mod layer;
+mod order;
 mod plan;
 mod resolve;
 mod service;
