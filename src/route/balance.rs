@@ -1,7 +1,7 @@
 //! The load balancer's first pick: [`BalancePolicy`] and its default, [`InverseSquarePrice`].
 //!
 //! It lives beside [`Route`](super::Route) because a route draws the first pick again when a filter
-//! removes it ([`Route::retain`](super::Route::retain)); [`ModelRouting`](crate::model_routing)
+//! removes it ([`Route::retain`](super::Route::retain)); `ModelRouting`
 //! re-exports it where users configure it.
 
 use crate::catalog::{Catalog, Usd};
