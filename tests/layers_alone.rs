@@ -102,16 +102,15 @@ async fn data_policy_refuses_without_calling_the_inner_service() {
     );
 }
 
+type Step = tower::util::BoxService<
+    Req,
+    Response<tower_ai_gateway::body::GatewayBody<Full<Bytes>>>,
+    tower::BoxError,
+>;
+type Mock = mock::Handle<Req, Response<Full<Bytes>>>;
+
 /// The three route-step layers, each over its own mock, by name.
-fn route_steps() -> Vec<(
-    &'static str,
-    tower::util::BoxService<
-        Req,
-        Response<tower_ai_gateway::body::GatewayBody<Full<Bytes>>>,
-        tower::BoxError,
-    >,
-    mock::Handle<Req, Response<Full<Bytes>>>,
-)> {
+fn route_steps() -> Vec<(&'static str, Step, Mock)> {
     let mut out = Vec::new();
     for name in ["DataPolicy", "PriceCap", "PercentileDeprioritize"] {
         let (mock_svc, handle) = mock::pair::<Req, Response<Full<Bytes>>>();

@@ -27,7 +27,7 @@ pub(super) struct Placed<'c> {
 }
 
 impl Placed<'_> {
-    pub(super) fn candidate(&self) -> Candidate {
+    fn candidate(&self) -> Candidate {
         Candidate {
             index: self.ep.index,
             model: self.model,
@@ -61,7 +61,7 @@ impl<'a> Planner<'a> {
         model: usize,
         mp: &ModelPlan,
         alive: Vec<Ep<'a>>,
-        out: &mut Vec<Placed<'a>>,
+        out: &mut Vec<Candidate>,
     ) {
         let mut ordered: Vec<Placed<'a>> = Vec::with_capacity(alive.len());
         let mut rest = alive;
@@ -75,7 +75,7 @@ impl<'a> Planner<'a> {
             listed_first(order, model, &mut rest, &mut ordered);
             if !self.allow_fallbacks {
                 self.exclude(rest.iter(), ExcludedBy::AllowedProviders);
-                out.extend(ordered);
+                out.extend(ordered.iter().map(Placed::candidate));
                 return;
             }
         }
@@ -85,7 +85,7 @@ impl<'a> Planner<'a> {
             self.sorted(by, good, model, &mut ordered);
         } else if !self.allow_fallbacks && !self.admission.order_set {
             self.cheapest_only(&good, &bad, model, &mut ordered);
-            out.extend(ordered);
+            out.extend(ordered.iter().map(Placed::candidate));
             return;
         } else {
             self.balanced(&good, model, &mut ordered);
@@ -94,7 +94,7 @@ impl<'a> Planner<'a> {
         ordered.extend(bad.into_iter().map(|ep| Placed { ep, model, reason }));
         self.priority_first(&mut ordered);
         self.stick(mp, &mut ordered);
-        out.extend(ordered);
+        out.extend(ordered.iter().map(Placed::candidate));
     }
 
     fn exclude<'e>(&mut self, eps: impl Iterator<Item = &'e Ep<'a>>, by: ExcludedBy)
@@ -229,16 +229,23 @@ impl<'a> Planner<'a> {
 
     /// `partition: "none"` with a sort: the sorted candidates of every model in one order, the
     /// others after them.
-    pub(super) fn sort_across_models(&self, by: SortBy, placed: &mut Vec<Placed<'a>>) {
-        let (mut head, tail): (Vec<Placed<'a>>, Vec<Placed<'a>>) = placed
+    pub(super) fn sort_across_models(&self, by: SortBy, candidates: &mut Vec<Candidate>) {
+        let catalog = self.catalog;
+        let (mut head, tail): (Vec<Candidate>, Vec<Candidate>) = candidates
             .drain(..)
             .partition(|c| matches!(c.reason, Reason::Sorted(_)));
-        head.sort_by(|a, b| match by {
-            SortBy::Price => self.price(a.ep.e).cmp(&self.price(b.ep.e)),
-            _ => cmp_metric(self.health, a.ep.e, b.ep.e, by, self.now),
+        head.sort_by(|a, b| {
+            let (Some(ea), Some(eb)) = (catalog.endpoint(a.index), catalog.endpoint(b.index))
+            else {
+                return Ordering::Equal;
+            };
+            match by {
+                SortBy::Price => self.price(ea).cmp(&self.price(eb)),
+                _ => cmp_metric(self.health, ea, eb, by, self.now),
+            }
         });
         head.extend(tail);
-        *placed = head;
+        *candidates = head;
     }
 }
 

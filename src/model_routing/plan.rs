@@ -7,7 +7,6 @@ use http::HeaderMap;
 use tokio::time::Instant;
 
 use super::admit::{flex_only, soft_parameters, tier_request, Admission, Ep, TierRequest};
-use super::order::Placed;
 use super::resolve::{resolve, ModelPlan};
 use super::Config;
 use crate::catalog::{Catalog, Endpoint};
@@ -177,7 +176,7 @@ impl<'a> Planner<'a> {
     /// Every model's candidates, model after model (or sorted across models).
     fn place_all(&mut self, plans: &[ModelPlan]) -> Vec<Candidate> {
         self.models = plans.len();
-        let mut placed: Vec<Placed<'a>> = Vec::new();
+        let mut placed: Vec<Candidate> = Vec::new();
         for (mi, mp) in plans.iter().enumerate() {
             let alive = self.admitted(mp);
             self.order_model(mi, mp, alive, &mut placed);
@@ -185,7 +184,7 @@ impl<'a> Planner<'a> {
         if let Some(by) = self.global_sort {
             self.sort_across_models(by, &mut placed);
         }
-        placed.iter().map(Placed::candidate).collect()
+        placed
     }
 }
 

@@ -9,6 +9,13 @@
 //! Rewriting the model for an endpoint splices the provider's model id into the original bytes
 //! ([`RequestView::splice_model`]); nothing is re-serialised.
 //!
+//! [`Route`] is the routing decision ModelRouting puts in the request extensions. Its fields are
+//! private: the layers inside read it through accessors and change it only by removing candidates
+//! with a reason ([`Route::retain`], which re-draws the load balancer's first pick through the
+//! route's own [`BalancePolicy`]) or by permuting them ([`Route::move_to_back`],
+//! [`Route::reorder_by_key`]), so candidates stay a subset of what ModelRouting admitted. This module
+//! imports nothing from `model_routing`.
+//!
 //! # Errors
 //!
 //! Bad input is a 400 `invalid_request` whose message and `metadata.field` name the field and what was
