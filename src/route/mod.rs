@@ -14,7 +14,7 @@
 //! with a reason ([`Route::retain`], which re-draws the load balancer's first pick through the
 //! route's own [`BalancePolicy`]) or by permuting them ([`Route::move_to_back`],
 //! [`Route::reorder_by_key`]), so candidates stay a subset of what ModelRouting admitted. This module
-//! imports nothing from `model_routing`.
+//! imports nothing from the ModelRouting layer.
 //!
 //! # Errors
 //!
