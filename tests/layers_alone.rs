@@ -102,17 +102,25 @@ async fn data_policy_refuses_without_calling_the_inner_service() {
     );
 }
 
-#[tokio::test]
-async fn layers_without_a_route_pass_requests_untouched() {
-    for layer in 0..3 {
-        let (mock_svc, mut handle) = mock::pair::<Req, Response<Full<Bytes>>>();
-        let mut svc: tower::util::BoxService<Req, _, _> = match layer {
-            0 => tower::util::BoxService::new(
+type Step = tower::util::BoxService<
+    Req,
+    Response<tower_ai_gateway::body::GatewayBody<Full<Bytes>>>,
+    tower::BoxError,
+>;
+type Mock = mock::Handle<Req, Response<Full<Bytes>>>;
+
+/// The three route-step layers, each over its own mock, by name.
+fn route_steps() -> Vec<(&'static str, Step, Mock)> {
+    let mut out = Vec::new();
+    for name in ["DataPolicy", "PriceCap", "PercentileDeprioritize"] {
+        let (mock_svc, handle) = mock::pair::<Req, Response<Full<Bytes>>>();
+        let svc = match name {
+            "DataPolicy" => tower::util::BoxService::new(
                 DataPolicyLayer::new()
                     .floor(DataFloor::zdr())
                     .layer(mock_svc),
             ),
-            1 => tower::util::BoxService::new(
+            "PriceCap" => tower::util::BoxService::new(
                 PriceCapLayer::new()
                     .cap(MaxPrice {
                         prompt: Some(Usd::ZERO),
@@ -124,18 +132,88 @@ async fn layers_without_a_route_pass_requests_untouched() {
                 PercentileDeprioritizeLayer::new(NoStats).layer(mock_svc),
             ),
         };
+        out.push((name, svc, handle));
+    }
+    out
+}
+
+/// Without ModelRouting in front there is nothing to filter, and passing the request on would skip
+/// a filter (a privacy one, for DataPolicy) the operator put there: each layer answers a 500 naming
+/// itself, and the inner service sees nothing.
+#[tokio::test]
+async fn layers_without_a_route_fail_closed() {
+    for (name, mut svc, mut handle) in route_steps() {
         handle.allow(1);
         let req = Request::post("/x")
             .header("x-probe", "1")
             .body(Full::new(Bytes::from_static(b"raw")))
             .unwrap();
         svc.ready().await.unwrap();
-        let fut = svc.call(req);
-        let (req, send) = handle.next_request().await.unwrap();
-        assert_eq!(req.uri(), "/x");
-        assert_eq!(req.headers()["x-probe"], "1");
-        send.send_response(Response::new(Full::new(Bytes::from_static(b"ok"))));
-        assert_eq!(fut.await.unwrap().status(), 200);
+        let res = svc.call(req).await.unwrap();
+        assert_eq!(res.status(), 500, "{name}");
+        let err = res
+            .extensions()
+            .get::<tower_ai_gateway::GatewayError>()
+            .unwrap()
+            .clone();
+        assert_eq!(err.error_type(), tower_ai_gateway::ErrorType::Server);
+        assert_eq!(
+            err.message(),
+            format!("{name} needs a Route: put ModelRouting in front of it")
+        );
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], 500, "{name}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(name));
+        assert_eq!(v["error"]["metadata"]["error_type"], "server");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), handle.next_request())
+                .await
+                .is_err(),
+            "{name} called its inner service"
+        );
+    }
+}
+
+/// A `Vec<u8>` writer shared with a tracing subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn layers_without_a_route_warn() {
+    for (name, mut svc, _handle) in route_steps() {
+        let out = Captured::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        let req = Request::post("/")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        // The refusal is decided in `call`, so the warning is emitted there.
+        let fut = tracing::subscriber::with_default(subscriber, || svc.call(req));
+        assert_eq!(fut.await.unwrap().status(), 500);
+        let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("WARN"), "{name}: {log}");
+        assert!(
+            log.contains(&format!("{name} found no Route")),
+            "{name}: {log}"
+        );
     }
 }
 

@@ -8,7 +8,7 @@
 //!   beyond the request (`training || retains_prompts`). OpenRouter's wording ("only providers which
 //!   do not collect user data"; `"allow"` means "providers which store user data non-transiently and
 //!   may train on it") covers both, so we read `deny` as excluding both; a provider whose policy is not
-//!   in the catalog counts as one that retains and trains (§3.6). Reason: `data_policy:training`.
+//!   in the catalog counts as one that retains and trains. Reason: `data_policy:training`.
 //! * `provider.zdr: true` keeps only zero-data-retention providers. Reason: `data_policy:zdr`.
 //! * `provider.enforce_distillable_text: true` keeps only models whose catalog entry says
 //!   `distillable: true`; a model without the flag counts as not distillable. Reason:
@@ -18,10 +18,12 @@
 //! `zdr: false` or `data_collection: "allow"` in a request does nothing against a floor that says
 //! otherwise.
 //!
-//! If the filter removes the last candidate the response is 404 `privacy_restricted` (§12.4) with
-//! `excluded_by` and `requested_models`; the inner service is not called. Used without ModelRouting in
-//! front (no `Route` in the extensions) the layer passes requests through untouched: it has nothing
-//! to filter.
+//! If the filter removes the last candidate the response is 404 `privacy_restricted` with
+//! `excluded_by` and `requested_models`; the inner service is not called.
+//!
+//! The layer fails closed: used without ModelRouting in front (no `Route` in the extensions) it answers
+//! 500 "DataPolicy needs a Route: put ModelRouting in front of it" and logs a `warn!`, instead of
+//! letting through a request whose data policy it could not check.
 //!
 //! When the filter removes the load balancer's weighted first pick, the first pick is drawn again
 //! among the survivors ([`Route::retain`](crate::route::Route::retain)).

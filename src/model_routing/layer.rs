@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::balance::{BalancePolicy, InverseSquarePrice};
 use super::sticky::StickyTable;
 use super::ModelRouting;
 use crate::catalog::CatalogHandle;
 use crate::clock::{system_clock, Clock, SharedClock};
 use crate::health::{HealthSource, SharedHealth};
+use crate::route::{BalancePolicy, InverseSquarePrice};
 
 /// Settings shared by every clone of the layer and its services.
 #[derive(Clone)]

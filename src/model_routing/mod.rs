@@ -123,15 +123,16 @@
 //! # }
 //! ```
 
-mod balance;
+mod admit;
 mod future;
 mod layer;
+mod order;
 mod plan;
 mod resolve;
 mod service;
 mod sticky;
 
-pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
+pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub use future::ResponseFuture;
 pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};

@@ -50,26 +50,7 @@ pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, G
     }
 
     if let Some(family) = name.strip_prefix('~') {
-        let family = family.strip_suffix("-latest").unwrap_or(family);
-        let newest = catalog
-            .models()
-            .iter()
-            .filter(|m| m.alias_target.is_none() && !m.id.starts_with('~'))
-            .filter(|m| {
-                let (base, variant) = split_variant(&m.id);
-                variant.is_none()
-                    && base
-                        .strip_prefix(family)
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
-            })
-            .max_by_key(|m| m.created);
-        return match newest {
-            Some(m) => Ok(plan(requested, &m.id)),
-            None => Err(not_found(
-                requested,
-                format!("`{requested}`: no model of the family `{family}` is available"),
-            )),
-        };
+        return family_latest(catalog, requested, family);
     }
 
     let (base, variant) = split_variant(name);
@@ -85,7 +66,41 @@ pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, G
             format!("`{requested}` is not a valid model ID"),
         ));
     }
-    let mut p = plan(requested, base);
+    with_variant(plan(requested, base), variant)
+}
+
+/// `~author/family-latest`: the newest (`created`) model of the family that is not itself an alias
+/// or a variant.
+fn family_latest(
+    catalog: &Catalog,
+    requested: &str,
+    family: &str,
+) -> Result<ModelPlan, GatewayError> {
+    let family = family.strip_suffix("-latest").unwrap_or(family);
+    let newest = catalog
+        .models()
+        .iter()
+        .filter(|m| m.alias_target.is_none() && !m.id.starts_with('~'))
+        .filter(|m| {
+            let (base, variant) = split_variant(&m.id);
+            variant.is_none()
+                && base
+                    .strip_prefix(family)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
+        })
+        .max_by_key(|m| m.created);
+    match newest {
+        Some(m) => Ok(plan(requested, &m.id)),
+        None => Err(not_found(
+            requested,
+            format!("`{requested}`: no model of the family `{family}` is available"),
+        )),
+    }
+}
+
+/// What a variant suffix of a catalog model means for its plan.
+fn with_variant(mut p: ModelPlan, variant: &str) -> Result<ModelPlan, GatewayError> {
+    let (requested, base) = (p.requested.as_str(), p.id.as_str());
     match variant {
         "free" => p.free_only = true,
         "nitro" => {

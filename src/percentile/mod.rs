@@ -2,12 +2,13 @@
 //!
 //! `provider.preferred_max_latency` (seconds) and `provider.preferred_min_throughput` (tokens per
 //! second) take a number, meaning p50, or an object with any of `p50`, `p75`, `p90`, `p99`, all of
-//! which must pass (shared/OPENROUTER.md §3.9). Latency is time to first token. An endpoint passes a
+//! which must pass
+//! ([performance thresholds](https://openrouter.ai/docs/features/provider-routing)). Latency is time to first token. An endpoint passes a
 //! latency cutoff when its pXX latency is at most the cutoff, and a throughput cutoff when its pXX
 //! throughput is at least the cutoff ("pXX throughput = XX % of requests achieve at least it").
 //!
 //! Endpoints that miss any cutoff are moved to the end in their existing order (a stable partition)
-//! and marked [`Reason::Deprioritized`]; they are **never
+//! and marked [`Reason::Deprioritized`](crate::route::Reason::Deprioritized); they are **never
 //! removed**, so these preferences never make a request fail. With `partition: "model"` (the default)
 //! the partition happens within each model's group, so fallback models stay fallbacks; with
 //! `partition: "none"` it spans models, so a fast fallback model can overtake a slow primary.
@@ -18,6 +19,9 @@
 //!
 //! The layer also takes operator defaults, used for requests that set neither preference (a request
 //! that sets one replaces the default of that preference).
+//!
+//! Like the other route-step layers it needs ModelRouting in front: a request without a `Route` in its
+//! extensions gets a 500 naming the layer (and a `warn!`) rather than passing unordered.
 //!
 //! # Example
 //!
@@ -60,7 +64,7 @@ use tower_layer::Layer;
 
 use crate::error::GatewayError;
 use crate::health::{HealthSource, SharedHealth};
-use crate::route::{Cutoffs, Partition, Reason, Route};
+use crate::route::{Cutoffs, Route};
 
 pub use crate::route::RouteFuture as ResponseFuture;
 
@@ -138,58 +142,21 @@ impl<S> PercentileDeprioritize<S> {
         }
         let health = &*self.layer.health.0;
         let now = Instant::now();
-        let passes: Vec<bool> = route
-            .candidates()
-            .iter()
-            .map(|c| {
-                let key = route.endpoint(c).key();
-                let lat_ok = latency.is_none_or(|cut| {
-                    cut.iter().all(|(pct, secs)| {
-                        health
-                            .latency_ms(key, pct, now)
-                            .is_none_or(|ms| ms <= secs * 1000.0)
-                    })
-                });
-                let thr_ok = throughput.is_none_or(|cut| {
-                    cut.iter()
-                        .all(|(pct, min)| health.throughput(key, pct, now).is_none_or(|t| t >= min))
-                });
-                lat_ok && thr_ok
-            })
-            .collect();
-        if passes.iter().all(|p| *p) {
-            return Ok(());
-        }
-        let whole = route.partition() == Partition::None;
-        let cands = route.candidates_mut();
-        let mut out = Vec::with_capacity(cands.len());
-        let mut start = 0;
-        while start < cands.len() {
-            // A group is the whole list (partition none) or one model's run of candidates.
-            let model = cands[start].model;
-            let end = if whole {
-                cands.len()
-            } else {
-                start
-                    + cands[start..]
-                        .iter()
-                        .take_while(|c| c.model == model)
-                        .count()
-            };
-            let mut slow = Vec::new();
-            for (c, ok) in cands[start..end].iter().zip(&passes[start..end]) {
-                if *ok {
-                    out.push(*c);
-                } else {
-                    let mut c = *c;
-                    c.reason = Reason::Deprioritized;
-                    slow.push(c);
-                }
-            }
-            out.extend(slow);
-            start = end;
-        }
-        *cands = out;
+        route.move_to_back(|_, e, _| {
+            let key = e.key();
+            let lat_ok = latency.is_none_or(|cut| {
+                cut.iter().all(|(pct, secs)| {
+                    health
+                        .latency_ms(key, pct, now)
+                        .is_none_or(|ms| ms <= secs * 1000.0)
+                })
+            });
+            let thr_ok = throughput.is_none_or(|cut| {
+                cut.iter()
+                    .all(|(pct, min)| health.throughput(key, pct, now).is_none_or(|t| t >= min))
+            });
+            !(lat_ok && thr_ok)
+        });
         Ok(())
     }
 }

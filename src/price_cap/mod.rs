@@ -1,16 +1,17 @@
 //! `PriceCap`: remove candidates priced above the request's `max_price` or the operator's cap.
 //!
 //! `max_price` is in USD per **million** tokens for `prompt` and `completion` and USD per unit for
-//! `request`, `image` and `audio` (shared/OPENROUTER.md §3.10); catalog prices are USD per token. The
+//! `request`, `image` and `audio`
+//! ([max price](https://openrouter.ai/docs/features/provider-routing#maximum-price)); catalog prices are USD per token. The
 //! comparison converts the catalog price exactly (`× 10⁶` in decimal, never `f64`) and uses the price
 //! this request would pay: pricing overrides for its prompt size and arrival time applied
-//! (`min_prompt_tokens`, UTC windows, §14) and the endpoint's `discount` taken off. A price the
+//! (`min_prompt_tokens`, UTC windows) and the endpoint's `discount` taken off. A price the
 //! endpoint does not charge (absent key) passes every cap.
 //!
 //! The operator's cap ([`PriceCapLayer::cap`]) applies to every request; when both set a field, the
 //! lower cap wins. Nothing left → 404 `constraint_filtered` with `excluded_by: ["max_price"]` (plus any
-//! constraint ModelRouting applied before). Without a `Route` in the extensions, requests pass
-//! untouched.
+//! constraint ModelRouting applied before). Without a `Route` in the extensions (no ModelRouting in
+//! front) the layer fails closed: a 500 naming it and a `warn!`, never an unchecked request.
 //!
 //! # Example
 //!
@@ -123,7 +124,7 @@ impl<S> PriceCap<S> {
             return Ok(());
         }
         let prompt_tokens = route.prompt_tokens();
-        let unix_millis = route.unix_millis;
+        let unix_millis = route.unix_millis();
         // Token caps converted to USD per token once, exactly, instead of converting every price.
         let prompt_cap = cap.prompt.map(Usd::from_per_million);
         let completion_cap = cap.completion.map(Usd::from_per_million);

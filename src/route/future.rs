@@ -65,8 +65,24 @@ impl<F> std::fmt::Debug for RouteFuture<F> {
     }
 }
 
+/// The answer of a route-step layer that finds no [`Route`](super::Route) in the request: a 500 naming
+/// the misordered layer, logged at `warn!`. Failing closed matters most for DataPolicy: a privacy
+/// filter that silently let requests through would send prompts where the caller said not to.
+#[cold]
+pub(crate) fn missing_route(layer: &'static str) -> GatewayError {
+    tracing::warn!(
+        layer,
+        "{layer} found no Route in the request extensions: ModelRouting must be in front of it"
+    );
+    GatewayError::new(
+        crate::error::ErrorType::Server,
+        format!("{layer} needs a Route: put ModelRouting in front of it"),
+    )
+}
+
 /// Implements `Service` for a layer that refines the route in the request extensions through
-/// `$apply(&self, &mut Route) -> Result<(), GatewayError>`; requests without a route pass untouched.
+/// `$apply(&self, &mut Route) -> Result<(), GatewayError>`; a request without a route is refused
+/// ([`missing_route`]) without calling the inner service.
 macro_rules! route_step_service {
     ($svc:ident) => {
         impl<S, B, ResBody> tower_service::Service<http::Request<B>> for $svc<S>
@@ -86,10 +102,13 @@ macro_rules! route_step_service {
             }
 
             fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-                if let Some(route) = req.extensions_mut().get_mut::<$crate::route::Route>() {
-                    if let Err(e) = self.apply(route) {
-                        return $crate::route::RouteFuture::rejected(e);
-                    }
+                let Some(route) = req.extensions_mut().get_mut::<$crate::route::Route>() else {
+                    return $crate::route::RouteFuture::rejected($crate::route::missing_route(
+                        stringify!($svc),
+                    ));
+                };
+                if let Err(e) = self.apply(route) {
+                    return $crate::route::RouteFuture::rejected(e);
                 }
                 $crate::route::RouteFuture::inner(self.inner.call(req))
             }

@@ -9,12 +9,20 @@
 //! Rewriting the model for an endpoint splices the provider's model id into the original bytes
 //! ([`RequestView::splice_model`]); nothing is re-serialised.
 //!
+//! [`Route`] is the routing decision ModelRouting puts in the request extensions. Its fields are
+//! private: the layers inside read it through accessors and change it only by removing candidates
+//! with a reason ([`Route::retain`], which re-draws the load balancer's first pick through the
+//! route's own [`BalancePolicy`]) or by permuting them ([`Route::move_to_back`],
+//! [`Route::reorder_by_key`]), so candidates stay a subset of what ModelRouting admitted. This module
+//! imports nothing from the ModelRouting layer.
+//!
 //! # Errors
 //!
 //! Bad input is a 400 `invalid_request` whose message and `metadata.field` name the field and what was
 //! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
 //! numbers too large for their field are errors too, never panics.
 
+mod balance;
 #[macro_use]
 mod future;
 mod prefs;
@@ -27,6 +35,8 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
+pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
+pub(crate) use future::missing_route;
 pub use future::RouteFuture;
 pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
@@ -37,6 +47,7 @@ pub use request::RequestView;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
 pub(crate) use route::splitmix;
+pub(crate) use route::RouteParts;
 pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.

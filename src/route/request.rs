@@ -320,75 +320,25 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let body = self.body;
-        let track_paths = self.track_paths;
         let failed = self.failed_field;
-        let at = |field: &'static str| failed.set(Some(field));
         let mut v = RequestView::default();
-        let member = |raw: &RawValue| span_of(body, raw.get());
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let key = key.0;
             failed.set(None);
             match &*key {
-                "model" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    at("model");
-                    let m: Option<Str<'de>> =
-                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-                    match m {
-                        Some(m) if m.0.trim().is_empty() => {
-                            at("model");
-                            return Err(de::Error::custom("expected a non-empty model id"));
-                        }
-                        Some(m) => {
-                            v.model = Some(m.0);
-                            v.model_span = member(raw);
-                        }
-                        None => v.model = None,
-                    }
-                }
-                "models" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    v.gateway_members.extend(member(raw));
-                    at("models");
-                    let list = str_list(&mut serde_json::Deserializer::from_str(raw.get()))
-                        .map_err(de::Error::custom)?;
-                    v.models = list.unwrap_or_default();
-                    if v.models.iter().any(|m| m.trim().is_empty()) {
-                        return Err(de::Error::custom("expected non-empty model ids"));
-                    }
-                }
+                "model" => self.model(&mut v, map.next_value()?)?,
+                "models" => self.models(&mut v, map.next_value()?)?,
                 "route" => {
                     let raw: &'de RawValue = map.next_value()?;
-                    v.gateway_members.extend(member(raw));
-                    at("route");
+                    v.gateway_members.extend(self.member(raw));
+                    self.at("route");
                     v.route = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
                 }
-                "provider" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    v.gateway_members.extend(member(raw));
-                    at("provider");
-                    let prefs: Option<ProviderPrefs<'de>> = if !track_paths {
-                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?
-                    } else {
-                        let mut inner = serde_json::Deserializer::from_str(raw.get());
-                        serde_path_to_error::deserialize(&mut inner).map_err(|e| {
-                            let p = e.path().to_string();
-                            let inner = e.into_inner();
-                            if p.is_empty() || p == "." {
-                                de::Error::custom(inner)
-                            } else {
-                                de::Error::custom(format_args!("at `provider.{p}`: {inner}"))
-                            }
-                        })?
-                    };
-                    v.provider = prefs.unwrap_or_default();
-                    v.options_span = v.provider.options.and_then(|o| span_of(body, o.get()));
-                }
+                "provider" => self.provider(&mut v, map.next_value()?)?,
                 "stream" => v.stream = map.next_value::<Option<bool>>()?.unwrap_or(false),
                 "max_tokens" => {
                     let n = map.next_value()?;
-                    at("max_tokens");
+                    self.at("max_tokens");
                     v.max_tokens = positive(n)?;
                     if v.max_tokens.is_some() {
                         v.params.insert(Parameter::MaxTokens);
@@ -396,25 +346,13 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 }
                 "max_completion_tokens" => {
                     let n = map.next_value()?;
-                    at("max_completion_tokens");
+                    self.at("max_completion_tokens");
                     v.max_completion_tokens = positive(n)?;
                     if v.max_completion_tokens.is_some() {
                         v.params.insert(Parameter::MaxCompletionTokens);
                     }
                 }
-                "session_id" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    v.gateway_members.extend(member(raw));
-                    at("session_id");
-                    let s: Option<Str<'de>> =
-                        serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-                    if let Some(s) = &s {
-                        if s.0.chars().count() > 256 {
-                            return Err(de::Error::custom("expected at most 256 characters"));
-                        }
-                    }
-                    v.session_id = s.map(|s| s.0);
-                }
+                "session_id" => self.session_id(&mut v, map.next_value()?)?,
                 "prompt_cache_key" => {
                     v.prompt_cache_key = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
                 }
@@ -426,8 +364,8 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     v.prompt_bytes += stats.bytes;
                     v.message_count = stats.count;
                     v.conversation_spans = (
-                        stats.system.and_then(|c| span_of(body, c)),
-                        stats.first.and_then(|c| span_of(body, c)),
+                        stats.system.and_then(|c| span_of(self.body, c)),
+                        stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
                 "prompt" => {
@@ -442,25 +380,116 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         v.prompt_bytes += s.len();
                     }
                 }
-                other => {
-                    if let Some(p) = Parameter::from_name(other) {
-                        let raw: &'de RawValue = map.next_value()?;
-                        if nonnull(raw) {
-                            v.params.insert(p);
-                            if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
-                                v.params.insert(Parameter::StructuredOutputs);
-                            }
-                        }
-                    } else {
-                        let raw: &'de RawValue = map.next_value()?;
-                        if GATEWAY_ONLY.contains(&other) {
-                            v.gateway_members.extend(member(raw));
-                        }
-                    }
-                }
+                other => self.other(&mut v, other, map.next_value()?),
             }
         }
         Ok(v)
+    }
+}
+
+/// Readers of the members that need more than one line, called from `visit_map` with the member's
+/// raw value.
+impl<'de> ViewSeed<'de, '_> {
+    /// Names the field an error raised from here on is about.
+    #[inline]
+    fn at(&self, field: &'static str) {
+        self.failed_field.set(Some(field));
+    }
+
+    /// The byte span of a member's value in the body.
+    #[inline]
+    fn member(&self, raw: &RawValue) -> Option<Range<usize>> {
+        span_of(self.body, raw.get())
+    }
+
+    /// `model`: a non-empty id or `null`; its span is kept for the splice.
+    fn model<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+        self.at("model");
+        let m: Option<Str<'de>> = serde_json::from_str(raw.get()).map_err(E::custom)?;
+        match m {
+            Some(m) if m.0.trim().is_empty() => {
+                return Err(E::custom("expected a non-empty model id"));
+            }
+            Some(m) => {
+                v.model = Some(m.0);
+                v.model_span = self.member(raw);
+            }
+            None => v.model = None,
+        }
+        Ok(())
+    }
+
+    /// `models`: gateway-only; a list of non-empty ids.
+    fn models<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+        v.gateway_members.extend(self.member(raw));
+        self.at("models");
+        let list =
+            str_list(&mut serde_json::Deserializer::from_str(raw.get())).map_err(E::custom)?;
+        v.models = list.unwrap_or_default();
+        if v.models.iter().any(|m| m.trim().is_empty()) {
+            return Err(E::custom("expected non-empty model ids"));
+        }
+        Ok(())
+    }
+
+    /// `provider`: gateway-only; on the slow path, errors name the member inside it.
+    fn provider<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        v.gateway_members.extend(self.member(raw));
+        self.at("provider");
+        let prefs: Option<ProviderPrefs<'de>> = if !self.track_paths {
+            serde_json::from_str(raw.get()).map_err(E::custom)?
+        } else {
+            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            serde_path_to_error::deserialize(&mut inner).map_err(|e| {
+                let p = e.path().to_string();
+                let inner = e.into_inner();
+                if p.is_empty() || p == "." {
+                    E::custom(inner)
+                } else {
+                    E::custom(format_args!("at `provider.{p}`: {inner}"))
+                }
+            })?
+        };
+        v.provider = prefs.unwrap_or_default();
+        v.options_span = v.provider.options.and_then(|o| span_of(self.body, o.get()));
+        Ok(())
+    }
+
+    /// `session_id`: gateway-only; at most 256 characters.
+    fn session_id<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        v.gateway_members.extend(self.member(raw));
+        self.at("session_id");
+        let s: Option<Str<'de>> = serde_json::from_str(raw.get()).map_err(E::custom)?;
+        if let Some(s) = &s {
+            if s.0.chars().count() > 256 {
+                return Err(E::custom("expected at most 256 characters"));
+            }
+        }
+        v.session_id = s.map(|s| s.0);
+        Ok(())
+    }
+
+    /// Any other member: a known parameter is recorded as present (unless `null`), a gateway-only
+    /// member's span is kept so it can be cut from upstream bodies, the rest is skipped.
+    fn other(&self, v: &mut RequestView<'de>, name: &str, raw: &'de RawValue) {
+        if let Some(p) = Parameter::from_name(name) {
+            if nonnull(raw) {
+                v.params.insert(p);
+                if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
+                    v.params.insert(Parameter::StructuredOutputs);
+                }
+            }
+        } else if GATEWAY_ONLY.contains(&name) {
+            v.gateway_members.extend(self.member(raw));
+        }
     }
 }
 

@@ -1,12 +1,11 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use super::{Partition, RequestView, SortBy};
 use crate::catalog::{Catalog, EffectivePricing, Endpoint, EndpointKey, Provider};
 use crate::error::{Availability, AvailabilityCode, ExcludedBy, GatewayError};
-use crate::model_routing::{BalanceInput, BalancePolicy};
 
 /// Why a candidate is where it is in the order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,6 +125,21 @@ pub struct AttemptRecord {
 /// ProviderFallback tries them in order).
 #[derive(Clone)]
 pub struct Route {
+    body: Bytes,
+    view: RequestView<'static>,
+    catalog: Catalog,
+    models: Vec<ResolvedModel>,
+    candidates: Vec<Candidate>,
+    exclusions: Vec<Exclusion>,
+    partition: Partition,
+    prompt_tokens: u64,
+    unix_millis: i64,
+    rng: u64,
+    balance: Arc<dyn super::BalancePolicy>,
+}
+
+/// Everything a [`Route`] is built from (ModelRouting fills it in).
+pub(crate) struct RouteParts {
     pub(crate) body: Bytes,
     pub(crate) view: RequestView<'static>,
     pub(crate) catalog: Catalog,
@@ -135,8 +149,9 @@ pub struct Route {
     pub(crate) partition: Partition,
     pub(crate) prompt_tokens: u64,
     pub(crate) unix_millis: i64,
+    /// The generator state for later re-draws of the first pick.
     pub(crate) rng: u64,
-    pub(crate) balance: Arc<dyn BalancePolicy>,
+    pub(crate) balance: Arc<dyn super::BalancePolicy>,
 }
 
 impl fmt::Debug for Route {
@@ -164,7 +179,46 @@ pub(crate) fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What [`Route::endpoint`] and [`Route::provider`] answer for a candidate that does not index the
+/// route's catalog (one taken from another route): an endpoint and a provider with empty names, no
+/// prices and the unknown (retains and trains) data policy.
+fn placeholder() -> &'static (Endpoint, Provider) {
+    static PLACEHOLDER: OnceLock<(Endpoint, Provider)> = OnceLock::new();
+    PLACEHOLDER.get_or_init(|| (Endpoint::new("", ""), Provider::new("", "")))
+}
+
+/// The routing decision, read side: what every layer may look at.
 impl Route {
+    /// A route from its parts; the candidates must index `parts.catalog`.
+    pub(crate) fn from_parts(parts: RouteParts) -> Self {
+        let RouteParts {
+            body,
+            view,
+            catalog,
+            models,
+            candidates,
+            exclusions,
+            partition,
+            prompt_tokens,
+            unix_millis,
+            rng,
+            balance,
+        } = parts;
+        Route {
+            body,
+            view,
+            catalog,
+            models,
+            candidates,
+            exclusions,
+            partition,
+            prompt_tokens,
+            unix_millis,
+            rng,
+            balance,
+        }
+    }
+
     /// The buffered request body, exactly as received.
     pub fn body(&self) -> &Bytes {
         &self.body
@@ -190,11 +244,6 @@ impl Route {
         &self.candidates
     }
 
-    /// Mutable access for layers that reorder candidates.
-    pub fn candidates_mut(&mut self) -> &mut Vec<Candidate> {
-        &mut self.candidates
-    }
-
     /// Endpoints removed so far, with the rule that removed each.
     pub fn exclusions(&self) -> &[Exclusion] {
         &self.exclusions
@@ -210,18 +259,33 @@ impl Route {
         self.prompt_tokens
     }
 
-    /// The endpoint of a candidate.
-    pub fn endpoint(&self, c: &Candidate) -> &Endpoint {
-        self.catalog
-            .endpoint(c.index)
-            .unwrap_or_else(|| unreachable!("candidates index their own catalog"))
+    /// When the request arrived (Unix milliseconds, from ModelRouting's clock): the time at which
+    /// UTC pricing windows are evaluated.
+    pub fn unix_millis(&self) -> i64 {
+        self.unix_millis
     }
 
-    /// The provider of a candidate.
+    /// The endpoint of a candidate, or `None` if `c` does not index this route's catalog.
+    pub fn get_endpoint(&self, c: &Candidate) -> Option<&Endpoint> {
+        self.catalog.endpoint(c.index)
+    }
+
+    /// The provider of a candidate, or `None` if `c` does not index this route's catalog.
+    pub fn get_provider(&self, c: &Candidate) -> Option<&Provider> {
+        self.catalog.endpoint_provider(c.index)
+    }
+
+    /// The endpoint of a candidate. Every candidate of this route indexes its catalog; for one taken
+    /// from another route that does not, this is a placeholder with an empty tag and no prices (use
+    /// [`Route::get_endpoint`] to tell).
+    pub fn endpoint(&self, c: &Candidate) -> &Endpoint {
+        self.get_endpoint(c).unwrap_or(&placeholder().0)
+    }
+
+    /// The provider of a candidate (a placeholder for a candidate of another route, as for
+    /// [`Route::endpoint`]).
     pub fn provider(&self, c: &Candidate) -> &Provider {
-        self.catalog
-            .endpoint_provider(c.index)
-            .unwrap_or_else(|| unreachable!("candidates index their own catalog"))
+        self.get_provider(c).unwrap_or(&placeholder().1)
     }
 
     /// The prices in force for this request at an endpoint (overrides for the prompt size and the
@@ -229,7 +293,11 @@ impl Route {
     pub fn pricing(&self, e: &Endpoint) -> EffectivePricing {
         e.pricing.effective(self.prompt_tokens, self.unix_millis)
     }
+}
 
+/// The routing decision, write side: candidates can be removed (with a reason) and reordered, never
+/// added, so whatever the layers do, the candidates stay a subset of what ModelRouting admitted.
+impl Route {
     /// Removes the candidates for which `keep` is false, recording `by` as the reason.
     ///
     /// If the load balancer's weighted first pick of a model is removed, a new first pick is drawn
@@ -246,13 +314,14 @@ impl Route {
         let catalog = &self.catalog;
         let exclusions = &mut self.exclusions;
         self.candidates.retain(|c| {
-            let (Some(e), Some(p)) = (
+            let kept = match (
                 catalog.endpoint(c.index),
                 catalog.endpoint_provider(c.index),
-            ) else {
-                return false;
+            ) {
+                (Some(e), Some(p)) => keep(e, p),
+                _ => false,
             };
-            if keep(e, p) {
+            if kept {
                 return true;
             }
             if c.reason == Reason::WeightedPick {
@@ -267,6 +336,70 @@ impl Route {
         before - self.candidates.len()
     }
 
+    /// Moves the candidates for which `back` is true behind the others of their group and marks them
+    /// [`Reason::Deprioritized`]; both sides keep their relative order. A group is one model's run of
+    /// candidates, or the whole list with `partition: "none"`, so fallback models stay fallbacks unless
+    /// the request merged them. Returns how many were marked.
+    pub fn move_to_back(
+        &mut self,
+        mut back: impl FnMut(&Candidate, &Endpoint, &Provider) -> bool,
+    ) -> usize {
+        let flags: Vec<bool> = self
+            .candidates
+            .iter()
+            .map(|c| match (self.get_endpoint(c), self.get_provider(c)) {
+                (Some(e), Some(p)) => back(c, e, p),
+                _ => false,
+            })
+            .collect();
+        let moved = flags.iter().filter(|b| **b).count();
+        if moved == 0 {
+            return 0;
+        }
+        let whole = self.partition == Partition::None;
+        let cands = &self.candidates;
+        let mut out = Vec::with_capacity(cands.len());
+        let mut slow = Vec::new();
+        let mut start = 0;
+        while start < cands.len() {
+            let model = cands[start].model;
+            let len = if whole {
+                cands.len() - start
+            } else {
+                cands[start..]
+                    .iter()
+                    .take_while(|c| c.model == model)
+                    .count()
+            };
+            let end = start + len;
+            for (c, &b) in cands[start..end].iter().zip(&flags[start..end]) {
+                if b {
+                    slow.push(Candidate {
+                        reason: Reason::Deprioritized,
+                        ..*c
+                    });
+                } else {
+                    out.push(*c);
+                }
+            }
+            out.append(&mut slow);
+            start = end;
+        }
+        self.candidates = out;
+        moved
+    }
+
+    /// Reorders the candidates by ascending `key`; equal keys keep their order. It only permutes:
+    /// nothing is added, removed or relabelled. The key sees the candidate (put `c.model` first in it
+    /// to keep each model's candidates together) and its endpoint.
+    pub fn reorder_by_key<K: Ord>(&mut self, mut key: impl FnMut(&Candidate, &Endpoint) -> K) {
+        let catalog = &self.catalog;
+        self.candidates.sort_by_cached_key(|c| {
+            let e = catalog.endpoint(c.index).unwrap_or(&placeholder().0);
+            key(c, e)
+        });
+    }
+
     fn repick(&mut self, model: usize) {
         let pool: Vec<usize> = self
             .candidates
@@ -275,9 +408,9 @@ impl Route {
             .filter(|(_, c)| c.model == model && c.reason == Reason::ByPrice)
             .map(|(i, _)| i)
             .collect();
-        if pool.is_empty() {
+        let Some(&first) = pool.first() else {
             return;
-        }
+        };
         let indices: Vec<usize> = pool.iter().map(|&i| self.candidates[i].index).collect();
         let prices: Vec<_> = indices
             .iter()
@@ -290,21 +423,24 @@ impl Route {
             })
             .collect();
         let draw = splitmix(&mut self.rng);
-        let input = BalanceInput {
+        let input = super::BalanceInput {
             catalog: &self.catalog,
             endpoints: &indices,
             prices: &prices,
         };
         let pick = self.balance.pick(&input, draw).min(pool.len() - 1);
-        let at = pool[pick];
-        let mut c = self.candidates.remove(at);
+        let mut c = self.candidates.remove(pool[pick]);
         c.reason = Reason::WeightedPick;
-        self.candidates.insert(pool[0], c);
+        self.candidates.insert(first, c);
     }
+}
 
+/// The routing decision, failure side.
+impl Route {
     /// The error for a request left without candidates: 404 `no_endpoints` if the models have no
     /// endpoints at all, `privacy_restricted` if only data policies removed them, otherwise
-    /// `constraint_filtered`, with `excluded_by` and `requested_models` (shared/OPENROUTER.md §12.4).
+    /// `constraint_filtered`, with `excluded_by` and `requested_models`
+    /// ([provider routing](https://openrouter.ai/docs/features/provider-routing)).
     pub fn unavailable(&self) -> GatewayError {
         self.unavailable_as(None)
     }

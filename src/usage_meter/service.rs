@@ -179,7 +179,7 @@ where
                 .map(|m| (*m).to_owned());
             ctx.catalog = Some(route.catalog().clone());
             ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
-            ctx.request_ms = route.unix_millis;
+            ctx.request_ms = route.unix_millis();
             ctx.prompt_estimate = route.prompt_tokens();
             ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
             if cfg.ledger.is_some() && ctx.key.is_some() {

@@ -1,3 +1,9 @@
+//! The load balancer's first pick: [`BalancePolicy`] and its default, [`InverseSquarePrice`].
+//!
+//! It lives beside [`Route`](super::Route) because a route draws the first pick again when a filter
+//! removes it ([`Route::retain`](super::Route::retain)); `ModelRouting`
+//! re-exports it where users configure it.
+
 use crate::catalog::{Catalog, Usd};
 
 /// What a [`BalancePolicy`] sees: one model's stable endpoints, sorted by ascending price.
@@ -34,7 +40,9 @@ where
     }
 }
 
-/// OpenRouter's documented default (shared/OPENROUTER.md §4.1): the first pick is weighted by the
+/// OpenRouter's documented default
+/// ([load balancing](https://openrouter.ai/docs/features/provider-routing#price-based-load-balancing-default-strategy)):
+/// the first pick is weighted by the
 /// inverse square of the price, where the price is the endpoint's prompt + completion price per
 /// token (with this request's pricing overrides applied; the discount is ignored, as for `sort`).
 ///
@@ -43,7 +51,7 @@ where
 pub struct InverseSquarePrice;
 
 /// A uniform draw in `[0, 1)` from 53 random bits.
-pub(crate) fn unit(random: u64) -> f64 {
+fn unit(random: u64) -> f64 {
     (random >> 11) as f64 / (1u64 << 53) as f64
 }
 
