@@ -1,7 +1,7 @@
 //! OpenRouter-shaped errors.
 //!
 //! Every policy rejection in this crate is an HTTP response, never a panic and never a widened service
-//! error. The body is OpenRouter's envelope (shared/OPENROUTER.md §12):
+//! error. The body is OpenRouter's envelope (<https://openrouter.ai/docs/api/reference/errors-and-debugging>):
 //!
 //! ```json
 //! {"error":{"code":404,"message":"…","metadata":{"error_type":"not_found"},
@@ -31,7 +31,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// OpenRouter's typed error vocabulary (`error.metadata.error_type`, shared/OPENROUTER.md §12.3).
+/// OpenRouter's typed error vocabulary (`error.metadata.error_type`, <https://openrouter.ai/docs/api/reference/errors-and-debugging>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorType {
@@ -133,7 +133,7 @@ impl fmt::Display for ErrorType {
     }
 }
 
-/// `error.availability.code` (shared/OPENROUTER.md §12.4).
+/// `error.availability.code` (<https://openrouter.ai/docs/api/reference/errors-and-debugging>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -211,7 +211,7 @@ impl ExcludedBy {
     }
 }
 
-/// The `error.availability` object (shared/OPENROUTER.md §12.4).
+/// The `error.availability` object (<https://openrouter.ai/docs/api/reference/errors-and-debugging>).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Availability {
     /// What kind of unavailability.

@@ -3,14 +3,18 @@
 //! `tower-ai-gateway` routes OpenAI-style chat-completion requests the way OpenRouter does — model
 //! fallbacks, provider order and filters, price caps, data policies, latency and throughput
 //! preferences, usage metering — inside your own process, in front of any HTTP client service
-//! (`Service<http::Request<_>, Response = http::Response<_>>`). The planned stack is
+//! (`Service<http::Request<_>, Response = http::Response<_>>`). The stack is
 //!
 //! ```text
 //! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
 //! ```
 //!
-//! **Status:** all six layers and the foundations below are in place; the assembled stack
-//! (`GatewayLayer` / `ServiceBuilderExt`) is not part of the crate yet.
+//! and [`GatewayLayer`] assembles all six in that order. Each layer also works on its own.
+//! OpenRouter's behaviour that the layers reproduce is documented at
+//! <https://openrouter.ai/docs/guides/routing/provider-selection> (provider routing),
+//! <https://openrouter.ai/docs/guides/routing/model-fallbacks> (model fallbacks),
+//! <https://openrouter.ai/docs/api/reference/errors-and-debugging> (the error envelope) and
+//! <https://openrouter.ai/docs/cookbook/administration/usage-accounting> (usage and cost).
 //!
 //! * [`model_routing`] — [`ModelRoutingLayer`](model_routing::ModelRoutingLayer): buffers the body
 //!   once, resolves models and variants, applies the hard filters and orders the endpoints; puts a

@@ -1,5 +1,5 @@
 //! Conformance suite for ModelRouting + DataPolicy + PriceCap + PercentileDeprioritize over the demo
-//! catalog: one case per routing row of shared/OPENROUTER.md §24 (at least), request in, candidate
+//! catalog: one case per routing row of <https://openrouter.ai/docs/guides/routing/provider-selection> (at least), request in, candidate
 //! order or error out.
 
 use std::collections::HashMap;

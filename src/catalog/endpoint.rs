@@ -3,7 +3,7 @@ use serde_json::{Map, Value};
 
 use super::{EndpointKey, ParamSet, Pricing, Usd};
 
-/// Quantization of an endpoint's weights (shared/OPENROUTER.md §3.7).
+/// Quantization of an endpoint's weights (<https://openrouter.ai/docs/guides/routing/provider-selection>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -82,7 +82,7 @@ impl Quantization {
     }
 }
 
-/// A service tier an endpoint belongs to (shared/OPENROUTER.md §8).
+/// A service tier an endpoint belongs to (<https://openrouter.ai/docs/guides/features/service-tiers>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -108,7 +108,7 @@ pub struct PercentileStats {
     pub p99: f64,
 }
 
-/// A model offered by a provider: OpenRouter's `PublicEndpoint` (shared/OPENROUTER.md §15) plus the
+/// A model offered by a provider: OpenRouter's `PublicEndpoint` (<https://openrouter.ai/docs/guides/overview/models>) plus the
 /// provider's own model id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

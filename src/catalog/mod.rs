@@ -2,7 +2,7 @@
 //!
 //! * [`Provider`] — where to send requests (base URL, credentials, auth style, extra headers, wire
 //!   format) and what the provider does with prompts ([`DataPolicy`]).
-//! * [`Model`] — OpenRouter's `Model` object (shared/OPENROUTER.md §14).
+//! * [`Model`] — OpenRouter's `Model` object (<https://openrouter.ai/docs/guides/overview/models>).
 //! * [`Endpoint`] — a model offered by a provider, OpenRouter's `PublicEndpoint` (§15), plus the
 //!   provider's own model id.
 //! * [`Usd`] — exact decimal money; prices never touch `f64` arithmetic.

@@ -49,7 +49,7 @@ pub struct AliasTarget {
     pub name: String,
 }
 
-/// A model: OpenRouter's `Model` object (shared/OPENROUTER.md §14).
+/// A model: OpenRouter's `Model` object (<https://openrouter.ai/docs/guides/overview/models>).
 ///
 /// Fields routing does not use are kept in [`Model::extra`] so that `/models` serves them back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

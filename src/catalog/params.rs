@@ -2,7 +2,7 @@ use std::fmt;
 
 macro_rules! parameters {
     ($($variant:ident => $name:literal,)*) => {
-        /// A request parameter that endpoints declare in `supported_parameters` (shared/OPENROUTER.md §14).
+        /// A request parameter that endpoints declare in `supported_parameters` (<https://openrouter.ai/docs/guides/overview/models>).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
         pub enum Parameter {

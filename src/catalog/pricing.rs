@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Usd;
 use crate::clock::utc_weekday_and_minute;
 
-/// Prices of a model or endpoint, in OpenRouter's `PublicPricing` shape (shared/OPENROUTER.md §14).
+/// Prices of a model or endpoint, in OpenRouter's `PublicPricing` shape (<https://openrouter.ai/docs/guides/overview/models>).
 ///
 /// Token prices are USD **per token**; `request`, `image` and `web_search` are USD per request, per
 /// input image and per search. Every key that was present when the pricing was read is written back
@@ -72,7 +72,7 @@ pub struct Pricing {
     pub overrides: Vec<PricingOverride>,
 }
 
-/// A conditional price entry (`pricing.overrides[]`, shared/OPENROUTER.md §14).
+/// A conditional price entry (`pricing.overrides[]`, <https://openrouter.ai/docs/guides/overview/models>).
 ///
 /// An entry applies when all of its conditions hold; among applicable entries later ones win per key;
 /// keys an entry lacks inherit the base price.

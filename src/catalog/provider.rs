@@ -100,7 +100,7 @@ impl WireFormat {
     }
 }
 
-/// What a provider does with prompts (shared/OPENROUTER.md §3.6, §19).
+/// What a provider does with prompts (<https://openrouter.ai/docs/guides/privacy/data-collection>, <https://openrouter.ai/docs/guides/features/zdr>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DataPolicy {
     /// The provider may train on prompts.

@@ -78,7 +78,7 @@ impl StickyUpdate {
             if !self.config.sticky_implicit {
                 return;
             }
-            // Without an explicit session, stick only where caching pays (shared/OPENROUTER.md §9.1).
+            // Without an explicit session, stick only where caching pays (<https://openrouter.ai/docs/guides/best-practices/prompt-caching>).
             let eligible = self
                 .catalog
                 .endpoints(key.model())

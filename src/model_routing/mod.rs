@@ -37,7 +37,7 @@
 //! `quantizations` (`fp4` admits `mxfp4`/`nvfp4`, `fp8` admits `mxfp8`; an endpoint that reports no
 //! quantization counts as `unknown`); `require_parameters` against `supported_parameters`; `tools`
 //! (a request with tools only goes to endpoints that support tools — OpenRouter's observed behaviour,
-//! shared/OPENROUTER.md §22 row 19); the soft preference for `response_format` and `verbosity` (only
+//! <https://openrouter.ai/docs/api/reference/errors-and-debugging>); the soft preference for `response_format` and `verbosity` (only
 //! applied when some endpoint of the model supports the parameter); context length ≥ prompt estimate +
 //! requested output, prompt estimate ≤ `max_prompt_tokens`, requested output ≤
 //! `max_completion_tokens`.

@@ -51,7 +51,7 @@ pub(crate) use route::RouteParts;
 pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
-pub fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
+pub(crate) fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
     let added: usize = edits.iter().map(|(_, r)| r.len()).sum();
     let mut out = Vec::with_capacity(body.len() + added);
     let mut at = 0;

@@ -42,7 +42,7 @@ pub(crate) fn str_list<'de, D: Deserializer<'de>>(
     Ok(v.map(|v| v.into_iter().map(|s| s.0).collect()))
 }
 
-/// `provider.sort.by` (shared/OPENROUTER.md §3.8).
+/// `provider.sort.by` (<https://openrouter.ai/docs/guides/routing/provider-selection>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SortBy {
@@ -276,7 +276,7 @@ fn options_span<'de, D: Deserializer<'de>>(
     Ok(Some(raw))
 }
 
-/// The `provider` object (shared/OPENROUTER.md §3), every field in all its JSON forms; `null` means
+/// The `provider` object (<https://openrouter.ai/docs/guides/routing/provider-selection>), every field in all its JSON forms; `null` means
 /// unset everywhere.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[non_exhaustive]

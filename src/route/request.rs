@@ -74,7 +74,7 @@ pub struct RequestView<'a> {
     /// Number of `messages`.
     pub message_count: usize,
     /// Byte ranges of the content of the first system (or developer) message and of the first other
-    /// message: the sticky-session key of last resort (shared/OPENROUTER.md §9.1), hashed on demand by
+    /// message: the sticky-session key of last resort (<https://openrouter.ai/docs/guides/best-practices/prompt-caching>), hashed on demand by
     /// [`RequestView::conversation_hash`].
     pub conversation_spans: (Option<Range<usize>>, Option<Range<usize>>),
     /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,

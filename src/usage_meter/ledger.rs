@@ -232,7 +232,7 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// What `/api/v1/key` reports about a key (shared/OPENROUTER.md §17).
+/// What `/api/v1/key` reports about a key (<https://openrouter.ai/docs/api/reference/limits>).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyUsage {

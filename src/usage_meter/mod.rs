@@ -205,7 +205,5 @@ pub use ledger::{
     CallerKey, InMemoryLedger, KeyLimits, KeyUsage, Ledger, LedgerFuture, Period, Refusal,
     Reservation,
 };
-pub use record::{
-    rfc3339, ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
-};
+pub use record::{ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink};
 pub use service::UsageMeter;

@@ -72,7 +72,7 @@ impl GenerationRecord {
     }
 
     /// The record in OpenRouter's `/api/v1/generation` shape (the object under `data`,
-    /// shared/OPENROUTER.md §16).
+    /// <https://openrouter.ai/docs/api/reference/overview>).
     pub fn to_openrouter_json(&self) -> Value {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let num = |u: Usd| -> Value {
@@ -110,7 +110,7 @@ impl GenerationRecord {
 }
 
 /// RFC 3339 UTC with milliseconds, from Unix milliseconds.
-pub fn rfc3339(unix_millis: i64) -> String {
+pub(crate) fn rfc3339(unix_millis: i64) -> String {
     let day = unix_millis.div_euclid(86_400_000);
     let ms_of_day = unix_millis.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(day);
