@@ -1,4 +1,4 @@
-//! ModelRouting + DataPolicy + PriceCap per request on a 1 KB body, with the demo catalog (8 models)
+//! ModelRouting + ProviderDataPolicy + PriceCap per request on a 1 KB body, with the demo catalog (8 models)
 //! and with the 414-model OpenRouter dump, against the bare inner service.
 //!
 //! `cargo bench --bench routing`
@@ -11,7 +11,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::Request;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder};
-use tower_ai_gateway::catalog::{Catalog, DataPolicy, Provider};
+use tower_ai_gateway::catalog::{Catalog, Provider, ProviderDataPolicy};
 use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
@@ -23,7 +23,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let dump = Catalog::from_openrouter_models(
         include_bytes!("../tests/fixtures/catalog/openrouter-models.json"),
-        Provider::new("openrouter", "OpenRouter").data_policy(DataPolicy::ZDR),
+        Provider::new("openrouter", "OpenRouter").data_policy(ProviderDataPolicy::ZDR),
     )
     .unwrap();
     let mut g = c.benchmark_group("routing 1KB");

@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tower_ai_gateway::catalog::{Catalog, CatalogError, DataPolicy, LiteLlmPrices, Provider, Usd};
+use tower_ai_gateway::catalog::{
+    Catalog, CatalogError, LiteLlmPrices, Provider, ProviderDataPolicy, Usd,
+};
 
 const USAGE: &str = "usage: catalog [--all] [CATALOG_FILE]
 
@@ -211,7 +213,7 @@ fn opt(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn policy(p: &DataPolicy) -> String {
+fn policy(p: &ProviderDataPolicy) -> String {
     if p.zdr {
         return "ZDR".into();
     }

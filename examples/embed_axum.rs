@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, DataPolicy};
+use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, ProviderDataPolicy};
 use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
 use tower_ai_gateway::{BoxError, GatewayLayer};
 
@@ -87,8 +87,8 @@ async fn main() -> Result<(), BoxError> {
             let url = format!("http://{}.sim/v1", p.slug);
             p.base_url(url)
                 .credentials(Credentials::key("sk-sim"))
-                .data_policy(if policy == DataPolicy::UNKNOWN {
-                    DataPolicy::ZDR
+                .data_policy(if policy == ProviderDataPolicy::UNKNOWN {
+                    ProviderDataPolicy::ZDR
                 } else {
                     policy
                 })

@@ -20,7 +20,7 @@ use futures_util::TryStreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, DataPolicy};
+use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, ProviderDataPolicy};
 use tower_ai_gateway::{BoxError, GatewayLayer};
 
 /// `reqwest::Client` as a tower `Service` over `http` types; the response body streams.
@@ -71,7 +71,7 @@ async fn main() -> Result<(), BoxError> {
         .map_providers(|p| {
             p.base_url(upstream.clone())
                 .credentials(Credentials::key("sk-local"))
-                .data_policy(DataPolicy::ZDR)
+                .data_policy(ProviderDataPolicy::ZDR)
         })
         .build()?;
 

@@ -2,7 +2,8 @@
 //! says it means; the README's other catalog snippets load too.
 
 use tower_ai_gateway::catalog::{
-    AuthStyle, Catalog, CatalogError, Credentials, DataPolicy, Quantization, Usd, WireFormat,
+    AuthStyle, Catalog, CatalogError, Credentials, ProviderDataPolicy, Quantization, Usd,
+    WireFormat,
 };
 use tower_ai_gateway::{Availability, AvailabilityCode, ExcludedBy, GatewayError};
 
@@ -55,7 +56,7 @@ fn example_catalog_means_what_it_says() {
         Some("local-dev-token")
     );
     assert_eq!(local.auth, AuthStyle::Bearer);
-    assert_eq!(local.data_policy, DataPolicy::ZDR);
+    assert_eq!(local.data_policy, ProviderDataPolicy::ZDR);
 
     let deepinfra = c.provider("deepinfra").unwrap();
     assert_eq!(deepinfra.credentials, Credentials::None);

@@ -13,7 +13,7 @@ mod config;
 
 use std::path::{Path, PathBuf};
 
-use tower_ai_gateway::catalog::{DataPolicy, Usd};
+use tower_ai_gateway::catalog::{ProviderDataPolicy, Usd};
 use tower_ai_gateway::data_policy::DataFloor;
 use tower_ai_gateway::usage_meter::Period;
 
@@ -128,7 +128,10 @@ fn example_config_catalog_means_what_it_says() {
         let p = c.provider(slug).unwrap();
         assert_eq!(p.credentials.secret().map(|s| s.expose()), Some("sk-test"));
     }
-    assert_eq!(c.provider("local").unwrap().data_policy, DataPolicy::ZDR);
+    assert_eq!(
+        c.provider("local").unwrap().data_policy,
+        ProviderDataPolicy::ZDR
+    );
     assert_eq!(
         c.provider("openrouter").unwrap().base_url.as_deref(),
         Some("https://openrouter.ai/api/v1")

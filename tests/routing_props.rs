@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{
-    Catalog, DataPolicy, Endpoint, Model, Parameter, Provider, Quantization, Usd,
+    Catalog, Endpoint, Model, Parameter, Provider, ProviderDataPolicy, Quantization, Usd,
 };
 use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
@@ -64,7 +64,7 @@ fn build(policies: &[(bool, bool, bool)], models: &[Vec<EpSpec>]) -> Catalog {
     for (i, slug) in PROVIDERS.iter().enumerate() {
         let (training, retains, zdr) = policies[i];
         b = b.provider(
-            Provider::new(*slug, slug.to_uppercase()).data_policy(DataPolicy {
+            Provider::new(*slug, slug.to_uppercase()).data_policy(ProviderDataPolicy {
                 training,
                 retains_prompts: retains,
                 retention_days: None,

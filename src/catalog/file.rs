@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    AuthStyle, Catalog, CatalogBuilder, CatalogError, Credentials, DataPolicy, Endpoint, Model,
-    Provider, WireFormat,
+    AuthStyle, Catalog, CatalogBuilder, CatalogError, Credentials, Endpoint, Model, Provider,
+    ProviderDataPolicy, WireFormat,
 };
 
 /// A provider entry of a catalog file.
@@ -41,7 +41,7 @@ pub struct ProviderSpec {
     pub wire_format: WireFormat,
     /// Data policy; omitted means unknown, treated as "retains and trains".
     #[serde(default)]
-    pub data_policy: Option<DataPolicy>,
+    pub data_policy: Option<ProviderDataPolicy>,
 }
 
 impl ProviderSpec {
@@ -53,7 +53,7 @@ impl ProviderSpec {
             self.name.clone().unwrap_or_else(|| self.slug.clone()),
         )
         .wire_format(self.wire_format)
-        .data_policy(self.data_policy.unwrap_or(DataPolicy::UNKNOWN));
+        .data_policy(self.data_policy.unwrap_or(ProviderDataPolicy::UNKNOWN));
         if let Some(u) = &self.base_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(CatalogError::Invalid {

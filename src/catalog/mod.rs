@@ -1,7 +1,7 @@
 //! The catalog: providers, models, endpoints and their prices.
 //!
 //! * [`Provider`] — where to send requests (base URL, credentials, auth style, extra headers, wire
-//!   format) and what the provider does with prompts ([`DataPolicy`]).
+//!   format) and what the provider does with prompts ([`ProviderDataPolicy`]).
 //! * [`Model`] — OpenRouter's `Model` object (<https://openrouter.ai/docs/guides/overview/models>).
 //! * [`Endpoint`] — a model offered by a provider, OpenRouter's `PublicEndpoint` (§15), plus the
 //!   provider's own model id.
@@ -54,4 +54,4 @@ pub use model::{split_variant, AliasTarget, Architecture, Model, TopProvider};
 pub use money::{PriceError, Usd};
 pub use params::{ParamSet, Parameter};
 pub use pricing::{EffectivePricing, Pricing, PricingOverride};
-pub use provider::{AuthStyle, Credentials, DataPolicy, Provider, Secret, WireFormat};
+pub use provider::{AuthStyle, Credentials, Provider, ProviderDataPolicy, Secret, WireFormat};

@@ -102,7 +102,7 @@ impl WireFormat {
 
 /// What a provider does with prompts (<https://openrouter.ai/docs/guides/privacy/data-collection>, <https://openrouter.ai/docs/guides/features/zdr>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct DataPolicy {
+pub struct ProviderDataPolicy {
     /// The provider may train on prompts.
     pub training: bool,
     /// The provider stores prompts beyond the request.
@@ -115,9 +115,9 @@ pub struct DataPolicy {
     pub zdr: bool,
 }
 
-impl DataPolicy {
+impl ProviderDataPolicy {
     /// A provider whose policy is not known is treated as one that retains and trains (§3.6).
-    pub const UNKNOWN: DataPolicy = DataPolicy {
+    pub const UNKNOWN: ProviderDataPolicy = ProviderDataPolicy {
         training: true,
         retains_prompts: true,
         retention_days: None,
@@ -125,7 +125,7 @@ impl DataPolicy {
     };
 
     /// Zero data retention: neither trains nor retains.
-    pub const ZDR: DataPolicy = DataPolicy {
+    pub const ZDR: ProviderDataPolicy = ProviderDataPolicy {
         training: false,
         retains_prompts: false,
         retention_days: None,
@@ -133,9 +133,9 @@ impl DataPolicy {
     };
 }
 
-impl Default for DataPolicy {
+impl Default for ProviderDataPolicy {
     fn default() -> Self {
-        DataPolicy::UNKNOWN
+        ProviderDataPolicy::UNKNOWN
     }
 }
 
@@ -158,7 +158,7 @@ pub struct Provider {
     /// The API it speaks.
     pub wire_format: WireFormat,
     /// What it does with prompts.
-    pub data_policy: DataPolicy,
+    pub data_policy: ProviderDataPolicy,
 }
 
 impl Provider {
@@ -173,7 +173,7 @@ impl Provider {
             auth: AuthStyle::Bearer,
             extra_headers: Vec::new(),
             wire_format: WireFormat::Openai,
-            data_policy: DataPolicy::UNKNOWN,
+            data_policy: ProviderDataPolicy::UNKNOWN,
         }
     }
 
@@ -214,7 +214,7 @@ impl Provider {
 
     /// Sets the data policy.
     #[must_use]
-    pub fn data_policy(mut self, p: DataPolicy) -> Self {
+    pub fn data_policy(mut self, p: ProviderDataPolicy) -> Self {
         self.data_policy = p;
         self
     }
