@@ -31,9 +31,12 @@ use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::{ServiceBuilder, ServiceExt};
 /// use tower_ai_gateway::catalog::Catalog;
+/// # #[cfg(feature = "sim")]
 /// use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
 /// use tower_ai_gateway::GatewayLayer;
 ///
+/// # #[cfg(not(feature = "sim"))] fn main() {} // the example needs the `sim` feature
+/// # #[cfg(feature = "sim")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_ai_gateway::BoxError> {
 /// // The demo catalog, every provider pointed at one simulated upstream.
