@@ -131,6 +131,7 @@ fn litellm_prices_load() {
 }
 
 #[test]
+#[cfg(feature = "toml")]
 fn toml_catalog_file() {
     let toml = r#"
         default_provider = "local"
