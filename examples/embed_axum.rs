@@ -3,7 +3,9 @@
 //! A service that already has its own routes, auth and state can call providers through the gateway
 //! stack directly: build it once (`GatewayLayer` over an HTTP client), keep it in the state, and call
 //! it from a handler with a chat-completions body of your making. Nothing leaves the process but the
-//! provider call. Here the "providers" are a SimulatedProvider, so the example runs offline:
+//! provider call. Here the "providers" are a SimulatedProvider, so the example runs offline; with
+//! real providers the client is `tower_ai_gateway::client::HttpsClient::new()` (feature `client`)
+//! and nothing else changes:
 //!
 //! ```text
 //! cargo run --example embed_axum

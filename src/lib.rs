@@ -97,6 +97,12 @@
 //! | Feature | Default | Enables |
 //! |---|---|---|
 //! | `sim` | yes | the `sim` module: `SimulatedProvider` and its profiles |
+//! | `toml` | yes | TOML catalog files (`Catalog::from_toml`, `.toml` in `Catalog::from_path`) |
+//! | `client` | yes | the `client` module: `HttpsClient`, a pooled rustls client for providers |
+//! | `native-roots` | no | `client` trusts the platform's root certificates instead of webpki's |
+//!
+//! An embedder that brings its own HTTP client and wants the layers alone uses
+//! `default-features = false`.
 //!
 //! # Catalog files
 //!
@@ -119,6 +125,9 @@ mod macros;
 
 pub mod body;
 pub mod catalog;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 pub mod clock;
 pub mod compat;
 pub mod error;

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{CatalogHandle, Endpoint, Usd};
+use tower_ai_gateway::client::HttpsClient;
 use tower_ai_gateway::compat::MessagesLayer;
 use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
@@ -76,27 +77,13 @@ pub fn nodelay(
     listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
-/// Builds the upstream client for real providers: HTTPS (rustls, webpki roots) and plain HTTP,
-/// with `TCP_NODELAY` on every connection (a request's head and body are separate writes).
+/// The upstream client for real providers: the crate's [`HttpsClient`] (rustls, HTTP/1.1 and
+/// HTTP/2, `TCP_NODELAY`, pooled), type-erased.
 pub fn http_client() -> Client {
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(https);
     fn body(r: http::Response<hyper::body::Incoming>) -> http::Response<BoxBody<Bytes, BoxError>> {
         r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
     }
-    fn error(e: hyper_util::client::legacy::Error) -> BoxError {
-        Box::new(e)
-    }
-    BoxCloneSyncService::new(client.map_response(body).map_err(error))
+    BoxCloneSyncService::new(HttpsClient::new().map_response(body))
 }
 
 /// The simulator as the upstream client.
