@@ -117,6 +117,7 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod compat;
+mod wire;
 pub mod error;
 pub mod fallback;
 mod gateway_layer;
