@@ -117,13 +117,13 @@ pub mod body;
 pub mod catalog;
 pub mod clock;
 pub mod compat;
-mod wire;
 pub mod error;
 pub mod fallback;
 mod gateway_layer;
 mod hash;
 pub mod health;
 pub mod model_routing;
+mod wire;
 #[macro_use]
 pub mod route;
 pub mod data_policy;

@@ -138,8 +138,8 @@ pub(crate) fn was_sent(e: AttemptError) -> bool {
 pub(crate) fn stats_attempt(e: AttemptError, head: Option<&HeaderMap>) -> Attempt {
     match (e, head) {
         (AttemptError::Status(_), Some(h)) => {
-            let status = StatusCode::from_u16(e.status().unwrap_or(502))
-                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(e.status().unwrap_or(502)).unwrap_or(StatusCode::BAD_GATEWAY);
             Attempt::from_response(status, h)
         }
         (AttemptError::Connect, _) => Attempt::new(Outcome::Failure(FailureKind::Connect)),

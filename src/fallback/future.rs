@@ -11,22 +11,23 @@ use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::body::{observe, Idle, Recorder, ResponseBody, StreamBody, Translate};
+use super::body::{observe, Idle, Recorder, ResponseBody, StreamBody};
+use super::classify::{self, error_type_of, stats_attempt, unix_now, was_sent, Verdict};
+use super::exhausted::{History, LastFailure};
 use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::sse::{Phase, Watch};
-use super::upstream::{build_request, clean_response_headers, safe_message};
-use super::Attempts;
-use crate::catalog::{Secret, WireFormat};
-use crate::compat::{MessagesWire, OriginalMessages};
-use crate::error::{Availability, AvailabilityCode, ErrorType, GatewayError};
+use super::upstream::{build_request, clean_response_headers};
+use crate::catalog::Secret;
+use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
-use crate::route::{AttemptRecord, Route, ServedBy};
+use crate::route::{AttemptKind, AttemptRecord, Route, ServedBy};
 use crate::stats::{Attempt, FailureKind, Outcome};
+use crate::wire::messages::{MessagesStream, OriginalMessages};
+use crate::wire::Wire;
 use crate::BoxError;
 
 /// Cap on a buffered upstream error body (read only to take its message).
@@ -75,16 +76,8 @@ enum Reading<B> {
         held_bytes: usize,
         watch: Watch,
         /// Anthropic-wire events → chat-completion chunks, for Anthropic-wire providers.
-        translate: Option<Box<Translate>>,
+        translate: Option<Box<MessagesStream>>,
     },
-}
-
-struct LastFailure {
-    error: AttemptError,
-    sent: bool,
-    message: Option<String>,
-    provider_name: String,
-    decision: Decision,
 }
 
 struct Ctx<S, B> {
@@ -98,15 +91,14 @@ struct Ctx<S, B> {
     order: Vec<(usize, bool)>,
     next: usize,
     current: usize,
-    records: Vec<AttemptRecord>,
-    last: Option<LastFailure>,
+    /// The current attempt's wire adapter.
+    wire: Wire,
+    history: History,
     deadline: Instant,
     attempt_start: Instant,
     sent: u32,
     fresh: bool,
     stop: bool,
-    budget_exhausted: bool,
-    overall_expired: bool,
     pending: Option<Request<Full<Bytes>>>,
     reading: Option<Reading<B>>,
 }
@@ -168,15 +160,13 @@ impl<S, F, B> ResponseFuture<S, F, B> {
                 order,
                 next: 0,
                 current: 0,
-                records: Vec::new(),
-                last: None,
+                wire: Wire::Chat,
+                history: History::default(),
                 deadline,
                 attempt_start: now,
                 sent: 0,
                 fresh: true,
                 stop: false,
-                budget_exhausted: false,
-                overall_expired: false,
                 pending: None,
                 reading: None,
             }),
@@ -190,18 +180,6 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    /// Whether the current candidate's provider speaks the Anthropic Messages wire.
-    fn anthropic(&self) -> bool {
-        let c = &self.route.candidates()[self.current];
-        self.route.provider(c).wire_format == WireFormat::Anthropic
-    }
-
-    /// Whether the current attempt passes the caller's Messages body through (and its answer
-    /// back) untranslated.
-    fn passthrough(&self) -> bool {
-        self.messages.is_some() && self.anthropic()
-    }
-
     fn secret(&self) -> Option<&Secret> {
         let c = &self.route.candidates()[self.current];
         self.route.provider(c).credentials.secret()
@@ -211,23 +189,29 @@ where
     fn advance(&mut self) -> Step<B> {
         loop {
             if self.stop {
-                return Step::Finish(self.exhausted());
+                return Step::Finish(self.history.answer(&self.route));
             }
             let Some(&(ci, cooling)) = self.order.get(self.next) else {
-                return Step::Finish(self.exhausted());
+                return Step::Finish(self.history.answer(&self.route));
             };
             self.next += 1;
             self.current = ci;
+            self.wire = Wire::choose(
+                self.route
+                    .provider(&self.route.candidates()[ci])
+                    .wire_format,
+                self.messages.as_ref(),
+            );
             let c = self.route.candidates()[ci];
             if cooling && self.config.cooldown == CooldownMode::FailFast {
                 let e = self.route.endpoint(&c);
                 let p = self.route.provider(&c);
-                self.records.push(AttemptRecord {
+                self.history.records.push(AttemptRecord {
                     provider: p.name.clone(),
                     endpoint: e.key().clone(),
                     status: None,
                     error_type: Some(ErrorType::ProviderOverloaded),
-                    kind: "cooldown",
+                    kind: AttemptKind::Cooldown,
                     sent: false,
                     duration: Duration::ZERO,
                     retry_after: None,
@@ -236,32 +220,33 @@ where
             }
             let now = Instant::now();
             if now >= self.deadline {
-                self.overall_expired = true;
-                return Step::Finish(self.exhausted());
+                self.history.overall_expired = true;
+                return Step::Finish(self.history.answer(&self.route));
             }
             let built = build_request(
                 &self.route,
                 &c,
                 &self.headers,
                 &self.config,
+                self.wire,
                 self.messages.as_ref(),
             );
             match built {
                 Err(err) => {
                     self.attempt_start = now;
                     if self.fail(err, None, None, None) == Decision::Return {
-                        return Step::Finish(self.exhausted());
+                        return Step::Finish(self.history.answer(&self.route));
                     }
                 }
                 Ok(req) => {
                     if self.sent > 0 {
                         if let Some(b) = &self.config.budget {
                             if !b.withdraw() {
-                                self.budget_exhausted = true;
+                                self.history.budget_exhausted = true;
                                 tracing::debug!(
                                     "retry budget exhausted; not trying further providers"
                                 );
-                                return Step::Finish(self.exhausted());
+                                return Step::Finish(self.history.answer(&self.route));
                             }
                         }
                     }
@@ -272,6 +257,20 @@ where
                 }
             }
         }
+    }
+
+    /// The inner client failed before a response head: logged with the attempt, then recorded
+    /// as a connect failure.
+    fn client_failed(&mut self, error: &BoxError) {
+        let c = self.route.candidates()[self.current];
+        tracing::debug!(
+            endpoint = %self.route.endpoint(&c).key(),
+            provider = %self.route.provider(&c).slug,
+            attempt = self.sent,
+            %error,
+            "the inner client failed"
+        );
+        self.fail(AttemptError::Connect, None, None, None);
     }
 
     /// Records a failed attempt (stats, attempts, trace) and asks the policy what next.
@@ -287,32 +286,14 @@ where
         let e = self.route.endpoint(&c);
         let p = self.route.provider(&c);
         let duration = now.saturating_duration_since(self.attempt_start);
-        let sent = !matches!(
-            error,
-            AttemptError::NotCallable | AttemptError::UnsupportedWireFormat
-        );
+        let sent = was_sent(error);
         let retry_after = retry_after.or_else(|| head.and_then(crate::stats::parse_retry_after));
-        if sent {
-            if let Some(stats) = &self.config.stats {
-                let mut a = match (error, head) {
-                    (AttemptError::Status(_), Some(h)) => {
-                        let status = http::StatusCode::from_u16(error.status().unwrap_or(502))
-                            .unwrap_or(http::StatusCode::BAD_GATEWAY);
-                        Attempt::from_response(status, h)
-                    }
-                    (AttemptError::Connect, _) => {
-                        Attempt::new(Outcome::Failure(FailureKind::Connect))
-                    }
-                    (AttemptError::Timeout | AttemptError::FirstTokenTimeout, _) => {
-                        Attempt::new(Outcome::Failure(FailureKind::Timeout))
-                    }
-                    _ => Attempt::new(Outcome::Failure(FailureKind::InvalidResponse)),
-                };
-                if let Some(r) = retry_after {
-                    a = a.retry_after(r);
-                }
-                stats.record_attempt(e.key(), a, now);
+        if let Some(stats) = self.config.stats.as_ref().filter(|_| sent) {
+            let mut a = stats_attempt(error, head);
+            if let Some(r) = retry_after {
+                a = a.retry_after(r);
             }
+            stats.record_attempt(e.key(), a, now);
         }
         tracing::debug!(
             endpoint = %e.key(),
@@ -322,12 +303,12 @@ where
             elapsed_ms = duration.as_millis() as u64,
             "provider attempt failed"
         );
-        self.records.push(AttemptRecord {
+        self.history.records.push(AttemptRecord {
             provider: p.name.clone(),
             endpoint: e.key().clone(),
             status: error.status(),
             error_type: Some(error_type_of(error)),
-            kind: error.as_str(),
+            kind: error.kind(),
             sent,
             duration,
             retry_after,
@@ -347,139 +328,17 @@ where
         };
         let decision = self.config.policy.on_failure(&failure);
         // The answer describes the last provider actually called, if any was.
-        if sent || self.last.as_ref().is_none_or(|l| !l.sent) {
-            self.last = Some(LastFailure {
-                error,
-                sent,
-                message,
-                provider_name: p.name.clone(),
-                decision,
-            });
-        }
+        self.history.remember(LastFailure {
+            error,
+            sent,
+            message,
+            provider_name: p.name.clone(),
+            decision,
+        });
         if decision == Decision::Return {
             self.stop = true;
         }
         decision
-    }
-
-    /// The answer when no candidate served the request.
-    fn exhausted(&mut self) -> Response<ResponseBody<B>> {
-        let err = self.final_error();
-        tracing::debug!(
-            status = err.status().as_u16(),
-            error_type = err.error_type().as_str(),
-            attempts = self.records.len(),
-            "no provider served the request"
-        );
-        let mut res: Response<ResponseBody<B>> = err.into_response();
-        res.extensions_mut()
-            .insert(Attempts(std::mem::take(&mut self.records)));
-        res
-    }
-
-    fn final_error(&self) -> GatewayError {
-        let requested: Vec<String> = self
-            .route
-            .models()
-            .iter()
-            .map(|m| m.requested.clone())
-            .collect();
-        let Some(last) = &self.last else {
-            if self.records.is_empty() && !self.overall_expired {
-                return self.route.unavailable();
-            }
-            let mut a = Availability::new(AvailabilityCode::TemporarilyUnavailable, requested);
-            a.affected_providers = self.records.iter().map(|r| r.provider.clone()).collect();
-            let msg = if self.overall_expired {
-                "The request deadline passed before a provider could be tried."
-            } else {
-                "Every provider for this request is cooling down after recent failures."
-            };
-            return self.decorate(GatewayError::unavailable(msg, a), None);
-        };
-        let failed: Vec<&AttemptRecord> = self
-            .records
-            .iter()
-            .filter(|r| r.sent && r.error_type.is_some())
-            .collect();
-        let err = match last.error {
-            AttemptError::Status(s @ 400..=499)
-                if last.decision == Decision::Return && s != 408 && s != 429 =>
-            {
-                let ty = match s {
-                    402 => ErrorType::PaymentRequired,
-                    401 => ErrorType::Authentication,
-                    403 => ErrorType::PermissionDenied,
-                    404 => ErrorType::NotFound,
-                    412 => ErrorType::PreconditionFailed,
-                    413 => ErrorType::PayloadTooLarge,
-                    422 => ErrorType::Unprocessable,
-                    _ => ErrorType::InvalidRequest,
-                };
-                let msg = last
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "Provider returned error".to_string());
-                let status = http::StatusCode::from_u16(s).unwrap_or(http::StatusCode::BAD_REQUEST);
-                GatewayError::new(ty, msg).with_status(status)
-            }
-            _ if self.overall_expired => GatewayError::new(
-                ErrorType::Timeout,
-                "The request deadline passed before a provider answered.",
-            )
-            .with_status(http::StatusCode::REQUEST_TIMEOUT),
-            _ if !failed.is_empty() && failed.iter().all(|r| r.status == Some(429)) => {
-                let mut a = Availability::new(AvailabilityCode::CapacityExhausted, requested);
-                a.affected_providers = providers(&failed);
-                let hints: Vec<Duration> = failed.iter().filter_map(|r| r.retry_after).collect();
-                if hints.len() == failed.len() {
-                    a.retry_after = hints
-                        .iter()
-                        .min()
-                        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
-                }
-                GatewayError::unavailable("All providers for this request are rate limited.", a)
-            }
-            _ if !failed.is_empty() && failed.iter().all(|r| is_timeout(r.kind)) => {
-                GatewayError::new(ErrorType::Timeout, "No provider responded in time.")
-            }
-            _ if !failed.is_empty() && failed.iter().all(|r| is_transient(r)) => {
-                let mut a = Availability::new(AvailabilityCode::TemporarilyUnavailable, requested);
-                a.affected_providers = providers(&failed);
-                GatewayError::unavailable(
-                    "All providers for this request are temporarily unavailable.",
-                    a,
-                )
-            }
-            _ => GatewayError::new(
-                ErrorType::ProviderUnavailable,
-                "No provider returned a valid response.",
-            ),
-        };
-        self.decorate(err, Some(&last.provider_name))
-    }
-
-    fn decorate(&self, mut err: GatewayError, provider: Option<&str>) -> GatewayError {
-        if let Some(p) = provider {
-            err = err.with_metadata("provider_name", p);
-        }
-        let previous: Vec<Value> = self
-            .records
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "provider": r.provider,
-                    "endpoint": r.endpoint.tag(),
-                    "code": r.kind,
-                    "status": r.status,
-                })
-            })
-            .collect();
-        err = err.with_metadata("previous_errors", Value::Array(previous));
-        if self.budget_exhausted {
-            err = err.with_metadata("retry_budget_exhausted", true);
-        }
-        err
     }
 
     /// Success: the served-by record, with this attempt last.
@@ -487,12 +346,12 @@ where
         let c = self.route.candidates()[self.current];
         let e = self.route.endpoint(&c);
         let p = self.route.provider(&c);
-        self.records.push(AttemptRecord {
+        self.history.records.push(AttemptRecord {
             provider: p.name.clone(),
             endpoint: e.key().clone(),
             status: Some(200),
             error_type: None,
-            kind: "ok",
+            kind: AttemptKind::Ok,
             sent: true,
             duration: latency,
             retry_after: None,
@@ -500,7 +359,7 @@ where
         tracing::debug!(
             endpoint = %e.key(),
             provider = %p.slug,
-            attempts = self.records.len(),
+            attempts = self.history.records.len(),
             elapsed_ms = latency.as_millis() as u64,
             "provider served the request"
         );
@@ -509,38 +368,8 @@ where
         s.upstream_model = e.upstream_model().to_string();
         s.streamed = streamed;
         s.latency = Some(latency);
-        s.attempts = std::mem::take(&mut self.records);
+        s.attempts = std::mem::take(&mut self.history.records);
         s
-    }
-}
-
-fn providers(failed: &[&AttemptRecord]) -> Vec<String> {
-    let mut v: Vec<String> = failed.iter().map(|r| r.provider.clone()).collect();
-    v.dedup();
-    v
-}
-
-fn is_timeout(kind: &str) -> bool {
-    matches!(kind, "timeout" | "first_token_timeout")
-}
-
-fn is_transient(r: &AttemptRecord) -> bool {
-    matches!(r.status, Some(408 | 429 | 500..=599))
-        || matches!(r.kind, "timeout" | "first_token_timeout" | "connect")
-}
-
-fn error_type_of(e: AttemptError) -> ErrorType {
-    match e {
-        AttemptError::Status(429) => ErrorType::RateLimitExceeded,
-        AttemptError::Status(401) => ErrorType::Authentication,
-        AttemptError::Status(403) => ErrorType::PermissionDenied,
-        AttemptError::Status(408) => ErrorType::Timeout,
-        AttemptError::Status(503 | 529) => ErrorType::ProviderOverloaded,
-        AttemptError::Status(504 | 524) => ErrorType::Timeout,
-        AttemptError::Status(500..=599) => ErrorType::ProviderUnavailable,
-        AttemptError::Status(_) => ErrorType::InvalidRequest,
-        AttemptError::Timeout | AttemptError::FirstTokenTimeout => ErrorType::Timeout,
-        _ => ErrorType::ProviderUnavailable,
     }
 }
 
@@ -600,17 +429,15 @@ where
                     };
                     let res = match res {
                         Ok(res) => res,
-                        Err(_) => {
+                        Err(e) => {
                             this.state.set(State::Next);
-                            ctx.fail(AttemptError::Connect, None, None, None);
+                            ctx.client_failed(&e.into());
                             continue;
                         }
                     };
                     let (head, body) = res.into_parts();
                     let body = Box::pin(body);
                     let stream = ctx.route.view().stream;
-                    let anthropic = ctx.anthropic();
-                    let passthrough = ctx.passthrough();
                     if head.status.is_success() && stream {
                         let until =
                             (ctx.attempt_start + ctx.config.first_token_timeout).min(ctx.deadline);
@@ -621,7 +448,7 @@ where
                             held: VecDeque::new(),
                             held_bytes: 0,
                             watch: Watch::new(),
-                            translate: anthropic.then(|| Translate::new(passthrough, unix_now())),
+                            translate: ctx.wire.stream(unix_now()),
                         });
                     } else {
                         let success = head.status.is_success();
@@ -680,7 +507,7 @@ where
     B::Error: Into<BoxError>,
 {
     if Instant::now() >= ctx.deadline {
-        ctx.overall_expired = true;
+        ctx.history.overall_expired = true;
     }
     ctx.fail(error, None, None, None);
 }
@@ -733,61 +560,17 @@ where
             Poll::Ready(None) => break,
         }
     }
-    let Some(Reading::Buffer {
-        head, buf, success, ..
-    }) = ctx.reading.take()
-    else {
+    let Some(Reading::Buffer { head, buf, .. }) = ctx.reading.take() else {
         return ReadStep::Next;
     };
-    let bytes = buf.freeze();
-    let judged = match (success, broken) {
-        (false, _) => Judged::Error(head.status.as_u16()),
-        (true, true) => Judged::Invalid,
-        (true, false) => judge(&bytes),
-    };
-    match judged {
-        Judged::Invalid => {
-            ctx.fail(AttemptError::InvalidResponse, None, None, None);
+    let bytes = match classify::buffered(head.status, buf.freeze(), broken, ctx.wire, ctx.secret())
+    {
+        Verdict::Answer(bytes) => bytes,
+        Verdict::Failed { error, message } => {
+            let head = error.status().map(|_| &head.headers);
+            ctx.fail(error, head, None, message);
             return ReadStep::Next;
         }
-        Judged::Error(status) => {
-            // An error status, or a `2xx` whose body is an error (some providers send that).
-            let message = if broken {
-                None
-            } else {
-                safe_message(&bytes, ctx.secret())
-            };
-            ctx.fail(
-                AttemptError::Status(status),
-                Some(&head.headers),
-                None,
-                message,
-            );
-            return ReadStep::Next;
-        }
-        Judged::Answer { .. } if !ctx.anthropic() => {}
-        // The Messages wire answers a `message`; anything else is not an answer.
-        Judged::Answer { message: false } => {
-            ctx.fail(AttemptError::InvalidResponse, None, None, None);
-            return ReadStep::Next;
-        }
-        Judged::Answer { message: true } => {}
-    }
-    let passthrough = ctx.passthrough();
-    let bytes = if ctx.anthropic() && !passthrough {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(message) => Bytes::from(
-                crate::compat::message_to_chat(&message, unix_now())
-                    .to_string()
-                    .into_bytes(),
-            ),
-            Err(_) => {
-                ctx.fail(AttemptError::InvalidResponse, None, None, None);
-                return ReadStep::Next;
-            }
-        }
-    } else {
-        bytes
     };
     let latency = Instant::now().saturating_duration_since(ctx.attempt_start);
     let key = ctx
@@ -806,62 +589,8 @@ where
     let mut head = head;
     clean_response_headers(&mut head.headers, ctx.secret());
     head.extensions.insert(served);
-    if passthrough {
-        head.extensions.insert(MessagesWire);
-    }
+    ctx.wire.mark(&mut head.extensions);
     ReadStep::Done(Response::from_parts(head, ResponseBody::full(bytes)))
-}
-
-/// Seconds since the Unix epoch (the `created` of translated Anthropic answers).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// What a non-streamed `2xx` body is.
-enum Judged {
-    /// Empty, not JSON, or not an object.
-    Invalid,
-    /// An error object and no `choices`: the status in its `code` (4xx/5xx), else 502.
-    Error(u16),
-    /// Anything else; `message` when its `type` is `"message"` (the Anthropic wire's answer).
-    Answer { message: bool },
-}
-
-/// Judges a non-streamed `2xx` body in one pass that skips everything but `error`.
-fn judge(b: &[u8]) -> Judged {
-    #[derive(serde::Deserialize)]
-    struct Shape<'a> {
-        #[serde(borrow, default)]
-        error: Option<&'a serde_json::value::RawValue>,
-        #[serde(default)]
-        choices: Option<serde::de::IgnoredAny>,
-        #[serde(borrow, default, rename = "type")]
-        kind: Option<&'a serde_json::value::RawValue>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorCode {
-        #[serde(default)]
-        code: Option<Value>,
-    }
-    let Ok(shape) = serde_json::from_slice::<Shape<'_>>(b) else {
-        return Judged::Invalid;
-    };
-    match shape.error {
-        Some(e) if shape.choices.is_none() && e.get() != "null" => {
-            let code = serde_json::from_str::<ErrorCode>(e.get())
-                .ok()
-                .and_then(|e| e.code)
-                .and_then(|c| c.as_u64())
-                .and_then(|c| u16::try_from(c).ok())
-                .filter(|c| (400..600).contains(c));
-            Judged::Error(code.unwrap_or(502))
-        }
-        _ => Judged::Answer {
-            message: shape.kind.is_some_and(|k| k.get() == r#""message""#),
-        },
-    }
 }
 
 /// Reads a stream until its first content-bearing event.
@@ -964,8 +693,6 @@ where
     let served = ctx.served(latency, true);
     clean_response_headers(&mut head.headers, ctx.secret());
     head.extensions.insert(served);
-    if ctx.passthrough() {
-        head.extensions.insert(MessagesWire);
-    }
+    ctx.wire.mark(&mut head.extensions);
     ReadStep::Done(Response::from_parts(head, ResponseBody::stream(s)))
 }

@@ -15,16 +15,18 @@
 //!
 //! * `POST {provider.base_url}{wire_format.path()}` (a trailing `/` on the base URL is ignored). A
 //!   provider without a (valid) base URL is skipped and recorded as `not_callable`.
-//! * **Anthropic-wire providers** ([`WireFormat::Anthropic`](crate::catalog::WireFormat)): the
-//!   rewritten chat body below is translated with
-//!   [`chat_to_messages`](crate::compat::chat_to_messages) and sent to `{base_url}/messages` with
-//!   `anthropic-version: 2023-06-01` (unless the provider's extra headers set it) and the
-//!   configured credentials. The answer is translated back, so callers and the layers above always
-//!   see chat completions: a JSON message with
-//!   [`message_to_chat`](crate::compat::message_to_chat) (a `2xx` that is not a Messages
-//!   `message` is an invalid response), a stream event by event with
-//!   [`ChatSseTranslator`](crate::compat::ChatSseTranslator) (ending with a usage chunk and
-//!   `data: [DONE]`), before the stream checks below. Error bodies are read as they are.
+//! * **The wire** is chosen once per attempt from the provider's
+//!   [`WireFormat`](crate::catalog::WireFormat) and the caller's wire (the crate's internal `wire`
+//!   module). For **Anthropic-wire providers** ([`WireFormat::Anthropic`](crate::catalog::WireFormat))
+//!   the rewritten chat body below is translated to a Messages request and sent to
+//!   `{base_url}/messages` with `anthropic-version: 2023-06-01` (unless the provider's extra
+//!   headers set it) and the configured credentials. The answer is translated back, so callers and
+//!   the layers above always see chat completions: a JSON message as a chat completion (a `2xx`
+//!   that is not a Messages `message` is an invalid response), a stream event by event (ending
+//!   with a usage chunk and `data: [DONE]`), before the stream checks below. Error bodies are read
+//!   as they are. A caller that spoke Messages itself (through
+//!   [`MessagesLayer`](crate::compat::MessagesLayer)) gets its own bytes passed through instead;
+//!   see [compat's Passthrough](crate::compat#passthrough).
 //! * **Body**: one [`splice`](crate::route::splice) pass over the caller's bytes, never a
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`
@@ -57,7 +59,7 @@
 //! rejected *our* key or account: recorded, never echoed), and a non-streamed `2xx` whose body is
 //! empty or not a JSON object; it returns the caller's own errors (`400`, `404`, `413`, `422`, …) —
 //! except that moving on to a fallback **model** (a candidate whose `model` differs) happens after
-//! any error, as OpenRouter does (shared/OPENROUTER.md §5). A non-streamed `2xx` whose body is an
+//! any error, as OpenRouter does (<https://openrouter.ai/docs/features/model-routing>). A non-streamed `2xx` whose body is an
 //! error object (`{"error":{…}}` without `choices`, which some providers send) is judged as the
 //! status in its `error.code` when that is a 4xx/5xx number, else as a `502`.
 //!
@@ -79,7 +81,7 @@
 //! in-band `error` event, an invalid `data:` payload, or the first-token deadline are failures of
 //! the attempt, and the next candidate is tried. **After content there is no failover**: an `Err`
 //! frame or an end without `data: [DONE]` ends the stream with an in-band error chunk
-//! (shared/OPENROUTER.md §11.4)
+//! (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming")
 //!
 //! ```text
 //! data: {"id":…,"object":"chat.completion.chunk","provider":…,"error":{"code":502,"message":…,
@@ -206,6 +208,8 @@
 
 mod body;
 mod budget;
+mod classify;
+mod exhausted;
 mod future;
 mod layer;
 mod policy;

@@ -151,7 +151,9 @@ where
     }
 }
 
-/// The default policy (shared/OPENROUTER.md §4.6, §5, §23 step 5).
+/// The default policy (after OpenRouter's provider and model fallbacks:
+/// <https://openrouter.ai/docs/features/provider-routing>,
+/// <https://openrouter.ai/docs/features/model-routing>).
 ///
 /// * Moving on to a candidate of **another model** (a fallback from `models`) happens after any
 ///   error, as OpenRouter does.

@@ -10,9 +10,9 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::{Config, ProviderFallbackLayer};
-use crate::compat::OriginalMessages;
 use crate::error::GatewayError;
 use crate::route::Route;
+use crate::wire::messages::OriginalMessages;
 use crate::BoxError;
 
 /// Middleware that sends a routed request to its candidate endpoints in order until one answers.

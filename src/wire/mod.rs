@@ -95,7 +95,12 @@ impl Wire {
 
     /// A successful JSON answer for the caller, or `None` if it is not this wire's answer.
     /// `is_message` says whether its top-level `type` is `"message"` (a Messages answer).
-    pub(crate) fn decode_answer(self, body: Bytes, is_message: bool, created: u64) -> Option<Bytes> {
+    pub(crate) fn decode_answer(
+        self,
+        body: Bytes,
+        is_message: bool,
+        created: u64,
+    ) -> Option<Bytes> {
         match self {
             Wire::Chat => Some(body),
             Wire::Messages { .. } if !is_message => None,

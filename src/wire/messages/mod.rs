@@ -19,12 +19,12 @@ pub use request::{count_tokens, count_tokens_json, messages_to_chat, MAX_FALLBAC
 pub use response::{anthropic_error_type, anthropic_status, chat_to_message, error_to_anthropic};
 #[allow(unused_imports)]
 pub(crate) use response::{stop_reason, thinking_signature, tool_input, usage_to_anthropic};
+pub use reverse::{chat_to_messages, message_to_chat, DEFAULT_MAX_TOKENS};
 #[allow(unused_imports)]
 pub(crate) use reverse::{finish_reason, usage_to_chat};
-pub use reverse::{chat_to_messages, message_to_chat, DEFAULT_MAX_TOKENS};
 pub use reverse_sse::ChatSseTranslator;
 pub use sse::{MessagesSseBody, SseTranslator};
-pub(crate) use upstream::{Fed, MessagesStream};
+pub(crate) use upstream::MessagesStream;
 
 /// The Messages API version sent to Anthropic-wire providers (unless their extra headers set it).
 pub(crate) const ANTHROPIC_VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");

@@ -140,7 +140,7 @@ pub fn chat_to_message(chat: &Value) -> Value {
     Value::Object(out)
 }
 
-/// OpenRouter `error_type` → Anthropic `error.type` (OPENROUTER.md §12.3).
+/// OpenRouter `error_type` → Anthropic `error.type` (<https://openrouter.ai/docs/api-reference/errors>, <https://docs.anthropic.com/en/api/errors>).
 pub fn anthropic_error_type(error_type: &str) -> &'static str {
     match error_type {
         "authentication" => "authentication_error",
