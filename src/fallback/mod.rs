@@ -25,8 +25,8 @@
 //!   that is not a Messages `message` is an invalid response), a stream event by event (ending
 //!   with a usage chunk and `data: [DONE]`), before the stream checks below. Error bodies are read
 //!   as they are. A caller that spoke Messages itself (through
-//!   [`MessagesLayer`](crate::compat::MessagesLayer)) gets its own bytes passed through instead;
-//!   see [compat's Passthrough](crate::compat#passthrough).
+//!   [`MessagesLayer`](super::compat::MessagesLayer)) gets its own bytes passed through instead;
+//!   see [compat's Passthrough](super::compat#passthrough).
 //! * **Body**: one [`splice`](crate::route::splice) pass over the caller's bytes, never a
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`
