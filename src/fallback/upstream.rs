@@ -7,24 +7,20 @@ use http_body_util::Full;
 
 use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
-use super::rewrite::{passthrough_body, upstream_body};
 use crate::catalog::{AuthStyle, Secret};
 use crate::route::{Candidate, Route};
-use crate::wire::messages::OriginalMessages;
 use crate::wire::Wire;
 
-/// The request for one candidate: `POST {base_url}{path}`, the rewritten body, the allowed caller
-/// headers, the provider's extra headers, then its credentials.
-///
-/// `wire` shapes it: a passed-through Messages attempt sends the caller's own Messages body
-/// (`messages`, see [`OriginalMessages`]), any other the rewritten chat body in the wire's format.
+/// The request for one candidate: `POST {base_url}{path}`, `body` (already in the attempt's wire
+/// format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
+/// the wire's required headers, then the provider's credentials.
 pub(crate) fn build_request(
     route: &Route,
     c: &Candidate,
     caller: &HeaderMap,
     config: &Config,
     wire: Wire,
-    messages: Option<&OriginalMessages>,
+    body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
@@ -32,16 +28,6 @@ pub(crate) fn build_request(
     let uri: Uri = format!("{}{}", base.trim_end_matches('/'), p.wire_format.path())
         .parse()
         .map_err(|_| AttemptError::NotCallable)?;
-    let view = route.view();
-    let body = match messages.filter(|_| wire.passthrough()) {
-        Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
-            .ok_or(AttemptError::NotCallable)?,
-        None => {
-            let chat = upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
-                .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()));
-            wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
-        }
-    };
     let mut req = Request::new(Full::new(Bytes::from(body)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
