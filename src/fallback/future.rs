@@ -166,7 +166,7 @@ where
         sleep.reset((attempt.start + run.config.first_token_timeout).min(run.deadline));
         let prime = Prime::new(body, attempt.wire, unix_now());
         return State::Priming {
-            attempt,
+            attempt: attempt.priming(),
             head,
             prime,
         };
@@ -188,8 +188,7 @@ where
 fn judged<S, B>(
     run: &mut Run<S>,
     attempt: Attempt,
-    head: Response<()>,
-    buffer: Buffer,
+    (head, buffer): (Response<()>, Buffer),
     broken: bool,
 ) -> Result<Response<ResponseBody<B>>, Decision> {
     let (head, ()) = head.into_parts();
@@ -224,10 +223,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (mut state, mut sleep, run) = match self.project().kind.project() {
             KindProj::Rejected { error } => {
-                return Poll::Ready(match error.take() {
-                    Some(e) => Ok(e.into_response()),
-                    None => Err(polled_after_completion()),
-                })
+                return Poll::Ready(
+                    error
+                        .take()
+                        .map(GatewayError::into_response)
+                        .ok_or_else(polled_after_completion),
+                )
             }
             KindProj::Running { state, sleep, run } => (state, sleep, run),
         };
@@ -236,10 +237,7 @@ where
                 StateProj::Receiving { body, received } => {
                     match ready!(received.poll(body, cx)).and_then(|b| run.receive(b)) {
                         Ok(()) => State::Next,
-                        Err(e) => {
-                            state.set(State::Done);
-                            return Poll::Ready(Ok(e.into_response()));
-                        }
+                        Err(e) => return done(state, e.into_response()),
                     }
                 }
                 StateProj::Next => match run.advance() {
@@ -257,16 +255,8 @@ where
                     let attempt = *attempt;
                     match future.poll(cx) {
                         Poll::Ready(Ok(res)) => read(run, sleep.as_mut(), attempt, res),
-                        Poll::Ready(Err(e)) => {
-                            state.set(State::Next);
-                            after(run.client_failed(attempt, e.into()))
-                        }
-                        Poll::Pending => {
-                            ready!(sleep.as_mut().poll(cx));
-                            // Drop the attempt first: that cancels the upstream request.
-                            state.set(State::Next);
-                            after(run.timed_out(attempt, AttemptError::Timeout))
-                        }
+                        Poll::Ready(Err(e)) => after(run.client_failed(attempt, e.into())),
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
                     }
                 }
                 StateProj::Buffering {
@@ -276,57 +266,81 @@ where
                     buffer,
                 } => {
                     let attempt = *attempt;
-                    let Poll::Ready(broken) = buffer.poll(body, cx) else {
-                        ready!(sleep.as_mut().poll(cx));
-                        state.set(State::Next);
-                        let decision = run.timed_out(attempt, AttemptError::Timeout);
-                        state.set(after(decision));
-                        continue;
-                    };
-                    let (head, buffer) = (std::mem::take(head), std::mem::take(buffer));
-                    state.set(State::Next);
-                    match judged(run, attempt, head, buffer, broken) {
-                        Ok(res) => {
-                            state.set(State::Done);
-                            return Poll::Ready(Ok(res));
+                    match buffer.poll(body, cx) {
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
+                        Poll::Ready(broken) => {
+                            let read = (std::mem::take(head), std::mem::take(buffer));
+                            state.set(State::Next); // drops the upstream body
+                            match judged(run, attempt, read, broken) {
+                                Ok(res) => return done(state, res),
+                                Err(decision) => after(decision),
+                            }
                         }
-                        Err(decision) => after(decision),
                     }
                 }
                 StateProj::Priming { attempt, prime, .. } => {
                     let attempt = *attempt;
                     match prime.poll(cx) {
-                        Poll::Ready(Primed::Started) => {
-                            let own = state.as_mut().project_replace(State::Done);
-                            if let StateOwn::Priming {
-                                attempt,
-                                head,
-                                prime,
-                            } = own
-                            {
-                                return Poll::Ready(Ok(run.streamed(attempt, head, prime)));
-                            }
-                            State::Done // not reached: the state was `Priming`
-                        }
+                        Poll::Ready(Primed::Started) => return started(state, run),
                         Poll::Ready(Primed::Failed) => {
-                            state.set(State::Next);
                             after(run.fail(attempt, AttemptError::StreamFailed, None, None))
                         }
-                        Poll::Pending => {
-                            ready!(sleep.as_mut().poll(cx));
-                            state.set(State::Next);
-                            after(run.timed_out(attempt, AttemptError::FirstTokenTimeout))
-                        }
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
                     }
                 }
                 StateProj::Exhausted => {
-                    state.set(State::Done);
-                    return Poll::Ready(Ok(run.history.answer(&run.route)));
+                    let res = run.history.answer(&run.route);
+                    return done(state, res);
                 }
                 StateProj::Done => return Poll::Ready(Err(polled_after_completion())),
             };
+            // Leaving a state drops what it owned: an abandoned attempt's future or body goes
+            // first, which cancels the upstream request.
             state.set(next);
         }
+    }
+}
+
+/// Answers, leaving the future done.
+fn done<F, B, RB, T>(mut state: Pin<&mut State<F, B, RB>>, res: T) -> Poll<Result<T, BoxError>> {
+    state.set(State::Done);
+    Poll::Ready(Ok(res))
+}
+
+/// The attempt's timer, when it fires: a timeout (first-token timeout while priming) recorded,
+/// and the policy's decision.
+fn expired<S>(
+    sleep: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+    run: &mut Run<S>,
+    attempt: Attempt,
+) -> Poll<Decision> {
+    ready!(sleep.poll(cx));
+    let error = if attempt.priming {
+        AttemptError::FirstTokenTimeout
+    } else {
+        AttemptError::Timeout
+    };
+    Poll::Ready(run.timed_out(attempt, error))
+}
+
+/// A stream's first content arrived: the stream response, from the `Priming` state's data.
+fn started<S, F, B, RB>(
+    mut state: Pin<&mut State<F, B, RB>>,
+    run: &mut Run<S>,
+) -> Poll<Result<Response<ResponseBody<B>>, BoxError>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match state.as_mut().project_replace(State::Done) {
+        StateOwn::Priming {
+            attempt,
+            head,
+            prime,
+        } => Poll::Ready(Ok(run.streamed(attempt, head, prime))),
+        // Only called from the `Priming` state.
+        _ => Poll::Ready(Err(polled_after_completion())),
     }
 }
 

@@ -40,6 +40,18 @@ pub(crate) struct Attempt {
     pub(crate) start: Instant,
     /// 1 for the first request sent, 2 for the second, …
     pub(crate) number: u32,
+    /// A stream's answer is being primed: its timer is the first-token timeout.
+    pub(crate) priming: bool,
+}
+
+impl Attempt {
+    /// The same attempt, now priming a stream.
+    pub(crate) fn priming(self) -> Self {
+        Attempt {
+            priming: true,
+            ..self
+        }
+    }
 }
 
 /// The chat body the attempts send.
@@ -141,6 +153,7 @@ impl<S> Run<S> {
                 wire,
                 start: now,
                 number: self.sent + 1,
+                priming: false,
             };
             if cooling && self.config.cooldown == CooldownMode::FailFast {
                 self.skip_cooling(&c);
