@@ -2,11 +2,18 @@
 //!
 //! The layer sits at the bottom of the stack, right above the HTTP client. It reads the
 //! [`Route`](crate::route::Route) that [`ModelRouting`](crate::model_routing) put in the request
-//! extensions (the request body itself is ignored: the bytes come from
-//! [`Route::body`](crate::route::Route::body)), and for each candidate in order builds the upstream
-//! request, calls the inner client, classifies the outcome, records it in [`Stats`](crate::stats),
-//! and either answers or moves on. A request without a `Route` is answered with 400
-//! `invalid_request` "no route: put ModelRouting in front of ProviderFallback".
+//! extensions, reads the request body it is given (once, up to
+//! [`max_buffer`](ProviderFallbackLayer::max_buffer); over it is a 413), and for each candidate in
+//! order builds the upstream request from that body, calls the inner client, classifies the
+//! outcome, records it in [`Stats`](crate::stats), and either answers or moves on. A request
+//! without a `Route` is answered with 400 `invalid_request` "no route: put ModelRouting in front
+//! of ProviderFallback".
+//!
+//! The body is normally the route's own bytes ([`Route::body`](crate::route::Route::body)), whose
+//! parsed spans are reused. A layer between ModelRouting and ProviderFallback may edit it: the
+//! edited bytes are parsed again with [`RequestView::parse`](crate::route::RequestView::parse)
+//! (a 400 if they no longer parse) and sent instead. Routing is not redone: the candidates are the
+//! route's.
 //!
 //! Every provider failure becomes an OpenRouter-shaped response; the service error
 //! ([`BoxError`](crate::BoxError)) is only used when the inner service's `poll_ready` fails.
@@ -63,9 +70,11 @@
 //! error object (`{"error":{…}}` without `choices`, which some providers send) is judged as the
 //! status in its `error.code` when that is a 4xx/5xx number, else as a `502`.
 //!
-//! Judging a non-streamed `2xx` needs its body, so **non-streamed answers are buffered** (up to
-//! [`max_buffer`](ProviderFallbackLayer::max_buffer), 32 MiB by default; over it is an invalid
-//! response) before being returned. Streams are never buffered beyond their first content.
+//! Judging a non-streamed `2xx` needs its body, so **non-streamed answers are buffered** once (up
+//! to [`max_buffer`](ProviderFallbackLayer::max_buffer), [`DEFAULT_MAX_BUFFER`] = 32 MiB by
+//! default; over it is an invalid response) and returned as **one data frame whose
+//! [`size_hint`](http_body::Body::size_hint) is exact**, so a server can set `Content-Length`
+//! without collecting it again. Streams are never buffered beyond their first content.
 //!
 //! # Streams
 //!
@@ -145,7 +154,8 @@
 //! # Secrets and cancellation
 //!
 //! Provider keys never appear in a response (status, headers, body) or in the `tracing` events this
-//! layer emits (endpoint, provider slug, kind, status and timings only). Dropping the response
+//! layer emits (endpoint, provider slug, attempt number, kind, status, timings, and the inner
+//! client's error message when it fails). Dropping the response
 //! future or the body drops the inner future or body, which cancels the upstream request; nothing
 //! is spawned.
 //!
@@ -153,15 +163,25 @@
 //!
 //! `poll_ready` forwards to the inner service; `call` moves the ready service into the future (a
 //! clone stays behind) and uses it for the first attempt; later attempts `poll_ready` it again.
-//! Upstream bodies are boxed (one allocation per attempt) so a primed stream can move from the
-//! future into the response body.
+//! A stream's upstream body is boxed (one allocation per streamed attempt) so that, once primed,
+//! it can move from the future into the response body; buffered bodies are read in place.
+//!
+//! # Inside
+//!
+//! [`ResponseFuture`] is a state machine in the shape of tower's `retry::future`: receiving the
+//! body → choosing the next candidate → waiting for readiness (later attempts) → calling →
+//! buffering an answer or priming a stream → answering, or back to choosing; each state owns its
+//! data (`future.rs`). What the attempts share is in `run.rs`, the body readers in `read.rs`,
+//! judging an answer in `classify.rs`, the "everything failed" answer in `exhausted.rs`, the
+//! upstream request in `upstream.rs` / `rewrite.rs`. The wire of each attempt (chat or Anthropic
+//! Messages) is an adapter chosen once per attempt in the crate's `wire` module.
 //!
 //! # Cost
 //!
 //! `benches/stack.rs` (release, loaded 2-core machine, 1 KB non-streamed request, zero-delay inner
 //! service): bare service ~1.1 µs, with ModelRouting ~7 µs, with ModelRouting + ProviderFallback
 //! ~10.5–13.5 µs — the fallback layer adds ~3.5–6 µs per request (body splice, request and header
-//! building, response JSON validation, `ServedBy`, one boxed body).
+//! building, response JSON validation, `ServedBy`).
 //!
 //! # Example
 //!
