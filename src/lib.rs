@@ -136,6 +136,7 @@ mod gateway_layer;
 mod hash;
 pub mod health;
 pub mod model_routing;
+mod wire;
 #[macro_use]
 pub mod route;
 pub mod data_policy;

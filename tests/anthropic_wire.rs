@@ -127,7 +127,7 @@ async fn json_answer_is_a_chat_completion() {
     assert_eq!(served.provider_slug, "anthro");
     assert_eq!(served.upstream_model, "claude-native");
     assert!(!served.streamed);
-    let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind).collect();
+    let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["ok"]);
 
     let v: Value = serde_json::from_slice(&a.bytes).expect("json");
@@ -241,7 +241,7 @@ async fn anthropic_wire_failures_fail_over() {
             .cloned()
             .expect("served by");
         assert_eq!(served.provider_slug, "backup");
-        let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind).collect();
+        let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds.len(), 2, "{kinds:?}");
         assert_eq!(kinds[1], "ok");
         let bytes = res.into_body().collect().await.expect("body").to_bytes();

@@ -358,7 +358,7 @@ async fn uncallable_providers_are_skipped_and_anthropic_wire_is_spoken() {
         .unwrap()
         .attempts
         .iter()
-        .map(|r| r.kind)
+        .map(|r| r.kind.as_str())
         .collect();
     assert_eq!(kinds, ["not_callable", "ok"]);
 }

@@ -16,11 +16,11 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::passthrough::{MessagesWire, OriginalMessages};
-use super::request::{chat_body, messages_to_chat, split_tools};
-use super::response::{anthropic_status, chat_to_message, error_to_anthropic};
-use super::sse::{MessagesSseBody, SseTranslator};
 use crate::error::{ErrorType, GatewayError};
+use crate::wire::messages::{
+    anthropic_status, chat_body, chat_to_message, error_to_anthropic, messages_to_chat,
+    split_tools, MessagesSseBody, MessagesWire, OriginalMessages, SseTranslator,
+};
 use crate::BoxError;
 
 /// Default request-body limit of [`MessagesLayer`]: 10 MiB.

@@ -38,8 +38,8 @@
 //! # Response mapping
 //!
 //! `id` (the gateway's `gen-…` id), `model` and `provider` are kept; `reasoning` becomes a
-//! `thinking` block whose `signature` is [`thinking_signature`] (a stable, non-secret FNV-1a hash
-//! of the text; clients echo it back and it is ignored), then a `text` block, then `tool_use`
+//! `thinking` block whose `signature` is a stable, non-secret FNV-1a hash
+//! of the text (clients echo it back and it is ignored), then a `text` block, then `tool_use`
 //! blocks whose `input` is the parsed `arguments` (invalid JSON becomes
 //! `{"_raw_arguments": "<the string>"}`). `finish_reason` `stop` / `length` / `tool_calls` /
 //! `content_filter` becomes `stop_reason` `end_turn` / `max_tokens` / `tool_use` / `refusal`
@@ -66,13 +66,17 @@
 //! For providers whose own wire format is Anthropic Messages, [`chat_to_messages`] translates a
 //! chat-completions request into a Messages request (keeping OpenRouter-style `cache_control`
 //! breakpoints on content parts, the system prompt becoming text blocks when one has one) and [`message_to_chat`] a Messages answer back
-//! into a chat completion ([`finish_reason`], [`usage_to_chat`]); [`ChatSseTranslator`] turns a
+//! into a chat completion; [`ChatSseTranslator`] turns a
 //! Messages event stream into chat-completion chunks incrementally. The
 //! [`SimulatedProvider`](crate::sim::SimulatedProvider) answers the Messages wire on paths ending
 //! in `/messages`.
 //!
 //! [`ProviderFallback`](crate::fallback) uses them to speak to Anthropic-wire providers, so a
 //! chat-completions caller can be served by one.
+//!
+//! The translations and the wire marks are defined in the crate's internal `wire` module (which
+//! also holds the per-attempt wire adapter of ProviderFallback); this module is the Messages front
+//! end and re-exports them.
 //!
 //! # Passthrough
 //!
@@ -128,27 +132,14 @@
 //! ```
 
 mod layer;
-mod passthrough;
-mod request;
-mod response;
-mod reverse;
-mod reverse_sse;
-mod sse;
-#[cfg(test)]
-mod tests;
 
+pub use crate::wire::messages::{
+    anthropic_error_type, anthropic_status, chat_to_message, chat_to_messages, count_tokens,
+    count_tokens_json, error_to_anthropic, message_to_chat, messages_to_chat, ChatSseTranslator,
+    MessagesSseBody, MessagesWire, OriginalMessages, SseTranslator, DEFAULT_MAX_TOKENS,
+    GATEWAY_ONLY_MEMBERS, MAX_FALLBACKS,
+};
 pub use layer::{
     anthropic_error_response, Messages, MessagesBody, MessagesFuture, MessagesLayer,
     DEFAULT_MESSAGES_BODY_LIMIT,
 };
-pub use passthrough::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
-pub use request::{count_tokens, count_tokens_json, messages_to_chat, MAX_FALLBACKS};
-pub use response::{
-    anthropic_error_type, anthropic_status, chat_to_message, error_to_anthropic, stop_reason,
-    thinking_signature, tool_input, usage_to_anthropic,
-};
-pub use reverse::{
-    chat_to_messages, finish_reason, message_to_chat, usage_to_chat, DEFAULT_MAX_TOKENS,
-};
-pub use reverse_sse::ChatSseTranslator;
-pub use sse::{MessagesSseBody, SseTranslator};

@@ -13,8 +13,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::sse::{Phase, Watch};
 use crate::catalog::EndpointKey;
-use crate::compat::ChatSseTranslator;
 use crate::stats::{Attempt, FailureKind, Outcome, Stats};
+use crate::wire::messages::MessagesStream;
 use crate::BoxError;
 
 /// Response body for [`ProviderFallback`](super::ProviderFallback).
@@ -40,7 +40,7 @@ pub(crate) struct StreamBody<B> {
     pub(crate) recorder: Recorder,
     pub(crate) ended: bool,
     /// Set for Anthropic-wire providers.
-    pub(crate) translate: Option<Box<Translate>>,
+    pub(crate) translate: Option<Box<MessagesStream>>,
     pub(crate) idle: Idle,
 }
 
@@ -79,41 +79,20 @@ impl Idle {
     }
 }
 
-/// How an Anthropic-wire event stream is read: translated into chat-completion chunks, or, for a
-/// Messages caller, passed through as it is with the translation only feeding the [`Watch`].
-pub(crate) struct Translate {
-    sse: ChatSseTranslator,
-    passthrough: bool,
-    /// The passed-through bytes stop inside an event.
-    mid_event: bool,
-}
-
-impl Translate {
-    pub(crate) fn new(passthrough: bool, created: u64) -> Box<Self> {
-        Box::new(Translate {
-            sse: ChatSseTranslator::new(created),
-            passthrough,
-            mid_event: false,
-        })
-    }
-}
-
 /// Feeds a frame's data to the watch (translated first for an Anthropic-wire provider) and
 /// returns the bytes to send on, which may be empty.
-pub(crate) fn observe(translate: Option<&mut Translate>, watch: &mut Watch, data: Bytes) -> Bytes {
+pub(crate) fn observe(
+    translate: Option<&mut MessagesStream>,
+    watch: &mut Watch,
+    data: Bytes,
+) -> Bytes {
     let Some(t) = translate else {
         watch.feed(&data);
         return data;
     };
-    let chunks = t.sse.feed(&data);
-    watch.feed(&chunks);
-    if !t.passthrough {
-        return chunks;
-    }
-    if !data.is_empty() {
-        t.mid_event = !(data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n"));
-    }
-    data
+    let fed = t.feed(data);
+    watch.feed(&fed.chat);
+    fed.out
 }
 
 /// Records the outcome of a stream's attempt in the stats exactly once: at its end, at a failure, or
@@ -166,23 +145,8 @@ impl<B> From<Bytes> for ResponseBody<B> {
     }
 }
 
-/// An Anthropic `error` event, for a passed-through Messages stream that fails after content.
-fn error_event(mid_event: bool, message: &str) -> Bytes {
-    let v = serde_json::json!({
-        "type": "error",
-        "error": {"type": "api_error", "message": message},
-    });
-    let mut out = Vec::with_capacity(160);
-    if mid_event {
-        out.extend_from_slice(b"\n\n");
-    }
-    out.extend_from_slice(b"event: error\ndata: ");
-    out.extend_from_slice(v.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
-/// The in-band error chunk of shared/OPENROUTER.md §11.4.
+/// The in-band error chunk that ends a stream failing after content
+/// (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming").
 pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes {
     let v = serde_json::json!({
         "id": watch.id.as_deref().unwrap_or("gen-fallback"),
@@ -221,9 +185,13 @@ where
             reason = message,
             "stream failed after content; ending it with an error chunk"
         );
-        match self.translate.as_deref() {
-            Some(t) if t.passthrough => error_event(t.mid_event, message),
-            _ => error_chunk(&self.watch, &self.provider_name, message),
+        match self
+            .translate
+            .as_deref()
+            .and_then(|t| t.error_event(message))
+        {
+            Some(event) => event,
+            None => error_chunk(&self.watch, &self.provider_name, message),
         }
     }
 
@@ -248,7 +216,7 @@ where
                         }
                     }
                     // Trailers of a translated stream are dropped.
-                    Err(_) if self.translate.as_ref().is_some_and(|t| !t.passthrough) => {}
+                    Err(_) if self.translate.as_ref().is_some_and(|t| t.drops_trailers()) => {}
                     Err(trailers) => break Poll::Ready(Some(Ok(trailers))),
                 },
                 other => break other,

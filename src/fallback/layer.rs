@@ -190,7 +190,9 @@ impl ProviderFallbackLayer {
         self
     }
 
-    /// Cap on a buffered non-streamed response body (larger is an invalid response).
+    /// The one cap on what this layer buffers ([`DEFAULT_MAX_BUFFER`], 32 MiB, by default): the
+    /// request body it receives (larger is a 413) and a non-streamed answer (larger is an
+    /// invalid response, and the next candidate is tried).
     pub fn max_buffer(mut self, bytes: usize) -> Self {
         self.cfg().max_buffer = bytes;
         self

@@ -2,11 +2,18 @@
 //!
 //! The layer sits at the bottom of the stack, right above the HTTP client. It reads the
 //! [`Route`](crate::route::Route) that [`ModelRouting`](crate::model_routing) put in the request
-//! extensions (the request body itself is ignored: the bytes come from
-//! [`Route::body`](crate::route::Route::body)), and for each candidate in order builds the upstream
-//! request, calls the inner client, classifies the outcome, records it in [`Stats`](crate::stats),
-//! and either answers or moves on. A request without a `Route` is answered with 400
-//! `invalid_request` "no route: put ModelRouting in front of ProviderFallback".
+//! extensions, reads the request body it is given (once, up to
+//! [`max_buffer`](ProviderFallbackLayer::max_buffer); over it is a 413), and for each candidate in
+//! order builds the upstream request from that body, calls the inner client, classifies the
+//! outcome, records it in [`Stats`](crate::stats), and either answers or moves on. A request
+//! without a `Route` is answered with 400 `invalid_request` "no route: put ModelRouting in front
+//! of ProviderFallback".
+//!
+//! The body is normally the route's own bytes ([`Route::body`](crate::route::Route::body)), whose
+//! parsed spans are reused. A layer between ModelRouting and ProviderFallback may edit it: the
+//! edited bytes are parsed again with [`RequestView::parse`](crate::route::RequestView::parse)
+//! (a 400 if they no longer parse) and sent instead. Routing is not redone: the candidates are the
+//! route's.
 //!
 //! Every provider failure becomes an OpenRouter-shaped response; the service error
 //! ([`BoxError`](crate::BoxError)) is only used when the inner service's `poll_ready` fails.
@@ -15,16 +22,18 @@
 //!
 //! * `POST {provider.base_url}{wire_format.path()}` (a trailing `/` on the base URL is ignored). A
 //!   provider without a (valid) base URL is skipped and recorded as `not_callable`.
-//! * **Anthropic-wire providers** ([`WireFormat::Anthropic`](crate::catalog::WireFormat)): the
-//!   rewritten chat body below is translated with
-//!   [`chat_to_messages`](crate::compat::chat_to_messages) and sent to `{base_url}/messages` with
-//!   `anthropic-version: 2023-06-01` (unless the provider's extra headers set it) and the
-//!   configured credentials. The answer is translated back, so callers and the layers above always
-//!   see chat completions: a JSON message with
-//!   [`message_to_chat`](crate::compat::message_to_chat) (a `2xx` that is not a Messages
-//!   `message` is an invalid response), a stream event by event with
-//!   [`ChatSseTranslator`](crate::compat::ChatSseTranslator) (ending with a usage chunk and
-//!   `data: [DONE]`), before the stream checks below. Error bodies are read as they are.
+//! * **The wire** is chosen once per attempt from the provider's
+//!   [`WireFormat`](crate::catalog::WireFormat) and the caller's wire (the crate's internal `wire`
+//!   module). For **Anthropic-wire providers** ([`WireFormat::Anthropic`](crate::catalog::WireFormat))
+//!   the rewritten chat body below is translated to a Messages request and sent to
+//!   `{base_url}/messages` with `anthropic-version: 2023-06-01` (unless the provider's extra
+//!   headers set it) and the configured credentials. The answer is translated back, so callers and
+//!   the layers above always see chat completions: a JSON message as a chat completion (a `2xx`
+//!   that is not a Messages `message` is an invalid response), a stream event by event (ending
+//!   with a usage chunk and `data: [DONE]`), before the stream checks below. Error bodies are read
+//!   as they are. A caller that spoke Messages itself (through
+//!   [`MessagesLayer`](super::compat::MessagesLayer)) gets its own bytes passed through instead;
+//!   see [compat's Passthrough](super::compat#passthrough).
 //! * **Body**: one [`splice`](crate::route::splice) pass over the caller's bytes, never a
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`
@@ -57,13 +66,15 @@
 //! rejected *our* key or account: recorded, never echoed), and a non-streamed `2xx` whose body is
 //! empty or not a JSON object; it returns the caller's own errors (`400`, `404`, `413`, `422`, …) —
 //! except that moving on to a fallback **model** (a candidate whose `model` differs) happens after
-//! any error, as OpenRouter does (shared/OPENROUTER.md §5). A non-streamed `2xx` whose body is an
+//! any error, as OpenRouter does (<https://openrouter.ai/docs/features/model-routing>). A non-streamed `2xx` whose body is an
 //! error object (`{"error":{…}}` without `choices`, which some providers send) is judged as the
 //! status in its `error.code` when that is a 4xx/5xx number, else as a `502`.
 //!
-//! Judging a non-streamed `2xx` needs its body, so **non-streamed answers are buffered** (up to
-//! [`max_buffer`](ProviderFallbackLayer::max_buffer), 32 MiB by default; over it is an invalid
-//! response) before being returned. Streams are never buffered beyond their first content.
+//! Judging a non-streamed `2xx` needs its body, so **non-streamed answers are buffered** once (up
+//! to [`max_buffer`](ProviderFallbackLayer::max_buffer), [`DEFAULT_MAX_BUFFER`] = 32 MiB by
+//! default; over it is an invalid response) and returned as **one data frame whose
+//! [`size_hint`](http_body::Body::size_hint) is exact**, so a server can set `Content-Length`
+//! without collecting it again. Streams are never buffered beyond their first content.
 //!
 //! # Streams
 //!
@@ -79,7 +90,7 @@
 //! in-band `error` event, an invalid `data:` payload, or the first-token deadline are failures of
 //! the attempt, and the next candidate is tried. **After content there is no failover**: an `Err`
 //! frame or an end without `data: [DONE]` ends the stream with an in-band error chunk
-//! (shared/OPENROUTER.md §11.4)
+//! (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming")
 //!
 //! ```text
 //! data: {"id":…,"object":"chat.completion.chunk","provider":…,"error":{"code":502,"message":…,
@@ -143,7 +154,8 @@
 //! # Secrets and cancellation
 //!
 //! Provider keys never appear in a response (status, headers, body) or in the `tracing` events this
-//! layer emits (endpoint, provider slug, kind, status and timings only). Dropping the response
+//! layer emits (endpoint, provider slug, attempt number, kind, status, timings, and the inner
+//! client's error message when it fails). Dropping the response
 //! future or the body drops the inner future or body, which cancels the upstream request; nothing
 //! is spawned.
 //!
@@ -151,15 +163,25 @@
 //!
 //! `poll_ready` forwards to the inner service; `call` moves the ready service into the future (a
 //! clone stays behind) and uses it for the first attempt; later attempts `poll_ready` it again.
-//! Upstream bodies are boxed (one allocation per attempt) so a primed stream can move from the
-//! future into the response body.
+//! A stream's upstream body is boxed (one allocation per streamed attempt) so that, once primed,
+//! it can move from the future into the response body; buffered bodies are read in place.
+//!
+//! # Inside
+//!
+//! [`ResponseFuture`] is a state machine in the shape of tower's `retry::future`: receiving the
+//! body → choosing the next candidate → waiting for readiness (later attempts) → calling →
+//! buffering an answer or priming a stream → answering, or back to choosing; each state owns its
+//! data (`future.rs`). What the attempts share is in `run.rs`, the body readers in `read.rs`,
+//! judging an answer in `classify.rs`, the "everything failed" answer in `exhausted.rs`, the
+//! upstream request in `upstream.rs` / `rewrite.rs`. The wire of each attempt (chat or Anthropic
+//! Messages) is an adapter chosen once per attempt in the crate's `wire` module.
 //!
 //! # Cost
 //!
 //! `benches/stack.rs` (release, loaded 2-core machine, 1 KB non-streamed request, zero-delay inner
 //! service): bare service ~1.1 µs, with ModelRouting ~7 µs, with ModelRouting + ProviderFallback
 //! ~10.5–13.5 µs — the fallback layer adds ~3.5–6 µs per request (body splice, request and header
-//! building, response JSON validation, `ServedBy`, one boxed body).
+//! building, response JSON validation, `ServedBy`).
 //!
 //! # Example
 //!
@@ -206,10 +228,14 @@
 
 mod body;
 mod budget;
+mod classify;
+mod exhausted;
 mod future;
 mod layer;
 mod policy;
+mod read;
 mod rewrite;
+mod run;
 mod service;
 mod sse;
 mod upstream;

@@ -6,6 +6,7 @@ use http::Request;
 use http_body_util::Full;
 
 use crate::catalog::{Endpoint, Provider};
+use crate::route::AttemptKind;
 
 /// What went wrong with one attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,23 +34,27 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
-    /// The short snake-case name used in [`AttemptRecord::kind`](crate::route::AttemptRecord::kind)
-    /// and in `previous_errors[].code`.
-    pub fn as_str(self) -> &'static str {
+    /// What the attempt's record says ([`AttemptRecord::kind`](crate::route::AttemptRecord::kind)).
+    pub fn kind(self) -> AttemptKind {
         match self {
-            Self::Status(429) => "rate_limited",
-            Self::Status(401 | 403) => "credentials_rejected",
-            Self::Status(408) => "timeout",
-            Self::Status(500..=599) => "server_error",
-            Self::Status(_) => "caller_error",
-            Self::Connect => "connect",
-            Self::Timeout => "timeout",
-            Self::FirstTokenTimeout => "first_token_timeout",
-            Self::InvalidResponse => "invalid_response",
-            Self::StreamFailed => "stream_failed",
-            Self::NotCallable => "not_callable",
-            Self::UnsupportedWireFormat => "unsupported_wire_format",
+            Self::Status(429) => AttemptKind::RateLimited,
+            Self::Status(401 | 403) => AttemptKind::CredentialsRejected,
+            Self::Status(408) => AttemptKind::Timeout,
+            Self::Status(500..=599) => AttemptKind::ServerError,
+            Self::Status(_) => AttemptKind::CallerError,
+            Self::Connect => AttemptKind::Connect,
+            Self::Timeout => AttemptKind::Timeout,
+            Self::FirstTokenTimeout => AttemptKind::FirstTokenTimeout,
+            Self::InvalidResponse => AttemptKind::InvalidResponse,
+            Self::StreamFailed => AttemptKind::StreamFailed,
+            Self::NotCallable => AttemptKind::NotCallable,
+            Self::UnsupportedWireFormat => AttemptKind::UnsupportedWireFormat,
         }
+    }
+
+    /// The short snake-case name used in `previous_errors[].code` ([`AttemptKind::as_str`]).
+    pub fn as_str(self) -> &'static str {
+        self.kind().as_str()
     }
 
     /// The upstream status, for [`AttemptError::Status`].
@@ -146,7 +151,9 @@ where
     }
 }
 
-/// The default policy (shared/OPENROUTER.md §4.6, §5, §23 step 5).
+/// The default policy (after OpenRouter's provider and model fallbacks:
+/// <https://openrouter.ai/docs/features/provider-routing>,
+/// <https://openrouter.ai/docs/features/model-routing>).
 ///
 /// * Moving on to a candidate of **another model** (a fallback from `models`) happens after any
 ///   error, as OpenRouter does.

@@ -10,9 +10,9 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::{Config, ProviderFallbackLayer};
-use crate::compat::OriginalMessages;
 use crate::error::GatewayError;
 use crate::route::Route;
+use crate::wire::messages::OriginalMessages;
 use crate::BoxError;
 
 /// Middleware that sends a routed request to its candidate endpoints in order until one answers.
@@ -51,13 +51,15 @@ impl<S: fmt::Debug> fmt::Debug for ProviderFallback<S> {
 impl<S, B, ResBody> Service<Request<B>> for ProviderFallback<S>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
     S::Error: Into<BoxError>,
     ResBody: http_body::Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, S::Future, ResBody>;
+    type Future = ResponseFuture<S, S::Future, ResBody, B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -65,7 +67,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (mut parts, _body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let Some(route) = parts.extensions.remove::<Route>() else {
             return ResponseFuture::rejected(GatewayError::invalid_request(
                 "",
@@ -76,6 +78,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let messages = parts.extensions.remove::<OriginalMessages>();
-        ResponseFuture::new(inner, self.config.clone(), route, parts.headers, messages)
+        let request = (parts.headers, body);
+        ResponseFuture::new(inner, self.config.clone(), route, request, messages)
     }
 }

@@ -7,30 +7,20 @@ use http_body_util::Full;
 
 use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
-use super::rewrite::{passthrough_body, upstream_body};
-use crate::catalog::{AuthStyle, Secret, WireFormat};
-use crate::compat::OriginalMessages;
+use crate::catalog::{AuthStyle, Secret};
 use crate::route::{Candidate, Route};
+use crate::wire::Wire;
 
-/// The Messages API version header sent to Anthropic-wire providers (unless their extra headers
-/// set it).
-const ANTHROPIC_VERSION: &str = "anthropic-version";
-
-/// The caller's Anthropic beta flags, forwarded with a passed-through Messages body (the body may
-/// use what they enable).
-const ANTHROPIC_BETA: &str = "anthropic-beta";
-
-/// The request for one candidate: `POST {base_url}{path}`, the rewritten body, the allowed caller
-/// headers, the provider's extra headers, then its credentials.
-///
-/// For an Anthropic-wire provider the body is the caller's own Messages body when there is one
-/// (`messages`, see [`OriginalMessages`]), else the chat body translated to Messages.
+/// The request for one candidate: `POST {base_url}{path}`, `body` (already in the attempt's wire
+/// format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
+/// the wire's required headers, then the provider's credentials.
 pub(crate) fn build_request(
     route: &Route,
     c: &Candidate,
     caller: &HeaderMap,
     config: &Config,
-    messages: Option<&OriginalMessages>,
+    wire: Wire,
+    body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
@@ -38,26 +28,6 @@ pub(crate) fn build_request(
     let uri: Uri = format!("{}{}", base.trim_end_matches('/'), p.wire_format.path())
         .parse()
         .map_err(|_| AttemptError::NotCallable)?;
-    let view = route.view();
-    let anthropic = p.wire_format == WireFormat::Anthropic;
-    let passthrough = messages.filter(|_| anthropic);
-    let body = if let Some(m) = passthrough {
-        passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
-            .ok_or(AttemptError::NotCallable)?
-    } else {
-        upstream_body(route.body(), view, e.upstream_model(), e.provider_slug())
-            .unwrap_or_else(|| view.splice_model(route.body(), e.upstream_model()))
-    };
-    let body = if anthropic && passthrough.is_none() {
-        // The Messages wire: the chat body, already rewritten, translated as a whole.
-        let chat: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| AttemptError::NotCallable)?;
-        crate::compat::chat_to_messages(&chat)
-            .to_string()
-            .into_bytes()
-    } else {
-        body
-    };
     let mut req = Request::new(Full::new(Bytes::from(body)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
@@ -67,11 +37,7 @@ pub(crate) fn build_request(
             headers.append(name.clone(), v.clone());
         }
     }
-    if passthrough.is_some() {
-        for v in caller.get_all(ANTHROPIC_BETA) {
-            headers.append(ANTHROPIC_BETA, v.clone());
-        }
-    }
+    wire.forward_caller_headers(caller, headers);
     for (k, v) in &p.extra_headers {
         headers.insert(k.clone(), v.clone());
     }
@@ -79,9 +45,7 @@ pub(crate) fn build_request(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if anthropic && !headers.contains_key(ANTHROPIC_VERSION) {
-        headers.insert(ANTHROPIC_VERSION, HeaderValue::from_static("2023-06-01"));
-    }
+    wire.required_headers(headers);
     config.policy.prepare(&mut req, e, p);
     // Whatever the policy or the extra headers did, credential-bearing and hop-by-hop headers are
     // only ever what this layer sets.

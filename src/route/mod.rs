@@ -29,6 +29,7 @@ mod prefs;
 mod request;
 #[allow(clippy::module_inception)]
 mod route;
+mod served;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -48,7 +49,8 @@ pub use request::RequestView;
 pub(crate) use request::GATEWAY_ONLY;
 pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
-pub use route::{AttemptRecord, Candidate, Exclusion, Reason, ResolvedModel, Route, ServedBy};
+pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
+pub use served::{AttemptKind, AttemptRecord, ServedBy};
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub(crate) fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {

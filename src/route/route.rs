@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use super::{Partition, RequestView, SortBy};
-use crate::catalog::{Catalog, EffectivePricing, Endpoint, EndpointKey, Provider};
+use crate::catalog::{Catalog, EffectivePricing, Endpoint, Provider};
 use crate::error::{Availability, AvailabilityCode, ExcludedBy, GatewayError};
 
 /// Why a candidate is where it is in the order.
@@ -55,69 +55,6 @@ pub struct ResolvedModel {
     pub requested: String,
     /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`).
     pub id: String,
-}
-
-/// Who served a request: inserted into the response extensions by the layer that called the provider
-/// (ProviderFallback), read by ModelRouting (stickiness) and UsageMeter (pricing).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ServedBy {
-    /// The endpoint.
-    pub endpoint: EndpointKey,
-    /// The provider's display name.
-    pub provider_name: String,
-    /// The provider's slug (empty when built with [`ServedBy::new`]).
-    pub provider_slug: String,
-    /// The model id sent upstream (empty when built with [`ServedBy::new`]).
-    pub upstream_model: String,
-    /// Whether the response is an SSE stream.
-    pub streamed: bool,
-    /// Time from sending the request to the serving endpoint until its response head (non-streamed)
-    /// or its first content-bearing event (streamed).
-    pub latency: Option<std::time::Duration>,
-    /// Every attempt made for this request, the serving one last.
-    pub attempts: Vec<AttemptRecord>,
-}
-
-impl ServedBy {
-    /// A record for `endpoint`, served by the provider called `provider_name`.
-    pub fn new(endpoint: EndpointKey, provider_name: impl Into<String>) -> Self {
-        ServedBy {
-            endpoint,
-            provider_name: provider_name.into(),
-            provider_slug: String::new(),
-            upstream_model: String::new(),
-            streamed: false,
-            latency: None,
-            attempts: Vec::new(),
-        }
-    }
-}
-
-/// One attempt (or skipped candidate) of a request, as ProviderFallback reports it in
-/// [`ServedBy::attempts`] and in the `Attempts` extension of failed responses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AttemptRecord {
-    /// The provider's display name.
-    pub provider: String,
-    /// The endpoint.
-    pub endpoint: EndpointKey,
-    /// The upstream HTTP status, when a response head arrived.
-    pub status: Option<u16>,
-    /// `None` for the attempt that served the request; otherwise what the failure maps to.
-    pub error_type: Option<crate::error::ErrorType>,
-    /// A short snake-case reason: `"ok"`, `"rate_limited"`, `"server_error"`, `"timeout"`,
-    /// `"first_token_timeout"`, `"connect"`, `"invalid_response"`, `"stream_failed"`,
-    /// `"credentials_rejected"`, `"caller_error"`, `"not_callable"`, `"unsupported_wire_format"`,
-    /// `"cooldown"`.
-    pub kind: &'static str,
-    /// Whether a request was actually sent (false for skipped candidates).
-    pub sent: bool,
-    /// From sending the request until the outcome was known.
-    pub duration: std::time::Duration,
-    /// The provider's retry hint, if it sent one.
-    pub retry_after: Option<std::time::Duration>,
 }
 
 /// The routing decision, inserted into the request extensions by ModelRouting and refined by the

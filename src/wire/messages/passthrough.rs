@@ -5,14 +5,14 @@ use bytes::Bytes;
 
 /// The caller's Anthropic Messages request body, as it arrived.
 ///
-/// [`MessagesLayer`](super::MessagesLayer) puts it in the extensions of the chat-completions
+/// [`MessagesLayer`](crate::compat::MessagesLayer) puts it in the extensions of the chat-completions
 /// request it sends inward. When [`ProviderFallback`](crate::fallback) then calls a provider whose
 /// wire format is [`WireFormat::Anthropic`](crate::catalog::WireFormat::Anthropic), it sends these
 /// bytes instead of translating the chat body back: the body passes through byte for byte
 /// apart from
 ///
 /// - `model`, set to the endpoint's provider model id,
-/// - `max_tokens`, when [`MessagesLayer::max_tokens_cap`](super::MessagesLayer::max_tokens_cap)
+/// - `max_tokens`, when [`MessagesLayer::max_tokens_cap`](crate::compat::MessagesLayer::max_tokens_cap)
 ///   lowered it,
 /// - the gateway-only members ([`GATEWAY_ONLY_MEMBERS`]), which are removed.
 ///
@@ -73,6 +73,6 @@ impl OriginalMessages {
 
 /// Response extension: the body is on the Anthropic Messages wire (a `message` object or its
 /// event stream), passed through from an Anthropic-wire provider for an [`OriginalMessages`]
-/// request. [`MessagesLayer`](super::MessagesLayer) forwards such a body as it is.
+/// request. [`MessagesLayer`](crate::compat::MessagesLayer) forwards such a body as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessagesWire;

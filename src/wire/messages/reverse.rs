@@ -129,7 +129,7 @@ fn tool_choice(v: &Value, parallel: Option<bool>) -> Option<Value> {
 /// | --- | --- |
 /// | `system` / `developer` messages (anywhere) | `system`, joined by blank lines |
 /// | user / assistant text and `image_url` parts | `text` / `image` blocks (data URLs become `base64` sources) |
-/// | assistant `tool_calls` | `tool_use` blocks, `arguments` parsed into `input` ([`tool_input`](super::tool_input)) |
+/// | assistant `tool_calls` | `tool_use` blocks, `arguments` parsed into `input` (invalid JSON becomes `{"_raw_arguments": …}`) |
 /// | `role: "tool"` messages | `tool_result` blocks (with `tool_use_id`) in a user turn |
 /// | consecutive turns of one role | merged into one message |
 /// | `max_tokens` / `max_completion_tokens` (the smaller) | `max_tokens`, [`DEFAULT_MAX_TOKENS`] when absent |
@@ -261,7 +261,7 @@ pub fn chat_to_messages(req: &Value) -> Value {
 }
 
 /// Anthropic `stop_reason` → chat `finish_reason` (missing or unknown → `stop`).
-pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+pub(crate) fn finish_reason(stop_reason: Option<&str>) -> &'static str {
     match stop_reason {
         Some("max_tokens") => "length",
         Some("tool_use") => "tool_calls",
@@ -272,7 +272,7 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 
 /// Anthropic usage → chat-completions usage: `prompt_tokens` is `input_tokens` plus cache reads
 /// and writes (reported again in `prompt_tokens_details`).
-pub fn usage_to_chat(usage: Option<&Value>) -> Value {
+pub(crate) fn usage_to_chat(usage: Option<&Value>) -> Value {
     let u = usage.unwrap_or(&Value::Null);
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let cached = n("cache_read_input_tokens");
@@ -297,8 +297,8 @@ pub fn usage_to_chat(usage: Option<&Value>) -> Value {
 ///
 /// `text` blocks are concatenated into `content` (`null` when there is none), `thinking` blocks
 /// into `reasoning`, `tool_use` blocks become `tool_calls` with the `input` serialised as
-/// `arguments`; `stop_reason` becomes `finish_reason` ([`finish_reason`]) and usage
-/// [`usage_to_chat`]. `created` is the caller's (the message has none).
+/// `arguments`; `stop_reason` becomes `finish_reason` and usage
+/// the chat `usage` shape. `created` is the caller's (the message has none).
 pub fn message_to_chat(message: &Value, created: u64) -> Value {
     let mut text = String::new();
     let mut reasoning = String::new();

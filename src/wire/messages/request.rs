@@ -177,7 +177,7 @@ fn assistant_message(content: &Value, out: &mut Vec<Value>) {
 
 /// Translates an Anthropic Messages request body into a chat-completions request body.
 ///
-/// See the [module docs](super) for the field mapping. Unknown fields are ignored; malformed
+/// See the [`compat` module docs](crate::compat) for the field mapping. Unknown fields are ignored; malformed
 /// `model`, `messages`, `fallbacks` or `models` give a 400 [`GatewayError`].
 pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
     let obj = req

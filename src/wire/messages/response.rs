@@ -30,14 +30,14 @@ impl Signer {
 /// `gw-fnv1a-<16 hex digits>`, an FNV-1a hash of the thinking text. It is stable (the same text
 /// always gets the same signature) but not a secret MAC; clients echo it back and the gateway
 /// ignores it.
-pub fn thinking_signature(thinking: &str) -> String {
+pub(crate) fn thinking_signature(thinking: &str) -> String {
     let mut s = Signer::default();
     s.update(thinking.as_bytes());
     s.finish()
 }
 
 /// `finish_reason` → `stop_reason` (`stop` / missing → `end_turn`).
-pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
+pub(crate) fn stop_reason(finish_reason: Option<&str>) -> &'static str {
     match finish_reason {
         Some("length") => "max_tokens",
         Some("tool_calls") | Some("function_call") => "tool_use",
@@ -48,7 +48,7 @@ pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
 
 /// A chat-completions `usage` object → Anthropic usage (`input_tokens` excludes cache reads and
 /// writes, which are reported in their own fields); `cost` (and `cost_details`) are kept.
-pub fn usage_to_anthropic(usage: Option<&Value>) -> Value {
+pub(crate) fn usage_to_anthropic(usage: Option<&Value>) -> Value {
     let u = usage.unwrap_or(&Value::Null);
     let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
     let details = u.get("prompt_tokens_details");
@@ -73,7 +73,7 @@ pub fn usage_to_anthropic(usage: Option<&Value>) -> Value {
 
 /// Parses tool-call arguments; invalid JSON (or a non-object) becomes `{}`, with the original
 /// string kept under the key `"_raw_arguments"` so nothing is silently lost.
-pub fn tool_input(arguments: &str) -> Value {
+pub(crate) fn tool_input(arguments: &str) -> Value {
     if arguments.trim().is_empty() {
         return json!({});
     }
@@ -140,7 +140,7 @@ pub fn chat_to_message(chat: &Value) -> Value {
     Value::Object(out)
 }
 
-/// OpenRouter `error_type` → Anthropic `error.type` (OPENROUTER.md §12.3).
+/// OpenRouter `error_type` → Anthropic `error.type` (<https://openrouter.ai/docs/api-reference/errors>, <https://docs.anthropic.com/en/api/errors>).
 pub fn anthropic_error_type(error_type: &str) -> &'static str {
     match error_type {
         "authentication" => "authentication_error",

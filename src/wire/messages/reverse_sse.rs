@@ -21,7 +21,7 @@ const MAX_EVENT: usize = 16 * 1024 * 1024;
 /// | `message_start` | a role chunk (`delta: {"role":"assistant","content":""}`); its `id`, `model` and `usage.input_tokens` are kept |
 /// | `content_block_start` `tool_use` | a `tool_calls` delta with `id`, `name` and empty `arguments` |
 /// | `content_block_delta` `text_delta` / `thinking_delta` / `input_json_delta` | `content` / `reasoning` / `tool_calls[].function.arguments` deltas |
-/// | `message_delta` | a chunk with `finish_reason` ([`finish_reason`]); `usage.output_tokens` is kept |
+/// | `message_delta` | a chunk with `finish_reason`; `usage.output_tokens` is kept |
 /// | `message_stop` | a usage chunk (`choices: []`) and `data: [DONE]` |
 /// | `error` | an in-band error chunk (`error.code` 502, `finish_reason: "error"`) |
 /// | `ping`, `content_block_stop`, comments, anything else | nothing |

@@ -1,0 +1,151 @@
+//! Judging one attempt: an upstream status and body become an answer or an [`AttemptError`].
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use super::policy::AttemptError;
+use super::upstream::safe_message;
+use crate::catalog::Secret;
+use crate::error::ErrorType;
+use crate::stats::{Attempt, FailureKind, Outcome};
+use crate::wire::Wire;
+
+/// What a buffered upstream answer turned out to be.
+pub(crate) enum Verdict {
+    /// A valid answer, on the caller's wire.
+    Answer(Bytes),
+    /// A failed attempt, with the provider's message when it is safe to show.
+    Failed {
+        error: AttemptError,
+        message: Option<String>,
+    },
+}
+
+/// Judges a buffered body: `status` is the upstream status, `broken` says the body failed or
+/// went over its cap while being read.
+pub(crate) fn buffered(
+    status: StatusCode,
+    bytes: Bytes,
+    broken: bool,
+    wire: Wire,
+    secret: Option<&Secret>,
+) -> Verdict {
+    let judged = match (status.is_success(), broken) {
+        (false, _) => Judged::Error(status.as_u16()),
+        (true, true) => Judged::Invalid,
+        (true, false) => judge(&bytes),
+    };
+    let invalid = Verdict::Failed {
+        error: AttemptError::InvalidResponse,
+        message: None,
+    };
+    match judged {
+        Judged::Invalid => invalid,
+        // An error status, or a `2xx` whose body is an error (some providers send that).
+        Judged::Error(status) => Verdict::Failed {
+            error: AttemptError::Status(status),
+            message: if broken {
+                None
+            } else {
+                safe_message(&bytes, secret)
+            },
+        },
+        Judged::Answer { message } => match wire.decode_answer(bytes, message, unix_now()) {
+            Some(answer) => Verdict::Answer(answer),
+            None => invalid,
+        },
+    }
+}
+
+/// Seconds since the Unix epoch (the `created` of translated Anthropic answers).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a non-streamed `2xx` body is.
+enum Judged {
+    /// Empty, not JSON, or not an object.
+    Invalid,
+    /// An error object and no `choices`: the status in its `code` (4xx/5xx), else 502.
+    Error(u16),
+    /// Anything else; `message` when its `type` is `"message"` (the Anthropic wire's answer).
+    Answer { message: bool },
+}
+
+/// Judges a non-streamed `2xx` body in one pass that skips everything but `error`.
+fn judge(b: &[u8]) -> Judged {
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        choices: Option<serde::de::IgnoredAny>,
+        #[serde(borrow, default, rename = "type")]
+        kind: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorCode {
+        #[serde(default)]
+        code: Option<Value>,
+    }
+    let Ok(shape) = serde_json::from_slice::<Shape<'_>>(b) else {
+        return Judged::Invalid;
+    };
+    match shape.error {
+        Some(e) if shape.choices.is_none() && e.get() != "null" => {
+            let code = serde_json::from_str::<ErrorCode>(e.get())
+                .ok()
+                .and_then(|e| e.code)
+                .and_then(|c| c.as_u64())
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (400..600).contains(c));
+            Judged::Error(code.unwrap_or(502))
+        }
+        _ => Judged::Answer {
+            message: shape.kind.is_some_and(|k| k.get() == r#""message""#),
+        },
+    }
+}
+
+/// The error type a failed attempt maps to in its record.
+pub(crate) fn error_type_of(e: AttemptError) -> ErrorType {
+    match e {
+        AttemptError::Status(429) => ErrorType::RateLimitExceeded,
+        AttemptError::Status(401) => ErrorType::Authentication,
+        AttemptError::Status(403) => ErrorType::PermissionDenied,
+        AttemptError::Status(408) => ErrorType::Timeout,
+        AttemptError::Status(503 | 529) => ErrorType::ProviderOverloaded,
+        AttemptError::Status(504 | 524) => ErrorType::Timeout,
+        AttemptError::Status(500..=599) => ErrorType::ProviderUnavailable,
+        AttemptError::Status(_) => ErrorType::InvalidRequest,
+        AttemptError::Timeout | AttemptError::FirstTokenTimeout => ErrorType::Timeout,
+        _ => ErrorType::ProviderUnavailable,
+    }
+}
+
+/// Whether the attempt reached the provider (skipped candidates did not).
+pub(crate) fn was_sent(e: AttemptError) -> bool {
+    !matches!(
+        e,
+        AttemptError::NotCallable | AttemptError::UnsupportedWireFormat
+    )
+}
+
+/// The stats sample of a failed attempt (`head`: the response head, when one arrived).
+pub(crate) fn stats_attempt(e: AttemptError, head: Option<&HeaderMap>) -> Attempt {
+    match (e, head) {
+        (AttemptError::Status(_), Some(h)) => {
+            let status =
+                StatusCode::from_u16(e.status().unwrap_or(502)).unwrap_or(StatusCode::BAD_GATEWAY);
+            Attempt::from_response(status, h)
+        }
+        (AttemptError::Connect, _) => Attempt::new(Outcome::Failure(FailureKind::Connect)),
+        (AttemptError::Timeout | AttemptError::FirstTokenTimeout, _) => {
+            Attempt::new(Outcome::Failure(FailureKind::Timeout))
+        }
+        _ => Attempt::new(Outcome::Failure(FailureKind::InvalidResponse)),
+    }
+}

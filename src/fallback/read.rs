@@ -1,0 +1,214 @@
+//! Reading bodies: the request body from the layer above, a buffered answer, and a stream up to
+//! its first content. Each reader is the data of one state of the
+//! [`ResponseFuture`](super::ResponseFuture).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+
+use super::body::observe;
+use super::sse::{Phase, Watch};
+use crate::error::GatewayError;
+use crate::wire::messages::MessagesStream;
+use crate::wire::Wire;
+use crate::BoxError;
+
+/// Cap on a buffered upstream error body (read only to take its message).
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Cap on what a stream may send before its first content.
+const MAX_HELD: usize = 4 * 1024 * 1024;
+
+/// The request body read so far. A `Full<Bytes>` is one frame, which is kept as it is (no copy).
+pub(crate) struct Received {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+    limit: usize,
+}
+
+impl Received {
+    pub(crate) fn new(limit: usize) -> Self {
+        Received {
+            first: None,
+            more: None,
+            limit,
+        }
+    }
+
+    /// Reads the body to its end: its bytes, or 413 over the limit, or 400 if it fails.
+    pub(crate) fn poll<RB>(
+        &mut self,
+        mut body: Pin<&mut RB>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Bytes, GatewayError>>
+    where
+        RB: Body<Data = Bytes>,
+        RB::Error: Into<BoxError>,
+    {
+        loop {
+            let data = match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(Ok(self.take())),
+                Some(Err(_)) => {
+                    let e = GatewayError::invalid_request("", "the request body could not be read");
+                    return Poll::Ready(Err(e));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            if self.len() + data.len() > self.limit {
+                return Poll::Ready(Err(GatewayError::payload_too_large(self.limit)));
+            }
+            self.push(data);
+        }
+    }
+
+    fn len(&self) -> usize {
+        match (&self.more, &self.first) {
+            (Some(m), _) => m.len(),
+            (None, Some(f)) => f.len(),
+            (None, None) => 0,
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        match (&mut self.more, self.first.take()) {
+            (Some(m), _) => m.extend_from_slice(&data),
+            (None, None) => self.first = Some(data),
+            (None, Some(first)) => {
+                let mut m = BytesMut::with_capacity(first.len() + data.len());
+                m.extend_from_slice(&first);
+                m.extend_from_slice(&data);
+                self.more = Some(m);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match (self.more.take(), self.first.take()) {
+            (Some(m), _) => m.freeze(),
+            (None, first) => first.unwrap_or_default(),
+        }
+    }
+}
+
+/// A non-streamed answer (or an error body, for its message) being read to its end or cap.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    buf: BytesMut,
+    limit: usize,
+    success: bool,
+}
+
+impl Buffer {
+    /// `success`: a `2xx`, read up to `limit` (over it is broken); else an error body, whose
+    /// first `limit` bytes are enough.
+    pub(crate) fn new(limit: usize, success: bool) -> Self {
+        Buffer {
+            buf: BytesMut::new(),
+            limit,
+            success,
+        }
+    }
+
+    /// Reads to the end; `true` when the body failed or a `2xx` went over the cap.
+    pub(crate) fn poll<B>(&mut self, mut body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<bool>
+    where
+        B: Body<Data = Bytes>,
+    {
+        loop {
+            match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Some(d) = frame.data_ref() else { continue };
+                    if self.buf.len() + d.len() > self.limit {
+                        if self.success {
+                            return Poll::Ready(true);
+                        }
+                        let room = self.limit.saturating_sub(self.buf.len());
+                        self.buf.extend_from_slice(&d[..room.min(d.len())]);
+                        return Poll::Ready(false);
+                    }
+                    self.buf.extend_from_slice(d);
+                }
+                Some(Err(_)) => return Poll::Ready(true),
+                None => return Poll::Ready(false),
+            }
+        }
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        self.buf.freeze()
+    }
+}
+
+/// A stream being read until its first content-bearing event; what it sent is held.
+pub(crate) struct Prime<B> {
+    pub(crate) body: Pin<Box<B>>,
+    pub(crate) held: VecDeque<Bytes>,
+    held_bytes: usize,
+    pub(crate) watch: Watch,
+    /// The wire's stream reader (Anthropic-wire providers).
+    pub(crate) translate: Option<Box<MessagesStream>>,
+}
+
+/// How priming a stream ended.
+pub(crate) enum Primed {
+    /// Content arrived (or the stream is done, or passed an upstream error through).
+    Started,
+    /// The stream failed before content.
+    Failed,
+}
+
+impl<B> Prime<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(body: B, wire: Wire, created: u64) -> Self {
+        Prime {
+            body: Box::pin(body),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            watch: Watch::new(),
+            translate: wire.stream(created),
+        }
+    }
+
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Primed> {
+        loop {
+            let frame = match std::task::ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(_)) => return Poll::Ready(Primed::Failed),
+                None => {
+                    self.watch.finish();
+                    return Poll::Ready(self.verdict().unwrap_or(Primed::Failed));
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers before content: ignored
+            };
+            let data = observe(self.translate.as_deref_mut(), &mut self.watch, data);
+            if data.is_empty() {
+                continue;
+            }
+            self.held_bytes += data.len();
+            self.held.push_back(data);
+            if let Some(v) = self.verdict() {
+                return Poll::Ready(v);
+            }
+        }
+    }
+
+    /// What the stream's phase says, or `None` to keep reading.
+    fn verdict(&self) -> Option<Primed> {
+        match self.watch.phase {
+            Phase::Started | Phase::Done | Phase::UpstreamError => Some(Primed::Started),
+            Phase::Failed => Some(Primed::Failed),
+            Phase::Waiting if self.held_bytes > MAX_HELD => Some(Primed::Failed),
+            Phase::Waiting => None,
+        }
+    }
+}

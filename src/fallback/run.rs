@@ -1,0 +1,422 @@
+//! What the attempts of one request share: the route, the order of the candidates, the body to
+//! send, the history of failures and the deadline. The per-attempt data lives in the future's
+//! states ([`super::future`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::response::Parts;
+use http::{HeaderMap, Request, Response};
+use http_body_util::Full;
+use tokio::time::Instant;
+
+use super::body::{Idle, Recorder, ResponseBody, StreamBody};
+use super::classify::{error_type_of, stats_attempt, was_sent};
+use super::exhausted::{History, LastFailure};
+use super::layer::{Config, CooldownMode};
+use super::policy::{AttemptError, Decision, Failure};
+use super::read::Prime;
+use super::rewrite::{passthrough_body, upstream_body};
+use super::sse::Phase;
+use super::upstream::{build_request, clean_response_headers};
+use crate::catalog::Secret;
+use crate::error::{ErrorType, GatewayError};
+use crate::health::HealthSource;
+use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
+use crate::stats::{Attempt as StatsAttempt, FailureKind, Outcome};
+use crate::wire::messages::OriginalMessages;
+use crate::wire::Wire;
+use crate::BoxError;
+
+/// One attempt: which candidate, on which wire, since when.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    /// Index into `route.candidates()`.
+    ci: usize,
+    /// The wire adapter, chosen once for the attempt.
+    pub(crate) wire: Wire,
+    /// When the attempt was started.
+    pub(crate) start: Instant,
+    /// 1 for the first request sent, 2 for the second, …
+    pub(crate) number: u32,
+    /// A stream's answer is being primed: its timer is the first-token timeout.
+    pub(crate) priming: bool,
+}
+
+impl Attempt {
+    /// The same attempt, now priming a stream.
+    pub(crate) fn priming(self) -> Self {
+        Attempt {
+            priming: true,
+            ..self
+        }
+    }
+}
+
+/// The chat body the attempts send.
+enum Source {
+    /// The route's own bytes, parsed once by ModelRouting (the usual case).
+    Route,
+    /// A layer between ModelRouting and ProviderFallback changed the body: its bytes, re-parsed.
+    Edited(Box<(Bytes, RequestView<'static>)>),
+}
+
+/// The request-wide data of [`ResponseFuture`](super::ResponseFuture).
+pub(crate) struct Run<S> {
+    pub(crate) svc: S,
+    pub(crate) config: Arc<Config>,
+    pub(crate) route: Route,
+    headers: HeaderMap,
+    /// The caller's Messages body, for passed-through Messages attempts.
+    original: Option<OriginalMessages>,
+    source: Source,
+    /// Indices into `route.candidates()`, with whether each is cooling down.
+    order: Vec<(usize, bool)>,
+    next: usize,
+    pub(crate) history: History,
+    pub(crate) deadline: Instant,
+    sent: u32,
+}
+
+impl<S> Run<S> {
+    pub(crate) fn new(
+        svc: S,
+        config: Arc<Config>,
+        route: Route,
+        headers: HeaderMap,
+        original: Option<OriginalMessages>,
+    ) -> Self {
+        let now = Instant::now();
+        if let Some(b) = &config.budget {
+            b.deposit();
+        }
+        let order = order(&config, &route, now);
+        Run {
+            svc,
+            deadline: now + config.overall_timeout,
+            config,
+            route,
+            headers,
+            original,
+            source: Source::Route,
+            order,
+            next: 0,
+            history: History::default(),
+            sent: 0,
+        }
+    }
+
+    /// Takes the body received from the layer above: the route's own bytes (same buffer, or
+    /// equal), or an edited body, which must still parse.
+    pub(crate) fn receive(&mut self, body: Bytes) -> Result<(), GatewayError> {
+        let own = self.route.body();
+        let same = (body.as_ptr() == own.as_ptr() && body.len() == own.len()) || body == *own;
+        if !same {
+            let view = RequestView::parse(&body)?.into_owned();
+            self.source = Source::Edited(Box::new((body, view)));
+        }
+        Ok(())
+    }
+
+    fn chat(&self) -> (&[u8], &RequestView<'static>) {
+        match &self.source {
+            Source::Route => (self.route.body(), self.route.view()),
+            Source::Edited(edited) => (&edited.0, &edited.1),
+        }
+    }
+
+    /// Whether the request asks for a stream.
+    pub(crate) fn stream(&self) -> bool {
+        self.chat().1.stream
+    }
+
+    fn candidate(&self, a: Attempt) -> Candidate {
+        self.route.candidates()[a.ci]
+    }
+
+    pub(crate) fn secret(&self, a: Attempt) -> Option<&Secret> {
+        self.route.provider(&self.candidate(a)).credentials.secret()
+    }
+
+    /// The next attempt and its request, or `None` when no candidate is left (or the deadline,
+    /// the retry budget or the policy stopped).
+    pub(crate) fn advance(&mut self) -> Option<(Attempt, Request<Full<Bytes>>)> {
+        loop {
+            let &(ci, cooling) = self.order.get(self.next)?;
+            self.next += 1;
+            let c = self.route.candidates()[ci];
+            let wire = Wire::choose(self.route.provider(&c).wire_format, self.original.as_ref());
+            let now = Instant::now();
+            let attempt = Attempt {
+                ci,
+                wire,
+                start: now,
+                number: self.sent + 1,
+                priming: false,
+            };
+            if cooling && self.config.cooldown == CooldownMode::FailFast {
+                self.skip_cooling(&c);
+                continue;
+            }
+            if now >= self.deadline {
+                self.history.overall_expired = true;
+                return None;
+            }
+            match self.build(&c, wire) {
+                Err(err) if self.fail(attempt, err, None, None) == Decision::Return => return None,
+                Err(_) => {}
+                Ok(_) if self.sent > 0 && !self.withdraw() => return None,
+                Ok(req) => {
+                    self.sent += 1;
+                    return Some((attempt, req));
+                }
+            }
+        }
+    }
+
+    fn build(&self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
+        let e = self.route.endpoint(c);
+        let body = match self.original.as_ref().filter(|_| wire.passthrough()) {
+            Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
+                .ok_or(AttemptError::NotCallable)?,
+            None => {
+                let (body, view) = self.chat();
+                let chat = upstream_body(body, view, e.upstream_model(), e.provider_slug())
+                    .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
+                wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
+            }
+        };
+        build_request(&self.route, c, &self.headers, &self.config, wire, body)
+    }
+
+    fn skip_cooling(&mut self, c: &Candidate) {
+        self.history.records.push(AttemptRecord {
+            provider: self.route.provider(c).name.clone(),
+            endpoint: self.route.endpoint(c).key().clone(),
+            status: None,
+            error_type: Some(ErrorType::ProviderOverloaded),
+            kind: AttemptKind::Cooldown,
+            sent: false,
+            duration: Duration::ZERO,
+            retry_after: None,
+        });
+    }
+
+    /// Takes a retry from the budget; false (and recorded) when it is empty.
+    fn withdraw(&mut self) -> bool {
+        match &self.config.budget {
+            Some(b) if !b.withdraw() => {
+                self.history.budget_exhausted = true;
+                tracing::debug!("retry budget exhausted; not trying further providers");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The inner client failed before a response head: logged with the attempt, recorded as a
+    /// connect failure.
+    pub(crate) fn client_failed(&mut self, a: Attempt, error: BoxError) -> Decision {
+        let c = self.candidate(a);
+        tracing::debug!(
+            endpoint = %self.route.endpoint(&c).key(),
+            provider = %self.route.provider(&c).slug,
+            attempt = a.number,
+            %error,
+            "the inner client failed"
+        );
+        self.fail(a, AttemptError::Connect, None, None)
+    }
+
+    /// The attempt (or the whole request) ran out of time.
+    pub(crate) fn timed_out(&mut self, a: Attempt, error: AttemptError) -> Decision {
+        if Instant::now() >= self.deadline {
+            self.history.overall_expired = true;
+        }
+        self.fail(a, error, None, None)
+    }
+
+    /// Records a failed attempt (stats, attempts, trace) and asks the policy what next.
+    pub(crate) fn fail(
+        &mut self,
+        a: Attempt,
+        error: AttemptError,
+        head: Option<&HeaderMap>,
+        message: Option<String>,
+    ) -> Decision {
+        let now = Instant::now();
+        let c = self.candidate(a);
+        let (e, p) = (self.route.endpoint(&c), self.route.provider(&c));
+        let duration = now.saturating_duration_since(a.start);
+        let sent = was_sent(error);
+        let retry_after = head.and_then(crate::stats::parse_retry_after);
+        if let Some(stats) = self.config.stats.as_ref().filter(|_| sent) {
+            let mut s = stats_attempt(error, head);
+            if let Some(r) = retry_after {
+                s = s.retry_after(r);
+            }
+            stats.record_attempt(e.key(), s, now);
+        }
+        tracing::debug!(
+            endpoint = %e.key(),
+            provider = %p.slug,
+            attempt = a.number,
+            kind = error.as_str(),
+            status = error.status(),
+            elapsed_ms = duration.as_millis() as u64,
+            "provider attempt failed"
+        );
+        self.history.records.push(AttemptRecord {
+            provider: p.name.clone(),
+            endpoint: e.key().clone(),
+            status: error.status(),
+            error_type: Some(error_type_of(error)),
+            kind: error.kind(),
+            sent,
+            duration,
+            retry_after,
+        });
+        let next = self
+            .order
+            .get(self.next)
+            .map(|&(i, _)| self.route.candidates()[i]);
+        let failure = Failure {
+            error,
+            retry_after,
+            endpoint: e,
+            provider: p,
+            position: self.next - 1,
+            next_is_other_model: next.is_some_and(|n| n.model != c.model),
+            has_next: next.is_some(),
+        };
+        let decision = self.config.policy.on_failure(&failure);
+        let provider_name = p.name.clone();
+        self.history.remember(LastFailure {
+            error,
+            sent,
+            message,
+            provider_name,
+            decision,
+        });
+        decision
+    }
+
+    /// Success: the served-by record, with this attempt last.
+    fn served(&mut self, a: Attempt, latency: Duration, streamed: bool) -> ServedBy {
+        let c = self.candidate(a);
+        let (e, p) = (self.route.endpoint(&c), self.route.provider(&c));
+        self.history.records.push(AttemptRecord {
+            provider: p.name.clone(),
+            endpoint: e.key().clone(),
+            status: Some(200),
+            error_type: None,
+            kind: AttemptKind::Ok,
+            sent: true,
+            duration: latency,
+            retry_after: None,
+        });
+        tracing::debug!(
+            endpoint = %e.key(),
+            provider = %p.slug,
+            attempts = self.history.records.len(),
+            elapsed_ms = latency.as_millis() as u64,
+            "provider served the request"
+        );
+        let mut s = ServedBy::new(e.key().clone(), p.name.clone());
+        s.provider_slug = p.slug.clone();
+        s.upstream_model = e.upstream_model().to_string();
+        s.streamed = streamed;
+        s.latency = Some(latency);
+        s.attempts = std::mem::take(&mut self.history.records);
+        s
+    }
+
+    /// The response for a served attempt: headers cleaned, [`ServedBy`] and the wire's mark added.
+    fn respond<B>(
+        &mut self,
+        a: Attempt,
+        mut head: Parts,
+        latency: Duration,
+        streamed: bool,
+        body: ResponseBody<B>,
+    ) -> Response<ResponseBody<B>> {
+        let served = self.served(a, latency, streamed);
+        clean_response_headers(&mut head.headers, self.secret(a));
+        head.extensions.insert(served);
+        a.wire.mark(&mut head.extensions);
+        Response::from_parts(head, body)
+    }
+
+    /// A buffered answer that passed [`classify`](super::classify): one frame, exact size.
+    pub(crate) fn answered<B>(
+        &mut self,
+        a: Attempt,
+        head: Parts,
+        bytes: Bytes,
+    ) -> Response<ResponseBody<B>> {
+        let latency = Instant::now().saturating_duration_since(a.start);
+        if let Some(stats) = &self.config.stats {
+            let key = self.route.endpoint(&self.candidate(a)).key();
+            let sample = StatsAttempt::new(Outcome::Success).latency(latency);
+            stats.record_attempt(key, sample, Instant::now());
+        }
+        self.respond(a, head, latency, false, ResponseBody::full(bytes))
+    }
+
+    /// A stream whose first content arrived: the held frames, then the rest of the stream.
+    pub(crate) fn streamed<B>(
+        &mut self,
+        a: Attempt,
+        head: Parts,
+        prime: Prime<B>,
+    ) -> Response<ResponseBody<B>> {
+        let latency = Instant::now().saturating_duration_since(a.start);
+        let c = self.candidate(a);
+        let mut recorder = Recorder {
+            stats: self.config.stats.clone(),
+            key: self.route.endpoint(&c).key().clone(),
+            latency: self.config.stream_latency.then_some(latency),
+            done: false,
+        };
+        let ended = prime.watch.phase == Phase::UpstreamError;
+        if ended {
+            recorder.finish(Outcome::Failure(FailureKind::InvalidResponse));
+        }
+        let s = StreamBody {
+            body: (!ended).then_some(prime.body),
+            held: prime.held,
+            watch: prime.watch,
+            provider_name: self.route.provider(&c).name.clone(),
+            recorder,
+            ended,
+            translate: prime.translate,
+            idle: Idle::new(self.config.stream_idle_timeout),
+        };
+        self.respond(a, head, latency, true, ResponseBody::stream(s))
+    }
+}
+
+/// The candidates in the order they are tried: as routed, cooling endpoints last
+/// ([`CooldownMode::Defer`]).
+fn order(config: &Config, route: &Route, now: Instant) -> Vec<(usize, bool)> {
+    let health: Option<&dyn HealthSource> = match (&config.health, &config.stats) {
+        (Some(h), _) => Some(&*h.0),
+        (None, Some(s)) => Some(s),
+        _ => None,
+    };
+    let mut order: Vec<(usize, bool)> = (0..route.candidates().len())
+        .map(|i| {
+            let cooling = config.cooldown != CooldownMode::Ignore
+                && health.is_some_and(|h| {
+                    h.in_cooldown(route.endpoint(&route.candidates()[i]).key(), now)
+                });
+            (i, cooling)
+        })
+        .collect();
+    if config.cooldown == CooldownMode::Defer {
+        // Stable: cooling endpoints keep their relative order, after all the others.
+        order.sort_by_key(|(_, cooling)| *cooling);
+    }
+    order
+}

@@ -1,0 +1,146 @@
+//! What ProviderFallback reports about the attempts of a request.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::catalog::EndpointKey;
+use crate::error::ErrorType;
+
+/// Who served a request: inserted into the response extensions by the layer that called the provider
+/// (ProviderFallback), read by ModelRouting (stickiness) and UsageMeter (pricing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServedBy {
+    /// The endpoint.
+    pub endpoint: EndpointKey,
+    /// The provider's display name.
+    pub provider_name: String,
+    /// The provider's slug (empty when built with [`ServedBy::new`]).
+    pub provider_slug: String,
+    /// The model id sent upstream (empty when built with [`ServedBy::new`]).
+    pub upstream_model: String,
+    /// Whether the response is an SSE stream.
+    pub streamed: bool,
+    /// Time from sending the request to the serving endpoint until its response head (non-streamed)
+    /// or its first content-bearing event (streamed).
+    pub latency: Option<Duration>,
+    /// Every attempt made for this request, the serving one last.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl ServedBy {
+    /// A record for `endpoint`, served by the provider called `provider_name`.
+    pub fn new(endpoint: EndpointKey, provider_name: impl Into<String>) -> Self {
+        ServedBy {
+            endpoint,
+            provider_name: provider_name.into(),
+            provider_slug: String::new(),
+            upstream_model: String::new(),
+            streamed: false,
+            latency: None,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// One attempt (or skipped candidate) of a request, as ProviderFallback reports it in
+/// [`ServedBy::attempts`] and in the `Attempts` extension of failed responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptRecord {
+    /// The provider's display name.
+    pub provider: String,
+    /// The endpoint.
+    pub endpoint: EndpointKey,
+    /// The upstream HTTP status, when a response head arrived.
+    pub status: Option<u16>,
+    /// `None` for the attempt that served the request; otherwise what the failure maps to.
+    pub error_type: Option<ErrorType>,
+    /// What happened (compares equal to its snake-case name, [`AttemptKind::as_str`]).
+    pub kind: AttemptKind,
+    /// Whether a request was actually sent (false for skipped candidates).
+    pub sent: bool,
+    /// From sending the request until the outcome was known.
+    pub duration: Duration,
+    /// The provider's retry hint, if it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// What happened to one attempt ([`AttemptRecord::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttemptKind {
+    /// The attempt served the request.
+    Ok,
+    /// `429`.
+    RateLimited,
+    /// `401` / `403`: the provider rejected the gateway's credentials.
+    CredentialsRejected,
+    /// `408`, or no answer within the attempt timeout.
+    Timeout,
+    /// A `5xx`.
+    ServerError,
+    /// Another status: the caller's own error (`400`, `404`, `413`, `422`, …).
+    CallerError,
+    /// The inner client failed before a response head.
+    Connect,
+    /// A stream gave no content within the first-token timeout.
+    FirstTokenTimeout,
+    /// A non-streamed `2xx` that is not a valid answer.
+    InvalidResponse,
+    /// A stream that failed before its first content.
+    StreamFailed,
+    /// The provider has no (valid) base URL: nothing was sent.
+    NotCallable,
+    /// The provider speaks a wire format that cannot be sent: nothing was sent.
+    UnsupportedWireFormat,
+    /// Skipped: the endpoint is cooling down.
+    Cooldown,
+}
+
+impl AttemptKind {
+    /// The snake-case name: `"ok"`, `"rate_limited"`, `"credentials_rejected"`, `"timeout"`,
+    /// `"server_error"`, `"caller_error"`, `"connect"`, `"first_token_timeout"`,
+    /// `"invalid_response"`, `"stream_failed"`, `"not_callable"`, `"unsupported_wire_format"`,
+    /// `"cooldown"` (also `previous_errors[].code` in error answers).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::RateLimited => "rate_limited",
+            Self::CredentialsRejected => "credentials_rejected",
+            Self::Timeout => "timeout",
+            Self::ServerError => "server_error",
+            Self::CallerError => "caller_error",
+            Self::Connect => "connect",
+            Self::FirstTokenTimeout => "first_token_timeout",
+            Self::InvalidResponse => "invalid_response",
+            Self::StreamFailed => "stream_failed",
+            Self::NotCallable => "not_callable",
+            Self::UnsupportedWireFormat => "unsupported_wire_format",
+            Self::Cooldown => "cooldown",
+        }
+    }
+
+    /// Whether the attempt ran out of time (attempt or first-token timeout, or a `408`).
+    pub fn is_timeout(self) -> bool {
+        matches!(self, Self::Timeout | Self::FirstTokenTimeout)
+    }
+}
+
+impl fmt::Display for AttemptKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<str> for AttemptKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for AttemptKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
