@@ -34,6 +34,7 @@ ALLOWED = {
     "sim": {"catalog", "wire"},
     "gateway_layer": {"catalog", "health", "stats", "route", "model_routing", "data_policy",
                       "price_cap", "percentile", "usage_meter", "fallback"},
+    "client": set(),
     "lib": None,  # the crate root re-exports everything
 }
 
