@@ -34,7 +34,7 @@
 //!   as they are. A caller that spoke Messages itself (through
 //!   [`MessagesLayer`](super::compat::MessagesLayer)) gets its own bytes passed through instead;
 //!   see [compat's Passthrough](super::compat#passthrough).
-//! * **Body**: one [`splice`](crate::route::splice) pass over the caller's bytes, never a
+//! * **Body**: one splice pass over the caller's bytes, never a
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`
 //!   when the request had only `models`); the gateway-only members (`provider`, `models`, `route`,
