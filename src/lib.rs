@@ -28,9 +28,10 @@
 //! * [`usage_meter`] — [`UsageMeterLayer`](usage_meter::UsageMeterLayer): reads usage from JSON
 //!   and SSE responses on the fly, prices it exactly at the serving endpoint, adds `usage.cost`,
 //!   records generations and enforces per-key budgets through a [`usage_meter::Ledger`].
-//! * [`compat`] — [`MessagesLayer`](compat::MessagesLayer): serves Anthropic Messages requests
-//!   (Claude Code, the `anthropic` SDKs) with a chat-completions service, translating requests,
-//!   JSON and SSE responses and errors.
+//! * `compat` — `MessagesLayer`: serves Anthropic Messages requests (Claude Code, the
+//!   `anthropic` SDKs) with a chat-completions service, translating requests, JSON and SSE
+//!   responses and errors; Anthropic-wire providers are called in their own wire (feature
+//!   `anthropic`, on by default).
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
 //!   implements [`health::HealthSource`].
 //! * [`body`] — the response body type of the layers.
@@ -129,6 +130,8 @@ pub mod catalog;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 pub mod clock;
+#[cfg(feature = "anthropic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "anthropic")))]
 pub mod compat;
 pub mod error;
 pub mod fallback;

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use super::sse::{Phase, Watch};
 use crate::catalog::EndpointKey;
 use crate::stats::{Attempt, FailureKind, Outcome, Stats};
-use crate::wire::messages::MessagesStream;
+use crate::wire::StreamReader;
 use crate::BoxError;
 
 /// Response body for [`ProviderFallback`](super::ProviderFallback).
@@ -40,7 +40,7 @@ pub(crate) struct StreamBody<B> {
     pub(crate) recorder: Recorder,
     pub(crate) ended: bool,
     /// Set for Anthropic-wire providers.
-    pub(crate) translate: Option<Box<MessagesStream>>,
+    pub(crate) translate: Option<Box<dyn StreamReader>>,
     pub(crate) idle: Idle,
 }
 
@@ -82,7 +82,7 @@ impl Idle {
 /// Feeds a frame's data to the watch (translated first for an Anthropic-wire provider) and
 /// returns the bytes to send on, which may be empty.
 pub(crate) fn observe(
-    translate: Option<&mut MessagesStream>,
+    translate: Option<&mut (dyn StreamReader + 'static)>,
     watch: &mut Watch,
     data: Bytes,
 ) -> Bytes {

@@ -23,7 +23,7 @@ use super::read::{Buffer, Prime, Primed, Received, MAX_ERROR_BODY};
 use super::run::{Attempt, Run};
 use crate::error::GatewayError;
 use crate::route::Route;
-use crate::wire::messages::OriginalMessages;
+use crate::wire::OriginalMessages;
 use crate::BoxError;
 
 pin_project! {

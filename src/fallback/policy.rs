@@ -28,8 +28,8 @@ pub enum AttemptError {
     StreamFailed,
     /// The provider has no (valid) base URL: nothing was sent.
     NotCallable,
-    /// The provider speaks a wire format this layer cannot send: nothing was sent. (Not produced
-    /// since Anthropic Messages providers are translated; kept for custom policies.)
+    /// The provider speaks a wire format this build cannot send (an Anthropic-wire provider
+    /// without the `anthropic` cargo feature): nothing was sent.
     UnsupportedWireFormat,
 }
 

@@ -12,7 +12,7 @@ use http_body::Body;
 use super::body::observe;
 use super::sse::{Phase, Watch};
 use crate::error::GatewayError;
-use crate::wire::messages::MessagesStream;
+use crate::wire::StreamReader;
 use crate::wire::Wire;
 use crate::BoxError;
 
@@ -151,7 +151,7 @@ pub(crate) struct Prime<B> {
     held_bytes: usize,
     pub(crate) watch: Watch,
     /// The wire's stream reader (Anthropic-wire providers).
-    pub(crate) translate: Option<Box<MessagesStream>>,
+    pub(crate) translate: Option<Box<dyn StreamReader>>,
 }
 
 /// How priming a stream ended.

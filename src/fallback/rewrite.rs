@@ -112,7 +112,7 @@ pub(crate) fn passthrough_body(
                     edits.push((span, format!("\"max_tokens\":{m}").into_bytes()));
                 }
             }
-            k if crate::wire::messages::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),
+            k if crate::wire::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),
             _ => {}
         }
     }
@@ -384,7 +384,7 @@ mod tests {
             has_model in any::<bool>(),
         ) {
             const OTHER: &[&str] = &["messages", "system", "thinking", "x_custom", "max_tokens"];
-            let gateway = crate::wire::messages::GATEWAY_ONLY_MEMBERS;
+            let gateway = crate::wire::GATEWAY_ONLY_MEMBERS;
             let mut parts = Vec::new();
             if has_model {
                 parts.push(r#""model":"orig/model""#.to_string());

@@ -25,7 +25,7 @@ use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
 use crate::stats::{Attempt as StatsAttempt, FailureKind, Outcome};
-use crate::wire::messages::OriginalMessages;
+use crate::wire::OriginalMessages;
 use crate::wire::Wire;
 use crate::BoxError;
 
@@ -150,7 +150,7 @@ impl<S> Run<S> {
             let now = Instant::now();
             let attempt = Attempt {
                 ci,
-                wire,
+                wire: wire.unwrap_or(Wire::Chat),
                 start: now,
                 number: self.sent + 1,
                 priming: false,
@@ -163,7 +163,8 @@ impl<S> Run<S> {
                 self.history.overall_expired = true;
                 return None;
             }
-            match self.build(&c, wire) {
+            let built = wire.ok_or(AttemptError::UnsupportedWireFormat);
+            match built.and_then(|wire| self.build(&c, wire)) {
                 Err(err) if self.fail(attempt, err, None, None) == Decision::Return => return None,
                 Err(_) => {}
                 Ok(_) if self.sent > 0 && !self.withdraw() => return None,

@@ -12,7 +12,7 @@ use super::future::ResponseFuture;
 use super::layer::{Config, ProviderFallbackLayer};
 use crate::error::GatewayError;
 use crate::route::Route;
-use crate::wire::messages::OriginalMessages;
+use crate::wire::OriginalMessages;
 use crate::BoxError;
 
 /// Middleware that sends a routed request to its candidate endpoints in order until one answers.

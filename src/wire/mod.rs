@@ -7,28 +7,55 @@
 //! through one small interface:
 //!
 //! * **Marks** in the extensions say which wire a caller speaks:
-//!   [`OriginalMessages`](messages::OriginalMessages) on a request (the caller's Messages bytes,
-//!   put there by [`MessagesLayer`](crate::compat::MessagesLayer)) and
-//!   [`MessagesWire`](messages::MessagesWire) on a response (its body is on the Messages wire,
-//!   passed through untranslated).
+//!   [`OriginalMessages`] on a request (the caller's Messages bytes, put there by `MessagesLayer`)
+//!   and [`MessagesWire`] on a response (its body is on the Messages wire, passed through
+//!   untranslated). They are plain data and exist in every build.
 //! * [`Wire`] is the adapter [`ProviderFallback`](crate::fallback) chooses **once per attempt**
 //!   from the provider's [`WireFormat`] and the caller's mark. It shapes the request (body and
 //!   wire headers), reads a JSON answer, gives the stream reader, and marks the response; the
 //!   fallback never asks "is this Anthropic" itself.
+//! * A provider's event stream on another wire is read through a [`StreamReader`], which turns
+//!   each frame into chat-completion chunks for the fallback's watch.
 //! * The translation functions and SSE translators (chat ⇄ Messages requests, JSON answers and
-//!   event streams) live in [`messages`] and are re-exported for users from
-//!   [`compat`](crate::compat).
+//!   event streams) live in `messages`, compiled with the `anthropic` cargo feature, and are
+//!   re-exported for users from `compat`.
 //!
 //! On the chat → chat path the adapter is [`Wire::Chat`], whose methods hand bytes through
-//! untouched: no parsing, no allocation.
+//! untouched: no parsing, no allocation. Without the `anthropic` feature it is the only adapter:
+//! [`Wire::choose`] has none for an Anthropic-wire provider, and the fallback records that
+//! attempt as `UnsupportedWireFormat` (nothing is sent) and goes on.
 
+mod marks;
+#[cfg(feature = "anthropic")]
 pub(crate) mod messages;
 
 use bytes::Bytes;
-use http::{Extensions, HeaderMap, HeaderValue};
+#[cfg(feature = "anthropic")]
+use http::HeaderValue;
+use http::{Extensions, HeaderMap};
 
 use crate::catalog::WireFormat;
-use messages::{MessagesStream, MessagesWire, OriginalMessages};
+pub(crate) use marks::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
+
+/// A provider's event stream on a wire other than chat completions, read frame by frame on
+/// behalf of the chat-completions reader.
+pub(crate) trait StreamReader: Send + Sync {
+    /// Reads one upstream frame.
+    fn feed(&mut self, data: Bytes) -> Fed;
+    /// Whether upstream trailers are dropped (a translated stream has none of its own).
+    fn drops_trailers(&self) -> bool;
+    /// The wire's own error event for a stream that fails after content, or `None` when the
+    /// stream ends with the chat in-band error chunk.
+    fn error_event(&self, message: &str) -> Option<Bytes>;
+}
+
+/// What one upstream frame gives a [`StreamReader`].
+pub(crate) struct Fed {
+    /// The frame as chat-completion chunks (for the reader that watches the stream's progress).
+    pub(crate) chat: Bytes,
+    /// The bytes to send on (equal to `chat` unless passed through); may be empty.
+    pub(crate) out: Bytes,
+}
 
 /// How one attempt talks to its provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +65,7 @@ pub(crate) enum Wire {
     /// Anthropic Messages. With `passthrough` the caller spoke Messages too: its own bytes go out
     /// and the answer comes back untranslated (marked [`MessagesWire`]); otherwise the chat body
     /// is translated and so is the answer.
+    #[cfg(feature = "anthropic")]
     Messages {
         /// The caller's Messages body is sent as it is.
         passthrough: bool,
@@ -46,19 +74,27 @@ pub(crate) enum Wire {
 
 impl Wire {
     /// The adapter for a provider speaking `format`, for a caller whose Messages body is
-    /// `original` (if it spoke Messages).
-    pub(crate) fn choose(format: WireFormat, original: Option<&OriginalMessages>) -> Wire {
+    /// `original` (if it spoke Messages); `None` when this build cannot speak `format`.
+    pub(crate) fn choose(format: WireFormat, original: Option<&OriginalMessages>) -> Option<Wire> {
+        let _ = original;
         match format {
-            WireFormat::Openai => Wire::Chat,
-            WireFormat::Anthropic => Wire::Messages {
+            WireFormat::Openai => Some(Wire::Chat),
+            #[cfg(feature = "anthropic")]
+            WireFormat::Anthropic => Some(Wire::Messages {
                 passthrough: original.is_some(),
-            },
+            }),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 
     /// Whether the caller's Messages bytes are sent (and the answer returned) untranslated.
     pub(crate) fn passthrough(self) -> bool {
-        matches!(self, Wire::Messages { passthrough: true })
+        match self {
+            Wire::Chat => false,
+            #[cfg(feature = "anthropic")]
+            Wire::Messages { passthrough } => passthrough,
+        }
     }
 
     /// The provider's body from the rewritten chat body (when not passed through): the same
@@ -66,6 +102,7 @@ impl Wire {
     pub(crate) fn encode_chat(self, chat: Vec<u8>) -> Option<Vec<u8>> {
         match self {
             Wire::Chat => Some(chat),
+            #[cfg(feature = "anthropic")]
             Wire::Messages { .. } => {
                 let v: serde_json::Value = serde_json::from_slice(&chat).ok()?;
                 Some(messages::chat_to_messages(&v).to_string().into_bytes())
@@ -76,21 +113,25 @@ impl Wire {
     /// Caller headers this wire forwards besides the allow-list (a passed-through Messages body
     /// keeps its `anthropic-beta` flags).
     pub(crate) fn forward_caller_headers(self, caller: &HeaderMap, out: &mut HeaderMap) {
+        #[cfg(feature = "anthropic")]
         if self.passthrough() {
             for v in caller.get_all(messages::ANTHROPIC_BETA) {
                 out.append(messages::ANTHROPIC_BETA, v.clone());
             }
         }
+        let _ = (caller, out);
     }
 
     /// Headers the wire requires, unless already set (the Messages API version).
     pub(crate) fn required_headers(self, out: &mut HeaderMap) {
+        #[cfg(feature = "anthropic")]
         if let Wire::Messages { .. } = self {
             let (name, value) = messages::ANTHROPIC_VERSION;
             if !out.contains_key(name) {
                 out.insert(name, HeaderValue::from_static(value));
             }
         }
+        let _ = out;
     }
 
     /// A successful JSON answer for the caller, or `None` if it is not this wire's answer.
@@ -101,10 +142,14 @@ impl Wire {
         is_message: bool,
         created: u64,
     ) -> Option<Bytes> {
+        let _ = (is_message, created);
         match self {
             Wire::Chat => Some(body),
+            #[cfg(feature = "anthropic")]
             Wire::Messages { .. } if !is_message => None,
+            #[cfg(feature = "anthropic")]
             Wire::Messages { passthrough: true } => Some(body),
+            #[cfg(feature = "anthropic")]
             Wire::Messages { passthrough: false } => {
                 let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
                 let chat = messages::message_to_chat(&v, created);
@@ -114,10 +159,14 @@ impl Wire {
     }
 
     /// The reader of this wire's event stream, or `None` when the stream is read as it is.
-    pub(crate) fn stream(self, created: u64) -> Option<Box<MessagesStream>> {
+    pub(crate) fn stream(self, created: u64) -> Option<Box<dyn StreamReader>> {
+        let _ = created;
         match self {
             Wire::Chat => None,
-            Wire::Messages { passthrough } => Some(MessagesStream::new(passthrough, created)),
+            #[cfg(feature = "anthropic")]
+            Wire::Messages { passthrough } => {
+                Some(messages::MessagesStream::new(passthrough, created))
+            }
         }
     }
 

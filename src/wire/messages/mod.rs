@@ -3,7 +3,6 @@
 //! completions. Everything Anthropic-specific lives here, so that it can be gated behind a cargo
 //! feature; the public items are re-exported from [`compat`](crate::compat).
 
-mod passthrough;
 mod request;
 mod response;
 mod reverse;
@@ -13,7 +12,7 @@ mod sse;
 mod tests;
 mod upstream;
 
-pub use passthrough::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
+pub use super::marks::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
 pub(crate) use request::{chat_body, split_tools};
 pub use request::{count_tokens, count_tokens_json, messages_to_chat, MAX_FALLBACKS};
 pub use response::{anthropic_error_type, anthropic_status, chat_to_message, error_to_anthropic};

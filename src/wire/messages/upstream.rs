@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::reverse_sse::ChatSseTranslator;
+use crate::wire::{Fed, StreamReader};
 
 /// An Anthropic-wire provider's event stream, read frame by frame: translated into
 /// chat-completion chunks, or, for a Messages caller ([`passthrough`](Self::new)), passed through
@@ -14,14 +15,6 @@ pub(crate) struct MessagesStream {
     mid_event: bool,
 }
 
-/// What one upstream frame gives.
-pub(crate) struct Fed {
-    /// The frame as chat-completion chunks (for the reader that watches the stream's progress).
-    pub(crate) chat: Bytes,
-    /// The bytes to send on (equal to `chat` unless passed through); may be empty.
-    pub(crate) out: Bytes,
-}
-
 impl MessagesStream {
     pub(crate) fn new(passthrough: bool, created: u64) -> Box<Self> {
         Box::new(MessagesStream {
@@ -30,9 +23,10 @@ impl MessagesStream {
             mid_event: false,
         })
     }
+}
 
-    /// Reads one upstream frame.
-    pub(crate) fn feed(&mut self, data: Bytes) -> Fed {
+impl StreamReader for MessagesStream {
+    fn feed(&mut self, data: Bytes) -> Fed {
         let chat = self.sse.feed(&data);
         if !self.passthrough {
             return Fed {
@@ -46,14 +40,13 @@ impl MessagesStream {
         Fed { chat, out: data }
     }
 
-    /// Whether upstream trailers are dropped (a translated stream has none of its own).
-    pub(crate) fn drops_trailers(&self) -> bool {
+    fn drops_trailers(&self) -> bool {
         !self.passthrough
     }
 
-    /// For a passed-through stream that fails after content: an Anthropic `error` event (a
-    /// translated stream ends with the chat in-band error chunk instead, so `None`).
-    pub(crate) fn error_event(&self, message: &str) -> Option<Bytes> {
+    /// A passed-through stream ends with an Anthropic `error` event; a translated one with the
+    /// chat in-band error chunk (so `None`).
+    fn error_event(&self, message: &str) -> Option<Bytes> {
         if !self.passthrough {
             return None;
         }

@@ -1,5 +1,9 @@
 //! Messages in, Messages out: the extensions that let an Anthropic Messages request reach an
 //! Anthropic-wire provider unchanged.
+//!
+//! Public through `compat` with the `anthropic` feature; without it the fallback still reads the
+//! (then never set) request mark, so the items stay, crate-private in effect.
+#![cfg_attr(not(feature = "anthropic"), allow(unreachable_pub, dead_code))]
 
 use bytes::Bytes;
 
