@@ -3,12 +3,13 @@
 //! A service that already has its own routes, auth and state can call providers through the gateway
 //! stack directly: build it once (`GatewayLayer` over an HTTP client), keep it in the state, and call
 //! it from a handler with a chat-completions body of your making. Nothing leaves the process but the
-//! provider call. Here the "providers" are a SimulatedProvider, so the example runs offline; with
-//! real providers the client is `tower_ai_gateway::client::HttpsClient::new()` (feature `client`)
-//! and nothing else changes:
+//! provider call. With no argument the "providers" are a SimulatedProvider, so the example runs
+//! offline; given a catalog file with real providers and keys, the client is the crate's
+//! `tower_ai_gateway::client::HttpsClient` (feature `client`) and nothing else changes:
 //!
 //! ```text
-//! cargo run --example embed_axum
+//! cargo run --example embed_axum                       # offline, simulated providers
+//! cargo run --example embed_axum -- my-catalog.toml    # real providers over HTTPS
 //! curl -s localhost:3000/summarize -d 'Tower is a library of modular components for networking.'
 //! ```
 
@@ -22,6 +23,7 @@ use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{Catalog, CatalogFile, Credentials, ProviderDataPolicy};
+use tower_ai_gateway::client::HttpsClient;
 use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
 use tower_ai_gateway::{BoxError, GatewayLayer};
 
@@ -77,8 +79,33 @@ async fn summarize(State(llm): State<Llm>, text: String) -> Result<String, (Stat
     ))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+/// The gateway over `client`, its types erased for the state.
+fn stack<S, B>(catalog: Catalog, client: S) -> Llm
+where
+    S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let client = ServiceExt::<http::Request<Full<Bytes>>>::map_err(client, Into::into);
+    let stack = ServiceBuilder::new()
+        .layer(GatewayLayer::new(catalog))
+        .service(client);
+    // The stack's response bodies never fail (a failing upstream ends the stream with an in-band
+    // error event instead); erase the types for the state.
+    let stack = ServiceExt::<http::Request<Full<Bytes>>>::map_response(stack, |r| {
+        r.map(|b| b.map_err(|never| match never {}).boxed())
+    });
+    BoxCloneSyncService::new(stack)
+}
+
+/// The demo catalog with every provider on the simulator (and ZDR, so the request's `zdr` passes).
+fn demo() -> Result<Llm, BoxError> {
     let file = CatalogFile::from_json(include_bytes!(
         "../tests/fixtures/catalog/demo-catalog.json"
     ))?;
@@ -99,21 +126,15 @@ async fn main() -> Result<(), BoxError> {
     let sim = SimulatedProvider::builder(1)
         .default_profile(SimProfile::instant())
         .build();
-    let client = ServiceExt::<http::Request<Full<Bytes>>>::map_response(sim, |r| {
-        r.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
-    });
-    let client =
-        ServiceExt::<http::Request<Full<Bytes>>>::map_err(client, |e| -> BoxError { Box::new(e) });
-    let stack = ServiceBuilder::new()
-        .layer(GatewayLayer::new(catalog))
-        .service(client);
-    // The stack's response bodies never fail (a failing upstream ends the stream with an in-band
-    // error event instead); erase the types for the state.
-    let stack = ServiceExt::<http::Request<Full<Bytes>>>::map_response(stack, |r| {
-        r.map(|b| b.map_err(|never| match never {}).boxed())
-    });
-    let llm: Llm = BoxCloneSyncService::new(stack);
+    Ok(stack(catalog, sim))
+}
 
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let llm = match std::env::args().nth(1) {
+        Some(path) => stack(Catalog::from_path(path)?, HttpsClient::new()),
+        None => demo()?,
+    };
     let app = Router::new()
         .route("/summarize", post(summarize))
         .with_state(llm);

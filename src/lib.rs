@@ -157,3 +157,8 @@ pub use stats::{Stats, StatsConfig};
 
 /// Alias for a type-erased error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The README's Rust examples, compiled (and run, unless marked `no_run`) as doc tests.
+#[cfg(all(doctest, feature = "client", feature = "toml"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
