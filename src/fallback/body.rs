@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::future::Future;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -41,6 +41,7 @@ pub(crate) struct StreamBody<B> {
     pub(crate) ended: bool,
     /// Set for Anthropic-wire providers.
     pub(crate) translate: Option<Box<dyn StreamReader>>,
+    pub(crate) framer: Framer,
     pub(crate) idle: Idle,
 }
 
@@ -79,20 +80,96 @@ impl Idle {
     }
 }
 
+/// Cuts the bytes sent on at event boundaries, so that an event reaches the caller whole or not
+/// at all: a bad event (an in-band error, a garbled payload) is then dropped entirely, even when
+/// it began in an earlier frame. A frame that ends on a boundary (the usual case) is sent on as it
+/// is; only the tail of an event split across frames waits here for its end.
+///
+/// An event longer than [`MAX_EVENT`] bytes is taken as invalid rather than held.
+#[derive(Default)]
+pub(crate) struct Framer {
+    pending: BytesMut,
+}
+
+impl Framer {
+    /// The bytes of `data` (after what is pending) to send on now, as the watch that has just
+    /// read `data` says.
+    fn cut(&mut self, data: Bytes, watch: &mut Watch) -> Bytes {
+        let end = watch.take_end(data.len());
+        if watch.bad() {
+            // What follows the last good event belongs to the bad one: dropped.
+            let out = end.map_or_else(Bytes::new, |e| self.join(data.slice(..e)));
+            self.pending.clear();
+            return out;
+        }
+        match end {
+            None => {
+                self.hold(&data, watch);
+                Bytes::new()
+            }
+            Some(e) => {
+                let out = self.join(data.slice(..e));
+                self.hold(&data[e..], watch);
+                out
+            }
+        }
+    }
+
+    /// Keeps the start of an unfinished event; one longer than [`MAX_EVENT`] makes the stream
+    /// invalid.
+    fn hold(&mut self, tail: &[u8], watch: &mut Watch) {
+        if self.pending.len() + tail.len() > MAX_EVENT {
+            self.pending = BytesMut::new();
+            watch.too_long();
+            return;
+        }
+        self.pending.extend_from_slice(tail);
+    }
+
+    /// `head` after what is pending.
+    fn join(&mut self, head: Bytes) -> Bytes {
+        if self.pending.is_empty() {
+            return head;
+        }
+        self.pending.extend_from_slice(&head);
+        self.pending.split().freeze()
+    }
+
+    /// At the end of the body, after [`Watch::finish`]: a last event that lacked its blank line,
+    /// completed, if it was good.
+    pub(crate) fn flush(&mut self, watch: &Watch) -> Bytes {
+        if self.pending.is_empty() || watch.bad() {
+            self.pending.clear();
+            return Bytes::new();
+        }
+        self.pending.extend_from_slice(b"\n\n");
+        self.pending.split().freeze()
+    }
+}
+
+/// The longest SSE event a stream may send: 4 MiB (a chunk of a chat completion is rarely over a
+/// few kilobytes).
+pub(crate) const MAX_EVENT: usize = 4 << 20;
+
 /// Feeds a frame's data to the watch (translated first for an Anthropic-wire provider) and
-/// returns the bytes to send on, which may be empty.
+/// returns the bytes to send on, cut at event boundaries by `framer`; may be empty. A
+/// passed-through Messages stream is sent on as it comes (its bytes are not the ones watched).
 pub(crate) fn observe(
     translate: Option<&mut (dyn StreamReader + 'static)>,
     watch: &mut Watch,
+    framer: &mut Framer,
     data: Bytes,
 ) -> Bytes {
     let Some(t) = translate else {
         watch.feed(&data);
-        return data;
+        return framer.cut(data, watch);
     };
     let fed = t.feed(data);
     watch.feed(&fed.chat);
-    fed.out
+    if t.passes_through() {
+        return fed.out;
+    }
+    framer.cut(fed.out, watch)
 }
 
 /// Records the outcome of a stream's attempt in the stats exactly once: at its end, at a failure, or
@@ -146,36 +223,37 @@ impl<B> From<Bytes> for ResponseBody<B> {
 }
 
 /// The in-band error chunk that ends a stream failing after content
-/// (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming").
+/// (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming"). Its message is
+/// the gateway's own; of the provider's error only its `code` (a number or a lowercase word) is
+/// kept, as `metadata.provider_code`. `id` and `model` are the stream's, which
+/// [`UsageMeter`](crate::usage_meter) rewrites like every other chunk.
 pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes {
+    let mut metadata = serde_json::json!({
+        "error_type": "provider_unavailable",
+        "provider_name": provider,
+    });
+    if let Some(code) = &watch.upstream_code {
+        metadata["provider_code"] = code.clone();
+    }
     let v = serde_json::json!({
         "id": watch.id.as_deref().unwrap_or("gen-fallback"),
         "object": "chat.completion.chunk",
         "created": watch.created.unwrap_or(0),
         "model": watch.model.as_deref().unwrap_or(""),
         "provider": provider,
-        "error": {
-            "code": 502,
-            "message": message,
-            "metadata": {"error_type": "provider_unavailable"},
-        },
+        "error": {"code": 502, "message": message, "metadata": metadata},
         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
     });
     let mut out = Vec::with_capacity(320);
-    if watch.mid_event() {
-        out.extend_from_slice(b"\n\n");
-    }
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(v.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 
-impl<B> StreamBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
+impl<B> StreamBody<B> {
+    /// Ends the stream after content: records the attempt's failure and gives the closing error
+    /// (the chat error chunk, or the wire's own error event), always with the gateway's message.
     fn fail(&mut self, kind: FailureKind, message: &str) -> Bytes {
         self.body = None;
         self.ended = true;
@@ -195,6 +273,54 @@ where
         }
     }
 
+    /// Ends the stream after a bad event (an in-band error or an invalid payload): `out`, the good
+    /// bytes before it, then the gateway's error chunk.
+    fn bad_event(&mut self, out: Bytes) -> Bytes {
+        let message = match self.watch.phase {
+            Phase::UpstreamError => "the provider reported an error after the stream started",
+            _ => "the provider sent an invalid event",
+        };
+        let chunk = self.fail(FailureKind::InvalidResponse, message);
+        concat(out, chunk)
+    }
+
+    /// A stream handed over from priming whose last held frame ended with a bad event: the error
+    /// chunk is queued after the held frames.
+    pub(crate) fn end_bad(&mut self) {
+        let chunk = self.bad_event(Bytes::new());
+        self.held.push_back(chunk);
+    }
+}
+
+impl<B> StreamBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+
+
+
+    /// The upstream body ended: its last event, completed if good, then the end of the stream
+    /// (after `[DONE]`) or the error chunk (the stream stopped short).
+    fn upstream_ended(&mut self) -> Bytes {
+        self.watch.finish();
+        let out = self.framer.flush(&self.watch);
+        if self.watch.bad() {
+            return self.bad_event(out);
+        }
+        if self.watch.phase == Phase::Done {
+            self.recorder.finish(Outcome::Success);
+            self.body = None;
+            self.ended = true;
+            return out;
+        }
+        let chunk = self.fail(
+            FailureKind::InvalidResponse,
+            "the provider's stream ended before it was complete",
+        );
+        concat(out, chunk)
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(b) = self.held.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
@@ -206,69 +332,71 @@ where
             self.ended = true;
             return Poll::Ready(None);
         };
-        let polled = loop {
+        let step = loop {
             match body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        let out = observe(self.translate.as_deref_mut(), &mut self.watch, data);
-                        if !out.is_empty() {
-                            break Poll::Ready(Some(Ok(Frame::data(out))));
+                        let translate = self.translate.as_deref_mut();
+                        let out = observe(translate, &mut self.watch, &mut self.framer, data);
+                        if !out.is_empty() || self.watch.bad() {
+                            break Step::Data(out);
                         }
                     }
                     // Trailers of a translated stream are dropped.
-                    Err(_) if self.translate.as_ref().is_some_and(|t| t.drops_trailers()) => {}
-                    Err(trailers) => break Poll::Ready(Some(Ok(trailers))),
+                    Err(_) if self.translate.as_ref().is_some_and(|t| !t.passes_through()) => {}
+                    Err(trailers) => break Step::Trailers(trailers),
                 },
-                other => break other,
+                Poll::Ready(Some(Err(_))) => break Step::Failed,
+                Poll::Ready(None) => break Step::End,
+                Poll::Pending => break Step::Pending,
             }
         };
-        match polled {
-            Poll::Pending if self.idle.expired(cx) => {
-                let chunk = self.fail(FailureKind::Timeout, "the provider's stream stalled");
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+        let data = match step {
+            Step::Pending if self.idle.expired(cx) => {
+                self.fail(FailureKind::Timeout, "the provider's stream stalled")
             }
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
+            Step::Pending => return Poll::Pending,
+            Step::Trailers(t) => return Poll::Ready(Some(Ok(t))),
+            Step::Failed => self.fail(FailureKind::InvalidResponse, "the provider's stream failed"),
+            Step::End => self.upstream_ended(),
+            Step::Data(out) if self.watch.bad() => {
                 self.idle.activity();
-                if frame.is_data() {
-                    match self.watch.phase {
-                        Phase::Done => self.recorder.finish(Outcome::Success),
-                        Phase::UpstreamError => {
-                            // Passed through; the stream's end.
-                            self.recorder
-                                .finish(Outcome::Failure(FailureKind::InvalidResponse));
-                            self.body = None;
-                            self.ended = true;
-                        }
-                        _ => {}
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
+                self.bad_event(out)
             }
-            Poll::Ready(Some(Err(_))) => {
-                let chunk = self.fail(FailureKind::InvalidResponse, "the provider's stream failed");
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Poll::Ready(None) => {
-                self.watch.finish();
+            Step::Data(out) => {
+                self.idle.activity();
                 if self.watch.phase == Phase::Done {
                     self.recorder.finish(Outcome::Success);
-                    self.body = None;
-                    self.ended = true;
-                    Poll::Ready(None)
-                } else if self.watch.phase == Phase::UpstreamError {
-                    self.ended = true;
-                    Poll::Ready(None)
-                } else {
-                    let chunk = self.fail(
-                        FailureKind::InvalidResponse,
-                        "the provider's stream ended before it was complete",
-                    );
-                    Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
+                out
             }
+        };
+        if data.is_empty() {
+            // Only when the stream has ended: nothing was left to send.
+            return Poll::Ready(None);
         }
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
+}
+
+/// What one poll of the upstream body gave.
+enum Step {
+    Data(Bytes),
+    Trailers(Frame<Bytes>),
+    Failed,
+    End,
+    Pending,
+}
+
+/// `a` then `b`, copying only when both have bytes.
+fn concat(a: Bytes, b: Bytes) -> Bytes {
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = BytesMut::with_capacity(a.len() + b.len());
+    out.extend_from_slice(&a);
+    out.extend_from_slice(&b);
+    out.freeze()
 }
 
 impl<B> Body for ResponseBody<B>

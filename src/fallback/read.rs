@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 
-use super::body::observe;
+use super::body::{observe, Framer};
 use super::sse::{Phase, Watch};
 use crate::error::GatewayError;
 use crate::wire::StreamReader;
@@ -152,6 +152,8 @@ pub(crate) struct Prime<B> {
     pub(crate) watch: Watch,
     /// The wire's stream reader (Anthropic-wire providers).
     pub(crate) translate: Option<Box<dyn StreamReader>>,
+    /// Cuts what is held at event boundaries.
+    pub(crate) framer: Framer,
 }
 
 /// How priming a stream ended.
@@ -174,6 +176,7 @@ where
             held_bytes: 0,
             watch: Watch::new(),
             translate: wire.stream(created),
+            framer: Framer::default(),
         }
     }
 
@@ -190,12 +193,12 @@ where
             let Ok(data) = frame.into_data() else {
                 continue; // trailers before content: ignored
             };
-            let data = observe(self.translate.as_deref_mut(), &mut self.watch, data);
-            if data.is_empty() {
-                continue;
-            }
+            let translate = self.translate.as_deref_mut();
+            let data = observe(translate, &mut self.watch, &mut self.framer, data);
             self.held_bytes += data.len();
-            self.held.push_back(data);
+            if !data.is_empty() {
+                self.held.push_back(data);
+            }
             if let Some(v) = self.verdict() {
                 return Poll::Ready(v);
             }
@@ -205,7 +208,9 @@ where
     /// What the stream's phase says, or `None` to keep reading.
     fn verdict(&self) -> Option<Primed> {
         match self.watch.phase {
-            Phase::Started | Phase::Done | Phase::UpstreamError => Some(Primed::Started),
+            Phase::Started | Phase::Done | Phase::UpstreamError | Phase::Invalid => {
+                Some(Primed::Started)
+            }
             Phase::Failed => Some(Primed::Failed),
             Phase::Waiting if self.held_bytes > MAX_HELD => Some(Primed::Failed),
             Phase::Waiting => None,

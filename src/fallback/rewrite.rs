@@ -11,15 +11,21 @@ use crate::route::RequestView;
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
 const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
 
+/// The value `stream_options` gets when the caller sent none.
+const INCLUDE_USAGE: &[u8] = br#"{"include_usage":true}"#;
+
 /// Builds the body for one endpoint: `model` set to `upstream_model`, the gateway-only members
 /// removed, and the members of `provider.options[slug]` merged into the top-level object (they
-/// replace body members of the same name). `None` if the body is not a JSON object (it always is
-/// after ModelRouting).
+/// replace body members of the same name). With `ask_usage` (a streamed request to an OpenAI-wire
+/// provider) `stream_options.include_usage` is made `true`: such providers report a stream's
+/// usage only when asked, and OpenRouter always reports it. `None` if the body is not a JSON
+/// object (it always is after ModelRouting).
 pub(crate) fn upstream_body(
     body: &[u8],
     view: &RequestView<'_>,
     upstream_model: &str,
     slug: &str,
+    ask_usage: bool,
 ) -> Option<Vec<u8>> {
     let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
     crate::route::write_json_str(&mut quoted, upstream_model);
@@ -36,6 +42,17 @@ pub(crate) fn upstream_body(
         .and_then(|r| body.get(r.clone()))
         .and_then(|o| slug_options(o, slug));
     let mut insert: Vec<u8> = Vec::new();
+    let mut usage_edit = None;
+    let overridden = |name: &str| options.iter().flatten().any(|(k, _)| k == name);
+    if ask_usage && !overridden("stream_options") {
+        match view.stream_options_span.clone() {
+            Some(span) => usage_edit = include_usage(&body[span.clone()]).map(|v| (span, v)),
+            None => {
+                insert.extend_from_slice(br#","stream_options":"#);
+                insert.extend_from_slice(INCLUDE_USAGE);
+            }
+        }
+    }
     if let Some(members) = &options {
         let names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         for (key, span) in top_level_members(body)? {
@@ -72,6 +89,7 @@ pub(crate) fn upstream_body(
     if let Some((r, m)) = model_edit {
         edits.push((r, m));
     }
+    edits.extend(usage_edit);
     if !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
@@ -82,6 +100,19 @@ pub(crate) fn upstream_body(
     edits.sort_by_key(|(r, _)| (r.start, r.end));
     let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
     Some(crate::route::splice(body, &refs))
+}
+
+/// The caller's `stream_options` value with `include_usage` set to `true`, its other members
+/// kept; `None` when it already asks for usage. A value that is not an object is replaced.
+fn include_usage(value: &[u8]) -> Option<Vec<u8>> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value) {
+        Ok(m) if m.get("include_usage") == Some(&serde_json::Value::Bool(true)) => None,
+        Ok(mut m) => {
+            m.insert("include_usage".into(), serde_json::Value::Bool(true));
+            serde_json::to_vec(&m).ok()
+        }
+        Err(_) => Some(INCLUDE_USAGE.to_vec()),
+    }
 }
 
 /// A caller's Anthropic Messages body for an Anthropic-wire endpoint: `model` set to
@@ -240,7 +271,7 @@ mod tests {
 
     fn rewrite(body: &str, model: &str, slug: &str) -> serde_json::Value {
         let view = RequestView::parse(body.as_bytes()).expect("valid");
-        let out = upstream_body(body.as_bytes(), &view, model, slug).expect("object");
+        let out = upstream_body(body.as_bytes(), &view, model, slug, false).expect("object");
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
@@ -253,6 +284,50 @@ mod tests {
             "a",
         );
         assert_eq!(v, serde_json::json!({"model":"up-model","messages":[]}));
+    }
+
+    fn streamed(body: &str, slug: &str) -> String {
+        let view = RequestView::parse(body.as_bytes()).expect("valid");
+        let out = upstream_body(body.as_bytes(), &view, "m", slug, true).expect("object");
+        serde_json::from_slice::<serde_json::Value>(&out).expect("JSON");
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn b_streams_ask_for_usage() {
+        // Absent: added.
+        let out = streamed(r#"{"model":"x","stream":true,"messages":[]}"#, "a");
+        assert_eq!(
+            out,
+            r#"{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#
+        );
+        // Present without it (or false): set, other members kept.
+        let out = streamed(
+            r#"{"model":"x","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":false},"messages":[]}"#,
+            "a",
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_obfuscation": false, "include_usage": true})
+        );
+        // Already asking: byte for byte.
+        let body =
+            r#"{"model":"m","stream":true,"stream_options": {"include_usage":true},"messages":[]}"#;
+        assert_eq!(streamed(body, "a"), body);
+        // `null`: replaced.
+        let out = streamed(r#"{"model":"x","stream":true,"stream_options":null}"#, "a");
+        assert_eq!(
+            out,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
+        // Provider options that set it win.
+        let body = r#"{"model":"x","stream":true,"provider":{"options":{"a":{"stream_options":{"include_usage":false}}}}}"#;
+        let v: serde_json::Value = serde_json::from_str(&streamed(body, "a")).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": false})
+        );
     }
 
     #[test]
@@ -339,7 +414,7 @@ mod tests {
             text.push('}');
             expected.insert("model".into(), serde_json::json!("new/model"));
             let view = RequestView::parse(text.as_bytes()).expect("valid request");
-            let out = upstream_body(text.as_bytes(), &view, "new/model", "x").expect("object");
+            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", false).expect("object");
             let parsed: serde_json::Value = serde_json::from_slice(&out)
                 .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
             prop_assert_eq!(parsed, serde_json::Value::Object(expected));

@@ -18,13 +18,12 @@ use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
 use super::rewrite::{passthrough_body, upstream_body};
-use super::sse::Phase;
 use super::upstream::{build_request, clean_response_headers};
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
-use crate::stats::{Attempt as StatsAttempt, FailureKind, Outcome};
+use crate::stats::{Attempt as StatsAttempt, Outcome};
 use crate::wire::OriginalMessages;
 use crate::wire::Wire;
 use crate::BoxError;
@@ -183,8 +182,10 @@ impl<S> Run<S> {
                 .ok_or(AttemptError::NotCallable)?,
             None => {
                 let (body, view) = self.chat();
-                let chat = upstream_body(body, view, e.upstream_model(), e.provider_slug())
-                    .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
+                let ask_usage = view.stream && wire == Wire::Chat;
+                let chat =
+                    upstream_body(body, view, e.upstream_model(), e.provider_slug(), ask_usage)
+                        .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };
@@ -374,26 +375,27 @@ impl<S> Run<S> {
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let c = self.candidate(a);
-        let mut recorder = Recorder {
+        let recorder = Recorder {
             stats: self.config.stats.clone(),
             key: self.route.endpoint(&c).key().clone(),
             latency: self.config.stream_latency.then_some(latency),
             done: false,
         };
-        let ended = prime.watch.phase == Phase::UpstreamError;
-        if ended {
-            recorder.finish(Outcome::Failure(FailureKind::InvalidResponse));
-        }
-        let s = StreamBody {
-            body: (!ended).then_some(prime.body),
+        let mut s = StreamBody {
+            body: Some(prime.body),
             held: prime.held,
             watch: prime.watch,
             provider_name: self.route.provider(&c).name.clone(),
             recorder,
-            ended,
+            ended: false,
             translate: prime.translate,
+            framer: prime.framer,
             idle: Idle::new(self.config.stream_idle_timeout),
         };
+        if s.watch.bad() {
+            // The frame that brought the first content also brought a bad event.
+            s.end_bad();
+        }
         self.respond(a, head, latency, true, ResponseBody::stream(s))
     }
 }

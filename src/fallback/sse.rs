@@ -16,8 +16,12 @@ pub(crate) enum Phase {
     Started,
     /// `data: [DONE]` after content.
     Done,
-    /// An in-band error event after content (passed through; the stream's end).
+    /// An in-band error event after content. It is not passed on: the gateway ends the stream
+    /// with its own error chunk, so no provider text (which may quote a key) reaches the caller.
     UpstreamError,
+    /// A `data:` payload after content that is not JSON (a truncated or garbled event). It is not
+    /// passed on either: SDKs would fail to decode it.
+    Invalid,
 }
 
 /// What a stream looked like before content, when it failed.
@@ -44,6 +48,12 @@ pub(crate) struct Watch {
     pub(crate) id: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) created: Option<i64>,
+    /// The `code` of an in-band error after content (a number or a short token), for the
+    /// gateway's error chunk.
+    pub(crate) upstream_code: Option<serde_json::Value>,
+    /// The end of the last complete event in the bytes of the last [`feed`](Self::feed) (the
+    /// bytes after it belong to an event not finished yet, or to a bad one).
+    last_end: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -121,34 +131,64 @@ impl Watch {
             id: None,
             model: None,
             created: None,
+            upstream_code: None,
+            last_end: None,
         }
     }
 
-    /// True when a line or an event is unfinished (an error chunk must start on a fresh event).
-    pub(crate) fn mid_event(&self) -> bool {
-        !self.line.is_empty() || self.has_data
+    /// True after content when the stream turned bad: an in-band error or an invalid event.
+    pub(crate) fn bad(&self) -> bool {
+        matches!(self.phase, Phase::UpstreamError | Phase::Invalid)
+    }
+
+    /// An event grew past the limit: the stream is invalid (before content, a failed attempt).
+    pub(crate) fn too_long(&mut self) {
+        self.line = Vec::new();
+        self.data = Vec::new();
+        self.has_data = false;
+        match self.phase {
+            Phase::Waiting => self.fail(PreContentFailure::Invalid),
+            Phase::Started => self.phase = Phase::Invalid,
+            _ => {}
+        }
+    }
+
+    /// The end of the last complete, good event in the bytes of the last `feed`, if one ended
+    /// there (once the stream is done: all of them).
+    pub(crate) fn take_end(&mut self, len: usize) -> Option<usize> {
+        if self.phase == Phase::Done {
+            return Some(len);
+        }
+        self.last_end.take()
     }
 
     /// Feeds bytes; stops looking once the phase is final (failed, done, upstream error).
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() && self.live() {
-            match bytes.iter().position(|b| *b == b'\n') {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.last_end = None;
+        let mut at = 0;
+        while at < bytes.len() && self.live() {
+            let rest = &bytes[at..];
+            match memchr::memchr(b'\n', rest) {
                 Some(i) => {
-                    let (head, rest) = bytes.split_at(i);
-                    bytes = &rest[1..];
-                    if self.line.is_empty() {
-                        self.line_done(head);
+                    let head = &rest[..i];
+                    at += i + 1;
+                    let ended = if self.line.is_empty() {
+                        self.line_done(head)
                     } else {
                         let mut line = std::mem::take(&mut self.line);
                         line.extend_from_slice(head);
-                        self.line_done(&line);
+                        let ended = self.line_done(&line);
                         line.clear();
                         self.line = line;
+                        ended
+                    };
+                    if ended && (self.live() || self.phase == Phase::Done) {
+                        self.last_end = Some(at);
                     }
                 }
                 None => {
-                    self.line.extend_from_slice(bytes);
-                    bytes = &[];
+                    self.line.extend_from_slice(rest);
+                    at = bytes.len();
                 }
             }
         }
@@ -169,16 +209,17 @@ impl Watch {
         matches!(self.phase, Phase::Waiting | Phase::Started)
     }
 
-    fn line_done(&mut self, line: &[u8]) {
+    /// One line; true when it was blank (the end of an event).
+    fn line_done(&mut self, line: &[u8]) -> bool {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             if self.has_data {
                 self.dispatch();
             }
-            return;
+            return true;
         }
         if line[0] == b':' {
-            return;
+            return false;
         }
         let (field, value) = match line.iter().position(|b| *b == b':') {
             Some(i) => {
@@ -194,6 +235,7 @@ impl Watch {
             self.data.extend_from_slice(value);
             self.has_data = true;
         }
+        false
     }
 
     fn dispatch(&mut self) {
@@ -227,17 +269,21 @@ impl Watch {
                 }
                 Err(_) => self.fail(PreContentFailure::Invalid),
             },
-            // Only events that mention `"error"` can be an in-band error; the others skip the parse.
-            Phase::Started if memfind(trimmed, b"\"error\"") => {
+            // Every event after content is checked to be JSON (the parse skips what it does not
+            // name) and for a top-level `error`.
+            Phase::Started => {
                 #[derive(Deserialize)]
                 struct ErrorOnly<'a> {
                     #[serde(borrow, default)]
                     error: Option<&'a RawValue>,
                 }
-                if let Ok(e) = serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
-                    if nonnull(e.error) {
+                match serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
+                    Ok(e) if nonnull(e.error) => {
                         self.phase = Phase::UpstreamError;
+                        self.upstream_code = e.error.and_then(error_code);
                     }
+                    Ok(_) => {}
+                    Err(_) => self.phase = Phase::Invalid,
                 }
             }
             _ => {}
@@ -250,8 +296,23 @@ impl Watch {
     }
 }
 
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// An in-band error's `code`, if it is a number or a short lowercase word such as
+/// `server_error` (never free text, and nothing shaped like a key: no digits, capitals or dashes).
+fn error_code(error: &RawValue) -> Option<serde_json::Value> {
+    #[derive(Deserialize)]
+    struct Code {
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    let code = serde_json::from_str::<Code>(error.get()).ok()?.code?;
+    let token = |s: &str| {
+        s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    };
+    match &code {
+        serde_json::Value::Number(_) => Some(code),
+        serde_json::Value::String(s) if token(s) => Some(code),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

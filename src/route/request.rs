@@ -57,6 +57,9 @@ pub struct RequestView<'a> {
     pub options_span: Option<Range<usize>>,
     /// `stream`.
     pub stream: bool,
+    /// Byte range of the `stream_options` value in the body (the fallback makes sure streamed
+    /// OpenAI-wire requests ask for usage).
+    pub stream_options_span: Option<Range<usize>>,
     /// `max_tokens`.
     pub max_tokens: Option<u64>,
     /// `max_completion_tokens`.
@@ -202,6 +205,7 @@ impl<'a> RequestView<'a> {
             },
             options_span: self.options_span,
             stream: self.stream,
+            stream_options_span: self.stream_options_span,
             max_tokens: self.max_tokens,
             max_completion_tokens: self.max_completion_tokens,
             session_id: self.session_id.map(own),
@@ -336,6 +340,10 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 }
                 "provider" => self.provider(&mut v, map.next_value()?)?,
                 "stream" => v.stream = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                "stream_options" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.stream_options_span = self.member(raw);
+                }
                 "max_tokens" => {
                     let n = map.next_value()?;
                     self.at("max_tokens");

@@ -42,8 +42,10 @@ pub(crate) use marks::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
 pub(crate) trait StreamReader: Send + Sync {
     /// Reads one upstream frame.
     fn feed(&mut self, data: Bytes) -> Fed;
-    /// Whether upstream trailers are dropped (a translated stream has none of its own).
-    fn drops_trailers(&self) -> bool;
+    /// Whether the provider's bytes are sent on as they are (only watched through the
+    /// translation), rather than the translation's; a translated stream also drops upstream
+    /// trailers (it has none of its own).
+    fn passes_through(&self) -> bool;
     /// The wire's own error event for a stream that fails after content, or `None` when the
     /// stream ends with the chat in-band error chunk.
     fn error_event(&self, message: &str) -> Option<Bytes>;

@@ -40,8 +40,8 @@ impl StreamReader for MessagesStream {
         Fed { chat, out: data }
     }
 
-    fn drops_trailers(&self) -> bool {
-        !self.passthrough
+    fn passes_through(&self) -> bool {
+        self.passthrough
     }
 
     /// A passed-through stream ends with an Anthropic `error` event; a translated one with the
