@@ -297,9 +297,6 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-
-
-
     /// The upstream body ended: its last event, completed if good, then the end of the stream
     /// (after `[DONE]`) or the error chunk (the stream stopped short).
     fn upstream_ended(&mut self) -> Bytes {

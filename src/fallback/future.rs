@@ -163,7 +163,11 @@ where
     let (head, body) = res.into_parts();
     let success = head.status.is_success();
     if success && run.stream() {
-        sleep.reset((attempt.start + run.config.first_token_timeout).min(run.deadline));
+        let first_token = run
+            .config
+            .first_token_timeout
+            .min(run.config.attempt_timeout);
+        sleep.reset((attempt.start + first_token).min(run.deadline));
         let prime = Prime::new(body, attempt.wire, unix_now());
         return State::Priming {
             attempt: attempt.priming(),

@@ -29,8 +29,8 @@ pub enum CooldownMode {
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default time-to-first-token timeout for streams: 60 s.
 pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default stream idle timeout (longest silence after the first content): 120 s.
-pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default stream idle timeout (longest silence after the first content): 60 s.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default overall deadline: 300 s.
 pub const DEFAULT_OVERALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default cap on a buffered non-streamed response: 32 MiB.
@@ -165,12 +165,17 @@ impl ProviderFallbackLayer {
     }
 
     /// Per-attempt timeout: to the response head for streams, to the complete body otherwise.
+    /// A stream's wait for its first content is bounded by it too (see
+    /// [`first_token_timeout`](Self::first_token_timeout)).
     pub fn attempt_timeout(mut self, t: Duration) -> Self {
         self.cfg().attempt_timeout = t;
         self
     }
 
-    /// Streams: time from sending the request to the first content-bearing event.
+    /// Streams: time from sending the request to the first content-bearing event. The
+    /// effective limit is the smaller of this and [`attempt_timeout`](Self::attempt_timeout), so
+    /// an operator who sets only the attempt timeout gets it for a stream that stalls before its
+    /// first token too.
     pub fn first_token_timeout(mut self, t: Duration) -> Self {
         self.cfg().first_token_timeout = t;
         self

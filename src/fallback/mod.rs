@@ -89,25 +89,36 @@
 //! Before content, a failing status, an `Err` frame, the end of the body, `data: [DONE]`, an
 //! in-band `error` event, an invalid `data:` payload, or the first-token deadline are failures of
 //! the attempt, and the next candidate is tried. **After content there is no failover**: an `Err`
-//! frame or an end without `data: [DONE]` ends the stream with an in-band error chunk
-//! (<https://openrouter.ai/docs/api-reference/errors>, "Error during streaming")
+//! frame, an end without `data: [DONE]`, a silence longer than the stream idle timeout, an
+//! upstream in-band `error` event or a `data:` payload that is not JSON ends the stream with the
+//! gateway's in-band error chunk (<https://openrouter.ai/docs/api-reference/errors>, "Error
+//! during streaming")
 //!
 //! ```text
 //! data: {"id":…,"object":"chat.completion.chunk","provider":…,"error":{"code":502,"message":…,
-//!        "metadata":{"error_type":"provider_unavailable"}},"choices":[{"index":0,"delta":
-//!        {"content":""},"finish_reason":"error"}]}
+//!        "metadata":{"error_type":"provider_unavailable","provider_name":…}},"choices":[{"index":0,
+//!        "delta":{"content":""},"finish_reason":"error"}]}
 //! ```
 //!
 //! and then the body ends, **without** `data: [DONE]` (as OpenRouter ends the stream after the
-//! error chunk) — never a clean end that could pass for success. An upstream in-band error event
-//! after content is passed through and ends the stream.
+//! error chunk) — never a clean end that could pass for success. The provider's own error event
+//! and an invalid event are **not** passed on: their text may quote a credential, and an SDK
+//! cannot decode a garbled event. Only the provider's error `code`, when it is a number or a
+//! lowercase word, is kept (`metadata.provider_code`). To make that possible, the stream is
+//! forwarded in whole events: a frame that ends on an event boundary (the usual case) goes on as
+//! it is, and only the tail of an event split across frames waits for the rest of it (an event
+//! over 4 MiB counts as invalid).
+//!
+//! A streamed request to an OpenAI-wire provider always asks for usage
+//! (`stream_options.include_usage: true`, spliced in): such providers report a stream's usage only
+//! when asked, and OpenRouter always reports it, so the stream is metered exactly.
 //!
 //! # Deadlines, budget, cooldowns
 //!
 //! * [`attempt_timeout`](ProviderFallbackLayer::attempt_timeout) (120 s): to the response head for
 //!   streams, to the complete body otherwise; [`first_token_timeout`](ProviderFallbackLayer::first_token_timeout)
-//!   (60 s): streams, from sending to the first content event;
-//!   [`stream_idle_timeout`](ProviderFallbackLayer::stream_idle_timeout) (120 s): streams, the
+//!   (60 s, and never more than the attempt timeout): streams, from sending to the first content
+//!   event; [`stream_idle_timeout`](ProviderFallbackLayer::stream_idle_timeout) (60 s): streams, the
 //!   longest silence after the first content (then the stream ends with the in-band error chunk);
 //!   [`overall_timeout`](ProviderFallbackLayer::overall_timeout) (300 s): the whole request, so the
 //!   last attempt gets what remains. All on tokio time.

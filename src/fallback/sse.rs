@@ -305,9 +305,7 @@ fn error_code(error: &RawValue) -> Option<serde_json::Value> {
         code: Option<serde_json::Value>,
     }
     let code = serde_json::from_str::<Code>(error.get()).ok()?.code?;
-    let token = |s: &str| {
-        s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-    };
+    let token = |s: &str| s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     match &code {
         serde_json::Value::Number(_) => Some(code),
         serde_json::Value::String(s) if token(s) => Some(code),

@@ -364,6 +364,9 @@ impl Handler<'_> {
         let top = Top::parse(d)?;
         if top.error.is_some_and(|e| e.get() != "null") {
             self.obs.error = true;
+            if top.kind.is_none() && top.usage.is_none() {
+                return self.error_chunk(&top, d);
+            }
         }
         match top.kind.as_deref() {
             Some("message_start") => self.message_start(&top, d),
@@ -374,6 +377,27 @@ impl Handler<'_> {
             }
             _ => self.openai_usage(&top, d),
         }
+    }
+
+    /// A chat error chunk (the gateway's own, ending a failed stream): `id` and `model` set by
+    /// their JSON spans, as in a non-streamed answer — its layout need not match the upstream
+    /// chunks the byte-pattern rules were learned from.
+    fn error_chunk(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+        if !self.ctx.rewrite {
+            return None;
+        }
+        let mut edits = Vec::with_capacity(2);
+        if let Some(r) = top.id.and_then(|v| json::span(d, v)) {
+            edits.push((r, json::quote(&self.ctx.id).into_bytes()));
+        }
+        if let Some(r) = top
+            .model
+            .filter(|_| !self.ctx.model.is_empty())
+            .and_then(|v| json::span(d, v))
+        {
+            edits.push((r, model_value(self.ctx, top.provider.is_some())));
+        }
+        (!edits.is_empty()).then(|| json::apply(d, &mut edits))
     }
 
     /// Anthropic's `message_start`: input usage and the upstream id; a passed-through Messages
