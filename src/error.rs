@@ -77,6 +77,10 @@ pub enum ErrorType {
     Timeout,
     /// An upstream error that maps to nothing else (500).
     Unmapped,
+    /// The gateway's retry budget (shared by all requests) refused another attempt at a
+    /// provider already tried by this request (503); its metadata names the providers tried and
+    /// not tried. This crate's addition to OpenRouter's vocabulary.
+    RetryBudgetExhausted,
 }
 
 impl ErrorType {
@@ -104,6 +108,7 @@ impl ErrorType {
             Self::Server => "server",
             Self::Timeout => "timeout",
             Self::Unmapped => "unmapped",
+            Self::RetryBudgetExhausted => "retry_budget_exhausted",
         }
     }
 
@@ -114,7 +119,9 @@ impl ErrorType {
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            Self::ProviderOverloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ProviderOverloaded | Self::RetryBudgetExhausted => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ProviderUnavailable => StatusCode::BAD_GATEWAY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

@@ -530,24 +530,80 @@ async fn cooling_endpoints_are_deferred_or_fail_fast() {
     assert_eq!(s.total_stats().requests, 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_budget_bounds_upstream_calls_in_an_outage() {
+/// Two providers, each serving `MODEL` and `BACKUP`, both down; requests name both models.
+fn budget_stack(
+    budget: RetryBudget,
+) -> (
+    SimulatedProvider,
+    impl Service<
+            Request<Full<Bytes>>,
+            Response = Response<impl http_body::Body<Data = Bytes, Error = Infallible>>,
+            Error = tower_ai_gateway::BoxError,
+        > + Clone,
+) {
+    let mut b = Catalog::builder()
+        .model(Model::new(MODEL, "Acme Chat"))
+        .model(Model::new(BACKUP, "Acme Backup"));
+    for slug in ["alpha", "beta"] {
+        b = b.provider(
+            Provider::new(slug, slug.to_uppercase()).base_url(format!("http://{slug}.sim/v1")),
+        );
+        for model in [MODEL, BACKUP] {
+            b = b.endpoint(Endpoint::new(model, slug));
+        }
+    }
     let down = SimProfile::instant().with_failure(SimOutcome::Status(503), 1.0);
-    let mut b = SimulatedProvider::builder(1);
-    for slug in SLUGS {
-        b = b.host(&format!("http://{slug}.sim/v1"), down.clone());
-    }
-    let sim = b.build();
+    let sim = SimulatedProvider::builder(1)
+        .host("http://alpha.sim/v1", down.clone())
+        .host("http://beta.sim/v1", down)
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(b.build().expect("catalog")).seed(1))
+        .layer(ProviderFallbackLayer::new().budget(budget))
+        .service(sim.clone());
+    (sim, svc)
+}
+
+/// Issue 17 item D: the first attempt at each distinct provider is exempt from the retry budget
+/// (fallbacks are always tried); repeated attempts at a provider already tried draw on it, and a
+/// refusal says so with its own error type and the providers tried and not tried.
+#[tokio::test(start_paused = true)]
+async fn d_the_budget_bounds_repeats_never_the_first_try_of_each_provider() {
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.1);
-    let svc = stack(sim.clone(), ProviderFallbackLayer::new().budget(budget));
+    let (sim, svc) = budget_stack(budget);
+    let body = format!(
+        r#"{{"models":["{MODEL}","{BACKUP}"],"messages":[{{"role":"user","content":"hi"}}],"provider":{{"order":["alpha","beta"]}}}}"#
+    );
+    let mut refused = 0;
     for _ in 0..50 {
-        let a = call(svc.clone(), body(&["alpha", "beta", "gamma"], false, "")).await;
+        let a = call(svc.clone(), body.clone()).await;
         assert_eq!(a.status, 503);
+        let j = a.json();
+        if j["error"]["metadata"]["error_type"] == "retry_budget_exhausted" {
+            refused += 1;
+            assert_eq!(
+                j["error"]["metadata"]["providers_tried"],
+                serde_json::json!(["ALPHA", "BETA"]),
+                "{j}"
+            );
+            assert!(j["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("retry budget"));
+            assert!(!j["error"]["metadata"]["providers_not_tried"]
+                .as_array()
+                .unwrap()
+                .is_empty());
+        }
     }
-    let calls = sim.total_stats().requests;
-    // Without a budget: 150 calls. With it: 50 first attempts + 10 % of them.
-    assert!(calls <= 56, "{calls} upstream calls");
-    assert!(calls >= 50);
+    let alpha = sim.handle("alpha.sim").unwrap().stats().requests;
+    let beta = sim.handle("beta.sim").unwrap().stats().requests;
+    // Every request tried both providers once (100 calls); of the 100 repeats (the backup model
+    // on each provider), the budget allowed 10 % of 50 requests.
+    assert!(alpha >= 50 && beta >= 50, "{alpha} {beta}");
+    let repeats = alpha + beta - 100;
+    assert!(repeats <= 6, "{repeats} repeated calls");
+    assert!(refused >= 44, "{refused} refusals");
 }
 
 // ===== streams =====

@@ -11,8 +11,10 @@ use tokio::time::Instant;
 ///
 /// A per-request cap (say, "at most 3 providers") still triples upstream load during an outage:
 /// every request fails three times. A budget bounds retries *across* requests: each request
-/// **deposits** one token, each retry (every upstream call after a request's first) **withdraws**
-/// one, and a retry is only made when the balance allows. The balance over the sliding window
+/// **deposits** one token, each retry **withdraws** one, and a retry is only made when the balance
+/// allows. ([`ProviderFallback`](super::ProviderFallback) counts as retries only repeated attempts
+/// at a provider the request already tried; see the [module docs](super#deadlines-budget-cooldowns).)
+/// The balance over the sliding window
 /// `ttl` is
 ///
 /// ```text

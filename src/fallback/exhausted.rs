@@ -27,8 +27,8 @@ pub(crate) struct History {
     pub(crate) records: Vec<AttemptRecord>,
     /// The failure the answer describes: the last provider actually called, if any was.
     pub(crate) last: Option<LastFailure>,
-    /// The retry budget stopped further attempts.
-    pub(crate) budget_exhausted: bool,
+    /// The retry budget stopped further attempts: the providers (names) left untried.
+    pub(crate) budget_exhausted: Option<Vec<String>>,
     /// The overall deadline passed.
     pub(crate) overall_expired: bool,
 }
@@ -72,6 +72,7 @@ impl History {
             {
                 caller_error(s, last.message.as_deref())
             }
+            _ if self.budget_exhausted.is_some() => self.budget_refused(&failed),
             _ if self.overall_expired => GatewayError::new(
                 ErrorType::Timeout,
                 "The request deadline passed before a provider answered.",
@@ -131,10 +132,25 @@ impl History {
             })
             .collect();
         err = err.with_metadata("previous_errors", Value::Array(previous));
-        if self.budget_exhausted {
+        if self.budget_exhausted.is_some() {
             err = err.with_metadata("retry_budget_exhausted", true);
         }
         err
+    }
+
+    /// The retry budget refused a repeated attempt: said so, with who was tried and who not.
+    fn budget_refused(&self, failed: &[&AttemptRecord]) -> GatewayError {
+        let tried = providers(failed);
+        let not_tried = self.budget_exhausted.clone().unwrap_or_default();
+        let msg = format!(
+            "The gateway's retry budget is spent (too many retries across requests recently). \
+             Tried: {}; not retried: {}.",
+            tried.join(", "),
+            not_tried.join(", ")
+        );
+        GatewayError::new(ErrorType::RetryBudgetExhausted, msg)
+            .with_metadata("providers_tried", tried)
+            .with_metadata("providers_not_tried", not_tried)
     }
 }
 
@@ -170,9 +186,14 @@ fn rate_limited(failed: &[&AttemptRecord], requested: Vec<String>) -> GatewayErr
     GatewayError::unavailable("All providers for this request are rate limited.", a)
 }
 
+/// The providers of `failed`, each once, in the order first tried.
 fn providers(failed: &[&AttemptRecord]) -> Vec<String> {
-    let mut v: Vec<String> = failed.iter().map(|r| r.provider.clone()).collect();
-    v.dedup();
+    let mut v: Vec<String> = Vec::with_capacity(failed.len());
+    for r in failed {
+        if !v.contains(&r.provider) {
+            v.push(r.provider.clone());
+        }
+    }
     v
 }
 

@@ -123,9 +123,14 @@
 //!   [`overall_timeout`](ProviderFallbackLayer::overall_timeout) (300 s): the whole request, so the
 //!   last attempt gets what remains. All on tokio time.
 //! * A [`RetryBudget`] shared by all requests (deposit per request, withdraw per retry, a minimum
-//!   per second, a sliding window) keeps an outage from multiplying upstream load: when it is
-//!   empty, no further candidate is called and the last failure is returned (with
-//!   `metadata.retry_budget_exhausted: true`). Skipped candidates cost nothing.
+//!   per second, a sliding window) keeps retry storms off providers. **The rule:** a request's
+//!   first attempt at each distinct provider is free — OpenRouter's contract is that fallbacks are
+//!   tried, so a request always reaches every provider it may use once; only a *repeated* attempt
+//!   at a provider it already tried (another of that provider's endpoints, e.g. for a fallback
+//!   model) draws on the budget. In an outage it is the cooldowns below that keep load off the
+//!   failing providers. When the budget refuses, no further candidate is called and the answer
+//!   says so: 503 with `error_type` `retry_budget_exhausted`, `metadata.providers_tried` and
+//!   `metadata.providers_not_tried`. Skipped candidates cost nothing.
 //! * Endpoints in cooldown ([`HealthSource::in_cooldown`](crate::health::HealthSource::in_cooldown),
 //!   read from the stats or [`health`](ProviderFallbackLayer::health)) are tried after all the
 //!   others ([`CooldownMode::Defer`], default), never ([`CooldownMode::FailFast`]: 503 if nothing

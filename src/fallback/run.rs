@@ -76,6 +76,9 @@ pub(crate) struct Run<S> {
     pub(crate) history: History,
     pub(crate) deadline: Instant,
     sent: u32,
+    /// Slugs of the providers this request has sent to (their first attempt is exempt from the
+    /// retry budget).
+    tried: Vec<String>,
 }
 
 impl<S> Run<S> {
@@ -103,6 +106,7 @@ impl<S> Run<S> {
             next: 0,
             history: History::default(),
             sent: 0,
+            tried: Vec::new(),
         }
     }
 
@@ -166,9 +170,13 @@ impl<S> Run<S> {
             match built.and_then(|wire| self.build(&c, wire)) {
                 Err(err) if self.fail(attempt, err, None, None) == Decision::Return => return None,
                 Err(_) => {}
-                Ok(_) if self.sent > 0 && !self.withdraw() => return None,
+                Ok(_) if !self.withdraw(&c) => return None,
                 Ok(req) => {
                     self.sent += 1;
+                    let slug = &self.route.provider(&c).slug;
+                    if !self.tried.contains(slug) {
+                        self.tried.push(slug.clone());
+                    }
                     return Some((attempt, req));
                 }
             }
@@ -205,12 +213,29 @@ impl<S> Run<S> {
         });
     }
 
-    /// Takes a retry from the budget; false (and recorded) when it is empty.
-    fn withdraw(&mut self) -> bool {
+    /// Whether `c` may be sent. The first attempt of a request and its first attempt at each
+    /// provider are free (OpenRouter's contract is that fallbacks are tried); a repeated attempt
+    /// at a provider already tried takes a retry from the budget. False (and recorded, with the
+    /// providers not tried) when the budget is empty.
+    fn withdraw(&mut self, c: &Candidate) -> bool {
+        let slug = &self.route.provider(c).slug;
+        if self.sent == 0 || !self.tried.contains(slug) {
+            return true;
+        }
         match &self.config.budget {
             Some(b) if !b.withdraw() => {
-                self.history.budget_exhausted = true;
-                tracing::debug!("retry budget exhausted; not trying further providers");
+                let mut not_tried: Vec<String> = Vec::new();
+                for &(ci, _) in &self.order[self.next - 1..] {
+                    let name = &self.route.provider(&self.route.candidates()[ci]).name;
+                    if !not_tried.contains(name) {
+                        not_tried.push(name.clone());
+                    }
+                }
+                tracing::debug!(
+                    not_tried = ?not_tried,
+                    "retry budget exhausted; not retrying providers already tried"
+                );
+                self.history.budget_exhausted = Some(not_tried);
                 false
             }
             _ => true,
