@@ -44,9 +44,9 @@ pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
 pub(crate) use request::write_json_str;
-pub use request::RequestView;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
+pub use request::{RequestView, IMAGE_TOKEN_BOUND, MESSAGE_TOKEN_OVERHEAD, REQUEST_TOKEN_OVERHEAD};
 pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};

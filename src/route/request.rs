@@ -74,6 +74,12 @@ pub struct RequestView<'a> {
     pub params: ParamSet,
     /// Bytes of message content, `tools` and `prompt` (the basis of the prompt-size estimate).
     pub prompt_bytes: usize,
+    /// Bytes that bound the prompt's tokens (see [`prompt_bound`](Self::prompt_bound)): every
+    /// message's bytes (role, content, tool calls with their arguments, names) except its image
+    /// parts, `tools`, `prompt`.
+    pub bound_bytes: u64,
+    /// Image parts (`image_url`) in the messages.
+    pub image_parts: u64,
     /// Number of `messages`.
     pub message_count: usize,
     /// Byte ranges of the content of the first system (or developer) message and of the first other
@@ -86,6 +92,17 @@ pub struct RequestView<'a> {
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
 }
+
+/// Tokens an image part may cost, at most, in [`RequestView::prompt_bound`]: above the largest
+/// per-image figure the major providers document (OpenAI's high-detail tiling of a 2048×2048
+/// image, Anthropic's ~1,600 tokens for a 1.15-megapixel image, Gemini's 258-token tiles).
+pub const IMAGE_TOKEN_BOUND: u64 = 4_096;
+/// Tokens a chat template adds per message (role markers, separators), at most, in
+/// [`RequestView::prompt_bound`].
+pub const MESSAGE_TOKEN_OVERHEAD: u64 = 16;
+/// Tokens a chat template adds per request (reply priming, a provider's default system
+/// preamble), at most, in [`RequestView::prompt_bound`].
+pub const REQUEST_TOKEN_OVERHEAD: u64 = 128;
 
 impl<'a> RequestView<'a> {
     /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, and a
@@ -145,6 +162,19 @@ impl<'a> RequestView<'a> {
     /// checks and budget reservations, never for billing.
     pub fn prompt_estimate(&self) -> u64 {
         ((self.prompt_bytes as u64).div_ceil(4)).max(self.message_count as u64)
+    }
+
+    /// An upper bound on the prompt's tokens, for budget reservations: a text token is at least
+    /// one byte, so every byte of the messages (tool-call arguments included), `tools` and
+    /// `prompt` counts as a token; each image part counts [`IMAGE_TOKEN_BOUND`] instead of its
+    /// bytes; each message adds [`MESSAGE_TOKEN_OVERHEAD`] and the request
+    /// [`REQUEST_TOKEN_OVERHEAD`] for the chat template. A provider that reports more prompt
+    /// tokens than this is the only way a budget can be exceeded.
+    pub fn prompt_bound(&self) -> u64 {
+        self.bound_bytes
+            .saturating_add(self.image_parts.saturating_mul(IMAGE_TOKEN_BOUND))
+            .saturating_add((self.message_count as u64).saturating_mul(MESSAGE_TOKEN_OVERHEAD))
+            .saturating_add(REQUEST_TOKEN_OVERHEAD)
     }
 
     /// Hash of the first system message and the first other message of `body` (the body this view was
@@ -213,6 +243,8 @@ impl<'a> RequestView<'a> {
             service_tier: self.service_tier.map(own),
             params: self.params,
             prompt_bytes: self.prompt_bytes,
+            bound_bytes: self.bound_bytes,
+            image_parts: self.image_parts,
             message_count: self.message_count,
             conversation_spans: self.conversation_spans,
             gateway_members: self.gateway_members,
@@ -370,6 +402,8 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 "messages" => {
                     let stats = map.next_value_seed(MessagesSeed)?;
                     v.prompt_bytes += stats.bytes;
+                    v.bound_bytes += stats.bound_bytes;
+                    v.image_parts += stats.images;
                     v.message_count = stats.count;
                     v.conversation_spans = (
                         stats.system.and_then(|c| span_of(self.body, c)),
@@ -379,6 +413,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 "prompt" => {
                     let raw: &'de RawValue = map.next_value()?;
                     v.prompt_bytes += raw.get().len();
+                    v.bound_bytes += raw.get().len() as u64;
                 }
                 "tools" => {
                     let raw: &'de RawValue = map.next_value()?;
@@ -386,6 +421,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     if s != "null" && s != "[]" {
                         v.params.insert(Parameter::Tools);
                         v.prompt_bytes += s.len();
+                        v.bound_bytes += s.len() as u64;
                     }
                 }
                 other => self.other(&mut v, other, map.next_value()?),
@@ -503,6 +539,9 @@ impl<'de> ViewSeed<'de, '_> {
 
 struct MessageStats<'a> {
     bytes: usize,
+    /// Every message's bytes but its image parts'.
+    bound_bytes: u64,
+    images: u64,
     count: usize,
     system: Option<&'a str>,
     first: Option<&'a str>,
@@ -525,6 +564,8 @@ impl<'de> Visitor<'de> for MessagesSeed {
     fn visit_unit<E: de::Error>(self) -> Result<MessageStats<'de>, E> {
         Ok(MessageStats {
             bytes: 0,
+            bound_bytes: 0,
+            images: 0,
             count: 0,
             system: None,
             first: None,
@@ -532,11 +573,15 @@ impl<'de> Visitor<'de> for MessagesSeed {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessageStats<'de>, A::Error> {
         let mut bytes = 0;
+        let mut bound_bytes = 0;
+        let mut images = 0;
         let mut count = 0;
         let mut system: Option<&'de str> = None;
         let mut first: Option<&'de str> = None;
         while let Some(m) = seq.next_element::<Message<'de>>()? {
             count += 1;
+            bound_bytes += m.bound_bytes;
+            images += m.images;
             let content = m.content.map_or("", RawValue::get);
             bytes += content.len();
             let is_system = matches!(m.role.as_deref(), Some("system") | Some("developer"));
@@ -548,6 +593,8 @@ impl<'de> Visitor<'de> for MessagesSeed {
         }
         Ok(MessageStats {
             bytes,
+            bound_bytes,
+            images,
             count,
             system,
             first,
@@ -555,10 +602,41 @@ impl<'de> Visitor<'de> for MessagesSeed {
     }
 }
 
-/// One message: only `role` and the raw `content` are looked at.
+/// One message: `role` and the raw `content` are looked at, and the bytes of every member
+/// counted (image parts of the content apart).
 struct Message<'a> {
     role: Option<Cow<'a, str>>,
     content: Option<&'a RawValue>,
+    bound_bytes: u64,
+    images: u64,
+}
+
+/// A content part: only its `type` is read.
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+/// The bytes of a message's `content` that bound its tokens, and its image parts: a string
+/// counts whole; in an array of parts, `image_url` parts count as images instead of bytes.
+fn content_bound(content: &RawValue) -> (u64, u64) {
+    let text = content.get();
+    if !text.starts_with('[') {
+        return (text.len() as u64, 0);
+    }
+    let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+        return (text.len() as u64, 0);
+    };
+    parts.iter().fold((0, 0), |(bytes, images), part| {
+        let image = serde_json::from_str::<Part<'_>>(part.get())
+            .is_ok_and(|p| p.kind.as_deref() == Some("image_url"));
+        if image {
+            (bytes, images + 1)
+        } else {
+            (bytes + part.get().len() as u64, images)
+        }
+    })
 }
 
 impl<'de> Deserialize<'de> for Message<'de> {
@@ -573,15 +651,29 @@ impl<'de> Deserialize<'de> for Message<'de> {
                 let mut m = Message {
                     role: None,
                     content: None,
+                    bound_bytes: 0,
+                    images: 0,
                 };
                 while let Some(k) = map.next_key::<Str<'de>>()? {
+                    m.bound_bytes += k.0.len() as u64;
                     match &*k.0 {
                         "role" => m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
-                        "content" => m.content = Some(map.next_value()?),
+                        "content" => {
+                            let raw: &'de RawValue = map.next_value()?;
+                            let (bytes, images) = content_bound(raw);
+                            m.bound_bytes += bytes;
+                            m.images += images;
+                            m.content = Some(raw);
+                        }
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            // Tool calls with their arguments, names, …: every byte counts.
+                            let raw: &'de RawValue = map.next_value()?;
+                            m.bound_bytes += raw.get().len() as u64;
                         }
                     }
+                }
+                if let Some(r) = &m.role {
+                    m.bound_bytes += r.len() as u64;
                 }
                 Ok(m)
             }

@@ -89,14 +89,19 @@
 //!
 //! # Budgets
 //!
-//! The estimate reserved is, at the **dearest** candidate of the route: the prompt estimate at the
-//! prompt price, plus the output cap (`max_completion_tokens` / `max_tokens`, else the endpoint's
+//! The estimate reserved is, at the **dearest** candidate of the route: an upper bound on the
+//! prompt's tokens ([`RequestView::prompt_bound`](crate::route::RequestView::prompt_bound): every
+//! byte of the messages — tool calls and their arguments included — of `tools` and `prompt`
+//! counts as a token, each image part 4,096 tokens, plus a chat-template allowance per message and
+//! per request) at the prompt price, plus the output cap (`max_completion_tokens` / `max_tokens`, else the endpoint's
 //! `max_completion_tokens`, else [`UsageMeterLayer::default_max_tokens`], 4096) at the larger of the
 //! completion and reasoning prices, plus the request fee and images, discount applied. The
 //! [`Ledger`] refuses when the reservation plus the period's spend plus outstanding reservations
 //! would cross a limit, or when the reservation alone exceeds the per-request cap — both are a 402.
-//! Reservation is atomic (check-and-add under one lock), so concurrent requests never overshoot a
-//! limit by more than the estimates' error. Settlement replaces the reservation by the metered cost;
+//! Reservation is atomic (check-and-add under one lock) and the reservation bounds what the
+//! request can cost, so concurrent requests never overshoot a limit — unless a provider reports
+//! more prompt tokens than the bound, and then by at most that excess, at the prompt price, for
+//! each such request in flight. Settlement replaces the reservation by the metered cost;
 //! a failed request (inner error, non-2xx response, or a future dropped before the response)
 //! releases it.
 //!

@@ -93,10 +93,11 @@ impl std::fmt::Write for IdBuf {
     }
 }
 
-/// The worst-case cost of `route`: the dearest candidate's price of the estimated prompt plus the
-/// largest allowed output.
+/// The worst-case cost of `route`: the dearest candidate's price of the prompt's upper bound
+/// ([`RequestView::prompt_bound`](crate::route::RequestView::prompt_bound)) plus the largest
+/// allowed output.
 fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
-    let prompt = route.prompt_tokens();
+    let prompt = route.view().prompt_bound();
     let requested = route.view().max_output();
     let mut best = Estimate {
         amount: Usd::ZERO,
