@@ -37,6 +37,27 @@ pub struct SseTranslator {
     finish_reason: Option<String>,
     usage: Option<Value>,
     fallback_model: String,
+    /// Tool calls whose fragments arrived while another call's block was open.
+    held: Vec<HeldCall>,
+}
+
+/// A tool call held whole (see `SseTranslator::tool_call`).
+#[derive(Debug)]
+struct HeldCall {
+    index: u64,
+    /// Its `tool_use` block, as it opens.
+    block: Value,
+    args: String,
+}
+
+/// The `tool_use` block that opens for a chat tool call.
+fn tool_use(call: &Value, function: &Value) -> Value {
+    json!({
+        "type": "tool_use",
+        "id": call.get("id").cloned().unwrap_or(Value::from("")),
+        "name": function.get("name").cloned().unwrap_or(Value::from("")),
+        "input": {},
+    })
 }
 
 impl SseTranslator {
@@ -51,6 +72,7 @@ impl SseTranslator {
             finish_reason: None,
             usage: None,
             fallback_model: model.into(),
+            held: Vec::new(),
         }
     }
 
@@ -213,43 +235,67 @@ impl SseTranslator {
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for call in calls {
-                    let idx = call.get("index").and_then(Value::as_u64);
-                    let f = call.get("function").unwrap_or(&Value::Null);
-                    let same = match (&self.open, idx) {
-                        (Open::Tool(cur), Some(i)) => *cur == i,
-                        (Open::Tool(_), None) => call.get("id").is_none_or(Value::is_null),
-                        _ => false,
-                    };
-                    if !same {
-                        self.close(out);
-                        let index = idx.unwrap_or(self.index);
-                        self.open_block(
-                            out,
-                            json!({
-                                "type": "tool_use",
-                                "id": call.get("id").cloned().unwrap_or(Value::from("")),
-                                "name": f.get("name").cloned().unwrap_or(Value::from("")),
-                                "input": {},
-                            }),
-                        );
-                        self.open = Open::Tool(index);
-                    }
-                    if let Some(args) = f
-                        .get("arguments")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                    {
-                        self.delta(
-                            out,
-                            json!({"type": "input_json_delta", "partial_json": args}),
-                        );
-                    }
+                    self.tool_call(call, out);
                 }
             }
         }
         if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish_reason = Some(r.to_owned());
             self.close(out);
+        }
+    }
+
+    /// One `tool_calls` fragment. The first call streams live as a `tool_use` block; a fragment
+    /// of any other call while that block is open (providers may interleave parallel calls'
+    /// fragments by `index`) is held, and those calls are written whole when the live block
+    /// closes, so that no call's arguments are ever split across blocks.
+    fn tool_call(&mut self, call: &Value, out: &mut BytesMut) {
+        let idx = call.get("index").and_then(Value::as_u64);
+        let f = call.get("function").unwrap_or(&Value::Null);
+        let args = f.get("arguments").and_then(Value::as_str).unwrap_or("");
+        let live = match (&self.open, idx) {
+            (Open::Tool(cur), Some(i)) => *cur == i,
+            (Open::Tool(_), None) => call.get("id").is_none_or(Value::is_null),
+            _ => false,
+        };
+        if !live && (matches!(self.open, Open::Tool(_)) || !self.held.is_empty()) {
+            let i = idx.unwrap_or(u64::MAX);
+            match self.held.iter_mut().find(|h| h.index == i) {
+                Some(h) => h.args.push_str(args),
+                None => self.held.push(HeldCall {
+                    index: i,
+                    block: tool_use(call, f),
+                    args: args.to_owned(),
+                }),
+            }
+            return;
+        }
+        if !live {
+            self.close(out);
+            self.open_block(out, tool_use(call, f));
+            self.open = Open::Tool(idx.unwrap_or(self.index));
+        }
+        if !args.is_empty() {
+            self.delta(
+                out,
+                json!({"type": "input_json_delta", "partial_json": args}),
+            );
+        }
+    }
+
+    /// Writes the held tool calls, each as a whole block, in `index` order.
+    fn write_held(&mut self, out: &mut BytesMut) {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by_key(|h| h.index);
+        for h in held {
+            self.open_block(out, h.block);
+            if !h.args.is_empty() {
+                self.delta(
+                    out,
+                    json!({"type": "input_json_delta", "partial_json": h.args}),
+                );
+            }
+            self.stop_block(out);
         }
     }
 
@@ -269,15 +315,25 @@ impl SseTranslator {
         );
     }
 
+    /// Closes the open block (then writes the tool calls held while a tool block was open).
     fn close(&mut self, out: &mut BytesMut) {
         match std::mem::replace(&mut self.open, Open::None) {
-            Open::None => return,
-            Open::Thinking(s) => self.delta(
-                out,
-                json!({"type": "signature_delta", "signature": s.finish()}),
-            ),
-            Open::Text | Open::Tool(_) => {}
+            Open::None => {}
+            Open::Thinking(s) => {
+                self.delta(
+                    out,
+                    json!({"type": "signature_delta", "signature": s.finish()}),
+                );
+                self.stop_block(out);
+            }
+            Open::Text | Open::Tool(_) => self.stop_block(out),
         }
+        if !self.held.is_empty() {
+            self.write_held(out);
+        }
+    }
+
+    fn stop_block(&mut self, out: &mut BytesMut) {
         event(
             out,
             "content_block_stop",

@@ -560,3 +560,103 @@ fn raw_tools_path_equals_the_value_path() {
     assert!(split_tools(b"{\"tools\":[").is_err());
     assert!(split_tools(b"{} x").is_err());
 }
+
+/// The chat chunk carrying one tool-call fragment: the first of a call names it.
+fn tool_fragment(call: usize, name: Option<&str>, args: &str) -> String {
+    let mut c = json!({"index": call, "function": {"arguments": args}});
+    if let Some(name) = name {
+        c["id"] = json!(format!("call_{call}"));
+        c["type"] = json!("function");
+        c["function"]["name"] = json!(name);
+    }
+    let chunk = json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [c]}}]});
+    format!("data: {chunk}\n\n")
+}
+
+proptest::proptest! {
+    /// Issue 17 item 5: parallel tool calls whose fragments interleave by `index` come out as one
+    /// well-formed block per call (blocks strictly one after another), each with its own id, name
+    /// and arguments.
+    #[test]
+    fn interleaved_parallel_tool_calls_keep_their_arguments(
+        calls in proptest::collection::vec(
+            ("[a-z]{1,6}", proptest::collection::vec("[a-z0-9 {}:,]{0,5}", 1..5)),
+            1..4,
+        ),
+        picks in proptest::collection::vec(0usize..4, 0..40),
+        text_first in proptest::bool::ANY,
+    ) {
+        let mut stream = String::new();
+        if text_first {
+            stream.push_str("data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}\n\n");
+        }
+        // The order of the fragments: the picks first, then what is left, call by call.
+        let mut left: Vec<usize> = calls.iter().map(|c| c.1.len()).collect();
+        let mut order = Vec::new();
+        for p in picks {
+            let i = p % calls.len();
+            if left[i] > 0 {
+                left[i] -= 1;
+                order.push(i);
+            }
+        }
+        for (i, n) in left.iter().enumerate() {
+            order.extend(std::iter::repeat_n(i, *n));
+        }
+        let mut next = vec![0usize; calls.len()];
+        for i in order {
+            let (name, frags) = &calls[i];
+            let first = (next[i] == 0).then_some(name.as_str());
+            stream.push_str(&tool_fragment(i, first, &frags[next[i]]));
+            next[i] += 1;
+        }
+        stream.push_str("data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n");
+
+        let mut t = SseTranslator::new("m");
+        let mut out = t.feed(stream.as_bytes()).to_vec();
+        out.extend_from_slice(&t.finish());
+        let events = parse_events(&out);
+
+        // Blocks strictly in sequence: start i, its deltas, stop i, then i + 1.
+        let mut open: Option<u64> = None;
+        let mut index = 0u64;
+        let mut tools: Vec<(String, String, String)> = Vec::new();
+        for (name, d) in &events {
+            match name.as_str() {
+                "content_block_start" => {
+                    proptest::prop_assert!(open.is_none());
+                    proptest::prop_assert_eq!(d["index"].as_u64(), Some(index));
+                    open = Some(index);
+                    if d["content_block"]["type"] == "tool_use" {
+                        tools.push((
+                            d["content_block"]["id"].as_str().unwrap().to_owned(),
+                            d["content_block"]["name"].as_str().unwrap().to_owned(),
+                            String::new(),
+                        ));
+                    }
+                }
+                "content_block_delta" => {
+                    proptest::prop_assert_eq!(d["index"].as_u64(), open);
+                    if d["delta"]["type"] == "input_json_delta" {
+                        let t = tools.last_mut().unwrap();
+                        t.2.push_str(d["delta"]["partial_json"].as_str().unwrap());
+                    }
+                }
+                "content_block_stop" => {
+                    proptest::prop_assert_eq!(d["index"].as_u64(), open);
+                    open = None;
+                    index += 1;
+                }
+                _ => {}
+            }
+        }
+        proptest::prop_assert!(open.is_none());
+        proptest::prop_assert_eq!(tools.len(), calls.len());
+        for (i, (name, frags)) in calls.iter().enumerate() {
+            let id = format!("call_{i}");
+            let got = tools.iter().find(|t| t.0 == id).expect("each call has its block");
+            proptest::prop_assert_eq!(&got.1, name);
+            proptest::prop_assert_eq!(&got.2, &frags.concat());
+        }
+    }
+}
