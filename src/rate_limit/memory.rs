@@ -437,6 +437,38 @@ mod tests {
     }
 
     #[test]
+    fn exact_under_threads() {
+        // 8 threads × 250 requests at once against a limit of 100, the checks spread over shards.
+        let s = InMemoryRateLimitStore::with_capacity(16, 1000);
+        let checks = || {
+            vec![
+                check("key:k:rpm", 100, Window::MINUTE, 1),
+                check("key:k:rpd", 1000, Window::UtcDay, 1),
+            ]
+        };
+        let allowed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..250)
+                            .filter(|i| {
+                                matches!(decide(&s, checks(), *i as i64), Decision::Allowed(_))
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(allowed, 100);
+        assert_eq!(
+            s.inner.used(&checks()[1], 1000),
+            100,
+            "refusals charged nothing"
+        );
+    }
+
+    #[test]
     fn memory_is_bounded_and_expired_buckets_go() {
         let s = InMemoryRateLimitStore::with_capacity(1, 10);
         for i in 0..100 {
