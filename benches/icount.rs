@@ -140,8 +140,53 @@ fn stack(which: &str, n: usize) {
     }
 }
 
+/// RateLimit over an empty answer, one key: `bare` (no layer), `off` (no limits), `allowed` (a
+/// per-minute limit never reached) and `refused` (every request over the limit: the 429).
+fn rate_limit(which: &str, n: usize) {
+    use tower::Layer;
+    use tower_ai_gateway::clock::ManualClock;
+    use tower_ai_gateway::rate_limit::{Limits, RateLimitLayer};
+    use tower_ai_gateway::usage_meter::CallerKey;
+    let route = demo_route();
+    let request = || {
+        let mut req = routed_request(&route);
+        req.extensions_mut().insert(CallerKey::new("bench"));
+        req
+    };
+    let layer = RateLimitLayer::new().clock(ManualClock::new(1_795_315_920_000));
+    let limited = |rpm| {
+        layer
+            .clone()
+            .default_limits(Limits::new().requests_per_minute(rpm))
+    };
+    let inner = tower::service_fn(empty_answer);
+    let mut svc = match which {
+        "bare" => {
+            let mut svc = inner;
+            return repeat(n, || {
+                now(svc.call(request())).unwrap().status().as_u16() as usize
+            });
+        }
+        "off" => layer.layer(inner),
+        "allowed" => limited(u64::MAX).layer(inner),
+        "refused" => {
+            let mut svc = limited(1).layer(inner);
+            now(svc.call(request())).unwrap();
+            svc
+        }
+        _ => return usage(),
+    };
+    let want = if which == "refused" { 429 } else { 200 };
+    repeat(n, || {
+        let res = now(svc.call(request())).unwrap();
+        assert_eq!(res.status(), want);
+        res.status().as_u16() as usize
+    })
+}
+
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
-                         routing/{bare,parse,demo} stack/{bare,routing,routing+fallback,all6}";
+                         routing/{bare,parse,demo} stack/{bare,routing,routing+fallback,all6} \
+                         rate_limit/{bare,off,allowed,refused}";
 
 fn usage() {
     eprintln!("usage: icount <scenario> <n>; scenarios: {SCENARIOS}");
@@ -164,6 +209,7 @@ fn main() {
         "usage_json" => usage_json(which, n),
         "routing" => routing(which, n),
         "stack" => stack(which, n),
+        "rate_limit" => rate_limit(which, n),
         _ => usage(),
     }
 }

@@ -10,14 +10,19 @@ use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
 use crate::model_routing::{ModelRouting, ModelRoutingLayer};
 use crate::percentile::{PercentileDeprioritize, PercentileDeprioritizeLayer};
 use crate::price_cap::{PriceCap, PriceCapLayer};
+use crate::rate_limit::{RateLimit, RateLimitLayer};
 use crate::stats::Stats;
 use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 
-/// `GatewayLayer`: the six layers in their standard order, as one layer.
+/// `GatewayLayer`: the layers in their standard order, as one layer.
 ///
 /// ```text
-/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
+/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → UsageMeter
+///   → ProviderFallback → client
 /// ```
+///
+/// RateLimit has no limits by default (it then only forwards); set them with
+/// [`rate_limit`](Self::rate_limit).
 ///
 /// One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
 /// percentile preferences, the meter's time to first token and throughput, the fallback's attempt
@@ -72,13 +77,15 @@ pub struct GatewayLayer {
     data_policy: DataPolicyLayer,
     price_cap: PriceCapLayer,
     percentile: PercentileDeprioritizeLayer,
+    rate_limit: RateLimitLayer,
     usage_meter: UsageMeterLayer,
     fallback: ProviderFallbackLayer,
 }
 
 /// The service a [`GatewayLayer`] produces around `S`.
-pub type Gateway<S> =
-    ModelRouting<DataPolicy<PriceCap<PercentileDeprioritize<UsageMeter<ProviderFallback<S>>>>>>;
+pub type Gateway<S> = ModelRouting<
+    DataPolicy<PriceCap<PercentileDeprioritize<RateLimit<UsageMeter<ProviderFallback<S>>>>>>,
+>;
 
 impl GatewayLayer {
     /// Every layer with its defaults, sharing a new [`Stats`].
@@ -93,6 +100,7 @@ impl GatewayLayer {
             data_policy: DataPolicyLayer::new(),
             price_cap: PriceCapLayer::new(),
             percentile: PercentileDeprioritizeLayer::new(stats.clone()),
+            rate_limit: RateLimitLayer::new(),
             usage_meter: UsageMeterLayer::new().stats(stats.clone()),
             fallback: ProviderFallbackLayer::new().stats(stats.clone()),
             stats,
@@ -128,6 +136,12 @@ impl GatewayLayer {
         self
     }
 
+    /// Replaces the RateLimit layer (limits, store, clock).
+    pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
     /// Reconfigures UsageMeter (ledger, sinks, …); it already feeds the shared stats.
     pub fn usage_meter(mut self, f: impl FnOnce(UsageMeterLayer) -> UsageMeterLayer) -> Self {
         self.usage_meter = f(self.usage_meter);
@@ -151,6 +165,7 @@ impl<S> Layer<S> for GatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let s = self.fallback.layer(inner);
         let s = self.usage_meter.layer(s);
+        let s = self.rate_limit.layer(s);
         let s = self.percentile.layer(s);
         let s = self.price_cap.layer(s);
         let s = self.data_policy.layer(s);

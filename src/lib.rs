@@ -6,10 +6,11 @@
 //! (`Service<http::Request<_>, Response = http::Response<_>>`). The stack is
 //!
 //! ```text
-//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
+//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → UsageMeter
+//!   → ProviderFallback → client
 //! ```
 //!
-//! and [`GatewayLayer`] assembles all six in that order. Each layer also works on its own.
+//! and [`GatewayLayer`] assembles all seven in that order. Each layer also works on its own.
 //! OpenRouter's behaviour that the layers reproduce is documented at
 //! <https://openrouter.ai/docs/guides/routing/provider-selection> (provider routing),
 //! <https://openrouter.ai/docs/guides/routing/model-fallbacks> (model fallbacks),
@@ -25,6 +26,9 @@
 //!   or the operator's cap.
 //! * [`percentile`] — [`PercentileDeprioritizeLayer`](percentile::PercentileDeprioritizeLayer):
 //!   moves candidates that miss the preferred latency or throughput to the back.
+//! * [`rate_limit`] — [`RateLimitLayer`](rate_limit::RateLimitLayer): requests and tokens per
+//!   minute and per UTC day per caller key, class, model or endpoint, and OpenRouter's `:free`
+//!   limits; 429 with `Retry-After` and `X-RateLimit-*`.
 //! * [`usage_meter`] — [`UsageMeterLayer`](usage_meter::UsageMeterLayer): reads usage from JSON
 //!   and SSE responses on the fly, prices it exactly at the serving endpoint, adds `usage.cost`,
 //!   records generations and enforces per-key budgets through a [`usage_meter::Ledger`].
@@ -145,6 +149,7 @@ pub mod route;
 pub mod data_policy;
 pub mod percentile;
 pub mod price_cap;
+pub mod rate_limit;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;

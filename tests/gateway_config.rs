@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use tower_ai_gateway::catalog::{ProviderDataPolicy, Usd};
 use tower_ai_gateway::data_policy::DataFloor;
-use tower_ai_gateway::usage_meter::Period;
+use tower_ai_gateway::rate_limit::FreeLimits;
+use tower_ai_gateway::usage_meter::{CallerKey, Period};
 
 const EXAMPLE: &str = include_str!("../examples/gateway.toml");
 
@@ -112,6 +113,31 @@ fn example_config_loads() {
                 Some((Period::Day, Usd::parse("2").unwrap()))
             ),
         ]
+    );
+
+    // Rate limits: `backend` in the `batch` class (and a management key), `notebooks` with its
+    // own limits and a larger `:free` quota, everyone else the defaults.
+    let rl = &cfg.rate_limits;
+    let key = |n: &str| CallerKey::new(n);
+    assert_eq!(rl.management.iter().collect::<Vec<_>>(), ["backend"]);
+    let batch = rl.layer.limits_of(&key("backend"));
+    assert_eq!(batch.requests_per_minute, Some(600));
+    assert_eq!(batch.tokens_per_minute, Some(2_000_000));
+    assert_eq!(
+        rl.layer.limits_of(&key("notebooks")).requests_per_minute,
+        Some(10)
+    );
+    assert_eq!(
+        rl.layer.limits_of(&key("other")).requests_per_minute,
+        Some(60)
+    );
+    assert_eq!(
+        rl.layer.free_limits_of(&key("notebooks")),
+        Some(FreeLimits::new(20, 1000))
+    );
+    assert_eq!(
+        rl.layer.free_limits_of(&key("backend")),
+        Some(FreeLimits::new(20, 50))
     );
 }
 

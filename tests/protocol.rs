@@ -94,3 +94,14 @@ async fn messages_layer_forwards_readiness() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn rate_limit_forwards_readiness() {
+    use tower_ai_gateway::rate_limit::{Limits, RateLimitLayer};
+    readiness_is_forwarded("RateLimit (no limits)", RateLimitLayer::new()).await;
+    readiness_is_forwarded(
+        "RateLimit",
+        RateLimitLayer::new().default_limits(Limits::new().requests_per_minute(1)),
+    )
+    .await;
+}

@@ -880,6 +880,19 @@ async fn channel_sink_receives_records() {
 
 // ===== budgets =====
 
+/// M in "…You requested up to `requested` tokens, but can only afford M." (panics on other wording).
+fn afford(msg: &str, requested: u64) -> u64 {
+    let prefix = format!(
+        "This request requires more credits, or fewer max_tokens. You requested up to {requested} \
+         tokens, but can only afford "
+    );
+    let tail = msg.strip_prefix(&prefix).unwrap_or_else(|| panic!("{msg}"));
+    tail.strip_suffix('.')
+        .unwrap_or_else(|| panic!("{msg}"))
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn over_limit_is_402_payment_required() {
     let clock = ManualClock::new(NOW);
@@ -919,6 +932,15 @@ async fn over_limit_is_402_payment_required() {
         ),
         "{msg}"
     );
+    // OpenRouter's wording exactly, and nothing after it (the limit's figures are in metadata).
+    // The prompt's bound: 19 message bytes + 16 per message + 128 per request = 163 tokens at
+    // $3/M; the rest of $0.01 at $15/M is 634 output tokens.
+    assert_eq!(
+        afford(msg, 64000),
+        634,
+        "$0.01 at $15/M output, less the prompt: {msg}"
+    );
+    assert_eq!(v["error"]["metadata"]["limit_reset"], "daily");
     assert_eq!(count.load(Ordering::SeqCst), 0);
 
     // With a small max_tokens it fits.
@@ -946,6 +968,16 @@ async fn over_limit_is_402_payment_required() {
     req.extensions_mut().insert(CallerKey::new("capped"));
     let res = svc.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), 402);
+    let v: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    // The 163-token prompt bound at the dearest $3.30/M leaves $0.000462: 28 tokens at $16.50/M.
+    assert_eq!(
+        afford(msg, 100),
+        28,
+        "$0.001 at the dearest output price, less the prompt: {msg}"
+    );
+    assert_eq!(v["error"]["metadata"]["limit_reset"], "per_request");
 
     // No key: no budget.
     let req = request(json!({"model": "anthropic/claude-sonnet-4.5",

@@ -26,10 +26,11 @@ use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
 use tower_ai_gateway::usage_meter::{
-    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits,
+    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, Period,
 };
 use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
+use crate::config::limits::{self, KeyReport, RateLimits};
 use crate::config::{Config, Upstream};
 
 /// The upstream HTTP client, type-erased: a SimulatedProvider or a hyper-util client over rustls.
@@ -57,6 +58,8 @@ pub struct AppState {
     pub messages: Stack,
     /// Request body limit in bytes.
     pub body_limit: usize,
+    /// Rate limits (in the stack) and management keys.
+    pub limits: Arc<RateLimits>,
 }
 
 /// Accepted connections with `TCP_NODELAY` set.
@@ -118,6 +121,7 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.cap,
         config.attempt_timeout,
         config.ignore,
+        config.rate_limits,
     )
 }
 
@@ -134,6 +138,7 @@ pub fn build_with_client(
     cap: tower_ai_gateway::route::MaxPrice,
     attempt_timeout: std::time::Duration,
     ignore: Vec<String>,
+    rate_limits: RateLimits,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
@@ -150,6 +155,7 @@ pub fn build_with_client(
         .routing(|r| routing(r.body_limit(body_limit).ignore_providers(ignore)))
         .data_policy(DataPolicyLayer::new().floor(floor))
         .price_cap(PriceCapLayer::new().cap(cap))
+        .rate_limit(rate_limits.layer.clone())
         .usage_meter(|u| {
             u.shared_ledger(ledger.clone())
                 .sink(generations.clone())
@@ -191,6 +197,7 @@ pub fn build_with_client(
             }))
         },
         body_limit,
+        limits: Arc::new(rate_limits),
     };
     // Anthropic Messages (Claude Code, the anthropic SDKs): any query (`?beta=true`), Bearer or
     // `x-api-key`, `anthropic-version` / `anthropic-beta` ignored; every error in Anthropic's shape.
@@ -206,6 +213,7 @@ pub fn build_with_client(
         .route("/v1/chat/completions", post(chat))
         .route("/api/v1/generation", get(generation))
         .route("/api/v1/key", get(key))
+        .route("/api/v1/credits", get(credits))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let router = Router::new()
         .merge(authed)
@@ -416,35 +424,58 @@ async fn generation(State(state): State<AppState>, Query(q): Query<IdQuery>) -> 
     }
 }
 
-fn usd_json(u: Usd) -> Value {
-    json!(u.to_f64())
+fn caller_of(req: &Request) -> CallerKey {
+    req.extensions()
+        .get::<CallerKey>()
+        .cloned()
+        .unwrap_or_else(|| CallerKey::new("anonymous"))
+}
+
+/// A configured management key, or (keyless demo) a loopback caller.
+fn is_management(state: &AppState, caller: &CallerKey) -> bool {
+    state.limits.management.contains(caller.as_str())
+        || (state.loopback_without_key && caller.as_str() == "local")
+}
+
+fn spending_limit(state: &AppState, caller: &CallerKey) -> Option<(Period, Usd)> {
+    let key = state.keys.iter().find(|k| k.name == caller.as_str())?;
+    key.limit
 }
 
 async fn key(State(state): State<AppState>, req: Request) -> Response {
-    let caller = req
-        .extensions()
-        .get::<CallerKey>()
-        .cloned()
-        .unwrap_or_else(|| CallerKey::new("anonymous"));
-    let u = state.ledger.usage_now(&caller);
-    axum::Json(json!({
-        "data": {
-            "label": caller.as_str(),
-            "limit": u.limit.map(usd_json),
-            "limit_remaining": u.limit_remaining.map(usd_json),
-            "limit_reset": u.limit_reset,
-            "usage": usd_json(u.usage),
-            "usage_daily": usd_json(u.usage_daily),
-            "usage_weekly": usd_json(u.usage_weekly),
-            "usage_monthly": usd_json(u.usage_monthly),
-            "byok_usage": 0,
-            "include_byok_in_limit": false,
-            "is_free_tier": false,
-            "is_management_key": false,
-            "rate_limit": {"requests": -1, "interval": "10s", "note": "not enforced by this gateway"},
-        }
-    }))
-    .into_response()
+    let caller = caller_of(&req);
+    let report = KeyReport {
+        caller: &caller,
+        usage: state.ledger.usage_now(&caller),
+        limit: spending_limit(&state, &caller),
+        free_today: state.limits.layer.free_requests_today(&caller).await,
+        management: is_management(&state, &caller),
+        now_unix_ms: tower_ai_gateway::clock::Clock::unix_millis(
+            &tower_ai_gateway::clock::SystemClock,
+        ),
+    };
+    axum::Json(limits::key_json(&report, &state.limits.layer)).into_response()
+}
+
+/// `GET /api/v1/credits`: management keys only (403 otherwise).
+async fn credits(State(state): State<AppState>, req: Request) -> Response {
+    let caller = caller_of(&req);
+    if !is_management(&state, &caller) {
+        return error_response(GatewayError::new(
+            ErrorType::PermissionDenied,
+            "Only management keys can read /api/v1/credits",
+        ));
+    }
+    let mut names: Vec<&str> = state.keys.iter().map(|k| k.name.as_str()).collect();
+    names.extend(["local", "anonymous"]);
+    let usages: Vec<_> = names
+        .into_iter()
+        .map(|n| {
+            let k = CallerKey::new(n);
+            (state.ledger.usage_now(&k), spending_limit(&state, &k))
+        })
+        .collect();
+    axum::Json(limits::credits_json(&usages)).into_response()
 }
 
 // === models / endpoints ===

@@ -11,6 +11,9 @@ use tower_ai_gateway::route::MaxPrice;
 use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
 use tower_ai_gateway::usage_meter::Period;
 
+#[path = "limits.rs"]
+pub mod limits;
+
 /// The demo catalog shipped with the crate's tests.
 pub const DEMO_CATALOG: &[u8] = include_bytes!("../../tests/fixtures/catalog/demo-catalog.json");
 
@@ -32,6 +35,9 @@ pub struct KeySpec {
     /// `day`, `week`, `month` or `total` (default).
     #[serde(default)]
     pub period: Option<String>,
+    /// `rate_limit`, `class`, `free_requests_per_day`, `management`.
+    #[serde(flatten)]
+    pub rate: limits::KeyRateSpec,
 }
 
 /// The `[gateway]` section of a config file (everything else in the file is the catalog).
@@ -58,6 +64,9 @@ pub struct GatewaySection {
     /// Providers never used.
     #[serde(default)]
     pub ignore_providers: Vec<String>,
+    /// `[gateway.rate_limits]`.
+    #[serde(default)]
+    pub rate_limits: limits::RateLimitsSection,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +105,7 @@ pub struct Config {
     pub attempt_timeout: Duration,
     pub ignore: Vec<String>,
     pub demo: bool,
+    pub rate_limits: limits::RateLimits,
 }
 
 /// The demo key's daily budget: small enough that a few requests with a large `max_tokens` hit 402.
@@ -243,6 +253,8 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         attempt_timeout: Duration::from_secs(120),
         ignore: Vec::new(),
         demo: true,
+        // OpenRouter's `:free` limits (20/min, 50/day per key) and nothing else.
+        rate_limits: limits::RateLimits::new(&limits::RateLimitsSection::default(), &[]),
     }
 }
 
@@ -262,6 +274,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
     };
     let catalog = Catalog::from_path(path).map_err(|e| e.to_string())?;
     let mut keys = Vec::new();
+    let mut key_rates = Vec::new();
     for (i, k) in gateway.keys.iter().enumerate() {
         let secret = match (&k.key, &k.key_env) {
             (Some(s), None) => s.clone(),
@@ -290,6 +303,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
             .name
             .clone()
             .unwrap_or_else(|| format!("key-{}…", &secret[..4]));
+        key_rates.push((name.clone(), k.rate.clone()));
         keys.push(ApiKey {
             name,
             secret,
@@ -316,5 +330,6 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         attempt_timeout: Duration::from_secs(gateway.attempt_timeout_secs.unwrap_or(120)),
         ignore: gateway.ignore_providers,
         demo: false,
+        rate_limits: limits::RateLimits::new(&gateway.rate_limits, &key_rates),
     })
 }

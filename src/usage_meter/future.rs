@@ -88,7 +88,11 @@ where
     }
 }
 
-/// 402 `payment_required` in OpenRouter's words.
+/// 402 `payment_required` in OpenRouter's words
+/// (<https://openrouter.ai/docs/api/reference/errors-and-debugging>): "This request requires more
+/// credits, or fewer max_tokens. You requested up to N tokens, but can only afford M." — M being
+/// what the remaining budget (or the per-request cap) pays for at the output price, after the
+/// request's fixed part. Which limit refused, and its figures, are in `metadata`.
 pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
     let afford = if e.output_price.is_zero() {
         0
@@ -104,28 +108,21 @@ pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
                 .unwrap_or(0)
         }
     };
-    let msg = match r.period {
-        None => format!(
-            "This request requires more credits than the per-request cap of ${} allows, or fewer \
-             max_tokens. You requested up to {} tokens (a worst case of ${}).",
-            r.limit.normalize(),
-            e.max_output,
-            e.amount.normalize()
-        ),
-        Some(_) => format!(
-            "This request requires more credits, or fewer max_tokens. You requested up to {} \
-             tokens, but can only afford {afford}. Your key's {} limit is ${}, ${} remaining.",
-            e.max_output,
-            r.period.and_then(|p| p.reset_name()).unwrap_or("total"),
-            r.limit.normalize(),
-            r.remaining.normalize()
-        ),
+    let msg = format!(
+        "This request requires more credits, or fewer max_tokens. You requested up to {} \
+         tokens, but can only afford {afford}.",
+        e.max_output
+    );
+    let limit_reset = match r.period {
+        None => "per_request",
+        Some(p) => p.reset_name().unwrap_or("total"),
     };
     GatewayError::new(ErrorType::PaymentRequired, msg)
         .with_metadata("provider_name", serde_json::Value::Null)
         .with_metadata("limit", r.limit.to_f64())
         .with_metadata("limit_remaining", r.remaining.to_f64())
         .with_metadata("requested", e.amount.to_f64())
+        .with_metadata("limit_reset", limit_reset)
 }
 
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
