@@ -75,6 +75,15 @@ fn respond(status: u16, content_type: &'static str, body: MockBody) -> Response<
     res
 }
 
+/// Whether a JSON body has `"stream": true` (a byte scan: the mock does not parse requests).
+fn wants_stream(body: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, b"\"stream\"").any(|at| {
+        let rest = body[at + 8..].trim_ascii_start();
+        rest.strip_prefix(b":")
+            .is_some_and(|v| v.trim_ascii_start().starts_with(b"true"))
+    })
+}
+
 async fn handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
     use http_body_util::Either::{Left, Right};
     if req.method() != http::Method::POST || !req.uri().path().ends_with("/chat/completions") {
@@ -84,8 +93,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infallible
         Ok(c) => c.to_bytes(),
         Err(_) => return Ok(respond(400, "text/plain", Left(Full::new(Bytes::new())))),
     };
-    let streamed = memchr::memmem::find(&body, b"\"stream\":true").is_some();
-    Ok(if streamed {
+    Ok(if wants_stream(&body) {
         respond(200, "text/event-stream", Right(Frames(stream_frames())))
     } else {
         let json = Full::new(Bytes::from_static(COMPLETION.as_bytes()));

@@ -54,6 +54,14 @@ for url in "http://$MOCK/v1/chat/completions" "http://$GW/api/v1/chat/completion
     done
 done
 
+# Both must stream: 20 content chunks, the usage chunk and [DONE].
+for url in "http://$MOCK/v1/chat/completions" "http://$GW/api/v1/chat/completions"; do
+    frames=$(curl -sN -X POST "$url" -H 'content-type: application/json' \
+        -d '{"model":"bench/mock-model","stream":true,"messages":[{"role":"user","content":"hi"}]}' |
+        grep -c '^data: ' || true)
+    [ "$frames" -ge 22 ] || { echo "error: $url streamed $frames data lines, not 22" >&2; exit 1; }
+done
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" >&2
 "${REST_CORE[@]}" "$BIN/proxy_load" \
     --gateway "http://$GW/api/v1/chat/completions" \
