@@ -16,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION=${DURATION:-10}
 RSS_DURATION=${RSS_DURATION:-30}
+RSS_RUNS=${RSS_RUNS:-2}
 RATES=${RATES:-1000}
 CONNECTIONS=${CONNECTIONS:-50}
 GW=127.0.0.1:18090
@@ -67,5 +68,5 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
     --gateway "http://$GW/api/v1/chat/completions" \
     --upstream "http://$MOCK/v1/chat/completions" \
     --gateway-pid "$GW_PID" \
-    --duration "$DURATION" --rss-duration "$RSS_DURATION" \
+    --duration "$DURATION" --rss-duration "$RSS_DURATION" --rss-runs "$RSS_RUNS" \
     --rates "$RATES" --connections "$CONNECTIONS"

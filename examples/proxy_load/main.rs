@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! proxy_load --gateway URL --upstream URL [--gateway-pid PID] [--duration SECS]
-//!            [--rss-duration SECS] [--rates 1000,5000] [--connections 50] [--model ID]
+//!            [--rss-duration SECS] [--rss-runs N] [--rates 1000,5000] [--connections 50] [--model ID]
 //! ```
 //!
 //! Runs every scenario against the mock upstream called directly and through the gateway, in the
@@ -11,8 +11,9 @@
 //! and at maximum throughput (closed loop on `--connections` connections); streamed requests one at
 //! a time and 10 at a time (time to the first body frame and to the end of the body, streams/s).
 //! With `--gateway-pid` it reads the gateway's CPU time (`/proc/PID/stat`) around each scenario and
-//! its resident memory (`/proc/PID/status`): first two runs at 1,000 req/s of `--rss-duration`
-//! each, to show the peak and that it does not grow. Prints a markdown table on stdout.
+//! its resident memory (`/proc/PID/status`): first `--rss-runs` runs at 1,000 req/s of
+//! `--rss-duration` each, to show the peak and whether it grows. Prints a markdown table on stdout
+//! and the distribution of every sample on stderr.
 
 mod report;
 mod run;
@@ -25,7 +26,7 @@ use run::{run_all, Args};
 fn usage() -> ! {
     eprintln!(
         "usage: proxy_load --gateway URL --upstream URL [--gateway-pid PID] [--duration SECS]\n\
-         \x20                 [--rss-duration SECS] [--rates R1,R2] [--connections N] [--model ID]"
+         \x20                 [--rss-duration SECS] [--rss-runs N] [--rates R1,R2] [--connections N] [--model ID]"
     );
     std::process::exit(2)
 }
@@ -37,6 +38,7 @@ fn parse_args() -> Args {
         pid: None,
         duration: Duration::from_secs(10),
         rss_duration: Duration::from_secs(30),
+        rss_runs: 2,
         rates: vec![1000],
         connections: 50,
         model: "bench/mock-model".into(),
@@ -57,6 +59,7 @@ fn parse_args() -> Args {
             "--gateway-pid" => a.pid = Some(value.parse().unwrap_or_else(|_| usage())),
             "--duration" => a.duration = secs(&value),
             "--rss-duration" => a.rss_duration = secs(&value),
+            "--rss-runs" => a.rss_runs = value.parse().unwrap_or_else(|_| usage()),
             "--rates" => {
                 a.rates = value
                     .split(',')
@@ -88,5 +91,6 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let results = rt.block_on(run_all(&args));
+    eprint!("{}", report::details(&results));
     print!("{}", report(&args, &results));
 }

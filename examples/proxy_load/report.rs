@@ -5,22 +5,15 @@ use std::time::Duration;
 
 use crate::run::{Args, Results, Sample, Timing};
 
+/// Which time of a [`Timing`] a row reports.
+type Pick = fn(&Timing) -> Duration;
+
 fn ttfb(t: &Timing) -> Duration {
     t.ttfb
 }
 
 fn total(t: &Timing) -> Duration {
     t.total
-}
-
-/// `a / b` with three decimals.
-fn pair(a: f64, b: f64) -> String {
-    format!("{a:.3} / {b:.3}")
-}
-
-/// `+a / +b` with three decimals.
-fn added_pair(a: f64, b: f64) -> String {
-    format!("{a:+.3} / {b:+.3}")
 }
 
 fn us(v: Option<f64>) -> String {
@@ -31,131 +24,168 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 / 1024.0)
 }
 
-/// One row: label, direct, gateway, added.
-fn row(out: &mut String, label: &str, direct: &str, via: &str, added: &str) {
-    let _ = writeln!(out, "| {label} | {direct} | {via} | {added} |");
+/// The table being written: one row per measurement.
+struct Table(String);
+
+impl Table {
+    /// One row: what, the mock alone, through the gateway, the difference, issue 13's goal.
+    fn row(&mut self, label: &str, direct: &str, via: &str, added: &str, goal: &str) {
+        let _ = writeln!(self.0, "| {label} | {direct} | {via} | {added} | {goal} |");
+    }
+
+    /// A row for the gateway alone.
+    fn gateway(&mut self, label: &str, via: &str, goal: &str) {
+        self.row(label, "", via, "", goal);
+    }
 }
 
 /// p50 of time to first byte and to the end of the body, and streams/s, for one concurrency.
-fn stream_rows(out: &mut String, n: usize, (d, g): &(Sample, Sample)) {
-    let at = if n == 1 {
-        "one SSE stream at a time".to_string()
+fn stream_rows(t: &mut Table, n: usize, (d, g): &(Sample, Sample)) {
+    let (at, goals) = if n == 1 {
+        (
+            "one SSE stream at a time".to_string(),
+            ["≤ +0.15 ms", "≤ +0.3 ms"],
+        )
     } else {
-        format!("{n} SSE streams at a time")
+        (format!("{n} SSE streams at a time"), ["", ""])
     };
-    for (what, pick) in [
-        ("time to first byte (p50)", ttfb as fn(&Timing) -> Duration),
+    let picks: [(&str, Pick); 2] = [
+        ("time to first byte (p50)", ttfb),
         ("time to the **end** of the stream (p50)", total),
-    ] {
+    ];
+    for ((what, pick), goal) in picks.into_iter().zip(goals) {
         let (a, b) = (d.quantile_ms(0.5, pick), g.quantile_ms(0.5, pick));
-        let label = format!("{at}, {what}");
-        row(
-            out,
-            &label,
-            &format!("{a:.3} ms"),
-            &format!("{b:.3} ms"),
-            &format!("{:+.3} ms", b - a),
+        let (a_s, b_s, diff) = (
+            format!("{a:.3} ms"),
+            format!("{b:.3} ms"),
+            format!("{:+.3} ms", b - a),
         );
+        t.row(&format!("{at}, {what}"), &a_s, &b_s, &diff, goal);
     }
-    let label = format!("{at}, streams/s");
-    row(
-        out,
-        &label,
-        &format!("{:.0}", d.rate()),
-        &format!("{:.0}", g.rate()),
-        "",
-    );
+    let (a, b) = (format!("{:.0}", d.rate()), format!("{:.0}", g.rate()));
+    t.row(&format!("{at}, streams/s"), &a, &b, "", "");
 }
 
-fn fixed_rows(out: &mut String, fixed: &[(u32, Sample, Sample)]) {
+fn fixed_rows(t: &mut Table, fixed: &[(u32, Sample, Sample)]) {
     for (rate, d, g) in fixed {
         let (d50, d99) = (d.quantile_ms(0.5, total), d.quantile_ms(0.99, total));
         let (g50, g99) = (g.quantile_ms(0.5, total), g.quantile_ms(0.99, total));
-        row(
-            out,
+        let goal = if *rate == 1000 {
+            "≤ +0.05 / ≤ +0.2 ms"
+        } else {
+            ""
+        };
+        t.row(
             &format!("non-streaming, p50 / p99 at {rate} req/s"),
-            &format!("{} ms", pair(d50, d99)),
-            &format!("{} ms", pair(g50, g99)),
-            &format!("{} ms", added_pair(g50 - d50, g99 - d99)),
+            &format!("{d50:.3} / {d99:.3} ms"),
+            &format!("{g50:.3} / {g99:.3} ms"),
+            &format!("{:+.3} / {:+.3} ms", g50 - d50, g99 - d99),
+            goal,
         );
     }
 }
 
-fn cpu_rows(out: &mut String, r: &Results) {
-    let max = r.max.1.cpu_per_request_us();
-    row(
-        out,
+fn cpu_rows(t: &mut Table, r: &Results) {
+    let max = us(r.max.1.cpu_per_request_us());
+    t.gateway(
         "gateway CPU per non-streamed request at max throughput",
-        "",
-        &us(max),
-        "",
+        &max,
+        "≤ 25 µs",
     );
     for (rate, _, g) in &r.fixed {
         let label = format!("gateway CPU per non-streamed request at {rate} req/s");
-        row(out, &label, "", &us(g.cpu_per_request_us()), "");
+        t.gateway(&label, &us(g.cpu_per_request_us()), "");
     }
-    let (one, ten) = (
-        r.streams_1.1.cpu_per_request_us(),
-        r.streams_10.1.cpu_per_request_us(),
-    );
+    let one = us(r.streams_1.1.cpu_per_request_us());
+    let ten = us(r.streams_10.1.cpu_per_request_us());
     let label = "gateway CPU per 22-frame stream (1 / 10 at a time)";
-    row(out, label, "", &format!("{} / {}", us(one), us(ten)), "");
+    t.gateway(label, &format!("{one} / {ten}"), "≤ 60 µs");
 }
 
-fn memory_rows(out: &mut String, args: &Args, r: &Results) {
+fn memory_rows(t: &mut Table, args: &Args, r: &Results) {
     let secs = args.rss_duration.as_secs_f64();
-    if let [(rss1, hwm1), (rss2, hwm2)] = r.rss_runs[..] {
-        let label = format!(
-            "gateway peak RSS after {secs:.0} s at 1,000 req/s, then after another {secs:.0} s"
-        );
-        row(
-            out,
-            &label,
-            "",
-            &format!("{} → {}", mib(hwm1), mib(hwm2)),
-            "",
-        );
-        let label = "gateway RSS at the end of each of those runs";
-        row(
-            out,
-            label,
-            "",
-            &format!("{} → {}", mib(rss1), mib(rss2)),
+    if !r.rss_runs.is_empty() {
+        let n = r.rss_runs.len();
+        let label =
+            format!("gateway peak RSS after each of {n} runs of {secs:.0} s at 1,000 req/s");
+        let hwm: Vec<String> = r.rss_runs.iter().map(|(_, h)| mib(*h)).collect();
+        t.gateway(&label, &hwm.join(" → "), "≤ 30 MB, no growth");
+        let rss: Vec<String> = r.rss_runs.iter().map(|(r, _)| mib(*r)).collect();
+        t.gateway(
+            "gateway RSS at the end of each of those runs",
+            &rss.join(" → "),
             "",
         );
     }
     if let Some(peak) = r.peak_kib {
         let label = "gateway peak RSS at the end (after max throughput and streams)";
-        row(out, label, "", &mib(peak), "");
+        t.gateway(label, &mib(peak), "");
     }
 }
 
-/// The whole report: the table, then error counts if any.
+/// The whole report: the table, then the count of failed requests.
 pub fn report(args: &Args, r: &Results) -> String {
-    let mut out = String::new();
-    out.push_str("| | mock upstream alone | through the gateway | added |\n|---|---|---|---|\n");
-    stream_rows(&mut out, 1, &r.streams_1);
-    stream_rows(&mut out, 10, &r.streams_10);
-    fixed_rows(&mut out, &r.fixed);
+    let mut t = Table(String::new());
+    t.row(
+        "",
+        "mock upstream alone",
+        "through the gateway",
+        "added",
+        "goal (issue 13)",
+    );
+    t.row("---", "---", "---", "---", "---");
+    stream_rows(&mut t, 1, &r.streams_1);
+    stream_rows(&mut t, 10, &r.streams_10);
+    fixed_rows(&mut t, &r.fixed);
     let label = format!(
         "non-streaming, max throughput ({} connections)",
         args.connections
     );
-    let (d, g) = (&r.max.0, &r.max.1);
-    row(
-        &mut out,
-        &label,
-        &format!("{:.0} req/s", d.rate()),
-        &format!("{:.0} req/s", g.rate()),
-        "",
+    let (d, g) = (
+        format!("{:.0} req/s", r.max.0.rate()),
+        format!("{:.0} req/s", r.max.1.rate()),
     );
-    cpu_rows(&mut out, r);
-    memory_rows(&mut out, args, r);
+    t.row(&label, &d, &g, "", "≥ 40,000 req/s");
+    cpu_rows(&mut t, r);
+    memory_rows(&mut t, args, r);
     let errors: u64 = [&r.max, &r.streams_1, &r.streams_10]
         .into_iter()
         .flat_map(|(d, g)| [d.errors, g.errors])
         .chain(r.fixed.iter().flat_map(|(_, d, g)| [d.errors, g.errors]))
         .sum();
-    let _ = writeln!(out, "\nFailed requests: {errors}.");
+    let _ = writeln!(t.0, "\nFailed requests: {errors}.");
+    t.0
+}
+
+/// n, mean, p50, p90, p99 and max of one sample's times, in milliseconds.
+fn spread(name: &str, s: &Sample, pick: Pick) -> String {
+    let n = s.timings.len().max(1) as f64;
+    let mean = s.timings.iter().map(|t| pick(t).as_secs_f64()).sum::<f64>() * 1e3 / n;
+    let q = |q| s.quantile_ms(q, pick);
+    format!(
+        "{name:<34} n={:<7} mean={mean:.3} p50={:.3} p90={:.3} p99={:.3} max={:.3} ms\n",
+        s.timings.len(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0)
+    )
+}
+
+/// Every sample's distribution, for stderr.
+pub fn details(r: &Results) -> String {
+    let mut out = String::new();
+    for (rate, d, g) in &r.fixed {
+        out += &spread(&format!("{rate} req/s direct"), d, total);
+        out += &spread(&format!("{rate} req/s gateway"), g, total);
+    }
+    out += &spread("max throughput direct", &r.max.0, total);
+    out += &spread("max throughput gateway", &r.max.1, total);
+    for (n, (d, g)) in [(1, &r.streams_1), (10, &r.streams_10)] {
+        out += &spread(&format!("{n} streams direct, first byte"), d, ttfb);
+        out += &spread(&format!("{n} streams direct, end"), d, total);
+        out += &spread(&format!("{n} streams gateway, first byte"), g, ttfb);
+        out += &spread(&format!("{n} streams gateway, end"), g, total);
+    }
     out
 }

@@ -15,6 +15,7 @@ pub struct Args {
     pub pid: Option<u32>,
     pub duration: Duration,
     pub rss_duration: Duration,
+    pub rss_runs: usize,
     pub rates: Vec<u32>,
     pub connections: usize,
     pub model: String,
@@ -76,7 +77,7 @@ pub struct Results {
     pub max: (Sample, Sample),
     pub streams_1: (Sample, Sample),
     pub streams_10: (Sample, Sample),
-    /// The gateway's (VmRSS, VmHWM) in KiB after each of the two runs at 1,000 req/s.
+    /// The gateway's (VmRSS, VmHWM) in KiB after each of the memory runs at 1,000 req/s.
     pub rss_runs: Vec<(u64, u64)>,
     /// The gateway's VmHWM in KiB at the end.
     pub peak_kib: Option<u64>,
@@ -249,7 +250,7 @@ pub async fn run_all(args: &Args) -> Results {
     let streamed = request_body(&args.model, true);
     let mut r = Results::default();
     if let Some(pid) = args.pid {
-        for run in 1..=2 {
+        for run in 1..=args.rss_runs {
             eprintln!(
                 "memory run {run}: gateway at 1000 req/s for {:?}",
                 args.rss_duration
