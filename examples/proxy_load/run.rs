@@ -255,9 +255,17 @@ pub async fn run_all(args: &Args) -> Results {
                 "memory run {run}: gateway at 1000 req/s for {:?}",
                 args.rss_duration
             );
-            fixed_rate(&gw, &plain, 1000, args.rss_duration).await;
+            let s = fixed_rate(&gw, &plain, 1000, args.rss_duration).await;
             let kib = |k| status_kib(pid, k).unwrap_or(0);
             r.rss_runs.push((kib("VmRSS"), kib("VmHWM")));
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+            eprintln!(
+                "  VmRSS {} KiB, VmHWM {} KiB, {fds} open fds; latency max {:.1} ms, {} failed",
+                kib("VmRSS"),
+                kib("VmHWM"),
+                s.quantile_ms(1.0, |t| t.total),
+                s.errors
+            );
         }
     }
     let (pid, d, conns) = (args.pid, args.duration, args.connections);
