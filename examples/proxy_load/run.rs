@@ -77,8 +77,9 @@ pub struct Results {
     pub max: (Sample, Sample),
     pub streams_1: (Sample, Sample),
     pub streams_10: (Sample, Sample),
-    /// The gateway's (VmRSS, VmHWM) in KiB after each of the memory runs at 1,000 req/s.
-    pub rss_runs: Vec<(u64, u64)>,
+    /// The gateway's (VmRSS, VmHWM) in KiB and open file descriptors after each of the memory
+    /// runs at 1,000 req/s.
+    pub rss_runs: Vec<(u64, u64, usize)>,
     /// The gateway's VmHWM in KiB at the end.
     pub peak_kib: Option<u64>,
 }
@@ -257,8 +258,8 @@ pub async fn run_all(args: &Args) -> Results {
             );
             let s = fixed_rate(&gw, &plain, 1000, args.rss_duration).await;
             let kib = |k| status_kib(pid, k).unwrap_or(0);
-            r.rss_runs.push((kib("VmRSS"), kib("VmHWM")));
             let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+            r.rss_runs.push((kib("VmRSS"), kib("VmHWM"), fds));
             eprintln!(
                 "  VmRSS {} KiB, VmHWM {} KiB, {fds} open fds; latency max {:.1} ms, {} failed",
                 kib("VmRSS"),
