@@ -10,14 +10,23 @@ use hyper_util::rt::TokioExecutor;
 
 /// Command-line options.
 pub struct Args {
+    /// The gateway's chat-completions URL (`--gateway`).
     pub gateway: Option<http::Uri>,
+    /// The mock upstream's chat-completions URL (`--upstream`).
     pub upstream: Option<http::Uri>,
+    /// The gateway's process id, for CPU time and memory (`--gateway-pid`).
     pub pid: Option<u32>,
+    /// Length of each scenario (`--duration`, seconds).
     pub duration: Duration,
+    /// Length of each memory run (`--rss-duration`, seconds).
     pub rss_duration: Duration,
+    /// How many memory runs (`--rss-runs`; 0 for none).
     pub rss_runs: usize,
+    /// Fixed rates for non-streamed requests, per second (`--rates`).
     pub rates: Vec<u32>,
+    /// Connections for the maximum-throughput scenario (`--connections`).
     pub connections: usize,
+    /// The model every request names (`--model`).
     pub model: String,
 }
 
@@ -26,15 +35,20 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// One finished request: time to the first body frame and to the end of the body, from the send.
 #[derive(Clone, Copy)]
 pub struct Timing {
+    /// Time to the first non-empty body frame.
     pub ttfb: Duration,
+    /// Time to the end of the body.
     pub total: Duration,
 }
 
 /// The outcome of one scenario against one target.
 #[derive(Default)]
 pub struct Sample {
+    /// Every request that succeeded.
     pub timings: Vec<Timing>,
+    /// Requests that failed (transport error or a non-2xx status).
     pub errors: u64,
+    /// Wall-clock time of the scenario.
     pub elapsed: Duration,
     /// The gateway's CPU time (user + system) over the scenario, when its pid is known.
     pub gateway_cpu: Option<Duration>,
@@ -74,8 +88,11 @@ impl Sample {
 pub struct Results {
     /// Per rate: (direct, gateway).
     pub fixed: Vec<(u32, Sample, Sample)>,
+    /// Non-streamed, closed loop on `--connections` connections: (direct, gateway).
     pub max: (Sample, Sample),
+    /// Streams one at a time: (direct, gateway).
     pub streams_1: (Sample, Sample),
+    /// Streams ten at a time: (direct, gateway).
     pub streams_10: (Sample, Sample),
     /// The gateway's (VmRSS, VmHWM) in KiB and open file descriptors after each of the memory
     /// runs at 1,000 req/s.
