@@ -52,6 +52,9 @@ pub struct Sample {
     pub elapsed: Duration,
     /// The gateway's CPU time (user + system) over the scenario, when its pid is known.
     pub gateway_cpu: Option<Duration>,
+    /// How long the gateway's threads were runnable but waiting for a CPU over the scenario
+    /// (`/proc/PID/task/*/schedstat`): near zero on a quiet machine.
+    pub gateway_wait: Option<Duration>,
 }
 
 impl Sample {
@@ -248,10 +251,27 @@ where
 {
     closed_loop(warm.0, warm.1, warm.2, Duration::from_millis(300)).await;
     let before = pid.and_then(cpu_time);
+    let wait_before = pid.and_then(run_queue_wait);
     let mut s = f().await;
     let after = pid.and_then(cpu_time);
     s.gateway_cpu = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+    let wait_after = pid.and_then(run_queue_wait);
+    s.gateway_wait = wait_before
+        .zip(wait_after)
+        .map(|(b, a)| a.saturating_sub(b));
     s
+}
+
+/// The time all of the process's threads have spent runnable but not running, from the second
+/// field of `/proc/PID/task/TID/schedstat` (nanoseconds; needs schedstats in the kernel).
+fn run_queue_wait(pid: u32) -> Option<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let stat = std::fs::read_to_string(path).ok()?;
+        ns += stat.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 /// Every scenario, direct and through the gateway, in the order the report lists them.
