@@ -1,0 +1,141 @@
+//! A mock OpenAI-compatible upstream for the proxy benchmark (`scripts/proxy-bench.sh`).
+//!
+//! ```text
+//! cargo run --release --example mock_upstream -- 18091
+//! ```
+//!
+//! Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, `TCP_NODELAY`) on one thread and answers every
+//! `POST …/chat/completions` at once: a fixed chat completion with `usage`, or, when the request
+//! body has `"stream":true`, an SSE stream of 20 content chunks, a usage chunk and `data: [DONE]`,
+//! each chunk its own body frame (22 frames). Anything else gets a 404.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use tokio::net::TcpListener;
+
+/// Content chunks per stream, before the usage chunk and `[DONE]`.
+const CHUNKS: usize = 20;
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"The printing press spread across Europe within fifty years."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262}}"#;
+
+/// A response body that hands out prepared frames one at a time.
+struct Frames(VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The 22 SSE frames of one stream.
+fn stream_frames() -> VecDeque<Bytes> {
+    let mut frames = VecDeque::with_capacity(CHUNKS + 2);
+    for i in 0..CHUNKS {
+        frames.push_back(Bytes::from(format!(
+            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
+             \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\
+             \"finish_reason\":null}}]}}\n\n"
+        )));
+    }
+    frames.push_back(Bytes::from_static(
+        b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
+\"model\":\"mock-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\
+\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":20,\"total_tokens\":270}}\n\n",
+    ));
+    frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    frames
+}
+
+type MockBody = http_body_util::Either<Full<Bytes>, Frames>;
+
+fn respond(status: u16, content_type: &'static str, body: MockBody) -> Response<MockBody> {
+    let mut res = Response::new(body);
+    *res.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
+}
+
+/// Whether a JSON body has `"stream": true` (a byte scan: the mock does not parse requests).
+fn wants_stream(body: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, b"\"stream\"").any(|at| {
+        let rest = body[at + 8..].trim_ascii_start();
+        rest.strip_prefix(b":")
+            .is_some_and(|v| v.trim_ascii_start().starts_with(b"true"))
+    })
+}
+
+async fn handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
+    use http_body_util::Either::{Left, Right};
+    if req.method() != http::Method::POST || !req.uri().path().ends_with("/chat/completions") {
+        return Ok(respond(404, "text/plain", Left(Full::new(Bytes::new()))));
+    }
+    let body = match req.into_body().collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return Ok(respond(400, "text/plain", Left(Full::new(Bytes::new())))),
+    };
+    Ok(if wants_stream(&body) {
+        respond(200, "text/event-stream", Right(Frames(stream_frames())))
+    } else {
+        let json = Full::new(Bytes::from_static(COMPLETION.as_bytes()));
+        respond(200, "application/json", Left(json))
+    })
+}
+
+fn main() {
+    let port: u16 = match std::env::args().nth(1).map(|p| p.parse()) {
+        Some(Ok(p)) => p,
+        _ => {
+            eprintln!("usage: mock_upstream PORT");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(serve(port));
+}
+
+async fn serve(port: u16) {
+    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("mock upstream listening on http://127.0.0.1:{port}");
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let service = hyper::service::service_fn(handle);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
