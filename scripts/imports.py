@@ -30,10 +30,11 @@ ALLOWED = {
     "percentile": {"catalog", "health", "stats", "route"},
     "fallback": {"catalog", "health", "stats", "route", "wire"},
     "usage_meter": {"catalog", "stats", "route", "wire"},
+    "cache": {"route", "usage_meter"},
     "compat": {"catalog", "route", "wire"},
     "sim": {"catalog", "wire"},
     "gateway_layer": {"catalog", "health", "stats", "route", "model_routing", "data_policy",
-                      "price_cap", "percentile", "usage_meter", "fallback"},
+                      "price_cap", "percentile", "usage_meter", "fallback", "cache"},
     "client": set(),
     "lib": None,  # the crate root re-exports everything
 }

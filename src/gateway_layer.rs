@@ -4,6 +4,7 @@ use std::fmt;
 
 use tower_layer::Layer;
 
+use crate::cache::{ResponseCache, ResponseCacheLayer};
 use crate::catalog::CatalogHandle;
 use crate::data_policy::{DataPolicy, DataPolicyLayer};
 use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
@@ -18,6 +19,9 @@ use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 /// ```text
 /// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → UsageMeter → ProviderFallback → client
 /// ```
+///
+/// with a [`ResponseCache`] between PercentileDeprioritize and UsageMeter, disabled (a
+/// pass-through) unless [`cache`](Self::cache) configures it.
 ///
 /// One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
 /// percentile preferences, the meter's time to first token and throughput, the fallback's attempt
@@ -72,13 +76,15 @@ pub struct GatewayLayer {
     data_policy: DataPolicyLayer,
     price_cap: PriceCapLayer,
     percentile: PercentileDeprioritizeLayer,
+    cache: ResponseCacheLayer,
     usage_meter: UsageMeterLayer,
     fallback: ProviderFallbackLayer,
 }
 
 /// The service a [`GatewayLayer`] produces around `S`.
-pub type Gateway<S> =
-    ModelRouting<DataPolicy<PriceCap<PercentileDeprioritize<UsageMeter<ProviderFallback<S>>>>>>;
+pub type Gateway<S> = ModelRouting<
+    DataPolicy<PriceCap<PercentileDeprioritize<ResponseCache<UsageMeter<ProviderFallback<S>>>>>>,
+>;
 
 impl GatewayLayer {
     /// Every layer with its defaults, sharing a new [`Stats`].
@@ -93,6 +99,7 @@ impl GatewayLayer {
             data_policy: DataPolicyLayer::new(),
             price_cap: PriceCapLayer::new(),
             percentile: PercentileDeprioritizeLayer::new(stats.clone()),
+            cache: ResponseCacheLayer::disabled(),
             usage_meter: UsageMeterLayer::new().stats(stats.clone()),
             fallback: ProviderFallbackLayer::new().stats(stats.clone()),
             stats,
@@ -128,6 +135,12 @@ impl GatewayLayer {
         self
     }
 
+    /// Replaces the (disabled) response cache, in front of UsageMeter so that a HIT costs nothing.
+    pub fn cache(mut self, layer: ResponseCacheLayer) -> Self {
+        self.cache = layer;
+        self
+    }
+
     /// Reconfigures UsageMeter (ledger, sinks, …); it already feeds the shared stats.
     pub fn usage_meter(mut self, f: impl FnOnce(UsageMeterLayer) -> UsageMeterLayer) -> Self {
         self.usage_meter = f(self.usage_meter);
@@ -151,6 +164,7 @@ impl<S> Layer<S> for GatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let s = self.fallback.layer(inner);
         let s = self.usage_meter.layer(s);
+        let s = self.cache.layer(s);
         let s = self.percentile.layer(s);
         let s = self.price_cap.layer(s);
         let s = self.data_policy.layer(s);

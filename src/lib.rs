@@ -31,6 +31,8 @@
 //! * [`compat`] — [`MessagesLayer`](compat::MessagesLayer): serves Anthropic Messages requests
 //!   (Claude Code, the `anthropic` SDKs) with a chat-completions service, translating requests,
 //!   JSON and SSE responses and errors.
+//! * [`cache`] — [`ResponseCacheLayer`](cache::ResponseCacheLayer): OpenRouter's response cache
+//!   (`X-OpenRouter-Cache`), per caller key, with HITs that cost nothing.
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
 //!   implements [`health::HealthSource`].
 //! * [`body`] — the response body type of the layers.
@@ -124,6 +126,7 @@
 mod macros;
 
 pub mod body;
+pub mod cache;
 pub mod catalog;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
