@@ -523,7 +523,7 @@ async fn a_failed_or_dropped_stream_is_not_cached() {
         .call(request(Some("team-a"), STREAM_BODY, ON))
         .await
         .unwrap();
-    let mut body = std::pin::pin!(res.into_body());
+    let mut body = Box::pin(res.into_body());
     body.frame().await.unwrap().unwrap();
     drop(body);
     let res = svc
