@@ -118,6 +118,7 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.cap,
         config.attempt_timeout,
         config.ignore,
+        config.cache,
     )
 }
 
@@ -134,6 +135,7 @@ pub fn build_with_client(
     cap: tower_ai_gateway::route::MaxPrice,
     attempt_timeout: std::time::Duration,
     ignore: Vec<String>,
+    cache: tower_ai_gateway::cache::ResponseCacheLayer,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
@@ -150,6 +152,7 @@ pub fn build_with_client(
         .routing(|r| routing(r.body_limit(body_limit).ignore_providers(ignore)))
         .data_policy(DataPolicyLayer::new().floor(floor))
         .price_cap(PriceCapLayer::new().cap(cap))
+        .cache(cache)
         .usage_meter(|u| {
             u.shared_ledger(ledger.clone())
                 .sink(generations.clone())

@@ -11,6 +11,10 @@ use tower_ai_gateway::route::MaxPrice;
 use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
 use tower_ai_gateway::usage_meter::Period;
 
+// `[gateway.cache]` (a file of its own; a path, so the tests that include this file find it too).
+#[path = "cache.rs"]
+pub mod cache;
+
 /// The demo catalog shipped with the crate's tests.
 pub const DEMO_CATALOG: &[u8] = include_bytes!("../../tests/fixtures/catalog/demo-catalog.json");
 
@@ -58,6 +62,9 @@ pub struct GatewaySection {
     /// Providers never used.
     #[serde(default)]
     pub ignore_providers: Vec<String>,
+    /// `[gateway.cache]`: the response cache (on by default; requests opt in).
+    #[serde(default)]
+    pub cache: cache::CacheSection,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +102,7 @@ pub struct Config {
     pub cap: MaxPrice,
     pub attempt_timeout: Duration,
     pub ignore: Vec<String>,
+    pub cache: tower_ai_gateway::cache::ResponseCacheLayer,
     pub demo: bool,
 }
 
@@ -242,6 +250,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         cap: MaxPrice::default(),
         attempt_timeout: Duration::from_secs(120),
         ignore: Vec::new(),
+        cache: tower_ai_gateway::cache::ResponseCacheLayer::new(),
         demo: true,
     }
 }
@@ -315,6 +324,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         cap: gateway.max_price.unwrap_or_default(),
         attempt_timeout: Duration::from_secs(gateway.attempt_timeout_secs.unwrap_or(120)),
         ignore: gateway.ignore_providers,
+        cache: gateway.cache.layer()?,
         demo: false,
     })
 }
