@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 /// What [`prepare`] learnt from an answer.
 #[derive(Debug, Default, PartialEq)]
@@ -20,14 +19,33 @@ pub(crate) struct Prepared {
 /// The top-level members of one JSON document, borrowed.
 type Members<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
 
-/// Sets every number in `v` to 0 (token counts, `cost`, every `*_details` counter); strings,
-/// booleans and nulls stay.
-fn zero(v: &mut Value) {
-    match v {
-        Value::Number(n) => *n = 0.into(),
-        Value::Array(a) => a.iter_mut().for_each(zero),
-        Value::Object(o) => o.values_mut().for_each(zero),
-        _ => {}
+/// Copies the JSON value `raw` into `out` with every number replaced by `0` (token counts,
+/// `cost`, every `*_details` counter); strings, booleans, nulls, member order and spacing stay.
+/// `raw` is valid JSON (serde_json checked it), so a number is any run of number characters
+/// outside a string.
+fn zero_numbers(raw: &[u8], out: &mut Vec<u8>) {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut in_number = false;
+    for &b in raw {
+        if in_string {
+            in_string = escaped || b != b'"';
+            escaped = !escaped && b == b'\\';
+            out.push(b);
+            continue;
+        }
+        let number_char = b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+        if in_number && number_char {
+            continue;
+        }
+        in_number = false;
+        if b == b'-' || b.is_ascii_digit() {
+            in_number = true;
+            out.push(b'0');
+            continue;
+        }
+        in_string = b == b'"';
+        out.push(b);
     }
 }
 
@@ -62,12 +80,10 @@ fn prepare_doc(doc: &[u8], out: &mut Prepared) -> Result<Option<Vec<u8>>, ()> {
     let Some(usage) = members.get("usage").filter(|u| u.get() != "null") else {
         return Ok(None);
     };
-    let mut value: Value = serde_json::from_str(usage.get()).map_err(|_| ())?;
-    zero(&mut value);
     let range = span(doc, usage);
     let mut edited = Vec::with_capacity(doc.len());
     edited.extend_from_slice(&doc[..range.start]);
-    serde_json::to_writer(&mut edited, &value).map_err(|_| ())?;
+    zero_numbers(usage.get().as_bytes(), &mut edited);
     edited.extend_from_slice(&doc[range.end..]);
     Ok(Some(edited))
 }
@@ -191,6 +207,29 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    fn zeroed(raw: &str) -> String {
+        let mut out = Vec::new();
+        zero_numbers(raw.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn numbers_become_zero_and_nothing_else_changes() {
+        assert_eq!(
+            zeroed(
+                r#"{"a": 12, "b":-3.5e-7,"c":[1,2.0E+3],"d":"x1 \"9\" 2","e":true,"f":null,"g9":{}}"#
+            ),
+            r#"{"a": 0, "b":0,"c":[0,0],"d":"x1 \"9\" 2","e":true,"f":null,"g9":{}}"#
+        );
+        assert_eq!(zeroed("7"), "0");
+        assert_eq!(
+            zeroed(r#""\\" "#),
+            r#""\\" "#,
+            "an escaped backslash ends the escape"
+        );
+    }
 
     #[test]
     fn json_usage_is_zeroed_in_place() {
@@ -226,7 +265,7 @@ mod tests {
         assert_eq!(p.frames[2], frames[2]);
         assert_eq!(
             &p.frames[1][..],
-            &b": keep-alive\n\ndata: {\"id\":\"gen-9\",\"created\":5,\"choices\":[],\"usage\":{\"completion_tokens\":0,\"cost\":0,\"prompt_tokens\":0,\"total_tokens\":0}}\n\n"[..]
+            &b": keep-alive\n\ndata: {\"id\":\"gen-9\",\"created\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0,\"cost\":0}}\n\n"[..]
         );
         assert_eq!(p.source_id.as_deref(), Some("gen-9"));
     }
