@@ -107,12 +107,13 @@
 //!     req.extensions_mut().insert(CallerKey::new("team-a"));
 //!     req
 //! };
-//! let miss = svc.ready().await?.call(request()).await?;
+//! type Req = http::Request<Full<Bytes>>;
+//! let miss = ServiceExt::<Req>::ready(&mut svc).await?.call(request()).await?;
 //! assert_eq!(miss.headers()["x-openrouter-cache-status"], "MISS");
 //! let source = miss.headers()["x-generation-id"].clone();
 //! miss.into_body().collect().await?; // stored when the body ends
 //!
-//! let hit = svc.ready().await?.call(request()).await?;
+//! let hit = ServiceExt::<Req>::ready(&mut svc).await?.call(request()).await?;
 //! assert_eq!(hit.headers()["x-openrouter-cache-status"], "HIT");
 //! assert_eq!(hit.headers()["x-openrouter-cache-source-id"], source);
 //! assert_ne!(hit.headers()["x-generation-id"], source);
