@@ -171,6 +171,7 @@ fn cache(which: &str, n: usize) {
             stored_at_ms: 0,
             ttl: std::time::Duration::from_secs(300),
             streamed: false,
+            extensions: http::Extensions::new(),
         };
         store.put(key(body.as_bytes()), std::sync::Arc::new(entry));
         return repeat(n, || {

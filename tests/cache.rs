@@ -55,6 +55,10 @@ impl Body for Chan {
     }
 }
 
+/// Put in the extensions of the upstream's `n`th answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Marker(usize);
+
 /// What the upstream answers: a status, whether it is SSE, and a channel feeding its body.
 type Reply = (StatusCode, bool, Chan);
 
@@ -117,11 +121,13 @@ impl Service<Request<Full<Bytes>>> for Upstream {
             } else {
                 "application/json"
             };
-            Ok(Response::builder()
+            let mut res = Response::builder()
                 .status(status)
                 .header("content-type", ct)
                 .body(body)
-                .unwrap())
+                .unwrap();
+            res.extensions_mut().insert(Marker(n));
+            Ok(res)
         })
     }
 }
@@ -195,6 +201,7 @@ struct Got {
     status: StatusCode,
     headers: http::HeaderMap,
     cache: Option<CacheStatus>,
+    marker: Option<Marker>,
     frames: Vec<Bytes>,
 }
 
@@ -230,6 +237,7 @@ where
     Got {
         status: parts.status,
         cache: parts.extensions.get::<CacheStatus>().copied(),
+        marker: parts.extensions.get::<Marker>().copied(),
         headers: parts.headers,
         frames,
     }
@@ -263,6 +271,7 @@ async fn a_hit_costs_nothing_and_carries_a_new_id() {
     );
     assert_eq!(hit.header("content-type"), Some("application/json"));
     assert_eq!(hit.cache, Some(CacheStatus::Hit));
+    assert_eq!(hit.marker, Some(Marker(0)), "the MISS's extensions come back");
     assert_ne!(hit.id(), miss.id(), "a new generation id");
     let json = hit.json();
     assert_eq!(json["id"], hit.id().as_str());

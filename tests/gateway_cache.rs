@@ -147,3 +147,37 @@ fn the_cache_section() {
     assert!(parse("max_byte = 1").is_err(), "unknown keys are refused");
     assert!(parse("enabled = false").unwrap().layer().is_ok());
 }
+
+#[tokio::test]
+async fn anthropic_messages_hit_over_http() {
+    let gw = start().await;
+    let body = json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 40,
+                      "messages": [{"role": "user", "content": "Cache me in Messages"}]});
+    for stream in [false, true] {
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let miss = gw
+            .send(Method::POST, "/v1/messages", Some(&body), true)
+            .await;
+        assert_eq!(miss.status, 200, "{:?}", miss.body);
+        assert_eq!(header(&miss, "x-openrouter-cache-status"), Some("MISS"));
+        let hit = gw
+            .send(Method::POST, "/v1/messages", Some(&body), true)
+            .await;
+        assert_eq!(header(&hit, "x-openrouter-cache-status"), Some("HIT"));
+        let text = std::str::from_utf8(&hit.body).unwrap();
+        let new_id = header(&hit, "x-generation-id").unwrap();
+        if stream {
+            assert!(text.starts_with("event: message_start"), "{text}");
+            assert!(text.contains(new_id), "{text}");
+            assert!(text.contains(r#""output_tokens":0"#), "{text}");
+        } else {
+            let v = hit.json();
+            assert_eq!(v["type"], "message", "{v}");
+            assert_eq!(v["id"], new_id);
+            assert_eq!(v["usage"]["input_tokens"], 0, "{v}");
+            assert_eq!(v["usage"]["output_tokens"], 0, "{v}");
+            assert_eq!(v["content"], miss.json()["content"]);
+        }
+    }
+}

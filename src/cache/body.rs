@@ -23,6 +23,7 @@ pub(crate) struct Recorder {
     pub(crate) key: CacheKey,
     pub(crate) ttl: Duration,
     pub(crate) headers: HeaderMap,
+    pub(crate) extensions: http::Extensions,
     pub(crate) streamed: bool,
     pub(crate) max_bytes: usize,
     pub(crate) store: Arc<dyn CacheStore>,
@@ -56,6 +57,7 @@ impl Recorder {
                 stored_at_ms: self.clock.unix_millis(),
                 ttl: self.ttl,
                 streamed: self.streamed,
+                extensions: std::mem::take(&mut self.extensions),
             });
             self.store.put(self.key.clone(), entry.clone());
             entry

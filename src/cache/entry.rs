@@ -69,22 +69,37 @@ fn prepare_doc(doc: &[u8], out: &mut Prepared) -> Result<Option<Vec<u8>>, ()> {
         Err(_) if mentions_usage => return Err(()),
         Err(_) => return Ok(None),
     };
+    // Anthropic's `message_start` nests its id and usage in `message`.
+    let message: Option<Members<'_>> = members
+        .get("message")
+        .and_then(|m| serde_json::from_str(m.get()).ok());
     if out.source_id.is_none() {
-        out.source_id = members
-            .get("id")
-            .and_then(|r| serde_json::from_str::<String>(r.get()).ok());
+        let id = |m: &Members<'_>| serde_json::from_str::<String>(m.get("id")?.get()).ok();
+        out.source_id = id(&members).or_else(|| message.as_ref().and_then(id));
         out.created = members
             .get("created")
             .and_then(|r| serde_json::from_str::<i64>(r.get()).ok());
     }
-    let Some(usage) = members.get("usage").filter(|u| u.get() != "null") else {
+    let mut usages: Vec<&RawValue> = [Some(&members), message.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("usage").copied())
+        .filter(|u| u.get() != "null")
+        .collect();
+    if usages.is_empty() {
+        // `"usage"` inside some other member (a string, a tool argument) is not billing.
         return Ok(None);
-    };
-    let range = span(doc, usage);
+    }
+    usages.sort_by_key(|u| span(doc, u).start);
     let mut edited = Vec::with_capacity(doc.len());
-    edited.extend_from_slice(&doc[..range.start]);
-    zero_numbers(usage.get().as_bytes(), &mut edited);
-    edited.extend_from_slice(&doc[range.end..]);
+    let mut copied = 0;
+    for u in usages {
+        let range = span(doc, u);
+        edited.extend_from_slice(&doc[copied..range.start]);
+        zero_numbers(u.get().as_bytes(), &mut edited);
+        copied = range.end;
+    }
+    edited.extend_from_slice(&doc[copied..]);
     Ok(Some(edited))
 }
 
@@ -268,6 +283,20 @@ mod tests {
             &b": keep-alive\n\ndata: {\"id\":\"gen-9\",\"created\":5,\"choices\":[],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0,\"cost\":0}}\n\n"[..]
         );
         assert_eq!(p.source_id.as_deref(), Some("gen-9"));
+    }
+
+    #[test]
+    fn anthropic_streams_give_their_message_id() {
+        let frames = vec![
+            Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"gen-a\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n"),
+            Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\n"),
+        ];
+        let p = prepare(frames, true).unwrap();
+        assert_eq!(p.source_id.as_deref(), Some("gen-a"));
+        assert!(std::str::from_utf8(&p.frames[0])
+            .unwrap()
+            .contains(r#""usage":{"input_tokens":0,"output_tokens":0}"#));
+        assert!(std::str::from_utf8(&p.frames[1]).unwrap().contains(r#""usage":{"output_tokens":0}"#));
     }
 
     #[test]

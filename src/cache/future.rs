@@ -123,6 +123,7 @@ fn hit<B>(entry: &CachedResponse, cfg: &Config) -> Response<ResponseBody<B>> {
     {
         h.insert(CACHE_SOURCE_ID, v);
     }
+    *res.extensions_mut() = entry.extensions.clone();
     res.extensions_mut().insert(CacheStatus::Hit);
     res
 }
@@ -159,6 +160,7 @@ fn miss<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
             key: ctx.key,
             ttl: ctx.ttl,
             headers: stored_headers(&parts.headers),
+            extensions: parts.extensions.clone(),
             streamed: is_sse(&parts.headers),
             max_bytes: ctx.cfg.max_entry_bytes,
             store: store.clone(),

@@ -145,6 +145,7 @@ mod tests {
             stored_at_ms: 0,
             ttl: std::time::Duration::from_secs(1),
             streamed: false,
+            extensions: http::Extensions::new(),
         });
         lead.finish(Some(entry.clone()));
         assert!(Arc::ptr_eq(&wait.await.unwrap(), &entry));

@@ -31,6 +31,10 @@ pub struct CachedResponse {
     pub ttl: Duration,
     /// Whether it is an SSE stream.
     pub streamed: bool,
+    /// The MISS's response extensions (e.g. which endpoint served it, or that a Messages answer
+    /// is already in Anthropic's wire format), given back to each HIT. A remote store keeps
+    /// those it knows how to serialise.
+    pub extensions: http::Extensions,
 }
 
 impl CachedResponse {
@@ -220,6 +224,7 @@ mod tests {
             stored_at_ms: 0,
             ttl: Duration::from_secs(300),
             streamed: false,
+            extensions: http::Extensions::new(),
         })
     }
 
