@@ -151,7 +151,10 @@ fn the_cache_section() {
 #[tokio::test]
 async fn anthropic_messages_hit_over_http() {
     let gw = start().await;
+    // Anthropic's own endpoint speaks the Messages wire: the answer passes through untranslated,
+    // marked in the response extensions, which a HIT must carry too.
     let body = json!({"model": "anthropic/claude-sonnet-4.5", "max_tokens": 40,
+                      "provider": {"only": ["anthropic"]},
                       "messages": [{"role": "user", "content": "Cache me in Messages"}]});
     for stream in [false, true] {
         let mut body = body.clone();
