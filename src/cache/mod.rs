@@ -46,7 +46,10 @@
 //! generation id** (in `id` and `X-Generation-Id`), a new `created`, and every billable usage
 //! counter `0`; headers `X-OpenRouter-Cache-Status: HIT`, `X-OpenRouter-Cache-Age` (seconds since
 //! stored), `X-OpenRouter-Cache-TTL` and `X-OpenRouter-Cache-Source-Id` (the generation id of the
-//! stored answer). Responses carry [`CacheStatus`] in their extensions.
+//! stored answer). The MISS's response extensions come back too (which endpoint served it; that a
+//! Messages answer is already in Anthropic's wire format, so `compat::MessagesLayer` does not
+//! translate it again), and every response the cache handled carries [`CacheStatus`] in its
+//! extensions.
 //!
 //! # Store, memory, coalescing
 //!
