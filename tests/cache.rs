@@ -271,7 +271,11 @@ async fn a_hit_costs_nothing_and_carries_a_new_id() {
     );
     assert_eq!(hit.header("content-type"), Some("application/json"));
     assert_eq!(hit.cache, Some(CacheStatus::Hit));
-    assert_eq!(hit.marker, Some(Marker(0)), "the MISS's extensions come back");
+    assert_eq!(
+        hit.marker,
+        Some(Marker(0)),
+        "the MISS's extensions come back"
+    );
     assert_ne!(hit.id(), miss.id(), "a new generation id");
     let json = hit.json();
     assert_eq!(json["id"], hit.id().as_str());

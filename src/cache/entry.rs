@@ -296,7 +296,9 @@ mod tests {
         assert!(std::str::from_utf8(&p.frames[0])
             .unwrap()
             .contains(r#""usage":{"input_tokens":0,"output_tokens":0}"#));
-        assert!(std::str::from_utf8(&p.frames[1]).unwrap().contains(r#""usage":{"output_tokens":0}"#));
+        assert!(std::str::from_utf8(&p.frames[1])
+            .unwrap()
+            .contains(r#""usage":{"output_tokens":0}"#));
     }
 
     #[test]
