@@ -186,7 +186,85 @@ fn rate_limit(which: &str, n: usize) {
 
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
                          routing/{bare,parse,demo} stack/{bare,routing,routing+fallback,all6} \
-                         rate_limit/{bare,off,allowed,refused}";
+                         rate_limit/{bare,off,allowed,refused} \
+                         cache/{bare,miss,hit,key1k,key100k}";
+
+/// ModelRouting → ResponseCache → UsageMeter → a fixed answer: `bare` with the cache disabled,
+/// `miss` (`X-OpenRouter-Cache-Clear`: drop, call, record, store), `hit`; `key1k` / `key100k`: the
+/// lookup alone (key hashing and a store read) for a 1 KB and a 100 KB body.
+fn cache(which: &str, n: usize) {
+    use tower_ai_gateway::cache::{CacheKey, CacheStore, InMemoryStore, ResponseCacheLayer};
+    use tower_ai_gateway::usage_meter::CallerKey;
+
+    if let Some(size) = match which {
+        "key1k" => Some(1_000),
+        "key100k" => Some(100_000),
+        _ => None,
+    } {
+        // A chat body of `size` bytes, with whitespace to normalise away.
+        let text = "lorem ipsum dolor sit amet ".repeat(size / 27);
+        let body = format!(
+            r#"{{"model": "acme/chat", "messages": [{{"role": "user", "content": "{text}"}}]}}"#
+        );
+        let key = |b: &[u8]| CacheKey::new("caller", "acme/chat", "/v1/chat/completions", false, b);
+        let store = InMemoryStore::new(1 << 20);
+        let entry = tower_ai_gateway::cache::CachedResponse {
+            headers: http::HeaderMap::new(),
+            frames: vec![Bytes::from_static(common::ANSWER.as_bytes())],
+            source_id: None,
+            created: None,
+            stored_at_ms: 0,
+            ttl: std::time::Duration::from_secs(300),
+            streamed: false,
+            extensions: http::Extensions::new(),
+        };
+        store.put(key(body.as_bytes()), std::sync::Arc::new(entry));
+        return repeat(n, || {
+            let k = key(black_box(body.as_bytes()));
+            now(store.get(&k)).map_or(0, |e| e.frames.len())
+        });
+    }
+    let layer = match which {
+        "bare" => ResponseCacheLayer::disabled(),
+        "miss" | "hit" => ResponseCacheLayer::new(),
+        _ => return usage(),
+    };
+    let body = stack_body();
+    let mut svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(stack_catalog()).seed(1))
+        .layer(layer)
+        .layer(UsageMeterLayer::new())
+        .service_fn(fixed);
+    let clear = which == "miss";
+    drain(
+        now(svc.call(cached_request(&body, false)))
+            .unwrap()
+            .into_body(),
+    );
+    repeat(n, || {
+        let req = cached_request(&body, clear);
+        let res = now(svc.call(req)).unwrap();
+        debug_assert_eq!(
+            res.headers()["x-openrouter-cache-status"],
+            if clear { "MISS" } else { "HIT" }
+        );
+        drain(res.into_body())
+    });
+
+    /// A request that opts in to the cache, from caller `caller`.
+    fn cached_request(body: &Bytes, clear: bool) -> Request<Full<Bytes>> {
+        let mut req = Request::post("http://alpha.sim/v1/chat/completions")
+            .header("x-openrouter-cache", "true")
+            .header(
+                "x-openrouter-cache-clear",
+                if clear { "true" } else { "false" },
+            )
+            .body(Full::new(body.clone()))
+            .unwrap();
+        req.extensions_mut().insert(CallerKey::new("caller"));
+        req
+    }
+}
 
 fn usage() {
     eprintln!("usage: icount <scenario> <n>; scenarios: {SCENARIOS}");
@@ -210,6 +288,7 @@ fn main() {
         "routing" => routing(which, n),
         "stack" => stack(which, n),
         "rate_limit" => rate_limit(which, n),
+        "cache" => cache(which, n),
         _ => usage(),
     }
 }

@@ -30,11 +30,12 @@ ALLOWED = {
     "percentile": {"catalog", "health", "stats", "route"},
     "fallback": {"catalog", "health", "stats", "route", "wire"},
     "usage_meter": {"catalog", "stats", "route", "wire"},
+    "cache": {"route", "usage_meter"},
     "rate_limit": {"catalog", "route", "usage_meter", "fallback"},
     "compat": {"catalog", "route", "wire"},
     "sim": {"catalog", "wire"},
     "gateway_layer": {"catalog", "health", "stats", "route", "model_routing", "data_policy",
-                      "price_cap", "percentile", "rate_limit", "usage_meter", "fallback"},
+                      "price_cap", "percentile", "rate_limit", "cache", "usage_meter", "fallback"},
     "client": set(),
     "lib": None,  # the crate root re-exports everything
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use tower_layer::Layer;
 
+use crate::cache::{ResponseCache, ResponseCacheLayer};
 use crate::catalog::CatalogHandle;
 use crate::data_policy::{DataPolicy, DataPolicyLayer};
 use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
@@ -17,12 +18,13 @@ use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 /// `GatewayLayer`: the layers in their standard order, as one layer.
 ///
 /// ```text
-/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → UsageMeter
-///   → ProviderFallback → client
+/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → ResponseCache
+///   → UsageMeter → ProviderFallback → client
 /// ```
 ///
 /// RateLimit has no limits by default (it then only forwards); set them with
-/// [`rate_limit`](Self::rate_limit).
+/// [`rate_limit`](Self::rate_limit). The [`ResponseCache`] between RateLimit and UsageMeter
+/// is disabled (a pass-through) unless [`cache`](Self::cache) configures it.
 ///
 /// One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
 /// percentile preferences, the meter's time to first token and throughput, the fallback's attempt
@@ -78,13 +80,16 @@ pub struct GatewayLayer {
     price_cap: PriceCapLayer,
     percentile: PercentileDeprioritizeLayer,
     rate_limit: RateLimitLayer,
+    cache: ResponseCacheLayer,
     usage_meter: UsageMeterLayer,
     fallback: ProviderFallbackLayer,
 }
 
 /// The service a [`GatewayLayer`] produces around `S`.
 pub type Gateway<S> = ModelRouting<
-    DataPolicy<PriceCap<PercentileDeprioritize<RateLimit<UsageMeter<ProviderFallback<S>>>>>>,
+    DataPolicy<
+        PriceCap<PercentileDeprioritize<RateLimit<ResponseCache<UsageMeter<ProviderFallback<S>>>>>>,
+    >,
 >;
 
 impl GatewayLayer {
@@ -101,6 +106,7 @@ impl GatewayLayer {
             price_cap: PriceCapLayer::new(),
             percentile: PercentileDeprioritizeLayer::new(stats.clone()),
             rate_limit: RateLimitLayer::new(),
+            cache: ResponseCacheLayer::disabled(),
             usage_meter: UsageMeterLayer::new().stats(stats.clone()),
             fallback: ProviderFallbackLayer::new().stats(stats.clone()),
             stats,
@@ -142,6 +148,12 @@ impl GatewayLayer {
         self
     }
 
+    /// Replaces the (disabled) response cache, in front of UsageMeter so that a HIT costs nothing.
+    pub fn cache(mut self, layer: ResponseCacheLayer) -> Self {
+        self.cache = layer;
+        self
+    }
+
     /// Reconfigures UsageMeter (ledger, sinks, …); it already feeds the shared stats.
     pub fn usage_meter(mut self, f: impl FnOnce(UsageMeterLayer) -> UsageMeterLayer) -> Self {
         self.usage_meter = f(self.usage_meter);
@@ -165,6 +177,7 @@ impl<S> Layer<S> for GatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let s = self.fallback.layer(inner);
         let s = self.usage_meter.layer(s);
+        let s = self.cache.layer(s);
         let s = self.rate_limit.layer(s);
         let s = self.percentile.layer(s);
         let s = self.price_cap.layer(s);

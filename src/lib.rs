@@ -36,6 +36,8 @@
 //!   `anthropic` SDKs) with a chat-completions service, translating requests, JSON and SSE
 //!   responses and errors; Anthropic-wire providers are called in their own wire (feature
 //!   `anthropic`, on by default).
+//! * [`cache`] — [`ResponseCacheLayer`](cache::ResponseCacheLayer): OpenRouter's response cache
+//!   (`X-OpenRouter-Cache`), per caller key, with HITs that cost nothing.
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
 //!   implements [`health::HealthSource`].
 //! * [`body`] — the response body type of the layers.
@@ -129,6 +131,7 @@
 mod macros;
 
 pub mod body;
+pub mod cache;
 pub mod catalog;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

@@ -122,6 +122,7 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.attempt_timeout,
         config.ignore,
         config.rate_limits,
+        config.cache,
     )
 }
 
@@ -139,6 +140,7 @@ pub fn build_with_client(
     attempt_timeout: std::time::Duration,
     ignore: Vec<String>,
     rate_limits: RateLimits,
+    cache: tower_ai_gateway::cache::ResponseCacheLayer,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
@@ -156,6 +158,7 @@ pub fn build_with_client(
         .data_policy(DataPolicyLayer::new().floor(floor))
         .price_cap(PriceCapLayer::new().cap(cap))
         .rate_limit(rate_limits.layer.clone())
+        .cache(cache)
         .usage_meter(|u| {
             u.shared_ledger(ledger.clone())
                 .sink(generations.clone())

@@ -13,6 +13,9 @@ use tower_ai_gateway::usage_meter::Period;
 
 #[path = "limits.rs"]
 pub mod limits;
+// `[gateway.cache]` (a file of its own; a path, so the tests that include this file find it too).
+#[path = "cache.rs"]
+pub mod cache;
 
 /// The demo catalog shipped with the crate's tests.
 pub const DEMO_CATALOG: &[u8] = include_bytes!("../../tests/fixtures/catalog/demo-catalog.json");
@@ -67,6 +70,9 @@ pub struct GatewaySection {
     /// `[gateway.rate_limits]`.
     #[serde(default)]
     pub rate_limits: limits::RateLimitsSection,
+    /// `[gateway.cache]`: the response cache (on by default; requests opt in).
+    #[serde(default)]
+    pub cache: cache::CacheSection,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +110,7 @@ pub struct Config {
     pub cap: MaxPrice,
     pub attempt_timeout: Duration,
     pub ignore: Vec<String>,
+    pub cache: tower_ai_gateway::cache::ResponseCacheLayer,
     pub demo: bool,
     pub rate_limits: limits::RateLimits,
 }
@@ -252,6 +259,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         cap: MaxPrice::default(),
         attempt_timeout: Duration::from_secs(120),
         ignore: Vec::new(),
+        cache: tower_ai_gateway::cache::ResponseCacheLayer::new(),
         demo: true,
         // OpenRouter's `:free` limits (20/min, 50/day per key) and nothing else.
         rate_limits: limits::RateLimits::new(&limits::RateLimitsSection::default(), &[]),
@@ -329,6 +337,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         cap: gateway.max_price.unwrap_or_default(),
         attempt_timeout: Duration::from_secs(gateway.attempt_timeout_secs.unwrap_or(120)),
         ignore: gateway.ignore_providers,
+        cache: gateway.cache.layer()?,
         demo: false,
         rate_limits: limits::RateLimits::new(&gateway.rate_limits, &key_rates),
     })

@@ -211,4 +211,5 @@ pub use ledger::{
     Reservation,
 };
 pub use record::{ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink};
+pub(crate) use service::generation_id;
 pub use service::UsageMeter;
