@@ -6,13 +6,15 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
+use crate::catalog::ParamSet;
 use crate::route::RequestView;
 
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
 const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
 
 /// Builds the body for one endpoint: `model` set to `upstream_model`, the gateway-only members
-/// removed, and the members of `provider.options[slug]` merged into the top-level object (they
+/// removed, the members the endpoint does not support removed (`supported`: its
+/// `supported_parameters`; the rule is [`RequestView::unsupported_spans`]), and the members of `provider.options[slug]` merged into the top-level object (they
 /// replace body members of the same name). `None` if the body is not a JSON object (it always is
 /// after ModelRouting).
 pub(crate) fn upstream_body(
@@ -20,6 +22,7 @@ pub(crate) fn upstream_body(
     view: &RequestView<'_>,
     upstream_model: &str,
     slug: &str,
+    supported: ParamSet,
 ) -> Option<Vec<u8>> {
     let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
     crate::route::write_json_str(&mut quoted, upstream_model);
@@ -28,7 +31,9 @@ pub(crate) fn upstream_body(
     let mut remove: Vec<Range<usize>> = view
         .gateway_members
         .iter()
-        .filter_map(|v| member_span(body, v.clone()))
+        .cloned()
+        .chain(view.unsupported_spans(supported))
+        .filter_map(|v| member_span(body, v))
         .collect();
     let options = view
         .options_span
@@ -240,7 +245,8 @@ mod tests {
 
     fn rewrite(body: &str, model: &str, slug: &str) -> serde_json::Value {
         let view = RequestView::parse(body.as_bytes()).expect("valid");
-        let out = upstream_body(body.as_bytes(), &view, model, slug).expect("object");
+        let out =
+            upstream_body(body.as_bytes(), &view, model, slug, ParamSet::EMPTY).expect("object");
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
@@ -248,38 +254,55 @@ mod tests {
     #[test]
     fn removes_gateway_members_and_splices_model() {
         let v = rewrite(
-            r#"{"provider":{"order":["a"]},"model":"x/y","models":["z"],"messages":[],"route":"fallback","usage":{"include":true}}"#,
+            r#"{"provider":{"order":["a"]},"model":"x/y","models":["z"],"messages":[{"role":"user","content":"hi"}],"route":"fallback","usage":{"include":true}}"#,
             "up-model",
             "a",
         );
-        assert_eq!(v, serde_json::json!({"model":"up-model","messages":[]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"up-model","messages":[{"role":"user","content":"hi"}]})
+        );
     }
 
     #[test]
     fn only_models() {
-        let v = rewrite(r#"{ "models" : ["a/b"] , "messages":[] }"#, "m", "a");
-        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
-        let v = rewrite(r#"{"messages":[],"models":["a/b"]}"#, "m", "a");
-        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
+        let v = rewrite(
+            r#"{ "models" : ["a/b"] , "messages":[{"role":"user","content":"hi"}] }"#,
+            "m",
+            "a",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]})
+        );
+        let v = rewrite(
+            r#"{"messages":[{"role":"user","content":"hi"}],"models":["a/b"]}"#,
+            "m",
+            "a",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]})
+        );
     }
 
     #[test]
     fn options_for_this_slug_only() {
-        let body = r#"{"model":"x/y","temperature":1,"provider":{"options":{"a":{"temperature":0.5,"top_k":3,"model":"evil"},"b":{"seed":1}}},"messages":[]}"#;
+        let body = r#"{"model":"x/y","temperature":1,"provider":{"options":{"a":{"temperature":0.5,"top_k":3,"model":"evil"},"b":{"seed":1}}},"messages":[{"role":"user","content":"hi"}]}"#;
         let v = rewrite(body, "m", "a");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":0.5,"top_k":3,"messages":[]})
+            serde_json::json!({"model":"m","temperature":0.5,"top_k":3,"messages":[{"role":"user","content":"hi"}]})
         );
         let v = rewrite(body, "m", "b");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[]})
+            serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[{"role":"user","content":"hi"}]})
         );
         let v = rewrite(body, "m", "c");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":1,"messages":[]})
+            serde_json::json!({"model":"m","temperature":1,"messages":[{"role":"user","content":"hi"}]})
         );
     }
 
@@ -291,6 +314,8 @@ mod tests {
         "stop",
         "user",
         "seed",
+        "top_k",
+        "logit_bias",
     ];
 
     fn value() -> impl Strategy<Value = serde_json::Value> {
@@ -303,18 +328,52 @@ mod tests {
         ]
     }
 
+    /// A value of the right type for `key` (the view rejects wrong types), or `v`.
+    fn typed_value(key: &str, v: &serde_json::Value) -> serde_json::Value {
+        match key {
+            "models" => serde_json::json!(["a/b"]),
+            "provider" => serde_json::json!({"sort": "price"}),
+            "route" => serde_json::json!("fallback"),
+            "session_id" => serde_json::json!("s1"),
+            "transforms" | "plugins" => serde_json::json!([]),
+            "messages" => serde_json::json!([{"role": "user", "content": "a,}\"{"}]),
+            "temperature" | "seed" | "top_k" => serde_json::json!(1),
+            "stop" => serde_json::json!(["}\",{"]),
+            "logit_bias" => serde_json::json!({"1": 2}),
+            _ => v.clone(),
+        }
+    }
+
     fn ws() -> impl Strategy<Value = &'static str> {
         prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\r\n\t")]
     }
 
+    fn supported_set() -> impl Strategy<Value = ParamSet> {
+        let names = [
+            "temperature",
+            "stop",
+            "seed",
+            "top_k",
+            "logit_bias",
+            "tools",
+        ];
+        proptest::sample::subsequence(names.to_vec(), 0..=names.len())
+            .prop_map(|s| ParamSet::from_names(s))
+    }
+
     proptest! {
+        /// The upstream body is valid JSON, holds exactly the members it should (gateway-only and,
+        /// when the endpoint lists parameters, unsupported and unknown ones removed), and every kept
+        /// member is the caller's bytes.
         #[test]
         fn result_parses_and_differs_only_as_intended(
-            members in proptest::collection::vec((0usize..14, value(), ws(), ws(), ws()), 0..10),
+            members in proptest::collection::vec((0usize..20, value(), ws(), ws(), ws()), 0..10),
             has_model in any::<bool>(),
+            supported in supported_set(),
         ) {
             let mut text = String::from("{");
             let mut expected = serde_json::Map::new();
+            let mut kept_bytes = Vec::new();
             let mut seen = std::collections::HashSet::new();
             let mut parts = Vec::new();
             if has_model {
@@ -322,27 +381,37 @@ mod tests {
             }
             let mut any_models = false;
             for (k, v, w1, w2, w3) in &members {
-                let key = if *k < GATEWAY.len() { GATEWAY[*k] } else { PLAIN[k - GATEWAY.len()] };
+                let key = if *k < GATEWAY.len() { GATEWAY[*k] } else { PLAIN[(k - GATEWAY.len()) % PLAIN.len()] };
                 if !seen.insert(key) { continue; }
-                let v = if key == "models" { serde_json::json!(["a/b"]) }
-                    else if key == "provider" { serde_json::json!({"sort": "price"}) }
-                    else if key == "route" { serde_json::json!("fallback") }
-                    else if key == "session_id" { serde_json::json!("s1") }
-                    else if key == "messages" { serde_json::json!([{"role": "user", "content": "a,}\"{"}]) }
-                    else { v.clone() };
+                let v = typed_value(key, v);
                 any_models |= key == "models";
-                if !GATEWAY.contains(&key) { expected.insert(key.to_string(), v.clone()); }
-                parts.push(format!("{w1}\"{key}\"{w2}:{w3}{v}{w1}"));
+                let param = crate::catalog::Parameter::from_name(key);
+                let dropped = !supported.is_empty()
+                    && match param {
+                        Some(p) => !supported.contains(p),
+                        None => key == "x_custom",
+                    };
+                let member = format!("\"{key}\"{w2}:{w3}{v}");
+                if !GATEWAY.contains(&key) && !dropped {
+                    expected.insert(key.to_string(), v.clone());
+                    kept_bytes.push(member.clone());
+                }
+                parts.push(format!("{w1}{member}{w1}"));
             }
             prop_assume!(has_model || any_models);
             text.push_str(&parts.join(","));
             text.push('}');
             expected.insert("model".into(), serde_json::json!("new/model"));
             let view = RequestView::parse(text.as_bytes()).expect("valid request");
-            let out = upstream_body(text.as_bytes(), &view, "new/model", "x").expect("object");
+            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", supported)
+                .expect("object");
+            let out_text = String::from_utf8_lossy(&out);
             let parsed: serde_json::Value = serde_json::from_slice(&out)
-                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out_text}")))?;
             prop_assert_eq!(parsed, serde_json::Value::Object(expected));
+            for m in &kept_bytes {
+                prop_assert!(out_text.contains(m.as_str()), "{} not kept verbatim in {}", m, out_text);
+            }
         }
     }
 
@@ -365,8 +434,11 @@ mod tests {
     #[test]
     fn passthrough_adds_a_missing_model() {
         assert_eq!(
-            passthrough(r#"{"models":["a/b"],"messages":[]}"#, None),
-            r#"{"model":"claude-native","messages":[]}"#
+            passthrough(
+                r#"{"models":["a/b"],"messages":[{"role":"user","content":"hi"}]}"#,
+                None
+            ),
+            r#"{"model":"claude-native","messages":[{"role":"user","content":"hi"}]}"#
         );
         assert_eq!(
             passthrough(r#"{"models":["a/b"]}"#, None),

@@ -182,8 +182,14 @@ impl<S> Run<S> {
                 .ok_or(AttemptError::NotCallable)?,
             None => {
                 let (body, view) = self.chat();
-                let chat = upstream_body(body, view, e.upstream_model(), e.provider_slug())
-                    .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
+                let chat = upstream_body(
+                    body,
+                    view,
+                    e.upstream_model(),
+                    e.provider_slug(),
+                    e.params(),
+                )
+                .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };

@@ -305,7 +305,9 @@ mod tests {
     #[test]
     fn tier_request_reads_every_spelling_and_refuses_others() {
         let tiers = |s: &str| {
-            let body = format!(r#"{{"model":"m","messages":[],"service_tier":"{s}"}}"#);
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"service_tier":"{s}"}}"#
+            );
             tier_request(&RequestView::parse(body.as_bytes()).unwrap())
         };
         assert_eq!(tiers("auto").unwrap(), TierRequest::default());

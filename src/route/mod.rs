@@ -30,6 +30,8 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 mod served;
+mod strip;
+mod validate;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -51,6 +53,7 @@ pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub use served::{AttemptKind, AttemptRecord, ServedBy};
+pub use validate::MAX_DEPTH;
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub(crate) fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::prefs::{span_of, str_list, ProviderPrefs, RouteField, Str};
+use super::validate::{self, Seen};
 use crate::catalog::{ParamSet, Parameter};
 use crate::GatewayError;
 
@@ -20,6 +21,8 @@ pub(crate) const GATEWAY_ONLY: &[&str] = &[
     "plugins",
     "usage",
     "debug",
+    "trace",
+    "preset",
 ];
 
 /// The routing view of a chat-completions request: what routing needs and nothing else, parsed once
@@ -80,6 +83,15 @@ pub struct RequestView<'a> {
     /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,
     /// `session_id`, …), key and value, for removal from upstream bodies.
     pub gateway_members: Vec<Range<usize>>,
+    /// Byte ranges of the values of top-level members that an endpoint may not support: the
+    /// parameters an endpoint lists in `supported_parameters` (with the [`Parameter`]; not
+    /// `max_tokens` / `max_completion_tokens`, which bound the budget) and unknown members (`None`).
+    /// See [`RequestView::unsupported_spans`].
+    pub droppable: Vec<(Option<Parameter>, Range<usize>)>,
+    /// Context compression (`transforms: ["middle-out"]` or the `context-compression` plugin):
+    /// `Some(true)` asked for, `Some(false)` turned off (`transforms: []`), `None` not said (the
+    /// default then depends on the endpoint's context length).
+    pub middle_out: Option<bool>,
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
 }
@@ -89,6 +101,7 @@ impl<'a> RequestView<'a> {
     /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
     /// expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
+        validate::check_depth(body)?;
         let failed_field = std::cell::Cell::new(None);
         // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
         // name the field.
@@ -212,6 +225,8 @@ impl<'a> RequestView<'a> {
             message_count: self.message_count,
             conversation_spans: self.conversation_spans,
             gateway_members: self.gateway_members,
+            droppable: self.droppable,
+            middle_out: self.middle_out,
             object_start: self.object_start,
         }
     }
@@ -322,9 +337,16 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let failed = self.failed_field;
         let mut v = RequestView::default();
+        let mut seen = Seen::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let key = key.0;
             failed.set(None);
+            if let Some(dup) = seen.insert(&key) {
+                self.at(dup);
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member `{dup}`: each member may appear once"
+                )));
+            }
             match &*key {
                 "model" => self.model(&mut v, map.next_value()?)?,
                 "models" => self.models(&mut v, map.next_value()?)?,
@@ -375,12 +397,33 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 "tools" => {
                     let raw: &'de RawValue = map.next_value()?;
                     let s = raw.get();
+                    if s != "null" {
+                        self.at("tools");
+                        validate::check_param(Parameter::Tools, s)?;
+                        v.droppable
+                            .extend(self.member(raw).map(|r| (Some(Parameter::Tools), r)));
+                    }
                     if s != "null" && s != "[]" {
                         v.params.insert(Parameter::Tools);
                         v.prompt_bytes += s.len();
                     }
                 }
-                other => self.other(&mut v, other, map.next_value()?),
+                "transforms" | "plugins" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    v.gateway_members.extend(self.member(raw));
+                    let on = if key == "transforms" {
+                        self.at("transforms");
+                        validate::transforms(raw.get())?
+                    } else {
+                        self.at("plugins");
+                        validate::plugins(raw.get())?
+                    };
+                    v.middle_out = match (v.middle_out, on) {
+                        (Some(true), _) | (_, Some(true)) => Some(true),
+                        (a, b) => a.or(b),
+                    };
+                }
+                other => self.other(&mut v, other, map.next_value()?)?,
             }
         }
         Ok(v)
@@ -479,17 +522,28 @@ impl<'de> ViewSeed<'de, '_> {
 
     /// Any other member: a known parameter is recorded as present (unless `null`), a gateway-only
     /// member's span is kept so it can be cut from upstream bodies, the rest is skipped.
-    fn other(&self, v: &mut RequestView<'de>, name: &str, raw: &'de RawValue) {
+    fn other<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        name: &str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
         if let Some(p) = Parameter::from_name(name) {
             if nonnull(raw) {
+                self.at(p.as_str());
+                validate::check_param(p, raw.get())?;
                 v.params.insert(p);
                 if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
                     v.params.insert(Parameter::StructuredOutputs);
                 }
             }
+            v.droppable.extend(self.member(raw).map(|r| (Some(p), r)));
         } else if GATEWAY_ONLY.contains(&name) {
             v.gateway_members.extend(self.member(raw));
+        } else if !validate::is_standard(name) {
+            v.droppable.extend(self.member(raw).map(|r| (None, r)));
         }
+        Ok(())
     }
 }
 
@@ -538,6 +592,9 @@ impl<'de> Visitor<'de> for MessagesSeed {
                 first.get_or_insert(content);
             }
         }
+        if count == 0 {
+            return Err(de::Error::custom("expected at least one message"));
+        }
         Ok(MessageStats {
             bytes,
             count,
@@ -566,14 +623,41 @@ impl<'de> Deserialize<'de> for Message<'de> {
                     role: None,
                     content: None,
                 };
+                let (mut has_role, mut tool_call_id) = (false, false);
                 while let Some(k) = map.next_key::<Str<'de>>()? {
+                    let once = |seen: bool| match seen {
+                        true => Err(de::Error::custom(format_args!(
+                            "duplicate member `{}` in a message",
+                            k.0
+                        ))),
+                        false => Ok(()),
+                    };
                     match &*k.0 {
-                        "role" => m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
-                        "content" => m.content = Some(map.next_value()?),
+                        "role" => {
+                            once(has_role)?;
+                            has_role = true;
+                            m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0);
+                        }
+                        "content" => {
+                            once(m.content.is_some())?;
+                            m.content = Some(map.next_value()?);
+                        }
+                        "tool_call_id" => {
+                            once(tool_call_id)?;
+                            tool_call_id = map.next_value::<Option<Str<'de>>>()?.is_some();
+                        }
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
                         }
                     }
+                }
+                validate::check_role(m.role.as_deref())?;
+                let role = m.role.as_deref().unwrap_or_default();
+                validate::check_content(role, m.content.map(RawValue::get))?;
+                if role == "tool" && !tool_call_id {
+                    return Err(de::Error::custom(
+                        "a `tool` message needs its `tool_call_id`",
+                    ));
                 }
                 Ok(m)
             }
