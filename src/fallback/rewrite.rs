@@ -12,17 +12,27 @@ use crate::route::RequestView;
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
 const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
 
+/// What of the endpoint shapes the body beyond its model id and slug.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Fit {
+    /// Its `supported_parameters` (empty: not listed, everything is forwarded).
+    pub(crate) supported: ParamSet,
+    /// Its context length (0: unknown), for middle-out compression.
+    pub(crate) context_length: u64,
+}
+
 /// Builds the body for one endpoint: `model` set to `upstream_model`, the gateway-only members
-/// removed, the members the endpoint does not support removed (`supported`: its
-/// `supported_parameters`; the rule is [`RequestView::unsupported_spans`]), and the members of `provider.options[slug]` merged into the top-level object (they
-/// replace body members of the same name). `None` if the body is not a JSON object (it always is
-/// after ModelRouting).
+/// removed, the members the endpoint does not support removed (the rule is
+/// [`RequestView::unsupported_spans`]), messages removed from the middle when middle-out
+/// compression is on for it ([`crate::route::middle_out_cuts`]), and the members of
+/// `provider.options[slug]` merged into the top-level object (they replace body members of the
+/// same name). `None` if the body is not a JSON object (it always is after ModelRouting).
 pub(crate) fn upstream_body(
     body: &[u8],
     view: &RequestView<'_>,
     upstream_model: &str,
     slug: &str,
-    supported: ParamSet,
+    fit: Fit,
 ) -> Option<Vec<u8>> {
     let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
     crate::route::write_json_str(&mut quoted, upstream_model);
@@ -32,7 +42,7 @@ pub(crate) fn upstream_body(
         .gateway_members
         .iter()
         .cloned()
-        .chain(view.unsupported_spans(supported))
+        .chain(view.unsupported_spans(fit.supported))
         .filter_map(|v| member_span(body, v))
         .collect();
     let options = view
@@ -74,6 +84,7 @@ pub(crate) fn upstream_body(
         model_edit = Some((first, m));
     }
     let mut edits = removal_edits(body, &remove);
+    edits.extend(removal_edits(body, &compression_cuts(body, view, fit)));
     if let Some((r, m)) = model_edit {
         edits.push((r, m));
     }
@@ -87,6 +98,26 @@ pub(crate) fn upstream_body(
     edits.sort_by_key(|(r, _)| (r.start, r.end));
     let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
     Some(crate::route::splice(body, &refs))
+}
+
+/// The messages middle-out compression removes for an endpoint (none when it is off or the
+/// request fits).
+fn compression_cuts(body: &[u8], view: &RequestView<'_>, fit: Fit) -> Vec<Range<usize>> {
+    let needed = view
+        .prompt_estimate()
+        .saturating_add(view.max_output().unwrap_or(0));
+    if !view.compresses_for(fit.context_length) || needed <= fit.context_length {
+        return Vec::new();
+    }
+    let messages = std::str::from_utf8(body)
+        .ok()
+        .and_then(crate::route::members)
+        .and_then(|m| m.into_iter().find(|(k, _)| k == "messages"))
+        .and_then(|(_, v)| crate::route::span_of(body, v.get()));
+    match messages {
+        Some(span) => crate::route::middle_out_cuts(body, span, needed, fit.context_length),
+        None => Vec::new(),
+    }
 }
 
 /// A caller's Anthropic Messages body for an Anthropic-wire endpoint: `model` set to
@@ -246,7 +277,7 @@ mod tests {
     fn rewrite(body: &str, model: &str, slug: &str) -> serde_json::Value {
         let view = RequestView::parse(body.as_bytes()).expect("valid");
         let out =
-            upstream_body(body.as_bytes(), &view, model, slug, ParamSet::EMPTY).expect("object");
+            upstream_body(body.as_bytes(), &view, model, slug, Fit::default()).expect("object");
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
@@ -358,7 +389,7 @@ mod tests {
             "tools",
         ];
         proptest::sample::subsequence(names.to_vec(), 0..=names.len())
-            .prop_map(|s| ParamSet::from_names(s))
+            .prop_map(ParamSet::from_names)
     }
 
     proptest! {
@@ -403,7 +434,7 @@ mod tests {
             text.push('}');
             expected.insert("model".into(), serde_json::json!("new/model"));
             let view = RequestView::parse(text.as_bytes()).expect("valid request");
-            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", supported)
+            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", Fit { supported, context_length: 0 })
                 .expect("object");
             let out_text = String::from_utf8_lossy(&out);
             let parsed: serde_json::Value = serde_json::from_slice(&out)

@@ -17,7 +17,7 @@ use super::exhausted::{History, LastFailure};
 use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
-use super::rewrite::{passthrough_body, upstream_body};
+use super::rewrite::{passthrough_body, upstream_body, Fit};
 use super::sse::Phase;
 use super::upstream::{build_request, clean_response_headers};
 use crate::catalog::Secret;
@@ -187,7 +187,10 @@ impl<S> Run<S> {
                     view,
                     e.upstream_model(),
                     e.provider_slug(),
-                    e.params(),
+                    Fit {
+                        supported: e.params(),
+                        context_length: e.context_length,
+                    },
                 )
                 .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?

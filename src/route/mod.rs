@@ -23,6 +23,7 @@
 //! numbers too large for their field are errors too, never panics.
 
 mod balance;
+mod middle_out;
 #[macro_use]
 mod future;
 mod prefs;
@@ -41,6 +42,8 @@ use serde_json::value::RawValue;
 pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub(crate) use future::missing_route;
 pub use future::RouteFuture;
+pub use middle_out::MIDDLE_OUT_DEFAULT_CONTEXT;
+pub(crate) use middle_out::{compresses, middle_out_cuts};
 pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,

@@ -394,35 +394,9 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     let raw: &'de RawValue = map.next_value()?;
                     v.prompt_bytes += raw.get().len();
                 }
-                "tools" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    let s = raw.get();
-                    if s != "null" {
-                        self.at("tools");
-                        validate::check_param(Parameter::Tools, s)?;
-                        v.droppable
-                            .extend(self.member(raw).map(|r| (Some(Parameter::Tools), r)));
-                    }
-                    if s != "null" && s != "[]" {
-                        v.params.insert(Parameter::Tools);
-                        v.prompt_bytes += s.len();
-                    }
-                }
-                "transforms" | "plugins" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    v.gateway_members.extend(self.member(raw));
-                    let on = if key == "transforms" {
-                        self.at("transforms");
-                        validate::transforms(raw.get())?
-                    } else {
-                        self.at("plugins");
-                        validate::plugins(raw.get())?
-                    };
-                    v.middle_out = match (v.middle_out, on) {
-                        (Some(true), _) | (_, Some(true)) => Some(true),
-                        (a, b) => a.or(b),
-                    };
-                }
+                "tools" => self.tools(&mut v, map.next_value()?)?,
+                "transforms" => self.compression(&mut v, "transforms", map.next_value()?)?,
+                "plugins" => self.compression(&mut v, "plugins", map.next_value()?)?,
                 other => self.other(&mut v, other, map.next_value()?)?,
             }
         }
@@ -517,6 +491,45 @@ impl<'de> ViewSeed<'de, '_> {
             }
         }
         v.session_id = s.map(|s| s.0);
+        Ok(())
+    }
+
+    /// `tools`: a list of tool objects; counted in the prompt estimate.
+    fn tools<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+        let s = raw.get();
+        if s == "null" {
+            return Ok(());
+        }
+        self.at("tools");
+        validate::check_param(Parameter::Tools, s)?;
+        v.droppable
+            .extend(self.member(raw).map(|r| (Some(Parameter::Tools), r)));
+        if s != "[]" {
+            v.params.insert(Parameter::Tools);
+            v.prompt_bytes += s.len();
+        }
+        Ok(())
+    }
+
+    /// `transforms` or `plugins`: gateway-only; what they say about middle-out compression (an
+    /// unknown transform or a plugin the gateway cannot run is an error).
+    fn compression<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        name: &'static str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        v.gateway_members.extend(self.member(raw));
+        self.at(name);
+        let on = if name == "transforms" {
+            validate::transforms(raw.get())?
+        } else {
+            validate::plugins(raw.get())?
+        };
+        v.middle_out = match (v.middle_out, on) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (a, b) => a.or(b),
+        };
         Ok(())
     }
 

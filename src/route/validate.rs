@@ -180,6 +180,10 @@ fn integer_in<E: de::Error>(raw: &str, lo: i64, hi: i64) -> Result<(), E> {
     let n: i64 = typed(raw, "an integer")?;
     if (lo..=hi).contains(&n) {
         Ok(())
+    } else if hi == i64::MAX {
+        Err(E::custom(format_args!(
+            "expected an integer ≥ {lo}, got {n}"
+        )))
     } else {
         Err(E::custom(format_args!(
             "expected an integer from {lo} to {hi}, got {n}"
