@@ -551,10 +551,12 @@ impl ModelsQuery {
         };
         let out = match list(&self.output_modalities) {
             Some(w) if w.contains(&"all") => true,
-            w => has_all(
-                &m.architecture.output_modalities,
-                Some(w.unwrap_or(vec!["text"])),
-            ),
+            Some(w) => has_all(&m.architecture.output_modalities, Some(w)),
+            // The default, `text`; a model that lists no output modalities counts as text.
+            None => {
+                let o = &m.architecture.output_modalities;
+                o.is_empty() || o.iter().any(|x| x == "text")
+            }
         };
         let text = |s: &str| {
             s.to_lowercase()
