@@ -120,6 +120,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16)> {
             format!(r#"{{"messages":{HI}}}"#),
             400,
         ),
+        c("no `messages`", r#"{"model":"acme/chat"}"#.into(), 400),
+        c(
+            "`messages: null`",
+            r#"{"model":"acme/chat","messages":null}"#.into(),
+            400,
+        ),
         c(
             "duplicate `model`",
             format!(r#"{{"model":"acme/chat","model":"acme/small","messages":{HI}}}"#),

@@ -107,7 +107,8 @@ fn reads_every_routing_field() {
 fn nulls_are_unset_and_sort_string_form() {
     let v = parse(
         &json!({"model":"a/b","provider":{"order":null,"sort":"latency","zdr":null,
-        "max_price":{},"preferred_max_latency":null}, "stream": null, "max_tokens": null}),
+        "max_price":{},"preferred_max_latency":null}, "stream": null, "max_tokens": null,
+        "prompt": "hi"}),
     )
     .unwrap();
     assert!(v.provider.order.is_none());
@@ -116,7 +117,7 @@ fn nulls_are_unset_and_sort_string_form() {
     assert!(v.provider.max_price.unwrap().is_empty());
     assert!(!v.stream);
     assert!(v.max_tokens.is_none());
-    let v = parse(&json!({"model":"a/b","provider":null,"route":"sort"})).unwrap();
+    let v = parse(&json!({"model":"a/b","provider":null,"route":"sort","prompt":"hi"})).unwrap();
     assert_eq!(v.route, Some(RouteField::Sort));
 }
 
@@ -395,9 +396,9 @@ proptest! {
         in_provider in any::<bool>(),
     ) {
         let body = if in_provider {
-            json!({"model": "a/b", "provider": {pfield: value}})
+            json!({"model": "a/b", "provider": {pfield: value}, "prompt": "hi"})
         } else {
-            let mut b = json!({"model": "a/b"});
+            let mut b = json!({"model": "a/b", "prompt": "hi"});
             b[field] = value;
             b
         };

@@ -430,6 +430,12 @@ mod tests {
                 parts.push(format!("{w1}{member}{w1}"));
             }
             prop_assume!(has_model || any_models);
+            if !seen.contains("messages") {
+                let v = typed_value("messages", &serde_json::Value::Null);
+                parts.push(format!("\"messages\":{v}"));
+                kept_bytes.push(format!("\"messages\":{v}"));
+                expected.insert("messages".into(), v);
+            }
             text.push_str(&parts.join(","));
             text.push('}');
             expected.insert("model".into(), serde_json::json!("new/model"));

@@ -94,6 +94,8 @@ pub struct RequestView<'a> {
     pub middle_out: Option<bool>,
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
+    /// The body has messages or a non-null `prompt`.
+    pub(crate) has_input: bool,
 }
 
 impl<'a> RequestView<'a> {
@@ -118,6 +120,12 @@ impl<'a> RequestView<'a> {
             return Err(GatewayError::invalid_request(
                 "model",
                 "a model id (or a non-empty `models` list) is required",
+            ));
+        }
+        if !view.has_input {
+            return Err(GatewayError::invalid_request(
+                "messages",
+                "a non-empty `messages` list (or a `prompt`) is required",
             ));
         }
         view.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
@@ -228,6 +236,7 @@ impl<'a> RequestView<'a> {
             droppable: self.droppable,
             middle_out: self.middle_out,
             object_start: self.object_start,
+            has_input: self.has_input,
         }
     }
 
@@ -385,6 +394,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     let stats = map.next_value_seed(MessagesSeed)?;
                     v.prompt_bytes += stats.bytes;
                     v.message_count = stats.count;
+                    v.has_input |= stats.count > 0;
                     v.conversation_spans = (
                         stats.system.and_then(|c| span_of(self.body, c)),
                         stats.first.and_then(|c| span_of(self.body, c)),
@@ -393,6 +403,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 "prompt" => {
                     let raw: &'de RawValue = map.next_value()?;
                     v.prompt_bytes += raw.get().len();
+                    v.has_input |= nonnull(raw);
                 }
                 "tools" => self.tools(&mut v, map.next_value()?)?,
                 "transforms" => self.compression(&mut v, "transforms", map.next_value()?)?,

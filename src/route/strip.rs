@@ -70,7 +70,8 @@ mod tests {
             ["3", "0.1", r#"{"1":2}"#, r#""v""#, "0.5", r#""low""#]
         );
         assert!(dropped(body, &[]).is_empty(), "no list: forward everything");
-        let fmt = r#"{"model":"m","response_format":{"type":"json_object"}}"#;
+        let fmt = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+            "response_format":{"type":"json_object"}}"#;
         assert!(dropped(fmt, &["structured_outputs"]).is_empty());
         assert_eq!(dropped(fmt, &["tools"]).len(), 1);
     }
