@@ -1,19 +1,4 @@
-//! `middle-out` context compression (<https://openrouter.ai/docs/guides/features/message-transforms>).
-//!
-//! Asked for with `transforms: ["middle-out"]` or the `context-compression` plugin, turned off with
-//! `transforms: []`, and on by default for endpoints whose context is at most
-//! [`MIDDLE_OUT_DEFAULT_CONTEXT`] tokens. When it is on for an endpoint:
-//!
-//! - routing admits the endpoint when its context is at least half of the prompt estimate plus the
-//!   requested output (instead of all of it);
-//! - the body sent to it has messages removed from the middle of `messages` (never the first nor
-//!   the last) until the prompt estimate plus the requested output fits its context. Messages are
-//!   removed whole, by byte splice; when even the first and last alone do not fit, the body is sent
-//!   as it is and the provider's answer decides.
-//!
-//! Unlike OpenRouter, the gateway does not fall back to the largest-context model when no endpoint
-//! has half the context needed (those requests are a 404 `context_length` as without compression)
-//! and does not truncate inside a message.
+//! `middle-out` context compression ([`RequestView::compresses_for`]).
 
 use std::ops::Range;
 
@@ -31,8 +16,23 @@ pub(crate) fn compresses(middle_out: Option<bool>, context_length: u64) -> bool 
 }
 
 impl RequestView<'_> {
-    /// Whether middle-out compression is on for an endpoint with `context_length` (see the
-    /// [rule](self)).
+    /// Whether middle-out compression (<https://openrouter.ai/docs/guides/features/message-transforms>)
+    /// is on for an endpoint with `context_length`.
+    ///
+    /// Asked for with `transforms: ["middle-out"]` or the `context-compression` plugin, turned off with
+    /// `transforms: []`, and on by default for endpoints whose context is at most
+    /// [`MIDDLE_OUT_DEFAULT_CONTEXT`] tokens. When it is on for an endpoint:
+    ///
+    /// - routing admits the endpoint when its context is at least half of the prompt estimate plus the
+    ///   requested output (instead of all of it);
+    /// - the body sent to it has messages removed from the middle of `messages` (never the first nor
+    ///   the last) until the prompt estimate plus the requested output fits its context. Messages are
+    ///   removed whole, by byte splice; when even the first and last alone do not fit, the body is sent
+    ///   as it is and the provider's answer decides.
+    ///
+    /// Unlike OpenRouter, the gateway does not fall back to the largest-context model when no endpoint
+    /// has half the context needed (those requests are a 404 `context_length` as without compression)
+    /// and does not truncate inside a message.
     pub fn compresses_for(&self, context_length: u64) -> bool {
         compresses(self.middle_out, context_length)
     }

@@ -1,21 +1,4 @@
-//! Which members of a request an endpoint does not get.
-//!
-//! With `provider.require_parameters` false (the default), OpenRouter sends an endpoint only the
-//! parameters it supports (<https://openrouter.ai/docs/guides/routing/provider-selection>). The rule
-//! here, applied per attempt by ProviderFallback when it builds the upstream body:
-//!
-//! - the gateway-only members (`models`, `provider`, `route`, `session_id`, `transforms`,
-//!   `plugins`, `usage`, `debug`, `trace`, `preset`) are never sent;
-//! - when the catalog lists the endpoint's `supported_parameters`, a parameter of that vocabulary
-//!   (`temperature`, `top_k`, `min_p`, `top_a`, `logit_bias`, `verbosity`, `tools`, …) that is not in
-//!   the list is removed, and so is any member this gateway does not know (`x_custom`);
-//!   `max_tokens` / `max_completion_tokens` (they bound the budget reservation) and the standard
-//!   chat-completions members (`messages`, `stream`, `stream_options`, `n`, `user`, `metadata`, …)
-//!   are always kept; `response_format` is kept when the endpoint lists `structured_outputs`;
-//! - when the catalog lists no parameters for the endpoint, everything else is forwarded.
-//!
-//! Removal is a byte splice: every byte that is kept is the caller's byte (prompt caching depends on
-//! byte-stable bodies).
+//! Which members of a request an endpoint does not get ([`RequestView::unsupported_spans`]).
 
 use std::ops::Range;
 
@@ -23,8 +6,25 @@ use super::RequestView;
 use crate::catalog::{ParamSet, Parameter};
 
 impl RequestView<'_> {
-    /// Byte ranges of the values of the members an endpoint supporting `supported` does not get
-    /// (see the [rule](self)); nothing when `supported` is empty (the catalog lists none).
+    /// Byte ranges of the values of the members an endpoint supporting `supported` does not get;
+    /// nothing when `supported` is empty (the catalog lists none).
+    ///
+    /// With `provider.require_parameters` false (the default), OpenRouter sends an endpoint only the
+    /// parameters it supports (<https://openrouter.ai/docs/guides/routing/provider-selection>). The rule
+    /// here, applied per attempt by ProviderFallback when it builds the upstream body:
+    ///
+    /// - the gateway-only members (`models`, `provider`, `route`, `session_id`, `transforms`,
+    ///   `plugins`, `usage`, `debug`, `trace`, `preset`) are never sent;
+    /// - when the catalog lists the endpoint's `supported_parameters`, a parameter of that vocabulary
+    ///   (`temperature`, `top_k`, `min_p`, `top_a`, `logit_bias`, `verbosity`, `tools`, …) that is not in
+    ///   the list is removed, and so is any member this gateway does not know (`x_custom`);
+    ///   `max_tokens` / `max_completion_tokens` (they bound the budget reservation) and the standard
+    ///   chat-completions members (`messages`, `stream`, `stream_options`, `n`, `user`, `metadata`, …)
+    ///   are always kept; `response_format` is kept when the endpoint lists `structured_outputs`;
+    /// - when the catalog lists no parameters for the endpoint, everything else is forwarded.
+    ///
+    /// Removal is a byte splice: every byte that is kept is the caller's byte (prompt caching depends on
+    /// byte-stable bodies).
     pub fn unsupported_spans(
         &self,
         supported: ParamSet,
