@@ -213,6 +213,24 @@ fn cases() -> Vec<(&'static str, Vec<u8>, u16)> {
         c("`stream: \"yes\"`", chat(r#""stream":"yes""#), 400),
         c("10,000-deep JSON in an unknown member", deep(10_000), 400),
         c("nesting 101 levels deep", deep(100), 400),
+        c(
+            "10,000-deep JSON in a message member",
+            msg(&format!(
+                r#"{{"role":"assistant","content":null,"tool_calls":{}{}}}"#,
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            )),
+            400,
+        ),
+        c(
+            "10,000-deep JSON inside `provider`",
+            chat(&format!(
+                r#""provider":{{"x":{}{}}}"#,
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            )),
+            400,
+        ),
         c("plugin `web`", chat(r#""plugins":[{"id":"web"}]"#), 400),
         c(
             "plugin `file-parser`",

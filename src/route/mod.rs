@@ -20,7 +20,7 @@
 //!
 //! Bad input is a 400 `invalid_request` whose message and `metadata.field` name the field and what was
 //! expected there. Non-UTF-8 input, nesting deeper than [`MAX_DEPTH`] levels anywhere in the body
-//! (checked by a byte scan before the parse) and numbers too large for their field are errors too,
+//! (a byte scan of the values serde_json skips without its own limit) and numbers too large for their field are errors too,
 //! never panics. The same pass validates what a provider would reject because of the caller's
 //! input, so that it never counts against a provider: duplicate known members, message roles and
 //! shapes, parameter types and ranges, `transforms` and `plugins` (see `validate.rs`; the table of

@@ -103,7 +103,6 @@ impl<'a> RequestView<'a> {
     /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
     /// expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        validate::check_depth(body)?;
         let failed_field = std::cell::Cell::new(None);
         // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
         // name the field.
@@ -402,6 +401,8 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 }
                 "prompt" => {
                     let raw: &'de RawValue = map.next_value()?;
+                    self.at("prompt");
+                    validate::check_depth(raw.get(), 1)?;
                     v.prompt_bytes += raw.get().len();
                     v.has_input |= nonnull(raw);
                 }
@@ -468,6 +469,8 @@ impl<'de> ViewSeed<'de, '_> {
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at("provider");
+        // Unknown members inside are skipped without a depth bound.
+        validate::check_depth(raw.get(), 1)?;
         let prefs: Option<ProviderPrefs<'de>> = if !self.track_paths {
             serde_json::from_str(raw.get()).map_err(E::custom)?
         } else {
@@ -512,6 +515,7 @@ impl<'de> ViewSeed<'de, '_> {
             return Ok(());
         }
         self.at("tools");
+        validate::check_depth(s, 1)?;
         validate::check_param(Parameter::Tools, s)?;
         v.droppable
             .extend(self.member(raw).map(|r| (Some(Parameter::Tools), r)));
@@ -532,6 +536,7 @@ impl<'de> ViewSeed<'de, '_> {
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at(name);
+        validate::check_depth(raw.get(), 1)?;
         let on = if name == "transforms" {
             validate::transforms(raw.get())?
         } else {
@@ -555,6 +560,7 @@ impl<'de> ViewSeed<'de, '_> {
         if let Some(p) = Parameter::from_name(name) {
             if nonnull(raw) {
                 self.at(p.as_str());
+                validate::check_depth(raw.get(), 1)?;
                 validate::check_param(p, raw.get())?;
                 v.params.insert(p);
                 if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
@@ -562,10 +568,14 @@ impl<'de> ViewSeed<'de, '_> {
                 }
             }
             v.droppable.extend(self.member(raw).map(|r| (Some(p), r)));
-        } else if GATEWAY_ONLY.contains(&name) {
-            v.gateway_members.extend(self.member(raw));
-        } else if !validate::is_standard(name) {
-            v.droppable.extend(self.member(raw).map(|r| (None, r)));
+        } else {
+            // Skipped members, kept as raw values: serde_json does not bound their depth.
+            validate::check_depth(raw.get(), 1)?;
+            if GATEWAY_ONLY.contains(&name) {
+                v.gateway_members.extend(self.member(raw));
+            } else if !validate::is_standard(name) {
+                v.droppable.extend(self.member(raw).map(|r| (None, r)));
+            }
         }
         Ok(())
     }
@@ -628,6 +638,9 @@ impl<'de> Visitor<'de> for MessagesSeed {
     }
 }
 
+/// The nesting of a message's members: the body, `messages`, the message.
+const MESSAGE_DEPTH: usize = 3;
+
 /// One message: only `role` and the raw `content` are looked at.
 struct Message<'a> {
     role: Option<Cow<'a, str>>,
@@ -664,14 +677,17 @@ impl<'de> Deserialize<'de> for Message<'de> {
                         }
                         "content" => {
                             once(m.content.is_some())?;
-                            m.content = Some(map.next_value()?);
+                            let raw: &'de RawValue = map.next_value()?;
+                            validate::check_depth(raw.get(), MESSAGE_DEPTH)?;
+                            m.content = Some(raw);
                         }
                         "tool_call_id" => {
                             once(tool_call_id)?;
                             tool_call_id = map.next_value::<Option<Str<'de>>>()?.is_some();
                         }
                         _ => {
-                            map.next_value::<de::IgnoredAny>()?;
+                            let raw: &'de RawValue = map.next_value()?;
+                            validate::check_depth(raw.get(), MESSAGE_DEPTH)?;
                         }
                     }
                 }

@@ -6,8 +6,8 @@
 //! (<https://openrouter.ai/docs/api/reference/parameters>,
 //! <https://platform.openai.com/docs/api-reference/chat/create>):
 //!
-//! - nesting: at most [`MAX_DEPTH`] levels of arrays and objects anywhere in the body (a byte scan,
-//!   done before the parse);
+//! - nesting: at most [`MAX_DEPTH`] levels of arrays and objects anywhere in the body (a byte scan
+//!   of the values serde_json skips without a recursion limit; see [`check_depth`]);
 //! - duplicate members: a member the gateway knows (routing fields, the sampling parameters, the
 //!   standard chat-completions fields) may appear once;
 //! - `messages`: a non-empty array of objects, each with a known `role`; `content` a string, an array
@@ -22,15 +22,21 @@ use serde::Deserialize;
 
 use super::prefs::Str;
 use crate::catalog::Parameter;
-use crate::GatewayError;
 
 /// The deepest nesting of arrays and objects accepted anywhere in a request body (the top-level
-/// object counts as one). Deeper bodies are a 400 before anything else is read.
+/// object counts as one). Deeper bodies are a 400.
 pub const MAX_DEPTH: usize = 100;
 
-/// Checks the nesting depth of `body` in one byte scan (strings skipped with `memchr`).
-pub(crate) fn check_depth(body: &[u8]) -> Result<(), GatewayError> {
-    let mut depth = 0usize;
+/// Checks the nesting depth of a value (`raw`, valid JSON) found `outer` levels deep: a byte scan
+/// (strings skipped with `memchr`), run only on arrays and objects that serde_json skips without a
+/// recursion limit (members kept as raw values or ignored). Members serde_json parses are bounded
+/// by its own limit (128).
+pub(crate) fn check_depth<E: de::Error>(raw: &str, outer: usize) -> Result<(), E> {
+    let body = raw.as_bytes();
+    if !matches!(body.first(), Some(b'[' | b'{')) {
+        return Ok(());
+    }
+    let mut depth = outer;
     let mut i = 0;
     while i < body.len() {
         match body[i] {
@@ -38,13 +44,12 @@ pub(crate) fn check_depth(body: &[u8]) -> Result<(), GatewayError> {
                 // Skip the string: find its closing quote, stepping over escapes.
                 i += 1;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &body[i.min(body.len())..]) {
+                    match memchr::memchr2(b'"', b'\\', body.get(i..).unwrap_or_default()) {
                         Some(k) if body[i + k] == b'\\' => i += k + 2,
                         Some(k) => {
                             i += k;
                             break;
                         }
-                        // Unterminated: the parser reports it.
                         None => return Ok(()),
                     }
                 }
@@ -52,10 +57,9 @@ pub(crate) fn check_depth(body: &[u8]) -> Result<(), GatewayError> {
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Err(GatewayError::invalid_request(
-                        "",
-                        &format!("the body is nested deeper than {MAX_DEPTH} levels"),
-                    ));
+                    return Err(E::custom(format_args!(
+                        "nested deeper than {MAX_DEPTH} levels"
+                    )));
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
@@ -369,14 +373,17 @@ mod tests {
 
     #[test]
     fn depth_scan_counts_only_structure() {
+        type E = serde_json::Error;
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(check_depth(deep(MAX_DEPTH).as_bytes()).is_ok());
-        assert!(check_depth(deep(MAX_DEPTH + 1).as_bytes()).is_err());
+        assert!(check_depth::<E>(&deep(MAX_DEPTH), 0).is_ok());
+        assert!(check_depth::<E>(&deep(MAX_DEPTH), 1).is_err());
+        assert!(check_depth::<E>(&deep(MAX_DEPTH + 1), 0).is_err());
         // Brackets inside strings (with escaped quotes) do not count.
         let s = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(500));
-        assert!(check_depth(s.as_bytes()).is_ok());
-        assert!(check_depth(br#"{"a":"\\"}"#).is_ok());
-        assert!(check_depth(br#"{"a":"unterminated\"#).is_ok());
+        assert!(check_depth::<E>(&s, 0).is_ok());
+        assert!(check_depth::<E>(r#"{"a":"\\"}"#, 0).is_ok());
+        assert!(check_depth::<E>(r#"["\"#, 0).is_ok());
+        assert!(check_depth::<E>(r#""[[[[""#, MAX_DEPTH).is_ok());
     }
 
     #[test]
