@@ -99,9 +99,12 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
-    /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, and a
-    /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
-    /// expected there.
+    /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, a
+    /// body with neither `model` nor `models`, and what a provider would reject because of the
+    /// caller's input (duplicate known members, missing or empty `messages`, unknown roles, malformed
+    /// content, parameters out of range, nesting deeper than [`MAX_DEPTH`](super::MAX_DEPTH), unknown
+    /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
+    /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
         let failed_field = std::cell::Cell::new(None);
         // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
