@@ -446,3 +446,63 @@ async fn anthropic_wire_provider_end_to_end() {
     assert_eq!(v["content"][0]["type"], "text");
     assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0);
 }
+
+/// Issue 17 item 15: `/api/v1/models` applies its documented query filters, and every bad query
+/// is the JSON error envelope (it was axum's text/plain rejection).
+#[tokio::test]
+async fn item15_models_filters_and_json_errors() {
+    let gw = start(true).await;
+    let ids = |r: &Reply| -> Vec<String> {
+        r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = gw.get("/api/v1/models").await;
+    let n = ids(&all).len();
+
+    let r = gw.get("/api/v1/models?q=LLAMA").await;
+    let found = ids(&r);
+    assert!(!found.is_empty() && found.len() < n, "{found:?}");
+    assert!(found.iter().all(|id| id.contains("llama")), "{found:?}");
+    assert_eq!(r.json()["total_count"], found.len());
+
+    let r = gw
+        .get("/api/v1/models?supported_parameters=tools,temperature")
+        .await;
+    for m in r.json()["data"].as_array().unwrap() {
+        let params = m["supported_parameters"].as_array().unwrap();
+        assert!(params.contains(&json!("tools")) && params.contains(&json!("temperature")));
+    }
+    assert!(
+        ids(&r).len() < n,
+        "the filter must filter something in the demo catalog"
+    );
+
+    let r = gw.get("/api/v1/models?sort=pricing-low-to-high").await;
+    let prices: Vec<f64> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["pricing"]["prompt"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+
+    for bad in [
+        "/api/v1/models?offset=abc",
+        "/api/v1/models?limit=-1",
+        "/api/v1/models?category=programming",
+        "/api/v1/models?sort=most-popular",
+        "/api/v1/generation?id=a&id=b",
+    ] {
+        let r = gw.get(bad).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.headers["content-type"], "application/json", "{bad}");
+        assert_eq!(r.json()["error"]["code"], 400, "{bad}");
+    }
+    let r = gw.send(Method::DELETE, "/api/v1/models", None, &[]).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["error"]["code"], 405);
+}

@@ -62,7 +62,7 @@ async fn data_policy_filters_the_route_it_is_given() {
         .floor(DataFloor::deny_data_collection())
         .layer(inner);
     let route =
-        route_for(json!({"model": "mistralai/mistral-small-3.1-24b-instruct", "messages": []}))
+        route_for(json!({"model": "mistralai/mistral-small-3.1-24b-instruct", "messages": [{"role": "user", "content": "hi"}]}))
             .await;
     assert_eq!(route.candidates().len(), 3);
     handle.allow(1);
@@ -80,7 +80,7 @@ async fn data_policy_filters_the_route_it_is_given() {
 async fn data_policy_refuses_without_calling_the_inner_service() {
     let (inner, mut handle) = mock::pair::<Req, Response<Full<Bytes>>>();
     let mut svc = DataPolicyLayer::new().layer(inner);
-    let route = route_for(json!({"model": "meta-llama/llama-3.3-70b-instruct:free", "messages": [], "provider": {"zdr": true}})).await;
+    let route = route_for(json!({"model": "meta-llama/llama-3.3-70b-instruct:free", "messages": [{"role": "user", "content": "hi"}], "provider": {"zdr": true}})).await;
     handle.allow(1);
     ServiceExt::<Req>::ready(&mut svc).await.unwrap();
     let res = svc.call(with_route(route)).await.unwrap();
@@ -227,7 +227,7 @@ async fn price_cap_operator_cap_and_request_cap_take_the_lower() {
         })
         .layer(inner);
     // The request allows $1/M, the operator only $0.30/M: DeepSeek's $0.27 endpoint is left.
-    let route = route_for(json!({"model": "deepseek/deepseek-chat", "messages": [], "provider": {"max_price": {"prompt": 1}}})).await;
+    let route = route_for(json!({"model": "deepseek/deepseek-chat", "messages": [{"role": "user", "content": "hi"}], "provider": {"max_price": {"prompt": 1}}})).await;
     handle.allow(1);
     ServiceExt::<Req>::ready(&mut svc).await.unwrap();
     let fut = svc.call(with_route(route));

@@ -332,7 +332,7 @@ async fn model_and_endpoint_limits_are_shared_by_all_callers() {
     let pinned = || {
         chat(
             "x",
-            json!({"model": "openai/gpt-4o-mini", "messages": [],
+            json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
                    "provider": {"order": ["openai"], "allow_fallbacks": false}}),
         )
     };

@@ -107,7 +107,8 @@ fn reads_every_routing_field() {
 fn nulls_are_unset_and_sort_string_form() {
     let v = parse(
         &json!({"model":"a/b","provider":{"order":null,"sort":"latency","zdr":null,
-        "max_price":{},"preferred_max_latency":null}, "stream": null, "max_tokens": null}),
+        "max_price":{},"preferred_max_latency":null}, "stream": null, "max_tokens": null,
+        "prompt": "hi"}),
     )
     .unwrap();
     assert!(v.provider.order.is_none());
@@ -116,7 +117,7 @@ fn nulls_are_unset_and_sort_string_form() {
     assert!(v.provider.max_price.unwrap().is_empty());
     assert!(!v.stream);
     assert!(v.max_tokens.is_none());
-    let v = parse(&json!({"model":"a/b","provider":null,"route":"sort"})).unwrap();
+    let v = parse(&json!({"model":"a/b","provider":null,"route":"sort","prompt":"hi"})).unwrap();
     assert_eq!(v.route, Some(RouteField::Sort));
 }
 
@@ -125,7 +126,10 @@ fn errors_name_the_field() {
     let cases = [
         (json!({"model": 5}), "model"),
         (json!({"model": ""}), "model"),
-        (json!({"messages": []}), "model"),
+        (
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            "model",
+        ),
         (json!({"model":"a/b","models": "x"}), "models"),
         (json!({"model":"a/b","stream": "yes"}), "stream"),
         (json!({"model":"a/b","max_tokens": -1}), "max_tokens"),
@@ -213,12 +217,15 @@ fn malformed_bytes_never_panic() {
         let e = RequestView::parse(body).unwrap_err();
         assert_eq!(e.status(), 400);
     }
-    // 100k levels of nesting in a skipped field: skipped iteratively, no stack overflow.
+    // 100k levels of nesting in a skipped field: no stack overflow, and a 400 (issue 17 item 7:
+    // providers reject it, so the gateway does, before routing).
     let mut deep = b"{\"model\":\"a/b\",\"x\":".to_vec();
     deep.extend(std::iter::repeat_n(b'[', 100_000));
     deep.extend(std::iter::repeat_n(b']', 100_000));
     deep.push(b'}');
-    assert!(RequestView::parse(&deep).is_ok());
+    let e = RequestView::parse(&deep).unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.message().contains("nested deeper"), "{}", e.message());
     // …and in a field that is parsed: serde_json's recursion limit (128) answers 400.
     for field in [&b"provider"[..], b"messages", b"tools", b"max_price"] {
         let mut deep = b"{\"model\":\"a/b\",\"provider\":{\"options\":{},\"".to_vec();
@@ -256,18 +263,18 @@ fn splice_changes_only_the_model() {
 
 #[test]
 fn splice_inserts_a_missing_model() {
-    let body = br#"{"models":["a/b","c/d"],"messages":[]}"#;
+    let body = br#"{"models":["a/b","c/d"],"messages":[{"role":"user","content":"hi"}]}"#;
     let v = RequestView::parse(body).unwrap();
     let out = v.splice_model(body, "b");
     assert_eq!(
         out,
-        br#"{"model":"b","models":["a/b","c/d"],"messages":[]}"#
+        br#"{"model":"b","models":["a/b","c/d"],"messages":[{"role":"user","content":"hi"}]}"#
     );
 }
 
 #[test]
 fn gateway_members_are_located() {
-    let body = br#"{"model":"a/b","provider":{"sort":"price"},"messages":[],"models":["x/y"],"usage":{"include":true}}"#;
+    let body = br#"{"model":"a/b","provider":{"sort":"price"},"messages":[{"role":"user","content":"hi"}],"models":["x/y"],"usage":{"include":true}}"#;
     let v = RequestView::parse(body).unwrap();
     let spans: Vec<&[u8]> = v.gateway_members.iter().map(|r| &body[r.clone()]).collect();
     assert_eq!(
@@ -389,9 +396,9 @@ proptest! {
         in_provider in any::<bool>(),
     ) {
         let body = if in_provider {
-            json!({"model": "a/b", "provider": {pfield: value}})
+            json!({"model": "a/b", "provider": {pfield: value}, "prompt": "hi"})
         } else {
-            let mut b = json!({"model": "a/b"});
+            let mut b = json!({"model": "a/b", "prompt": "hi"});
             b[field] = value;
             b
         };

@@ -25,12 +25,12 @@ fn routes() -> &'static [Route] {
     static ROUTES: OnceLock<Vec<Route>> = OnceLock::new();
     ROUTES.get_or_init(|| {
         let bodies = [
-            json!({"model": "deepseek/deepseek-chat", "messages": []}),
+            json!({"model": "deepseek/deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}),
             json!({"model": "meta-llama/llama-3.3-70b-instruct",
-                   "models": ["qwen/qwen3-coder", "anthropic/claude-sonnet-4.5"], "messages": []}),
+                   "models": ["qwen/qwen3-coder", "anthropic/claude-sonnet-4.5"], "messages": [{"role": "user", "content": "hi"}]}),
             json!({"models": ["openai/gpt-4o-mini", "mistralai/mistral-small-3.1-24b-instruct"],
-                   "messages": [], "provider": {"sort": {"by": "price", "partition": "none"}}}),
-            json!({"model": "meta-llama/llama-3.3-70b-instruct:nitro", "messages": []}),
+                   "messages": [{"role": "user", "content": "hi"}], "provider": {"sort": {"by": "price", "partition": "none"}}}),
+            json!({"model": "meta-llama/llama-3.3-70b-instruct:nitro", "messages": [{"role": "user", "content": "hi"}]}),
         ];
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -601,7 +601,7 @@ async fn context_length_and_pricing_overrides() {
         json!(["max_price", "context_length"])
     );
     // The same cap with a short prompt passes.
-    let (s, _) = call(&mut svc, json!({"model": "anthropic/claude-sonnet-4.5", "messages": [], "provider": {"max_price": {"prompt": 5}}})).await;
+    let (s, _) = call(&mut svc, json!({"model": "anthropic/claude-sonnet-4.5", "messages": [{"role": "user", "content": "hi"}], "provider": {"max_price": {"prompt": 5}}})).await;
     assert_eq!(s, 200);
 }
 

@@ -281,7 +281,9 @@ async fn item1_the_attempt_timeout_bounds_the_wait_for_the_first_token() {
     let gateway =
         GatewayLayer::new(catalog()).fallback(|f| f.attempt_timeout(Duration::from_secs(10)));
     let svc = ServiceBuilder::new().layer(gateway).service(client);
-    let body = format!(r#"{{"model":"{MODEL}","stream":true,"messages":[]}}"#);
+    let body = format!(
+        r#"{{"model":"{MODEL}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+    );
     let started = tokio::time::Instant::now();
     let res = svc
         .oneshot(

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
-use tower_ai_gateway::catalog::{CatalogHandle, Endpoint, Usd};
+use tower_ai_gateway::catalog::{Catalog, CatalogHandle, Endpoint, Model, Usd};
 use tower_ai_gateway::client::HttpsClient;
 use tower_ai_gateway::compat::MessagesLayer;
 use tower_ai_gateway::data_policy::DataPolicyLayer;
@@ -232,6 +232,11 @@ pub fn build_with_client(
         .fallback(|| async {
             error_response(GatewayError::new(ErrorType::NotFound, "no such route"))
         })
+        .method_not_allowed_fallback(|| async {
+            let body = json!({"error": {"code": 405, "message": "method not allowed on this route",
+                "metadata": {"error_type": "invalid_request"}}});
+            (http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+        })
         .with_state(state.clone());
     (router, state)
 }
@@ -411,7 +416,14 @@ struct IdQuery {
     id: Option<String>,
 }
 
-async fn generation(State(state): State<AppState>, Query(q): Query<IdQuery>) -> Response {
+async fn generation(
+    State(state): State<AppState>,
+    q: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return query_error(e),
+    };
     let Some(id) = q.id.filter(|s| !s.is_empty()) else {
         return error_response(GatewayError::invalid_request(
             "id",
@@ -483,24 +495,182 @@ async fn credits(State(state): State<AppState>, req: Request) -> Response {
 
 // === models / endpoints ===
 
-#[derive(Deserialize)]
-struct Page {
+/// The query of `/api/v1/models` (<https://openrouter.ai/docs/api/api-reference/models/get-models>).
+/// Filters the catalog cannot answer (`category`, `region`, `zdr`, popularity sorts, …) are a 400,
+/// never silently ignored.
+#[derive(Deserialize, Default)]
+struct ModelsQuery {
     offset: Option<usize>,
     limit: Option<usize>,
+    /// Comma-separated; every one must be supported.
+    supported_parameters: Option<String>,
+    /// Case-insensitive substring of the id, name or description.
+    q: Option<String>,
+    /// `text` (the default), a comma list, or `all`.
+    output_modalities: Option<String>,
+    /// Comma list; every one must be accepted.
+    input_modalities: Option<String>,
+    /// Minimum context length.
+    context: Option<u64>,
+    /// Prompt price bounds in USD per million tokens.
+    min_price: Option<f64>,
+    max_price: Option<f64>,
+    /// Completion price bounds in USD per million tokens.
+    min_output_price: Option<f64>,
+    max_output_price: Option<f64>,
+    /// Comma list of authors (the id's prefix).
+    model_authors: Option<String>,
+    /// Comma list of provider slugs: models with an endpoint at one of them.
+    providers: Option<String>,
+    /// Tokenizer (`architecture.tokenizer`), case-insensitive.
+    arch: Option<String>,
+    distillable: Option<bool>,
+    /// `pricing-low-to-high`, `pricing-high-to-low`, `context-high-to-low` or `newest`.
+    sort: Option<String>,
+    category: Option<String>,
+    region: Option<String>,
+    zdr: Option<String>,
+    use_rss: Option<String>,
 }
 
-async fn models(State(state): State<AppState>, Query(p): Query<Page>) -> Response {
+/// A query-string rejection as the JSON error envelope.
+fn query_error(e: axum::extract::rejection::QueryRejection) -> Response {
+    error_response(GatewayError::invalid_request("", &e.body_text()))
+}
+
+fn list(s: &Option<String>) -> Option<Vec<&str>> {
+    s.as_deref().map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
+}
+
+impl ModelsQuery {
+    /// A 400 for a filter this gateway cannot answer or a bad value.
+    fn check(&self) -> Result<(), GatewayError> {
+        for (name, v) in [
+            ("category", &self.category),
+            ("region", &self.region),
+            ("zdr", &self.zdr),
+            ("use_rss", &self.use_rss),
+        ] {
+            if v.is_some() {
+                return Err(GatewayError::invalid_request(
+                    name,
+                    "this filter is not supported by this gateway (its catalog has no such data)",
+                ));
+            }
+        }
+        match self.sort.as_deref() {
+            None
+            | Some(
+                "pricing-low-to-high" | "pricing-high-to-low" | "context-high-to-low" | "newest",
+            ) => Ok(()),
+            Some(_) => Err(GatewayError::invalid_request(
+                "sort",
+                "one of pricing-low-to-high, pricing-high-to-low, context-high-to-low, newest",
+            )),
+        }
+    }
+
+    fn matches(&self, catalog: &Catalog, m: &Model) -> bool {
+        let has_all = |have: &[String], want: Option<Vec<&str>>| {
+            want.is_none_or(|w| w.iter().all(|x| have.iter().any(|h| h == x)))
+        };
+        let per_m = |u: Usd| u.per_million().to_f64();
+        let within = |v: f64, lo: Option<f64>, hi: Option<f64>| {
+            lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi)
+        };
+        let out = match list(&self.output_modalities) {
+            Some(w) if w.contains(&"all") => true,
+            Some(w) => has_all(&m.architecture.output_modalities, Some(w)),
+            // The default, `text`; a model that lists no output modalities counts as text.
+            None => {
+                let o = &m.architecture.output_modalities;
+                o.is_empty() || o.iter().any(|x| x == "text")
+            }
+        };
+        let text = |s: &str| {
+            s.to_lowercase()
+                .contains(&self.q.as_deref().unwrap_or("").to_lowercase())
+        };
+        out && has_all(&m.supported_parameters, list(&self.supported_parameters))
+            && has_all(
+                &m.architecture.input_modalities,
+                list(&self.input_modalities),
+            )
+            && (self.q.is_none()
+                || text(&m.id)
+                || text(&m.name)
+                || m.description.as_deref().is_some_and(text))
+            && self
+                .context
+                .is_none_or(|c| m.context_length.unwrap_or(0) >= c)
+            && within(per_m(m.pricing.prompt), self.min_price, self.max_price)
+            && within(
+                per_m(m.pricing.completion),
+                self.min_output_price,
+                self.max_output_price,
+            )
+            && list(&self.model_authors).is_none_or(|a| a.contains(&m.author()))
+            && list(&self.providers).is_none_or(|p| {
+                catalog
+                    .endpoints(&m.id)
+                    .iter()
+                    .any(|e| p.contains(&e.provider_slug()))
+            })
+            && self.arch.as_deref().is_none_or(|a| {
+                m.architecture
+                    .tokenizer
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(a))
+            })
+            && self.distillable.is_none_or(|d| m.distillable == Some(d))
+    }
+
+    fn sort(&self, models: &mut [&Model]) {
+        let price = |m: &&Model| m.pricing.prompt;
+        match self.sort.as_deref() {
+            Some("pricing-low-to-high") => models.sort_by_key(price),
+            Some("pricing-high-to-low") => models.sort_by_key(|m| std::cmp::Reverse(price(m))),
+            Some("context-high-to-low") => {
+                models.sort_by_key(|m| std::cmp::Reverse(m.context_length.unwrap_or(0)))
+            }
+            Some("newest") => models.sort_by_key(|m| std::cmp::Reverse(m.created)),
+            _ => {}
+        }
+    }
+}
+
+async fn models(
+    State(state): State<AppState>,
+    q: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match q {
+        Ok(Query(p)) => p,
+        Err(e) => return query_error(e),
+    };
+    if let Err(e) = p.check() {
+        return error_response(e);
+    }
     let catalog = state.catalog.load();
-    let all = catalog.models();
+    let mut all: Vec<&Model> = catalog
+        .models()
+        .iter()
+        .filter(|m| p.matches(&catalog, m))
+        .collect();
+    p.sort(&mut all);
     let total = all.len();
     let (data, next) = if p.offset.is_none() && p.limit.is_none() {
-        (all.iter().collect::<Vec<_>>(), None)
+        (all, None)
     } else {
         let offset = p.offset.unwrap_or(0).min(total);
         let limit = p.limit.unwrap_or(500).clamp(1, 1000);
         let end = (offset + limit).min(total);
         let next = (end < total).then(|| format!("/api/v1/models?offset={end}&limit={limit}"));
-        (all[offset..end].iter().collect(), next)
+        (all[offset..end].to_vec(), next)
     };
     axum::Json(json!({"data": data, "total_count": total, "links": {"next": next}})).into_response()
 }
@@ -540,8 +710,14 @@ fn endpoint_json(state: &AppState, e: &Endpoint) -> Value {
 
 async fn endpoints(
     State(state): State<AppState>,
-    Path((author, slug)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
 ) -> Response {
+    let Ok(Path((author, slug))) = path else {
+        return error_response(GatewayError::invalid_request(
+            "",
+            "invalid model id in the path",
+        ));
+    };
     let catalog = state.catalog.load();
     let id = format!("{author}/{slug}");
     let Some(m) = catalog.model(&id) else {

@@ -105,7 +105,7 @@
 //! let request = || {
 //!     let mut req = http::Request::post("/api/v1/chat/completions")
 //!         .header("x-openrouter-cache", "true")
-//!         .body(Full::new(Bytes::from_static(br#"{"model":"acme/chat-1","messages":[]}"#)))
+//!         .body(Full::new(Bytes::from_static(br#"{"model":"acme/chat-1","messages":[{"role":"user","content":"hi"}]}"#)))
 //!         .unwrap();
 //!     req.extensions_mut().insert(CallerKey::new("team-a"));
 //!     req

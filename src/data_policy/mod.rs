@@ -54,7 +54,7 @@
 //!     .layer(ModelRoutingLayer::new(catalog))
 //!     .layer(DataPolicyLayer::new().floor(DataFloor::deny_data_collection()))
 //!     .service_fn(handle);
-//! let body = r#"{"model":"mistralai/mistral-small-3.1-24b-instruct","messages":[]}"#;
+//! let body = r#"{"model":"mistralai/mistral-small-3.1-24b-instruct","messages":[{"role":"user","content":"hi"}]}"#;
 //! let res = svc.oneshot(Request::post("/").body(Full::new(Bytes::from(body)))?).await?;
 //! assert_eq!(res.status(), 200);
 //! // `chutes` trains on prompts and `mistral` retains them: only DeepInfra is left.

@@ -137,15 +137,34 @@ pub(crate) fn was_sent(e: AttemptError) -> bool {
 /// The stats sample of a failed attempt (`head`: the response head, when one arrived).
 pub(crate) fn stats_attempt(e: AttemptError, head: Option<&HeaderMap>) -> Attempt {
     match (e, head) {
-        (AttemptError::Status(_), Some(h)) => {
+        // With or without a head (an error status inside a `2xx` body has none): a `4xx` is the
+        // request's fault, never the provider's health.
+        (AttemptError::Status(_), h) => {
             let status =
                 StatusCode::from_u16(e.status().unwrap_or(502)).unwrap_or(StatusCode::BAD_GATEWAY);
-            Attempt::from_response(status, h)
+            Attempt::from_response(status, h.unwrap_or(&HeaderMap::new()))
         }
         (AttemptError::Connect, _) => Attempt::new(Outcome::Failure(FailureKind::Connect)),
         (AttemptError::Timeout | AttemptError::FirstTokenTimeout, _) => {
             Attempt::new(Outcome::Failure(FailureKind::Timeout))
         }
         _ => Attempt::new(Outcome::Failure(FailureKind::InvalidResponse)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Item 7 of issue 17: a provider's 400 is never a health failure, whether the status came in
+    /// the head or in an error object of a `2xx` body (no head).
+    #[test]
+    fn item7_provider_400_is_not_a_health_failure() {
+        for head in [None, Some(&HeaderMap::new())] {
+            let a = stats_attempt(AttemptError::Status(400), head);
+            assert!(!a.outcome.is_counted(), "{head:?}: {a:?}");
+            let a = stats_attempt(AttemptError::Status(500), head);
+            assert!(a.outcome.is_counted());
+        }
     }
 }

@@ -38,8 +38,13 @@
 //!   re-serialisation: `model` becomes the endpoint's
 //!   [`upstream_model`](crate::catalog::Endpoint::upstream_model) (inserted in place of `models`
 //!   when the request had only `models`); the gateway-only members (`provider`, `models`, `route`,
-//!   `session_id`, `usage`, `transforms`, `plugins`, `debug`) are removed with exactly the commas
-//!   that keep the object valid; the members of `provider.options[<provider slug>]` are merged into
+//!   `session_id`, `usage`, `transforms`, `plugins`, `debug`, `trace`, `preset`) are removed with
+//!   exactly the commas that keep the object valid; so are the parameters the endpoint does not
+//!   list in its `supported_parameters` and unknown members, when it lists any
+//!   ([`RequestView::unsupported_spans`](crate::route::RequestView::unsupported_spans)); with
+//!   middle-out compression on for the endpoint, messages are cut from the middle of `messages`
+//!   until the prompt fits its context
+//!   ([`RequestView::compresses_for`](crate::route::RequestView::compresses_for)); the members of `provider.options[<provider slug>]` are merged into
 //!   the top-level object — **the options win** over body members of the same name (they are the
 //!   caller's explicit per-provider override), except `model` and `stream`, which are the gateway's
 //!   to decide and are ignored in options. Other providers never see another provider's options.

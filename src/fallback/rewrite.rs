@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
+use crate::catalog::ParamSet;
 use crate::route::RequestView;
 
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
@@ -14,18 +15,32 @@ const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
 /// The value `stream_options` gets when the caller sent none.
 const INCLUDE_USAGE: &[u8] = br#"{"include_usage":true}"#;
 
+/// What of the endpoint shapes the body beyond its model id and slug.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Fit {
+    /// Its `supported_parameters` (empty: not listed, everything is forwarded).
+    pub(crate) supported: ParamSet,
+    /// Its context length (0: unknown), for middle-out compression.
+    pub(crate) context_length: u64,
+    /// A streamed request to an OpenAI-wire provider: `stream_options.include_usage` is made
+    /// `true` (such providers report a stream's usage only when asked, and OpenRouter always
+    /// reports it).
+    pub(crate) ask_usage: bool,
+}
+
 /// Builds the body for one endpoint: `model` set to `upstream_model`, the gateway-only members
-/// removed, and the members of `provider.options[slug]` merged into the top-level object (they
-/// replace body members of the same name). With `ask_usage` (a streamed request to an OpenAI-wire
-/// provider) `stream_options.include_usage` is made `true`: such providers report a stream's
-/// usage only when asked, and OpenRouter always reports it. `None` if the body is not a JSON
-/// object (it always is after ModelRouting).
+/// removed, the members the endpoint does not support removed (the rule is
+/// [`RequestView::unsupported_spans`]), messages removed from the middle when middle-out
+/// compression is on for it ([`crate::route::middle_out_cuts`]), and the members of
+/// `provider.options[slug]` merged into the top-level object (they replace body members of the
+/// same name), and `stream_options.include_usage` set when [`Fit::ask_usage`]. `None` if the body
+/// is not a JSON object (it always is after ModelRouting).
 pub(crate) fn upstream_body(
     body: &[u8],
     view: &RequestView<'_>,
     upstream_model: &str,
     slug: &str,
-    ask_usage: bool,
+    fit: Fit,
 ) -> Option<Vec<u8>> {
     let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
     crate::route::write_json_str(&mut quoted, upstream_model);
@@ -34,7 +49,9 @@ pub(crate) fn upstream_body(
     let mut remove: Vec<Range<usize>> = view
         .gateway_members
         .iter()
-        .filter_map(|v| member_span(body, v.clone()))
+        .cloned()
+        .chain(view.unsupported_spans(fit.supported))
+        .filter_map(|v| member_span(body, v))
         .collect();
     let options = view
         .options_span
@@ -44,7 +61,7 @@ pub(crate) fn upstream_body(
     let mut insert: Vec<u8> = Vec::new();
     let mut usage_edit = None;
     let overridden = |name: &str| options.iter().flatten().any(|(k, _)| k == name);
-    if ask_usage && !overridden("stream_options") {
+    if fit.ask_usage && !overridden("stream_options") {
         match view.stream_options_span.clone() {
             Some(span) => usage_edit = include_usage(&body[span.clone()]).map(|v| (span, v)),
             None => {
@@ -86,6 +103,7 @@ pub(crate) fn upstream_body(
         model_edit = Some((first, m));
     }
     let mut edits = removal_edits(body, &remove);
+    edits.extend(removal_edits(body, &compression_cuts(body, view, fit)));
     if let Some((r, m)) = model_edit {
         edits.push((r, m));
     }
@@ -112,6 +130,26 @@ fn include_usage(value: &[u8]) -> Option<Vec<u8>> {
             serde_json::to_vec(&m).ok()
         }
         Err(_) => Some(INCLUDE_USAGE.to_vec()),
+    }
+}
+
+/// The messages middle-out compression removes for an endpoint (none when it is off or the
+/// request fits).
+fn compression_cuts(body: &[u8], view: &RequestView<'_>, fit: Fit) -> Vec<Range<usize>> {
+    let needed = view
+        .prompt_estimate()
+        .saturating_add(view.max_output().unwrap_or(0));
+    if !view.compresses_for(fit.context_length) || needed <= fit.context_length {
+        return Vec::new();
+    }
+    let messages = std::str::from_utf8(body)
+        .ok()
+        .and_then(crate::route::members)
+        .and_then(|m| m.into_iter().find(|(k, _)| k == "messages"))
+        .and_then(|(_, v)| crate::route::span_of(body, v.get()));
+    match messages {
+        Some(span) => crate::route::middle_out_cuts(body, span, needed, fit.context_length),
+        None => Vec::new(),
     }
 }
 
@@ -271,7 +309,8 @@ mod tests {
 
     fn rewrite(body: &str, model: &str, slug: &str) -> serde_json::Value {
         let view = RequestView::parse(body.as_bytes()).expect("valid");
-        let out = upstream_body(body.as_bytes(), &view, model, slug, false).expect("object");
+        let out =
+            upstream_body(body.as_bytes(), &view, model, slug, Fit::default()).expect("object");
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }
@@ -279,16 +318,23 @@ mod tests {
     #[test]
     fn removes_gateway_members_and_splices_model() {
         let v = rewrite(
-            r#"{"provider":{"order":["a"]},"model":"x/y","models":["z"],"messages":[],"route":"fallback","usage":{"include":true}}"#,
+            r#"{"provider":{"order":["a"]},"model":"x/y","models":["z"],"messages":[{"role":"user","content":"hi"}],"route":"fallback","usage":{"include":true}}"#,
             "up-model",
             "a",
         );
-        assert_eq!(v, serde_json::json!({"model":"up-model","messages":[]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"up-model","messages":[{"role":"user","content":"hi"}]})
+        );
     }
 
     fn streamed(body: &str, slug: &str) -> String {
         let view = RequestView::parse(body.as_bytes()).expect("valid");
-        let out = upstream_body(body.as_bytes(), &view, "m", slug, true).expect("object");
+        let fit = Fit {
+            ask_usage: true,
+            ..Fit::default()
+        };
+        let out = upstream_body(body.as_bytes(), &view, "m", slug, fit).expect("object");
         serde_json::from_slice::<serde_json::Value>(&out).expect("JSON");
         String::from_utf8(out).unwrap()
     }
@@ -296,14 +342,17 @@ mod tests {
     #[test]
     fn b_streams_ask_for_usage() {
         // Absent: added.
-        let out = streamed(r#"{"model":"x","stream":true,"messages":[]}"#, "a");
+        let out = streamed(
+            r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            "a",
+        );
         assert_eq!(
             out,
-            r#"{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#
         );
         // Present without it (or false): set, other members kept.
         let out = streamed(
-            r#"{"model":"x","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":false},"messages":[]}"#,
+            r#"{"model":"x","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#,
             "a",
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -312,17 +361,19 @@ mod tests {
             serde_json::json!({"include_obfuscation": false, "include_usage": true})
         );
         // Already asking: byte for byte.
-        let body =
-            r#"{"model":"m","stream":true,"stream_options": {"include_usage":true},"messages":[]}"#;
+        let body = r#"{"model":"m","stream":true,"stream_options": {"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
         assert_eq!(streamed(body, "a"), body);
         // `null`: replaced.
-        let out = streamed(r#"{"model":"x","stream":true,"stream_options":null}"#, "a");
+        let out = streamed(
+            r#"{"model":"x","stream":true,"stream_options":null,"messages":[{"role":"user","content":"hi"}]}"#,
+            "a",
+        );
         assert_eq!(
             out,
-            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#
         );
         // Provider options that set it win.
-        let body = r#"{"model":"x","stream":true,"provider":{"options":{"a":{"stream_options":{"include_usage":false}}}}}"#;
+        let body = r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}],"provider":{"options":{"a":{"stream_options":{"include_usage":false}}}}}"#;
         let v: serde_json::Value = serde_json::from_str(&streamed(body, "a")).unwrap();
         assert_eq!(
             v["stream_options"],
@@ -332,29 +383,43 @@ mod tests {
 
     #[test]
     fn only_models() {
-        let v = rewrite(r#"{ "models" : ["a/b"] , "messages":[] }"#, "m", "a");
-        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
-        let v = rewrite(r#"{"messages":[],"models":["a/b"]}"#, "m", "a");
-        assert_eq!(v, serde_json::json!({"model":"m","messages":[]}));
+        let v = rewrite(
+            r#"{ "models" : ["a/b"] , "messages":[{"role":"user","content":"hi"}] }"#,
+            "m",
+            "a",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]})
+        );
+        let v = rewrite(
+            r#"{"messages":[{"role":"user","content":"hi"}],"models":["a/b"]}"#,
+            "m",
+            "a",
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]})
+        );
     }
 
     #[test]
     fn options_for_this_slug_only() {
-        let body = r#"{"model":"x/y","temperature":1,"provider":{"options":{"a":{"temperature":0.5,"top_k":3,"model":"evil"},"b":{"seed":1}}},"messages":[]}"#;
+        let body = r#"{"model":"x/y","temperature":1,"provider":{"options":{"a":{"temperature":0.5,"top_k":3,"model":"evil"},"b":{"seed":1}}},"messages":[{"role":"user","content":"hi"}]}"#;
         let v = rewrite(body, "m", "a");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":0.5,"top_k":3,"messages":[]})
+            serde_json::json!({"model":"m","temperature":0.5,"top_k":3,"messages":[{"role":"user","content":"hi"}]})
         );
         let v = rewrite(body, "m", "b");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[]})
+            serde_json::json!({"model":"m","temperature":1,"seed":1,"messages":[{"role":"user","content":"hi"}]})
         );
         let v = rewrite(body, "m", "c");
         assert_eq!(
             v,
-            serde_json::json!({"model":"m","temperature":1,"messages":[]})
+            serde_json::json!({"model":"m","temperature":1,"messages":[{"role":"user","content":"hi"}]})
         );
     }
 
@@ -366,6 +431,8 @@ mod tests {
         "stop",
         "user",
         "seed",
+        "top_k",
+        "logit_bias",
     ];
 
     fn value() -> impl Strategy<Value = serde_json::Value> {
@@ -378,18 +445,52 @@ mod tests {
         ]
     }
 
+    /// A value of the right type for `key` (the view rejects wrong types), or `v`.
+    fn typed_value(key: &str, v: &serde_json::Value) -> serde_json::Value {
+        match key {
+            "models" => serde_json::json!(["a/b"]),
+            "provider" => serde_json::json!({"sort": "price"}),
+            "route" => serde_json::json!("fallback"),
+            "session_id" => serde_json::json!("s1"),
+            "transforms" | "plugins" => serde_json::json!([]),
+            "messages" => serde_json::json!([{"role": "user", "content": "a,}\"{"}]),
+            "temperature" | "seed" | "top_k" => serde_json::json!(1),
+            "stop" => serde_json::json!(["}\",{"]),
+            "logit_bias" => serde_json::json!({"1": 2}),
+            _ => v.clone(),
+        }
+    }
+
     fn ws() -> impl Strategy<Value = &'static str> {
         prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\r\n\t")]
     }
 
+    fn supported_set() -> impl Strategy<Value = ParamSet> {
+        let names = [
+            "temperature",
+            "stop",
+            "seed",
+            "top_k",
+            "logit_bias",
+            "tools",
+        ];
+        proptest::sample::subsequence(names.to_vec(), 0..=names.len())
+            .prop_map(ParamSet::from_names)
+    }
+
     proptest! {
+        /// The upstream body is valid JSON, holds exactly the members it should (gateway-only and,
+        /// when the endpoint lists parameters, unsupported and unknown ones removed), and every kept
+        /// member is the caller's bytes.
         #[test]
         fn result_parses_and_differs_only_as_intended(
-            members in proptest::collection::vec((0usize..14, value(), ws(), ws(), ws()), 0..10),
+            members in proptest::collection::vec((0usize..20, value(), ws(), ws(), ws()), 0..10),
             has_model in any::<bool>(),
+            supported in supported_set(),
         ) {
             let mut text = String::from("{");
             let mut expected = serde_json::Map::new();
+            let mut kept_bytes = Vec::new();
             let mut seen = std::collections::HashSet::new();
             let mut parts = Vec::new();
             if has_model {
@@ -397,27 +498,43 @@ mod tests {
             }
             let mut any_models = false;
             for (k, v, w1, w2, w3) in &members {
-                let key = if *k < GATEWAY.len() { GATEWAY[*k] } else { PLAIN[k - GATEWAY.len()] };
+                let key = if *k < GATEWAY.len() { GATEWAY[*k] } else { PLAIN[(k - GATEWAY.len()) % PLAIN.len()] };
                 if !seen.insert(key) { continue; }
-                let v = if key == "models" { serde_json::json!(["a/b"]) }
-                    else if key == "provider" { serde_json::json!({"sort": "price"}) }
-                    else if key == "route" { serde_json::json!("fallback") }
-                    else if key == "session_id" { serde_json::json!("s1") }
-                    else if key == "messages" { serde_json::json!([{"role": "user", "content": "a,}\"{"}]) }
-                    else { v.clone() };
+                let v = typed_value(key, v);
                 any_models |= key == "models";
-                if !GATEWAY.contains(&key) { expected.insert(key.to_string(), v.clone()); }
-                parts.push(format!("{w1}\"{key}\"{w2}:{w3}{v}{w1}"));
+                let param = crate::catalog::Parameter::from_name(key);
+                let dropped = !supported.is_empty()
+                    && match param {
+                        Some(p) => !supported.contains(p),
+                        None => key == "x_custom",
+                    };
+                let member = format!("\"{key}\"{w2}:{w3}{v}");
+                if !GATEWAY.contains(&key) && !dropped {
+                    expected.insert(key.to_string(), v.clone());
+                    kept_bytes.push(member.clone());
+                }
+                parts.push(format!("{w1}{member}{w1}"));
             }
             prop_assume!(has_model || any_models);
+            if !seen.contains("messages") {
+                let v = typed_value("messages", &serde_json::Value::Null);
+                parts.push(format!("\"messages\":{v}"));
+                kept_bytes.push(format!("\"messages\":{v}"));
+                expected.insert("messages".into(), v);
+            }
             text.push_str(&parts.join(","));
             text.push('}');
             expected.insert("model".into(), serde_json::json!("new/model"));
             let view = RequestView::parse(text.as_bytes()).expect("valid request");
-            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", false).expect("object");
+            let out = upstream_body(text.as_bytes(), &view, "new/model", "x", Fit { supported, context_length: 0, ask_usage: false })
+                .expect("object");
+            let out_text = String::from_utf8_lossy(&out);
             let parsed: serde_json::Value = serde_json::from_slice(&out)
-                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+                .map_err(|e| TestCaseError::fail(format!("{e}: {out_text}")))?;
             prop_assert_eq!(parsed, serde_json::Value::Object(expected));
+            for m in &kept_bytes {
+                prop_assert!(out_text.contains(m.as_str()), "{} not kept verbatim in {}", m, out_text);
+            }
         }
     }
 
@@ -440,8 +557,11 @@ mod tests {
     #[test]
     fn passthrough_adds_a_missing_model() {
         assert_eq!(
-            passthrough(r#"{"models":["a/b"],"messages":[]}"#, None),
-            r#"{"model":"claude-native","messages":[]}"#
+            passthrough(
+                r#"{"models":["a/b"],"messages":[{"role":"user","content":"hi"}]}"#,
+                None
+            ),
+            r#"{"model":"claude-native","messages":[{"role":"user","content":"hi"}]}"#
         );
         assert_eq!(
             passthrough(r#"{"models":["a/b"]}"#, None),

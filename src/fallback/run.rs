@@ -17,7 +17,7 @@ use super::exhausted::{History, LastFailure};
 use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
-use super::rewrite::{passthrough_body, upstream_body};
+use super::rewrite::{passthrough_body, upstream_body, Fit};
 use super::upstream::{build_request, clean_response_headers};
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
@@ -190,10 +190,18 @@ impl<S> Run<S> {
                 .ok_or(AttemptError::NotCallable)?,
             None => {
                 let (body, view) = self.chat();
-                let ask_usage = view.stream && wire == Wire::Chat;
-                let chat =
-                    upstream_body(body, view, e.upstream_model(), e.provider_slug(), ask_usage)
-                        .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
+                let chat = upstream_body(
+                    body,
+                    view,
+                    e.upstream_model(),
+                    e.provider_slug(),
+                    Fit {
+                        supported: e.params(),
+                        context_length: e.context_length,
+                        ask_usage: view.stream && wire == Wire::Chat,
+                    },
+                )
+                .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };

@@ -77,6 +77,8 @@ pub(crate) struct Admission<'a> {
     pub(crate) deny: &'a [String],
     pub(crate) prompt_tokens: u64,
     pub(crate) max_out: Option<u64>,
+    /// The request's context-compression choice (`RequestView::middle_out`).
+    pub(crate) middle_out: Option<bool>,
 }
 
 impl Admission<'_> {
@@ -92,7 +94,7 @@ impl Admission<'_> {
             .or_else(|| quantization(e, prefs.quantizations.as_deref()))
             .or_else(|| require_parameters(e, prefs.require_parameters, self.params))
             .or_else(|| tools(e, self.params))
-            .or_else(|| context_length(e, self.prompt_tokens, self.max_out))
+            .or_else(|| context_length(e, self.prompt_tokens, self.max_out, self.middle_out))
     }
 }
 
@@ -180,15 +182,21 @@ pub(crate) fn tools(e: &Endpoint, params: ParamSet) -> Option<ExcludedBy> {
         .then_some(ExcludedBy::RequireParameters)
 }
 
-/// Context length ≥ prompt estimate + requested output; prompt estimate ≤ `max_prompt_tokens`;
+/// Context length ≥ prompt estimate + requested output (half of it when middle-out compression is
+/// on for the endpoint: `crate::route::compresses`); prompt estimate ≤ `max_prompt_tokens`;
 /// requested output ≤ `max_completion_tokens`.
 pub(crate) fn context_length(
     e: &Endpoint,
     prompt_tokens: u64,
     max_out: Option<u64>,
+    middle_out: Option<bool>,
 ) -> Option<ExcludedBy> {
     let out = max_out.unwrap_or(0);
-    let too_long = (e.context_length > 0 && prompt_tokens.saturating_add(out) > e.context_length)
+    let mut needed = prompt_tokens.saturating_add(out);
+    if crate::route::compresses(middle_out, e.context_length) {
+        needed = needed.div_ceil(2);
+    }
+    let too_long = (e.context_length > 0 && needed > e.context_length)
         || e.max_prompt_tokens.is_some_and(|m| prompt_tokens > m)
         || (max_out.is_some() && e.max_completion_tokens.is_some_and(|m| out > m));
     too_long.then_some(ExcludedBy::ContextLength)
@@ -305,7 +313,9 @@ mod tests {
     #[test]
     fn tier_request_reads_every_spelling_and_refuses_others() {
         let tiers = |s: &str| {
-            let body = format!(r#"{{"model":"m","messages":[],"service_tier":"{s}"}}"#);
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"service_tier":"{s}"}}"#
+            );
             tier_request(&RequestView::parse(body.as_bytes()).unwrap())
         };
         assert_eq!(tiers("auto").unwrap(), TierRequest::default());
@@ -431,16 +441,31 @@ mod tests {
         let mut e = endpoint("a");
         let by = Some(ExcludedBy::ContextLength);
         // 0 means unknown: no limit.
-        assert_eq!(context_length(&e, 1_000_000, None), None);
+        assert_eq!(context_length(&e, 1_000_000, None, Some(false)), None);
         e.context_length = 1000;
-        assert_eq!(context_length(&e, 900, Some(100)), None);
-        assert_eq!(context_length(&e, 900, Some(101)), by);
+        assert_eq!(context_length(&e, 900, Some(100), Some(false)), None);
+        assert_eq!(context_length(&e, 900, Some(101), Some(false)), by);
         e.max_prompt_tokens = Some(500);
-        assert_eq!(context_length(&e, 501, None), by);
+        assert_eq!(context_length(&e, 501, None, Some(false)), by);
         e.max_prompt_tokens = None;
         e.max_completion_tokens = Some(50);
-        assert_eq!(context_length(&e, 10, Some(51)), by);
-        assert_eq!(context_length(&e, 10, None), None);
+        assert_eq!(context_length(&e, 10, Some(51), Some(false)), by);
+        assert_eq!(context_length(&e, 10, None, Some(false)), None);
+    }
+
+    /// Item 8 of issue 17: with middle-out (asked for, or by default at ≤ 8k context) half the
+    /// context needed is enough.
+    #[test]
+    fn item8_middle_out_admits_half_the_context() {
+        let mut e = endpoint("a");
+        let by = Some(ExcludedBy::ContextLength);
+        e.context_length = 1000;
+        assert_eq!(context_length(&e, 1900, Some(100), None), None);
+        assert_eq!(context_length(&e, 1900, Some(101), None), by);
+        assert_eq!(context_length(&e, 1900, Some(100), Some(false)), by);
+        e.context_length = 10_000;
+        assert_eq!(context_length(&e, 19_000, None, None), by);
+        assert_eq!(context_length(&e, 19_000, None, Some(true)), None);
     }
 
     #[test]
@@ -459,6 +484,7 @@ mod tests {
             deny: &[],
             prompt_tokens: 10,
             max_out: None,
+            middle_out: None,
         };
         let p = provider();
         // Ignored and of the wrong quantization: the earlier rule's reason is recorded.

@@ -116,6 +116,7 @@ impl<'a> Planner<'a> {
             deny: &cfg.ignore,
             prompt_tokens: view.prompt_estimate(),
             max_out: view.max_output(),
+            middle_out: view.middle_out,
         };
         let draws = cfg
             .counter

@@ -48,7 +48,7 @@
 //!     .layer(ModelRoutingLayer::new(catalog).health(stats.clone()))
 //!     .layer(PercentileDeprioritizeLayer::new(stats))
 //!     .service_fn(handle);
-//! let body = r#"{"model":"deepseek/deepseek-chat","messages":[],
+//! let body = r#"{"model":"deepseek/deepseek-chat","messages":[{"role":"user","content":"hi"}],
 //!               "provider":{"preferred_max_latency":{"p90":2},"preferred_min_throughput":50}}"#;
 //! let res = svc.oneshot(Request::post("/").body(Full::new(Bytes::from(body)))?).await?;
 //! assert_eq!(res.status(), 200);

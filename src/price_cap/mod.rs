@@ -37,7 +37,7 @@
 //!     .layer(PriceCapLayer::new())
 //!     .service_fn(handle);
 //! // Claude costs $3/M prompt tokens everywhere: a $1 cap leaves nothing.
-//! let body = r#"{"model":"anthropic/claude-sonnet-4.5","messages":[],"provider":{"max_price":{"prompt":1}}}"#;
+//! let body = r#"{"model":"anthropic/claude-sonnet-4.5","messages":[{"role":"user","content":"hi"}],"provider":{"max_price":{"prompt":1}}}"#;
 //! let res = svc.oneshot(Request::post("/").body(Full::new(Bytes::from(body)))?).await?;
 //! assert_eq!(res.status(), 404);
 //! # Ok(())

@@ -19,10 +19,15 @@
 //! # Errors
 //!
 //! Bad input is a 400 `invalid_request` whose message and `metadata.field` name the field and what was
-//! expected there. Non-UTF-8 input, nesting deeper than 128 levels (serde_json's recursion limit) and
-//! numbers too large for their field are errors too, never panics.
+//! expected there. Non-UTF-8 input, nesting deeper than [`MAX_DEPTH`] levels anywhere in the body
+//! (a byte scan of the values serde_json skips without its own limit) and numbers too large for their field are errors too,
+//! never panics. The same pass validates what a provider would reject because of the caller's
+//! input, so that it never counts against a provider: duplicate known members, message roles and
+//! shapes, parameter types and ranges, `transforms` and `plugins` (see `validate.rs`; the table of
+//! cases is the README's "Bad input" section).
 
 mod balance;
+mod middle_out;
 #[macro_use]
 mod future;
 mod prefs;
@@ -30,6 +35,8 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 mod served;
+mod strip;
+mod validate;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -39,6 +46,8 @@ use serde_json::value::RawValue;
 pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub(crate) use future::missing_route;
 pub use future::RouteFuture;
+pub use middle_out::MIDDLE_OUT_DEFAULT_CONTEXT;
+pub(crate) use middle_out::{compresses, middle_out_cuts};
 pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
@@ -51,6 +60,7 @@ pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub use served::{AttemptKind, AttemptRecord, ServedBy};
+pub use validate::MAX_DEPTH;
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
 pub(crate) fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {

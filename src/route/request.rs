@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::prefs::{span_of, str_list, ProviderPrefs, RouteField, Str};
+use super::validate::{self, Seen};
 use crate::catalog::{ParamSet, Parameter};
 use crate::GatewayError;
 
@@ -20,6 +21,8 @@ pub(crate) const GATEWAY_ONLY: &[&str] = &[
     "plugins",
     "usage",
     "debug",
+    "trace",
+    "preset",
 ];
 
 /// The routing view of a chat-completions request: what routing needs and nothing else, parsed once
@@ -89,8 +92,19 @@ pub struct RequestView<'a> {
     /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,
     /// `session_id`, …), key and value, for removal from upstream bodies.
     pub gateway_members: Vec<Range<usize>>,
+    /// Byte ranges of the values of top-level members that an endpoint may not support: the
+    /// parameters an endpoint lists in `supported_parameters` (with the [`Parameter`]; not
+    /// `max_tokens` / `max_completion_tokens`, which bound the budget) and unknown members (`None`).
+    /// See [`RequestView::unsupported_spans`].
+    pub droppable: Vec<(Option<Parameter>, Range<usize>)>,
+    /// Context compression (`transforms: ["middle-out"]` or the `context-compression` plugin):
+    /// `Some(true)` asked for, `Some(false)` turned off (`transforms: []`), `None` not said (the
+    /// default then depends on the endpoint's context length).
+    pub middle_out: Option<bool>,
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
+    /// The body has messages or a non-null `prompt`.
+    pub(crate) has_input: bool,
 }
 
 /// Tokens an image part may cost, at most, in [`RequestView::prompt_bound`]: above the largest
@@ -105,9 +119,12 @@ pub const MESSAGE_TOKEN_OVERHEAD: u64 = 16;
 pub const REQUEST_TOKEN_OVERHEAD: u64 = 128;
 
 impl<'a> RequestView<'a> {
-    /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, and a
-    /// body with neither `model` nor `models` are a 400 `invalid_request` naming the field and what was
-    /// expected there.
+    /// Parses `body`. Invalid JSON, wrong types, unknown enum values, negative prices or cutoffs, a
+    /// body with neither `model` nor `models`, and what a provider would reject because of the
+    /// caller's input (duplicate known members, missing or empty `messages`, unknown roles, malformed
+    /// content, parameters out of range, nesting deeper than [`MAX_DEPTH`](super::MAX_DEPTH), unknown
+    /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
+    /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
         let failed_field = std::cell::Cell::new(None);
         // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
@@ -125,6 +142,12 @@ impl<'a> RequestView<'a> {
             return Err(GatewayError::invalid_request(
                 "model",
                 "a model id (or a non-empty `models` list) is required",
+            ));
+        }
+        if !view.has_input {
+            return Err(GatewayError::invalid_request(
+                "messages",
+                "a non-empty `messages` list (or a `prompt`) is required",
             ));
         }
         view.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
@@ -248,7 +271,10 @@ impl<'a> RequestView<'a> {
             message_count: self.message_count,
             conversation_spans: self.conversation_spans,
             gateway_members: self.gateway_members,
+            droppable: self.droppable,
+            middle_out: self.middle_out,
             object_start: self.object_start,
+            has_input: self.has_input,
         }
     }
 
@@ -358,9 +384,16 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let failed = self.failed_field;
         let mut v = RequestView::default();
+        let mut seen = Seen::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             let key = key.0;
             failed.set(None);
+            if let Some(dup) = seen.insert(&key) {
+                self.at(dup);
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member `{dup}`: each member may appear once"
+                )));
+            }
             match &*key {
                 "model" => self.model(&mut v, map.next_value()?)?,
                 "models" => self.models(&mut v, map.next_value()?)?,
@@ -405,6 +438,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                     v.bound_bytes += stats.bound_bytes;
                     v.image_parts += stats.images;
                     v.message_count = stats.count;
+                    v.has_input |= stats.count > 0;
                     v.conversation_spans = (
                         stats.system.and_then(|c| span_of(self.body, c)),
                         stats.first.and_then(|c| span_of(self.body, c)),
@@ -412,19 +446,16 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 }
                 "prompt" => {
                     let raw: &'de RawValue = map.next_value()?;
+                    self.at("prompt");
+                    validate::check_depth(raw.get(), 1)?;
                     v.prompt_bytes += raw.get().len();
                     v.bound_bytes += raw.get().len() as u64;
+                    v.has_input |= nonnull(raw);
                 }
-                "tools" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    let s = raw.get();
-                    if s != "null" && s != "[]" {
-                        v.params.insert(Parameter::Tools);
-                        v.prompt_bytes += s.len();
-                        v.bound_bytes += s.len() as u64;
-                    }
-                }
-                other => self.other(&mut v, other, map.next_value()?),
+                "tools" => self.tools(&mut v, map.next_value()?)?,
+                "transforms" => self.compression(&mut v, "transforms", map.next_value()?)?,
+                "plugins" => self.compression(&mut v, "plugins", map.next_value()?)?,
+                other => self.other(&mut v, other, map.next_value()?)?,
             }
         }
         Ok(v)
@@ -484,6 +515,8 @@ impl<'de> ViewSeed<'de, '_> {
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at("provider");
+        // Unknown members inside are skipped without a depth bound.
+        validate::check_depth(raw.get(), 1)?;
         let prefs: Option<ProviderPrefs<'de>> = if !self.track_paths {
             serde_json::from_str(raw.get()).map_err(E::custom)?
         } else {
@@ -521,19 +554,77 @@ impl<'de> ViewSeed<'de, '_> {
         Ok(())
     }
 
+    /// `tools`: a list of tool objects; counted in the prompt estimate.
+    fn tools<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+        let s = raw.get();
+        if s == "null" {
+            return Ok(());
+        }
+        self.at("tools");
+        validate::check_depth(s, 1)?;
+        validate::check_param(Parameter::Tools, s)?;
+        v.droppable
+            .extend(self.member(raw).map(|r| (Some(Parameter::Tools), r)));
+        if s != "[]" {
+            v.params.insert(Parameter::Tools);
+            v.prompt_bytes += s.len();
+            v.bound_bytes += s.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// `transforms` or `plugins`: gateway-only; what they say about middle-out compression (an
+    /// unknown transform or a plugin the gateway cannot run is an error).
+    fn compression<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        name: &'static str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        v.gateway_members.extend(self.member(raw));
+        self.at(name);
+        validate::check_depth(raw.get(), 1)?;
+        let on = if name == "transforms" {
+            validate::transforms(raw.get())?
+        } else {
+            validate::plugins(raw.get())?
+        };
+        v.middle_out = match (v.middle_out, on) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
     /// Any other member: a known parameter is recorded as present (unless `null`), a gateway-only
     /// member's span is kept so it can be cut from upstream bodies, the rest is skipped.
-    fn other(&self, v: &mut RequestView<'de>, name: &str, raw: &'de RawValue) {
+    fn other<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        name: &str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
         if let Some(p) = Parameter::from_name(name) {
             if nonnull(raw) {
+                self.at(p.as_str());
+                validate::check_depth(raw.get(), 1)?;
+                validate::check_param(p, raw.get())?;
                 v.params.insert(p);
                 if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
                     v.params.insert(Parameter::StructuredOutputs);
                 }
             }
-        } else if GATEWAY_ONLY.contains(&name) {
-            v.gateway_members.extend(self.member(raw));
+            v.droppable.extend(self.member(raw).map(|r| (Some(p), r)));
+        } else {
+            // Skipped members, kept as raw values: serde_json does not bound their depth.
+            validate::check_depth(raw.get(), 1)?;
+            if GATEWAY_ONLY.contains(&name) {
+                v.gateway_members.extend(self.member(raw));
+            } else if !validate::is_standard(name) {
+                v.droppable.extend(self.member(raw).map(|r| (None, r)));
+            }
         }
+        Ok(())
     }
 }
 
@@ -591,6 +682,9 @@ impl<'de> Visitor<'de> for MessagesSeed {
                 first.get_or_insert(content);
             }
         }
+        if count == 0 {
+            return Err(de::Error::custom("expected at least one message"));
+        }
         Ok(MessageStats {
             bytes,
             bound_bytes,
@@ -602,8 +696,11 @@ impl<'de> Visitor<'de> for MessagesSeed {
     }
 }
 
-/// One message: `role` and the raw `content` are looked at, and the bytes of every member
-/// counted (image parts of the content apart).
+/// The nesting of a message's members: the body, `messages`, the message.
+const MESSAGE_DEPTH: usize = 3;
+
+/// One message: `role` and the raw `content` are looked at (and validated), and the bytes of
+/// every member counted (image parts of the content apart).
 struct Message<'a> {
     role: Option<Cow<'a, str>>,
     content: Option<&'a RawValue>,
@@ -654,26 +751,55 @@ impl<'de> Deserialize<'de> for Message<'de> {
                     bound_bytes: 0,
                     images: 0,
                 };
+                let (mut has_role, mut tool_call_id) = (false, false);
                 while let Some(k) = map.next_key::<Str<'de>>()? {
                     m.bound_bytes += k.0.len() as u64;
+                    let once = |seen: bool| match seen {
+                        true => Err(de::Error::custom(format_args!(
+                            "duplicate member `{}` in a message",
+                            k.0
+                        ))),
+                        false => Ok(()),
+                    };
                     match &*k.0 {
-                        "role" => m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
+                        "role" => {
+                            once(has_role)?;
+                            has_role = true;
+                            m.role = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0);
+                        }
                         "content" => {
+                            once(m.content.is_some())?;
                             let raw: &'de RawValue = map.next_value()?;
+                            validate::check_depth(raw.get(), MESSAGE_DEPTH)?;
                             let (bytes, images) = content_bound(raw);
                             m.bound_bytes += bytes;
                             m.images += images;
                             m.content = Some(raw);
                         }
+                        "tool_call_id" => {
+                            once(tool_call_id)?;
+                            let id = map.next_value::<Option<Str<'de>>>()?;
+                            m.bound_bytes += id.as_ref().map_or(4, |s| s.0.len() as u64 + 2);
+                            tool_call_id = id.is_some();
+                        }
                         _ => {
                             // Tool calls with their arguments, names, …: every byte counts.
                             let raw: &'de RawValue = map.next_value()?;
+                            validate::check_depth(raw.get(), MESSAGE_DEPTH)?;
                             m.bound_bytes += raw.get().len() as u64;
                         }
                     }
                 }
                 if let Some(r) = &m.role {
                     m.bound_bytes += r.len() as u64;
+                }
+                validate::check_role(m.role.as_deref())?;
+                let role = m.role.as_deref().unwrap_or_default();
+                validate::check_content(role, m.content.map(RawValue::get))?;
+                if role == "tool" && !tool_call_id {
+                    return Err(de::Error::custom(
+                        "a `tool` message needs its `tool_call_id`",
+                    ));
                 }
                 Ok(m)
             }

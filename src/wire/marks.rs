@@ -46,6 +46,7 @@ pub const GATEWAY_ONLY_MEMBERS: &[&str] = &[
     "user",
     "preset",
     "debug",
+    "trace",
 ];
 
 impl OriginalMessages {
