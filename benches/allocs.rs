@@ -1,0 +1,105 @@
+//! Heap allocations per request, counted by a global allocator that wraps the system one.
+//!
+//! ```text
+//! cargo bench --bench allocs
+//! ```
+//!
+//! For each scenario: allocations (`alloc` + `realloc` calls) and bytes allocated per request,
+//! averaged over 1,000 requests after 100 warm-up requests, on a current-thread runtime. The
+//! figures are exact counts, not timings, so they are stable on a loaded machine.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use common::{fixed, once, stack_body, stack_catalog};
+use tower::ServiceBuilder;
+use tower_ai_gateway::usage_meter::GenerationStore;
+use tower_ai_gateway::GatewayLayer;
+
+/// The system allocator, counting.
+struct Counting;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for `dealloc` is passed on as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const WARM_UP: usize = 100;
+const N: usize = 1000;
+
+/// Allocations and bytes per request of `svc`.
+fn measure<S, B>(rt: &tokio::runtime::Runtime, mut svc: S, body: &Bytes) -> (f64, f64)
+where
+    S: tower::Service<http::Request<http_body_util::Full<Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..WARM_UP {
+        rt.block_on(once(&mut svc, body));
+    }
+    let (calls, bytes) = (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+    for _ in 0..N {
+        rt.block_on(once(&mut svc, body));
+    }
+    let calls = CALLS.load(Ordering::Relaxed) - calls;
+    let bytes = BYTES.load(Ordering::Relaxed) - bytes;
+    (calls as f64 / N as f64, bytes as f64 / N as f64)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let body = stack_body();
+    let bare = measure(&rt, tower::service_fn(fixed), &body);
+    let gateway = ServiceBuilder::new()
+        .layer(
+            GatewayLayer::new(stack_catalog())
+                .routing(|r| r.seed(1))
+                .usage_meter(|u| u.sink(GenerationStore::new(1024))),
+        )
+        .service_fn(fixed);
+    let all = measure(&rt, gateway, &body);
+    println!("scenario (1 KB non-streamed request)        allocations/request   bytes/request");
+    println!(
+        "stack/bare                                  {:>19.1} {:>15.0}",
+        bare.0, bare.1
+    );
+    println!(
+        "stack/all (GatewayLayer)                    {:>19.1} {:>15.0}",
+        all.0, all.1
+    );
+    println!(
+        "added by the gateway                        {:>19.1} {:>15.0}",
+        all.0 - bare.0,
+        all.1 - bare.1
+    );
+}
