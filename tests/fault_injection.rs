@@ -19,7 +19,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider, Usd};
 use tower_ai_gateway::clock::SystemClock;
 use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
-use tower_ai_gateway::usage_meter::{CallerKey, GenerationStore, InMemoryLedger, Ledger, Period};
+use tower_ai_gateway::usage_meter::{CallerKey, GenerationStore, InMemoryLedger, Period};
 use tower_ai_gateway::GatewayLayer;
 
 const MODEL: &str = "acme/chat";
