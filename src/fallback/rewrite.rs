@@ -59,17 +59,10 @@ pub(crate) fn upstream_body(
         .and_then(|r| body.get(r.clone()))
         .and_then(|o| slug_options(o, slug));
     let mut insert: Vec<u8> = Vec::new();
-    let mut usage_edit = None;
-    let overridden = |name: &str| options.iter().flatten().any(|(k, _)| k == name);
-    if fit.ask_usage && !overridden("stream_options") {
-        match view.stream_options_span.clone() {
-            Some(span) => usage_edit = include_usage(&body[span.clone()]).map(|v| (span, v)),
-            None => {
-                insert.extend_from_slice(br#","stream_options":"#);
-                insert.extend_from_slice(INCLUDE_USAGE);
-            }
-        }
-    }
+    let overridden = options.iter().flatten().any(|(k, _)| k == "stream_options");
+    let usage_edit = (fit.ask_usage && !overridden)
+        .then(|| ask_usage(body, view, &mut insert))
+        .flatten();
     if let Some(members) = &options {
         let names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         for (key, span) in top_level_members(body)? {
@@ -118,6 +111,23 @@ pub(crate) fn upstream_body(
     edits.sort_by_key(|(r, _)| (r.start, r.end));
     let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
     Some(crate::route::splice(body, &refs))
+}
+
+/// Makes `stream_options.include_usage` true: the edit of the caller's `stream_options`, or (when
+/// it has none) the member appended to `insert`.
+fn ask_usage(
+    body: &[u8],
+    view: &RequestView<'_>,
+    insert: &mut Vec<u8>,
+) -> Option<(Range<usize>, Vec<u8>)> {
+    match view.stream_options_span.clone() {
+        Some(span) => include_usage(&body[span.clone()]).map(|v| (span, v)),
+        None => {
+            insert.extend_from_slice(br#","stream_options":"#);
+            insert.extend_from_slice(INCLUDE_USAGE);
+            None
+        }
+    }
 }
 
 /// The caller's `stream_options` value with `include_usage` set to `true`, its other members
