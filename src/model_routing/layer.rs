@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::routers::{AutoRouter, TieredRouter};
 use super::sticky::StickyTable;
 use super::ModelRouting;
 use crate::catalog::CatalogHandle;
@@ -27,6 +28,8 @@ pub(crate) struct Config {
     pub(crate) sticky: Arc<StickyTable>,
     pub(crate) sticky_implicit: bool,
     pub(crate) clock: SharedClock,
+    /// Ranks models for `openrouter/auto`.
+    pub(crate) auto_router: Arc<dyn AutoRouter>,
 }
 
 /// The default request body limit: 10 MiB.
@@ -59,6 +62,7 @@ impl ModelRoutingLayer {
                 sticky: Arc::new(StickyTable::new(Duration::from_secs(600), 100_000)),
                 sticky_implicit: true,
                 clock: system_clock(),
+                auto_router: Arc::new(TieredRouter::default()),
             }),
         }
     }
@@ -70,6 +74,13 @@ impl ModelRoutingLayer {
     /// Reads endpoint health, latency and throughput from `health` (e.g. [`Stats`](crate::stats::Stats)).
     pub fn health(mut self, health: impl HealthSource) -> Self {
         self.cfg().health = SharedHealth(Arc::new(health));
+        self
+    }
+
+    /// The [`AutoRouter`] behind `openrouter/auto` (default: [`TieredRouter`] without tiers: the
+    /// cheapest capable models).
+    pub fn auto_router(mut self, router: impl AutoRouter) -> Self {
+        self.cfg().auto_router = Arc::new(router);
         self
     }
 

@@ -28,6 +28,19 @@
 //!
 //! An unknown model is a 400 with `availability.code = "model_not_found"`, never a 5xx.
 //!
+//! # Router models
+//!
+//! `openrouter/auto` and `openrouter/free` are expanded before resolution
+//! (<https://openrouter.ai/docs/guides/routing/routers/auto-router>). `openrouter/auto` asks the
+//! layer's [`AutoRouter`] ([`auto_router`](ModelRoutingLayer::auto_router); default
+//! [`TieredRouter`]: the operator's tiers, then every capable model cheapest first) for models
+//! that meet the request's [`Needs`] (tools, images, structured output, reasoning, context);
+//! the `auto-router` plugin's `allowed_models` / `excluded_models` patterns (`*` wildcards,
+//! excluded wins, at most 1,024 patterns per list) filter them, and the first [`AUTO_MODELS`]
+//! are tried in order. `openrouter/free` shuffles the capable free models with the layer's seed.
+//! Nothing left is a 404 "No models match your request and model restrictions". The request is
+//! priced as the model that served it; `max_price` and every other preference apply as usual.
+//!
 //! # Hard filters
 //!
 //! Applied per endpoint, each removal recorded with its reason (the `excluded_by` vocabulary):
@@ -129,6 +142,7 @@ mod layer;
 mod order;
 mod plan;
 mod resolve;
+mod routers;
 mod service;
 mod sticky;
 
@@ -136,4 +150,5 @@ pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub use future::ResponseFuture;
 pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};
+pub use routers::{AutoRouter, Needs, Tier, TieredRouter, AUTO, AUTO_MODELS, FREE};
 pub use service::ModelRouting;

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::admit::{flex_only, soft_parameters, tier_request, Admission, Ep, TierRequest};
 use super::resolve::{resolve, ModelPlan};
+use super::routers::expand;
 use super::Config;
 use crate::catalog::{Catalog, Endpoint};
 use crate::error::GatewayError;
@@ -189,16 +190,32 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// The requested models, resolved and de-duplicated, in request order.
-fn resolve_all(catalog: &Catalog, view: &RequestView<'_>) -> Result<Vec<ModelPlan>, GatewayError> {
+/// The requested models, router models expanded, resolved and de-duplicated, in request order.
+fn resolve_all(
+    cfg: &Config,
+    catalog: &Catalog,
+    view: &RequestView<'_>,
+) -> Result<Vec<ModelPlan>, GatewayError> {
     let mut plans: Vec<ModelPlan> = Vec::new();
-    for name in view.requested_models() {
-        let p = resolve(catalog, name)?;
+    let mut push = |p: ModelPlan| {
         if !plans
             .iter()
             .any(|q| q.id == p.id && q.free_only == p.free_only)
         {
             plans.push(p);
+        }
+    };
+    for name in view.requested_models() {
+        let draw = cfg.seed ^ cfg.counter.load(std::sync::atomic::Ordering::Relaxed);
+        match expand(name, view, catalog, &*cfg.auto_router, draw) {
+            Some(ids) => {
+                for id in ids? {
+                    let mut p = resolve(catalog, &id)?;
+                    p.requested = name.to_string();
+                    push(p);
+                }
+            }
+            None => push(resolve(catalog, name)?),
         }
     }
     Ok(plans)
@@ -220,7 +237,7 @@ pub(crate) fn plan(
         ));
     }
     let tiers = tier_request(&view)?;
-    let plans = resolve_all(&catalog, &view)?;
+    let plans = resolve_all(cfg, &catalog, &view)?;
     // The generator's counter advances only for requests that get this far.
     let mut planner = Planner::new(cfg, &catalog, &body, &view, headers, now, tiers);
     let candidates = planner.place_all(&plans);

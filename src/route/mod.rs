@@ -55,7 +55,10 @@ pub use prefs::{
 pub(crate) use request::write_json_str;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
-pub use request::{RequestView, IMAGE_TOKEN_BOUND, MESSAGE_TOKEN_OVERHEAD, REQUEST_TOKEN_OVERHEAD};
+pub use request::{
+    AutoRouterPlugin, RequestView, IMAGE_TOKEN_BOUND, MESSAGE_TOKEN_OVERHEAD,
+    REQUEST_TOKEN_OVERHEAD,
+};
 pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};

@@ -101,10 +101,91 @@ pub struct RequestView<'a> {
     /// `Some(true)` asked for, `Some(false)` turned off (`transforms: []`), `None` not said (the
     /// default then depends on the endpoint's context length).
     pub middle_out: Option<bool>,
+    /// The `auto-router` plugin's model restrictions, for `openrouter/auto`.
+    pub auto_router: Option<Box<AutoRouterPlugin>>,
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
     /// The body has messages or a non-null `prompt`.
     pub(crate) has_input: bool,
+}
+
+/// The `auto-router` plugin's settings
+/// (<https://openrouter.ai/docs/guides/routing/routers/auto-router>): model id patterns, where `*`
+/// matches any run of characters; an excluded pattern wins over an allowed one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AutoRouterPlugin {
+    /// Only models matching one of these (when not empty).
+    pub allowed_models: Vec<String>,
+    /// Never models matching one of these.
+    pub excluded_models: Vec<String>,
+}
+
+/// At most this many patterns in each list of the `auto-router` plugin.
+const MAX_PATTERNS: usize = 1024;
+/// At most this many characters per pattern.
+const MAX_PATTERN_LEN: usize = 1024;
+/// At most this many characters over all patterns.
+const MAX_PATTERNS_TOTAL: usize = 65_536;
+
+impl AutoRouterPlugin {
+    /// The settings, checked against OpenRouter's limits (1,024 patterns per list, 1,024
+    /// characters each, 65,536 in all).
+    pub(crate) fn new<E: de::Error>(
+        allowed: Vec<String>,
+        excluded: Vec<String>,
+    ) -> Result<Self, E> {
+        let total: usize = allowed.iter().chain(&excluded).map(String::len).sum();
+        if allowed.len() > MAX_PATTERNS || excluded.len() > MAX_PATTERNS {
+            return Err(E::custom(
+                "the auto-router plugin takes at most 1024 patterns per list",
+            ));
+        }
+        if allowed
+            .iter()
+            .chain(&excluded)
+            .any(|p| p.len() > MAX_PATTERN_LEN)
+        {
+            return Err(E::custom(
+                "an auto-router pattern is longer than 1024 characters",
+            ));
+        }
+        if total > MAX_PATTERNS_TOTAL {
+            return Err(E::custom(
+                "the auto-router patterns exceed 65536 characters in all",
+            ));
+        }
+        Ok(AutoRouterPlugin {
+            allowed_models: allowed,
+            excluded_models: excluded,
+        })
+    }
+
+    /// Whether `model` passes the restrictions.
+    pub fn admits(&self, model: &str) -> bool {
+        let any = |list: &[String]| list.iter().any(|p| wildcard(p, model));
+        !any(&self.excluded_models) && (self.allowed_models.is_empty() || any(&self.allowed_models))
+    }
+}
+
+/// `pattern` (with `*` for any run of characters) matches all of `text`.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Tokens an image part may cost, at most, in [`RequestView::prompt_bound`]: above the largest
@@ -273,6 +354,7 @@ impl<'a> RequestView<'a> {
             gateway_members: self.gateway_members,
             droppable: self.droppable,
             middle_out: self.middle_out,
+            auto_router: self.auto_router,
             object_start: self.object_start,
             has_input: self.has_input,
         }
@@ -587,7 +669,9 @@ impl<'de> ViewSeed<'de, '_> {
         let on = if name == "transforms" {
             validate::transforms(raw.get())?
         } else {
-            validate::plugins(raw.get())?
+            let (on, router) = validate::plugins(raw.get())?;
+            v.auto_router = router.map(Box::new);
+            on
         };
         v.middle_out = match (v.middle_out, on) {
             (Some(true), _) | (_, Some(true)) => Some(true),
@@ -813,6 +897,23 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn auto_router_patterns() {
+        let p = |allowed: &[&str], excluded: &[&str]| AutoRouterPlugin {
+            allowed_models: allowed.iter().map(|s| s.to_string()).collect(),
+            excluded_models: excluded.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(p(&[], &[]).admits("a/b"));
+        assert!(p(&["anthropic/*"], &[]).admits("anthropic/claude-sonnet-4.5"));
+        assert!(!p(&["anthropic/*"], &[]).admits("openai/gpt-4o"));
+        assert!(p(&["*/gpt-*-mini"], &[]).admits("openai/gpt-4o-mini"));
+        assert!(!p(&["*/gpt-*-mini"], &[]).admits("openai/gpt-4o"));
+        assert!(p(&["exact/id"], &[]).admits("exact/id"));
+        assert!(!p(&["exact/id"], &[]).admits("exact/id2"));
+        assert!(!p(&["*"], &["*:free"]).admits("x/y:free"), "excluded wins");
+        assert!(p(&["a*a"], &[]).admits("aa") && !p(&["a*a"], &[]).admits("a"));
+    }
 
     fn text() -> impl Strategy<Value = String> {
         "[a-z/ é\"\\\n\u{1F600}]{0,12}"

@@ -20,6 +20,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::request::AutoRouterPlugin;
+
 use super::prefs::Str;
 use crate::catalog::Parameter;
 
@@ -266,20 +268,29 @@ pub(crate) fn transforms<E: de::Error>(raw: &str) -> Result<Option<bool>, E> {
 
 /// `plugins`: `context-compression` turns compression on; a plugin this gateway cannot run (`web`,
 /// `file-parser`, `response-healing`, …) is a 400 unless it is `"enabled": false`.
-pub(crate) fn plugins<E: de::Error>(raw: &str) -> Result<Option<bool>, E> {
+pub(crate) fn plugins<E: de::Error>(
+    raw: &str,
+) -> Result<(Option<bool>, Option<AutoRouterPlugin>), E> {
     #[derive(Deserialize)]
     struct Plugin<'a> {
         #[serde(borrow)]
         id: std::borrow::Cow<'a, str>,
         #[serde(default)]
         enabled: Option<bool>,
+        #[serde(default)]
+        allowed_models: Vec<String>,
+        #[serde(default)]
+        excluded_models: Vec<String>,
     }
     let list: Option<Vec<Plugin<'_>>> = typed(raw, "a list of plugin objects with an `id`")?;
-    let mut on = None;
-    for p in list.iter().flatten() {
+    let (mut on, mut router) = (None, None);
+    for p in list.into_iter().flatten() {
         match (&*p.id, p.enabled) {
             ("context-compression", e) => on = Some(e.unwrap_or(true)),
             (_, Some(false)) => {}
+            ("auto-router", _) => {
+                router = Some(AutoRouterPlugin::new(p.allowed_models, p.excluded_models)?);
+            }
             (id, _) => {
                 return Err(E::custom(format_args!(
                     "the `{id:.40}` plugin is not supported by this gateway"
@@ -287,7 +298,7 @@ pub(crate) fn plugins<E: de::Error>(raw: &str) -> Result<Option<bool>, E> {
             }
         }
     }
-    Ok(on)
+    Ok((on, router))
 }
 
 /// A message's `role`, checked.
