@@ -167,9 +167,8 @@ pub(crate) fn expand(
     if ids.is_empty() {
         return Some(Err(GatewayError::unavailable(
             "No models match your request and model restrictions",
-            Availability::new(AvailabilityCode::ModelNotFound, vec![name.to_string()]),
+            Availability::new(AvailabilityCode::ConstraintFiltered, vec![name.to_string()]),
         )
-        .with_status(http::StatusCode::NOT_FOUND)
         .with_metadata("field", "model")));
     }
     Some(Ok(ids))
