@@ -38,7 +38,10 @@ pub fn request_view(data: &[u8]) {
     let _ = view.prompt_bound();
     let out = view.splice_model(data, "fuzz/model");
     let v: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
-        panic!("splice broke the JSON ({e}): {}", String::from_utf8_lossy(&out))
+        panic!(
+            "splice broke the JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
     });
     assert_eq!(v["model"], "fuzz/model", "{v}");
 }
@@ -103,13 +106,23 @@ pub fn sse_streams(data: &[u8]) {
         let svc = ServiceBuilder::new()
             .layer(GatewayLayer::new(one_provider()))
             .service(upstream);
-        let body = r#"{"model":"fuzz/model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let body =
+            r#"{"model":"fuzz/model","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let res = svc
-            .oneshot(Request::post("/").body(Full::new(Bytes::from(body))).expect("request"))
+            .oneshot(
+                Request::post("/")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request"),
+            )
             .await
             .expect("the stack never fails");
         let status = res.status();
-        let bytes = res.into_body().collect().await.expect("body never fails").to_bytes();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body never fails")
+            .to_bytes();
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(KEY), "the key reached the caller: {text}");
         if status != 200 {
@@ -126,15 +139,23 @@ pub fn sse_streams(data: &[u8]) {
 fn check_chat_stream(text: &str) {
     let events: Vec<&str> = text
         .split("\n\n")
-        .flat_map(|e| e.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim))
+        .flat_map(|e| {
+            e.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+        })
         .collect();
     for e in events.iter().filter(|e| **e != "[DONE]") {
-        serde_json::from_str::<Value>(e).unwrap_or_else(|_| panic!("invalid event {e:?} in {text:?}"));
+        serde_json::from_str::<Value>(e)
+            .unwrap_or_else(|_| panic!("invalid event {e:?} in {text:?}"));
     }
     let last = events.last().copied().unwrap_or_default();
     if last != "[DONE]" {
         let v: Value = serde_json::from_str(last).unwrap_or_default();
-        assert_eq!(v["choices"][0]["finish_reason"], "error", "not ended: {text:?}");
+        assert_eq!(
+            v["choices"][0]["finish_reason"], "error",
+            "not ended: {text:?}"
+        );
     }
 }
 
