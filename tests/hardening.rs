@@ -32,12 +32,17 @@ fn scripted(body: Value, seen: Arc<Mutex<Vec<Value>>>) -> app::Client {
         let seen = seen.clone();
         async move {
             let bytes = req.into_body().collect().await?.to_bytes();
-            seen.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+            let req: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let stream = req["stream"] == true;
+            seen.lock().unwrap().push(req);
+            let (body, kind) = if stream {
+                (sse(), "text/event-stream")
+            } else {
+                (body, "application/json")
+            };
             let res = http::Response::builder()
                 .status(200)
-                .header("content-type", "application/json")
+                .header("content-type", kind)
                 .header("openai-organization", "org-secret-acme")
                 .header("openai-processing-ms", "123")
                 .header("x-ratelimit-remaining-requests", "4999")
@@ -48,14 +53,37 @@ fn scripted(body: Value, seen: Arc<Mutex<Vec<Value>>>) -> app::Client {
                 .header("set-cookie", "__cf_bm=abc")
                 .header("retry-after", "7")
                 .body(
-                    Full::new(Bytes::from(body.to_string()))
-                        .map_err(|e| -> BoxError { match e {} })
-                        .boxed(),
+                    Full::new(Bytes::from(match body {
+                        Value::String(s) => s,
+                        v => v.to_string(),
+                    }))
+                    .map_err(|e| -> BoxError { match e {} })
+                    .boxed(),
                 )?;
             Ok::<_, BoxError>(res)
         }
     });
     BoxCloneSyncService::new(svc)
+}
+
+/// A streamed answer, as a JSON string of the SSE text.
+fn sse() -> Value {
+    let chunk = |delta: Value, finish: Value, usage: Value| {
+        json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-mini", "service_tier": "default",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": usage})
+    };
+    let first = chunk(
+        json!({"role": "assistant", "content": "Hi"}),
+        Value::Null,
+        Value::Null,
+    );
+    let last = chunk(
+        json!({}),
+        json!("stop"),
+        json!({"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}),
+    );
+    Value::String(format!("data: {first}\n\ndata: {last}\n\ndata: [DONE]\n\n"))
 }
 
 fn completion() -> Value {
@@ -203,6 +231,23 @@ async fn item11_generation_id_on_errors_service_tier_count_tokens_and_max_tokens
     let r = gw.chat(body, "alice").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["service_tier"], "priority", "{}", r.json());
+    // Streamed too: every chunk says which tier served it.
+    let mut body = hello(MINI);
+    body["provider"] = json!({"only": ["openai/priority"]});
+    body["stream"] = json!(true);
+    let r = gw.chat(body, "alice").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text = String::from_utf8_lossy(&r.body);
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| d.starts_with('{'))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.len() >= 2, "{text}");
+    for c in &chunks {
+        assert_eq!(c["service_tier"], "priority", "{text}");
+    }
     // No tier served: the provider's value is left as it is.
     let mut body = hello(MINI);
     body["provider"] = json!({"only": ["azure"]});
@@ -372,4 +417,22 @@ async fn item13_connection_and_in_flight_caps_answer_503() {
     }
     assert!(refused >= 2, "{refused} refused");
     drop(slow);
+}
+
+#[test]
+fn item13_server_limits_from_config() {
+    let section: config::ServerSection = toml::from_str(
+        "header_read_timeout_ms = 250\nbody_read_timeout_ms = 500\nmax_connections = 7\nmax_in_flight = 3",
+    )
+    .unwrap();
+    let l = server::ServerLimits::from_config(&section, 1234);
+    assert_eq!(l.header_read_timeout, Duration::from_millis(250));
+    assert_eq!(l.body_read_timeout, Duration::from_millis(500));
+    assert_eq!(
+        (l.max_connections, l.max_in_flight, l.body_limit),
+        (7, 3, 1234)
+    );
+    let d = server::ServerLimits::from_config(&config::ServerSection::default(), 1);
+    assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+    assert!(toml::from_str::<config::ServerSection>("max_conections = 1").is_err());
 }

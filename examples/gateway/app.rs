@@ -67,7 +67,9 @@ pub struct AppState {
 /// Without it, the last small write of a response (the chunked body's terminating `0\r\n\r\n`
 /// after `data: [DONE]`) waits under Nagle's algorithm for the ACK of the write before it, which a
 /// client that keeps the connection open delays by ~40 ms: every stream ended 40–44 ms after its
-/// last event. `tests/tcp.rs` measures it.
+/// last event. `tests/tcp.rs` measures it. (The example's own server, `server.rs`, sets it on each
+/// connection it accepts; the tests' loopback servers use this.)
+#[allow(dead_code)]
 pub fn nodelay(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {

@@ -104,10 +104,7 @@ async fn main() {
     let no_keys = config.keys.is_empty();
     let models = config.catalog.models().len();
     let endpoints = config.catalog.all_endpoints().len();
-    let limits = server::ServerLimits {
-        body_limit: config.body_limit,
-        ..Default::default()
-    };
+    let limits = server::ServerLimits::from_config(&config.server, config.body_limit);
     let (router, _state) = app::build(config);
     banner(listen, demo, no_keys, models, endpoints);
     serve(listen, router, limits, "gateway").await;

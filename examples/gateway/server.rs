@@ -61,6 +61,24 @@ impl Default for ServerLimits {
     }
 }
 
+impl ServerLimits {
+    /// The defaults, with what `[gateway.server]` sets and the gateway's body limit.
+    pub fn from_config(section: &crate::config::ServerSection, body_limit: usize) -> Self {
+        let d = ServerLimits::default();
+        ServerLimits {
+            header_read_timeout: section
+                .header_read_timeout_ms
+                .map_or(d.header_read_timeout, Duration::from_millis),
+            body_read_timeout: section
+                .body_read_timeout_ms
+                .map_or(d.body_read_timeout, Duration::from_millis),
+            max_connections: section.max_connections.unwrap_or(d.max_connections),
+            max_in_flight: section.max_in_flight.unwrap_or(d.max_in_flight),
+            body_limit,
+        }
+    }
+}
+
 /// The 503 answered when the server is at one of its limits.
 fn overloaded(what: &str) -> GatewayError {
     GatewayError::new(
