@@ -257,12 +257,10 @@ fn wrap<B: Body<Data = Bytes>>(
         Mode::Json
     };
     generation_id_header(&mut parts.headers, &ctx);
-    if ctx.success && ctx.rewrite {
-        if mode == Mode::Json {
-            // The edits change the length: the body's exact `size_hint` gives the new one when
-            // it is known now (hyper then sets the header), else it is sent chunked.
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
+    if ctx.success && ctx.rewrite && mode == Mode::Json {
+        // The edits change the length: the body's exact `size_hint` gives the new one when it is
+        // known now (hyper then sets the header), else it is sent chunked.
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
     Response::from_parts(parts, body)

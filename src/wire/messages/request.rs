@@ -193,10 +193,10 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("messages: an array of messages is required"))?;
     // Required by Anthropic's Messages API (<https://docs.anthropic.com/en/api/messages>).
-    if !obj
+    if obj
         .get("max_tokens")
         .and_then(Value::as_u64)
-        .is_some_and(|n| n >= 1)
+        .is_none_or(|n| n == 0)
     {
         return Err(invalid("max_tokens: a positive integer is required"));
     }
