@@ -425,8 +425,9 @@ async fn count_tokens_estimates() {
             "/api/v1/messages/count_tokens",
             &[],
             Bytes::from(
-                json!({"model": "x", "messages": [{"role": "user", "content": "12345678"}]})
-                    .to_string(),
+                json!({"model": "openai/gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "12345678"}]})
+                .to_string(),
             ),
         )
         .await;

@@ -67,7 +67,9 @@ pub struct AppState {
 /// Without it, the last small write of a response (the chunked body's terminating `0\r\n\r\n`
 /// after `data: [DONE]`) waits under Nagle's algorithm for the ACK of the write before it, which a
 /// client that keeps the connection open delays by ~40 ms: every stream ended 40–44 ms after its
-/// last event. `tests/tcp.rs` measures it.
+/// last event. `tests/tcp.rs` measures it. (The example's own server, `server.rs`, sets it on each
+/// connection it accepts; the tests' loopback servers use this.)
+#[allow(dead_code)]
 pub fn nodelay(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
@@ -378,12 +380,37 @@ async fn count_tokens(State(state): State<AppState>, req: Request) -> Response {
     };
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if v.is_object() => {
+            if let Err(e) = known_model(&state, v.get("model")) {
+                return error_response(e);
+            }
             axum::Json(tower_ai_gateway::compat::count_tokens_json(&v)).into_response()
         }
         _ => error_response(GatewayError::new(
             ErrorType::InvalidRequest,
             "the request body must be a JSON object",
         )),
+    }
+}
+
+/// `count_tokens` names a model as `/messages` does: missing is a 400, unknown (after aliases and
+/// without a `:variant` suffix) a 404.
+fn known_model(state: &AppState, model: Option<&Value>) -> Result<(), GatewayError> {
+    let Some(name) = model.and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+        return Err(GatewayError::invalid_request(
+            "model",
+            "a model id is required",
+        ));
+    };
+    let catalog = state.catalog.load();
+    let base = name.split_once(':').map_or(name, |(b, _)| b);
+    let known = |n: &str| catalog.model(catalog.alias(n).unwrap_or(n)).is_some();
+    if known(name) || known(base) {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorType::NotFound,
+            format!("model `{name}` not found"),
+        ))
     }
 }
 
@@ -416,9 +443,12 @@ struct IdQuery {
     id: Option<String>,
 }
 
+/// `GET /api/v1/generation?id=`: a record is visible to the key that made it and to management
+/// keys; to any other key it does not exist (404, never 403: ids are not confirmed to strangers).
 async fn generation(
     State(state): State<AppState>,
     q: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
@@ -430,7 +460,10 @@ async fn generation(
             "a generation id (`gen-…`)",
         ));
     };
-    match state.generations.get(&id) {
+    let caller = caller_of(&req);
+    let visible =
+        |r: &GenerationRecord| r.key.as_ref() == Some(&caller) || is_management(&state, &caller);
+    match state.generations.get(&id).filter(|r| visible(r)) {
         Some(r) => axum::Json(json!({ "data": r.to_openrouter_json() })).into_response(),
         None => error_response(GatewayError::new(
             ErrorType::NotFound,

@@ -73,6 +73,23 @@ pub struct GatewaySection {
     /// `[gateway.cache]`: the response cache (on by default; requests opt in).
     #[serde(default)]
     pub cache: cache::CacheSection,
+    /// `[gateway.server]`: limits for slow, idle and too many callers (`server.rs`).
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[gateway.server]`: each unset field keeps the server's default.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Time allowed for a request head, in milliseconds (default 10,000).
+    pub header_read_timeout_ms: Option<u64>,
+    /// Time allowed for a request body, from its head, in milliseconds (default 30,000).
+    pub body_read_timeout_ms: Option<u64>,
+    /// Concurrent connections (default 10,000).
+    pub max_connections: Option<usize>,
+    /// Requests in flight (default 1,024).
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +130,8 @@ pub struct Config {
     pub cache: tower_ai_gateway::cache::ResponseCacheLayer,
     pub demo: bool,
     pub rate_limits: limits::RateLimits,
+    /// `[gateway.server]` as written (the demo: all defaults).
+    pub server: ServerSection,
 }
 
 /// The demo key's daily budget: small enough that a few requests with a large `max_tokens` hit 402.
@@ -263,6 +282,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         demo: true,
         // OpenRouter's `:free` limits (20/min, 50/day per key) and nothing else.
         rate_limits: limits::RateLimits::new(&limits::RateLimitsSection::default(), &[]),
+        server: ServerSection::default(),
     }
 }
 
@@ -340,5 +360,6 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         cache: gateway.cache.layer()?,
         demo: false,
         rate_limits: limits::RateLimits::new(&gateway.rate_limits, &key_rates),
+        server: gateway.server,
     })
 }

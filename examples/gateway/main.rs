@@ -11,6 +11,7 @@
 
 mod app;
 mod config;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,7 +78,14 @@ async fn main() {
     if args.bare {
         let listen = args.listen.unwrap_or(([127, 0, 0, 1], 8081).into());
         let router = bare_router(args.seed);
-        serve(listen, router, "bare simulated provider (no layers)").await;
+        let limits = server::ServerLimits::default();
+        serve(
+            listen,
+            router,
+            limits,
+            "bare simulated provider (no layers)",
+        )
+        .await;
         return;
     }
 
@@ -96,9 +104,10 @@ async fn main() {
     let no_keys = config.keys.is_empty();
     let models = config.catalog.models().len();
     let endpoints = config.catalog.all_endpoints().len();
+    let limits = server::ServerLimits::from_config(&config.server, config.body_limit);
     let (router, _state) = app::build(config);
     banner(listen, demo, no_keys, models, endpoints);
-    serve(listen, router, "gateway").await;
+    serve(listen, router, limits, "gateway").await;
 }
 
 /// One zero-latency simulated provider behind a plain axum route: the baseline for load tests.
@@ -137,7 +146,7 @@ fn bare_router(seed: u64) -> axum::Router {
         .route("/v1/chat/completions", axum::routing::post(handler))
 }
 
-async fn serve(listen: SocketAddr, router: axum::Router, what: &str) {
+async fn serve(listen: SocketAddr, router: axum::Router, limits: server::ServerLimits, what: &str) {
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -150,16 +159,8 @@ async fn serve(listen: SocketAddr, router: axum::Router, what: &str) {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: finishing requests in flight");
     };
-    if let Err(e) = axum::serve(
-        app::nodelay(listener),
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    // Header and body read timeouts, caps on connections and requests in flight: see server.rs.
+    server::serve(listener, router, limits, shutdown).await;
 }
 
 fn banner(listen: SocketAddr, demo: bool, no_keys: bool, models: usize, endpoints: usize) {

@@ -18,7 +18,7 @@ use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
 use super::rewrite::{passthrough_body, upstream_body, Fit};
-use super::upstream::{build_request, clean_response_headers};
+use super::upstream::{build_request, clean_response_headers, upstream_request_id};
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
@@ -376,7 +376,8 @@ impl<S> Run<S> {
         streamed: bool,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        let served = self.served(a, latency, streamed);
+        let mut served = self.served(a, latency, streamed);
+        served.upstream_request_id = upstream_request_id(&head.headers);
         clean_response_headers(&mut head.headers, self.secret(a));
         head.extensions.insert(served);
         a.wire.mark(&mut head.extensions);

@@ -81,20 +81,35 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
     }
 }
 
-/// Response headers: hop-by-hop and length headers dropped (the body may change), and any header
-/// that mentions the provider's key.
+/// The provider response headers that reach the caller; every other one (`server`,
+/// `openai-organization`, `x-ratelimit-*`, request ids, cookies, hop-by-hop and length headers) is
+/// dropped. The gateway adds its own (`X-Generation-Id`, `Retry-After` it computed) after this.
+const PASSED_RESPONSE_HEADERS: &[&str] = &["content-type", "content-encoding"];
+
+/// Response headers the provider names its request id with, most specific first.
+const REQUEST_ID_HEADERS: &[&str] = &[
+    "x-request-id",
+    "request-id",
+    "openai-request-id",
+    "x-amzn-requestid",
+    "apim-request-id",
+    "x-goog-request-id",
+    "cf-ray",
+];
+
+/// The provider's request id from its response headers, if it names one (at most 200 bytes of
+/// visible ASCII, so a record never holds a provider's garbage).
+pub(crate) fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
+    REQUEST_ID_HEADERS.iter().find_map(|name| {
+        let v = headers.get(*name)?.to_str().ok()?.trim();
+        (!v.is_empty() && v.len() <= 200).then(|| v.to_owned())
+    })
+}
+
+/// Response headers: only [`PASSED_RESPONSE_HEADERS`] pass, and not even those when they mention
+/// the provider's key.
 pub(crate) fn clean_response_headers(headers: &mut HeaderMap, secret: Option<&Secret>) {
-    const DROPPED: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-        "trailer",
-        "content-length",
-        "set-cookie",
-    ];
-    remove_where(headers, |k| DROPPED.contains(&k.as_str()));
+    remove_where(headers, |k| !PASSED_RESPONSE_HEADERS.contains(&k.as_str()));
     if let Some(s) = secret {
         let key = s.expose().as_bytes();
         if !key.is_empty() {

@@ -14,8 +14,11 @@
 //! `partition: "none"` it spans models, so a fast fallback model can overtake a slow primary.
 //!
 //! Figures come from a [`HealthSource`] — normally [`Stats`](crate::stats::Stats) over its rolling
-//! 5-minute routing window. An endpoint the source has too few samples for (it answers `None`; `Stats`
-//! needs `min_samples`, 5 by default) counts as **passing**: without evidence we do not demote.
+//! 5-minute routing window. While the source has too few samples for an endpoint (it answers `None`;
+//! `Stats` needs `min_samples`, 5 by default), the catalog's published figures for that endpoint
+//! (`latency_last_30m` in milliseconds, `throughput_last_30m` in tokens per second, as in
+//! OpenRouter's endpoints API) stand in as the prior, so the preferences work on a cold gateway.
+//! An endpoint with neither counts as **passing**: without evidence we do not demote.
 //!
 //! The layer also takes operator defaults, used for requests that set neither preference (a request
 //! that sets one replaces the default of that preference).
@@ -62,8 +65,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
+use crate::catalog::PercentileStats;
 use crate::error::GatewayError;
-use crate::health::{HealthSource, SharedHealth};
+use crate::health::{HealthSource, Percentile, SharedHealth};
 use crate::route::{Cutoffs, Route};
 
 pub use crate::route::RouteFuture as ResponseFuture;
@@ -148,17 +152,34 @@ impl<S> PercentileDeprioritize<S> {
                 cut.iter().all(|(pct, secs)| {
                     health
                         .latency_ms(key, pct, now)
+                        .or_else(|| published(e.latency_last_30m, pct))
                         .is_none_or(|ms| ms <= secs * 1000.0)
                 })
             });
             let thr_ok = throughput.is_none_or(|cut| {
-                cut.iter()
-                    .all(|(pct, min)| health.throughput(key, pct, now).is_none_or(|t| t >= min))
+                cut.iter().all(|(pct, min)| {
+                    health
+                        .throughput(key, pct, now)
+                        .or_else(|| published(e.throughput_last_30m, pct))
+                        .is_none_or(|t| t >= min)
+                })
             });
             !(lat_ok && thr_ok)
         });
         Ok(())
     }
+}
+
+/// The catalog's published figure at `pct`, if the catalog has the endpoint's percentiles.
+fn published(stats: Option<PercentileStats>, pct: Percentile) -> Option<f64> {
+    let s = stats?;
+    let v = match pct {
+        Percentile::P50 => s.p50,
+        Percentile::P75 => s.p75,
+        Percentile::P90 => s.p90,
+        Percentile::P99 => s.p99,
+    };
+    v.is_finite().then_some(v)
 }
 
 impl<S: fmt::Debug> fmt::Debug for PercentileDeprioritize<S> {

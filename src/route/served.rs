@@ -26,6 +26,9 @@ pub struct ServedBy {
     pub latency: Option<Duration>,
     /// Every attempt made for this request, the serving one last.
     pub attempts: Vec<AttemptRecord>,
+    /// The provider's own request id (`x-request-id`, `request-id`, `cf-ray`, …) from the serving
+    /// response's headers, which never reach the caller.
+    pub upstream_request_id: Option<String>,
 }
 
 impl ServedBy {
@@ -39,6 +42,7 @@ impl ServedBy {
             streamed: false,
             latency: None,
             attempts: Vec::new(),
+            upstream_request_id: None,
         }
     }
 }

@@ -31,14 +31,26 @@ type Edit = (Range<usize>, Vec<u8>);
 // ===== shared =====
 
 /// The value that replaces `"model"`: the served catalog model, followed by a `"provider"` member
-/// when the object has none.
-fn model_value(ctx: &Ctx, has_provider: bool) -> Vec<u8> {
+/// when the object has none, and a `"service_tier"` member when a tier was served and the object
+/// has none (when it has one, [`tier_edit`] replaces its value).
+fn model_value(ctx: &Ctx, top: &Top<'_>) -> Vec<u8> {
     let mut v = json::quote(&ctx.model).into_bytes();
-    if !has_provider && !ctx.provider_name.is_empty() {
+    if top.provider.is_none() && !ctx.provider_name.is_empty() {
         v.extend_from_slice(b",\"provider\":");
         v.extend_from_slice(json::quote(&ctx.provider_name).as_bytes());
     }
+    if let (None, Some(tier)) = (top.service_tier, &ctx.service_tier) {
+        v.extend_from_slice(b",\"service_tier\":");
+        v.extend_from_slice(tier.as_bytes());
+    }
     v
+}
+
+/// The upstream's `service_tier` value replaced by the tier the gateway served, if it served one.
+fn tier_edit(ctx: &Ctx, top: &Top<'_>, d: &[u8]) -> Option<Edit> {
+    let tier = ctx.service_tier.as_ref()?;
+    let r = json::span(d, top.service_tier?)?;
+    Some((r, tier.clone().into_bytes()))
 }
 
 /// The cost of `t` at the served endpoint, insured or not by the finish reason seen so far.
@@ -61,8 +73,8 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
     if !ctx.rewrite {
         return body;
     }
-    // At most four edits (id, model, provider, usage), kept on the stack.
-    let mut edits: [Edit; 4] = Default::default();
+    // At most five edits (id, model, provider, service tier, usage), kept on the stack.
+    let mut edits: [Edit; 5] = Default::default();
     let mut n = 0;
     let mut push = |e: Option<Edit>| {
         if let Some(e) = e {
@@ -79,8 +91,9 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
         top.model
             .filter(|_| !ctx.model.is_empty())
             .and_then(|v| json::span(&body, v))
-            .map(|r| (r, model_value(ctx, top.provider.is_some()))),
+            .map(|r| (r, model_value(ctx, &top))),
     );
+    push(tier_edit(ctx, &top, &body));
     push(
         top.provider
             .filter(|_| !ctx.provider_name.is_empty())
@@ -275,7 +288,7 @@ impl Handler<'_> {
             add("id", id, json::quote(&self.ctx.id).into_bytes());
         }
         if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
-            add("model", m, model_value(self.ctx, top.provider.is_some()));
+            add("model", m, model_value(self.ctx, top));
         }
         if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
             add(
@@ -283,6 +296,9 @@ impl Handler<'_> {
                 p,
                 json::quote(&self.ctx.provider_name).into_bytes(),
             );
+        }
+        if let (Some(t), Some(tier)) = (top.service_tier, &self.ctx.service_tier) {
+            add("service_tier", t, tier.clone().into_bytes());
         }
     }
 
@@ -395,7 +411,7 @@ impl Handler<'_> {
             .filter(|_| !self.ctx.model.is_empty())
             .and_then(|v| json::span(d, v))
         {
-            edits.push((r, model_value(self.ctx, top.provider.is_some())));
+            edits.push((r, model_value(self.ctx, top)));
         }
         (!edits.is_empty()).then(|| json::apply(d, &mut edits))
     }

@@ -172,9 +172,23 @@ where
                     let e = error
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(e.into_response()));
+                    let mut res: Self::Output = Ok(e.into_response());
+                    if let (Ok(res), Some(ctx)) = (res.as_mut(), this.ctx.as_ref()) {
+                        generation_id_header(res.headers_mut(), ctx);
+                    }
+                    return Poll::Ready(res);
                 }
             }
+        }
+    }
+}
+
+/// `X-Generation-Id` on every answer the meter returns (errors too: a caller can quote it), when
+/// the layer rewrites ids.
+fn generation_id_header(headers: &mut http::HeaderMap, ctx: &Ctx) {
+    if ctx.rewrite {
+        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+            headers.insert("x-generation-id", v);
         }
     }
 }
@@ -212,6 +226,10 @@ fn wrap<B: Body<Data = Bytes>>(
         };
         if let Some(i) = index {
             ctx.endpoint = Some(i);
+            ctx.service_tier = catalog
+                .endpoint(i)
+                .and_then(|e| e.service_tier)
+                .and_then(|t| serde_json::to_string(&t).ok());
             // Named by the catalog unless `ServedBy` names it (below).
             if let Some(e) = catalog.endpoint(i).filter(|_| served.is_none()) {
                 ctx.endpoint_key = Some(e.key().clone());
@@ -229,6 +247,7 @@ fn wrap<B: Body<Data = Bytes>>(
         ctx.served_latency = s.latency;
         let sent = s.attempts.iter().filter(|a| a.sent).count();
         ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
+        ctx.upstream_request_id = s.upstream_request_id.clone();
     }
     let mode = if !ctx.success {
         Mode::Pass
@@ -237,15 +256,11 @@ fn wrap<B: Body<Data = Bytes>>(
     } else {
         Mode::Json
     };
-    if ctx.success && ctx.rewrite {
-        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
-            parts.headers.insert("x-generation-id", v);
-        }
-        if mode == Mode::Json {
-            // The edits change the length: the body's exact `size_hint` gives the new one when
-            // it is known now (hyper then sets the header), else it is sent chunked.
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
+    generation_id_header(&mut parts.headers, &ctx);
+    if ctx.success && ctx.rewrite && mode == Mode::Json {
+        // The edits change the length: the body's exact `size_hint` gives the new one when it is
+        // known now (hyper then sets the header), else it is sent chunked.
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
     Response::from_parts(parts, body)

@@ -20,6 +20,8 @@ pub(crate) struct Top<'a> {
     #[serde(borrow, default)]
     pub(crate) provider: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    pub(crate) service_tier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
     pub(crate) usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) choices: Option<&'a RawValue>,
@@ -51,6 +53,7 @@ impl<'a> Top<'a> {
                 id: t.id,
                 model: t.model,
                 provider: t.provider,
+                service_tier: t.service_tier,
                 usage: t.usage,
                 choices: None,
                 error: t.error,
@@ -76,6 +79,8 @@ struct TopWithChoices<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     provider: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    service_tier: Option<&'a RawValue>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]

@@ -32,6 +32,9 @@ pub struct GenerationRecord {
     pub endpoint: Option<EndpointKey>,
     /// The upstream's own response id.
     pub upstream_id: Option<String>,
+    /// The provider's request id from its response headers (`x-request-id`, `cf-ray`, …), kept
+    /// here because provider headers never reach the caller.
+    pub upstream_request_id: Option<String>,
     /// Token counts: reported by the upstream, or estimated when [`usage_missing`](Self::usage_missing).
     pub tokens: TokenUsage,
     /// What the request cost (the estimate's price when usage is missing).
@@ -85,6 +88,7 @@ impl GenerationRecord {
             "api_type": "completions",
             "provider_name": self.provider_name,
             "upstream_id": self.upstream_id,
+            "upstream_request_id": self.upstream_request_id,
             "streamed": self.streamed,
             "cancelled": self.cancelled,
             "finish_reason": self.finish_reason,
@@ -301,6 +305,7 @@ mod tests {
             provider_name: "p".into(),
             endpoint: None,
             upstream_id: None,
+            upstream_request_id: None,
             tokens: TokenUsage::default(),
             cost: Usd::ZERO,
             prompt_cost: Usd::ZERO,

@@ -170,6 +170,8 @@ where
             rewrite: cfg.rewrite,
             served_latency: None,
             attempts: 1,
+            upstream_request_id: None,
+            service_tier: None,
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {

@@ -83,6 +83,10 @@ pub(crate) struct Ctx {
     pub(crate) served_latency: Option<std::time::Duration>,
     /// Upstream attempts (`ServedBy::attempts` that were sent), at least 1.
     pub(crate) attempts: u32,
+    /// The served endpoint's service tier as a JSON string (`"priority"`), when it has one.
+    pub(crate) service_tier: Option<String>,
+    /// The provider's request id (`ServedBy::upstream_request_id`).
+    pub(crate) upstream_request_id: Option<String>,
 }
 
 impl Ctx {
@@ -166,8 +170,12 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     }
     let t = Timing::new(ctx, obs, now, tokens.completion);
     let usage_missing = reported.is_none();
-    if ctx.streamed && !usage_missing && end == End::Complete && !obs.error {
-        feed_stats(ctx, &t, now);
+    if !usage_missing && end == End::Complete && !obs.error {
+        if ctx.streamed {
+            feed_stats(ctx, &t, now);
+        } else {
+            feed_throughput(ctx, tokens.completion, now);
+        }
     }
     if ctx.cfg.sinks.is_empty() {
         return;
@@ -181,6 +189,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         provider_name: std::mem::take(&mut ctx.provider_name),
         endpoint: ctx.endpoint_key.clone(),
         upstream_id: obs.upstream_id.clone(),
+        upstream_request_id: ctx.upstream_request_id.take(),
         tokens,
         cost: cost.total,
         prompt_cost: cost.prompt,
@@ -229,6 +238,18 @@ impl Timing {
             generation_time,
             generation: Generation::new(completion_tokens, content_time),
         }
+    }
+}
+
+/// Gives the statistics the throughput of a non-streamed answer: completion tokens over the serving
+/// endpoint's time to answer (its own, measured by the layer that called it, else request start →
+/// now). No latency sample: ProviderFallback records the time to the answer as the attempt's.
+fn feed_throughput(ctx: &Ctx, completion_tokens: u64, now: Instant) {
+    if let (Some(stats), Some(key)) = (&ctx.cfg.stats, &ctx.endpoint_key) {
+        let took = ctx
+            .served_latency
+            .unwrap_or_else(|| now.saturating_duration_since(ctx.start));
+        stats.record_generation(key, Generation::new(completion_tokens, took), now);
     }
 }
 

@@ -178,7 +178,8 @@ fn assistant_message(content: &Value, out: &mut Vec<Value>) {
 /// Translates an Anthropic Messages request body into a chat-completions request body.
 ///
 /// See the [`compat` module docs](crate::compat) for the field mapping. Unknown fields are ignored; malformed
-/// `model`, `messages`, `fallbacks` or `models` give a 400 [`GatewayError`].
+/// `model`, `messages`, `fallbacks` or `models`, or a missing `max_tokens` (Anthropic requires it),
+/// give a 400 [`GatewayError`].
 pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
     let obj = req
         .as_object()
@@ -191,6 +192,14 @@ pub fn messages_to_chat(req: &Value) -> Result<Value, GatewayError> {
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("messages: an array of messages is required"))?;
+    // Required by Anthropic's Messages API (<https://docs.anthropic.com/en/api/messages>).
+    if obj
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .is_none_or(|n| n == 0)
+    {
+        return Err(invalid("max_tokens: a positive integer is required"));
+    }
 
     let mut out = Map::new();
     out.insert("model".into(), model.into());

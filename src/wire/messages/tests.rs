@@ -38,9 +38,27 @@ fn system_blocks_and_inline_system_messages() {
 }
 
 #[test]
+fn item11_messages_without_max_tokens_are_400() {
+    for max in [json!(null), json!(0), json!(-1), json!("100"), json!(1.5)] {
+        let mut req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        if !max.is_null() {
+            req["max_tokens"] = max.clone();
+        }
+        let e = messages_to_chat(&req).unwrap_err();
+        assert_eq!(e.status(), 400, "{max}");
+        assert!(e.to_string().contains("max_tokens"), "{max}: {e}");
+    }
+    let ok =
+        json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(messages_to_chat(&ok).unwrap()["max_tokens"], 1);
+}
+
+#[test]
 fn thinking_modes() {
-    let with =
-        |t: Value| messages_to_chat(&json!({"model": "m", "messages": [], "thinking": t})).unwrap();
+    let with = |t: Value| {
+        messages_to_chat(&json!({"model": "m", "max_tokens": 9, "messages": [], "thinking": t}))
+            .unwrap()
+    };
     assert_eq!(
         with(json!({"type": "enabled", "budget_tokens": 2048}))["reasoning"],
         json!({"max_tokens": 2048})
@@ -54,7 +72,7 @@ fn thinking_modes() {
 
 #[test]
 fn tools_and_tool_choice() {
-    let base = json!({"model": "m", "messages": [],
+    let base = json!({"model": "m", "max_tokens": 9, "messages": [],
         "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}},
                   {"type": "web_search_20250305", "name": "web_search"}]});
     for (choice, want) in [
@@ -81,7 +99,7 @@ fn tools_and_tool_choice() {
 
 #[test]
 fn multi_turn_tool_conversation() {
-    let req = json!({"model": "m", "messages": [
+    let req = json!({"model": "m", "max_tokens": 9, "messages": [
         {"role": "user", "content": "list files"},
         {"role": "assistant", "content": [
             {"type": "thinking", "thinking": "I should run ls", "signature": "gw-fnv1a-0"},
@@ -162,9 +180,8 @@ fn multi_turn_tool_conversation() {
     assert!(msg["stop_sequence"].is_null());
 
     // Round trip: the assistant message goes back as the same tool calls.
-    let next = messages_to_chat(
-        &json!({"model": "m", "messages": [{"role": "assistant", "content": msg["content"]}]}),
-    )
+    let next = messages_to_chat(&json!({"model": "m", "max_tokens": 9,
+            "messages": [{"role": "assistant", "content": msg["content"]}]}))
     .unwrap();
     assert_eq!(
         next["messages"][0]["tool_calls"][0]["function"]["arguments"],
@@ -189,7 +206,7 @@ fn stop_reasons() {
 #[test]
 fn fallbacks() {
     let with = |extra: Value| {
-        let mut r = json!({"model": "m", "messages": []});
+        let mut r = json!({"model": "m", "max_tokens": 9, "messages": []});
         for (k, v) in extra.as_object().unwrap() {
             r[k] = v.clone();
         }
@@ -545,8 +562,14 @@ fn raw_tools_path_equals_the_value_path() {
     bodies.push(format!("{{{base}}}").into_bytes());
     for body in &bodies {
         let (rest, tools) = split_tools(body).unwrap();
+        let slow = messages_to_chat(&serde_json::from_slice(body).unwrap());
+        let Ok(slow) = slow else {
+            // Captured `count_tokens` bodies have no `max_tokens`: the same 400 both ways.
+            let fast = messages_to_chat(&rest).unwrap_err();
+            assert_eq!(fast.to_string(), slow.unwrap_err().to_string());
+            continue;
+        };
         let fast = chat_body(&messages_to_chat(&rest).unwrap(), tools.as_deref());
-        let slow = messages_to_chat(&serde_json::from_slice(body).unwrap()).unwrap();
         let fast: Value = serde_json::from_slice(&fast)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&fast)));
         assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));

@@ -1,0 +1,286 @@
+//! Serving the router over TCP with limits for slow, idle and too many callers.
+//!
+//! - **Header read timeout** ([`ServerLimits::header_read_timeout`]): a connection that has not
+//!   sent a whole request head within it is closed (HTTP/1.1 by hyper's own timer; the first
+//!   request of a connection, including HTTP/2's preface, by the connection task).
+//! - **Body read timeout** ([`ServerLimits::body_read_timeout`]): a request whose body has not
+//!   arrived whole within it (counted from its head) is answered `408` with the JSON envelope
+//!   (`error_type: timeout`).
+//! - **Connections** ([`ServerLimits::max_connections`]): one more is answered `503` with the
+//!   envelope and `Retry-After: 1`, then closed.
+//! - **Requests in flight** ([`ServerLimits::max_in_flight`], a response counts until its body
+//!   ends): one more is answered `503` with the envelope (`metadata.reason: "overloaded"`) and
+//!   `Retry-After: 1`, never queued.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use bytes::Bytes;
+use http_body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+use tower_ai_gateway::{ErrorType, GatewayError};
+
+/// Limits of the example server (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Time allowed for a request head to arrive whole (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Time allowed for a request body to arrive whole, from its head (default 30 s).
+    pub body_read_timeout: Duration,
+    /// Concurrent connections (default 10,000).
+    pub max_connections: usize,
+    /// Requests in flight, until their response bodies end (default 1,024).
+    pub max_in_flight: usize,
+    /// Request body limit in bytes: a larger body is a 413 (default 10 MiB).
+    pub body_limit: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_in_flight: 1_024,
+            body_limit: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// The defaults, with what `[gateway.server]` sets and the gateway's body limit.
+    pub fn from_config(section: &crate::config::ServerSection, body_limit: usize) -> Self {
+        let d = ServerLimits::default();
+        ServerLimits {
+            header_read_timeout: section
+                .header_read_timeout_ms
+                .map_or(d.header_read_timeout, Duration::from_millis),
+            body_read_timeout: section
+                .body_read_timeout_ms
+                .map_or(d.body_read_timeout, Duration::from_millis),
+            max_connections: section.max_connections.unwrap_or(d.max_connections),
+            max_in_flight: section.max_in_flight.unwrap_or(d.max_in_flight),
+            body_limit,
+        }
+    }
+}
+
+/// The 503 answered when the server is at one of its limits.
+fn overloaded(what: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorType::Server,
+        format!("the gateway is at its limit of {what}; retry shortly"),
+    )
+    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+    .with_metadata("reason", "overloaded")
+    .with_retry_after(Duration::from_secs(1))
+}
+
+/// The error, and the connection closed after it: the request's body may be unread.
+fn error_response(e: GatewayError) -> Response {
+    let mut res: http::Response<Bytes> = e.into_response();
+    res.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    res.map(Body::from)
+}
+
+/// `router` with the body read timeout and the cap on requests in flight.
+pub fn limited(router: Router, limits: &ServerLimits) -> Router {
+    let gate = Gate {
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+        body_timeout: limits.body_read_timeout,
+        body_limit: limits.body_limit,
+    };
+    router.layer(middleware::from_fn_with_state(gate, gate_request))
+}
+
+#[derive(Clone)]
+struct Gate {
+    in_flight: Arc<Semaphore>,
+    body_timeout: Duration,
+    body_limit: usize,
+}
+
+/// Takes an in-flight slot (or answers 503), reads the body within the timeout (or answers 408),
+/// and holds the slot until the response body ends.
+async fn gate_request(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    let Ok(permit) = gate.in_flight.clone().try_acquire_owned() else {
+        return error_response(overloaded("requests in flight"));
+    };
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, gate.body_limit);
+    let bytes = match tokio::time::timeout(gate.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return error_response(GatewayError::payload_too_large(gate.body_limit)),
+        Err(_) => {
+            let e = GatewayError::new(
+                ErrorType::Timeout,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    gate.body_timeout.as_millis()
+                ),
+            )
+            .with_status(http::StatusCode::REQUEST_TIMEOUT);
+            return error_response(e);
+        }
+    };
+    let res = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    res.map(|body| {
+        Body::new(Held {
+            body,
+            _permit: permit,
+        })
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A response body holding an in-flight slot until it ends or is dropped.
+    struct Held {
+        #[pin]
+        body: Body,
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `router` (wrapped by [`limited`]) on `listener` until `shutdown` resolves, then lets the
+/// open connections finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let router = limited(router, &limits);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        match connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let conn = connection(tcp, peer, router.clone(), limits.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(refuse(tcp));
+            }
+        }
+    }
+    let _ = stop.send(true);
+    // Every connection holds a permit until it ends.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let _ = connections.acquire_many(all).await;
+}
+
+/// Answers a connection over the cap with a 503 and closes it.
+async fn refuse(mut tcp: TcpStream) {
+    let body = overloaded("connections").to_bytes();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(&body).await?;
+        tcp.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// One connection: HTTP/1.1 or HTTP/2, the header read timeout, graceful shutdown.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: ServerLimits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = started.clone();
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        seen.store(true, Ordering::Relaxed);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req.map(Body::new))
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+    tokio::pin!(conn);
+    // hyper's HTTP/1.1 timer does not cover the bytes read to tell HTTP/1.1 from HTTP/2: a
+    // connection with no request started by the deadline is closed here.
+    let first = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(first);
+    let mut first_done = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = &mut first, if !first_done => {
+                first_done = true;
+                if !started.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Ok(()) = stopped.changed() => conn.as_mut().graceful_shutdown(),
+        }
+    }
+}
