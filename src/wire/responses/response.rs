@@ -3,9 +3,12 @@
 
 use serde_json::{json, Map, Value};
 
+/// Makes the default of an echoed member.
+type MakeDefault = fn() -> Value;
+
 /// The request members a Responses object echoes, with the defaults OpenAI documents for
 /// absent ones.
-const ECHOED: &[(&str, fn() -> Value)] = &[
+const ECHOED: &[(&str, MakeDefault)] = &[
     ("instructions", || Value::Null),
     ("max_output_tokens", || Value::Null),
     ("metadata", || json!({})),
