@@ -8,7 +8,7 @@
 # Needs python3 (venv), node/npm, cargo, and the PyPI and npm registries for the installs. Starts
 # `cargo run --release --example gateway -- --zero-latency` on a free loopback port, runs
 # check_python.py (openai, anthropic, openrouter), check_node.mjs (openai, @anthropic-ai/sdk,
-# @openrouter/sdk) and Claude Code in print mode, prints one PASS/FAIL line per check and a
+# @openrouter/sdk), check_responses.{py,mjs} (the openai SDKs' Responses API) and Claude Code in print mode, prints one PASS/FAIL line per check and a
 # summary, stops the gateway, and exits non-zero if anything failed. Not part of .ci/run (it
 # installs packages and takes minutes).
 set -uo pipefail
@@ -53,10 +53,15 @@ out="$SDK_DIR/results.txt"
 echo "== python SDKs"
 "$SDK_DIR/venv/bin/python" -W ignore "$here/check_python.py" | tee -a "$out"
 
+echo "== python openai Responses API"
+"$SDK_DIR/venv/bin/python" -W ignore "$here/check_responses.py" | tee -a "$out"
+
 echo "== node SDKs"
 ln -sfn "$SDK_DIR/node/node_modules" "$SDK_DIR/node_modules"
 cp "$here/check_node.mjs" "$SDK_DIR/check_node.mjs"
 node "$SDK_DIR/check_node.mjs" | tee -a "$out"
+cp "$here/check_responses.mjs" "$SDK_DIR/check_responses.mjs"
+node "$SDK_DIR/check_responses.mjs" | tee -a "$out"
 
 echo "== Claude Code"
 claude="$SDK_DIR/node/node_modules/.bin/claude"
