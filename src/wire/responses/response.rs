@@ -91,6 +91,16 @@ pub(crate) fn status_of(finish_reason: Option<&str>) -> (&'static str, Value) {
     }
 }
 
+/// The status of a finished message item in a response of `status`: a cut-off response's
+/// message is `incomplete`.
+pub(crate) fn item_status(status: &str) -> &'static str {
+    if status == "incomplete" {
+        "incomplete"
+    } else {
+        "completed"
+    }
+}
+
 /// The ids of a response's output items, derived from the response id.
 pub(crate) struct ItemIds<'a>(pub(crate) &'a str);
 
@@ -188,9 +198,13 @@ pub fn chat_to_response(chat: &Value, echo: &Value) -> Value {
     if let Some(r) = reasoning {
         output.push(reasoning_item(&ids.reasoning(), r));
     }
+    let finish = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(Value::as_str);
+    let (status, incomplete) = status_of(finish);
     if let Some(t) = message.get("content").and_then(Value::as_str) {
         if !t.is_empty() {
-            output.push(message_item(&ids.message(), Some(t), "completed"));
+            output.push(message_item(&ids.message(), Some(t), item_status(status)));
         }
     }
     let calls = message.get("tool_calls").and_then(Value::as_array);
@@ -205,10 +219,6 @@ pub fn chat_to_response(chat: &Value, echo: &Value) -> Value {
             "completed",
         ));
     }
-    let finish = choice
-        .and_then(|c| c.get("finish_reason"))
-        .and_then(Value::as_str);
-    let (status, incomplete) = status_of(finish);
     let head = Head {
         id,
         created: chat.get("created").and_then(Value::as_u64).unwrap_or(0),

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use serde_json::{json, Value};
 
 use super::response::{
-    call_item, message_item, reasoning_item, response_object, status_of, text_part,
+    call_item, item_status, message_item, reasoning_item, response_object, status_of, text_part,
     usage_to_responses, Head, ItemIds,
 };
 use crate::BoxError;
@@ -414,7 +414,9 @@ impl ResponsesSseTranslator {
             json!({"item_id": id, "output_index": index,
             "content_index": 0, "part": text_part(&text)}),
         );
-        self.item_done(index, message_item(&id, Some(&text), "completed"), out);
+        let (status, _) = status_of(self.finish_reason.as_deref());
+        let item = message_item(&id, Some(&text), item_status(status));
+        self.item_done(index, item, out);
     }
 
     fn close_calls(&mut self, out: &mut BytesMut) {
