@@ -267,3 +267,129 @@ async fn mid_stream_failure_ends_with_response_failed() {
     assert!(r.json()["error"]["message"].is_string());
     assert!(!std::str::from_utf8(&r.body).unwrap().contains("sk-sim-"));
 }
+
+#[tokio::test]
+async fn anthropic_wire_provider_serves_responses() {
+    let gw = start().await;
+    let claude = "anthropic/claude-sonnet-4.5";
+    let mut body = tool_request();
+    body["model"] = json!(claude);
+    body["reasoning"] = json!({"effort": "low"});
+    for stream in [false, true] {
+        body["stream"] = json!(stream);
+        let r = gw.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let resp = if stream {
+            events(&r.body).pop().unwrap()["response"].clone()
+        } else {
+            r.json()
+        };
+        assert_eq!(resp["status"], "completed", "{resp}");
+        assert_eq!(resp["model"], claude);
+        let text = resp["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == "message")
+            .map(|o| o["content"][0]["text"].clone());
+        assert!(
+            text.is_some_and(|t| t.as_str().is_some_and(|t| !t.is_empty())),
+            "{resp}"
+        );
+        assert!(resp["usage"]["cost"].as_f64().unwrap() > 0.0, "{resp}");
+    }
+}
+
+/// The layer alone, over a scripted chat service.
+mod layer {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use serde_json::{json, Value};
+    use tower::{service_fn, Layer, ServiceExt};
+    use tower_ai_gateway::responses::ResponsesLayer;
+    use tower_ai_gateway::BoxError;
+
+    /// Calls a `ResponsesLayer` over a service answering `status` + `body` (counting its calls).
+    async fn call(
+        limit: usize,
+        request: Bytes,
+        status: u16,
+        body: &'static str,
+    ) -> (u16, Value, usize) {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let chat = service_fn(move |_req: http::Request<Full<Bytes>>| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let mut res = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok::<_, BoxError>(res)
+            }
+        });
+        let svc = ResponsesLayer::new().body_limit(limit).layer(chat);
+        let res = svc
+            .oneshot(
+                http::Request::post("/v1/responses")
+                    .body(Full::new(request))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v, calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn hello() -> Bytes {
+        Bytes::from(json!({"model": "m", "input": "hello"}).to_string())
+    }
+
+    #[tokio::test]
+    async fn too_large_is_413_before_the_inner_service() {
+        let (status, v, calls) = call(8, hello(), 200, "{}").await;
+        assert_eq!((status, calls), (413, 0));
+        assert_eq!(v["error"]["code"], 413);
+    }
+
+    #[tokio::test]
+    async fn upstream_answers_that_are_not_completions() {
+        let (status, v, _) = call(1 << 20, hello(), 200, "not json").await;
+        assert_eq!(status, 502);
+        assert_eq!(v["error"]["code"], 502);
+        // An error inside a 200 body takes its code as the status.
+        let (status, v, _) = call(
+            1 << 20,
+            hello(),
+            200,
+            r#"{"error":{"code":429,"message":"slow down"}}"#,
+        )
+        .await;
+        assert_eq!(status, 429);
+        assert_eq!(v["error"]["message"], "slow down");
+        // An error status passes through as it is.
+        let (status, v, _) = call(
+            1 << 20,
+            hello(),
+            503,
+            r#"{"error":{"code":503,"message":"down"}}"#,
+        )
+        .await;
+        assert_eq!(status, 503);
+        assert_eq!(v["error"]["message"], "down");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_never_reach_the_inner_service() {
+        for body in [
+            &b"{nope"[..],
+            b"[]",
+            br#"{"model":"m"}"#,
+            br#"{"model":"m","input":"x","previous_response_id":"r"}"#,
+        ] {
+            let (status, v, calls) = call(1 << 20, Bytes::from_static(body), 200, "{}").await;
+            assert_eq!((status, calls), (400, 0), "{body:?}");
+            assert_eq!(v["error"]["code"], 400);
+        }
+    }
+}
