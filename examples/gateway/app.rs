@@ -32,6 +32,8 @@ use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
 use crate::config::limits::{self, KeyReport, RateLimits};
 
+#[path = "embeddings.rs"]
+mod embeddings;
 #[path = "responses.rs"]
 mod responses;
 use crate::config::{Config, Upstream};
@@ -225,6 +227,7 @@ pub fn build_with_client(
         .merge(authed)
         .merge(anthropic)
         .merge(responses::routes(&state))
+        .merge(embeddings::routes(&state))
         .route("/api/v1/models", get(models))
         .route("/v1/models", get(models))
         .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))

@@ -147,6 +147,7 @@
 //! ```
 
 mod body;
+mod embeddings;
 mod error;
 mod future;
 mod profile;

@@ -170,6 +170,7 @@ where
             rewrite: cfg.rewrite,
             served_latency: None,
             attempts: 1,
+            embeddings: false,
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {
@@ -182,6 +183,7 @@ where
             ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
             ctx.request_ms = route.unix_millis();
             ctx.prompt_estimate = route.prompt_tokens();
+            ctx.embeddings = route.view().embeddings;
             ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
             if cfg.ledger.is_some() && ctx.key.is_some() {
                 est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
