@@ -167,6 +167,15 @@ async fn bad_requests_are_400s() {
             "dimensions",
         ),
         (json!({"model": SMALL}), "messages"),
+        // A chat model cannot embed.
+        (
+            json!({"model": "openai/gpt-4o-mini", "input": "x"}),
+            "model",
+        ),
+        (
+            json!({"model": "nobody/x", "models": [SMALL, "deepseek/deepseek-chat"], "input": "x"}),
+            "model",
+        ),
     ] {
         let r = gw.post(&body).await;
         assert_eq!(r.status, 400, "{body}: {:?}", r.body);
@@ -177,4 +186,26 @@ async fn bad_requests_are_400s() {
         );
         assert_eq!(v["error"]["metadata"]["field"], field, "{v}");
     }
+}
+
+#[tokio::test]
+async fn embedding_models_do_not_chat() {
+    let gw = start().await;
+    let req = Request::post(format!("http://{}/api/v1/chat/completions", gw.addr))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            json!({"model": SMALL, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )))
+        .unwrap();
+    let r = support::fetch(&gw.client, req).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["error"]["metadata"]["field"], "model", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("embedding model"),
+        "{v}"
+    );
 }
