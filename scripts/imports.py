@@ -33,6 +33,7 @@ ALLOWED = {
     "cache": {"route", "usage_meter"},
     "rate_limit": {"catalog", "route", "usage_meter", "fallback"},
     "compat": {"catalog", "route", "wire"},
+    "responses": {"wire"},
     "sim": {"catalog", "wire"},
     "gateway_layer": {"catalog", "health", "stats", "route", "model_routing", "data_policy",
                       "price_cap", "percentile", "rate_limit", "cache", "usage_meter", "fallback"},

@@ -36,6 +36,9 @@
 //!   `anthropic` SDKs) with a chat-completions service, translating requests, JSON and SSE
 //!   responses and errors; Anthropic-wire providers are called in their own wire (feature
 //!   `anthropic`, on by default).
+//! * `responses` — `ResponsesLayer`: serves OpenAI Responses API requests (the `openai` SDKs'
+//!   `responses.create`, Codex CLI) with a chat-completions service, translating requests, JSON
+//!   answers and event streams (feature `responses`, on by default).
 //! * [`cache`] — [`ResponseCacheLayer`](cache::ResponseCacheLayer): OpenRouter's response cache
 //!   (`X-OpenRouter-Cache`), per caller key, with HITs that cost nothing.
 //! * [`stats`] — [`Stats`], live per-endpoint latency, throughput, outages, cooldowns and uptime;
@@ -106,6 +109,8 @@
 //! | `sim` | yes | the `sim` module: `SimulatedProvider` and its profiles |
 //! | `toml` | yes | TOML catalog files (`Catalog::from_toml`, `.toml` in `Catalog::from_path`) |
 //! | `client` | yes | the `client` module: `HttpsClient`, a pooled rustls client for providers |
+//! | `anthropic` | yes | `compat` (Anthropic Messages callers) and Anthropic-wire providers |
+//! | `responses` | yes | `responses`: the OpenAI Responses API in front of the stack |
 //! | `native-roots` | no | `client` trusts the platform's root certificates instead of webpki's |
 //!
 //! An embedder that brings its own HTTP client and wants the layers alone uses
@@ -153,6 +158,9 @@ pub mod data_policy;
 pub mod percentile;
 pub mod price_cap;
 pub mod rate_limit;
+#[cfg(feature = "responses")]
+#[cfg_attr(docsrs, doc(cfg(feature = "responses")))]
+pub mod responses;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;

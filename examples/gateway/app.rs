@@ -31,6 +31,11 @@ use tower_ai_gateway::usage_meter::{
 use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
 use crate::config::limits::{self, KeyReport, RateLimits};
+
+#[path = "embeddings.rs"]
+mod embeddings;
+#[path = "responses.rs"]
+mod responses;
 use crate::config::{Config, Upstream};
 
 /// The upstream HTTP client, type-erased: a SimulatedProvider or a hyper-util client over rustls.
@@ -223,6 +228,8 @@ pub fn build_with_client(
     let router = Router::new()
         .merge(authed)
         .merge(anthropic)
+        .merge(responses::routes(&state))
+        .merge(embeddings::routes(&state))
         .route("/api/v1/models", get(models))
         .route("/v1/models", get(models))
         .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))
@@ -244,7 +251,7 @@ pub fn build_with_client(
 }
 
 async fn banner() -> &'static str {
-    "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages\n"
+    "tower-ai-gateway: POST /api/v1/chat/completions, POST /api/v1/messages, POST /api/v1/responses\n"
 }
 
 fn error_response(e: GatewayError) -> Response {

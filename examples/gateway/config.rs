@@ -192,6 +192,35 @@ pub const CLAUDE_ALIASES: &[&str] = &[
     "claude-3-5-haiku-20241022",
 ];
 
+/// Embedding models of the demo (their output modality is `embeddings`, so `/models` lists them
+/// only when asked with `output_modalities=embeddings`), on the demo's providers.
+pub const DEMO_EMBEDDINGS: &[u8] = br#"{
+  "models": [
+    {"id": "openai/text-embedding-3-small", "name": "OpenAI: Text Embedding 3 Small",
+     "context_length": 8192, "description": "Demo fixture: an embedding model.",
+     "architecture": {"modality": "text->embeddings", "input_modalities": ["text"],
+                      "output_modalities": ["embeddings"]},
+     "pricing": {"prompt": "0.00000002", "completion": "0"}},
+    {"id": "qwen/qwen3-embedding-8b", "name": "Qwen: Qwen3 Embedding 8B",
+     "context_length": 32000, "description": "Demo fixture: an open embedding model on two providers.",
+     "architecture": {"modality": "text->embeddings", "input_modalities": ["text"],
+                      "output_modalities": ["embeddings"]},
+     "pricing": {"prompt": "0.00000001", "completion": "0"}}
+  ],
+  "endpoints": {
+    "openai/text-embedding-3-small": [
+      {"tag": "openai", "provider_name": "OpenAI", "context_length": 8192,
+       "pricing": {"prompt": "0.00000002", "completion": "0"}}
+    ],
+    "qwen/qwen3-embedding-8b": [
+      {"tag": "deepinfra", "provider_name": "DeepInfra", "context_length": 32000,
+       "pricing": {"prompt": "0.00000001", "completion": "0"}},
+      {"tag": "together", "provider_name": "Together", "context_length": 32000,
+       "pricing": {"prompt": "0.00000002", "completion": "0"}}
+    ]
+  }
+}"#;
+
 /// The embedded default: the demo catalog over simulated providers with varied prices, latencies,
 /// failure rates and data policies.
 pub fn demo(seed: u64, zero_latency: bool) -> Config {
@@ -205,6 +234,10 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
     let mut builder = file
         .apply(Catalog::builder(), None)
         .expect("the demo catalog is valid");
+    builder = CatalogFile::from_json(DEMO_EMBEDDINGS)
+        .expect("the demo embedding models parse")
+        .apply(builder, None)
+        .expect("the demo embedding models are valid");
     // Every provider answers at http://<slug>.sim/v1 with its own key; variant endpoints
     // (`deepinfra/turbo`, `google-vertex/us-east5`) get their own upstream model id so that the
     // simulator can give them their own profile.

@@ -8,7 +8,7 @@
 # Needs python3 (venv), node/npm, cargo, and the PyPI and npm registries for the installs. Starts
 # `cargo run --release --example gateway -- --zero-latency` on a free loopback port, runs
 # check_python.py (openai, anthropic, openrouter), check_node.mjs (openai, @anthropic-ai/sdk,
-# @openrouter/sdk) and Claude Code in print mode, prints one PASS/FAIL line per check and a
+# @openrouter/sdk), check_responses.{py,mjs} (the openai SDKs' Responses API) and Claude Code in print mode, prints one PASS/FAIL line per check and a
 # summary, stops the gateway, and exits non-zero if anything failed. Not part of .ci/run (it
 # installs packages and takes minutes).
 set -uo pipefail
@@ -29,6 +29,9 @@ if [ ! -d "$SDK_DIR/node/node_modules/@anthropic-ai/claude-code" ]; then
     mkdir -p "$SDK_DIR/node"
     (cd "$SDK_DIR/node" && npm init -y >/dev/null &&
         npm install --silent openai @anthropic-ai/sdk @openrouter/sdk @anthropic-ai/claude-code) || exit 2
+fi
+if [ ! -d "$SDK_DIR/node/node_modules/@openai/codex" ]; then
+    (cd "$SDK_DIR/node" && npm install --silent @openai/codex) || exit 2
 fi
 "$SDK_DIR/venv/bin/pip" list 2>/dev/null | grep -iE '^(openai|anthropic|openrouter) '
 (cd "$SDK_DIR/node" && npm ls --depth=0 2>/dev/null | tail -n +2)
@@ -53,10 +56,15 @@ out="$SDK_DIR/results.txt"
 echo "== python SDKs"
 "$SDK_DIR/venv/bin/python" -W ignore "$here/check_python.py" | tee -a "$out"
 
+echo "== python openai Responses API"
+"$SDK_DIR/venv/bin/python" -W ignore "$here/check_responses.py" | tee -a "$out"
+
 echo "== node SDKs"
 ln -sfn "$SDK_DIR/node/node_modules" "$SDK_DIR/node_modules"
 cp "$here/check_node.mjs" "$SDK_DIR/check_node.mjs"
 node "$SDK_DIR/check_node.mjs" | tee -a "$out"
+cp "$here/check_responses.mjs" "$SDK_DIR/check_responses.mjs"
+node "$SDK_DIR/check_responses.mjs" | tee -a "$out"
 
 echo "== Claude Code"
 claude="$SDK_DIR/node/node_modules/.bin/claude"
@@ -92,6 +100,38 @@ cc "json(no ANTHROPIC_MODEL: Claude's default id)" "$GATEWAY" "" ok json
 cc "json(x-api-key)" "$GATEWAY" deepseek/deepseek-chat ok json ANTHROPIC_AUTH_TOKEN= ANTHROPIC_API_KEY=sk-anything
 cc "err.unknown_model(404)" "$GATEWAY" nobody/no-such-model 404 json
 cc "err.budget(402, demo key)" "$GATEWAY" anthropic/claude-sonnet-4.5 402 json ANTHROPIC_AUTH_TOKEN=sk-demo-small-budget
+
+echo "== Codex CLI (Responses API, wire_api = responses)"
+codex="$SDK_DIR/node/node_modules/.bin/codex"
+codex_home="$SDK_DIR/codex-home"
+mkdir -p "$codex_home" "$SDK_DIR/codex-work"
+# cx NAME MODEL [exec args...]: PASS when `codex exec` exits 0 having printed an answer.
+cx() {
+    local name=$1 model=$2
+    shift 2
+    cat >"$codex_home/config.toml" <<TOML
+model = "$model"
+model_provider = "gateway"
+
+[model_providers.gateway]
+name = "tower-ai-gateway"
+base_url = "$GATEWAY/api/v1"
+env_key = "GATEWAY_KEY"
+wire_api = "responses"
+TOML
+    local res rc
+    res=$(cd "$SDK_DIR/codex-work" && CODEX_HOME="$codex_home" GATEWAY_KEY=anything \
+        timeout 120 "$codex" exec --skip-git-repo-check "$@" "say hello" </dev/null 2>&1)
+    rc=$?
+    if [ $rc -eq 0 ] && printf '%s\n' "$res" | grep -qE '^tokens used|"type":"turn.completed"'; then
+        echo "PASS codex.$name" | tee -a "$out"
+    else
+        echo "FAIL codex.$name: rc=$rc $(printf '%s' "$res" | tail -3 | tr '\n' ' ' | cut -c1-300)" | tee -a "$out"
+    fi
+}
+cx "exec(deepseek)" deepseek/deepseek-chat
+cx "exec(anthropic-wire provider)" anthropic/claude-sonnet-4.5
+cx "exec(json events)" openai/gpt-4o-mini --json
 
 pass=$(grep -c '^PASS' "$out")
 fail=$(grep -c '^FAIL' "$out")

@@ -185,6 +185,11 @@ impl<S> Run<S> {
 
     fn build(&self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
         let e = self.route.endpoint(c);
+        // Embeddings exist on the OpenAI wire only.
+        let embeddings = self.chat().1.embeddings;
+        if embeddings && wire != Wire::Chat {
+            return Err(AttemptError::UnsupportedWireFormat);
+        }
         let body = match self.original.as_ref().filter(|_| wire.passthrough()) {
             Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
                 .ok_or(AttemptError::NotCallable)?,
@@ -205,7 +210,15 @@ impl<S> Run<S> {
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };
-        build_request(&self.route, c, &self.headers, &self.config, wire, body)
+        let path = embeddings.then_some("/embeddings");
+        build_request(
+            &self.route,
+            c,
+            &self.headers,
+            &self.config,
+            (wire, path),
+            body,
+        )
     }
 
     fn skip_cooling(&mut self, c: &Candidate) {

@@ -11,21 +11,22 @@ use crate::catalog::{AuthStyle, Secret};
 use crate::route::{Candidate, Route};
 use crate::wire::Wire;
 
-/// The request for one candidate: `POST {base_url}{path}`, `body` (already in the attempt's wire
-/// format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
+/// The request for one candidate: `POST {base_url}{path}` (the wire's path unless `path` names
+/// another: `/embeddings`), `body` (already in the attempt's wire format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
 /// the wire's required headers, then the provider's credentials.
 pub(crate) fn build_request(
     route: &Route,
     c: &Candidate,
     caller: &HeaderMap,
     config: &Config,
-    wire: Wire,
+    (wire, path): (Wire, Option<&str>),
     body: Vec<u8>,
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
     let base = p.base_url.as_deref().ok_or(AttemptError::NotCallable)?;
-    let uri: Uri = format!("{}{}", base.trim_end_matches('/'), p.wire_format.path())
+    let path = path.unwrap_or(p.wire_format.path());
+    let uri: Uri = format!("{}{path}", base.trim_end_matches('/'))
         .parse()
         .map_err(|_| AttemptError::NotCallable)?;
     let mut req = Request::new(Full::new(Bytes::from(body)));

@@ -221,6 +221,35 @@ fn resolve_all(
     Ok(plans)
 }
 
+/// An embeddings request (`input`) names embedding models only, and a chat request none: a
+/// model whose `architecture.output_modalities` lists `embeddings` is an embedding model.
+fn check_kind(
+    catalog: &Catalog,
+    view: &RequestView<'static>,
+    plans: &[ModelPlan],
+) -> Result<(), GatewayError> {
+    for p in plans {
+        let embeds = catalog.model(&p.id).is_some_and(|m| {
+            m.architecture
+                .output_modalities
+                .iter()
+                .any(|o| o == "embeddings")
+        });
+        if embeds != view.embeddings {
+            let expected = if view.embeddings {
+                format!("`{}` is not an embedding model", p.requested)
+            } else {
+                format!(
+                    "`{}` is an embedding model: call /embeddings with an `input`",
+                    p.requested
+                )
+            };
+            return Err(GatewayError::invalid_request("model", &expected));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves, filters and orders the candidates of a request.
 pub(crate) fn plan(
     cfg: &Config,
@@ -238,6 +267,7 @@ pub(crate) fn plan(
     }
     let tiers = tier_request(&view)?;
     let plans = resolve_all(cfg, &catalog, &view)?;
+    check_kind(&catalog, &view, &plans)?;
     // The generator's counter advances only for requests that get this far.
     let mut planner = Planner::new(cfg, &catalog, &body, &view, headers, now, tiers);
     let candidates = planner.place_all(&plans);

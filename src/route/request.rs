@@ -105,8 +105,11 @@ pub struct RequestView<'a> {
     pub auto_router: Option<Box<AutoRouterPlugin>>,
     /// Byte range of the top-level object's opening brace.
     pub(crate) object_start: usize,
-    /// The body has messages or a non-null `prompt`.
+    /// The body has messages, a non-null `prompt` or a non-null `input`.
     pub(crate) has_input: bool,
+    /// The body is an embeddings request (it has an `input`): ProviderFallback sends it to
+    /// `{base_url}/embeddings`, on the OpenAI wire only.
+    pub embeddings: bool,
 }
 
 /// The `auto-router` plugin's settings
@@ -357,6 +360,7 @@ impl<'a> RequestView<'a> {
             auto_router: self.auto_router,
             object_start: self.object_start,
             has_input: self.has_input,
+            embeddings: self.embeddings,
         }
     }
 
@@ -526,14 +530,14 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
-                "prompt" => {
+                "prompt" => self.prompt(&mut v, "prompt", map.next_value()?)?,
+                "input" => {
                     let raw: &'de RawValue = map.next_value()?;
-                    self.at("prompt");
-                    validate::check_depth(raw.get(), 1)?;
-                    v.prompt_bytes += raw.get().len();
-                    v.bound_bytes += raw.get().len() as u64;
-                    v.has_input |= nonnull(raw);
+                    v.embeddings |= nonnull(raw);
+                    self.prompt(&mut v, "input", raw)?;
                 }
+                "encoding_format" => self.embedding_option("encoding_format", map.next_value()?)?,
+                "dimensions" => self.embedding_option("dimensions", map.next_value()?)?,
                 "tools" => self.tools(&mut v, map.next_value()?)?,
                 "transforms" => self.compression(&mut v, "transforms", map.next_value()?)?,
                 "plugins" => self.compression(&mut v, "plugins", map.next_value()?)?,
@@ -547,6 +551,48 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
 /// Readers of the members that need more than one line, called from `visit_map` with the member's
 /// raw value.
 impl<'de> ViewSeed<'de, '_> {
+    /// An embeddings option: `encoding_format` (`float` or `base64`) or `dimensions` (a positive
+    /// integer); `null` is allowed.
+    fn embedding_option<E: de::Error>(
+        &self,
+        field: &'static str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        self.at(field);
+        let ok = match field {
+            "encoding_format" => matches!(
+                serde_json::from_str::<Option<&str>>(raw.get()),
+                Ok(None | Some("float" | "base64"))
+            ),
+            _ => matches!(
+                serde_json::from_str::<Option<u64>>(raw.get()),
+                Ok(None | Some(1..))
+            ),
+        };
+        if ok {
+            Ok(())
+        } else if field == "dimensions" {
+            Err(E::custom("expected a positive integer"))
+        } else {
+            Err(E::custom("expected `float` or `base64`"))
+        }
+    }
+
+    /// The legacy `prompt` or the embeddings `input`: counted as prompt bytes.
+    fn prompt<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        field: &'static str,
+        raw: &'de RawValue,
+    ) -> Result<(), E> {
+        self.at(field);
+        validate::check_depth(raw.get(), 1)?;
+        v.prompt_bytes += raw.get().len();
+        v.bound_bytes += raw.get().len() as u64;
+        v.has_input |= nonnull(raw);
+        Ok(())
+    }
+
     /// Names the field an error raised from here on is about.
     #[inline]
     fn at(&self, field: &'static str) {

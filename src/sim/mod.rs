@@ -15,10 +15,15 @@
 //!   ([`SimulatedProviderBuilder::host`]); otherwise the default profile. With no match the answer
 //!   is a **404** with an OpenAI-style error body — a visible configuration mistake rather than a
 //!   connection error that a fallback layer would silently route around.
-//! * **Paths.** Only `POST` to a path ending in `/chat/completions` (OpenAI wire) or `/messages`
-//!   (Anthropic Messages wire, see below) is served; anything else is a 404
+//! * **Paths.** Only `POST` to a path ending in `/chat/completions` (OpenAI wire), `/messages`
+//!   (Anthropic Messages wire, see below) or `/embeddings` is served; anything else is a 404
 //!   `{"error":{"message","type","param","code"}}`. A body that is not JSON, or lacks `model`
 //!   or `messages`, is a 400 of the same shape.
+//! * **Embeddings** (`/embeddings`) are answered at once, without latency or scripted outcomes:
+//!   one unit vector per input (a string, strings or token arrays) drawn from a generator seeded
+//!   by a hash of the input's text, so the same text always gets the same vector; `dimensions`
+//!   (default 16, at most 4096), `encoding_format` `float` or `base64` (little-endian `f32`s);
+//!   `usage.prompt_tokens` is `ceil(bytes / 4)` per string (the token count for token arrays).
 //! * **Non-streamed answers** are `{"id":"chatcmpl-…","object":"chat.completion","created",
 //!   "model",<the request's model>,"system_fingerprint":null,"choices":[{"index":0,"message":
 //!   {"role":"assistant","content":"…"},"finish_reason":"stop"|"length"}],"usage":{…}}`, delivered
@@ -147,6 +152,7 @@
 //! ```
 
 mod body;
+mod embeddings;
 mod error;
 mod future;
 mod profile;

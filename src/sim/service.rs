@@ -254,6 +254,47 @@ impl ProfileHandle {
 }
 
 impl Shared {
+    /// An embeddings request: answered at once, deterministically (see `embeddings::answer`).
+    fn embeddings(
+        &self,
+        host: &str,
+        parts: &http::request::Parts,
+        bytes: Bytes,
+    ) -> Response<SimBody> {
+        let model = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("model")?.as_str().map(str::to_owned));
+        let Some(slot) = self
+            .resolve(host, model.as_deref())
+            .and_then(|i| self.slots.get(i))
+        else {
+            let msg = format!("no simulated provider for host `{host}`");
+            return error_response(StatusCode::NOT_FOUND, Some(&msg), false);
+        };
+        let (_, guard) = slot.begin();
+        let answer = super::embeddings::answer(&bytes);
+        if self.record {
+            slot.record(RecordedRequest {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+                body: bytes,
+            });
+        }
+        guard.complete();
+        match answer {
+            Ok(body) => {
+                let mut res = Response::new(SimBody::full(body));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                res
+            }
+            Err(msg) => error_response(StatusCode::BAD_REQUEST, Some(&msg), false),
+        }
+    }
+
     fn resolve(&self, host: &str, model: Option<&str>) -> Option<usize> {
         let entry = self.hosts.get(host).or_else(|| {
             // `host:port` registered without the port, or odd case in the request.
@@ -280,8 +321,9 @@ impl Shared {
     {
         let (parts, body) = req.into_parts();
         let anthropic = parts.uri.path().ends_with("/messages");
+        let embeddings = parts.uri.path().ends_with("/embeddings");
         if parts.method != Method::POST
-            || !(anthropic || parts.uri.path().ends_with("/chat/completions"))
+            || !(anthropic || embeddings || parts.uri.path().ends_with("/chat/completions"))
         {
             let msg = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
             return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg), false));
@@ -298,6 +340,9 @@ impl Shared {
             .or_else(|| parts.headers.get(header::HOST)?.to_str().ok())
             .unwrap_or("");
 
+        if embeddings {
+            return Ok(self.embeddings(host, &parts, bytes));
+        }
         let parsed = ChatRequest::parse(&bytes);
         let model = parsed.as_ref().ok().and_then(|r| r.model.as_deref());
         let Some(slot) = self

@@ -655,7 +655,7 @@ async fn routing_and_recording() {
     // Wrong path and wrong method.
     let res = sim
         .clone()
-        .oneshot(req_to("http://a.sim/v1/embeddings", &chat(false, None)))
+        .oneshot(req_to("http://a.sim/v1/audio/speech", &chat(false, None)))
         .await
         .expect("answer");
     assert_eq!(res.status(), 404);

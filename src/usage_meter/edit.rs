@@ -55,7 +55,7 @@ fn tier_edit(ctx: &Ctx, top: &Top<'_>, d: &[u8]) -> Option<Edit> {
 
 /// The cost of `t` at the served endpoint, insured or not by the finish reason seen so far.
 fn cost_of(ctx: &Ctx, obs: &mut Obs, t: &TokenUsage) -> Cost {
-    let insured = cost::insured(Some(t), obs.finish_reason.as_deref());
+    let insured = !ctx.embeddings && cost::insured(Some(t), obs.finish_reason.as_deref());
     obs.price(ctx, t, insured)
 }
 

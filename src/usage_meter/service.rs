@@ -172,6 +172,7 @@ where
             attempts: 1,
             upstream_request_id: None,
             service_tier: None,
+            embeddings: false,
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {
@@ -184,6 +185,7 @@ where
             ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
             ctx.request_ms = route.unix_millis();
             ctx.prompt_estimate = route.prompt_tokens();
+            ctx.embeddings = route.view().embeddings;
             ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
             if cfg.ledger.is_some() && ctx.key.is_some() {
                 est = Some(estimate(route, ctx.images, cfg.default_max_tokens));

@@ -87,6 +87,9 @@ pub(crate) struct Ctx {
     pub(crate) service_tier: Option<String>,
     /// The provider's request id (`ServedBy::upstream_request_id`).
     pub(crate) upstream_request_id: Option<String>,
+    /// An embeddings request: it has no completion, so an answer without completion tokens is
+    /// not an empty (insured) one.
+    pub(crate) embeddings: bool,
 }
 
 impl Ctx {
@@ -163,7 +166,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     // Missing usage is never free: the prompt estimate and a quarter of the content bytes.
     let tokens = reported
         .unwrap_or_else(|| TokenUsage::new(ctx.prompt_estimate, obs.content_bytes.div_ceil(4)));
-    let insured = cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
+    let insured = !ctx.embeddings && cost::insured(reported.as_ref(), obs.finish_reason.as_deref());
     let cost = obs.price(ctx, &tokens, insured);
     if let Some(hold) = ctx.hold.take() {
         hold.settle(cost.total);

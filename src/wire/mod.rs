@@ -28,6 +28,8 @@
 mod marks;
 #[cfg(feature = "anthropic")]
 pub(crate) mod messages;
+#[cfg(feature = "responses")]
+pub(crate) mod responses;
 
 use bytes::Bytes;
 #[cfg(feature = "anthropic")]

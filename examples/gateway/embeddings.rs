@@ -1,0 +1,24 @@
+//! `/api/v1/embeddings` (and `/v1/embeddings`): the chat stack as it is — routing, price caps,
+//! data policies, fallback and metering apply to embeddings requests (an `input` instead of
+//! `messages`), which ProviderFallback sends to the provider's `/embeddings`.
+
+use axum::extract::{Request, State};
+use axum::middleware;
+use axum::routing::post;
+use axum::Router;
+
+use super::{auth, serve_on, AppState};
+
+/// The embeddings routes, served by `state.stack`.
+pub(super) fn routes(state: &AppState) -> Router<AppState> {
+    let handler = |route: &'static str| {
+        move |State(state): State<AppState>, req: Request| async move {
+            let stack = state.stack.clone();
+            serve_on(&state, stack, route, req).await
+        }
+    };
+    Router::new()
+        .route("/api/v1/embeddings", post(handler("/api/v1/embeddings")))
+        .route("/v1/embeddings", post(handler("/v1/embeddings")))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
+}
