@@ -157,6 +157,7 @@ pub mod rate_limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod stats;
+pub mod telemetry;
 pub mod usage_meter;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};

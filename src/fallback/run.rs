@@ -24,6 +24,8 @@ use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
 use crate::stats::{Attempt as StatsAttempt, Outcome};
+use crate::telemetry;
+use tracing::Span;
 use crate::wire::OriginalMessages;
 use crate::wire::Wire;
 use crate::BoxError;
@@ -79,6 +81,8 @@ pub(crate) struct Run<S> {
     /// Slugs of the providers this request has sent to (their first attempt is exempt from the
     /// retry budget).
     tried: Vec<String>,
+    /// The current attempt's `gen_ai.attempt` span ([`telemetry`]).
+    span: Span,
 }
 
 impl<S> Run<S> {
@@ -107,6 +111,7 @@ impl<S> Run<S> {
             history: History::default(),
             sent: 0,
             tried: Vec::new(),
+            span: Span::none(),
         }
     }
 
@@ -174,6 +179,8 @@ impl<S> Run<S> {
                 Ok(req) => {
                     self.sent += 1;
                     let slug = &self.route.provider(&c).slug;
+                    let model = self.route.endpoint(&c).upstream_model();
+                    self.span = telemetry::attempt_span(slug, model, attempt.number);
                     if !self.tried.contains(slug) {
                         self.tried.push(slug.clone());
                     }
@@ -286,6 +293,12 @@ impl<S> Run<S> {
         let duration = now.saturating_duration_since(a.start);
         let sent = was_sent(error);
         let retry_after = head.and_then(crate::stats::parse_retry_after);
+        let span = std::mem::replace(&mut self.span, Span::none());
+        if let Some(status) = error.status() {
+            span.record("http.response.status_code", status);
+        }
+        telemetry::record_error(&span, error.as_str());
+        drop(span);
         if let Some(stats) = self.config.stats.as_ref().filter(|_| sent) {
             let mut s = stats_attempt(error, head);
             if let Some(r) = retry_after {
@@ -391,6 +404,9 @@ impl<S> Run<S> {
         bytes: Bytes,
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
+        let span = std::mem::replace(&mut self.span, Span::none());
+        span.record("http.response.status_code", head.status.as_u16());
+        drop(span);
         if let Some(stats) = &self.config.stats {
             let key = self.route.endpoint(&self.candidate(a)).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
@@ -408,11 +424,15 @@ impl<S> Run<S> {
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let c = self.candidate(a);
+        let span = std::mem::replace(&mut self.span, Span::none());
+        span.record("http.response.status_code", head.status.as_u16());
+        span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
         let recorder = Recorder {
             stats: self.config.stats.clone(),
             key: self.route.endpoint(&c).key().clone(),
             latency: self.config.stream_latency.then_some(latency),
             done: false,
+            span,
         };
         let mut s = StreamBody {
             body: Some(prime.body),
