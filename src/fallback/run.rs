@@ -25,10 +25,10 @@ use crate::health::HealthSource;
 use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
 use crate::stats::{Attempt as StatsAttempt, Outcome};
 use crate::telemetry;
-use tracing::Span;
 use crate::wire::OriginalMessages;
 use crate::wire::Wire;
 use crate::BoxError;
+use tracing::Span;
 
 /// One attempt: which candidate, on which wire, since when.
 #[derive(Clone, Copy, Debug)]
