@@ -315,11 +315,7 @@ async fn a_streamed_request_span_closes_after_the_last_chunk() {
         .parse()
         .unwrap();
     assert!(ttfc >= 0.0);
-    let served = spans
-        .iter()
-        .filter(|s| s.name == "gen_ai.attempt")
-        .last()
-        .unwrap();
+    let served = spans.iter().rfind(|s| s.name == "gen_ai.attempt").unwrap();
     assert_eq!(served.field("gen_ai.provider.name"), "beta");
     assert_ne!(served.field("gen_ai.response.time_to_first_chunk"), "");
 }
