@@ -110,7 +110,7 @@ pub(crate) fn attempt_span(provider_slug: &str, upstream_model: &str, number: u3
         gen_ai.operation.name = "chat",
         gen_ai.provider.name = provider_slug,
         gen_ai.request.model = upstream_model,
-        gen_ai.attempt.number = number,
+        gen_ai.attempt.number = i64::from(number),
         gen_ai.response.time_to_first_chunk = Empty,
         http.response.status_code = Empty,
         "error.type" = Empty,
@@ -122,6 +122,12 @@ pub(crate) fn attempt_span(provider_slug: &str, upstream_model: &str, number: u3
         span.record("otel.name", format!("chat {upstream_model}"));
     }
     span
+}
+
+/// A count as a signed integer: OpenTelemetry attributes have no unsigned type, and
+/// `tracing-opentelemetry` records a `u64` as a string.
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Marks `span` failed with `error_type` (`error.type`, and `otel.status_code = ERROR`).

@@ -337,3 +337,90 @@ async fn no_content_is_recorded() {
         }
     }
 }
+
+/// Through `tracing-opentelemetry` into the SDK's in-memory exporter: the spans an OTLP
+/// collector would receive for a request that fell back once.
+#[cfg(feature = "otel")]
+mod otel {
+    use super::*;
+    use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+    use opentelemetry::Value;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+    fn attr<'s>(s: &'s SpanData, key: &str) -> Option<&'s Value> {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn otel_spans_of_a_request_that_fell_back_once() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let store = GenerationStore::new(10);
+        let res = stack(&store).oneshot(request(false)).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+        provider.force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        // Children end first; `otel.name` names them.
+        assert_eq!(
+            names,
+            ["chat alpha-native", "chat beta-native", "chat acme/chat"],
+            "{spans:#?}"
+        );
+        let (failed, served, request) = (&spans[0], &spans[1], &spans[2]);
+        assert_eq!(request.span_kind, SpanKind::Server);
+        assert_eq!(failed.span_kind, SpanKind::Client);
+        let root = request.span_context.span_id();
+        assert_eq!(failed.parent_span_id, root);
+        assert_eq!(served.parent_span_id, root);
+        let trace = request.span_context.trace_id();
+        assert!(spans.iter().all(|s| s.span_context.trace_id() == trace));
+        assert_eq!(
+            attr(failed, "gen_ai.provider.name"),
+            Some(&Value::from("alpha"))
+        );
+        assert_eq!(
+            attr(failed, "error.type"),
+            Some(&Value::from("server_error"))
+        );
+        assert!(
+            matches!(failed.status, Status::Error { .. }),
+            "{:?}",
+            failed.status
+        );
+        assert_eq!(
+            attr(failed, "http.response.status_code"),
+            Some(&Value::I64(503))
+        );
+        assert_eq!(
+            attr(served, "gen_ai.provider.name"),
+            Some(&Value::from("beta"))
+        );
+        assert_eq!(attr(served, "error.type"), None);
+        assert_eq!(
+            attr(request, "gen_ai.provider.name"),
+            Some(&Value::from("beta"))
+        );
+        assert_eq!(
+            attr(request, "gen_ai.request.model"),
+            Some(&Value::from(MODEL))
+        );
+        assert!(matches!(
+            attr(request, "gen_ai.usage.input_tokens"),
+            Some(Value::I64(n)) if *n > 0
+        ));
+        assert!(matches!(
+            attr(request, "gen_ai.usage.cost"),
+            Some(Value::F64(c)) if *c > 0.0
+        ));
+    }
+}

@@ -295,7 +295,7 @@ impl<S> Run<S> {
         let retry_after = head.and_then(crate::stats::parse_retry_after);
         let span = std::mem::replace(&mut self.span, Span::none());
         if let Some(status) = error.status() {
-            span.record("http.response.status_code", status);
+            span.record("http.response.status_code", i64::from(status));
         }
         telemetry::record_error(&span, error.as_str());
         drop(span);
@@ -405,7 +405,7 @@ impl<S> Run<S> {
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let span = std::mem::replace(&mut self.span, Span::none());
-        span.record("http.response.status_code", head.status.as_u16());
+        span.record("http.response.status_code", i64::from(head.status.as_u16()));
         drop(span);
         if let Some(stats) = &self.config.stats {
             let key = self.route.endpoint(&self.candidate(a)).key();
@@ -425,7 +425,7 @@ impl<S> Run<S> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let c = self.candidate(a);
         let span = std::mem::replace(&mut self.span, Span::none());
-        span.record("http.response.status_code", head.status.as_u16());
+        span.record("http.response.status_code", i64::from(head.status.as_u16()));
         span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
         let recorder = Recorder {
             stats: self.config.stats.clone(),

@@ -226,14 +226,23 @@ fn record_span(ctx: &Ctx, obs: &Obs, tokens: &TokenUsage, cost: &Cost, t: &Timin
     if span.is_disabled() {
         return;
     }
-    span.record("gen_ai.usage.input_tokens", tokens.prompt);
-    span.record("gen_ai.usage.output_tokens", tokens.completion);
-    span.record("gen_ai.usage.cache_read.input_tokens", tokens.cached);
+    span.record("gen_ai.usage.input_tokens", telemetry::int(tokens.prompt));
+    span.record(
+        "gen_ai.usage.output_tokens",
+        telemetry::int(tokens.completion),
+    );
+    span.record(
+        "gen_ai.usage.cache_read.input_tokens",
+        telemetry::int(tokens.cached),
+    );
     span.record(
         "gen_ai.usage.cache_creation.input_tokens",
         tokens.cache_write,
     );
-    span.record("gen_ai.usage.reasoning.output_tokens", tokens.reasoning);
+    span.record(
+        "gen_ai.usage.reasoning.output_tokens",
+        telemetry::int(tokens.reasoning),
+    );
     span.record("gen_ai.usage.cost", cost.total.to_f64());
     if let Some(ttft) = t.ttft {
         span.record("gen_ai.response.time_to_first_chunk", ttft.as_secs_f64());
