@@ -96,7 +96,7 @@ fn init_tracing(args: &Args) -> Option<opentelemetry_sdk::trace::SdkTracerProvid
 
 /// Logs to stderr (`RUST_LOG`, default `info`).
 #[cfg(not(feature = "otel"))]
-fn init_tracing(args: &Args) -> Option<()> {
+fn init_tracing(args: &Args) -> Option<std::convert::Infallible> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     if args.otlp_endpoint.is_some() {
@@ -122,14 +122,19 @@ async fn main() {
     let args = parse_args();
     let tracer = init_tracing(&args);
     run(args).await;
-    #[cfg(feature = "otel")]
-    if let Some(p) = tracer {
-        // Sends the spans still batched.
+    flush(tracer);
+}
+
+/// Sends the spans still batched.
+#[cfg(feature = "otel")]
+fn flush(provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>) {
+    if let Some(p) = provider {
         let _ = p.shutdown();
     }
-    #[cfg(not(feature = "otel"))]
-    drop(tracer);
 }
+
+#[cfg(not(feature = "otel"))]
+fn flush(_: Option<std::convert::Infallible>) {}
 
 async fn run(args: Args) {
     if args.bare {
