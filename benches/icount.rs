@@ -134,10 +134,8 @@ fn stack(which: &str, n: usize) {
             // span, filtered to their target): what tracing costs when someone listens.
             let _guard = (which == "all6+subscriber").then(|| {
                 use tracing_subscriber::layer::SubscriberExt;
-                let targets = tracing_subscriber::filter::Targets::new().with_target(
-                    tower_ai_gateway::telemetry::TARGET,
-                    tracing::Level::INFO,
-                );
+                let targets = tracing_subscriber::filter::Targets::new()
+                    .with_target(tower_ai_gateway::telemetry::TARGET, tracing::Level::INFO);
                 tracing::subscriber::set_default(tracing_subscriber::registry().with(targets))
             });
             run!(ServiceBuilder::new()

@@ -321,6 +321,32 @@ async fn a_streamed_request_span_closes_after_the_last_chunk() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_budget_refusal_ends_the_request_span_with_its_error_type() {
+    use tower_ai_gateway::clock::ManualClock;
+    use tower_ai_gateway::usage_meter::{CallerKey, InMemoryLedger, Period};
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let ledger = InMemoryLedger::new(ManualClock::new(0)).limit("k", Period::Day, Usd::ZERO);
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog()).seed(1))
+        .layer(UsageMeterLayer::new().ledger(ledger))
+        .layer(ProviderFallbackLayer::new().no_budget())
+        .service(sim());
+    let mut req = request(false);
+    req.extensions_mut().insert(CallerKey::new("k"));
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 402);
+    drop(res);
+    let spans = capture.spans();
+    let ours = gen_ai(&spans);
+    assert_eq!(ours.len(), 1, "no attempt was made: {ours:#?}");
+    let req = ours[0].1;
+    assert_eq!(req.field("error.type"), "payment_required");
+    assert_eq!(req.field("otel.status_code"), "ERROR");
+    assert!(req.closed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_content_is_recorded() {
     let capture = Capture::default();
     let _guard = capture.install();

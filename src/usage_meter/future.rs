@@ -238,7 +238,9 @@ fn wrap<B: Body<Data = Bytes>>(
         ctx.served_latency = s.latency;
         let sent = s.attempts.iter().filter(|a| a.sent).count();
         ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
-        ctx.provider_responses = s.attempts.clone();
+        if !ctx.cfg.sinks.is_empty() {
+            ctx.provider_responses = s.attempts.clone();
+        }
     }
     ctx.service_tier = served_tier(&ctx);
     head_span(&ctx, &parts, served);
