@@ -132,6 +132,16 @@ pub(crate) fn int(v: u64) -> i64 {
 
 /// Marks `span` failed with `error_type` (`error.type`, and `otel.status_code = ERROR`).
 pub(crate) fn record_error(span: &Span, error_type: &str) {
-    span.record("error.type", error_type);
-    span.record("otel.status_code", "ERROR");
+    // Checked first: with `tracing`'s `log` feature on, recording on a disabled span still costs.
+    if !span.is_disabled() {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Records an attempt's upstream status (`http.response.status_code`).
+pub(crate) fn record_status(span: &Span, status: u16) {
+    if !span.is_disabled() {
+        span.record("http.response.status_code", i64::from(status));
+    }
 }

@@ -295,7 +295,7 @@ impl<S> Run<S> {
         let retry_after = head.and_then(crate::stats::parse_retry_after);
         let span = std::mem::replace(&mut self.span, Span::none());
         if let Some(status) = error.status() {
-            span.record("http.response.status_code", i64::from(status));
+            telemetry::record_status(&span, status);
         }
         telemetry::record_error(&span, error.as_str());
         drop(span);
@@ -404,9 +404,10 @@ impl<S> Run<S> {
         bytes: Bytes,
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
-        let span = std::mem::replace(&mut self.span, Span::none());
-        span.record("http.response.status_code", i64::from(head.status.as_u16()));
-        drop(span);
+        telemetry::record_status(
+            &std::mem::replace(&mut self.span, Span::none()),
+            head.status.as_u16(),
+        );
         if let Some(stats) = &self.config.stats {
             let key = self.route.endpoint(&self.candidate(a)).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
@@ -425,8 +426,10 @@ impl<S> Run<S> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let c = self.candidate(a);
         let span = std::mem::replace(&mut self.span, Span::none());
-        span.record("http.response.status_code", i64::from(head.status.as_u16()));
-        span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
+        telemetry::record_status(&span, head.status.as_u16());
+        if !span.is_disabled() {
+            span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
+        }
         let recorder = Recorder {
             stats: self.config.stats.clone(),
             key: self.route.endpoint(&c).key().clone(),

@@ -200,7 +200,11 @@ where
             ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
         }
         ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
-        if let Some(s) = ctx.session_id.as_deref() {
+        if let Some(s) = ctx
+            .session_id
+            .as_deref()
+            .filter(|_| !ctx.span.is_disabled())
+        {
             ctx.span.record("gen_ai.conversation.id", s);
         }
         let span = ctx.span.clone();
