@@ -129,13 +129,23 @@ fn stack(which: &str, n: usize) {
             .layer(ModelRoutingLayer::new(stack_catalog()).seed(1))
             .layer(ProviderFallbackLayer::new())
             .service_fn(fixed)),
-        "all6" => run!(ServiceBuilder::new()
-            .layer(
-                GatewayLayer::new(stack_catalog())
-                    .routing(|r| r.seed(1))
-                    .usage_meter(|u| u.sink(GenerationStore::new(1024))),
-            )
-            .service_fn(fixed)),
+        "all6" | "all6+subscriber" => {
+            // With a subscriber interested in the GenAI spans (the registry, which stores every
+            // span, filtered to their target): what tracing costs when someone listens.
+            let _guard = (which == "all6+subscriber").then(|| {
+                use tracing_subscriber::layer::SubscriberExt;
+                let targets = tracing_subscriber::filter::Targets::new()
+                    .with_target(tower_ai_gateway::telemetry::TARGET, tracing::Level::INFO);
+                tracing::subscriber::set_default(tracing_subscriber::registry().with(targets))
+            });
+            run!(ServiceBuilder::new()
+                .layer(
+                    GatewayLayer::new(stack_catalog())
+                        .routing(|r| r.seed(1))
+                        .usage_meter(|u| u.sink(GenerationStore::new(1024))),
+                )
+                .service_fn(fixed))
+        }
         _ => usage(),
     }
 }
@@ -185,7 +195,8 @@ fn rate_limit(which: &str, n: usize) {
 }
 
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
-                         routing/{bare,parse,demo} stack/{bare,routing,routing+fallback,all6} \
+                         routing/{bare,parse,demo} \
+                         stack/{bare,routing,routing+fallback,all6,all6+subscriber} \
                          rate_limit/{bare,off,allowed,refused} \
                          cache/{bare,miss,hit,key1k,key100k}";
 

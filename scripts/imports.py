@@ -12,13 +12,14 @@ import sys
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 # Foundations, then the request path in order: route → policy → execute → meter; wire beside them.
-FOUNDATION = {"error", "body", "clock", "hash", "macros"}
+FOUNDATION = {"error", "body", "clock", "hash", "macros", "telemetry"}
 ALLOWED = {
     "error": set(),
     "body": set(),
     "clock": set(),
     "hash": set(),
     "macros": set(),
+    "telemetry": set(),
     "catalog": {"clock", "hash", "error"},
     "health": {"catalog"},
     "stats": {"catalog", "hash", "health"},

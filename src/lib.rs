@@ -165,6 +165,7 @@ pub mod responses;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 pub mod stats;
+pub mod telemetry;
 pub mod usage_meter;
 
 pub use error::{Availability, AvailabilityCode, ErrorType, ExcludedBy, GatewayError};

@@ -378,11 +378,12 @@ async fn models_and_endpoints() {
         ),
         "{text}"
     );
-    assert!(text.contains(
-        "gateway_tokens_total{model=\"meta-llama/llama-3.3-70b-instruct\",kind=\"prompt\"}"
-    ));
     assert!(
-        text.contains("gateway_endpoint_attempts_total{endpoint=\"meta-llama/llama-3.3-70b-instruct@groq\",outcome=\"success\"} 12"),
+        text.contains("gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"groq\",gen_ai_response_model=\"meta-llama/llama-3.3-70b-instruct\",gen_ai_token_type=\"input\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gateway_attempts_total{gen_ai_provider_name=\"groq\",outcome=\"ok\"} 12"),
         "{text}"
     );
 }

@@ -131,6 +131,7 @@ fn router(body: Value) -> (axum::Router, app::AppState) {
         std::mem::take(&mut cfg.ignore),
         limits,
         cfg.cache,
+        None,
     )
 }
 

@@ -1,9 +1,8 @@
 //! The gateway's HTTP surface: the layer stack behind OpenRouter-compatible routes.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -36,6 +35,12 @@ use crate::config::limits::{self, KeyReport, RateLimits};
 mod embeddings;
 #[path = "responses.rs"]
 mod responses;
+pub use metrics::Metrics;
+use tower_ai_gateway::fallback::Attempts;
+use tower_ai_gateway::route::ServedBy;
+
+#[path = "metrics.rs"]
+pub mod metrics;
 use crate::config::{Config, Upstream};
 
 /// The upstream HTTP client, type-erased: a SimulatedProvider or a hyper-util client over rustls.
@@ -65,6 +70,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Rate limits (in the stack) and management keys.
     pub limits: Arc<RateLimits>,
+    /// The token that may scrape `/metrics` (besides management keys).
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// Accepted connections with `TCP_NODELAY` set.
@@ -130,6 +137,7 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.ignore,
         config.rate_limits,
         config.cache,
+        config.metrics_token,
     )
 }
 
@@ -148,6 +156,7 @@ pub fn build_with_client(
     ignore: Vec<String>,
     rate_limits: RateLimits,
     cache: tower_ai_gateway::cache::ResponseCacheLayer,
+    metrics_token: Option<String>,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
@@ -208,6 +217,7 @@ pub fn build_with_client(
         },
         body_limit,
         limits: Arc::new(rate_limits),
+        metrics_token: metrics_token.map(Arc::from),
     };
     // Anthropic Messages (Claude Code, the anthropic SDKs): any query (`?beta=true`), Bearer or
     // `x-api-key`, `anthropic-version` / `anthropic-beta` ignored; every error in Anthropic's shape.
@@ -354,6 +364,7 @@ async fn chat(State(state): State<AppState>, req: Request) -> Response {
 
 /// Calls `stack` and counts the response under `route`; a stack error becomes a masked 500.
 async fn serve_on(state: &AppState, stack: Stack, route: &'static str, req: Request) -> Response {
+    let start = std::time::Instant::now();
     let res = match stack.oneshot(req).await {
         Ok(res) => res,
         Err(e) => {
@@ -361,10 +372,33 @@ async fn serve_on(state: &AppState, stack: Stack, route: &'static str, req: Requ
             error_response(GatewayError::new(ErrorType::Server, "internal error"))
         }
     };
-    state.metrics.record_request(route, res.status().as_u16());
+    record_answer(state, route, &res, start.elapsed());
     // A non-streamed answer goes out with `Content-Length` (not chunked): the layers that edit it
     // report its exact `size_hint`, from which hyper sets the header.
     res
+}
+
+/// Counts an answer in the metrics: its status, its attempts, and its error type.
+fn record_answer(state: &AppState, route: &'static str, res: &Response, elapsed: Duration) {
+    let ext = res.extensions();
+    let attempts = match (ext.get::<ServedBy>(), ext.get::<Attempts>()) {
+        (Some(s), _) => &s.attempts[..],
+        (None, Some(a)) => &a.0[..],
+        (None, None) => &[],
+    };
+    let error_type = if res.status().is_success() {
+        None
+    } else {
+        // `_OTHER`: the GenAI conventions' value for an error without a known type.
+        Some(
+            ext.get::<GatewayError>()
+                .map_or("_OTHER", |e| e.error_type().as_str()),
+        )
+    };
+    let status = res.status().as_u16();
+    state
+        .metrics
+        .record_answer(route, status, attempts, error_type, elapsed);
 }
 
 // === Anthropic Messages ===
@@ -780,177 +814,59 @@ async fn endpoints(
 
 // === metrics ===
 
-const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len() + 1],
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        let i = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        self.counts[i] += 1;
-        self.sum += secs;
+/// Who may scrape `/metrics` (issue 17 F: it reveals traffic, models, providers and spend): a
+/// caller presenting the configured metrics token (`[gateway] metrics_token` / `metrics_token_env`,
+/// for a Prometheus scraper that should read nothing else), a management key, or — in the keyless
+/// demo — a loopback caller. Anyone else gets 401 (no or unknown key) or 403 (a key without the
+/// right).
+fn metrics_access(state: &AppState, req: &Request) -> Result<(), GatewayError> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let loopback = peer.is_none_or(|p| p.ip().is_loopback());
+    let Some(presented) = presented_key(req.headers()) else {
+        if state.loopback_without_key && loopback {
+            return Ok(());
+        }
+        return Err(GatewayError::new(
+            ErrorType::Authentication,
+            "/metrics needs the metrics token or a management key",
+        ));
+    };
+    let token_ok = state
+        .metrics_token
+        .as_deref()
+        .is_some_and(|t| ct_eq(presented.as_bytes(), t.as_bytes()));
+    let mut key = None;
+    for k in state.keys.iter() {
+        if ct_eq(presented.as_bytes(), k.secret.as_bytes()) && key.is_none() {
+            key = Some(k.name.as_str());
+        }
+    }
+    match key {
+        _ if token_ok => Ok(()),
+        Some(name) if state.limits.management.contains(name) => Ok(()),
+        Some(_) => Err(GatewayError::new(
+            ErrorType::PermissionDenied,
+            "/metrics needs the metrics token or a management key",
+        )),
+        None if state.loopback_without_key && loopback => Ok(()),
+        None => Err(GatewayError::new(
+            ErrorType::Authentication,
+            "Invalid API key",
+        )),
     }
 }
 
-#[derive(Default)]
-struct ModelTotals {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost: Usd,
-    generations: u64,
-}
-
-/// Prometheus counters and histograms.
-#[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    attempts: AtomicU64,
-    fallbacks: AtomicU64,
-    by_model: Mutex<BTreeMap<String, ModelTotals>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
-    ttft: Mutex<BTreeMap<String, Histogram>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Metrics {
-    fn record_request(&self, route: &'static str, status: u16) {
-        *lock(&self.requests).entry((route, status)).or_default() += 1;
+async fn metrics_text(State(state): State<AppState>, req: Request) -> Response {
+    if let Err(e) = metrics_access(&state, &req) {
+        return error_response(e);
     }
-
-    fn record_generation(&self, r: &GenerationRecord) {
-        self.attempts
-            .fetch_add(u64::from(r.attempts), Ordering::Relaxed);
-        self.fallbacks
-            .fetch_add(u64::from(r.attempts.saturating_sub(1)), Ordering::Relaxed);
-        {
-            let mut m = lock(&self.by_model);
-            let t = m.entry(r.model.clone()).or_default();
-            t.prompt_tokens += r.tokens.prompt;
-            t.completion_tokens += r.tokens.completion;
-            t.cost = t.cost.add(r.cost);
-            t.generations += 1;
-        }
-        let ep = r
-            .endpoint
-            .as_ref()
-            .map_or_else(|| r.model.clone(), |e| e.to_string());
-        lock(&self.latency)
-            .entry(ep.clone())
-            .or_default()
-            .observe(r.latency.as_secs_f64());
-        if let Some(t) = r.ttft {
-            lock(&self.ttft)
-                .entry(ep)
-                .or_default()
-                .observe(t.as_secs_f64());
-        }
-    }
-
-    fn render(&self, stats: &Stats) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        out.push_str("# HELP gateway_requests_total HTTP requests to the completion routes, by status.\n# TYPE gateway_requests_total counter\n");
-        for ((route, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "gateway_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP gateway_attempts_total Upstream attempts made for served requests.\n# TYPE gateway_attempts_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_attempts_total {}",
-            self.attempts.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP gateway_fallbacks_total Attempts beyond the first for served requests.\n# TYPE gateway_fallbacks_total counter\n");
-        let _ = writeln!(
-            out,
-            "gateway_fallbacks_total {}",
-            self.fallbacks.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP gateway_tokens_total Tokens metered, by model and kind.\n# TYPE gateway_tokens_total counter\n");
-        out.push_str("# HELP gateway_cost_usd_total Cost metered in USD, by model.\n# TYPE gateway_cost_usd_total counter\n");
-        for (model, t) in lock(&self.by_model).iter() {
-            let m = esc(model);
-            let _ = writeln!(
-                out,
-                "gateway_tokens_total{{model=\"{m}\",kind=\"prompt\"}} {}",
-                t.prompt_tokens
-            );
-            let _ = writeln!(
-                out,
-                "gateway_tokens_total{{model=\"{m}\",kind=\"completion\"}} {}",
-                t.completion_tokens
-            );
-            let _ = writeln!(out, "gateway_cost_usd_total{{model=\"{m}\"}} {}", t.cost);
-            let _ = writeln!(
-                out,
-                "gateway_generations_total{{model=\"{m}\"}} {}",
-                t.generations
-            );
-        }
-        for (name, help, map) in [
-            (
-                "gateway_request_duration_seconds",
-                "Request start to end of the response body, by endpoint.",
-                &self.latency,
-            ),
-            (
-                "gateway_time_to_first_token_seconds",
-                "Request start to the first data frame, by endpoint.",
-                &self.ttft,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (ep, h) in lock(map).iter() {
-                let e = esc(ep);
-                let mut cum = 0;
-                for (i, b) in BUCKETS.iter().enumerate() {
-                    cum += h.counts[i];
-                    let _ = writeln!(out, "{name}_bucket{{endpoint=\"{e}\",le=\"{b}\"}} {cum}");
-                }
-                cum += h.counts[BUCKETS.len()];
-                let _ = writeln!(out, "{name}_bucket{{endpoint=\"{e}\",le=\"+Inf\"}} {cum}");
-                let _ = writeln!(out, "{name}_sum{{endpoint=\"{e}\"}} {}", h.sum);
-                let _ = writeln!(out, "{name}_count{{endpoint=\"{e}\"}} {cum}");
-            }
-        }
-        out.push_str("# HELP gateway_endpoint_attempts_total Attempts per endpoint by outcome (from Stats).\n# TYPE gateway_endpoint_attempts_total counter\n");
-        let now = tokio::time::Instant::now();
-        for snap in stats.snapshot_all(now) {
-            let ep = esc(&snap.key.to_string());
-            let c = &snap.counts;
-            let _ = writeln!(
-                out,
-                "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"success\"}} {}",
-                c.successes
-            );
-            let _ = writeln!(
-                out,
-                "gateway_endpoint_attempts_total{{endpoint=\"{ep}\",outcome=\"failure\"}} {}",
-                c.attempts.saturating_sub(c.successes)
-            );
-        }
-        out
-    }
-}
-
-async fn metrics_text(State(state): State<AppState>) -> Response {
-    let mut res = state.metrics.render(&state.stats).into_response();
+    let mut res = state.metrics.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     res
 }

@@ -76,6 +76,12 @@ pub struct GatewaySection {
     /// `[gateway.server]`: limits for slow, idle and too many callers (`server.rs`).
     #[serde(default)]
     pub server: ServerSection,
+    /// A token that may scrape `/metrics` (and nothing else)…
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+    /// …or the environment variable holding it.
+    #[serde(default)]
+    pub metrics_token_env: Option<String>,
 }
 
 /// `[gateway.server]`: each unset field keeps the server's default.
@@ -132,6 +138,8 @@ pub struct Config {
     pub rate_limits: limits::RateLimits,
     /// `[gateway.server]` as written (the demo: all defaults).
     pub server: ServerSection,
+    /// May scrape `/metrics`, besides management keys (and loopback callers in the demo).
+    pub metrics_token: Option<String>,
 }
 
 /// The demo key's daily budget: small enough that a few requests with a large `max_tokens` hit 402.
@@ -312,11 +320,27 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         attempt_timeout: Duration::from_secs(120),
         ignore: Vec::new(),
         cache: tower_ai_gateway::cache::ResponseCacheLayer::new(),
+        metrics_token: None,
         demo: true,
         // OpenRouter's `:free` limits (20/min, 50/day per key) and nothing else.
         rate_limits: limits::RateLimits::new(&limits::RateLimitsSection::default(), &[]),
         server: ServerSection::default(),
     }
+}
+
+/// `metrics_token` or `metrics_token_env` (at most one; at least 16 characters).
+fn metrics_token(g: &GatewaySection) -> Result<Option<String>, String> {
+    let token = match (&g.metrics_token, &g.metrics_token_env) {
+        (None, None) => return Ok(None),
+        (Some(t), None) => t.clone(),
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("metrics_token_env: environment variable `{var}` is not set"))?,
+        _ => return Err("set at most one of `metrics_token` and `metrics_token_env`".into()),
+    };
+    if token.len() < 16 {
+        return Err("metrics_token: at least 16 characters".into());
+    }
+    Ok(Some(token))
 }
 
 /// A config file: the catalog (see the README's catalog schema) plus a `[gateway]` section.
@@ -377,6 +401,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         Some("zdr") => DataFloor::zdr(),
         Some(other) => return Err(format!("data_floor `{other}`: expected none, deny or zdr")),
     };
+    let metrics_token = metrics_token(&gateway)?;
     Ok(Config {
         catalog,
         upstream: Upstream::Http,
@@ -391,6 +416,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         attempt_timeout: Duration::from_secs(gateway.attempt_timeout_secs.unwrap_or(120)),
         ignore: gateway.ignore_providers,
         cache: gateway.cache.layer()?,
+        metrics_token,
         demo: false,
         rate_limits: limits::RateLimits::new(&gateway.rate_limits, &key_rates),
         server: gateway.server,

@@ -7,10 +7,14 @@
 //!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--config FILE`, `--seed N` (simulator seed),
 //! `--zero-latency` (simulated providers answer at once: for load tests), `--bare` (serve one
-//! zero-latency simulated provider over HTTP with no layers: the baseline for load tests).
+//! zero-latency simulated provider over HTTP with no layers: the baseline for load tests),
+//! `--otlp-endpoint URL` (feature `otel`: export the GenAI spans over OTLP/HTTP; the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` works too).
 
 mod app;
 mod config;
+#[cfg(feature = "otel")]
+mod otel;
 mod server;
 
 use std::net::SocketAddr;
@@ -24,11 +28,13 @@ struct Args {
     seed: u64,
     zero_latency: bool,
     bare: bool,
+    otlp_endpoint: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare]\n\
+        "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare] \
+         [--otlp-endpoint URL]\n\
          With no --config, serves the embedded demo catalog over simulated providers (offline)."
     );
     std::process::exit(2)
@@ -41,6 +47,7 @@ fn parse_args() -> Args {
         seed: 1,
         zero_latency: false,
         bare: false,
+        otlp_endpoint: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,6 +62,7 @@ fn parse_args() -> Args {
             }
             "--zero-latency" => a.zero_latency = true,
             "--bare" => a.bare = true,
+            "--otlp-endpoint" => a.otlp_endpoint = it.next().or_else(|| usage()),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -65,16 +73,71 @@ fn parse_args() -> Args {
     a
 }
 
+/// Logs to stderr (`RUST_LOG`, default `info`), and with feature `otel` the GenAI spans to an
+/// OTLP collector when one is configured; returns the tracer provider to flush at exit.
+#[cfg(feature = "otel")]
+fn init_tracing(args: &Args) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let wanted = args.otlp_endpoint.is_some() || otel::configured_by_env();
+    let provider = match wanted.then(|| otel::provider(args.otlp_endpoint.as_deref())) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(fmt_layer())
+        .with(provider.as_ref().map(otel::layer))
+        .init();
+    provider
+}
+
+/// Logs to stderr (`RUST_LOG`, default `info`).
+#[cfg(not(feature = "otel"))]
+fn init_tracing(args: &Args) -> Option<std::convert::Infallible> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    if args.otlp_endpoint.is_some() {
+        eprintln!("error: --otlp-endpoint needs the `otel` feature");
+        std::process::exit(2);
+    }
+    tracing_subscriber::registry().with(fmt_layer()).init();
+    None
+}
+
+fn fmt_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt::layer().with_filter(filter)
+}
+
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = parse_args();
+    let tracer = init_tracing(&args);
+    run(args).await;
+    flush(tracer);
+}
 
+/// Sends the spans still batched.
+#[cfg(feature = "otel")]
+fn flush(provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>) {
+    if let Some(p) = provider {
+        let _ = p.shutdown();
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn flush(_: Option<std::convert::Infallible>) {}
+
+async fn run(args: Args) {
     if args.bare {
         let listen = args.listen.unwrap_or(([127, 0, 0, 1], 8081).into());
         let router = bare_router(args.seed);

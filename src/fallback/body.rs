@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 use super::sse::{Phase, Watch};
 use crate::catalog::EndpointKey;
 use crate::stats::{Attempt, FailureKind, Outcome, Stats};
+use crate::telemetry;
 use crate::wire::StreamReader;
 use crate::BoxError;
 
@@ -179,6 +180,8 @@ pub(crate) struct Recorder {
     pub(crate) key: EndpointKey,
     pub(crate) latency: Option<Duration>,
     pub(crate) done: bool,
+    /// The serving attempt's `gen_ai.attempt` span, closed when the stream ends.
+    pub(crate) span: tracing::Span,
 }
 
 impl Recorder {
@@ -186,6 +189,11 @@ impl Recorder {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let span = std::mem::replace(&mut self.span, tracing::Span::none());
+        if let Outcome::Failure(kind) = outcome {
+            telemetry::record_error(&span, kind.as_str());
+        }
+        drop(span);
         if let Some(stats) = &self.stats {
             let mut a = Attempt::new(outcome);
             if let Some(l) = self.latency {

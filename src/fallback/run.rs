@@ -24,9 +24,11 @@ use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
 use crate::stats::{Attempt as StatsAttempt, Outcome};
+use crate::telemetry;
 use crate::wire::OriginalMessages;
 use crate::wire::Wire;
 use crate::BoxError;
+use tracing::Span;
 
 /// One attempt: which candidate, on which wire, since when.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +81,8 @@ pub(crate) struct Run<S> {
     /// Slugs of the providers this request has sent to (their first attempt is exempt from the
     /// retry budget).
     tried: Vec<String>,
+    /// The current attempt's `gen_ai.attempt` span ([`telemetry`]).
+    span: Span,
 }
 
 impl<S> Run<S> {
@@ -107,6 +111,7 @@ impl<S> Run<S> {
             history: History::default(),
             sent: 0,
             tried: Vec::new(),
+            span: Span::none(),
         }
     }
 
@@ -174,6 +179,8 @@ impl<S> Run<S> {
                 Ok(req) => {
                     self.sent += 1;
                     let slug = &self.route.provider(&c).slug;
+                    let model = self.route.endpoint(&c).upstream_model();
+                    self.span = telemetry::attempt_span(slug, model, attempt.number);
                     if !self.tried.contains(slug) {
                         self.tried.push(slug.clone());
                     }
@@ -299,6 +306,12 @@ impl<S> Run<S> {
         let duration = now.saturating_duration_since(a.start);
         let sent = was_sent(error);
         let retry_after = head.and_then(crate::stats::parse_retry_after);
+        let span = std::mem::replace(&mut self.span, Span::none());
+        if let Some(status) = error.status() {
+            telemetry::record_status(&span, status);
+        }
+        telemetry::record_error(&span, error.as_str());
+        drop(span);
         if let Some(stats) = self.config.stats.as_ref().filter(|_| sent) {
             let mut s = stats_attempt(error, head);
             if let Some(r) = retry_after {
@@ -405,6 +418,10 @@ impl<S> Run<S> {
         bytes: Bytes,
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
+        telemetry::record_status(
+            &std::mem::replace(&mut self.span, Span::none()),
+            head.status.as_u16(),
+        );
         if let Some(stats) = &self.config.stats {
             let key = self.route.endpoint(&self.candidate(a)).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
@@ -422,11 +439,17 @@ impl<S> Run<S> {
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         let c = self.candidate(a);
+        let span = std::mem::replace(&mut self.span, Span::none());
+        telemetry::record_status(&span, head.status.as_u16());
+        if !span.is_disabled() {
+            span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
+        }
         let recorder = Recorder {
             stats: self.config.stats.clone(),
             key: self.route.endpoint(&c).key().clone(),
             latency: self.config.stream_latency.then_some(latency),
             done: false,
+            span,
         };
         let mut s = StreamBody {
             body: Some(prime.body),

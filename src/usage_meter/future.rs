@@ -14,9 +14,11 @@ use super::body::ResponseBody;
 use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
 use super::meter::{Meter, Mode};
 use super::settle::{Ctx, Hold};
-use crate::catalog::Usd;
+use crate::catalog::{ServiceTier, Usd};
 use crate::error::{ErrorType, GatewayError};
 use crate::route::ServedBy;
+use crate::telemetry;
+use tracing::Span;
 
 /// The reservation estimate of a request (what a 402 explains).
 #[derive(Clone, Copy, Debug, Default)]
@@ -38,6 +40,8 @@ pin_project! {
         #[pin]
         state: State<S, ReqBody, S::Future>,
         ctx: Option<Ctx>,
+        // The request's `gen_ai.request` span, entered while the layers below are polled.
+        span: Span,
     }
 }
 
@@ -60,10 +64,11 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn calling(future: S::Future, ctx: Ctx) -> Self {
+    pub(crate) fn calling(future: S::Future, ctx: Ctx, span: Span) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             ctx: Some(ctx),
+            span,
         }
     }
 
@@ -74,6 +79,7 @@ where
         req: Request<ReqBody>,
         estimate: Estimate,
         ctx: Ctx,
+        span: Span,
     ) -> Self {
         ResponseFuture {
             state: State::Reserving {
@@ -84,6 +90,7 @@ where
                 estimate,
             },
             ctx: Some(ctx),
+            span,
         }
     }
 }
@@ -134,6 +141,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Reserving {
@@ -157,6 +165,7 @@ where
                     }
                     Err(refusal) => {
                         let error = refusal_error(&refusal, estimate);
+                        telemetry::record_error(this.span, error.error_type().as_str());
                         this.state.set(State::Rejected { error: Some(error) });
                     }
                 },
@@ -248,7 +257,12 @@ fn wrap<B: Body<Data = Bytes>>(
         let sent = s.attempts.iter().filter(|a| a.sent).count();
         ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
         ctx.upstream_request_id = s.upstream_request_id.clone();
+        if !ctx.cfg.sinks.is_empty() {
+            ctx.provider_responses = s.attempts.clone();
+        }
     }
+    ctx.served_tier = served_tier(&ctx);
+    head_span(&ctx, &parts, served);
     let mode = if !ctx.success {
         Mode::Pass
     } else if ctx.streamed {
@@ -264,6 +278,41 @@ fn wrap<B: Body<Data = Bytes>>(
     }
     let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
     Response::from_parts(parts, body)
+}
+
+/// The service tier of the serving endpoint: its own, else `default`.
+fn served_tier(ctx: &Ctx) -> Option<&'static str> {
+    let e = ctx.catalog.as_ref()?.endpoint(ctx.endpoint?)?;
+    Some(match e.service_tier {
+        None => "default",
+        Some(ServiceTier::Flex) => "flex",
+        Some(ServiceTier::Priority) => "priority",
+        Some(ServiceTier::Ultrafast) => "ultrafast",
+    })
+}
+
+/// What the response head tells the request's span: who served it, or why it failed.
+fn head_span(ctx: &Ctx, parts: &http::response::Parts, served: Option<&ServedBy>) {
+    let span = &ctx.span;
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(s) = served.filter(|s| !s.provider_slug.is_empty()) {
+        span.record("gen_ai.provider.name", s.provider_slug.as_str());
+    } else if !ctx.provider_name.is_empty() {
+        span.record("gen_ai.provider.name", ctx.provider_name.as_str());
+    }
+    if !ctx.model.is_empty() {
+        span.record("gen_ai.response.model", ctx.model.as_str());
+    }
+    if parts.status.is_success() {
+        span.record("gen_ai.response.id", &*ctx.id);
+    } else {
+        match parts.extensions.get::<GatewayError>() {
+            Some(e) => telemetry::record_error(span, e.error_type().as_str()),
+            None => telemetry::record_error(span, parts.status.as_str()),
+        }
+    }
 }
 
 impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>

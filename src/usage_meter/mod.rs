@@ -210,6 +210,8 @@ pub use ledger::{
     CallerKey, InMemoryLedger, KeyLimits, KeyUsage, Ledger, LedgerFuture, Period, Refusal,
     Reservation,
 };
-pub use record::{ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink};
+pub use record::{
+    App, ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
+};
 pub(crate) use service::generation_id;
 pub use service::UsageMeter;

@@ -10,6 +10,47 @@ use serde_json::{json, Value};
 use super::cost::TokenUsage;
 use super::ledger::{civil_from_days, CallerKey};
 use crate::catalog::{EndpointKey, Usd};
+use crate::route::AttemptRecord;
+
+/// The longest attribution header kept (longer values are cut at a character boundary).
+const MAX_APP_HEADER: usize = 256;
+
+/// A header's value, when it is present and visible ASCII.
+pub(crate) fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The app that sent a request, from OpenRouter's attribution headers
+/// (<https://openrouter.ai/docs/app-attribution>): `HTTP-Referer` (the app's URL) and
+/// `X-OpenRouter-Title` (or the legacy `X-Title`; the new name wins when both are sent). Each is
+/// kept up to 256 bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct App {
+    /// `HTTP-Referer`.
+    pub referer: Option<String>,
+    /// `X-OpenRouter-Title`, else `X-Title`.
+    pub title: Option<String>,
+}
+
+impl App {
+    /// Reads the attribution headers.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let keep = |v: &str| {
+            let mut end = v.len().min(MAX_APP_HEADER);
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v[..end].to_owned()
+        };
+        App {
+            referer: header_str(headers, "http-referer").map(keep),
+            title: header_str(headers, "x-openrouter-title")
+                .or_else(|| header_str(headers, "x-title"))
+                .map(keep),
+        }
+    }
+}
 
 /// One metered request: what OpenRouter's `GET /api/v1/generation?id=` reports
 /// ([`GenerationRecord::to_openrouter_json`] gives that shape).
@@ -66,6 +107,15 @@ pub struct GenerationRecord {
     pub error: bool,
     /// Upstream attempts sent (from `ServedBy::attempts`; 1 when the serving layer gives none).
     pub attempts: u32,
+    /// Every attempt of the request, the serving one last (`ServedBy::attempts`; empty when the
+    /// serving layer gives none): `provider_responses` in the `/generation` shape.
+    pub provider_responses: Vec<AttemptRecord>,
+    /// The app that sent the request (attribution headers).
+    pub app: App,
+    /// `session_id` from the body, else the `x-session-id` header.
+    pub session_id: Option<String>,
+    /// The service tier that served the request (`default` unless the endpoint is a tier's).
+    pub service_tier: Option<&'static str>,
 }
 
 impl GenerationRecord {
@@ -108,8 +158,39 @@ impl GenerationRecord {
             "upstream_inference_cost": null,
             "is_byok": false,
             "usage_missing": self.usage_missing,
-            "provider_responses": null,
+            "provider_responses": self.provider_responses_json(),
+            "http_referer": self.app.referer,
+            "app_name": self.app.title,
+            "session_id": self.session_id,
+            "service_tier": self.service_tier,
+            "router": null,
+            "response_cache_source_id": null,
         })
+    }
+
+    /// `provider_responses`: one object per attempt (skipped candidates included, with a null
+    /// `status`), or null when the serving layer reported none.
+    fn provider_responses_json(&self) -> Value {
+        if self.provider_responses.is_empty() {
+            return Value::Null;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.provider_responses
+            .iter()
+            .map(|a| {
+                json!({
+                    "provider_name": a.provider,
+                    "endpoint_id": a.endpoint.to_string(),
+                    "model_permaslug": a.endpoint.model(),
+                    "status": a.status,
+                    "latency": ms(a.duration),
+                    "is_byok": false,
+                    "sent": a.sent,
+                    "error_class": a.kind.as_str(),
+                    "error_type": a.error_type.map(|e| e.as_str()),
+                })
+            })
+            .collect()
     }
 }
 
@@ -321,6 +402,10 @@ mod tests {
             insured: false,
             error: false,
             attempts: 1,
+            provider_responses: Vec::new(),
+            app: App::default(),
+            session_id: None,
+            service_tier: None,
         })
     }
 

@@ -14,9 +14,12 @@ use super::body::ResponseBody;
 use super::config::Config;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
+use super::record::{header_str, App};
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::Route;
+use crate::telemetry;
+use tracing::Span;
 
 static IMAGE_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"image_url\":"));
 
@@ -173,6 +176,11 @@ where
             upstream_request_id: None,
             service_tier: None,
             embeddings: false,
+            served_tier: None,
+            app: App::from_headers(req.headers()),
+            session_id: None,
+            provider_responses: Vec::new(),
+            span: Span::none(),
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {
@@ -187,10 +195,23 @@ where
             ctx.prompt_estimate = route.prompt_tokens();
             ctx.embeddings = route.view().embeddings;
             ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+            ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
             if cfg.ledger.is_some() && ctx.key.is_some() {
                 est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
             }
         }
+        if ctx.session_id.is_none() {
+            ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
+        }
+        ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
+        if let Some(s) = ctx
+            .session_id
+            .as_deref()
+            .filter(|_| !ctx.span.is_disabled())
+        {
+            ctx.span.record("gen_ai.conversation.id", s);
+        }
+        let span = ctx.span.clone();
         match (&cfg.ledger, &ctx.key) {
             (Some(ledger), Some(key)) => {
                 let est = est.unwrap_or_default();
@@ -198,9 +219,12 @@ where
                 // Clone-and-swap: the service that was polled ready is the one that is called.
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx)
+                ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
             }
-            _ => ResponseFuture::calling(self.inner.call(req), ctx),
+            _ => {
+                let future = span.in_scope(|| self.inner.call(req));
+                ResponseFuture::calling(future, ctx, span)
+            }
         }
     }
 }

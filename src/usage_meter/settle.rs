@@ -13,9 +13,11 @@ use tokio::time::Instant;
 use super::config::Config;
 use super::cost::{self, Cost, TokenUsage};
 use super::ledger::{CallerKey, Ledger, Reservation};
-use super::record::GenerationRecord;
+use super::record::{App, GenerationRecord};
 use crate::catalog::{Catalog, EndpointKey, Usd};
+use crate::route::AttemptRecord;
 use crate::stats::Generation;
+use crate::telemetry;
 
 /// A reservation that is released if nobody settles it (the request failed or was dropped).
 pub(crate) struct Hold {
@@ -90,6 +92,17 @@ pub(crate) struct Ctx {
     /// An embeddings request: it has no completion, so an answer without completion tokens is
     /// not an empty (insured) one.
     pub(crate) embeddings: bool,
+    /// The serving endpoint's tier for the generation record (`"default"` when it has none).
+    pub(crate) served_tier: Option<&'static str>,
+    /// The app that sent the request (attribution headers).
+    pub(crate) app: App,
+    /// `session_id` from the body, else `x-session-id`.
+    pub(crate) session_id: Option<String>,
+    /// Every attempt (`ServedBy::attempts`).
+    pub(crate) provider_responses: Vec<AttemptRecord>,
+    /// The request's `gen_ai.request` span: closed when the meter finishes (it is dropped with
+    /// the context).
+    pub(crate) span: tracing::Span,
 }
 
 impl Ctx {
@@ -173,6 +186,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     }
     let t = Timing::new(ctx, obs, now, tokens.completion);
     let usage_missing = reported.is_none();
+    record_span(ctx, obs, &tokens, &cost, &t, end);
     if !usage_missing && end == End::Complete && !obs.error {
         if ctx.streamed {
             feed_stats(ctx, &t, now);
@@ -208,9 +222,51 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         insured,
         error: end == End::Error || obs.error,
         attempts: ctx.attempts,
+        provider_responses: std::mem::take(&mut ctx.provider_responses),
+        app: std::mem::take(&mut ctx.app),
+        session_id: ctx.session_id.take(),
+        service_tier: ctx.served_tier,
     });
     for s in &ctx.cfg.sinks {
         s.record(&record);
+    }
+}
+
+/// Puts what the body showed on the request's span (nothing to do when it is disabled).
+fn record_span(ctx: &Ctx, obs: &Obs, tokens: &TokenUsage, cost: &Cost, t: &Timing, end: End) {
+    let span = &ctx.span;
+    if span.is_disabled() {
+        return;
+    }
+    span.record("gen_ai.usage.input_tokens", telemetry::int(tokens.prompt));
+    span.record(
+        "gen_ai.usage.output_tokens",
+        telemetry::int(tokens.completion),
+    );
+    span.record(
+        "gen_ai.usage.cache_read.input_tokens",
+        telemetry::int(tokens.cached),
+    );
+    span.record(
+        "gen_ai.usage.cache_creation.input_tokens",
+        tokens.cache_write,
+    );
+    span.record(
+        "gen_ai.usage.reasoning.output_tokens",
+        telemetry::int(tokens.reasoning),
+    );
+    span.record("gen_ai.usage.cost", cost.total.to_f64());
+    if let Some(ttft) = t.ttft {
+        span.record("gen_ai.response.time_to_first_chunk", ttft.as_secs_f64());
+    }
+    if let Some(f) = obs.finish_reason.as_deref() {
+        span.record("gen_ai.response.finish_reasons", f);
+    }
+    match end {
+        End::Cancelled => telemetry::record_error(span, "cancelled"),
+        End::Error => telemetry::record_error(span, "stream_error"),
+        End::Complete if obs.error => telemetry::record_error(span, "provider_error"),
+        End::Complete => {}
     }
 }
 

@@ -1,0 +1,147 @@
+//! Spans in OpenTelemetry's GenAI semantic conventions, through `tracing` only.
+//!
+//! The crate depends on no OpenTelemetry crate: it opens `tracing` spans whose field names are the
+//! GenAI conventions' attribute names
+//! (<https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/>), so that
+//! `tracing-opentelemetry` (or any `tracing` subscriber) exports them as they are. The example
+//! gateway wires `tracing-opentelemetry` and an OTLP exporter behind its `otel` feature.
+//!
+//! # The spans
+//!
+//! ```text
+//! gen_ai.request   (UsageMeter: one per request that reaches it; otel.kind = server)
+//! ├── gen_ai.attempt   (ProviderFallback: one per upstream request sent; otel.kind = client)
+//! └── gen_ai.attempt   (the attempt that served it)
+//! ```
+//!
+//! Both have target [`TARGET`] and level INFO, so a filter such as
+//! `tower_ai_gateway::gen_ai=info` selects exactly them.
+//!
+//! * **`gen_ai.request`** is opened by [`UsageMeter`](crate::usage_meter::UsageMeter) when the
+//!   request arrives. UsageMeter is the outermost layer that sees a request through to the end of
+//!   its answer: it knows the routed model, the caller's budget (a 402 ends the span with
+//!   `error.type = payment_required`), the serving endpoint, the usage and the cost, and its body
+//!   finishes exactly once. The span is entered while the layers below it are polled, so
+//!   ProviderFallback's attempt spans are its children, and it is **held by the response body**:
+//!   a streamed request's span closes when the stream ends (or is dropped), not when the head goes
+//!   out. Requests answered before UsageMeter (a 400 from routing, a 429 from RateLimit, a cache
+//!   HIT) get no `gen_ai.request` span.
+//! * **`gen_ai.attempt`** is opened by [`ProviderFallback`](crate::fallback) for each request it
+//!   sends upstream (skipped candidates get none), as a child of the current span. A failed
+//!   attempt's span closes when the failure is known; the serving attempt's closes with the
+//!   answer (non-streamed) or at the end of the stream it serves.
+//!
+//! # Attributes
+//!
+//! | Attribute | `gen_ai.request` | `gen_ai.attempt` |
+//! |---|---|---|
+//! | `gen_ai.operation.name` | `chat` | `chat` |
+//! | `gen_ai.request.model` | the model the caller named | the provider's model id |
+//! | `gen_ai.provider.name` | the serving provider's slug | the provider's slug |
+//! | `gen_ai.response.model` | the catalog model that served | — |
+//! | `gen_ai.response.id` | the generation id (`gen-…`) | — |
+//! | `gen_ai.response.finish_reasons` | the first choice's finish reason | — |
+//! | `gen_ai.usage.input_tokens` / `output_tokens` | reported (or estimated) tokens | — |
+//! | `gen_ai.usage.cache_read.input_tokens` | cached prompt tokens | — |
+//! | `gen_ai.usage.cache_creation.input_tokens` | prompt tokens written to the cache | — |
+//! | `gen_ai.usage.reasoning.output_tokens` | reasoning tokens | — |
+//! | `gen_ai.response.time_to_first_chunk` | request start → first data event, seconds | attempt start → first content, seconds (streams) |
+//! | `gen_ai.conversation.id` | `session_id` (body, else `x-session-id`) | — |
+//! | `gen_ai.usage.cost` | cost in USD (not a convention attribute: OpenRouter's `usage.cost`) | — |
+//! | `gen_ai.attempt.number` | — | 1 for the first request sent, 2 for the next, … |
+//! | `http.response.status_code` | — | the upstream's status, when a head arrived |
+//! | `error.type` | the error type (`payment_required`, `provider_unavailable`, …) | the attempt's failure kind (`server_error`, `timeout`, …) |
+//! | `otel.name`, `otel.kind`, `otel.status_code` | `chat {model}`, `server`, `ERROR` on error | `chat {model}`, `client`, `ERROR` on error |
+//!
+//! **Prompt and completion contents are never recorded** (no `gen_ai.input.messages` or
+//! `gen_ai.output.messages`): the spans carry counts, names and timings only.
+//!
+//! # Cost when nobody listens
+//!
+//! With no subscriber interested in [`TARGET`], opening a span is one callsite-interest check and
+//! the spans are disabled: recording on them does nothing, and the strings only a subscriber
+//! would read (`otel.name`) are built only when the span is enabled
+//! ([`Span::is_disabled`](tracing::Span::is_disabled)). `cargo bench --bench icount` measures the
+//! stack with and without a subscriber.
+
+use tracing::field::Empty;
+use tracing::Span;
+
+/// The `tracing` target of the gateway's GenAI spans.
+pub const TARGET: &str = "tower_ai_gateway::gen_ai";
+
+/// Opens a `gen_ai.request` span (see the [module docs](self)), a child of the current span.
+pub(crate) fn request_span(requested_model: Option<&str>) -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "gen_ai.request",
+        gen_ai.operation.name = "chat",
+        gen_ai.request.model = requested_model,
+        gen_ai.provider.name = Empty,
+        gen_ai.response.model = Empty,
+        gen_ai.response.id = Empty,
+        gen_ai.response.finish_reasons = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        gen_ai.usage.cache_read.input_tokens = Empty,
+        gen_ai.usage.cache_creation.input_tokens = Empty,
+        gen_ai.usage.reasoning.output_tokens = Empty,
+        gen_ai.response.time_to_first_chunk = Empty,
+        gen_ai.conversation.id = Empty,
+        gen_ai.usage.cost = Empty,
+        "error.type" = Empty,
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(m) = requested_model {
+            span.record("otel.name", format!("chat {m}"));
+        }
+    }
+    span
+}
+
+/// Opens a `gen_ai.attempt` span (see the [module docs](self)), a child of the current span.
+pub(crate) fn attempt_span(provider_slug: &str, upstream_model: &str, number: u32) -> Span {
+    let span = tracing::info_span!(
+        target: TARGET,
+        "gen_ai.attempt",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = provider_slug,
+        gen_ai.request.model = upstream_model,
+        gen_ai.attempt.number = i64::from(number),
+        gen_ai.response.time_to_first_chunk = Empty,
+        http.response.status_code = Empty,
+        "error.type" = Empty,
+        otel.name = Empty,
+        otel.kind = "client",
+        otel.status_code = Empty,
+    );
+    if !span.is_disabled() {
+        span.record("otel.name", format!("chat {upstream_model}"));
+    }
+    span
+}
+
+/// A count as a signed integer: OpenTelemetry attributes have no unsigned type, and
+/// `tracing-opentelemetry` records a `u64` as a string.
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Marks `span` failed with `error_type` (`error.type`, and `otel.status_code = ERROR`).
+pub(crate) fn record_error(span: &Span, error_type: &str) {
+    // Checked first: with `tracing`'s `log` feature on, recording on a disabled span still costs.
+    if !span.is_disabled() {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// Records an attempt's upstream status (`http.response.status_code`).
+pub(crate) fn record_status(span: &Span, status: u16) {
+    if !span.is_disabled() {
+        span.record("http.response.status_code", i64::from(status));
+    }
+}
