@@ -319,6 +319,13 @@ impl fmt::Debug for InMemoryRateLimitStore {
     }
 }
 
+impl InMemoryRateLimitStore {
+    /// [`RateLimitStore::acquire`], decided now.
+    pub(crate) fn decide(&self, checks: Vec<Check>, now_unix_ms: i64) -> Decision {
+        self.inner.acquire(checks, now_unix_ms)
+    }
+}
+
 impl RateLimitStore for InMemoryRateLimitStore {
     fn acquire(&self, checks: Vec<Check>, now_unix_ms: i64) -> StoreFuture<Decision> {
         let inner = self.inner.clone();

@@ -3,11 +3,9 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
-use tokio::sync::{mpsc, oneshot};
 
 use super::{FailMode, RedisError, RedisStores};
 use crate::catalog::Usd;
@@ -42,7 +40,7 @@ const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::
 ///   after the time it was made at; the next call on the key releases it when that has passed. A
 ///   settle arriving later still charges the cost.
 /// * **Settling never blocks.** [`settle`](Ledger::settle) and [`release`](Ledger::release) queue
-///   the script for a background task (spawned on the runtime of
+///   the script for the background task of [`RedisStores`] (spawned by
 ///   [`RedisStores::connect`]), which retries it while Redis is away (up to the reservation
 ///   TTL); until it has run, the amount stays reserved, so other requests may be refused early,
 ///   never let through late. [`flush`](RedisLedger::flush) waits for the queue.
@@ -60,18 +58,7 @@ struct Inner {
     stores: RedisStores,
     /// Holds the limits, and decides while Redis is away in [`FailMode::Open`].
     local: InMemoryLedger,
-    queue: mpsc::UnboundedSender<Op>,
     next_id: AtomicU64,
-}
-
-enum Op {
-    Finish {
-        key: CallerKey,
-        id: u64,
-        actual: Option<i64>,
-        unix_millis: i64,
-    },
-    Flush(oneshot::Sender<()>),
 }
 
 impl fmt::Debug for RedisLedger {
@@ -102,17 +89,11 @@ fn starts(unix_millis: i64) -> [i64; 3] {
 
 impl RedisLedger {
     pub(super) fn new(stores: RedisStores) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
         let seed = rand::random::<u64>() & !LOCAL & !0xFFFF_FFFF;
-        let worker = Worker {
-            stores: stores.clone(),
-        };
-        stores.handle.spawn(worker.run(rx));
         RedisLedger {
             inner: Arc::new(Inner {
                 stores,
                 local: InMemoryLedger::new(ManualClock::new(0)),
-                queue,
                 next_id: AtomicU64::new(seed),
             }),
         }
@@ -152,10 +133,7 @@ impl RedisLedger {
 
     /// Waits until every settle and release queued so far has been applied in Redis (or given up).
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.inner.queue.send(Op::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        self.inner.stores.flush().await;
     }
 
     fn keys(&self, key: &CallerKey) -> [String; 3] {
@@ -167,16 +145,17 @@ impl RedisLedger {
         ]
     }
 
-    fn enqueue(&self, key: CallerKey, id: u64, actual: Option<i64>, unix_millis: i64) {
-        let op = Op::Finish {
-            key,
-            id,
-            actual,
-            unix_millis,
-        };
-        if self.inner.queue.send(op).is_err() {
-            tracing::error!("redis ledger: settle queue closed; reservation left to expire");
-        }
+    /// Queues the settle (`actual`) or release (`None`) of reservation `id`; retried while Redis
+    /// is away, for at most the reservation TTL.
+    fn enqueue(&self, key: &CallerKey, id: u64, actual: Option<i64>, unix_millis: i64) {
+        let [day, week, month] = starts(unix_millis);
+        let args = [id as i64, actual.unwrap_or(-1), day, week, month];
+        let keys = self.keys(key);
+        let stores = self.inner.stores.clone();
+        let give_up = stores.options.reservation_ttl;
+        self.inner.stores.enqueue(async move {
+            stores.run_retrying(&FINISH, &keys, &args, give_up).await;
+        });
     }
 
     async fn reserve_now(
@@ -303,7 +282,7 @@ impl RedisLedger {
             return;
         }
         let actual = actual.map(|a| micros(a, RoundingStrategy::MidpointAwayFromZero));
-        self.enqueue(r.key().clone(), r.id(), actual, r.unix_millis());
+        self.enqueue(r.key(), r.id(), actual, r.unix_millis());
     }
 }
 
@@ -319,8 +298,7 @@ struct ReleaseOnDrop<'a> {
 impl Drop for ReleaseOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.ledger
-                .enqueue(self.key.clone(), self.id, None, self.now);
+            self.ledger.enqueue(self.key, self.id, None, self.now);
         }
     }
 }
@@ -345,54 +323,5 @@ impl Ledger for RedisLedger {
 
     fn usage(&self, key: &CallerKey, unix_millis: i64) -> LedgerFuture<KeyUsage> {
         Box::pin(self.clone().usage_now(key.clone(), unix_millis))
-    }
-}
-
-/// Applies queued settles and releases, in order, retrying while Redis is away.
-struct Worker {
-    stores: RedisStores,
-}
-
-impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>) {
-        while let Some(op) = rx.recv().await {
-            match op {
-                Op::Flush(done) => {
-                    let _ = done.send(());
-                }
-                Op::Finish {
-                    key,
-                    id,
-                    actual,
-                    unix_millis,
-                } => self.apply(&key, id, actual, unix_millis).await,
-            }
-        }
-    }
-
-    async fn apply(&self, key: &CallerKey, id: u64, actual: Option<i64>, unix_millis: i64) {
-        let [day, week, month] = starts(unix_millis);
-        let keys = [
-            self.stores.key(key.as_str(), "ledger"),
-            self.stores.key(key.as_str(), "held"),
-            self.stores.key(key.as_str(), "amounts"),
-        ];
-        let args = [id as i64, actual.unwrap_or(-1), day, week, month];
-        let options = &self.stores.options;
-        let pause = options.call_timeout.max(Duration::from_millis(50));
-        let deadline = tokio::time::Instant::now() + options.reservation_ttl;
-        loop {
-            match self.stores.run::<i64>(&FINISH, &keys, &args).await {
-                Ok(_) => return,
-                Err(e) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::warn!(error = %e, "redis ledger: settle failed, retrying");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, key = %key, "redis ledger: settle given up");
-                    return;
-                }
-            }
-        }
     }
 }

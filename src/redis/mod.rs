@@ -42,14 +42,20 @@
 //! tag (`gw:{alice}:ledger`), so that in Redis Cluster one script's keys share a slot.
 
 mod ledger;
+mod rate_limit;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use ledger::RedisLedger;
+pub use rate_limit::RedisRateLimitStore;
 
 /// What to do when Redis does not answer within the call timeout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -160,9 +166,13 @@ impl From<redis::RedisError> for RedisError {
 pub struct RedisStores {
     conn: ConnectionManager,
     options: Arc<RedisOptions>,
-    /// The runtime `connect` ran on: background tasks (queued settles) are spawned there.
-    handle: tokio::runtime::Handle,
+    /// Writes that must not block their caller (settles, releases, refunds), run in order by one
+    /// task on the runtime `connect` ran on.
+    jobs: mpsc::UnboundedSender<Job>,
 }
+
+/// A queued write.
+type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 impl fmt::Debug for RedisStores {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -188,10 +198,16 @@ impl RedisStores {
         let conn = tokio::time::timeout(options.connect_timeout, connect)
             .await
             .map_err(|_| RedisError::Timeout(options.connect_timeout))??;
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        tokio::spawn(async move {
+            while let Some(job) = queue.recv().await {
+                job.await;
+            }
+        });
         Ok(RedisStores {
             conn,
             options: Arc::new(options),
-            handle: tokio::runtime::Handle::current(),
+            jobs,
         })
     }
 
@@ -204,6 +220,54 @@ impl RedisStores {
     /// [`InMemoryLedger`](crate::usage_meter::InMemoryLedger)).
     pub fn ledger(&self) -> RedisLedger {
         RedisLedger::new(self.clone())
+    }
+
+    /// A rate-limit counter store over this connection.
+    pub fn rate_limit_store(&self) -> RedisRateLimitStore {
+        RedisRateLimitStore::new(self.clone())
+    }
+
+    /// Waits until every settle, release and refund queued so far (by any store of this
+    /// connection) has been applied in Redis, or given up.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(async move {
+            let _ = tx.send(());
+        });
+        let _ = rx.await;
+    }
+
+    /// Queues `job` for the background task (in order; never blocks).
+    pub(crate) fn enqueue(&self, job: impl Future<Output = ()> + Send + 'static) {
+        if self.jobs.send(Box::pin(job)).is_err() {
+            tracing::error!("redis stores: background queue closed; a write was dropped");
+        }
+    }
+
+    /// Runs `script` until it succeeds, pausing a call timeout between tries, for at most
+    /// `give_up_after`; logs what it gives up. For queued writes.
+    pub(crate) async fn run_retrying(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[i64],
+        give_up_after: Duration,
+    ) {
+        let pause = self.options.call_timeout.max(Duration::from_millis(50));
+        let deadline = tokio::time::Instant::now() + give_up_after;
+        loop {
+            match self.run::<redis::Value>(script, keys, args).await {
+                Ok(_) => return,
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, "redis: queued write failed, retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, keys = ?keys, "redis: queued write given up");
+                    return;
+                }
+            }
+        }
     }
 
     /// Runs `script` with `keys` and `args`, bounded by the call timeout.
