@@ -72,7 +72,10 @@ pub enum FailMode {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisOptions {
-    /// Longest wait for one call (connection included); default 250 ms.
+    /// Longest wait for one call (connection included); default 1 s. It counts from the moment
+    /// the call is made, so it includes the time a busy runtime takes to get back to the answer:
+    /// under heavy load a timeout shorter than the runtime's scheduling delay refuses requests
+    /// that Redis answered in time.
     pub call_timeout: Duration,
     /// Longest wait for the first connection in [`RedisStores::connect`]; default 2 s.
     pub connect_timeout: Duration,
@@ -88,7 +91,7 @@ pub struct RedisOptions {
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
-            call_timeout: Duration::from_millis(250),
+            call_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             key_prefix: "gw".into(),
             reservation_ttl: Duration::from_secs(600),
