@@ -6,7 +6,7 @@
 mod redis_server;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,7 +15,7 @@ use tower::{Layer, ServiceExt};
 use tower_ai_gateway::catalog::{Catalog, Usd};
 use tower_ai_gateway::clock::ManualClock;
 use tower_ai_gateway::rate_limit::{Limits, RateLimitLayer};
-use tower_ai_gateway::redis::{RedisLedger, RedisOptions, RedisStores};
+use tower_ai_gateway::redis::{FailMode, RedisLedger, RedisOptions, RedisStores};
 use tower_ai_gateway::sim::{SimOutputLength, SimProfile, SimulatedProvider};
 use tower_ai_gateway::usage_meter::{CallerKey, GenerationRecord, KeyLimits, Ledger, Period};
 use tower_ai_gateway::{Gateway, GatewayLayer};
@@ -54,7 +54,7 @@ type Records = Arc<Mutex<Vec<GenerationRecord>>>;
 async fn replica(
     server: &RedisServer,
     options: RedisOptions,
-    rpm: u64,
+    rpm: Option<u64>,
     budget: Usd,
     records: &Records,
 ) -> (Stack, RedisLedger) {
@@ -64,10 +64,12 @@ async fn replica(
         .limits("alice", KeyLimits::new().limit(Period::Day, budget));
     let sink_records = records.clone();
     let sink = move |r: &GenerationRecord| sink_records.lock().unwrap().push(r.clone());
-    let limits = RateLimitLayer::new()
-        .key_limits("alice", Limits::new().requests_per_minute(rpm))
+    let mut limits = RateLimitLayer::new()
         .store(stores.rate_limit_store())
         .clock(ManualClock::new(T));
+    if let Some(rpm) = rpm {
+        limits = limits.key_limits("alice", Limits::new().requests_per_minute(rpm));
+    }
     let meter_ledger = ledger.clone();
     let layer = GatewayLayer::new(Catalog::from_toml(CATALOG).unwrap())
         .rate_limit(limits)
@@ -128,7 +130,7 @@ async fn three_replicas_never_overspend_one_budget() {
     let mut stacks = Vec::new();
     let mut ledgers = Vec::new();
     for _ in 0..3 {
-        let (s, l) = replica(&server, patient(), 1_000_000, budget, &records).await;
+        let (s, l) = replica(&server, patient(), None, budget, &records).await;
         stacks.push(s);
         ledgers.push(l);
     }
@@ -166,7 +168,7 @@ async fn three_replicas_admit_exactly_100_requests_a_minute() {
     let mut stacks = Vec::new();
     let mut ledgers = Vec::new();
     for _ in 0..3 {
-        let (s, l) = replica(&server, patient(), 100, Usd::from_int(100), &records).await;
+        let (s, l) = replica(&server, patient(), Some(100), Usd::from_int(100), &records).await;
         stacks.push(s);
         ledgers.push(l);
     }
@@ -179,4 +181,109 @@ async fn three_replicas_admit_exactly_100_requests_a_minute() {
     let usage = ledgers[2].usage(&CallerKey::new("alice"), T).await;
     let costs: i64 = records.lock().unwrap().iter().map(|r| micros(r.cost)).sum();
     assert_eq!(micros(usage.usage_daily), costs);
+}
+
+/// A request during an outage: its status, its error message and how long it took.
+async fn timed_chat(stack: &Stack) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let (status, body) = chat(stack.clone()).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, msg, started.elapsed())
+}
+
+/// After a restart, the first calls may still see the old connection fail; the manager then
+/// reconnects. Sends until a 200 (at most 40 tries, 50 ms apart).
+async fn until_ok(stack: &Stack) -> usize {
+    for tries in 1..=40 {
+        if chat(stack.clone()).await.0 == 200 {
+            return tries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the stores did not recover within 2 s of Redis coming back");
+}
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+/// A timed-out call returns within the timeout plus the runtime's scheduling slack.
+const SLACK: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_with_503s_and_recovers_after_a_restart() {
+    let mut server = RedisServer::start();
+    let records = Records::default();
+    let options = RedisOptions::default().call_timeout(TIMEOUT);
+    let budget = Usd::from_int(1);
+    let (limited, limited_ledger) =
+        replica(&server, options.clone(), Some(1000), budget, &records).await;
+    let (budgeted, ledger) = replica(&server, options, None, budget, &records).await;
+    assert_eq!(chat(limited.clone()).await.0, 200);
+    assert_eq!(chat(budgeted.clone()).await.0, 200);
+
+    // Hung: nothing answers, every call times out.
+    server.pause();
+    for (stack, store) in [(&limited, "rate-limit store"), (&budgeted, "budget ledger")] {
+        let (status, msg, took) = timed_chat(stack).await;
+        assert_eq!(status, 503, "{msg}");
+        assert!(
+            msg.contains(&format!("The {store} is unavailable")),
+            "{msg}"
+        );
+        assert!(msg.contains("no answer within 200 ms"), "{msg}");
+        assert!(took < TIMEOUT + SLACK, "{took:?}");
+    }
+    server.resume();
+    until_ok(&limited).await;
+
+    // Killed: connections refused, answered at once.
+    server.kill();
+    for stack in [&limited, &budgeted] {
+        let (status, msg, took) = timed_chat(stack).await;
+        assert_eq!(status, 503, "{msg}");
+        assert!(took < TIMEOUT + SLACK, "{took:?}");
+    }
+
+    // Restarted empty on the same port: both stores work again without a restart of ours.
+    server.restart();
+    until_ok(&limited).await;
+    until_ok(&budgeted).await;
+    limited_ledger.flush().await;
+    ledger.flush().await;
+    let usage = ledger.usage(&CallerKey::new("alice"), T).await;
+    assert!(usage.usage_daily > Usd::ZERO, "{usage:?}");
+    assert_eq!(usage.reserved, Usd::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_open_to_local_counters() {
+    let mut server = RedisServer::start();
+    let records = Records::default();
+    let options = RedisOptions::default()
+        .call_timeout(TIMEOUT)
+        .fail_mode(FailMode::Open);
+    let budget = Usd::parse("0.003").unwrap();
+    let (stack, ledger) = replica(&server, options, Some(3), budget, &records).await;
+    assert_eq!(chat(stack.clone()).await.0, 200);
+    server.kill();
+    // The local fallback enforces the same limits, on this replica alone: 3 a minute.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, msg, took) = timed_chat(&stack).await;
+        assert!(took < 2 * (TIMEOUT + SLACK), "{took:?}");
+        statuses.push((status, msg));
+    }
+    let codes: Vec<u16> = statuses.iter().map(|s| s.0).collect();
+    assert_eq!(codes, [200, 200, 200, 429], "{statuses:?}");
+    server.restart();
+    // Back in Redis (which restarted empty): its counters and budget apply again.
+    until_ok(&stack).await;
+    ledger.flush().await;
+    let usage = ledger.usage(&CallerKey::new("alice"), T).await;
+    assert!(
+        usage.usage_daily > Usd::ZERO && usage.reserved.is_zero(),
+        "{usage:?}"
+    );
 }

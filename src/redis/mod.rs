@@ -292,7 +292,14 @@ impl RedisStores {
         tokio::time::timeout(timeout, invocation.invoke_async(&mut conn))
             .await
             .map_err(|_| RedisError::Timeout(timeout))?
-            .map_err(RedisError::from)
+            .map_err(|e| {
+                // The client's own response timeout is the same timeout.
+                if e.is_timeout() {
+                    RedisError::Timeout(timeout)
+                } else {
+                    RedisError::Redis(e)
+                }
+            })
     }
 
     /// `prefix:{tag}:name`.
