@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use redis_server::RedisServer;
 use tower::{Layer, ServiceExt};
+use tower_ai_gateway::cache::ResponseCacheLayer;
 use tower_ai_gateway::catalog::{Catalog, Usd};
 use tower_ai_gateway::clock::ManualClock;
 use tower_ai_gateway::rate_limit::{Limits, RateLimitLayer};
@@ -71,8 +72,12 @@ async fn replica(
         limits = limits.key_limits("alice", Limits::new().requests_per_minute(rpm));
     }
     let meter_ledger = ledger.clone();
+    let cache = ResponseCacheLayer::new()
+        .store(stores.cache_store())
+        .clock(ManualClock::new(T));
     let layer = GatewayLayer::new(Catalog::from_toml(CATALOG).unwrap())
         .rate_limit(limits)
+        .cache(cache)
         .usage_meter(move |m| m.ledger(meter_ledger).sink(sink).clock(ManualClock::new(T)));
     let sim = SimulatedProvider::builder(7)
         .default_profile(SimProfile::instant().with_output_tokens(SimOutputLength::fixed(10)))
@@ -286,4 +291,44 @@ async fn redis_down_fails_open_to_local_counters() {
         usage.usage_daily > Usd::ZERO && usage.reserved.is_zero(),
         "{usage:?}"
     );
+}
+
+/// A request asking for the response cache: the cache status and the body.
+async fn cached_chat(stack: &Stack) -> (String, Bytes) {
+    let body = r#"{"model":"acme/chat","max_tokens":20,"messages":[{"role":"user","content":"cache me"}]}"#;
+    let mut req = http::Request::post("http://gw.local/api/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-openrouter-cache", "true")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    req.extensions_mut().insert(CallerKey::new("alice"));
+    let res = stack.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let status = res.headers()["x-openrouter-cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cached_by_one_replica_is_a_hit_on_another() {
+    let server = RedisServer::start();
+    let records = Records::default();
+    let budget = Usd::from_int(1);
+    let (a, ledger_a) = replica(&server, patient(), None, budget, &records).await;
+    let (b, _) = replica(&server, patient(), None, budget, &records).await;
+    let (status, miss) = cached_chat(&a).await;
+    assert_eq!(status, "MISS");
+    ledger_a.flush().await; // the same queue carries the cache write
+    let (status, hit) = cached_chat(&b).await;
+    assert_eq!(status, "HIT");
+    let (miss, hit): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&miss).unwrap(),
+        serde_json::from_slice(&hit).unwrap(),
+    );
+    assert_eq!(hit["choices"], miss["choices"]);
+    assert_ne!(hit["id"], miss["id"], "a HIT has a new generation id");
+    // One upstream call, one generation billed.
+    assert_eq!(records.lock().unwrap().len(), 1);
 }

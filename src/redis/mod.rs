@@ -1,5 +1,6 @@
 //! Stores in Redis, so that several replicas of a gateway share one truth: budgets
-//! ([`RedisLedger`]) and rate-limit counters ([`RedisRateLimitStore`]). Feature `redis`.
+//! ([`RedisLedger`]), rate-limit counters ([`RedisRateLimitStore`]) and cached answers
+//! ([`RedisCacheStore`]). Feature `redis`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tower_ai_gateway::redis::RedisError> {
@@ -8,6 +9,7 @@
 //! let stores = RedisStores::connect("redis://127.0.0.1:6379", RedisOptions::default()).await?;
 //! let ledger = stores.ledger(); // a `Ledger` for UsageMeter
 //! let limits = stores.rate_limit_store(); // a `RateLimitStore` for RateLimit
+//! let cache = stores.cache_store(); // a `CacheStore` for ResponseCache
 //! # Ok(()) }
 //! ```
 //!
@@ -41,6 +43,8 @@
 //! Every key starts with [`RedisOptions::key_prefix`] and puts the caller key or bucket in a hash
 //! tag (`gw:{alice}:ledger`), so that in Redis Cluster one script's keys share a slot.
 
+mod cache;
+mod codec;
 mod ledger;
 mod rate_limit;
 
@@ -54,6 +58,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use cache::RedisCacheStore;
 pub use ledger::RedisLedger;
 pub use rate_limit::RedisRateLimitStore;
 
@@ -247,6 +252,38 @@ impl RedisStores {
         }
     }
 
+    /// A response-cache store over this connection.
+    pub fn cache_store(&self) -> RedisCacheStore {
+        RedisCacheStore::new(self.clone())
+    }
+
+    /// Sends `cmd`, bounded by the call timeout.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
+        let mut conn = self.conn.clone();
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// `call`, given at most the call timeout; the client's own timeouts reported as ours.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisError> {
+        let timeout = self.options.call_timeout;
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| RedisError::Timeout(timeout))?
+            .map_err(|e| {
+                if e.is_timeout() {
+                    RedisError::Timeout(timeout)
+                } else {
+                    RedisError::Redis(e)
+                }
+            })
+    }
+
     /// Runs `script` until it succeeds, pausing a call timeout between tries, for at most
     /// `give_up_after`; logs what it gives up. For queued writes.
     pub(crate) async fn run_retrying(
@@ -288,18 +325,7 @@ impl RedisStores {
             invocation.arg(*a);
         }
         let mut conn = self.conn.clone();
-        let timeout = self.options.call_timeout;
-        tokio::time::timeout(timeout, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| RedisError::Timeout(timeout))?
-            .map_err(|e| {
-                // The client's own response timeout is the same timeout.
-                if e.is_timeout() {
-                    RedisError::Timeout(timeout)
-                } else {
-                    RedisError::Redis(e)
-                }
-            })
+        self.bounded(invocation.invoke_async(&mut conn)).await
     }
 
     /// `prefix:{tag}:name`.
