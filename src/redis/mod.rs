@@ -34,7 +34,8 @@
 //! * [`FailMode::Open`]: the store answers from a local, in-process fallback (an
 //!   [`InMemoryLedger`](crate::usage_meter::InMemoryLedger) with the same limits, an
 //!   [`InMemoryRateLimitStore`](crate::rate_limit::InMemoryRateLimitStore)) and logs a warning:
-//!   each replica then enforces the limits alone until Redis answers again.
+//!   each replica then enforces the limits alone until Redis answers again. What is spent or
+//!   counted locally stays local: it is not copied into Redis when it returns.
 //!
 //! When the server comes back, the next call reconnects; no restart is needed.
 //!
