@@ -158,6 +158,9 @@ pub mod data_policy;
 pub mod percentile;
 pub mod price_cap;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 #[cfg(feature = "responses")]
 #[cfg_attr(docsrs, doc(cfg(feature = "responses")))]
 pub mod responses;

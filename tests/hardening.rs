@@ -132,6 +132,7 @@ fn router(body: Value) -> (axum::Router, app::AppState) {
         limits,
         cfg.cache,
         None,
+        None,
     )
 }
 

@@ -25,7 +25,8 @@ use tower_ai_gateway::data_policy::DataPolicyLayer;
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::price_cap::PriceCapLayer;
 use tower_ai_gateway::usage_meter::{
-    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, Period,
+    CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, KeyUsage, Ledger,
+    Period,
 };
 use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
@@ -60,7 +61,8 @@ pub struct AppState {
     pub catalog: CatalogHandle,
     pub stats: Stats,
     pub generations: GenerationStore,
-    pub ledger: Arc<InMemoryLedger>,
+    /// In memory, or in Redis with `--redis` (shared with the other replicas).
+    pub ledger: Arc<dyn Ledger>,
     pub keys: Arc<Vec<crate::config::ApiKey>>,
     pub loopback_without_key: bool,
     pub metrics: Arc<Metrics>,
@@ -138,7 +140,40 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.rate_limits,
         config.cache,
         config.metrics_token,
+        config.redis_stores,
     )
+}
+
+/// The budgets of `keys`: in Redis when connected to one, else in memory.
+fn ledger_for(
+    keys: &[crate::config::ApiKey],
+    redis: crate::config::SharedStores,
+) -> Arc<dyn Ledger> {
+    let limits = keys.iter().filter_map(|k| {
+        let (period, amount) = k.limit?;
+        Some((k.name.clone(), KeyLimits::new().limit(period, amount)))
+    });
+    #[cfg(feature = "redis")]
+    if let Some(stores) = redis {
+        let ledger = stores.ledger();
+        for (name, l) in limits {
+            ledger.set_limits(name, l);
+        }
+        return Arc::new(ledger);
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = redis;
+    let ledger = InMemoryLedger::new(tower_ai_gateway::clock::SystemClock);
+    for (name, l) in limits {
+        ledger.set_limits(name, l);
+    }
+    Arc::new(ledger)
+}
+
+/// `caller`'s usage now.
+async fn usage_now(state: &AppState, caller: &CallerKey) -> KeyUsage {
+    let now = tower_ai_gateway::clock::Clock::unix_millis(&tower_ai_gateway::clock::SystemClock);
+    state.ledger.usage(caller, now).await
 }
 
 /// Builds the state and router around any upstream client.
@@ -157,17 +192,12 @@ pub fn build_with_client(
     rate_limits: RateLimits,
     cache: tower_ai_gateway::cache::ResponseCacheLayer,
     metrics_token: Option<String>,
+    redis: crate::config::SharedStores,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
     let metrics = Arc::new(Metrics::default());
-    let mut ledger = InMemoryLedger::new(tower_ai_gateway::clock::SystemClock);
-    for k in &keys {
-        if let Some((period, amount)) = k.limit {
-            ledger = ledger.limits(k.name.as_str(), KeyLimits::new().limit(period, amount));
-        }
-    }
-    let ledger = Arc::new(ledger);
+    let ledger = ledger_for(&keys, redis);
     let metrics_sink = metrics.clone();
     let gateway = GatewayLayer::with_stats(catalog.clone(), stats.clone())
         .routing(|r| routing(r.body_limit(body_limit).ignore_providers(ignore)))
@@ -535,7 +565,7 @@ async fn key(State(state): State<AppState>, req: Request) -> Response {
     let caller = caller_of(&req);
     let report = KeyReport {
         caller: &caller,
-        usage: state.ledger.usage_now(&caller),
+        usage: usage_now(&state, &caller).await,
         limit: spending_limit(&state, &caller),
         free_today: state.limits.layer.free_requests_today(&caller).await,
         management: is_management(&state, &caller),
@@ -557,13 +587,11 @@ async fn credits(State(state): State<AppState>, req: Request) -> Response {
     }
     let mut names: Vec<&str> = state.keys.iter().map(|k| k.name.as_str()).collect();
     names.extend(["local", "anonymous"]);
-    let usages: Vec<_> = names
-        .into_iter()
-        .map(|n| {
-            let k = CallerKey::new(n);
-            (state.ledger.usage_now(&k), spending_limit(&state, &k))
-        })
-        .collect();
+    let mut usages = Vec::with_capacity(names.len());
+    for n in names {
+        let k = CallerKey::new(n);
+        usages.push((usage_now(&state, &k).await, spending_limit(&state, &k)));
+    }
     axum::Json(limits::credits_json(&usages)).into_response()
 }
 

@@ -64,6 +64,9 @@ pub struct GatewaySection {
     /// Per-attempt timeout in seconds (default 120).
     #[serde(default)]
     pub attempt_timeout_secs: Option<u64>,
+    /// Redis URL for the shared stores (overridden by `--redis`).
+    #[serde(default)]
+    pub redis: Option<String>,
     /// Providers never used.
     #[serde(default)]
     pub ignore_providers: Vec<String>,
@@ -140,7 +143,34 @@ pub struct Config {
     pub server: ServerSection,
     /// May scrape `/metrics`, besides management keys (and loopback callers in the demo).
     pub metrics_token: Option<String>,
+    /// `[gateway] redis = "redis://…"` (or `--redis`): put budgets, rate limits and the cache in
+    /// Redis, shared with the other replicas (feature `redis`).
+    pub redis: Option<String>,
+    /// The connection `main` made to `redis`; the app builds its ledger from it.
+    pub redis_stores: SharedStores,
 }
+
+#[cfg(feature = "redis")]
+impl Config {
+    /// Puts the rate limits and the response cache in `stores`' Redis now, and the budgets when
+    /// the app is built.
+    pub fn use_redis(&mut self, stores: tower_ai_gateway::redis::RedisStores) {
+        self.rate_limits.layer = self
+            .rate_limits
+            .layer
+            .clone()
+            .store(stores.rate_limit_store());
+        self.cache = self.cache.clone().store(stores.cache_store());
+        self.redis_stores = Some(stores);
+    }
+}
+
+/// A connection to Redis (feature `redis`; never set without it).
+#[cfg(feature = "redis")]
+pub type SharedStores = Option<tower_ai_gateway::redis::RedisStores>;
+/// A connection to Redis (feature `redis`; never set without it).
+#[cfg(not(feature = "redis"))]
+pub type SharedStores = Option<std::convert::Infallible>;
 
 /// The demo key's daily budget: small enough that a few requests with a large `max_tokens` hit 402.
 pub const DEMO_KEY: &str = "sk-demo-small-budget";
@@ -325,6 +355,8 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         // OpenRouter's `:free` limits (20/min, 50/day per key) and nothing else.
         rate_limits: limits::RateLimits::new(&limits::RateLimitsSection::default(), &[]),
         server: ServerSection::default(),
+        redis: None,
+        redis_stores: None,
     }
 }
 
@@ -420,5 +452,7 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         demo: false,
         rate_limits: limits::RateLimits::new(&gateway.rate_limits, &key_rates),
         server: gateway.server,
+        redis: gateway.redis,
+        redis_stores: None,
     })
 }

@@ -6,6 +6,7 @@
 //! ```
 //!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--config FILE`, `--seed N` (simulator seed),
+//! `--redis URL` (budgets, rate limits and the cache in Redis, shared by replicas; feature `redis`),
 //! `--zero-latency` (simulated providers answer at once: for load tests), `--bare` (serve one
 //! zero-latency simulated provider over HTTP with no layers: the baseline for load tests),
 //! `--otlp-endpoint URL` (feature `otel`: export the GenAI spans over OTLP/HTTP; the standard
@@ -29,12 +30,14 @@ struct Args {
     zero_latency: bool,
     bare: bool,
     otlp_endpoint: Option<String>,
+    redis: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare] \
          [--otlp-endpoint URL]\n\
+         [--redis URL]\n\
          With no --config, serves the embedded demo catalog over simulated providers (offline)."
     );
     std::process::exit(2)
@@ -48,6 +51,7 @@ fn parse_args() -> Args {
         zero_latency: false,
         bare: false,
         otlp_endpoint: None,
+        redis: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,6 +67,7 @@ fn parse_args() -> Args {
             "--zero-latency" => a.zero_latency = true,
             "--bare" => a.bare = true,
             "--otlp-endpoint" => a.otlp_endpoint = it.next().or_else(|| usage()),
+            "--redis" => a.redis = Some(it.next().unwrap_or_else(|| usage())),
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -152,7 +157,7 @@ async fn run(args: Args) {
         return;
     }
 
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => match config::from_file(path) {
             Ok(c) => c,
             Err(e) => {
@@ -162,6 +167,10 @@ async fn run(args: Args) {
         },
         None => config::demo(args.seed, args.zero_latency),
     };
+    if let Some(url) = args.redis {
+        config.redis = Some(url);
+    }
+    connect_redis(&mut config).await;
     let listen = args.listen.unwrap_or(config.listen);
     let demo = config.demo;
     let no_keys = config.keys.is_empty();
@@ -171,6 +180,32 @@ async fn run(args: Args) {
     let (router, _state) = app::build(config);
     banner(listen, demo, no_keys, models, endpoints);
     serve(listen, router, limits, "gateway").await;
+}
+
+/// With `redis` set: connects (or exits), and puts the rate limits and the cache in Redis; the app
+/// puts the budgets there too.
+async fn connect_redis(config: &mut config::Config) {
+    let Some(url) = config.redis.clone() else {
+        return;
+    };
+    #[cfg(feature = "redis")]
+    {
+        use tower_ai_gateway::redis::{RedisOptions, RedisStores};
+        let stores = match RedisStores::connect(&url, RedisOptions::default()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: redis {url}: {e}");
+                std::process::exit(1);
+            }
+        };
+        config.use_redis(stores);
+        tracing::info!("budgets, rate limits and the response cache are in Redis");
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        eprintln!("error: redis {url}: build the example with `--features redis`");
+        std::process::exit(1);
+    }
 }
 
 /// One zero-latency simulated provider behind a plain axum route: the baseline for load tests.

@@ -115,6 +115,9 @@ where
                         let error = refusal(&checks[r.index.min(checks.len() - 1)], &r, *now);
                         return Poll::Ready(Ok(response(error, &r)));
                     }
+                    Decision::Unavailable(why) => {
+                        return Poll::Ready(Ok(unavailable(&why).into_response()));
+                    }
                 },
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
@@ -165,6 +168,16 @@ fn refusal(l: &Labelled, r: &Refused, now: i64) -> GatewayError {
         .with_metadata("headers", headers)
         .with_metadata("provider_name", Value::Null)
         .with_retry_after(retry.max(std::time::Duration::from_secs(1)))
+}
+
+/// 503: the counters could not be read (their store is unreachable and fails closed).
+fn unavailable(why: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorType::Server,
+        format!("The rate-limit store is unavailable, try again later ({why})."),
+    )
+    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+    .with_metadata("reason", "rate_limit_store_unavailable")
 }
 
 fn response<B>(error: GatewayError, r: &Refused) -> Response<GatewayBody<B>> {

@@ -319,6 +319,14 @@ impl fmt::Debug for InMemoryRateLimitStore {
     }
 }
 
+#[cfg(feature = "redis")]
+impl InMemoryRateLimitStore {
+    /// [`RateLimitStore::acquire`], decided now (the Redis store's local fallback).
+    pub(crate) fn decide(&self, checks: Vec<Check>, now_unix_ms: i64) -> Decision {
+        self.inner.acquire(checks, now_unix_ms)
+    }
+}
+
 impl RateLimitStore for InMemoryRateLimitStore {
     fn acquire(&self, checks: Vec<Check>, now_unix_ms: i64) -> StoreFuture<Decision> {
         let inner = self.inner.clone();

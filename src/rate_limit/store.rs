@@ -80,6 +80,9 @@ pub enum Decision {
     Allowed(Grant),
     /// A check failed; **nothing** was charged.
     Refused(Refused),
+    /// The store could not decide (a remote store unreachable, failing closed): nothing was
+    /// charged, and the layer answers 503 with this reason.
+    Unavailable(Arc<str>),
 }
 
 /// A boxed, `Send` future: what the async methods of [`RateLimitStore`] return.

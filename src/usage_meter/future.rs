@@ -101,6 +101,15 @@ where
 /// what the remaining budget (or the per-request cap) pays for at the output price, after the
 /// request's fixed part. Which limit refused, and its figures, are in `metadata`.
 pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
+    if let Some(why) = &r.unavailable {
+        // Not the caller's budget: the ledger could not check it (503, retry later).
+        return GatewayError::new(
+            ErrorType::Server,
+            format!("The budget ledger is unavailable, try again later ({why})."),
+        )
+        .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+        .with_metadata("reason", "ledger_unavailable");
+    }
     let afford = if e.output_price.is_zero() {
         0
     } else {

@@ -144,7 +144,7 @@ impl KeyLimits {
         }
     }
 
-    fn get(&self, period: Period) -> Option<Usd> {
+    pub(crate) fn get(&self, period: Period) -> Option<Usd> {
         match period {
             Period::Day => self.day,
             Period::Week => self.week,
@@ -211,10 +211,41 @@ pub struct Refusal {
     pub remaining: Usd,
     /// What the request asked to reserve.
     pub requested: Usd,
+    /// Set when the ledger could not decide at all (its store is unreachable and fails closed):
+    /// why. The meter answers 503 then, not 402.
+    pub unavailable: Option<Arc<str>>,
+}
+
+impl Refusal {
+    /// The refusal of a ledger that could not reach its store: nothing is let through uncounted.
+    pub fn unavailable(requested: Usd, why: impl Into<Arc<str>>) -> Self {
+        Refusal {
+            period: None,
+            limit: Usd::ZERO,
+            remaining: Usd::ZERO,
+            requested,
+            unavailable: Some(why.into()),
+        }
+    }
+
+    /// The refusal of a reservation over `limits`' per-request cap, if it is.
+    pub(crate) fn over_per_request(limits: &KeyLimits, amount: Usd) -> Option<Self> {
+        let cap = limits.per_request?;
+        (amount > cap).then_some(Refusal {
+            period: None,
+            limit: cap,
+            remaining: cap,
+            requested: amount,
+            unavailable: None,
+        })
+    }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(why) = &self.unavailable {
+            return write!(f, "the budget ledger is unavailable: {why}");
+        }
         match self.period {
             Some(p) => write!(
                 f,
@@ -355,7 +386,74 @@ impl KeyState {
     }
 }
 
-const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Total];
+/// The four periods, in the order reservations check them.
+pub(crate) const PERIODS: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Total];
+
+impl KeyUsage {
+    /// The report of a key with `limits`, whose settled spend in each period is `spent(period)` and
+    /// whose outstanding reservations total `reserved`.
+    pub(crate) fn from_spent(
+        limits: &KeyLimits,
+        spent: impl Fn(Period) -> Usd,
+        reserved: Usd,
+    ) -> Self {
+        let mut out = KeyUsage {
+            usage: spent(Period::Total),
+            usage_daily: spent(Period::Day),
+            usage_weekly: spent(Period::Week),
+            usage_monthly: spent(Period::Month),
+            reserved,
+            ..KeyUsage::default()
+        };
+        for p in PERIODS {
+            if let Some(limit) = limits.get(p) {
+                let remaining = limit.sub(spent(p)).max(Usd::ZERO);
+                if out.limit_remaining.is_none_or(|r| remaining < r) {
+                    out.limit = Some(limit);
+                    out.limit_remaining = Some(remaining);
+                    out.limit_reset = p.reset_name();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Limits per key, and the limits of keys without their own: what a ledger checks against.
+#[derive(Debug, Default)]
+pub(crate) struct LimitTable {
+    own: Mutex<HashMap<Arc<str>, KeyLimits>>,
+    default: Mutex<KeyLimits>,
+}
+
+impl LimitTable {
+    /// Replaces `key`'s limits.
+    pub(crate) fn set(&self, key: Arc<str>, limits: KeyLimits) {
+        if let Ok(mut l) = self.own.lock() {
+            l.insert(key, limits);
+        }
+    }
+
+    /// Sets `key`'s limit of `period`.
+    pub(crate) fn set_one(&self, key: Arc<str>, period: Period, amount: Usd) {
+        if let Ok(mut l) = self.own.lock() {
+            *l.entry(key).or_default().slot(period) = Some(amount);
+        }
+    }
+
+    /// Replaces the limits of keys without their own.
+    pub(crate) fn set_default(&self, limits: KeyLimits) {
+        if let Ok(mut d) = self.default.lock() {
+            *d = limits;
+        }
+    }
+
+    /// `key`'s limits (its own, else the default ones).
+    pub(crate) fn of(&self, key: &str) -> KeyLimits {
+        let own = self.own.lock().ok().and_then(|l| l.get(key).cloned());
+        own.unwrap_or_else(|| self.default.lock().map(|d| d.clone()).unwrap_or_default())
+    }
+}
 
 /// The default [`Ledger`]: spend in memory, one mutex held for O(1) work per call.
 ///
@@ -377,8 +475,7 @@ pub struct InMemoryLedger {
 
 struct Shared {
     clock: SharedClock,
-    limits: Mutex<HashMap<Arc<str>, KeyLimits>>,
-    default_limits: Mutex<KeyLimits>,
+    limits: LimitTable,
     state: Mutex<HashMap<Arc<str>, KeyState>>,
     next_id: AtomicU64,
 }
@@ -399,8 +496,7 @@ impl InMemoryLedger {
         InMemoryLedger {
             shared: Arc::new(Shared {
                 clock: Arc::new(clock),
-                limits: Mutex::new(HashMap::new()),
-                default_limits: Mutex::new(KeyLimits::default()),
+                limits: LimitTable::default(),
                 state: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             }),
@@ -424,40 +520,22 @@ impl InMemoryLedger {
     /// Limits for keys that have none of their own.
     #[must_use]
     pub fn default_limits(self, limits: KeyLimits) -> Self {
-        if let Ok(mut d) = self.shared.default_limits.lock() {
-            *d = limits;
-        }
+        self.shared.limits.set_default(limits);
         self
     }
 
     /// Sets `key`'s limit for `period` at run time.
     pub fn set_limit(&self, key: impl Into<Arc<str>>, period: Period, amount: Usd) {
-        if let Ok(mut l) = self.shared.limits.lock() {
-            *l.entry(key.into()).or_default().slot(period) = Some(amount);
-        }
+        self.shared.limits.set_one(key.into(), period, amount);
     }
 
     /// Replaces `key`'s limits at run time.
     pub fn set_limits(&self, key: impl Into<Arc<str>>, limits: KeyLimits) {
-        if let Ok(mut l) = self.shared.limits.lock() {
-            l.insert(key.into(), limits);
-        }
+        self.shared.limits.set(key.into(), limits);
     }
 
-    fn limits_of(&self, key: &str) -> KeyLimits {
-        let own = self
-            .shared
-            .limits
-            .lock()
-            .ok()
-            .and_then(|l| l.get(key).cloned());
-        own.unwrap_or_else(|| {
-            self.shared
-                .default_limits
-                .lock()
-                .map(|d| d.clone())
-                .unwrap_or_default()
-        })
+    pub(crate) fn limits_of(&self, key: &str) -> KeyLimits {
+        self.shared.limits.of(key)
     }
 
     /// Synchronous [`Ledger::reserve`].
@@ -468,24 +546,12 @@ impl InMemoryLedger {
         unix_millis: i64,
     ) -> Result<Reservation, Refusal> {
         let limits = self.limits_of(key.as_str());
-        if let Some(cap) = limits.per_request {
-            if amount > cap {
-                return Err(Refusal {
-                    period: None,
-                    limit: cap,
-                    remaining: cap,
-                    requested: amount,
-                });
-            }
+        if let Some(refusal) = Refusal::over_per_request(&limits, amount) {
+            return Err(refusal);
         }
         let Ok(mut state) = self.shared.state.lock() else {
             // A poisoned lock: refuse rather than let spend through unchecked.
-            return Err(Refusal {
-                period: None,
-                limit: Usd::ZERO,
-                remaining: Usd::ZERO,
-                requested: amount,
-            });
+            return Err(Refusal::unavailable(amount, "ledger lock poisoned"));
         };
         let s = state.entry(key.0.clone()).or_default();
         for p in PERIODS {
@@ -497,6 +563,7 @@ impl InMemoryLedger {
                         limit,
                         remaining: limit.sub(used).max(Usd::ZERO),
                         requested: amount,
+                        unavailable: None,
                     });
                 }
             }
@@ -519,25 +586,7 @@ impl InMemoryLedger {
         };
         let empty = KeyState::default();
         let s = state.get(key.as_str()).unwrap_or(&empty);
-        let mut out = KeyUsage {
-            usage: s.total,
-            usage_daily: s.spent(Period::Day, unix_millis),
-            usage_weekly: s.spent(Period::Week, unix_millis),
-            usage_monthly: s.spent(Period::Month, unix_millis),
-            reserved: s.reserved,
-            ..KeyUsage::default()
-        };
-        for p in PERIODS {
-            if let Some(limit) = limits.get(p) {
-                let remaining = limit.sub(s.spent(p, unix_millis)).max(Usd::ZERO);
-                if out.limit_remaining.is_none_or(|r| remaining < r) {
-                    out.limit = Some(limit);
-                    out.limit_remaining = Some(remaining);
-                    out.limit_reset = p.reset_name();
-                }
-            }
-        }
-        out
+        KeyUsage::from_spent(&limits, |p| s.spent(p, unix_millis), s.reserved)
     }
 
     fn finish(&self, r: Reservation, actual: Option<Usd>) {
