@@ -364,3 +364,20 @@ async fn item3_the_error_chunk_carries_the_generation_id_and_requested_model() {
     assert_eq!(got.json()[0]["model"], MODEL);
     assert_gateway_error(&got, &store);
 }
+
+#[tokio::test(start_paused = true)]
+async fn nothing_after_done_is_passed_on() {
+    // Found by fuzzing: a provider that goes on after `[DONE]` (here with a garbled event).
+    let store = GenerationStore::new(10);
+    let up = Upstream::new(vec![Script::new(&[
+        HI,
+        STOP,
+        USAGE,
+        "data: [DONE]\n\ndata: {\"zz",
+        "zz\":[]}\n\ndata: {\"error\"\n\n",
+    ])]);
+    let got = run(&up, &store, |g| g).await;
+    assert!(got.text.ends_with("data: [DONE]\n\n"), "{}", got.text);
+    assert!(!got.text.contains("zz"), "{}", got.text);
+    assert!(!store.records().pop().unwrap().error);
+}

@@ -137,19 +137,24 @@ pub fn sse_streams(data: &[u8]) {
 /// Every `data:` event of a chat stream the gateway sent is JSON (or `[DONE]`), and the stream
 /// ends with `[DONE]` or the gateway's error chunk.
 fn check_chat_stream(text: &str) {
-    let events: Vec<&str> = text
+    // An event's data is its `data:` lines joined with newlines (the SSE rules); events without
+    // data (comments) are skipped.
+    let events: Vec<String> = text
         .split("\n\n")
-        .flat_map(|e| {
+        .map(|e| {
             e.lines()
                 .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim)
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n")
         })
+        .filter(|d| !d.trim().is_empty())
         .collect();
-    for e in events.iter().filter(|e| **e != "[DONE]") {
+    for e in events.iter().filter(|e| e.trim() != "[DONE]") {
         serde_json::from_str::<Value>(e)
             .unwrap_or_else(|_| panic!("invalid event {e:?} in {text:?}"));
     }
-    let last = events.last().copied().unwrap_or_default();
+    let last = events.last().map(|e| e.trim()).unwrap_or_default();
     if last != "[DONE]" {
         let v: Value = serde_json::from_str(last).unwrap_or_default();
         assert_eq!(

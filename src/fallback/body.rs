@@ -97,8 +97,9 @@ impl Framer {
     /// read `data` says.
     fn cut(&mut self, data: Bytes, watch: &mut Watch) -> Bytes {
         let end = watch.take_end(data.len());
-        if watch.bad() {
-            // What follows the last good event belongs to the bad one: dropped.
+        if watch.bad() || watch.phase == Phase::Done {
+            // What follows the last good event belongs to the bad one, or comes after `[DONE]`:
+            // dropped.
             let out = end.map_or_else(Bytes::new, |e| self.join(data.slice(..e)));
             self.pending.clear();
             return out;
@@ -371,7 +372,10 @@ where
             Step::Data(out) => {
                 self.idle.activity();
                 if self.watch.phase == Phase::Done {
+                    // The stream is complete: nothing the provider sends after `[DONE]` is read.
                     self.recorder.finish(Outcome::Success);
+                    self.body = None;
+                    self.ended = true;
                 }
                 out
             }

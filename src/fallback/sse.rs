@@ -154,12 +154,14 @@ impl Watch {
     }
 
     /// The end of the last complete, good event in the bytes of the last `feed`, if one ended
-    /// there (once the stream is done: all of them).
+    /// there (once the stream is done: the end of `[DONE]`, and nothing after it).
     pub(crate) fn take_end(&mut self, len: usize) -> Option<usize> {
+        let end = self.last_end.take();
         if self.phase == Phase::Done {
-            return Some(len);
+            // The end of `[DONE]` when it was in these bytes; nothing of what follows it.
+            return Some(end.unwrap_or(0).min(len));
         }
-        self.last_end.take()
+        end
     }
 
     /// Feeds bytes; stops looking once the phase is final (failed, done, upstream error).
