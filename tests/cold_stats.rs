@@ -85,9 +85,10 @@ async fn item14_percentile_preferences_use_the_catalog_prior_on_a_cold_gateway()
         stats.record_generation(&groq, g, now);
     }
     assert!(stats.throughput(&groq, Percentile::P50, now).is_some());
-    for tags in routed(&stats, json!({"preferred_min_throughput": 100}), 4).await {
+    // Only fireworks passes now (groq would pass on its prior of 270); the candidates that miss
+    // keep their (random) relative order behind it, so groq's place among them varies.
+    for tags in routed(&stats, json!({"preferred_min_throughput": 100}), 8).await {
         assert_eq!(front(&tags, 1), ["fireworks"], "{tags:?}");
-        assert!(tags[2..].contains(&"groq".to_owned()), "{tags:?}");
     }
 }
 
