@@ -9,9 +9,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -19,7 +18,7 @@ use tower_service::Service;
 use crate::error::{ErrorType, GatewayError};
 use crate::wire::messages::{
     anthropic_status, chat_body, chat_to_message, error_to_anthropic, messages_to_chat,
-    split_tools, MessagesSseBody, MessagesWire, OriginalMessages, SseTranslator,
+    split_tools, MessagesWire, OriginalMessages, SseTranslator,
 };
 use crate::BoxError;
 
@@ -113,69 +112,9 @@ impl<S> Messages<S> {
     }
 }
 
-pin_project! {
-    /// The response body of [`Messages`]: a complete JSON body, translated SSE, or an answer
-    /// already on the Messages wire, passed through.
-    pub struct MessagesBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Full { data: Option<Bytes> },
-        Sse { #[pin] body: MessagesSseBody<B> },
-        Pass { #[pin] body: B },
-    }
-}
-
-impl<B> MessagesBody<B> {
-    fn full(data: Bytes) -> Self {
-        MessagesBody {
-            kind: Kind::Full { data: Some(data) },
-        }
-    }
-}
-
-impl<B> Body for MessagesBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Sse { body } => body.poll_frame(cx),
-            KindProj::Pass { body } => body.poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full { data } => data.is_none(),
-            Kind::Sse { body } => body.is_end_stream(),
-            Kind::Pass { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            Kind::Sse { .. } => SizeHint::default(),
-            Kind::Pass { body } => body.size_hint(),
-        }
-    }
-}
+/// The response body of [`Messages`]: a complete JSON body, translated SSE, or an answer
+/// already on the Messages wire, passed through.
+pub type MessagesBody<B> = crate::body::TranslatedBody<B, SseTranslator>;
 
 /// A JSON response with `status`.
 fn json_response<B>(status: StatusCode, body: &Value) -> Response<MessagesBody<B>> {
@@ -301,22 +240,12 @@ where
 {
     let (mut parts, body) = res.into_parts();
     if parts.extensions.get::<MessagesWire>().is_some() {
-        return Response::from_parts(
-            parts,
-            MessagesBody {
-                kind: Kind::Pass { body },
-            },
-        );
+        return Response::from_parts(parts, MessagesBody::pass(body));
     }
     if parts.status.is_success() && is_sse_parts(&parts) {
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = MessagesSseBody::new(body, SseTranslator::new(model));
-        return Response::from_parts(
-            parts,
-            MessagesBody {
-                kind: Kind::Sse { body },
-            },
-        );
+        let body = MessagesBody::translated(body, SseTranslator::new(model));
+        return Response::from_parts(parts, body);
     }
     let status = parts.status;
     let bytes = match Limited::new(body, RESPONSE_LIMIT).collect().await {

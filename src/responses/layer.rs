@@ -7,16 +7,15 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{ErrorType, GatewayError};
 use crate::wire::responses::{
-    chat_to_response, echo_fields, responses_to_chat, ResponsesSseBody, ResponsesSseTranslator,
+    chat_to_response, echo_fields, responses_to_chat, ResponsesSseTranslator,
 };
 use crate::BoxError;
 
@@ -76,69 +75,9 @@ pub struct Responses<S> {
     body_limit: usize,
 }
 
-pin_project! {
-    /// The response body of [`Responses`]: a complete JSON body, translated SSE, or an error
-    /// passed through.
-    pub struct ResponsesBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Full { data: Option<Bytes> },
-        Sse { #[pin] body: ResponsesSseBody<B> },
-        Pass { #[pin] body: B },
-    }
-}
-
-impl<B> From<Bytes> for ResponsesBody<B> {
-    fn from(data: Bytes) -> Self {
-        ResponsesBody {
-            kind: Kind::Full { data: Some(data) },
-        }
-    }
-}
-
-impl<B> Body for ResponsesBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Sse { body } => body.poll_frame(cx),
-            KindProj::Pass { body } => body.poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full { data } => data.is_none(),
-            Kind::Sse { body } => body.is_end_stream(),
-            Kind::Pass { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            Kind::Sse { .. } => SizeHint::default(),
-            Kind::Pass { body } => body.size_hint(),
-        }
-    }
-}
+/// The response body of [`Responses`]: a complete JSON body, translated SSE, or an error
+/// passed through.
+pub type ResponsesBody<B> = crate::body::TranslatedBody<B, ResponsesSseTranslator>;
 
 /// The future of [`Responses`].
 pub type ResponsesFuture<B, E> =
@@ -242,22 +181,12 @@ where
 {
     let (mut parts, body) = res.into_parts();
     if !parts.status.is_success() {
-        return Response::from_parts(
-            parts,
-            ResponsesBody {
-                kind: Kind::Pass { body },
-            },
-        );
+        return Response::from_parts(parts, ResponsesBody::pass(body));
     }
     if is_sse(&parts) {
         parts.headers.remove(header::CONTENT_LENGTH);
-        let body = ResponsesSseBody::new(body, ResponsesSseTranslator::new(model, echo));
-        return Response::from_parts(
-            parts,
-            ResponsesBody {
-                kind: Kind::Sse { body },
-            },
-        );
+        let body = ResponsesBody::translated(body, ResponsesSseTranslator::new(model, echo));
+        return Response::from_parts(parts, body);
     }
     let out = match Limited::new(body, RESPONSE_LIMIT).collect().await {
         Ok(c) => match serde_json::from_slice::<Value>(&c.to_bytes()) {

@@ -1,15 +1,9 @@
 //! Incremental translation of a chat-completions SSE stream into Anthropic's named events.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame};
-use pin_project_lite::pin_project;
 use serde_json::{json, Value};
 
 use super::response::{error_to_anthropic, stop_reason, Signer};
-use crate::BoxError;
 
 /// The content block being streamed.
 #[derive(Debug)]
@@ -378,69 +372,19 @@ fn event(out: &mut BytesMut, name: &str, data: &Value) {
     out.extend_from_slice(b"\n\n");
 }
 
-pin_project! {
-    /// A body that translates a chat-completions SSE body into Anthropic events frame by frame.
-    pub struct MessagesSseBody<B> {
-        #[pin]
-        inner: B,
-        translator: SseTranslator,
-        done: bool,
-    }
-}
+/// A body that translates a chat-completions SSE body into Anthropic events frame by frame.
+pub type MessagesSseBody<B> = crate::body::TranslatedSse<B, SseTranslator>;
 
-impl<B> MessagesSseBody<B> {
-    /// Wraps `inner`, a chat-completions SSE body.
-    pub fn new(inner: B, translator: SseTranslator) -> Self {
-        MessagesSseBody {
-            inner,
-            translator,
-            done: false,
-        }
-    }
-}
-
-impl<B> Body for MessagesSseBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if *this.done {
-                return Poll::Ready(None);
-            }
-            let out = match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.translator.feed(&data),
-                    Err(_) => continue, // trailers
-                },
-                Some(Err(e)) => {
-                    *this.done = true;
-                    let e: BoxError = e.into();
-                    this.translator
-                        .fail(&format!("upstream stream failed: {e}"))
-                }
-                None => {
-                    *this.done = true;
-                    this.translator.finish()
-                }
-            };
-            // After `message_stop` / `error` the upstream is still drained (so layers below see
-            // its end), but nothing more is written.
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out))));
-            }
-        }
+impl crate::body::SseTranslate for SseTranslator {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        SseTranslator::feed(self, bytes)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.done
+    fn fail(&mut self, message: &str) -> Bytes {
+        SseTranslator::fail(self, message)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        SseTranslator::finish(self)
     }
 }

@@ -1,18 +1,12 @@
 //! Incremental translation of a chat-completions SSE stream into Responses API events.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
-use http_body::{Body, Frame};
-use pin_project_lite::pin_project;
 use serde_json::{json, Value};
 
 use super::response::{
     call_item, item_status, message_item, reasoning_item, response_object, status_of, text_part,
     usage_to_responses, Head, ItemIds,
 };
-use crate::BoxError;
 
 /// An open `message` or `reasoning` item: its output index and text so far.
 #[derive(Debug)]
@@ -481,69 +475,19 @@ impl ResponsesSseTranslator {
     }
 }
 
-pin_project! {
-    /// A body that translates a chat-completions SSE body into Responses events frame by frame.
-    pub struct ResponsesSseBody<B> {
-        #[pin]
-        inner: B,
-        translator: ResponsesSseTranslator,
-        done: bool,
-    }
-}
+/// A body that translates a chat-completions SSE body into Responses events frame by frame.
+pub type ResponsesSseBody<B> = crate::body::TranslatedSse<B, ResponsesSseTranslator>;
 
-impl<B> ResponsesSseBody<B> {
-    /// Wraps `inner`, a chat-completions SSE body.
-    pub fn new(inner: B, translator: ResponsesSseTranslator) -> Self {
-        ResponsesSseBody {
-            inner,
-            translator,
-            done: false,
-        }
-    }
-}
-
-impl<B> Body for ResponsesSseBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        loop {
-            if *this.done {
-                return Poll::Ready(None);
-            }
-            let out = match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.translator.feed(&data),
-                    Err(_) => continue, // trailers
-                },
-                Some(Err(e)) => {
-                    *this.done = true;
-                    let e: BoxError = e.into();
-                    this.translator
-                        .fail(&format!("upstream stream failed: {e}"))
-                }
-                None => {
-                    *this.done = true;
-                    this.translator.finish()
-                }
-            };
-            // After the terminal event the upstream is still drained (so the layers below see
-            // its end), but nothing more is written.
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out))));
-            }
-        }
+impl crate::body::SseTranslate for ResponsesSseTranslator {
+    fn feed(&mut self, bytes: &[u8]) -> Bytes {
+        ResponsesSseTranslator::feed(self, bytes)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.done
+    fn fail(&mut self, message: &str) -> Bytes {
+        ResponsesSseTranslator::fail(self, message)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        ResponsesSseTranslator::finish(self)
     }
 }

@@ -8,6 +8,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+#[cfg(any(feature = "anthropic", feature = "responses"))]
+mod translated;
+
+#[cfg(any(feature = "anthropic", feature = "responses"))]
+pub use translated::{SseTranslate, TranslatedBody, TranslatedSse};
+
 pin_project! {
     /// Either the inner service's body, untouched, or a complete body the layer produced itself (an
     /// OpenRouter-shaped error).
