@@ -8,6 +8,7 @@ use crate::cache::{ResponseCache, ResponseCacheLayer};
 use crate::catalog::CatalogHandle;
 use crate::data_policy::{DataPolicy, DataPolicyLayer};
 use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
+use crate::keep_alive::{KeepAlive, KeepAliveLayer};
 use crate::model_routing::{ModelRouting, ModelRoutingLayer};
 use crate::percentile::{PercentileDeprioritize, PercentileDeprioritizeLayer};
 use crate::price_cap::{PriceCap, PriceCapLayer};
@@ -18,13 +19,15 @@ use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 /// `GatewayLayer`: the layers in their standard order, as one layer.
 ///
 /// ```text
-/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → ResponseCache
-///   → UsageMeter → ProviderFallback → client
+/// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → KeepAlive
+///   → ResponseCache → UsageMeter → ProviderFallback → client
 /// ```
 ///
 /// RateLimit has no limits by default (it then only forwards); set them with
 /// [`rate_limit`](Self::rate_limit). The [`ResponseCache`] between RateLimit and UsageMeter
-/// is disabled (a pass-through) unless [`cache`](Self::cache) configures it.
+/// is disabled (a pass-through) unless [`cache`](Self::cache) configures it. [`KeepAlive`] sends a
+/// slow stream's head and SSE comments after 1 s, then every 3 s, until its first content
+/// ([`keep_alive`](Self::keep_alive) changes or disables it).
 ///
 /// One [`Stats`] is shared by every layer that reads or writes it (routing health and sorting,
 /// percentile preferences, the meter's time to first token and throughput, the fallback's attempt
@@ -80,6 +83,7 @@ pub struct GatewayLayer {
     price_cap: PriceCapLayer,
     percentile: PercentileDeprioritizeLayer,
     rate_limit: RateLimitLayer,
+    keep_alive: KeepAliveLayer,
     cache: ResponseCacheLayer,
     usage_meter: UsageMeterLayer,
     fallback: ProviderFallbackLayer,
@@ -88,7 +92,11 @@ pub struct GatewayLayer {
 /// The service a [`GatewayLayer`] produces around `S`.
 pub type Gateway<S> = ModelRouting<
     DataPolicy<
-        PriceCap<PercentileDeprioritize<RateLimit<ResponseCache<UsageMeter<ProviderFallback<S>>>>>>,
+        PriceCap<
+            PercentileDeprioritize<
+                RateLimit<KeepAlive<ResponseCache<UsageMeter<ProviderFallback<S>>>>>,
+            >,
+        >,
     >,
 >;
 
@@ -106,6 +114,7 @@ impl GatewayLayer {
             price_cap: PriceCapLayer::new(),
             percentile: PercentileDeprioritizeLayer::new(stats.clone()),
             rate_limit: RateLimitLayer::new(),
+            keep_alive: KeepAliveLayer::new(),
             cache: ResponseCacheLayer::disabled(),
             usage_meter: UsageMeterLayer::new().stats(stats.clone()),
             fallback: ProviderFallbackLayer::new().stats(stats.clone()),
@@ -148,6 +157,13 @@ impl GatewayLayer {
         self
     }
 
+    /// Replaces the KeepAlive layer ([`KeepAliveLayer::disabled`] turns it off: a stream's head
+    /// then waits for its first content).
+    pub fn keep_alive(mut self, layer: KeepAliveLayer) -> Self {
+        self.keep_alive = layer;
+        self
+    }
+
     /// Replaces the (disabled) response cache, in front of UsageMeter so that a HIT costs nothing.
     pub fn cache(mut self, layer: ResponseCacheLayer) -> Self {
         self.cache = layer;
@@ -178,6 +194,7 @@ impl<S> Layer<S> for GatewayLayer {
         let s = self.fallback.layer(inner);
         let s = self.usage_meter.layer(s);
         let s = self.cache.layer(s);
+        let s = self.keep_alive.layer(s);
         let s = self.rate_limit.layer(s);
         let s = self.percentile.layer(s);
         let s = self.price_cap.layer(s);

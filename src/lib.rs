@@ -150,6 +150,7 @@ pub mod fallback;
 mod gateway_layer;
 mod hash;
 pub mod health;
+pub mod keep_alive;
 pub mod model_routing;
 mod wire;
 #[macro_use]

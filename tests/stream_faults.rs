@@ -14,6 +14,7 @@ use hyper::body::Frame;
 use serde_json::Value;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider, Usd};
+use tower_ai_gateway::keep_alive::KeepAliveLayer;
 use tower_ai_gateway::usage_meter::GenerationStore;
 use tower_ai_gateway::GatewayLayer;
 
@@ -278,8 +279,11 @@ async fn item1_the_attempt_timeout_bounds_the_wait_for_the_first_token() {
         let res = up2.answer(req);
         async move { Ok::<_, Infallible>(res) }
     });
-    let gateway =
-        GatewayLayer::new(catalog()).fallback(|f| f.attempt_timeout(Duration::from_secs(10)));
+    // The fallback's own bound, without the KeepAlive head that would answer `200` after 1 s
+    // (tests/keep_alive.rs covers that).
+    let gateway = GatewayLayer::new(catalog())
+        .keep_alive(KeepAliveLayer::disabled())
+        .fallback(|f| f.attempt_timeout(Duration::from_secs(10)));
     let svc = ServiceBuilder::new().layer(gateway).service(client);
     let body = format!(
         r#"{{"model":"{MODEL}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#

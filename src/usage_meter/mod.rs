@@ -211,7 +211,7 @@ pub use ledger::{
     Reservation,
 };
 pub use record::{
-    App, ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
+    App, ChannelSink, GenerationId, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
 };
 pub(crate) use service::generation_id;
 pub use service::UsageMeter;

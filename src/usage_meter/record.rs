@@ -52,6 +52,30 @@ impl App {
     }
 }
 
+/// The id the meter gives a request, chosen before the request reaches it: a layer above that
+/// answers before the meter does (the [`KeepAlive`](crate::keep_alive) head, which carries
+/// `X-Generation-Id`) puts it in the request's extensions, and the meter adopts it instead of
+/// drawing its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationId(Arc<str>);
+
+impl GenerationId {
+    /// A fresh id, `gen-<unix secs>-<20 random alphanumerics>`, for a request made at
+    /// `unix_millis`.
+    pub fn new(unix_millis: i64) -> Self {
+        GenerationId(super::service::generation_id(unix_millis))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
 /// One metered request: what OpenRouter's `GET /api/v1/generation?id=` reports
 /// ([`GenerationRecord::to_openrouter_json`] gives that shape).
 #[derive(Clone, Debug, PartialEq)]

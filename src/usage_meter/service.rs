@@ -14,7 +14,7 @@ use super::body::ResponseBody;
 use super::config::Config;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
-use super::record::{header_str, App};
+use super::record::{header_str, App, GenerationId};
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::Route;
@@ -153,7 +153,10 @@ where
         let key = req.extensions().get::<CallerKey>().cloned();
         let mut ctx = Ctx {
             cfg: cfg.clone(),
-            id: generation_id(created_ms),
+            id: req
+                .extensions()
+                .get::<GenerationId>()
+                .map_or_else(|| generation_id(created_ms), GenerationId::shared),
             created_ms,
             start,
             key,

@@ -322,7 +322,8 @@ fn parse_events(out: &[u8]) -> Vec<(String, Value)> {
     let text = std::str::from_utf8(out).unwrap();
     assert!(text.ends_with("\n\n"));
     text.split("\n\n")
-        .filter(|b| !b.is_empty())
+        // Comments (keep-alives) are passed on and carry no event.
+        .filter(|b| !b.is_empty() && !b.starts_with(':'))
         .map(|block| {
             let mut lines = block.lines();
             let name = lines

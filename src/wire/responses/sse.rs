@@ -133,8 +133,15 @@ impl ResponsesSseTranslator {
             return;
         }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b":") {
+            // A keep-alive comment (the gateway's before the first token, or a provider's): passed
+            // on, as every SSE parser ignores it, so the caller's connection stays warm too.
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\n\n");
+            return;
+        }
         let Some(data) = line.strip_prefix(b"data:") else {
-            return; // comments, `event:`/`id:` lines and blank separators
+            return; // `event:`/`id:` lines and blank separators
         };
         let data = data.strip_prefix(b" ").unwrap_or(data);
         if data.trim_ascii() == b"[DONE]" {
