@@ -39,7 +39,8 @@ ALLOWED = {
     "gateway_layer": {"catalog", "health", "stats", "route", "model_routing", "data_policy",
                       "price_cap", "percentile", "rate_limit", "cache", "usage_meter", "fallback"},
     "client": set(),
-    "redis": {"catalog", "usage_meter", "rate_limit", "cache", "wire"},
+    "redis": {"catalog", "health", "stats", "model_routing", "usage_meter", "rate_limit", "cache",
+              "wire"},
     "lib": None,  # the crate root re-exports everything
 }
 

@@ -46,6 +46,8 @@
 
 mod cache;
 mod codec;
+mod generations;
+mod health;
 mod ledger;
 mod rate_limit;
 
@@ -60,6 +62,8 @@ use tokio::sync::{mpsc, oneshot};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use cache::RedisCacheStore;
+pub use generations::{RedisGenerationStore, StoredGeneration};
+pub use health::RedisHealth;
 pub use ledger::RedisLedger;
 pub use rate_limit::RedisRateLimitStore;
 
@@ -256,6 +260,19 @@ impl RedisStores {
     /// A response-cache store over this connection.
     pub fn cache_store(&self) -> RedisCacheStore {
         RedisCacheStore::new(self.clone())
+    }
+
+    /// Generation records in Redis, kept [`RedisGenerationStore::DEFAULT_TTL`] (1 hour; see
+    /// [`RedisGenerationStore::with_ttl`]). Starts its writer task: must run inside a tokio
+    /// runtime.
+    pub fn generation_store(&self) -> RedisGenerationStore {
+        RedisGenerationStore::new(self.clone(), RedisGenerationStore::DEFAULT_TTL, 10_000)
+    }
+
+    /// Endpoint health shared with the other replicas: `local` combined with their verdicts
+    /// (see [`RedisHealth`]; call [`RedisHealth::start`] to sync in the background).
+    pub fn health(&self, local: crate::stats::Stats) -> RedisHealth {
+        RedisHealth::new(self.clone(), local)
     }
 
     /// Sends `cmd`, bounded by the call timeout.
