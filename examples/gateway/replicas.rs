@@ -51,4 +51,12 @@ impl Shared {
         let _ = id;
         None
     }
+
+    /// Waits until the generation records queued so far are in Redis (tests).
+    pub async fn flush(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.generations {
+            store.flush().await;
+        }
+    }
 }
