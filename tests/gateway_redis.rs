@@ -115,6 +115,8 @@ async fn a_generation_made_on_one_gateway_is_served_by_the_other() {
     let mine = a.send(Method::GET, &path, None).await;
     assert_eq!(got.json(), mine.json(), "the same record on both");
     assert_eq!(got.json()["data"]["id"], id.as_str());
-    let missing = b.send(Method::GET, "/api/v1/generation?id=gen-0-none", None).await;
+    let missing = b
+        .send(Method::GET, "/api/v1/generation?id=gen-0-none", None)
+        .await;
     assert_eq!(missing.status, 404);
 }

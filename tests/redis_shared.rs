@@ -63,6 +63,7 @@ fn cheap() -> EndpointKey {
 struct Replica {
     stack: Stack,
     health: RedisHealth,
+    stores: RedisStores,
 }
 
 async fn replica(server: &RedisServer, name: &str, sink: impl GenerationSink) -> Replica {
@@ -74,7 +75,7 @@ async fn replica(server: &RedisServer, name: &str, sink: impl GenerationSink) ->
         .replica_id(name)
         .sync_interval(Duration::from_millis(100));
     let layer = GatewayLayer::with_stats(Catalog::from_toml(CATALOG).unwrap(), stats)
-        .routing(|r| r.seed(1))
+        .routing(|r| r.seed(1).sticky_store(stores.sticky_store()))
         .health(health.clone())
         .usage_meter(|m| m.sink(sink));
     let sim = SimulatedProvider::builder(7)
@@ -83,6 +84,7 @@ async fn replica(server: &RedisServer, name: &str, sink: impl GenerationSink) ->
     Replica {
         stack: layer.layer(sim),
         health,
+        stores,
     }
 }
 
@@ -96,7 +98,13 @@ fn fail(stats: &Stats, key: &EndpointKey) {
 
 /// Sends a chat request for `alice`; the endpoint that served it, and the generation id.
 async fn chat(stack: &Stack) -> (EndpointKey, String) {
-    let body = r#"{"model":"acme/chat","messages":[{"role":"user","content":"hi"}]}"#;
+    chat_with(stack, "").await
+}
+
+/// [`chat`] with `extra` members in the body (`,"session_id":"s"`).
+async fn chat_with(stack: &Stack, extra: &str) -> (EndpointKey, String) {
+    let body =
+        format!(r#"{{"model":"acme/chat","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
     let mut req = http::Request::post("http://gw.local/api/v1/chat/completions")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
@@ -315,4 +323,52 @@ async fn generation_writes_never_block_and_resume_after_a_restart() {
         }
     }
     assert!(found, "records are written again after the restart");
+}
+
+/// The endpoint that serves `session` on `stack`.
+async fn served_session(stack: &Stack, session: &str) -> String {
+    let extra = format!(r#","session_id":"{session}""#);
+    chat_with(stack, &extra).await.0.tag().to_owned()
+}
+
+#[tokio::test]
+async fn a_session_that_stuck_on_one_replica_sticks_on_the_other() {
+    let mut server = RedisServer::start();
+    let a = replica(&server, "a", nothing).await;
+    let b = replica(&server, "b", nothing).await;
+    // On a, the session is served by `dear` (asked for explicitly), which it then sticks to.
+    let pinned = r#","session_id":"s1","provider":{"order":["dear"]}"#;
+    assert_eq!(chat_with(&a.stack, pinned).await.0.tag(), "dear");
+    a.stores.flush().await;
+    for _ in 0..5 {
+        assert_eq!(
+            served_session(&b.stack, "s1").await,
+            "dear",
+            "stuck on b too"
+        );
+    }
+    assert_eq!(
+        served_session(&b.stack, "s2").await,
+        "cheap",
+        "another session"
+    );
+
+    // Redis away: answered from the local table (b remembers `dear` itself now), never hung.
+    server.kill();
+    let t = std::time::Instant::now();
+    assert_eq!(served_session(&b.stack, "s1").await, "dear");
+    assert_eq!(served_session(&b.stack, "s3").await, "cheap");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // Back (empty): a new stick on a is seen by b again.
+    server.restart();
+    for _ in 0..20 {
+        let pinned = r#","session_id":"s4","provider":{"order":["dear"]}"#;
+        chat_with(&a.stack, pinned).await;
+        a.stores.flush().await;
+        if served_session(&b.stack, "s4").await == "dear" {
+            return;
+        }
+    }
+    panic!("sticky sessions never shared again after the restart");
 }

@@ -1,5 +1,5 @@
 //! What a replica shares with the others through Redis beyond the stores `config` puts there
-//! (budgets, rate limits, cache): endpoint health and generation records. Without `--redis`
+//! (budgets, rate limits, cache): endpoint health, sticky sessions and generation records. Without `--redis`
 //! (or without feature `redis`) nothing is shared.
 
 use serde_json::Value;
@@ -15,8 +15,8 @@ pub struct Shared {
 
 impl Shared {
     /// With a Redis connection: routing reads health shared with the other replicas (a
-    /// `RedisHealth` over `stats`, synced every second in the background) and every generation
-    /// record also goes to Redis. Must run inside a tokio runtime.
+    /// `RedisHealth` over `stats`, synced every second in the background) and their sticky
+    /// sessions, and every generation record also goes to Redis. Must run inside a tokio runtime.
     pub fn wire(
         redis: &crate::config::SharedStores,
         stats: &Stats,
@@ -28,7 +28,11 @@ impl Shared {
             health.start();
             let generations = stores.generation_store();
             let sink = generations.clone();
-            let gateway = gateway.health(health).usage_meter(|u| u.sink(sink));
+            let sticky = stores.sticky_store();
+            let gateway = gateway
+                .health(health)
+                .routing(|r| r.sticky_store(sticky))
+                .usage_meter(|u| u.sink(sink));
             let shared = Shared {
                 generations: Some(generations),
             };
@@ -53,6 +57,7 @@ impl Shared {
     }
 
     /// Waits until the generation records queued so far are in Redis (tests).
+    #[allow(dead_code)]
     pub async fn flush(&self) {
         #[cfg(feature = "redis")]
         if let Some(store) = &self.generations {

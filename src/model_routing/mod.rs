@@ -145,6 +145,7 @@ mod resolve;
 mod routers;
 mod service;
 mod sticky;
+mod sticky_store;
 
 pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub use future::ResponseFuture;
@@ -152,3 +153,4 @@ pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};
 pub use routers::{AutoRouter, Needs, Tier, TieredRouter, AUTO, AUTO_MODELS, FREE};
 pub use service::ModelRouting;
+pub use sticky_store::{StickyLoad, StickyStore};

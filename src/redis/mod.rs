@@ -50,6 +50,7 @@ mod generations;
 mod health;
 mod ledger;
 mod rate_limit;
+mod sticky;
 
 use std::fmt;
 use std::future::Future;
@@ -66,6 +67,7 @@ pub use generations::{RedisGenerationStore, StoredGeneration};
 pub use health::RedisHealth;
 pub use ledger::RedisLedger;
 pub use rate_limit::RedisRateLimitStore;
+pub use sticky::RedisStickyStore;
 
 /// What to do when Redis does not answer within the call timeout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -267,6 +269,12 @@ impl RedisStores {
     /// runtime.
     pub fn generation_store(&self) -> RedisGenerationStore {
         RedisGenerationStore::new(self.clone(), RedisGenerationStore::DEFAULT_TTL, 10_000)
+    }
+
+    /// Sticky sessions over this connection, for
+    /// [`ModelRoutingLayer::sticky_store`](crate::model_routing::ModelRoutingLayer::sticky_store).
+    pub fn sticky_store(&self) -> RedisStickyStore {
+        RedisStickyStore::new(self.clone())
     }
 
     /// Endpoint health shared with the other replicas: `local` combined with their verdicts
