@@ -1,6 +1,7 @@
 //! Stores in Redis, so that several replicas of a gateway share one truth: budgets
-//! ([`RedisLedger`]), rate-limit counters ([`RedisRateLimitStore`]) and cached answers
-//! ([`RedisCacheStore`]). Feature `redis`.
+//! ([`RedisLedger`]), rate-limit counters ([`RedisRateLimitStore`]), cached answers
+//! ([`RedisCacheStore`]), sticky sessions ([`RedisStickyStore`]), endpoint health
+//! ([`RedisHealth`]) and generation records ([`RedisGenerationStore`]). Feature `redis`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tower_ai_gateway::redis::RedisError> {
@@ -10,6 +11,11 @@
 //! let ledger = stores.ledger(); // a `Ledger` for UsageMeter
 //! let limits = stores.rate_limit_store(); // a `RateLimitStore` for RateLimit
 //! let cache = stores.cache_store(); // a `CacheStore` for ResponseCache
+//! let sticky = stores.sticky_store(); // a `StickyStore` for ModelRouting
+//! let generations = stores.generation_store(); // a `GenerationSink` for UsageMeter, and `get(id)`
+//! let stats = tower_ai_gateway::Stats::default();
+//! let health = stores.health(stats.clone()); // a `HealthSource` for `GatewayLayer::health`
+//! health.start(); // syncs every second in the background
 //! # Ok(()) }
 //! ```
 //!
@@ -36,6 +42,9 @@
 //!   [`InMemoryRateLimitStore`](crate::rate_limit::InMemoryRateLimitStore)) and logs a warning:
 //!   each replica then enforces the limits alone until Redis answers again. What is spent or
 //!   counted locally stays local: it is not copied into Redis when it returns.
+//!
+//! Sticky sessions, the response cache, health and generation records never refuse a request:
+//! when Redis does not answer they fall back to the replica's own state (see each type).
 //!
 //! When the server comes back, the next call reconnects; no restart is needed.
 //!
