@@ -41,7 +41,8 @@ ALLOWED = {
                       "price_cap", "percentile", "rate_limit", "keep_alive", "cache", "usage_meter",
                       "fallback"},
     "client": set(),
-    "redis": {"catalog", "usage_meter", "rate_limit", "cache", "wire"},
+    "redis": {"catalog", "health", "stats", "model_routing", "usage_meter", "rate_limit", "cache",
+              "wire"},
     "lib": None,  # the crate root re-exports everything
 }
 

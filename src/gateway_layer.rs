@@ -8,6 +8,7 @@ use crate::cache::{ResponseCache, ResponseCacheLayer};
 use crate::catalog::CatalogHandle;
 use crate::data_policy::{DataPolicy, DataPolicyLayer};
 use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
+use crate::health::HealthSource;
 use crate::keep_alive::{KeepAlive, KeepAliveLayer};
 use crate::model_routing::{ModelRouting, ModelRoutingLayer};
 use crate::percentile::{PercentileDeprioritize, PercentileDeprioritizeLayer};
@@ -125,6 +126,16 @@ impl GatewayLayer {
     /// The shared statistics (for `/endpoints`-style reports).
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Reads endpoint health (degraded, cooldown) from `health` instead of the shared stats, in
+    /// ModelRouting and ProviderFallback (which still record into the stats): e.g. a
+    /// `redis::RedisHealth` over [`stats`](Self::stats), shared with other replicas.
+    /// PercentileDeprioritize keeps reading the stats' percentiles.
+    pub fn health(mut self, health: impl HealthSource + Clone) -> Self {
+        self.routing = self.routing.health(health.clone());
+        self.fallback = self.fallback.health(health);
+        self
     }
 
     /// Reconfigures ModelRouting (it already reads the shared stats).

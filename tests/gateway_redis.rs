@@ -27,6 +27,7 @@ struct Gateway {
     client: HttpClient,
     /// Its connection: `flush` waits for its queued settles.
     stores: RedisStores,
+    state: app::AppState,
 }
 
 /// The demo gateway (its $0.10/day demo key, OpenRouter's `:free` limits) on `server`'s Redis.
@@ -36,12 +37,13 @@ async fn start(server: &RedisServer) -> Gateway {
         .await
         .unwrap();
     cfg.use_redis(stores.clone());
-    let (router, _state) = app::build(cfg);
+    let (router, state) = app::build(cfg);
     let (addr, client) = support::serve(router).await;
     Gateway {
         addr,
         client,
         stores,
+        state,
     }
 }
 
@@ -95,4 +97,26 @@ async fn two_gateways_share_budgets_and_free_limits_through_redis() {
     }
     assert_eq!(statuses[..20], [200; 20], "{statuses:?}");
     assert_eq!(statuses[20..], [429; 4], "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_generation_made_on_one_gateway_is_served_by_the_other() {
+    let server = RedisServer::start();
+    let (a, b) = (start(&server).await, start(&server).await);
+    let r = a.chat("meta-llama/llama-3.3-70b-instruct").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    a.state.shared.flush().await;
+    assert!(b.state.generations.get(&id).is_none(), "b never saw it");
+
+    let path = format!("/api/v1/generation?id={id}");
+    let got = b.send(Method::GET, &path, None).await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let mine = a.send(Method::GET, &path, None).await;
+    assert_eq!(got.json(), mine.json(), "the same record on both");
+    assert_eq!(got.json()["data"]["id"], id.as_str());
+    let missing = b
+        .send(Method::GET, "/api/v1/generation?id=gen-0-none", None)
+        .await;
+    assert_eq!(missing.status, 404);
 }

@@ -34,6 +34,8 @@ use crate::config::limits::{self, KeyReport, RateLimits};
 
 #[path = "embeddings.rs"]
 mod embeddings;
+#[path = "replicas.rs"]
+pub mod replicas;
 #[path = "responses.rs"]
 mod responses;
 pub use metrics::Metrics;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub catalog: CatalogHandle,
     pub stats: Stats,
     pub generations: GenerationStore,
+    /// Generation records shared with the other replicas (in Redis with `--redis`).
+    pub shared: replicas::Shared,
     /// In memory, or in Redis with `--redis` (shared with the other replicas).
     pub ledger: Arc<dyn Ledger>,
     pub keys: Arc<Vec<crate::config::ApiKey>>,
@@ -197,7 +201,7 @@ pub fn build_with_client(
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
     let metrics = Arc::new(Metrics::default());
-    let ledger = ledger_for(&keys, redis);
+    let ledger = ledger_for(&keys, redis.clone());
     let metrics_sink = metrics.clone();
     let gateway = GatewayLayer::with_stats(catalog.clone(), stats.clone())
         .routing(|r| routing(r.body_limit(body_limit).ignore_providers(ignore)))
@@ -211,6 +215,7 @@ pub fn build_with_client(
                 .sink(move |r: &GenerationRecord| metrics_sink.record_generation(r))
         })
         .fallback(|f| f.attempt_timeout(attempt_timeout));
+    let (gateway, shared) = replicas::Shared::wire(&redis, &stats, gateway);
     let stack = ServiceBuilder::new().layer(gateway).service(client);
     let stack = ServiceExt::<Request>::map_response(stack, |res| res.map(Body::new));
     let stack = Stack::new(stack);
@@ -220,6 +225,7 @@ pub fn build_with_client(
         catalog: catalog.clone(),
         stats,
         generations,
+        shared,
         ledger,
         keys: Arc::new(keys),
         loopback_without_key,
@@ -532,10 +538,17 @@ async fn generation(
         ));
     };
     let caller = caller_of(&req);
-    let visible =
-        |r: &GenerationRecord| r.key.as_ref() == Some(&caller) || is_management(&state, &caller);
-    match state.generations.get(&id).filter(|r| visible(r)) {
-        Some(r) => axum::Json(json!({ "data": r.to_openrouter_json() })).into_response(),
+    let management = is_management(&state, &caller);
+    let found = match state.shared.generation(&id).await {
+        Some(shared) => shared.filter(|(key, _)| key.as_ref() == Some(&caller) || management),
+        None => None,
+    };
+    let found = found.map(|(_, data)| data).or_else(|| {
+        let r = state.generations.get(&id)?;
+        (r.key.as_ref() == Some(&caller) || management).then(|| r.to_openrouter_json())
+    });
+    match found {
+        Some(data) => axum::Json(json!({ "data": data })).into_response(),
         None => error_response(GatewayError::new(
             ErrorType::NotFound,
             format!("generation `{id}` not found"),

@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::layer::Config;
-use super::plan::{plan, Session};
+use super::plan::{plan, session_key, Session};
 use super::sticky::sticky_key;
+use super::sticky_store::StickyLoad;
 use crate::body::GatewayBody;
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
@@ -47,6 +48,10 @@ pin_project! {
             inner: Option<S>,
             config: Arc<Config>,
         },
+        Loading {
+            load: StickyLoad,
+            pending: Option<Pending<S>>,
+        },
         Calling {
             #[pin]
             future: F,
@@ -58,11 +63,23 @@ pin_project! {
     }
 }
 
+/// A parsed request waiting for its session's shared sticky endpoints.
+pub(crate) struct Pending<S> {
+    config: Arc<Config>,
+    parts: Parts,
+    inner: S,
+    bytes: Bytes,
+    view: RequestView<'static>,
+    session: u64,
+}
+
 /// What to record when the response succeeds.
 pub(crate) struct StickyUpdate {
     config: Arc<Config>,
     catalog: Catalog,
     session: Session,
+    /// A declared session (not the first-messages hash): also saved in the shared store.
+    shared: bool,
 }
 
 impl StickyUpdate {
@@ -94,6 +111,9 @@ impl StickyUpdate {
             key.clone(),
             Instant::now(),
         );
+        if let (true, Some(store)) = (self.shared, &self.config.sticky_store) {
+            store.save(self.session.id(), key, self.config.sticky.ttl());
+        }
     }
 }
 
@@ -121,6 +141,69 @@ where
                 inner: Some(inner),
                 config,
             },
+        }
+    }
+}
+
+impl<B, S, F, ResBody, E> ResponseFuture<B, S, F>
+where
+    B: Body,
+    B::Error: Into<crate::BoxError>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = E, Future = F>,
+{
+    /// Parses the body; then loads the session's shared sticky endpoints, or routes at once.
+    fn start(config: Arc<Config>, parts: Parts, inner: S, bytes: Bytes) -> State<B, S, F> {
+        let view = match RequestView::parse(&bytes) {
+            Ok(view) => view.into_owned(),
+            Err(e) => return State::Rejected { error: Some(e) },
+        };
+        match (&config.sticky_store, session_key(&view, &parts.headers)) {
+            (Some(store), Some(session)) => State::Loading {
+                load: store.load(session.id()),
+                pending: Some(Pending {
+                    config,
+                    parts,
+                    inner,
+                    bytes,
+                    view,
+                    session: session.id(),
+                }),
+            },
+            _ => Self::route(config, parts, inner, bytes, view),
+        }
+    }
+
+    /// Plans the route of a parsed request and calls `inner` with it.
+    fn route(
+        config: Arc<Config>,
+        mut parts: Parts,
+        mut inner: S,
+        bytes: Bytes,
+        view: RequestView<'static>,
+    ) -> State<B, S, F> {
+        let shared = session_key(&view, &parts.headers).is_some();
+        let catalog = config.catalog.load();
+        match plan(
+            &config,
+            catalog,
+            bytes.clone(),
+            view,
+            &parts.headers,
+            Instant::now(),
+        ) {
+            Ok(p) => {
+                let sticky = p.session.map(|session| StickyUpdate {
+                    config: config.clone(),
+                    catalog: p.route.catalog().clone(),
+                    session,
+                    shared,
+                });
+                parts.extensions.insert(p.route);
+                let req = Request::from_parts(parts, Full::new(bytes));
+                let future = inner.call(req);
+                State::Calling { future, sticky }
+            }
+            Err(e) => State::Rejected { error: Some(e) },
         }
     }
 }
@@ -161,38 +244,23 @@ where
                             continue;
                         }
                     };
-                    let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
+                    let (Some(parts), Some(inner)) = (parts.take(), inner.take()) else {
                         unreachable!("the collecting state is left exactly once");
                     };
-                    let planned = match RequestView::parse(&bytes) {
-                        Ok(view) => {
-                            let view = view.into_owned();
-                            let catalog = config.catalog.load();
-                            plan(
-                                &config,
-                                catalog,
-                                bytes.clone(),
-                                view,
-                                &parts.headers,
-                                Instant::now(),
-                            )
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match planned {
-                        Ok(p) => {
-                            let sticky = p.session.map(|session| StickyUpdate {
-                                config: config.clone(),
-                                catalog: p.route.catalog().clone(),
-                                session,
-                            });
-                            parts.extensions.insert(p.route);
-                            let req = Request::from_parts(parts, Full::new(bytes));
-                            let future = inner.call(req);
-                            this.state.set(State::Calling { future, sticky });
-                        }
-                        Err(e) => this.state.set(State::Rejected { error: Some(e) }),
+                    this.state.set(Self::start(config, parts, inner, bytes));
+                }
+                StateProj::Loading { load, pending } => {
+                    let found = ready!(load.as_mut().poll(cx));
+                    let p = pending
+                        .take()
+                        .expect("the loading state is left exactly once");
+                    let (sticky, now) = (&p.config.sticky, Instant::now());
+                    for endpoint in found {
+                        let key = sticky_key(sticky.seed, p.session, endpoint.model());
+                        sticky.put(key, endpoint, now);
                     }
+                    let next = Self::route(p.config, p.parts, p.inner, p.bytes, p.view);
+                    this.state.set(next);
                 }
                 StateProj::Calling { future, sticky } => {
                     let res = ready!(future.poll(cx))?;

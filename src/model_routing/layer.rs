@@ -7,6 +7,7 @@ use tower_layer::Layer;
 
 use super::routers::{AutoRouter, TieredRouter};
 use super::sticky::StickyTable;
+use super::sticky_store::StickyStore;
 use super::ModelRouting;
 use crate::catalog::CatalogHandle;
 use crate::clock::{system_clock, Clock, SharedClock};
@@ -27,6 +28,8 @@ pub(crate) struct Config {
     pub(crate) ignore: Vec<String>,
     pub(crate) sticky: Arc<StickyTable>,
     pub(crate) sticky_implicit: bool,
+    /// Sticky sessions shared with other replicas, besides `sticky`.
+    pub(crate) sticky_store: Option<Arc<dyn StickyStore>>,
     pub(crate) clock: SharedClock,
     /// Ranks models for `openrouter/auto`.
     pub(crate) auto_router: Arc<dyn AutoRouter>,
@@ -61,6 +64,7 @@ impl ModelRoutingLayer {
                 ignore: Vec::new(),
                 sticky: Arc::new(StickyTable::new(Duration::from_secs(600), 100_000)),
                 sticky_implicit: true,
+                sticky_store: None,
                 clock: system_clock(),
                 auto_router: Arc::new(TieredRouter::default()),
             }),
@@ -121,6 +125,12 @@ impl ModelRoutingLayer {
     /// Operator deny-list, unioned with each request's `ignore`.
     pub fn ignore_providers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, list: I) -> Self {
         self.cfg().ignore = list.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Also keeps sticky sessions in `store`, shared with other replicas (see [`StickyStore`]).
+    pub fn sticky_store(mut self, store: impl StickyStore) -> Self {
+        self.cfg().sticky_store = Some(Arc::new(store));
         self
     }
 

@@ -78,7 +78,10 @@
 //!   successful response; an implicit key sticks only to endpoints whose cache-read price is below
 //!   their prompt price (we cannot see cache hits at this layer, so this is our reading of "activates
 //!   after a cache hit"). Only a 2xx response carrying [`ServedBy`](crate::route::ServedBy) updates
-//!   the entry, so a failing endpoint is never remembered.
+//!   the entry, so a failing endpoint is never remembered. With a [`StickyStore`]
+//!   ([`ModelRoutingLayer::sticky_store`], e.g. `redis::RedisStickyStore`) the table is shared
+//!   with other replicas: a request with a declared session (not the first-messages hash) loads
+//!   the session's endpoints before routing and saves the serving one after a success.
 //!
 //! When DataPolicy or PriceCap later remove the weighted first pick, the first pick is drawn again
 //! among the survivors, so the 1/price² distribution holds over the endpoints that pass every filter.
@@ -145,6 +148,7 @@ mod resolve;
 mod routers;
 mod service;
 mod sticky;
+mod sticky_store;
 
 pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub use future::ResponseFuture;
@@ -152,3 +156,4 @@ pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};
 pub use routers::{AutoRouter, Needs, Tier, TieredRouter, AUTO, AUTO_MODELS, FREE};
 pub use service::ModelRouting;
+pub use sticky_store::{StickyLoad, StickyStore};

@@ -53,6 +53,11 @@ impl StickyTable {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The idle TTL.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The live sticky endpoint for `key`.
     pub(crate) fn get(&self, key: u64, now: Instant) -> Option<EndpointKey> {
         let mut s = self.shard(key);

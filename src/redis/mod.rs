@@ -1,6 +1,7 @@
 //! Stores in Redis, so that several replicas of a gateway share one truth: budgets
-//! ([`RedisLedger`]), rate-limit counters ([`RedisRateLimitStore`]) and cached answers
-//! ([`RedisCacheStore`]). Feature `redis`.
+//! ([`RedisLedger`]), rate-limit counters ([`RedisRateLimitStore`]), cached answers
+//! ([`RedisCacheStore`]), sticky sessions ([`RedisStickyStore`]), endpoint health
+//! ([`RedisHealth`]) and generation records ([`RedisGenerationStore`]). Feature `redis`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tower_ai_gateway::redis::RedisError> {
@@ -10,6 +11,11 @@
 //! let ledger = stores.ledger(); // a `Ledger` for UsageMeter
 //! let limits = stores.rate_limit_store(); // a `RateLimitStore` for RateLimit
 //! let cache = stores.cache_store(); // a `CacheStore` for ResponseCache
+//! let sticky = stores.sticky_store(); // a `StickyStore` for ModelRouting
+//! let generations = stores.generation_store(); // a `GenerationSink` for UsageMeter, and `get(id)`
+//! let stats = tower_ai_gateway::Stats::default();
+//! let health = stores.health(stats.clone()); // a `HealthSource` for `GatewayLayer::health`
+//! health.start(); // syncs every second in the background
 //! # Ok(()) }
 //! ```
 //!
@@ -37,6 +43,9 @@
 //!   each replica then enforces the limits alone until Redis answers again. What is spent or
 //!   counted locally stays local: it is not copied into Redis when it returns.
 //!
+//! Sticky sessions, the response cache, health and generation records never refuse a request:
+//! when Redis does not answer they fall back to the replica's own state (see each type).
+//!
 //! When the server comes back, the next call reconnects; no restart is needed.
 //!
 //! # Keys
@@ -46,8 +55,11 @@
 
 mod cache;
 mod codec;
+mod generations;
+mod health;
 mod ledger;
 mod rate_limit;
+mod sticky;
 
 use std::fmt;
 use std::future::Future;
@@ -60,8 +72,11 @@ use tokio::sync::{mpsc, oneshot};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use cache::RedisCacheStore;
+pub use generations::{RedisGenerationStore, StoredGeneration};
+pub use health::RedisHealth;
 pub use ledger::RedisLedger;
 pub use rate_limit::RedisRateLimitStore;
+pub use sticky::RedisStickyStore;
 
 /// What to do when Redis does not answer within the call timeout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -256,6 +271,25 @@ impl RedisStores {
     /// A response-cache store over this connection.
     pub fn cache_store(&self) -> RedisCacheStore {
         RedisCacheStore::new(self.clone())
+    }
+
+    /// Generation records in Redis, kept [`RedisGenerationStore::DEFAULT_TTL`] (1 hour; see
+    /// [`RedisGenerationStore::with_ttl`]). Starts its writer task: must run inside a tokio
+    /// runtime.
+    pub fn generation_store(&self) -> RedisGenerationStore {
+        RedisGenerationStore::new(self.clone(), RedisGenerationStore::DEFAULT_TTL, 10_000)
+    }
+
+    /// Sticky sessions over this connection, for
+    /// [`ModelRoutingLayer::sticky_store`](crate::model_routing::ModelRoutingLayer::sticky_store).
+    pub fn sticky_store(&self) -> RedisStickyStore {
+        RedisStickyStore::new(self.clone())
+    }
+
+    /// Endpoint health shared with the other replicas: `local` combined with their verdicts
+    /// (see [`RedisHealth`]; call [`RedisHealth::start`] to sync in the background).
+    pub fn health(&self, local: crate::stats::Stats) -> RedisHealth {
+        RedisHealth::new(self.clone(), local)
     }
 
     /// Sends `cmd`, bounded by the call timeout.
