@@ -9,8 +9,8 @@
 //!   pattern search or by copying around their content, and only the usage chunk (and Anthropic's
 //!   `message_start` / `message_delta`) is parsed and spliced.
 //!
-//! Imports `settle` (the request context and observations it fills in), `json`, `cost`, `scan` and
-//! `sse`.
+//! Imports `settle` (the request context and observations it fills in), `json`, `cost`,
+//! `metadata`, `scan` and `sse`.
 
 use std::ops::Range;
 
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::cost::{self, Cost, TokenUsage, WireUsage};
 use super::json::{self, ChoicesSummary, Top};
+use super::metadata;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
@@ -53,6 +54,15 @@ fn tier_edit(ctx: &Ctx, top: &Top<'_>, d: &[u8]) -> Option<Edit> {
     Some((r, tier.clone().into_bytes()))
 }
 
+/// `openrouter_metadata` appended to the object `d`, when the request asked for it (a
+/// successful answer names its serving endpoint; an error none).
+fn metadata_edit(ctx: &Ctx, d: &[u8]) -> Option<Edit> {
+    let plan = ctx.metadata.as_deref()?;
+    let served = ctx.endpoint_key.as_ref().filter(|_| ctx.success);
+    let elapsed = ctx.cfg.clock.now().saturating_duration_since(ctx.start);
+    metadata::insertion(plan, d, served, elapsed)
+}
+
 /// The cost of `t` at the served endpoint, insured or not by the finish reason seen so far.
 fn cost_of(ctx: &Ctx, obs: &mut Obs, t: &TokenUsage) -> Cost {
     let insured = !ctx.embeddings && cost::insured(Some(t), obs.finish_reason.as_deref());
@@ -69,12 +79,19 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
         obs.content_bytes += body.len() as u64;
         return body;
     };
+    if !ctx.success {
+        // An error answer, read only to add its `openrouter_metadata`.
+        return match metadata_edit(ctx, &body) {
+            Some(e) => Bytes::from(json::apply(&body, &mut [e])),
+            None => body,
+        };
+    }
     let wire = observe_body(obs, &top, choices);
     if !ctx.rewrite {
         return body;
     }
-    // At most five edits (id, model, provider, service tier, usage), kept on the stack.
-    let mut edits: [Edit; 5] = Default::default();
+    // At most six edits (id, model, provider, service tier, usage, metadata), kept on the stack.
+    let mut edits: [Edit; 6] = Default::default();
     let mut n = 0;
     let mut push = |e: Option<Edit>| {
         if let Some(e) = e {
@@ -103,6 +120,7 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
         push(body_usage_edit(ctx, obs, &body, u, w));
     }
+    push(metadata_edit(ctx, &body));
     Bytes::from(json::apply(&body, &mut edits[..n]))
 }
 
@@ -485,7 +503,10 @@ impl Handler<'_> {
         }
         let c = cost_of(self.ctx, self.obs, &t);
         let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
-        Some(json::apply(d, &mut [edit]))
+        Some(match metadata_edit(self.ctx, d) {
+            Some(m) => json::apply(d, &mut [edit, m]),
+            None => json::apply(d, &mut [edit]),
+        })
     }
 
     /// Appends `src` rewritten around its content if it is an ordinary content chunk (see

@@ -195,6 +195,7 @@ mod future;
 mod json;
 mod layer;
 mod ledger;
+mod metadata;
 mod meter;
 mod record;
 mod scan;
@@ -210,6 +211,7 @@ pub use ledger::{
     CallerKey, InMemoryLedger, KeyLimits, KeyUsage, Ledger, LedgerFuture, Period, Refusal,
     Reservation,
 };
+pub use metadata::{metadata_requested, LEGACY_METADATA_HEADER, METADATA_HEADER};
 pub use record::{
     App, ChannelSink, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
 };

@@ -2,7 +2,7 @@
 //! reservation it holds ([`Hold`]), and the one finish that turns them into a settled reservation,
 //! a [`GenerationRecord`] for the sinks and a sample for the statistics ([`settle`]).
 //!
-//! Imports `config`, `cost`, `ledger` and `record` only.
+//! Imports `config`, `cost`, `ledger`, `metadata` and `record` only.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::config::Config;
 use super::cost::{self, Cost, TokenUsage};
 use super::ledger::{CallerKey, Ledger, Reservation};
+use super::metadata::Plan;
 use super::record::{App, GenerationRecord};
 use crate::catalog::{Catalog, EndpointKey, Usd};
 use crate::route::AttemptRecord;
@@ -103,6 +104,8 @@ pub(crate) struct Ctx {
     /// The request's `gen_ai.request` span: closed when the meter finishes (it is dropped with
     /// the context).
     pub(crate) span: tracing::Span,
+    /// `openrouter_metadata`, when the request asked for it (see `metadata`).
+    pub(crate) metadata: Option<Box<Plan>>,
 }
 
 impl Ctx {
