@@ -53,8 +53,11 @@
 //! | `error.type` | the error type (`payment_required`, `provider_unavailable`, …) | the attempt's failure kind (`server_error`, `timeout`, …) |
 //! | `otel.name`, `otel.kind`, `otel.status_code` | `chat {model}`, `server`, `ERROR` on error | `chat {model}`, `client`, `ERROR` on error |
 //!
-//! **Prompt and completion contents are never recorded** (no `gen_ai.input.messages` or
-//! `gen_ai.output.messages`): the spans carry counts, names and timings only.
+//! **Prompt and completion contents are never recorded** unless the operator opts in with
+//! [`UsageMeterLayer::trace_content`](crate::usage_meter::UsageMeterLayer::trace_content): then
+//! the request span also gets `gen_ai.input.messages` and `gen_ai.output.messages` (the
+//! conventions' JSON message arrays, text cut to the configured byte budget). Otherwise the spans
+//! carry counts, names and timings only.
 //!
 //! # Cost when nobody listens
 //!
@@ -89,6 +92,8 @@ pub(crate) fn request_span(requested_model: Option<&str>) -> Span {
         gen_ai.response.time_to_first_chunk = Empty,
         gen_ai.conversation.id = Empty,
         gen_ai.usage.cost = Empty,
+        gen_ai.input.messages = Empty,
+        gen_ai.output.messages = Empty,
         "error.type" = Empty,
         otel.name = Empty,
         otel.kind = "server",

@@ -162,9 +162,27 @@ fn stack(
     >,
     Error = tower_ai_gateway::BoxError,
 > {
+    stack_with(store, 0)
+}
+
+/// The stack, recording up to `content` bytes of prompt and completion text.
+fn stack_with(
+    store: &GenerationStore,
+    content: usize,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<
+        impl http_body::Body<Data = Bytes, Error = impl std::fmt::Debug> + Unpin,
+    >,
+    Error = tower_ai_gateway::BoxError,
+> {
     ServiceBuilder::new()
         .layer(ModelRoutingLayer::new(catalog()).seed(1))
-        .layer(UsageMeterLayer::new().sink(store.clone()))
+        .layer(
+            UsageMeterLayer::new()
+                .sink(store.clone())
+                .trace_content(content),
+        )
         .layer(ProviderFallbackLayer::new().no_budget())
         .service(sim())
 }
@@ -361,6 +379,83 @@ async fn no_content_is_recorded() {
             assert!(!v.contains("hello"), "prompt in {k}");
             assert!(!v.contains(answer), "completion in {k}");
         }
+    }
+}
+
+/// The request span's `gen_ai.input.messages` / `gen_ai.output.messages` when contents are
+/// recorded: `(input, output)` parsed, and the answer's text (joined from the chunks of a stream).
+async fn traced_contents(
+    stream: bool,
+    limit: usize,
+) -> (serde_json::Value, serde_json::Value, String) {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let store = GenerationStore::new(10);
+    let res = stack_with(&store, limit)
+        .oneshot(request(stream))
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let answer = if stream {
+        text.split("\n\n")
+            .filter_map(|e| e.trim().strip_prefix("data: "))
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    } else {
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let spans = capture.spans();
+    let req = gen_ai(&spans)[0].1.clone();
+    let parse = |k: &str| serde_json::from_str(req.field(k)).unwrap_or(serde_json::Value::Null);
+    (
+        parse("gen_ai.input.messages"),
+        parse("gen_ai.output.messages"),
+        answer,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn contents_are_recorded_when_the_operator_opts_in() {
+    for stream in [false, true] {
+        let (input, output, answer) = traced_contents(stream, 64 * 1024).await;
+        assert_eq!(
+            input,
+            serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": "hello"}]}])
+        );
+        assert!(!answer.is_empty());
+        assert_eq!(output[0]["role"], "assistant", "{output}");
+        assert_eq!(output[0]["parts"][0]["type"], "text");
+        assert_eq!(
+            output[0]["parts"][0]["content"],
+            answer.as_str(),
+            "stream {stream}"
+        );
+        assert!(output[0]["finish_reason"].is_string(), "{output}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recorded_contents_are_cut_to_the_budget() {
+    for stream in [false, true] {
+        let (input, output, answer) = traced_contents(stream, 3).await;
+        assert_eq!(input[0]["parts"][0]["content"], "hel");
+        let cut: String = answer.chars().take(3).collect();
+        assert!(answer.len() > 3);
+        assert_eq!(
+            output[0]["parts"][0]["content"],
+            cut.as_str(),
+            "stream {stream}"
+        );
     }
 }
 

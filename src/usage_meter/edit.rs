@@ -19,6 +19,7 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
 use super::json::{self, ChoicesSummary, Top};
 use super::metadata;
@@ -87,6 +88,7 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
         };
     }
     let wire = observe_body(obs, &top, choices);
+    content::record_body_output(&ctx.span, &body, ctx.cfg.content_limit);
     if !ctx.rewrite {
         return body;
     }
@@ -276,6 +278,15 @@ impl Handler<'_> {
         }
     }
 
+    /// Keeps streamed content for the request span, when the operator records contents.
+    #[inline(always)]
+    fn capture(&mut self, raw: &[u8]) {
+        let limit = self.ctx.cfg.content_limit;
+        if limit > 0 {
+            content::capture(&mut self.obs.output, raw, limit);
+        }
+    }
+
     /// Learns from the first JSON event: the upstream id, the rewrite rules, compactness.
     fn learn_first(&mut self, d: &[u8]) {
         self.st.learned = true;
@@ -370,6 +381,7 @@ impl Handler<'_> {
         match Template::content(d, &t.prefix, &t.suffix) {
             Some(content) => {
                 self.content(content.len() as u64);
+                self.capture(content);
                 true
             }
             None => false,
@@ -381,6 +393,14 @@ impl Handler<'_> {
     fn observe_content(&mut self, d: &[u8]) -> (u64, usize) {
         let (n, after) = scan::content_len(d, &mut self.obs.content_hint);
         self.content(n);
+        if self.ctx.cfg.content_limit > 0 {
+            if let Some(raw) = usize::try_from(n)
+                .ok()
+                .and_then(|n| d.get(after.checked_sub(n)?..after))
+            {
+                self.capture(raw);
+            }
+        }
         if self.obs.finish_reason.is_none() {
             // In OpenAI chunks `finish_reason` follows the delta: search after the content.
             if let Some(fr) = scan::finish_reason_around(d, after) {

@@ -189,6 +189,7 @@
 
 mod body;
 mod config;
+mod content;
 mod cost;
 mod edit;
 mod future;

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::config::Config;
+use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan};
@@ -152,6 +153,21 @@ fn routed(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) {
     }
 }
 
+/// Opens the request's `gen_ai.request` span, with the conversation id and, when the operator
+/// opted in, the prompt.
+fn open_span<B>(ctx: &mut Ctx, req: &Request<B>) {
+    ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
+    if ctx.span.is_disabled() {
+        return;
+    }
+    if let Some(s) = ctx.session_id.as_deref() {
+        ctx.span.record("gen_ai.conversation.id", s);
+    }
+    if let Some(route) = req.extensions().get::<Route>() {
+        content::record_input(&ctx.span, route.body(), ctx.cfg.content_limit);
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UsageMeter<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -213,14 +229,7 @@ where
         if ctx.session_id.is_none() {
             ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
         }
-        ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
-        if let Some(s) = ctx
-            .session_id
-            .as_deref()
-            .filter(|_| !ctx.span.is_disabled())
-        {
-            ctx.span.record("gen_ai.conversation.id", s);
-        }
+        open_span(&mut ctx, &req);
         let span = ctx.span.clone();
         match (&cfg.ledger, &ctx.key) {
             (Some(ledger), Some(key)) => {
