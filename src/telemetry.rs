@@ -150,3 +150,76 @@ pub(crate) fn record_status(span: &Span, status: u16) {
         span.record("http.response.status_code", i64::from(status));
     }
 }
+
+/// With feature `otel`: makes the caller's W3C trace context (`traceparent` / `tracestate` in
+/// `headers`) the remote parent of `span`, through `tracing-opentelemetry`. Does nothing without
+/// the feature, for a disabled span, without a `traceparent`, or when the subscriber has no
+/// OpenTelemetry layer.
+#[inline]
+pub(crate) fn set_remote_parent(span: &Span, headers: &http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() && headers.contains_key("traceparent") {
+        otel::set_remote_parent(span, headers);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, headers);
+}
+
+/// With feature `otel`: writes `span`'s trace context into `headers` as `traceparent` (and
+/// `tracestate`), replacing the caller's. Does nothing without the feature, for a disabled span,
+/// or when the span has no OpenTelemetry context (the caller's headers, forwarded by default,
+/// then go on unchanged).
+#[inline]
+pub(crate) fn inject_context(span: &Span, headers: &mut http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        otel::inject_context(span, headers);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, headers);
+}
+
+/// W3C Trace Context through `tracing-opentelemetry` (feature `otel`).
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use tracing::Span;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Headers<'a>(&'a http::HeaderMap);
+
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(http::HeaderName::as_str).collect()
+        }
+    }
+
+    struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+    impl Injector for HeadersMut<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(k, v);
+            }
+        }
+    }
+
+    pub(super) fn set_remote_parent(span: &Span, headers: &http::HeaderMap) {
+        let cx = TraceContextPropagator::new().extract(&Headers(headers));
+        // Err: no OpenTelemetry layer, or the span already started; either way it keeps its
+        // local parent.
+        let _ = span.set_parent(cx);
+    }
+
+    pub(super) fn inject_context(span: &Span, headers: &mut http::HeaderMap) {
+        let cx = span.context();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
+    }
+}

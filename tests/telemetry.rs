@@ -382,6 +382,37 @@ async fn no_content_is_recorded() {
     }
 }
 
+/// Without an OpenTelemetry layer (or without feature `otel`) the caller's `traceparent` and
+/// `tracestate` go upstream unchanged (they are on ProviderFallback's default forward list).
+#[tokio::test(start_paused = true)]
+async fn without_opentelemetry_the_callers_traceparent_is_forwarded_unchanged() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog()).seed(1))
+        .layer(UsageMeterLayer::new())
+        .layer(ProviderFallbackLayer::new().no_budget())
+        .map_request(move |req: Request<Full<Bytes>>| {
+            let h = |k: &str| req.headers().get(k).map_or("", |v| v.to_str().unwrap());
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {}", h("traceparent"), h("tracestate")));
+            req
+        })
+        .service(sim());
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut req = request(false);
+    req.headers_mut().insert("traceparent", tp.parse().unwrap());
+    req.headers_mut()
+        .insert("tracestate", "k=v".parse().unwrap());
+    let res = svc.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let expect = format!("{tp} k=v");
+    assert_eq!(*sent.lock().unwrap(), [expect.clone(), expect]);
+}
+
 /// The request span's `gen_ai.input.messages` / `gen_ai.output.messages` when contents are
 /// recorded: `(input, output)` parsed, and the answer's text (joined from the chunks of a stream).
 async fn traced_contents(
@@ -543,5 +574,60 @@ mod otel {
             attr(request, "gen_ai.usage.cost"),
             Some(Value::F64(c)) if *c > 0.0
         ));
+    }
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_traceparent_is_the_parent_and_each_attempt_propagates_its_own() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        // What each upstream request carried.
+        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = sent.clone();
+        let store = GenerationStore::new(10);
+        let svc = ServiceBuilder::new()
+            .layer(ModelRoutingLayer::new(catalog()).seed(1))
+            .layer(UsageMeterLayer::new().sink(store.clone()))
+            .layer(ProviderFallbackLayer::new().no_budget())
+            .map_request(move |req: Request<Full<Bytes>>| {
+                let tp = req
+                    .headers()
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push(tp.unwrap_or_default());
+                req
+            })
+            .service(sim());
+        let mut req = request(false);
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-{TRACE}-{CALLER_SPAN}-01").parse().unwrap(),
+        );
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+        provider.force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 3, "{spans:#?}");
+        for s in &spans {
+            assert_eq!(s.span_context.trace_id().to_string(), TRACE, "{}", s.name);
+        }
+        let (failed, served, request) = (&spans[0], &spans[1], &spans[2]);
+        assert_eq!(request.parent_span_id.to_string(), CALLER_SPAN);
+        assert!(request.parent_span_is_remote);
+        // Each upstream request carries its attempt span as the parent, in the caller's trace.
+        let sent = sent.lock().unwrap().clone();
+        let expect: Vec<String> = [failed, served]
+            .iter()
+            .map(|s| format!("00-{TRACE}-{}-01", s.span_context.span_id()))
+            .collect();
+        assert_eq!(sent, expect);
     }
 }

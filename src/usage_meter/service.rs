@@ -160,6 +160,7 @@ fn open_span<B>(ctx: &mut Ctx, req: &Request<B>) {
     if ctx.span.is_disabled() {
         return;
     }
+    telemetry::set_remote_parent(&ctx.span, req.headers());
     if let Some(s) = ctx.session_id.as_deref() {
         ctx.span.record("gen_ai.conversation.id", s);
     }
