@@ -48,6 +48,7 @@
 //! | `gen_ai.response.time_to_first_chunk` | request start → first data event, seconds | attempt start → first content, seconds (streams) |
 //! | `gen_ai.conversation.id` | `session_id` (body, else `x-session-id`) | — |
 //! | `gen_ai.usage.cost` | cost in USD (not a convention attribute: OpenRouter's `usage.cost`) | — |
+//! | `gen_ai.input.messages` / `gen_ai.output.messages` | prompt / completion, only with `trace_content` (below) | — |
 //! | `gen_ai.attempt.number` | — | 1 for the first request sent, 2 for the next, … |
 //! | `http.response.status_code` | — | the upstream's status, when a head arrived |
 //! | `error.type` | the error type (`payment_required`, `provider_unavailable`, …) | the attempt's failure kind (`server_error`, `timeout`, …) |
@@ -58,6 +59,15 @@
 //! the request span also gets `gen_ai.input.messages` and `gen_ai.output.messages` (the
 //! conventions' JSON message arrays, text cut to the configured byte budget). Otherwise the spans
 //! carry counts, names and timings only.
+//!
+//! # Trace context (feature `otel`)
+//!
+//! With feature `otel`, a W3C `traceparent` / `tracestate` on the incoming request becomes the
+//! `gen_ai.request` span's remote parent (through `tracing-opentelemetry`, when the subscriber
+//! has its layer), and each `gen_ai.attempt` span's context is written into its upstream request
+//! as `traceparent` / `tracestate`, replacing the caller's. Without the feature (or without an
+//! OpenTelemetry layer) nothing is read or written here, and ProviderFallback forwards the
+//! caller's two headers unchanged (they are on its default allow-list).
 //!
 //! # Cost when nobody listens
 //!

@@ -185,7 +185,9 @@
 //! response body) → `meter` (one response's reader and its exactly-once finish) → `edit` (what is
 //! changed in JSON bodies and SSE events) → `settle` (request context, observations, settlement,
 //! record, statistics) → `config` → `record` → `ledger`, and `json` → `cost`, `scan` (byte
-//! scanners), `sse` (event splitter). A file imports only files to its right: no cycles.
+//! scanners), `sse` (event splitter); `metadata` (`openrouter_metadata`) and `content` (prompt and
+//! completion text on the span, opt-in) are read by `service`, `future`, `edit` and `settle`
+//! and import nothing of the meter. A file imports only files to its right: no cycles.
 
 mod body;
 mod config;
