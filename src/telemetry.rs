@@ -48,13 +48,26 @@
 //! | `gen_ai.response.time_to_first_chunk` | request start → first data event, seconds | attempt start → first content, seconds (streams) |
 //! | `gen_ai.conversation.id` | `session_id` (body, else `x-session-id`) | — |
 //! | `gen_ai.usage.cost` | cost in USD (not a convention attribute: OpenRouter's `usage.cost`) | — |
+//! | `gen_ai.input.messages` / `gen_ai.output.messages` | prompt / completion, only with `trace_content` (below) | — |
 //! | `gen_ai.attempt.number` | — | 1 for the first request sent, 2 for the next, … |
 //! | `http.response.status_code` | — | the upstream's status, when a head arrived |
 //! | `error.type` | the error type (`payment_required`, `provider_unavailable`, …) | the attempt's failure kind (`server_error`, `timeout`, …) |
 //! | `otel.name`, `otel.kind`, `otel.status_code` | `chat {model}`, `server`, `ERROR` on error | `chat {model}`, `client`, `ERROR` on error |
 //!
-//! **Prompt and completion contents are never recorded** (no `gen_ai.input.messages` or
-//! `gen_ai.output.messages`): the spans carry counts, names and timings only.
+//! **Prompt and completion contents are never recorded** unless the operator opts in with
+//! [`UsageMeterLayer::trace_content`](crate::usage_meter::UsageMeterLayer::trace_content): then
+//! the request span also gets `gen_ai.input.messages` and `gen_ai.output.messages` (the
+//! conventions' JSON message arrays, text cut to the configured byte budget). Otherwise the spans
+//! carry counts, names and timings only.
+//!
+//! # Trace context (feature `otel`)
+//!
+//! With feature `otel`, a W3C `traceparent` / `tracestate` on the incoming request becomes the
+//! `gen_ai.request` span's remote parent (through `tracing-opentelemetry`, when the subscriber
+//! has its layer), and each `gen_ai.attempt` span's context is written into its upstream request
+//! as `traceparent` / `tracestate`, replacing the caller's. Without the feature (or without an
+//! OpenTelemetry layer) nothing is read or written here, and ProviderFallback forwards the
+//! caller's two headers unchanged (they are on its default allow-list).
 //!
 //! # Cost when nobody listens
 //!
@@ -89,6 +102,8 @@ pub(crate) fn request_span(requested_model: Option<&str>) -> Span {
         gen_ai.response.time_to_first_chunk = Empty,
         gen_ai.conversation.id = Empty,
         gen_ai.usage.cost = Empty,
+        gen_ai.input.messages = Empty,
+        gen_ai.output.messages = Empty,
         "error.type" = Empty,
         otel.name = Empty,
         otel.kind = "server",
@@ -143,5 +158,78 @@ pub(crate) fn record_error(span: &Span, error_type: &str) {
 pub(crate) fn record_status(span: &Span, status: u16) {
     if !span.is_disabled() {
         span.record("http.response.status_code", i64::from(status));
+    }
+}
+
+/// With feature `otel`: makes the caller's W3C trace context (`traceparent` / `tracestate` in
+/// `headers`) the remote parent of `span`, through `tracing-opentelemetry`. Does nothing without
+/// the feature, for a disabled span, without a `traceparent`, or when the subscriber has no
+/// OpenTelemetry layer.
+#[inline]
+pub(crate) fn set_remote_parent(span: &Span, headers: &http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() && headers.contains_key("traceparent") {
+        otel::set_remote_parent(span, headers);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, headers);
+}
+
+/// With feature `otel`: writes `span`'s trace context into `headers` as `traceparent` (and
+/// `tracestate`), replacing the caller's. Does nothing without the feature, for a disabled span,
+/// or when the span has no OpenTelemetry context (the caller's headers, forwarded by default,
+/// then go on unchanged).
+#[inline]
+pub(crate) fn inject_context(span: &Span, headers: &mut http::HeaderMap) {
+    #[cfg(feature = "otel")]
+    if !span.is_disabled() {
+        otel::inject_context(span, headers);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, headers);
+}
+
+/// W3C Trace Context through `tracing-opentelemetry` (feature `otel`).
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use tracing::Span;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Headers<'a>(&'a http::HeaderMap);
+
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(http::HeaderName::as_str).collect()
+        }
+    }
+
+    struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+    impl Injector for HeadersMut<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(k, v);
+            }
+        }
+    }
+
+    pub(super) fn set_remote_parent(span: &Span, headers: &http::HeaderMap) {
+        let cx = TraceContextPropagator::new().extract(&Headers(headers));
+        // Err: no OpenTelemetry layer, or the span already started; either way it keeps its
+        // local parent.
+        let _ = span.set_parent(cx);
+    }
+
+    pub(super) fn inject_context(span: &Span, headers: &mut http::HeaderMap) {
+        let cx = span.context();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeadersMut(headers));
     }
 }

@@ -133,6 +133,7 @@ fn router(body: Value) -> (axum::Router, app::AppState) {
         cfg.cache,
         None,
         None,
+        0,
     )
 }
 

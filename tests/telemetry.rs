@@ -162,9 +162,27 @@ fn stack(
     >,
     Error = tower_ai_gateway::BoxError,
 > {
+    stack_with(store, 0)
+}
+
+/// The stack, recording up to `content` bytes of prompt and completion text.
+fn stack_with(
+    store: &GenerationStore,
+    content: usize,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<
+        impl http_body::Body<Data = Bytes, Error = impl std::fmt::Debug> + Unpin,
+    >,
+    Error = tower_ai_gateway::BoxError,
+> {
     ServiceBuilder::new()
         .layer(ModelRoutingLayer::new(catalog()).seed(1))
-        .layer(UsageMeterLayer::new().sink(store.clone()))
+        .layer(
+            UsageMeterLayer::new()
+                .sink(store.clone())
+                .trace_content(content),
+        )
         .layer(ProviderFallbackLayer::new().no_budget())
         .service(sim())
 }
@@ -364,6 +382,114 @@ async fn no_content_is_recorded() {
     }
 }
 
+/// Without an OpenTelemetry layer (or without feature `otel`) the caller's `traceparent` and
+/// `tracestate` go upstream unchanged (they are on ProviderFallback's default forward list).
+#[tokio::test(start_paused = true)]
+async fn without_opentelemetry_the_callers_traceparent_is_forwarded_unchanged() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog()).seed(1))
+        .layer(UsageMeterLayer::new())
+        .layer(ProviderFallbackLayer::new().no_budget())
+        .map_request(move |req: Request<Full<Bytes>>| {
+            let h = |k: &str| req.headers().get(k).map_or("", |v| v.to_str().unwrap());
+            seen.lock()
+                .unwrap()
+                .push(format!("{} {}", h("traceparent"), h("tracestate")));
+            req
+        })
+        .service(sim());
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut req = request(false);
+    req.headers_mut().insert("traceparent", tp.parse().unwrap());
+    req.headers_mut()
+        .insert("tracestate", "k=v".parse().unwrap());
+    let res = svc.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let expect = format!("{tp} k=v");
+    assert_eq!(*sent.lock().unwrap(), [expect.clone(), expect]);
+}
+
+/// The request span's `gen_ai.input.messages` / `gen_ai.output.messages` when contents are
+/// recorded: `(input, output)` parsed, and the answer's text (joined from the chunks of a stream).
+async fn traced_contents(
+    stream: bool,
+    limit: usize,
+) -> (serde_json::Value, serde_json::Value, String) {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let store = GenerationStore::new(10);
+    let res = stack_with(&store, limit)
+        .oneshot(request(stream))
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let answer = if stream {
+        text.split("\n\n")
+            .filter_map(|e| e.trim().strip_prefix("data: "))
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    } else {
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let spans = capture.spans();
+    let req = gen_ai(&spans)[0].1.clone();
+    let parse = |k: &str| serde_json::from_str(req.field(k)).unwrap_or(serde_json::Value::Null);
+    (
+        parse("gen_ai.input.messages"),
+        parse("gen_ai.output.messages"),
+        answer,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn contents_are_recorded_when_the_operator_opts_in() {
+    for stream in [false, true] {
+        let (input, output, answer) = traced_contents(stream, 64 * 1024).await;
+        assert_eq!(
+            input,
+            serde_json::json!([{"role": "user", "parts": [{"type": "text", "content": "hello"}]}])
+        );
+        assert!(!answer.is_empty());
+        assert_eq!(output[0]["role"], "assistant", "{output}");
+        assert_eq!(output[0]["parts"][0]["type"], "text");
+        assert_eq!(
+            output[0]["parts"][0]["content"],
+            answer.as_str(),
+            "stream {stream}"
+        );
+        assert!(output[0]["finish_reason"].is_string(), "{output}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn recorded_contents_are_cut_to_the_budget() {
+    for stream in [false, true] {
+        let (input, output, answer) = traced_contents(stream, 3).await;
+        assert_eq!(input[0]["parts"][0]["content"], "hel");
+        let cut: String = answer.chars().take(3).collect();
+        assert!(answer.len() > 3);
+        assert_eq!(
+            output[0]["parts"][0]["content"],
+            cut.as_str(),
+            "stream {stream}"
+        );
+    }
+}
+
 /// Through `tracing-opentelemetry` into the SDK's in-memory exporter: the spans an OTLP
 /// collector would receive for a request that fell back once.
 #[cfg(feature = "otel")]
@@ -448,5 +574,60 @@ mod otel {
             attr(request, "gen_ai.usage.cost"),
             Some(Value::F64(c)) if *c > 0.0
         ));
+    }
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_traceparent_is_the_parent_and_each_attempt_propagates_its_own() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        // What each upstream request carried.
+        let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = sent.clone();
+        let store = GenerationStore::new(10);
+        let svc = ServiceBuilder::new()
+            .layer(ModelRoutingLayer::new(catalog()).seed(1))
+            .layer(UsageMeterLayer::new().sink(store.clone()))
+            .layer(ProviderFallbackLayer::new().no_budget())
+            .map_request(move |req: Request<Full<Bytes>>| {
+                let tp = req
+                    .headers()
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push(tp.unwrap_or_default());
+                req
+            })
+            .service(sim());
+        let mut req = request(false);
+        req.headers_mut().insert(
+            "traceparent",
+            format!("00-{TRACE}-{CALLER_SPAN}-01").parse().unwrap(),
+        );
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+        provider.force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 3, "{spans:#?}");
+        for s in &spans {
+            assert_eq!(s.span_context.trace_id().to_string(), TRACE, "{}", s.name);
+        }
+        let (failed, served, request) = (&spans[0], &spans[1], &spans[2]);
+        assert_eq!(request.parent_span_id.to_string(), CALLER_SPAN);
+        assert!(request.parent_span_is_remote);
+        // Each upstream request carries its attempt span as the parent, in the caller's trace.
+        let sent = sent.lock().unwrap().clone();
+        let expect: Vec<String> = [failed, served]
+            .iter()
+            .map(|s| format!("00-{TRACE}-{}-01", s.span_context.span_id()))
+            .collect();
+        assert_eq!(sent, expect);
     }
 }

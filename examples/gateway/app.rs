@@ -145,6 +145,7 @@ pub fn build(config: Config) -> (Router, AppState) {
         config.cache,
         config.metrics_token,
         config.redis_stores,
+        config.trace_content,
     )
 }
 
@@ -197,6 +198,7 @@ pub fn build_with_client(
     cache: tower_ai_gateway::cache::ResponseCacheLayer,
     metrics_token: Option<String>,
     redis: crate::config::SharedStores,
+    trace_content: usize,
 ) -> (Router, AppState) {
     let stats = Stats::default();
     let generations = GenerationStore::new(10_000);
@@ -211,6 +213,7 @@ pub fn build_with_client(
         .cache(cache)
         .usage_meter(|u| {
             u.shared_ledger(ledger.clone())
+                .trace_content(trace_content)
                 .sink(generations.clone())
                 .sink(move |r: &GenerationRecord| metrics_sink.record_generation(r))
         })

@@ -148,6 +148,9 @@ pub struct Config {
     pub redis: Option<String>,
     /// The connection `main` made to `redis`; the app builds its ledger from it.
     pub redis_stores: SharedStores,
+    /// `--trace-content`: bytes of prompt / completion text recorded on the request spans (0:
+    /// none, the default).
+    pub trace_content: usize,
 }
 
 #[cfg(feature = "redis")]
@@ -357,6 +360,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         server: ServerSection::default(),
         redis: None,
         redis_stores: None,
+        trace_content: 0,
     }
 }
 
@@ -454,5 +458,6 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         server: gateway.server,
         redis: gateway.redis,
         redis_stores: None,
+        trace_content: 0,
     })
 }

@@ -10,7 +10,8 @@
 //! `--zero-latency` (simulated providers answer at once: for load tests), `--bare` (serve one
 //! zero-latency simulated provider over HTTP with no layers: the baseline for load tests),
 //! `--otlp-endpoint URL` (feature `otel`: export the GenAI spans over OTLP/HTTP; the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` works too).
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` works too), `--trace-content` (record prompt and completion text
+//! on the GenAI spans, up to 16 KiB each; off by default).
 
 mod app;
 mod config;
@@ -31,12 +32,13 @@ struct Args {
     bare: bool,
     otlp_endpoint: Option<String>,
     redis: Option<String>,
+    trace_content: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare] \
-         [--otlp-endpoint URL]\n\
+         [--otlp-endpoint URL] [--trace-content]\n\
          [--redis URL]\n\
          With no --config, serves the embedded demo catalog over simulated providers (offline)."
     );
@@ -52,6 +54,7 @@ fn parse_args() -> Args {
         bare: false,
         otlp_endpoint: None,
         redis: None,
+        trace_content: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,6 +71,7 @@ fn parse_args() -> Args {
             "--bare" => a.bare = true,
             "--otlp-endpoint" => a.otlp_endpoint = it.next().or_else(|| usage()),
             "--redis" => a.redis = Some(it.next().unwrap_or_else(|| usage())),
+            "--trace-content" => a.trace_content = true,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -169,6 +173,9 @@ async fn run(args: Args) {
     };
     if let Some(url) = args.redis {
         config.redis = Some(url);
+    }
+    if args.trace_content {
+        config.trace_content = 16 * 1024;
     }
     connect_redis(&mut config).await;
     let listen = args.listen.unwrap_or(config.listen);

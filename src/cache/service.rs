@@ -15,7 +15,7 @@ use super::future::{Ctx, ResponseFuture};
 use super::key::{flag, parse_ttl, CacheKey, CACHE, CACHE_CLEAR, CACHE_TTL};
 use super::layer::Config;
 use crate::route::Route;
-use crate::usage_meter::CallerKey;
+use crate::usage_meter::{metadata_requested, CallerKey};
 
 /// Middleware serving repeated identical requests from a cache, OpenRouter's way.
 ///
@@ -47,6 +47,11 @@ pub(crate) fn decide<B>(cfg: &Config, req: &Request<B>) -> Option<(CacheKey, Dur
     let view = route.view();
     let model = view.model.as_deref().unwrap_or("");
     let headers = req.headers();
+    // `openrouter_metadata` describes this request's own routing and is never sent on a cache
+    // hit: a request that asks for it neither reads nor fills the cache.
+    if metadata_requested(headers) {
+        return None;
+    }
     let rule_ttl = match flag(headers, CACHE) {
         Some(false) => return None,
         Some(true) => cfg.rule.as_ref().and_then(|r| r.ttl(caller, model)),

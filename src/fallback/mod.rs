@@ -271,9 +271,4 @@ pub use layer::{
 pub use policy::{AttemptError, Decision, DefaultPolicy, Failure, FallbackPolicy};
 pub use service::ProviderFallback;
 
-pub use crate::route::AttemptRecord;
-
-/// The attempts of a request that no provider served, in the response extensions (a served
-/// request has them in [`ServedBy::attempts`](crate::route::ServedBy::attempts)).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attempts(pub Vec<AttemptRecord>);
+pub use crate::route::{AttemptRecord, Attempts};

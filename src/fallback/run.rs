@@ -176,11 +176,12 @@ impl<S> Run<S> {
                 Err(err) if self.fail(attempt, err, None, None) == Decision::Return => return None,
                 Err(_) => {}
                 Ok(_) if !self.withdraw(&c) => return None,
-                Ok(req) => {
+                Ok(mut req) => {
                     self.sent += 1;
                     let slug = &self.route.provider(&c).slug;
                     let model = self.route.endpoint(&c).upstream_model();
                     self.span = telemetry::attempt_span(slug, model, attempt.number);
+                    telemetry::inject_context(&self.span, req.headers_mut());
                     if !self.tried.contains(slug) {
                         self.tried.push(slug.clone());
                     }

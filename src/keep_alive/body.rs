@@ -40,9 +40,10 @@ impl ChunkContext {
         }
     }
 
-    /// The in-band error chunk for `error` (an OpenRouter error object).
-    fn error_chunk(&self, error: Value) -> Bytes {
-        let chunk = json!({
+    /// The in-band error chunk for `error` (an OpenRouter error object), with the router
+    /// metadata the error answer carried.
+    fn error_chunk(&self, error: Value, metadata: Option<Value>) -> Bytes {
+        let mut chunk = json!({
             "id": self.id.as_str(),
             "object": "chat.completion.chunk",
             "created": self.created,
@@ -50,6 +51,9 @@ impl ChunkContext {
             "error": error,
             "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
         });
+        if let Some(metadata) = metadata {
+            chunk["openrouter_metadata"] = metadata;
+        }
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(chunk.to_string().as_bytes());
@@ -58,17 +62,21 @@ impl ChunkContext {
     }
 }
 
-/// The error object of an inner error answer: its `error` member when it is OpenRouter-shaped,
-/// else one built from the status.
-fn error_object(status: StatusCode, body: &[u8]) -> Value {
+/// The error object of an inner error answer (its `error` member when it is OpenRouter-shaped,
+/// else one built from the status) and its `openrouter_metadata`, if any.
+fn error_object(status: StatusCode, body: &[u8]) -> (Value, Option<Value>) {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut o)) if o.get("error").is_some_and(Value::is_object) => {
-            o.remove("error").unwrap_or(Value::Null)
-        }
-        _ => json!({
-            "code": status.as_u16(),
-            "message": status.canonical_reason().unwrap_or("upstream error"),
-        }),
+        Ok(Value::Object(mut o)) if o.get("error").is_some_and(Value::is_object) => (
+            o.remove("error").unwrap_or(Value::Null),
+            o.remove("openrouter_metadata"),
+        ),
+        _ => (
+            json!({
+                "code": status.as_u16(),
+                "message": status.canonical_reason().unwrap_or("upstream error"),
+            }),
+            None,
+        ),
     }
 }
 
@@ -165,10 +173,13 @@ where
                         Poll::Ready(Err(e)) => {
                             let e: BoxError = e.into();
                             tracing::debug!(error = %e, "the inner service failed after the keep-alive head");
-                            let chunk = context.error_chunk(json!({
-                                "code": 502,
-                                "message": "the gateway failed before the stream started",
-                            }));
+                            let chunk = context.error_chunk(
+                                json!({
+                                    "code": 502,
+                                    "message": "the gateway failed before the stream started",
+                                }),
+                                None,
+                            );
                             state.set(State::Done);
                             return data(chunk);
                         }
@@ -193,7 +204,8 @@ where
                         continue;
                     }
                     Some(Err(_)) | None => {
-                        let chunk = context.error_chunk(error_object(*status, read));
+                        let (error, metadata) = error_object(*status, read);
+                        let chunk = context.error_chunk(error, metadata);
                         state.set(State::Done);
                         return data(chunk);
                     }

@@ -62,7 +62,7 @@ pub use request::{
 pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
-pub use served::{AttemptKind, AttemptRecord, ServedBy};
+pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
 pub use validate::MAX_DEPTH;
 
 /// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.

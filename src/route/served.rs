@@ -47,6 +47,13 @@ impl ServedBy {
     }
 }
 
+/// The attempts of a request that no provider served, in the response extensions (a served
+/// request has them in [`ServedBy::attempts`]). Defined here so that the layers outside
+/// ProviderFallback (UsageMeter's `openrouter_metadata`) read it; re-exported as
+/// `fallback::Attempts`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempts(pub Vec<AttemptRecord>);
+
 /// One attempt (or skipped candidate) of a request, as ProviderFallback reports it in
 /// [`ServedBy::attempts`] and in the `Attempts` extension of failed responses.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) default_max_tokens: u64,
     pub(crate) rewrite: bool,
     pub(crate) json_limit: usize,
+    /// Bytes of prompt / completion text recorded on the request span (0: none, the default).
+    pub(crate) content_limit: usize,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             default_max_tokens: 4096,
             rewrite: true,
             json_limit: DEFAULT_JSON_LIMIT,
+            content_limit: 0,
         }
     }
 }
@@ -50,6 +53,7 @@ impl fmt::Debug for Config {
             .field("default_max_tokens", &self.default_max_tokens)
             .field("rewrite", &self.rewrite)
             .field("json_limit", &self.json_limit)
+            .field("content_limit", &self.content_limit)
             .finish()
     }
 }

@@ -9,8 +9,8 @@
 //!   pattern search or by copying around their content, and only the usage chunk (and Anthropic's
 //!   `message_start` / `message_delta`) is parsed and spliced.
 //!
-//! Imports `settle` (the request context and observations it fills in), `json`, `cost`, `scan` and
-//! `sse`.
+//! Imports `settle` (the request context and observations it fills in), `json`, `cost`,
+//! `metadata`, `scan` and `sse`.
 
 use std::ops::Range;
 
@@ -19,8 +19,10 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
 use super::json::{self, ChoicesSummary, Top};
+use super::metadata;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
@@ -53,6 +55,15 @@ fn tier_edit(ctx: &Ctx, top: &Top<'_>, d: &[u8]) -> Option<Edit> {
     Some((r, tier.clone().into_bytes()))
 }
 
+/// `openrouter_metadata` appended to the object `d`, when the request asked for it (a
+/// successful answer names its serving endpoint; an error none).
+fn metadata_edit(ctx: &Ctx, d: &[u8]) -> Option<Edit> {
+    let plan = ctx.metadata.as_deref()?;
+    let served = ctx.endpoint_key.as_ref().filter(|_| ctx.success);
+    let elapsed = ctx.cfg.clock.now().saturating_duration_since(ctx.start);
+    metadata::insertion(plan, d, served, elapsed)
+}
+
 /// The cost of `t` at the served endpoint, insured or not by the finish reason seen so far.
 fn cost_of(ctx: &Ctx, obs: &mut Obs, t: &TokenUsage) -> Cost {
     let insured = !ctx.embeddings && cost::insured(Some(t), obs.finish_reason.as_deref());
@@ -69,12 +80,20 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
         obs.content_bytes += body.len() as u64;
         return body;
     };
+    if !ctx.success {
+        // An error answer, read only to add its `openrouter_metadata`.
+        return match metadata_edit(ctx, &body) {
+            Some(e) => Bytes::from(json::apply(&body, &mut [e])),
+            None => body,
+        };
+    }
     let wire = observe_body(obs, &top, choices);
+    content::record_body_output(&ctx.span, &body, ctx.cfg.content_limit);
     if !ctx.rewrite {
         return body;
     }
-    // At most five edits (id, model, provider, service tier, usage), kept on the stack.
-    let mut edits: [Edit; 5] = Default::default();
+    // At most six edits (id, model, provider, service tier, usage, metadata), kept on the stack.
+    let mut edits: [Edit; 6] = Default::default();
     let mut n = 0;
     let mut push = |e: Option<Edit>| {
         if let Some(e) = e {
@@ -103,6 +122,7 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
         push(body_usage_edit(ctx, obs, &body, u, w));
     }
+    push(metadata_edit(ctx, &body));
     Bytes::from(json::apply(&body, &mut edits[..n]))
 }
 
@@ -258,6 +278,15 @@ impl Handler<'_> {
         }
     }
 
+    /// Keeps streamed content for the request span, when the operator records contents.
+    #[inline(always)]
+    fn capture(&mut self, raw: &[u8]) {
+        let limit = self.ctx.cfg.content_limit;
+        if limit > 0 {
+            content::capture(&mut self.obs.output, raw, limit);
+        }
+    }
+
     /// Learns from the first JSON event: the upstream id, the rewrite rules, compactness.
     fn learn_first(&mut self, d: &[u8]) {
         self.st.learned = true;
@@ -352,6 +381,7 @@ impl Handler<'_> {
         match Template::content(d, &t.prefix, &t.suffix) {
             Some(content) => {
                 self.content(content.len() as u64);
+                self.capture(content);
                 true
             }
             None => false,
@@ -363,6 +393,14 @@ impl Handler<'_> {
     fn observe_content(&mut self, d: &[u8]) -> (u64, usize) {
         let (n, after) = scan::content_len(d, &mut self.obs.content_hint);
         self.content(n);
+        if self.ctx.cfg.content_limit > 0 {
+            if let Some(raw) = usize::try_from(n)
+                .ok()
+                .and_then(|n| d.get(after.checked_sub(n)?..after))
+            {
+                self.capture(raw);
+            }
+        }
         if self.obs.finish_reason.is_none() {
             // In OpenAI chunks `finish_reason` follows the delta: search after the content.
             if let Some(fr) = scan::finish_reason_around(d, after) {
@@ -485,7 +523,10 @@ impl Handler<'_> {
         }
         let c = cost_of(self.ctx, self.obs, &t);
         let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
-        Some(json::apply(d, &mut [edit]))
+        Some(match metadata_edit(self.ctx, d) {
+            Some(m) => json::apply(d, &mut [edit, m]),
+            None => json::apply(d, &mut [edit]),
+        })
     }
 
     /// Appends `src` rewritten around its content if it is an ordinary content chunk (see

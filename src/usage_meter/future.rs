@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
+use super::metadata;
 use super::meter::{Meter, Mode};
 use super::settle::{Ctx, Hold};
 use crate::catalog::{ServiceTier, Usd};
@@ -259,34 +260,46 @@ fn wrap<B: Body<Data = Bytes>>(
         }
     }
     if let Some(s) = served {
-        ctx.endpoint_key = Some(s.endpoint.clone());
-        ctx.model = s.endpoint.model().to_owned();
-        ctx.provider_name = s.provider_name.clone();
-        ctx.served_latency = s.latency;
-        let sent = s.attempts.iter().filter(|a| a.sent).count();
-        ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
-        ctx.upstream_request_id = s.upstream_request_id.clone();
-        if !ctx.cfg.sinks.is_empty() {
-            ctx.provider_responses = s.attempts.clone();
-        }
+        served_by(&mut ctx, s);
     }
     ctx.served_tier = served_tier(&ctx);
     head_span(&ctx, &parts, served);
     let mode = if !ctx.success {
-        Mode::Pass
+        if metadata::for_error(&mut ctx.metadata, parts.status, &parts.extensions) {
+            Mode::Json
+        } else {
+            Mode::Pass
+        }
     } else if ctx.streamed {
         Mode::Sse
     } else {
         Mode::Json
     };
     generation_id_header(&mut parts.headers, &ctx);
-    if ctx.success && ctx.rewrite && mode == Mode::Json {
+    if ctx.rewrite && mode == Mode::Json {
         // The edits change the length: the body's exact `size_hint` gives the new one when it is
         // known now (hyper then sets the header), else it is sent chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
     let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
     Response::from_parts(parts, body)
+}
+
+/// What `ServedBy` tells the context: the serving endpoint and the attempts.
+fn served_by(ctx: &mut Ctx, s: &ServedBy) {
+    ctx.endpoint_key = Some(s.endpoint.clone());
+    ctx.model = s.endpoint.model().to_owned();
+    ctx.provider_name = s.provider_name.clone();
+    ctx.served_latency = s.latency;
+    let sent = s.attempts.iter().filter(|a| a.sent).count();
+    ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
+    ctx.upstream_request_id = s.upstream_request_id.clone();
+    if !ctx.cfg.sinks.is_empty() {
+        ctx.provider_responses = s.attempts.clone();
+    }
+    if let Some(m) = ctx.metadata.as_mut() {
+        m.set_attempts(&s.attempts);
+    }
 }
 
 /// The service tier of the serving endpoint: its own, else `default`.

@@ -79,6 +79,14 @@ impl UsageMeterLayer {
         self.edit(|c| c.rewrite = on)
     }
 
+    /// Records prompt and completion contents on the request's `gen_ai.request` span
+    /// (`gen_ai.input.messages`, `gen_ai.output.messages` in the GenAI conventions' JSON shape),
+    /// each cut to `max_bytes` of text. Off (0) by default: contents are never recorded unless the
+    /// operator opts in, and nothing is read for them when no subscriber listens.
+    pub fn trace_content(self, max_bytes: usize) -> Self {
+        self.edit(|c| c.content_limit = max_bytes)
+    }
+
     /// Largest non-streamed body edited (default 16 MiB); larger bodies pass through unedited and are recorded with `usage_missing`.
     ///
     /// A body that arrives as one frame covering its exact

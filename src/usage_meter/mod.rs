@@ -185,16 +185,20 @@
 //! response body) → `meter` (one response's reader and its exactly-once finish) → `edit` (what is
 //! changed in JSON bodies and SSE events) → `settle` (request context, observations, settlement,
 //! record, statistics) → `config` → `record` → `ledger`, and `json` → `cost`, `scan` (byte
-//! scanners), `sse` (event splitter). A file imports only files to its right: no cycles.
+//! scanners), `sse` (event splitter); `metadata` (`openrouter_metadata`) and `content` (prompt and
+//! completion text on the span, opt-in) are read by `service`, `future`, `edit` and `settle`
+//! and import nothing of the meter. A file imports only files to its right: no cycles.
 
 mod body;
 mod config;
+mod content;
 mod cost;
 mod edit;
 mod future;
 mod json;
 mod layer;
 mod ledger;
+mod metadata;
 mod meter;
 mod record;
 mod scan;
@@ -210,6 +214,7 @@ pub use ledger::{
     CallerKey, InMemoryLedger, KeyLimits, KeyUsage, Ledger, LedgerFuture, Period, Refusal,
     Reservation,
 };
+pub use metadata::{metadata_requested, LEGACY_METADATA_HEADER, METADATA_HEADER};
 pub use record::{
     App, ChannelSink, GenerationId, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
 };

@@ -12,8 +12,10 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::config::Config;
+use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
+use super::metadata::{metadata_requested, Plan};
 use super::record::{header_str, App, GenerationId};
 use super::settle::Ctx;
 use crate::catalog::Usd;
@@ -132,6 +134,41 @@ fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
     best
 }
 
+/// What the request's route tells the context (and its `openrouter_metadata` plan, when asked).
+fn routed(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) {
+    ctx.requested_model = route
+        .view()
+        .requested_models()
+        .first()
+        .map(|m| (*m).to_owned());
+    ctx.catalog = Some(route.catalog().clone());
+    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+    ctx.request_ms = route.unix_millis();
+    ctx.prompt_estimate = route.prompt_tokens();
+    ctx.embeddings = route.view().embeddings;
+    ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+    ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
+    if ctx.rewrite && metadata_requested(headers) {
+        ctx.metadata = Some(Plan::new(route));
+    }
+}
+
+/// Opens the request's `gen_ai.request` span, with the conversation id and, when the operator
+/// opted in, the prompt.
+fn open_span<B>(ctx: &mut Ctx, req: &Request<B>) {
+    ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
+    if ctx.span.is_disabled() {
+        return;
+    }
+    telemetry::set_remote_parent(&ctx.span, req.headers());
+    if let Some(s) = ctx.session_id.as_deref() {
+        ctx.span.record("gen_ai.conversation.id", s);
+    }
+    if let Some(route) = req.extensions().get::<Route>() {
+        content::record_input(&ctx.span, route.body(), ctx.cfg.content_limit);
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UsageMeter<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -184,21 +221,11 @@ where
             session_id: None,
             provider_responses: Vec::new(),
             span: Span::none(),
+            metadata: None,
         };
         let mut est = None;
         if let Some(route) = req.extensions().get::<Route>() {
-            ctx.requested_model = route
-                .view()
-                .requested_models()
-                .first()
-                .map(|m| (*m).to_owned());
-            ctx.catalog = Some(route.catalog().clone());
-            ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
-            ctx.request_ms = route.unix_millis();
-            ctx.prompt_estimate = route.prompt_tokens();
-            ctx.embeddings = route.view().embeddings;
-            ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
-            ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
+            routed(&mut ctx, route, req.headers());
             if cfg.ledger.is_some() && ctx.key.is_some() {
                 est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
             }
@@ -206,14 +233,7 @@ where
         if ctx.session_id.is_none() {
             ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
         }
-        ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
-        if let Some(s) = ctx
-            .session_id
-            .as_deref()
-            .filter(|_| !ctx.span.is_disabled())
-        {
-            ctx.span.record("gen_ai.conversation.id", s);
-        }
+        open_span(&mut ctx, &req);
         let span = ctx.span.clone();
         match (&cfg.ledger, &ctx.key) {
             (Some(ledger), Some(key)) => {

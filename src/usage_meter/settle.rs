@@ -2,7 +2,7 @@
 //! reservation it holds ([`Hold`]), and the one finish that turns them into a settled reservation,
 //! a [`GenerationRecord`] for the sinks and a sample for the statistics ([`settle`]).
 //!
-//! Imports `config`, `cost`, `ledger` and `record` only.
+//! Imports `config`, `content`, `cost`, `ledger`, `metadata` and `record` only.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,8 +11,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::Config;
+use super::content;
 use super::cost::{self, Cost, TokenUsage};
 use super::ledger::{CallerKey, Ledger, Reservation};
+use super::metadata::Plan;
 use super::record::{App, GenerationRecord};
 use crate::catalog::{Catalog, EndpointKey, Usd};
 use crate::route::AttemptRecord;
@@ -103,6 +105,8 @@ pub(crate) struct Ctx {
     /// The request's `gen_ai.request` span: closed when the meter finishes (it is dropped with
     /// the context).
     pub(crate) span: tracing::Span,
+    /// `openrouter_metadata`, when the request asked for it (see `metadata`).
+    pub(crate) metadata: Option<Box<Plan>>,
 }
 
 impl Ctx {
@@ -137,6 +141,8 @@ pub(crate) struct Obs {
     /// The last cost computed, and for what: the body's edit and the settlement price the same
     /// usage, so the second is a copy.
     pub(crate) priced: Option<(TokenUsage, bool, Cost)>,
+    /// A stream's raw content, kept only when the operator records contents (`content`).
+    pub(crate) output: Vec<u8>,
 }
 
 impl Obs {
@@ -261,6 +267,10 @@ fn record_span(ctx: &Ctx, obs: &Obs, tokens: &TokenUsage, cost: &Cost, t: &Timin
     }
     if let Some(f) = obs.finish_reason.as_deref() {
         span.record("gen_ai.response.finish_reasons", f);
+    }
+    if ctx.streamed {
+        let f = obs.finish_reason.as_deref();
+        content::record_stream_output(span, &obs.output, f, ctx.cfg.content_limit);
     }
     match end {
         End::Cancelled => telemetry::record_error(span, "cancelled"),
