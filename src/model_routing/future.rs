@@ -19,7 +19,7 @@ use super::sticky::sticky_key;
 use crate::body::GatewayBody;
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
-use crate::route::{RequestView, ServedBy};
+use crate::route::{AppliedPreset, RequestView, ServedBy};
 
 pin_project! {
     /// Response future for [`ModelRouting`](super::ModelRouting).
@@ -164,6 +164,16 @@ where
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         unreachable!("the collecting state is left exactly once");
                     };
+                    let (bytes, preset) = match with_preset(&config, bytes) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            this.state.set(State::Rejected { error: Some(e) });
+                            continue;
+                        }
+                    };
+                    if let Some(p) = preset {
+                        parts.extensions.insert(p);
+                    }
                     let planned = match RequestView::parse(&bytes) {
                         Ok(view) => {
                             let view = view.into_owned();
@@ -208,4 +218,15 @@ where
             }
         }
     }
+}
+
+/// `bytes` with the preset it names merged in (see [`Presets::apply`](crate::route::Presets::apply)).
+fn with_preset(
+    config: &Config,
+    bytes: Bytes,
+) -> Result<(Bytes, Option<AppliedPreset>), GatewayError> {
+    Ok(match config.presets.apply(&bytes)? {
+        Some((merged, name)) => (merged, Some(name)),
+        None => (bytes, None),
+    })
 }

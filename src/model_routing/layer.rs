@@ -11,7 +11,7 @@ use super::ModelRouting;
 use crate::catalog::CatalogHandle;
 use crate::clock::{system_clock, Clock, SharedClock};
 use crate::health::{HealthSource, SharedHealth};
-use crate::route::{BalancePolicy, InverseSquarePrice};
+use crate::route::{BalancePolicy, InverseSquarePrice, Presets};
 
 /// Settings shared by every clone of the layer and its services.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub(crate) clock: SharedClock,
     /// Ranks models for `openrouter/auto`.
     pub(crate) auto_router: Arc<dyn AutoRouter>,
+    /// Presets applied before the request is parsed (none by default).
+    pub(crate) presets: Presets,
 }
 
 /// The default request body limit: 10 MiB.
@@ -63,6 +65,7 @@ impl ModelRoutingLayer {
                 sticky_implicit: true,
                 clock: system_clock(),
                 auto_router: Arc::new(TieredRouter::default()),
+                presets: Presets::default(),
             }),
         }
     }
@@ -81,6 +84,15 @@ impl ModelRoutingLayer {
     /// cheapest capable models).
     pub fn auto_router(mut self, router: impl AutoRouter) -> Self {
         self.cfg().auto_router = Arc::new(router);
+        self
+    }
+
+    /// The operator's [`Presets`]: a request naming one (`"model": "@preset/NAME"`,
+    /// `"preset": "NAME"` or `"model": "AUTHOR/SLUG@preset/NAME"`) gets it merged in before it is
+    /// parsed, the request's own members winning
+    /// (<https://openrouter.ai/docs/guides/features/presets>); an unknown preset is a 404.
+    pub fn presets(mut self, presets: Presets) -> Self {
+        self.cfg().presets = presets;
         self
     }
 

@@ -17,7 +17,7 @@ use super::ledger::CallerKey;
 use super::record::{header_str, App};
 use super::settle::Ctx;
 use crate::catalog::Usd;
-use crate::route::Route;
+use crate::route::{AppliedPreset, Route};
 use crate::telemetry;
 use tracing::Span;
 
@@ -180,6 +180,7 @@ where
             app: App::from_headers(req.headers()),
             session_id: None,
             provider_responses: Vec::new(),
+            preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
         };
         let mut est = None;
