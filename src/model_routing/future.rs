@@ -175,6 +175,12 @@ where
                         parts.extensions.insert(p);
                     }
                     let planned = match RequestView::parse(&bytes) {
+                        Ok(view) if legacy_path(&parts.uri) && !view.completions => {
+                            Err(GatewayError::invalid_request(
+                                "prompt",
+                                "a `prompt` (a string or an array of strings) is required by /completions",
+                            ))
+                        }
                         Ok(view) => {
                             let view = view.into_owned();
                             let catalog = config.catalog.load();
@@ -229,4 +235,11 @@ fn with_preset(
         Some((merged, name)) => (merged, Some(name)),
         None => (bytes, None),
     })
+}
+
+/// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a
+/// `prompt`.
+fn legacy_path(uri: &http::Uri) -> bool {
+    let path = uri.path();
+    path.ends_with("/completions") && !path.ends_with("/chat/completions")
 }

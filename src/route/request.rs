@@ -110,6 +110,10 @@ pub struct RequestView<'a> {
     /// The body is an embeddings request (it has an `input`): ProviderFallback sends it to
     /// `{base_url}/embeddings`, on the OpenAI wire only.
     pub embeddings: bool,
+    /// The body is a legacy completions request (it has a `prompt`, a string or an array of
+    /// strings): ProviderFallback sends it to `{base_url}/completions`, on the OpenAI wire only
+    /// (<https://openrouter.ai/docs/api/reference/overview>).
+    pub completions: bool,
 }
 
 /// The `auto-router` plugin's settings
@@ -361,6 +365,7 @@ impl<'a> RequestView<'a> {
             object_start: self.object_start,
             has_input: self.has_input,
             embeddings: self.embeddings,
+            completions: self.completions,
         }
     }
 
@@ -530,7 +535,17 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
-                "prompt" => self.prompt(&mut v, "prompt", map.next_value()?)?,
+                "prompt" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if !legacy_prompt(raw) {
+                        self.at("prompt");
+                        return Err(de::Error::custom(
+                            "expected a string or an array of strings",
+                        ));
+                    }
+                    v.completions |= nonnull(raw);
+                    self.prompt(&mut v, "prompt", raw)?;
+                }
                 "input" => {
                     let raw: &'de RawValue = map.next_value()?;
                     v.embeddings |= nonnull(raw);
@@ -936,6 +951,18 @@ impl<'de> Deserialize<'de> for Message<'de> {
         }
         d.deserialize_map(V)
     }
+}
+
+/// A legacy completions `prompt`: `null`, a string or an array of strings (`raw` is valid JSON,
+/// so its first byte tells its type).
+fn legacy_prompt(raw: &RawValue) -> bool {
+    let is_string = |r: &RawValue| r.get().trim_start().starts_with('"');
+    let s = raw.get().trim_start();
+    s == "null"
+        || is_string(raw)
+        || (s.starts_with('[')
+            && serde_json::from_str::<Vec<&RawValue>>(s)
+                .is_ok_and(|items| items.iter().all(|r| is_string(r))))
 }
 
 #[cfg(test)]

@@ -182,6 +182,8 @@ pub(crate) struct StreamState {
     prefix: String,
     /// Anthropic Messages events instead of chat-completion chunks.
     anthropic: bool,
+    /// Legacy completions chunks (`choices[].text`) instead of chat-completion chunks.
+    legacy: bool,
     rng: SimRng,
     /// When the head was delivered; `None` for zero-latency profiles, which never wait.
     t0: Option<Instant>,
@@ -207,6 +209,7 @@ impl StreamState {
         StreamState {
             prefix,
             anthropic: plan.anthropic,
+            legacy: plan.legacy,
             rng: plan.content_rng,
             t0: timed.then(Instant::now),
             reached: Duration::ZERO,
@@ -295,7 +298,11 @@ impl StreamState {
                         return data(Bytes::from(std::mem::take(&mut self.prefix)));
                     }
                     let mut s = self.event(96);
-                    s.push_str("{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
+                    s.push_str(if self.legacy {
+                        "{\"index\":0,\"text\":\"\",\"finish_reason\":null}]}\n\n"
+                    } else {
+                        "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+                    });
                     return data(Bytes::from(s));
                 }
                 Phase::Content => {
@@ -305,6 +312,8 @@ impl StreamState {
                         let mut s = self.event(48);
                         if self.anthropic {
                             s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\n\n");
+                        } else if self.legacy {
+                            s.push_str("{\"index\":0,\"text\":\n\n");
                         } else {
                             s.push_str("{\"index\":0,\"delta\":{\"content\":\n\n");
                         }
@@ -323,6 +332,8 @@ impl StreamState {
                         let mut s = self.event(80 + 14 * (upto - self.emitted) as usize);
                         if self.anthropic {
                             s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"");
+                        } else if self.legacy {
+                            s.push_str("{\"index\":0,\"text\":\"");
                         } else {
                             s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
                         }
@@ -331,6 +342,8 @@ impl StreamState {
                         }
                         if self.anthropic {
                             s.push_str("\"}}\n\n");
+                        } else if self.legacy {
+                            s.push_str("\",\"finish_reason\":null}]}\n\n");
                         } else {
                             s.push_str("\"},\"finish_reason\":null}]}\n\n");
                         }
@@ -352,9 +365,14 @@ impl StreamState {
                             );
                             return data(Bytes::from(s));
                         }
+                        let open = if self.legacy {
+                            "\"text\":\"\""
+                        } else {
+                            "\"delta\":{}"
+                        };
                         let _ = write!(
                             s,
-                            "{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{}\"}}]}}\n\n",
+                            "{{\"index\":0,{open},\"finish_reason\":\"{}\"}}]}}\n\n",
                             self.finish
                         );
                         return data(Bytes::from(s));
@@ -375,7 +393,12 @@ impl StreamState {
                             return data(Bytes::from(s));
                         }
                         let mut s = self.event(160);
-                        s.push_str("{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}],\"error\":{\"code\":502,\"message\":\"upstream provider error\"}}\n\n");
+                        s.push_str(if self.legacy {
+                            "{\"index\":0,\"text\":\"\","
+                        } else {
+                            "{\"index\":0,\"delta\":{\"content\":\"\"},"
+                        });
+                        s.push_str("\"finish_reason\":\"error\"}],\"error\":{\"code\":502,\"message\":\"upstream provider error\"}}\n\n");
                         return data(Bytes::from(s));
                     }
                     StreamEnd::BodyError => {

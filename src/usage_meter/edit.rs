@@ -361,7 +361,7 @@ impl Handler<'_> {
     /// Meters the content of `d` and notes its finish reason; returns the content's length and
     /// the offset where it ends.
     fn observe_content(&mut self, d: &[u8]) -> (u64, usize) {
-        let (n, after) = scan::content_len(d, &mut self.obs.content_hint);
+        let (n, after) = scan::content_len(d, &mut self.obs.content_hint, self.ctx.completions);
         self.content(n);
         if self.obs.finish_reason.is_none() {
             // In OpenAI chunks `finish_reason` follows the delta: search after the content.

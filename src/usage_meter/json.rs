@@ -267,6 +267,9 @@ struct Choice<'a> {
     message: Option<Message<'a>>,
     #[serde(borrow, default)]
     delta: Option<Message<'a>>,
+    /// A legacy completions choice's text.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +293,9 @@ fn summarize(list: &[Choice<'_>]) -> ChoicesSummary {
     for c in list {
         if s.finish_reason.is_none() {
             s.finish_reason = c.finish_reason.as_deref().map(str::to_owned);
+        }
+        if let Some(t) = c.text.filter(|t| t.get() != "null") {
+            s.content_bytes += t.get().len() as u64;
         }
         for m in c.message.iter().chain(c.delta.iter()) {
             for r in [m.content, m.reasoning, m.tool_calls].into_iter().flatten() {

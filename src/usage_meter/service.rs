@@ -176,6 +176,7 @@ where
             upstream_request_id: None,
             service_tier: None,
             embeddings: false,
+            completions: false,
             served_tier: None,
             app: App::from_headers(req.headers()),
             session_id: None,
@@ -195,6 +196,7 @@ where
             ctx.request_ms = route.unix_millis();
             ctx.prompt_estimate = route.prompt_tokens();
             ctx.embeddings = route.view().embeddings;
+            ctx.completions = route.view().completions;
             ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
             ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
             if cfg.ledger.is_some() && ctx.key.is_some() {

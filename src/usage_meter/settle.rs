@@ -92,6 +92,8 @@ pub(crate) struct Ctx {
     /// An embeddings request: it has no completion, so an answer without completion tokens is
     /// not an empty (insured) one.
     pub(crate) embeddings: bool,
+    /// A legacy completions request (`prompt`): its content is `choices[].text`.
+    pub(crate) completions: bool,
     /// The serving endpoint's tier for the generation record (`"default"` when it has none).
     pub(crate) served_tier: Option<&'static str>,
     /// The app that sent the request (attribution headers).
