@@ -346,6 +346,15 @@ mod tests {
     }
 
     #[test]
+    fn legacy_text_is_content() {
+        let mut w = Watch::new();
+        w.feed(b"data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":null}]}\n\n");
+        assert_eq!(w.phase, Phase::Waiting);
+        w.feed(b"data: {\"choices\":[{\"index\":0,\"text\":\"Hi\",\"finish_reason\":null}]}\n\n");
+        assert_eq!(w.phase, Phase::Started);
+    }
+
+    #[test]
     fn in_band_error_after_content() {
         let mut w = Watch::new();
         w.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n");

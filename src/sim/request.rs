@@ -203,19 +203,19 @@ mod tests {
         let body = br#"{"model":"m","messages":[{"role":"system","content":"12345678"},
             {"role":"user","content":[{"type":"text","text":"abcd"},{"type":"image_url","image_url":{"url":"x"}}]},
             {"role":"assistant","content":null}]}"#;
-        let r = ChatRequest::parse(body).expect("parses");
+        let r = ChatRequest::parse_chat(body).expect("parses");
         assert_eq!(r.prompt_tokens(), 3);
         assert_eq!(r.model.as_deref(), Some("m"));
     }
 
     #[test]
     fn rejects_bad_bodies() {
-        assert!(ChatRequest::parse(b"{").is_err());
+        assert!(ChatRequest::parse_chat(b"{").is_err());
         assert!(ChatRequest::parse_chat(br#"{"messages":[]}"#).is_err());
         assert!(ChatRequest::parse_chat(br#"{"model":"m"}"#).is_err());
         assert!(ChatRequest::parse_chat(br#"{"model":"m","messages":"x"}"#).is_err());
         assert!(ChatRequest::parse_chat(br#"{"model":"m","messages":[],"stream":"yes"}"#).is_err());
-        let ok = ChatRequest::parse(
+        let ok = ChatRequest::parse_chat(
             br#"{"model":"m","messages":[],"max_tokens":5,"max_completion_tokens":3}"#,
         )
         .expect("parses");
@@ -227,10 +227,19 @@ mod tests {
     fn anthropic_system_counts() {
         let body = br#"{"model":"m","max_tokens":9,"system":[{"type":"text","text":"12345678"}],
             "messages":[{"role":"user","content":[{"type":"text","text":"abcd"}]}]}"#;
-        let r = ChatRequest::parse(body).expect("parses");
+        let r = ChatRequest::parse_chat(body).expect("parses");
         assert_eq!(r.prompt_tokens(), 3);
         let r = ChatRequest::parse_chat(br#"{"model":"m","system":"abcd","messages":[]}"#)
             .expect("parses");
         assert_eq!(r.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn legacy_prompts() {
+        let r = ChatRequest::parse(br#"{"model":"m","prompt":["1234","5678"]}"#, true).unwrap();
+        assert_eq!(r.prompt_tokens(), 2);
+        assert!(ChatRequest::parse(br#"{"model":"m","messages":[]}"#, true).is_err());
+        assert!(ChatRequest::parse(br#"{"model":"m","prompt":3}"#, true).is_err());
+        assert!(ChatRequest::parse(br#"{"model":"m","prompt":"x"}"#, false).is_err());
     }
 }

@@ -376,4 +376,13 @@ mod tests {
             br#"{"id" : "gen", "model":"m", "usage":{"prompt_tokens":1}}"#
         );
     }
+
+    #[test]
+    fn legacy_text_is_content() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"[{"index":0,"text":"abcd","finish_reason":"stop"}]"#).unwrap();
+        let s = choices(&raw);
+        assert_eq!(s.content_bytes, 6);
+        assert_eq!(s.finish_reason.as_deref(), Some("stop"));
+    }
 }

@@ -172,4 +172,13 @@ mod tests {
             prop_assert_eq!(usage_or_error_compact(&d), usage_or_error_compact_slow(&d));
         }
     }
+
+    #[test]
+    fn text_or_content() {
+        let d = br#"{"choices":[{"index":0,"text":"hey","finish_reason":null}]}"#;
+        let mut hint = 0;
+        assert_eq!(content_len(d, &mut hint, true).0, 3);
+        let mut hint = 0;
+        assert_eq!(content_len(d, &mut hint, false).0, 0);
+    }
 }
