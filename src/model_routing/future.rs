@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::layer::Config;
-use super::plan::{plan, Session};
+use super::plan::{plan, Planned, Session};
 use super::sticky::sticky_key;
 use crate::body::GatewayBody;
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
-use crate::route::{AppliedPreset, RequestView, ServedBy};
+use crate::route::{RequestView, ServedBy};
 
 pin_project! {
     /// Response future for [`ModelRouting`](super::ModelRouting).
@@ -164,39 +164,8 @@ where
                     let (Some(mut parts), Some(mut inner)) = (parts.take(), inner.take()) else {
                         unreachable!("the collecting state is left exactly once");
                     };
-                    let (bytes, preset) = match with_preset(&config, bytes) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            this.state.set(State::Rejected { error: Some(e) });
-                            continue;
-                        }
-                    };
-                    if let Some(p) = preset {
-                        parts.extensions.insert(p);
-                    }
-                    let planned = match RequestView::parse(&bytes) {
-                        Ok(view) if legacy_path(&parts.uri) && !view.completions => {
-                            Err(GatewayError::invalid_request(
-                                "prompt",
-                                "a `prompt` (a string or an array of strings) is required by /completions",
-                            ))
-                        }
-                        Ok(view) => {
-                            let view = view.into_owned();
-                            let catalog = config.catalog.load();
-                            plan(
-                                &config,
-                                catalog,
-                                bytes.clone(),
-                                view,
-                                &parts.headers,
-                                Instant::now(),
-                            )
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match planned {
-                        Ok(p) => {
+                    match prepare(&config, &mut parts, bytes) {
+                        Ok((bytes, p)) => {
                             let sticky = p.session.map(|session| StickyUpdate {
                                 config: config.clone(),
                                 catalog: p.route.catalog().clone(),
@@ -226,15 +195,39 @@ where
     }
 }
 
-/// `bytes` with the preset it names merged in (see [`Presets::apply`](crate::route::Presets::apply)).
-fn with_preset(
+/// The buffered body with the preset it names merged in (see
+/// [`Presets::apply`](crate::route::Presets::apply); the preset's name goes in the extensions),
+/// parsed and planned.
+fn prepare(
     config: &Config,
+    parts: &mut Parts,
     bytes: Bytes,
-) -> Result<(Bytes, Option<AppliedPreset>), GatewayError> {
-    Ok(match config.presets.apply(&bytes)? {
-        Some((merged, name)) => (merged, Some(name)),
-        None => (bytes, None),
-    })
+) -> Result<(Bytes, Planned), GatewayError> {
+    let bytes = match config.presets.apply(&bytes)? {
+        Some((merged, name)) => {
+            parts.extensions.insert(name);
+            merged
+        }
+        None => bytes,
+    };
+    let view = RequestView::parse(&bytes)?;
+    if legacy_path(&parts.uri) && !view.completions {
+        return Err(GatewayError::invalid_request(
+            "prompt",
+            "a `prompt` (a string or an array of strings) is required by /completions",
+        ));
+    }
+    let view = view.into_owned();
+    let catalog = config.catalog.load();
+    let planned = plan(
+        config,
+        catalog,
+        bytes.clone(),
+        view,
+        &parts.headers,
+        Instant::now(),
+    )?;
+    Ok((bytes, planned))
 }
 
 /// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a

@@ -535,17 +535,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
-                "prompt" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if !legacy_prompt(raw) {
-                        self.at("prompt");
-                        return Err(de::Error::custom(
-                            "expected a string or an array of strings",
-                        ));
-                    }
-                    v.completions |= nonnull(raw);
-                    self.prompt(&mut v, "prompt", raw)?;
-                }
+                "prompt" => self.prompt(&mut v, "prompt", map.next_value()?)?,
                 "input" => {
                     let raw: &'de RawValue = map.next_value()?;
                     v.embeddings |= nonnull(raw);
@@ -593,7 +583,8 @@ impl<'de> ViewSeed<'de, '_> {
         }
     }
 
-    /// The legacy `prompt` or the embeddings `input`: counted as prompt bytes.
+    /// The legacy `prompt` (a string or strings; it makes the request a completions one) or the
+    /// embeddings `input`: counted as prompt bytes.
     fn prompt<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
@@ -601,6 +592,12 @@ impl<'de> ViewSeed<'de, '_> {
         raw: &'de RawValue,
     ) -> Result<(), E> {
         self.at(field);
+        if field == "prompt" {
+            if !legacy_prompt(raw) {
+                return Err(E::custom("expected a string or an array of strings"));
+            }
+            v.completions |= nonnull(raw);
+        }
         validate::check_depth(raw.get(), 1)?;
         v.prompt_bytes += raw.get().len();
         v.bound_bytes += raw.get().len() as u64;

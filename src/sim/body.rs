@@ -273,6 +273,23 @@ impl StreamState {
         s
     }
 
+    /// What goes before and after the text of a content event, in this stream's dialect.
+    fn content_event(&self) -> (&'static str, &'static str) {
+        if self.anthropic {
+            ("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", "\"}}\n\n")
+        } else if self.legacy {
+            (
+                "{\"index\":0,\"text\":\"",
+                "\",\"finish_reason\":null}]}\n\n",
+            )
+        } else {
+            (
+                "{\"index\":0,\"delta\":{\"content\":\"",
+                "\"},\"finish_reason\":null}]}\n\n",
+            )
+        }
+    }
+
     fn poll_frame(
         &mut self,
         sleep: &mut Option<Pin<Box<Sleep>>>,
@@ -330,23 +347,12 @@ impl StreamState {
                             .saturating_add(Plan::token_offset(self.per_token_nanos, upto - 1));
                         ready!(self.wait(sleep, at, cx));
                         let mut s = self.event(80 + 14 * (upto - self.emitted) as usize);
-                        if self.anthropic {
-                            s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"");
-                        } else if self.legacy {
-                            s.push_str("{\"index\":0,\"text\":\"");
-                        } else {
-                            s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
-                        }
+                        let (open, close) = self.content_event();
+                        s.push_str(open);
                         for i in self.emitted..upto {
                             push_token(&mut s, &mut self.rng, i);
                         }
-                        if self.anthropic {
-                            s.push_str("\"}}\n\n");
-                        } else if self.legacy {
-                            s.push_str("\",\"finish_reason\":null}]}\n\n");
-                        } else {
-                            s.push_str("\"},\"finish_reason\":null}]}\n\n");
-                        }
+                        s.push_str(close);
                         self.emitted = upto;
                         return data(Bytes::from(s));
                     }

@@ -99,6 +99,23 @@ impl std::fmt::Write for IdBuf {
 /// The worst-case cost of `route`: the dearest candidate's price of the prompt's upper bound
 /// ([`RequestView::prompt_bound`](crate::route::RequestView::prompt_bound)) plus the largest
 /// allowed output.
+/// What the meter takes from ModelRouting's `route`; the reservation's estimate when the
+/// request has a budget to reserve against.
+fn read_route(ctx: &mut Ctx, route: &Route) -> Option<Estimate> {
+    let view = route.view();
+    ctx.requested_model = view.requested_models().first().map(|m| (*m).to_owned());
+    ctx.catalog = Some(route.catalog().clone());
+    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+    ctx.request_ms = route.unix_millis();
+    ctx.prompt_estimate = route.prompt_tokens();
+    ctx.embeddings = view.embeddings;
+    ctx.completions = view.completions;
+    ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+    ctx.session_id = view.session_id.as_deref().map(str::to_owned);
+    (ctx.cfg.ledger.is_some() && ctx.key.is_some())
+        .then(|| estimate(route, ctx.images, ctx.cfg.default_max_tokens))
+}
+
 fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
     let prompt = route.view().prompt_bound();
     let requested = route.view().max_output();
@@ -184,25 +201,10 @@ where
             preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
         };
-        let mut est = None;
-        if let Some(route) = req.extensions().get::<Route>() {
-            ctx.requested_model = route
-                .view()
-                .requested_models()
-                .first()
-                .map(|m| (*m).to_owned());
-            ctx.catalog = Some(route.catalog().clone());
-            ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
-            ctx.request_ms = route.unix_millis();
-            ctx.prompt_estimate = route.prompt_tokens();
-            ctx.embeddings = route.view().embeddings;
-            ctx.completions = route.view().completions;
-            ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
-            ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
-            if cfg.ledger.is_some() && ctx.key.is_some() {
-                est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
-            }
-        }
+        let est = req
+            .extensions()
+            .get::<Route>()
+            .and_then(|route| read_route(&mut ctx, route));
         if ctx.session_id.is_none() {
             ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
         }
