@@ -19,7 +19,7 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 use support::{HttpClient, Reply};
 use tower_ai_gateway::catalog::Catalog;
-use tower_ai_gateway::sim::SimulatedProvider;
+use tower_ai_gateway::sim::{SimOutcome, SimulatedProvider};
 
 const MINI: &str = "openai/gpt-4o-mini";
 
@@ -195,6 +195,43 @@ async fn completions_stream_has_text_chunks_usage_and_done() {
     let g = gw.generation(&r).await;
     assert_eq!(g["streamed"], true, "{g}");
     assert_eq!(g["total_cost"], u["cost"], "{g}");
+}
+
+#[tokio::test]
+async fn completions_without_usage_are_estimated_from_prompt_and_text() {
+    let gw = start().await;
+    let e = gw
+        .catalog
+        .endpoints(MINI)
+        .iter()
+        .find(|e| e.provider_slug() == "azure")
+        .unwrap()
+        .clone();
+    // A stream that ends after some text, without usage.
+    gw.sim
+        .model_handle("azure.sim", e.upstream_model())
+        .unwrap()
+        .push_script([SimOutcome::Truncated]);
+    let body = json!({"model": MINI, "prompt": "Once upon a time", "stream": true,
+        "max_tokens": 40, "provider": {"only": ["azure"]}});
+    let r = gw.post("/api/v1/completions", &body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text: usize = events(&r.body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| c["choices"].get(0)?["text"].as_str().map(str::len))
+        .sum();
+    assert!(text > 0, "some text came before the cut");
+    let g = gw.generation(&r).await;
+    assert_eq!(g["usage_missing"], true, "{g}");
+    // The prompt from its bytes (`"Once upon a time"`, quotes included: 18 → 5 tokens), the
+    // completion from the text's bytes (a quarter, rounded up).
+    assert_eq!(g["tokens_prompt"], 5, "{g}");
+    assert_eq!(g["tokens_completion"], text.div_ceil(4) as u64, "{g}");
+    // The gateway ended the cut stream with an error: insured, so free
+    // (<https://openrouter.ai/docs/guides/features/zero-completion-insurance>).
+    assert_eq!(g["finish_reason"], "error", "{g}");
+    assert_eq!(g["total_cost"], 0, "{g}");
 }
 
 #[tokio::test]
