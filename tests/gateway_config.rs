@@ -139,6 +139,22 @@ fn example_config_loads() {
         rl.layer.free_limits_of(&key("backend")),
         Some(FreeLimits::new(20, 50))
     );
+
+    // The preset, as its comment says.
+    let p = cfg.presets.get("reviewer").expect("the reviewer preset");
+    assert_eq!(p.model.as_deref(), Some("local/qwen2.5-coder-7b"));
+    assert_eq!(p.models, Some(vec!["openai/gpt-4o-mini".to_owned()]));
+    assert_eq!(
+        p.provider,
+        Some(serde_json::json!({"data_collection": "deny"}))
+    );
+    assert_eq!(p.parameters["temperature"], 0.1);
+    assert_eq!(p.parameters["max_tokens"], 800);
+    assert!(p
+        .system_prompt
+        .as_deref()
+        .unwrap()
+        .starts_with("You review code."));
 }
 
 #[test]

@@ -130,12 +130,13 @@ pub fn build(config: Config) -> (Router, AppState) {
         Upstream::Sim(sim) => sim_client(sim),
         Upstream::Http => http_client(),
     };
+    let presets = config.presets;
     build_with_client(
         config.catalog.into(),
         client,
         config.keys,
         config.loopback_without_key,
-        |l| l,
+        move |l| l.presets(presets),
         config.body_limit,
         config.floor,
         config.cap,

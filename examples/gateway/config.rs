@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tower_ai_gateway::catalog::{AuthStyle, Catalog, CatalogFile, Credentials, Usd, WireFormat};
 use tower_ai_gateway::data_policy::DataFloor;
-use tower_ai_gateway::route::MaxPrice;
+use tower_ai_gateway::route::{MaxPrice, Presets};
 use tower_ai_gateway::sim::{SimOutcome, SimProfile, SimulatedProvider};
 use tower_ai_gateway::usage_meter::Period;
 
@@ -79,6 +79,9 @@ pub struct GatewaySection {
     /// `[gateway.server]`: limits for slow, idle and too many callers (`server.rs`).
     #[serde(default)]
     pub server: ServerSection,
+    /// `[gateway.presets.NAME]`: named request configurations (`"model": "@preset/NAME"`).
+    #[serde(default)]
+    pub presets: std::collections::BTreeMap<String, tower_ai_gateway::model_routing::Preset>,
     /// A token that may scrape `/metrics` (and nothing else)…
     #[serde(default)]
     pub metrics_token: Option<String>,
@@ -151,6 +154,8 @@ pub struct Config {
     /// `--trace-content`: bytes of prompt / completion text recorded on the request spans (0:
     /// none, the default).
     pub trace_content: usize,
+    /// `[gateway.presets]` (the demo: [`DEMO_PRESETS`]).
+    pub presets: Presets,
 }
 
 #[cfg(feature = "redis")]
@@ -262,6 +267,16 @@ pub const DEMO_EMBEDDINGS: &[u8] = br#"{
   }
 }"#;
 
+/// The demo's presets (`"model": "@preset/NAME"`, `"preset": "NAME"`,
+/// `"model": "AUTHOR/SLUG@preset/NAME"`).
+pub const DEMO_PRESETS: &[u8] = br#"{
+  "support": {"model": "openai/gpt-4o-mini", "temperature": 0.2, "max_tokens": 200,
+              "system_prompt": "You are a support agent. Answer in two sentences.",
+              "provider": {"sort": "price"}},
+  "open-weights": {"models": ["meta-llama/llama-3.3-70b-instruct", "deepseek/deepseek-chat"],
+                   "provider": {"data_collection": "deny"}, "top_p": 0.9}
+}"#;
+
 /// The embedded default: the demo catalog over simulated providers with varied prices, latencies,
 /// failure rates and data policies.
 pub fn demo(seed: u64, zero_latency: bool) -> Config {
@@ -361,6 +376,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
         redis: None,
         redis_stores: None,
         trace_content: 0,
+        presets: Presets::from_json(DEMO_PRESETS).expect("the demo presets are valid"),
     }
 }
 
@@ -459,5 +475,6 @@ pub fn from_file(path: &Path) -> Result<Config, String> {
         redis: gateway.redis,
         redis_stores: None,
         trace_content: 0,
+        presets: Presets::new(gateway.presets).map_err(|e| format!("[gateway.presets]: {e}"))?,
     })
 }

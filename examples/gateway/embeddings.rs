@@ -1,6 +1,8 @@
-//! `/api/v1/embeddings` (and `/v1/embeddings`): the chat stack as it is — routing, price caps,
-//! data policies, fallback and metering apply to embeddings requests (an `input` instead of
-//! `messages`), which ProviderFallback sends to the provider's `/embeddings`.
+//! `/api/v1/embeddings` (and `/v1/embeddings`) and the legacy `/api/v1/completions` (and
+//! `/v1/completions`): the chat stack as it is — routing, price caps, data policies, fallback and
+//! metering apply to embeddings requests (an `input` instead of `messages`) and to completions
+//! requests (a `prompt`; ModelRouting answers 400 when a `/completions` body has none), which
+//! ProviderFallback sends to the provider's `/embeddings` or `/completions`.
 
 use axum::extract::{Request, State};
 use axum::middleware;
@@ -9,7 +11,7 @@ use axum::Router;
 
 use super::{auth, serve_on, AppState};
 
-/// The embeddings routes, served by `state.stack`.
+/// The embeddings and legacy completions routes, served by `state.stack`.
 pub(super) fn routes(state: &AppState) -> Router<AppState> {
     let handler = |route: &'static str| {
         move |State(state): State<AppState>, req: Request| async move {
@@ -20,5 +22,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/embeddings", post(handler("/api/v1/embeddings")))
         .route("/v1/embeddings", post(handler("/v1/embeddings")))
+        .route("/api/v1/completions", post(handler("/api/v1/completions")))
+        .route("/v1/completions", post(handler("/v1/completions")))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth))
 }

@@ -193,9 +193,16 @@ impl<S> Run<S> {
 
     fn build(&self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
         let e = self.route.endpoint(c);
-        // Embeddings exist on the OpenAI wire only.
-        let embeddings = self.chat().1.embeddings;
-        if embeddings && wire != Wire::Chat {
+        // Embeddings and legacy completions exist on the OpenAI wire only.
+        let view = self.chat().1;
+        let path = if view.embeddings {
+            Some("/embeddings")
+        } else if view.completions {
+            Some("/completions")
+        } else {
+            None
+        };
+        if path.is_some() && wire != Wire::Chat {
             return Err(AttemptError::UnsupportedWireFormat);
         }
         let body = match self.original.as_ref().filter(|_| wire.passthrough()) {
@@ -218,7 +225,6 @@ impl<S> Run<S> {
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };
-        let path = embeddings.then_some("/embeddings");
         build_request(
             &self.route,
             c,

@@ -78,6 +78,9 @@ struct Choice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
+    /// A legacy completions chunk's text.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -102,11 +105,12 @@ fn nonempty(s: &Option<Cow<'_, str>>) -> bool {
 
 impl Chunk<'_> {
     /// A data event is content-bearing when a choice's delta has non-empty `content`, `reasoning`,
-    /// `refusal` or `tool_calls`, a choice has a `finish_reason`, or the chunk carries `usage`.
+    /// `refusal` or `tool_calls`, a choice has a non-empty `text` (legacy completions), a choice has a `finish_reason`, or the chunk carries `usage`.
     fn has_content(&self) -> bool {
         nonnull(self.usage)
             || self.choices.iter().flatten().any(|c| {
                 nonnull(c.finish_reason)
+                    || nonempty(&c.text)
                     || c.delta.as_ref().is_some_and(|d| {
                         nonempty(&d.content)
                             || nonempty(&d.reasoning)
@@ -339,6 +343,15 @@ mod tests {
         let role_end = s.windows(4).position(|w| w == b"}]}\n").unwrap() + 5;
         let p = phases(&[&s[..role_end], &s[role_end..]]);
         assert_eq!(p, vec![Phase::Waiting, Phase::Done]);
+    }
+
+    #[test]
+    fn legacy_text_is_content() {
+        let mut w = Watch::new();
+        w.feed(b"data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":null}]}\n\n");
+        assert_eq!(w.phase, Phase::Waiting);
+        w.feed(b"data: {\"choices\":[{\"index\":0,\"text\":\"Hi\",\"finish_reason\":null}]}\n\n");
+        assert_eq!(w.phase, Phase::Started);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::route::{Candidate, Route};
 use crate::wire::Wire;
 
 /// The request for one candidate: `POST {base_url}{path}` (the wire's path unless `path` names
-/// another: `/embeddings`), `body` (already in the attempt's wire format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
+/// another: `/embeddings`, `/completions`), `body` (already in the attempt's wire format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
 /// the wire's required headers, then the provider's credentials.
 pub(crate) fn build_request(
     route: &Route,

@@ -152,9 +152,9 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>, Error = E, Future = F>,
 {
     /// Parses the body; then loads the session's shared sticky endpoints, or routes at once.
-    fn start(config: Arc<Config>, parts: Parts, inner: S, bytes: Bytes) -> State<B, S, F> {
-        let view = match RequestView::parse(&bytes) {
-            Ok(view) => view.into_owned(),
+    fn start(config: Arc<Config>, mut parts: Parts, inner: S, bytes: Bytes) -> State<B, S, F> {
+        let (bytes, view) = match prepare(&config, &mut parts, bytes) {
+            Ok(prepared) => prepared,
             Err(e) => return State::Rejected { error: Some(e) },
         };
         match (&config.sticky_store, session_key(&view, &parts.headers)) {
@@ -276,4 +276,37 @@ where
             }
         }
     }
+}
+
+/// The buffered body with the preset it names merged in (see
+/// [`Presets::apply`](crate::route::Presets::apply); the preset's name goes in the extensions),
+/// parsed.
+fn prepare(
+    config: &Config,
+    parts: &mut Parts,
+    bytes: Bytes,
+) -> Result<(Bytes, RequestView<'static>), GatewayError> {
+    let bytes = match config.presets.apply(&bytes)? {
+        Some((merged, name)) => {
+            parts.extensions.insert(name);
+            merged
+        }
+        None => bytes,
+    };
+    let view = RequestView::parse(&bytes)?;
+    if legacy_path(&parts.uri) && !view.completions {
+        return Err(GatewayError::invalid_request(
+            "prompt",
+            "a `prompt` (a string or an array of strings) is required by /completions",
+        ));
+    }
+    let view = view.into_owned();
+    Ok((bytes, view))
+}
+
+/// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a
+/// `prompt`.
+fn legacy_path(uri: &http::Uri) -> bool {
+    let path = uri.path();
+    path.ends_with("/completions") && !path.ends_with("/chat/completions")
 }

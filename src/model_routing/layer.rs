@@ -12,7 +12,7 @@ use super::ModelRouting;
 use crate::catalog::CatalogHandle;
 use crate::clock::{system_clock, Clock, SharedClock};
 use crate::health::{HealthSource, SharedHealth};
-use crate::route::{BalancePolicy, InverseSquarePrice};
+use crate::route::{BalancePolicy, InverseSquarePrice, Presets};
 
 /// Settings shared by every clone of the layer and its services.
 #[derive(Clone)]
@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) clock: SharedClock,
     /// Ranks models for `openrouter/auto`.
     pub(crate) auto_router: Arc<dyn AutoRouter>,
+    /// Presets applied before the request is parsed (none by default).
+    pub(crate) presets: Presets,
 }
 
 /// The default request body limit: 10 MiB.
@@ -67,6 +69,7 @@ impl ModelRoutingLayer {
                 sticky_store: None,
                 clock: system_clock(),
                 auto_router: Arc::new(TieredRouter::default()),
+                presets: Presets::default(),
             }),
         }
     }
@@ -85,6 +88,15 @@ impl ModelRoutingLayer {
     /// cheapest capable models).
     pub fn auto_router(mut self, router: impl AutoRouter) -> Self {
         self.cfg().auto_router = Arc::new(router);
+        self
+    }
+
+    /// The operator's [`Presets`]: a request naming one (`"model": "@preset/NAME"`,
+    /// `"preset": "NAME"` or `"model": "AUTHOR/SLUG@preset/NAME"`) gets it merged in before it is
+    /// parsed, the request's own members winning
+    /// (<https://openrouter.ai/docs/guides/features/presets>); an unknown preset is a 404.
+    pub fn presets(mut self, presets: Presets) -> Self {
+        self.cfg().presets = presets;
         self
     }
 

@@ -150,7 +150,9 @@ mod service;
 mod sticky;
 mod sticky_store;
 
-pub use crate::route::{BalanceInput, BalancePolicy, InverseSquarePrice};
+pub use crate::route::{
+    AppliedPreset, BalanceInput, BalancePolicy, InverseSquarePrice, Preset, Presets,
+};
 pub use future::ResponseFuture;
 pub(crate) use layer::Config;
 pub use layer::{ModelRoutingLayer, DEFAULT_BODY_LIMIT};

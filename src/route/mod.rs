@@ -31,6 +31,7 @@ mod middle_out;
 #[macro_use]
 mod future;
 mod prefs;
+mod preset;
 mod request;
 #[allow(clippy::module_inception)]
 mod route;
@@ -52,6 +53,7 @@ pub(crate) use prefs::{span_of, Str};
 pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
+pub use preset::{AppliedPreset, Preset, Presets};
 pub(crate) use request::write_json_str;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;

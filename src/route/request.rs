@@ -110,6 +110,10 @@ pub struct RequestView<'a> {
     /// The body is an embeddings request (it has an `input`): ProviderFallback sends it to
     /// `{base_url}/embeddings`, on the OpenAI wire only.
     pub embeddings: bool,
+    /// The body is a legacy completions request (it has a `prompt`, a string or an array of
+    /// strings): ProviderFallback sends it to `{base_url}/completions`, on the OpenAI wire only
+    /// (<https://openrouter.ai/docs/api/reference/overview>).
+    pub completions: bool,
 }
 
 /// The `auto-router` plugin's settings
@@ -361,6 +365,7 @@ impl<'a> RequestView<'a> {
             object_start: self.object_start,
             has_input: self.has_input,
             embeddings: self.embeddings,
+            completions: self.completions,
         }
     }
 
@@ -578,7 +583,8 @@ impl<'de> ViewSeed<'de, '_> {
         }
     }
 
-    /// The legacy `prompt` or the embeddings `input`: counted as prompt bytes.
+    /// The legacy `prompt` (a string or strings; it makes the request a completions one) or the
+    /// embeddings `input`: counted as prompt bytes.
     fn prompt<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
@@ -586,6 +592,12 @@ impl<'de> ViewSeed<'de, '_> {
         raw: &'de RawValue,
     ) -> Result<(), E> {
         self.at(field);
+        if field == "prompt" {
+            if !legacy_prompt(raw) {
+                return Err(E::custom("expected a string or an array of strings"));
+            }
+            v.completions |= nonnull(raw);
+        }
         validate::check_depth(raw.get(), 1)?;
         v.prompt_bytes += raw.get().len();
         v.bound_bytes += raw.get().len() as u64;
@@ -936,6 +948,18 @@ impl<'de> Deserialize<'de> for Message<'de> {
         }
         d.deserialize_map(V)
     }
+}
+
+/// A legacy completions `prompt`: `null`, a string or an array of strings (`raw` is valid JSON,
+/// so its first byte tells its type).
+fn legacy_prompt(raw: &RawValue) -> bool {
+    let is_string = |r: &RawValue| r.get().trim_start().starts_with('"');
+    let s = raw.get().trim_start();
+    s == "null"
+        || is_string(raw)
+        || (s.starts_with('[')
+            && serde_json::from_str::<Vec<&RawValue>>(s)
+                .is_ok_and(|items| items.iter().all(|r| is_string(r))))
 }
 
 #[cfg(test)]

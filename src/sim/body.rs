@@ -182,6 +182,8 @@ pub(crate) struct StreamState {
     prefix: String,
     /// Anthropic Messages events instead of chat-completion chunks.
     anthropic: bool,
+    /// Legacy completions chunks (`choices[].text`) instead of chat-completion chunks.
+    legacy: bool,
     rng: SimRng,
     /// When the head was delivered; `None` for zero-latency profiles, which never wait.
     t0: Option<Instant>,
@@ -207,6 +209,7 @@ impl StreamState {
         StreamState {
             prefix,
             anthropic: plan.anthropic,
+            legacy: plan.legacy,
             rng: plan.content_rng,
             t0: timed.then(Instant::now),
             reached: Duration::ZERO,
@@ -270,6 +273,23 @@ impl StreamState {
         s
     }
 
+    /// What goes before and after the text of a content event, in this stream's dialect.
+    fn content_event(&self) -> (&'static str, &'static str) {
+        if self.anthropic {
+            ("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"", "\"}}\n\n")
+        } else if self.legacy {
+            (
+                "{\"index\":0,\"text\":\"",
+                "\",\"finish_reason\":null}]}\n\n",
+            )
+        } else {
+            (
+                "{\"index\":0,\"delta\":{\"content\":\"",
+                "\"},\"finish_reason\":null}]}\n\n",
+            )
+        }
+    }
+
     fn poll_frame(
         &mut self,
         sleep: &mut Option<Pin<Box<Sleep>>>,
@@ -295,7 +315,11 @@ impl StreamState {
                         return data(Bytes::from(std::mem::take(&mut self.prefix)));
                     }
                     let mut s = self.event(96);
-                    s.push_str("{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
+                    s.push_str(if self.legacy {
+                        "{\"index\":0,\"text\":\"\",\"finish_reason\":null}]}\n\n"
+                    } else {
+                        "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+                    });
                     return data(Bytes::from(s));
                 }
                 Phase::Content => {
@@ -305,6 +329,8 @@ impl StreamState {
                         let mut s = self.event(48);
                         if self.anthropic {
                             s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\n\n");
+                        } else if self.legacy {
+                            s.push_str("{\"index\":0,\"text\":\n\n");
                         } else {
                             s.push_str("{\"index\":0,\"delta\":{\"content\":\n\n");
                         }
@@ -321,19 +347,12 @@ impl StreamState {
                             .saturating_add(Plan::token_offset(self.per_token_nanos, upto - 1));
                         ready!(self.wait(sleep, at, cx));
                         let mut s = self.event(80 + 14 * (upto - self.emitted) as usize);
-                        if self.anthropic {
-                            s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"");
-                        } else {
-                            s.push_str("{\"index\":0,\"delta\":{\"content\":\"");
-                        }
+                        let (open, close) = self.content_event();
+                        s.push_str(open);
                         for i in self.emitted..upto {
                             push_token(&mut s, &mut self.rng, i);
                         }
-                        if self.anthropic {
-                            s.push_str("\"}}\n\n");
-                        } else {
-                            s.push_str("\"},\"finish_reason\":null}]}\n\n");
-                        }
+                        s.push_str(close);
                         self.emitted = upto;
                         return data(Bytes::from(s));
                     }
@@ -352,9 +371,14 @@ impl StreamState {
                             );
                             return data(Bytes::from(s));
                         }
+                        let open = if self.legacy {
+                            "\"text\":\"\""
+                        } else {
+                            "\"delta\":{}"
+                        };
                         let _ = write!(
                             s,
-                            "{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{}\"}}]}}\n\n",
+                            "{{\"index\":0,{open},\"finish_reason\":\"{}\"}}]}}\n\n",
                             self.finish
                         );
                         return data(Bytes::from(s));
@@ -375,7 +399,12 @@ impl StreamState {
                             return data(Bytes::from(s));
                         }
                         let mut s = self.event(160);
-                        s.push_str("{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}],\"error\":{\"code\":502,\"message\":\"upstream provider error\"}}\n\n");
+                        s.push_str(if self.legacy {
+                            "{\"index\":0,\"text\":\"\","
+                        } else {
+                            "{\"index\":0,\"delta\":{\"content\":\"\"},"
+                        });
+                        s.push_str("\"finish_reason\":\"error\"}],\"error\":{\"code\":502,\"message\":\"upstream provider error\"}}\n\n");
                         return data(Bytes::from(s));
                     }
                     StreamEnd::BodyError => {

@@ -58,20 +58,50 @@ pub(crate) struct ChatRequest<'a> {
     /// The Anthropic Messages wire's top-level `system` (a string or text blocks).
     #[serde(default)]
     system: Option<TextBytes>,
+    /// The legacy completions `prompt` (a string or strings).
+    #[serde(default)]
+    prompt: Option<Prompt>,
+}
+
+/// A legacy `prompt`: a string or an array of strings, counted by bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Prompt {
+    fn bytes(&self) -> u64 {
+        match self {
+            Prompt::One(s) => s.len() as u64,
+            Prompt::Many(v) => v.iter().map(|s| s.len() as u64).sum(),
+        }
+    }
 }
 
 impl<'a> ChatRequest<'a> {
-    /// Parses and validates a body; `Err` carries the message of a 400 answer.
-    pub(crate) fn parse(body: &'a [u8]) -> Result<Self, String> {
+    /// Parses and validates a body (a legacy completions body, with a `prompt`, when `legacy`);
+    /// `Err` carries the message of a 400 answer.
+    pub(crate) fn parse(body: &'a [u8], legacy: bool) -> Result<Self, String> {
         let req: ChatRequest<'a> = serde_json::from_slice(body)
             .map_err(|e| format!("We could not parse the JSON body of your request: {e}"))?;
         if req.model.is_none() {
             return Err("you must provide a model parameter".into());
         }
-        if req.messages.is_none() {
+        if legacy && req.prompt.is_none() {
+            return Err("'prompt' is a required property".into());
+        }
+        if !legacy && req.messages.is_none() {
             return Err("'messages' is a required property".into());
         }
         Ok(req)
+    }
+
+    /// A chat body ([`parse`](Self::parse) without `legacy`).
+    #[cfg(test)]
+    pub(crate) fn parse_chat(body: &'a [u8]) -> Result<Self, String> {
+        Self::parse(body, false)
     }
 
     /// The output cap: the smaller of `max_tokens` and `max_completion_tokens` when given.
@@ -88,7 +118,8 @@ impl<'a> ChatRequest<'a> {
             .messages
             .as_ref()
             .map_or(0, |m| m.0)
-            .saturating_add(self.system.as_ref().map_or(0, |s| s.0));
+            .saturating_add(self.system.as_ref().map_or(0, |s| s.0))
+            .saturating_add(self.prompt.as_ref().map_or(0, Prompt::bytes));
         bytes.div_ceil(4).max(1)
     }
 }
@@ -172,19 +203,19 @@ mod tests {
         let body = br#"{"model":"m","messages":[{"role":"system","content":"12345678"},
             {"role":"user","content":[{"type":"text","text":"abcd"},{"type":"image_url","image_url":{"url":"x"}}]},
             {"role":"assistant","content":null}]}"#;
-        let r = ChatRequest::parse(body).expect("parses");
+        let r = ChatRequest::parse_chat(body).expect("parses");
         assert_eq!(r.prompt_tokens(), 3);
         assert_eq!(r.model.as_deref(), Some("m"));
     }
 
     #[test]
     fn rejects_bad_bodies() {
-        assert!(ChatRequest::parse(b"{").is_err());
-        assert!(ChatRequest::parse(br#"{"messages":[]}"#).is_err());
-        assert!(ChatRequest::parse(br#"{"model":"m"}"#).is_err());
-        assert!(ChatRequest::parse(br#"{"model":"m","messages":"x"}"#).is_err());
-        assert!(ChatRequest::parse(br#"{"model":"m","messages":[],"stream":"yes"}"#).is_err());
-        let ok = ChatRequest::parse(
+        assert!(ChatRequest::parse_chat(b"{").is_err());
+        assert!(ChatRequest::parse_chat(br#"{"messages":[]}"#).is_err());
+        assert!(ChatRequest::parse_chat(br#"{"model":"m"}"#).is_err());
+        assert!(ChatRequest::parse_chat(br#"{"model":"m","messages":"x"}"#).is_err());
+        assert!(ChatRequest::parse_chat(br#"{"model":"m","messages":[],"stream":"yes"}"#).is_err());
+        let ok = ChatRequest::parse_chat(
             br#"{"model":"m","messages":[],"max_tokens":5,"max_completion_tokens":3}"#,
         )
         .expect("parses");
@@ -196,10 +227,19 @@ mod tests {
     fn anthropic_system_counts() {
         let body = br#"{"model":"m","max_tokens":9,"system":[{"type":"text","text":"12345678"}],
             "messages":[{"role":"user","content":[{"type":"text","text":"abcd"}]}]}"#;
-        let r = ChatRequest::parse(body).expect("parses");
+        let r = ChatRequest::parse_chat(body).expect("parses");
         assert_eq!(r.prompt_tokens(), 3);
-        let r =
-            ChatRequest::parse(br#"{"model":"m","system":"abcd","messages":[]}"#).expect("parses");
+        let r = ChatRequest::parse_chat(br#"{"model":"m","system":"abcd","messages":[]}"#)
+            .expect("parses");
         assert_eq!(r.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn legacy_prompts() {
+        let r = ChatRequest::parse(br#"{"model":"m","prompt":["1234","5678"]}"#, true).unwrap();
+        assert_eq!(r.prompt_tokens(), 2);
+        assert!(ChatRequest::parse(br#"{"model":"m","messages":[]}"#, true).is_err());
+        assert!(ChatRequest::parse(br#"{"model":"m","prompt":3}"#, true).is_err());
+        assert!(ChatRequest::parse(br#"{"model":"m","prompt":"x"}"#, false).is_err());
     }
 }

@@ -83,6 +83,9 @@ pub(crate) struct Plan {
     pub(crate) model_json: String,
     /// Answer in the Anthropic Messages wire (the request's path ended in `/messages`).
     pub(crate) anthropic: bool,
+    /// Answer in the legacy completions shape (`text_completion`, `choices[].text`; the
+    /// request's path ended in `/completions` but not `/chat/completions`).
+    pub(crate) legacy: bool,
     retry_after: Duration,
     retry_after_ms: bool,
     timeout_delay: Duration,
@@ -137,6 +140,7 @@ impl Plan {
             created,
             model_json,
             anthropic: false,
+            legacy: false,
             retry_after: profile.retry_after,
             retry_after_ms: profile.retry_after_ms,
             timeout_delay: profile.timeout_delay,
@@ -276,8 +280,13 @@ impl Plan {
         let mut s = String::with_capacity(96 + self.model_json.len());
         let _ = write!(
             s,
-            "data: {{\"id\":\"{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"choices\":[",
+            "data: {{\"id\":\"{}\",\"object\":\"{}\",\"created\":{},\"model\":{},\"choices\":[",
             self.id_str(),
+            if self.legacy {
+                "text_completion"
+            } else {
+                "chat.completion.chunk"
+            },
             self.created,
             self.model_json
         );
@@ -325,9 +334,17 @@ impl Plan {
             return self.message_json(tokens);
         }
         let mut s = String::with_capacity(256 + self.model_json.len() + tokens as usize * 8);
+        let (object, open) = if self.legacy {
+            ("text_completion", "\"text\":\"")
+        } else {
+            (
+                "chat.completion",
+                "\"message\":{\"role\":\"assistant\",\"content\":\"",
+            )
+        };
         let _ = write!(
             s,
-            "{{\"id\":\"{}\",\"object\":\"chat.completion\",\"created\":{},\"model\":{},\"system_fingerprint\":null,\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"",
+            "{{\"id\":\"{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"system_fingerprint\":null,\"choices\":[{{\"index\":0,{open}",
             self.id_str(),
             self.created,
             self.model_json
@@ -336,7 +353,7 @@ impl Plan {
         for i in 0..tokens {
             push_token(&mut s, &mut rng, i);
         }
-        s.push_str("\"},");
+        s.push_str(if self.legacy { "\"," } else { "\"}," });
         match error {
             None => {
                 let _ = write!(s, "\"finish_reason\":\"{}\"}}],", self.finish);

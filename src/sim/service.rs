@@ -322,9 +322,9 @@ impl Shared {
         let (parts, body) = req.into_parts();
         let anthropic = parts.uri.path().ends_with("/messages");
         let embeddings = parts.uri.path().ends_with("/embeddings");
-        if parts.method != Method::POST
-            || !(anthropic || embeddings || parts.uri.path().ends_with("/chat/completions"))
-        {
+        let chat = parts.uri.path().ends_with("/chat/completions");
+        let legacy = !chat && parts.uri.path().ends_with("/completions");
+        if parts.method != Method::POST || !(anthropic || embeddings || chat || legacy) {
             let msg = format!("Invalid URL ({} {})", parts.method, parts.uri.path());
             return Ok(error_response(StatusCode::NOT_FOUND, Some(&msg), false));
         }
@@ -343,7 +343,7 @@ impl Shared {
         if embeddings {
             return Ok(self.embeddings(host, &parts, bytes));
         }
-        let parsed = ChatRequest::parse(&bytes);
+        let parsed = ChatRequest::parse(&bytes, legacy);
         let model = parsed.as_ref().ok().and_then(|r| r.model.as_deref());
         let Some(slot) = self
             .resolve(host, model)
@@ -368,6 +368,7 @@ impl Shared {
                 let mut plan =
                     Plan::new(&slot.profile, rng, &req, slot.next_scripted(), self.created);
                 plan.anthropic = anthropic;
+                plan.legacy = legacy;
                 plan
             }
             Err(msg) => {

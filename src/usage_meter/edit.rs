@@ -391,7 +391,7 @@ impl Handler<'_> {
     /// Meters the content of `d` and notes its finish reason; returns the content's length and
     /// the offset where it ends.
     fn observe_content(&mut self, d: &[u8]) -> (u64, usize) {
-        let (n, after) = scan::content_len(d, &mut self.obs.content_hint);
+        let (n, after) = scan::content_len(d, &mut self.obs.content_hint, self.ctx.completions);
         self.content(n);
         if self.ctx.cfg.content_limit > 0 {
             if let Some(raw) = usize::try_from(n)

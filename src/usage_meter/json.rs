@@ -267,6 +267,9 @@ struct Choice<'a> {
     message: Option<Message<'a>>,
     #[serde(borrow, default)]
     delta: Option<Message<'a>>,
+    /// A legacy completions choice's text.
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +293,9 @@ fn summarize(list: &[Choice<'_>]) -> ChoicesSummary {
     for c in list {
         if s.finish_reason.is_none() {
             s.finish_reason = c.finish_reason.as_deref().map(str::to_owned);
+        }
+        if let Some(t) = c.text.filter(|t| t.get() != "null") {
+            s.content_bytes += t.get().len() as u64;
         }
         for m in c.message.iter().chain(c.delta.iter()) {
             for r in [m.content, m.reasoning, m.tool_calls].into_iter().flatten() {
@@ -369,5 +375,14 @@ mod tests {
             out,
             br#"{"id" : "gen", "model":"m", "usage":{"prompt_tokens":1}}"#
         );
+    }
+
+    #[test]
+    fn legacy_text_is_content() {
+        let raw: Box<RawValue> =
+            serde_json::from_str(r#"[{"index":0,"text":"abcd","finish_reason":"stop"}]"#).unwrap();
+        let s = choices(&raw);
+        assert_eq!(s.content_bytes, 6);
+        assert_eq!(s.finish_reason.as_deref(), Some("stop"));
     }
 }

@@ -140,6 +140,8 @@ pub struct GenerationRecord {
     pub session_id: Option<String>,
     /// The service tier that served the request (`default` unless the endpoint is a tier's).
     pub service_tier: Option<&'static str>,
+    /// The preset the request used (`@preset/NAME` or `preset`), if any.
+    pub preset_id: Option<Arc<str>>,
 }
 
 impl GenerationRecord {
@@ -187,6 +189,7 @@ impl GenerationRecord {
             "app_name": self.app.title,
             "session_id": self.session_id,
             "service_tier": self.service_tier,
+            "preset_id": self.preset_id.as_deref(),
             "router": null,
             "response_cache_source_id": null,
         })
@@ -430,6 +433,7 @@ mod tests {
             app: App::default(),
             session_id: None,
             service_tier: None,
+            preset_id: None,
         })
     }
 

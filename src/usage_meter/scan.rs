@@ -13,6 +13,7 @@ static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error
 static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
 static OPEN_OBJECT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":{"));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
+static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\":"));
 
 /// `b` without its leading ASCII whitespace.
 pub(crate) fn trim_start(b: &[u8]) -> &[u8] {
@@ -85,10 +86,11 @@ fn usage_or_error_compact(d: &[u8]) -> bool {
     })
 }
 
-/// Bytes of the string value after `"content":` (escapes counted as written), and the offset
-/// where the scan stopped.
-pub(crate) fn content_len(d: &[u8], hint: &mut usize) -> (u64, usize) {
-    let needle = CONTENT.needle();
+/// Bytes of the string value after `"content":` (or `"text":` in a legacy completions chunk, when
+/// `text`; escapes counted as written), and the offset where the scan stopped.
+pub(crate) fn content_len(d: &[u8], hint: &mut usize, text: bool) -> (u64, usize) {
+    let finder: &Finder<'static> = if text { &TEXT } else { &CONTENT };
+    let needle = finder.needle();
     let at_hint = hint
         .checked_add(needle.len())
         .and_then(|end| d.get(*hint..end))
@@ -96,13 +98,13 @@ pub(crate) fn content_len(d: &[u8], hint: &mut usize) -> (u64, usize) {
     let i = if at_hint {
         *hint
     } else {
-        let Some(i) = CONTENT.find(d) else {
+        let Some(i) = finder.find(d) else {
             return (0, 0);
         };
         *hint = i;
         i
     };
-    let start = i + CONTENT.needle().len();
+    let start = i + needle.len();
     let rest = trim_start(&d[start..]);
     let base = d.len() - rest.len() + 1;
     let Some(s) = rest.strip_prefix(b"\"") else {
@@ -169,5 +171,14 @@ mod tests {
         fn compact_check_is_the_brace_scan(d in event()) {
             prop_assert_eq!(usage_or_error_compact(&d), usage_or_error_compact_slow(&d));
         }
+    }
+
+    #[test]
+    fn text_or_content() {
+        let d = br#"{"choices":[{"index":0,"text":"hey","finish_reason":null}]}"#;
+        let mut hint = 0;
+        assert_eq!(content_len(d, &mut hint, true).0, 3);
+        let mut hint = 0;
+        assert_eq!(content_len(d, &mut hint, false).0, 0);
     }
 }

@@ -19,7 +19,7 @@ use super::metadata::{metadata_requested, Plan};
 use super::record::{header_str, App, GenerationId};
 use super::settle::Ctx;
 use crate::catalog::Usd;
-use crate::route::Route;
+use crate::route::{AppliedPreset, Route};
 use crate::telemetry;
 use tracing::Span;
 
@@ -98,6 +98,26 @@ impl std::fmt::Write for IdBuf {
     }
 }
 
+/// What the meter takes from ModelRouting's `route`; the reservation's estimate when the
+/// request has a budget to reserve against; the `openrouter_metadata` plan when asked.
+fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option<Estimate> {
+    let view = route.view();
+    ctx.requested_model = view.requested_models().first().map(|m| (*m).to_owned());
+    ctx.catalog = Some(route.catalog().clone());
+    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+    ctx.request_ms = route.unix_millis();
+    ctx.prompt_estimate = route.prompt_tokens();
+    ctx.embeddings = view.embeddings;
+    ctx.completions = view.completions;
+    ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+    ctx.session_id = view.session_id.as_deref().map(str::to_owned);
+    if ctx.rewrite && metadata_requested(headers) {
+        ctx.metadata = Some(Plan::new(route));
+    }
+    (ctx.cfg.ledger.is_some() && ctx.key.is_some())
+        .then(|| estimate(route, ctx.images, ctx.cfg.default_max_tokens))
+}
+
 /// The worst-case cost of `route`: the dearest candidate's price of the prompt's upper bound
 /// ([`RequestView::prompt_bound`](crate::route::RequestView::prompt_bound)) plus the largest
 /// allowed output.
@@ -132,25 +152,6 @@ fn estimate(route: &Route, images: u64, default_max: u64) -> Estimate {
         }
     }
     best
-}
-
-/// What the request's route tells the context (and its `openrouter_metadata` plan, when asked).
-fn routed(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) {
-    ctx.requested_model = route
-        .view()
-        .requested_models()
-        .first()
-        .map(|m| (*m).to_owned());
-    ctx.catalog = Some(route.catalog().clone());
-    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
-    ctx.request_ms = route.unix_millis();
-    ctx.prompt_estimate = route.prompt_tokens();
-    ctx.embeddings = route.view().embeddings;
-    ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
-    ctx.session_id = route.view().session_id.as_deref().map(str::to_owned);
-    if ctx.rewrite && metadata_requested(headers) {
-        ctx.metadata = Some(Plan::new(route));
-    }
 }
 
 /// Opens the request's `gen_ai.request` span, with the conversation id and, when the operator
@@ -216,20 +217,19 @@ where
             upstream_request_id: None,
             service_tier: None,
             embeddings: false,
+            completions: false,
             served_tier: None,
             app: App::from_headers(req.headers()),
             session_id: None,
             provider_responses: Vec::new(),
+            preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
             metadata: None,
         };
-        let mut est = None;
-        if let Some(route) = req.extensions().get::<Route>() {
-            routed(&mut ctx, route, req.headers());
-            if cfg.ledger.is_some() && ctx.key.is_some() {
-                est = Some(estimate(route, ctx.images, cfg.default_max_tokens));
-            }
-        }
+        let est = req
+            .extensions()
+            .get::<Route>()
+            .and_then(|route| read_route(&mut ctx, route, req.headers()));
         if ctx.session_id.is_none() {
             ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
         }

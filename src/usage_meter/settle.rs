@@ -94,6 +94,8 @@ pub(crate) struct Ctx {
     /// An embeddings request: it has no completion, so an answer without completion tokens is
     /// not an empty (insured) one.
     pub(crate) embeddings: bool,
+    /// A legacy completions request (`prompt`): its content is `choices[].text`.
+    pub(crate) completions: bool,
     /// The serving endpoint's tier for the generation record (`"default"` when it has none).
     pub(crate) served_tier: Option<&'static str>,
     /// The app that sent the request (attribution headers).
@@ -102,6 +104,8 @@ pub(crate) struct Ctx {
     pub(crate) session_id: Option<String>,
     /// Every attempt (`ServedBy::attempts`).
     pub(crate) provider_responses: Vec<AttemptRecord>,
+    /// The preset the request used (ModelRouting's `AppliedPreset`).
+    pub(crate) preset: Option<Arc<str>>,
     /// The request's `gen_ai.request` span: closed when the meter finishes (it is dropped with
     /// the context).
     pub(crate) span: tracing::Span,
@@ -232,6 +236,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         app: std::mem::take(&mut ctx.app),
         session_id: ctx.session_id.take(),
         service_tier: ctx.served_tier,
+        preset_id: ctx.preset.clone(),
     });
     for s in &ctx.cfg.sinks {
         s.record(&record);
