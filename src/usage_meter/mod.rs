@@ -200,6 +200,7 @@ mod record;
 mod scan;
 mod service;
 mod settle;
+mod skim;
 mod sse;
 
 pub use body::ResponseBody;

@@ -201,7 +201,8 @@ where
             }
         }
         if ctx.session_id.is_none() {
-            ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
+            ctx.session_id =
+                header_str(req.headers(), &super::record::X_SESSION_ID).map(str::to_owned);
         }
         ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
         if let Some(s) = ctx
