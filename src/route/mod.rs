@@ -35,6 +35,7 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 mod served;
+pub(crate) mod skim;
 mod strip;
 mod validate;
 

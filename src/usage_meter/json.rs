@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{Cost, TokenUsage, WireUsage};
-use super::skim;
+use crate::route::skim;
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
 /// handle that the skimmer of [`Top::parse_with_choices`] can make too).

@@ -200,7 +200,6 @@ mod record;
 mod scan;
 mod service;
 mod settle;
-mod skim;
 mod sse;
 
 pub use body::ResponseBody;

@@ -14,7 +14,7 @@ use super::body::ResponseBody;
 use super::config::Config;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
-use super::record::{header_str, App};
+use super::record::{header_str, App, X_SESSION_ID};
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::Route;
@@ -201,8 +201,7 @@ where
             }
         }
         if ctx.session_id.is_none() {
-            ctx.session_id =
-                header_str(req.headers(), &super::record::X_SESSION_ID).map(str::to_owned);
+            ctx.session_id = header_str(req.headers(), &X_SESSION_ID).map(str::to_owned);
         }
         ctx.span = telemetry::request_span(ctx.requested_model.as_deref());
         if let Some(s) = ctx

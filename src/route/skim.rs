@@ -1,11 +1,11 @@
 //! A strict JSON skimmer: where a value ends, found with `memchr` over strings and without
-//! building anything, checking the grammar at least as strictly as serde_json does. It lets the
-//! meter split a response body into its members cheaply (see `json::Top::parse_with_choices`):
-//! whatever it rejects — bad grammar, but also what it does not bother with, such as escaped
+//! building anything, checking the grammar at least as strictly as serde_json does. It lets
+//! UsageMeter split an answer into its members and ProviderFallback judge it cheaply: whatever
+//! it rejects — bad grammar, but also what it does not bother with, such as escaped
 //! keys, `\u` surrogates or nesting deeper than [`MAX_DEPTH`] — goes to the serde_json path, so
 //! the result never differs from that path's.
 //!
-//! Works on text already known to be UTF-8; imports nothing from the rest of `usage_meter`.
+//! Works on text already known to be UTF-8; imports nothing.
 
 /// Nesting depth beyond which the skimmer gives up (serde_json's own limit is 128).
 pub(crate) const MAX_DEPTH: usize = 64;
