@@ -36,20 +36,47 @@ fn has_control(s: &[u8]) -> bool {
     found != 0 || chunks.remainder().iter().any(|c| *c < 0x20)
 }
 
+/// `0x01` in every byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every byte.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of the bytes of `w` that end the plain run of a string (`"`, `\\`, a control
+/// character). Exact for the lowest such byte (bytes above it may be marked too): a byte is zero,
+/// or below `n`, exactly when `x - n…n & !x & 0x80…80` marks it, borrows aside.
+#[inline(always)]
+fn specials(w: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+}
+
 /// The index of the first `"` or `\\` in `s`; `None` if there is none or a control character
 /// comes before it.
 #[inline]
 fn stop(s: &[u8]) -> Option<usize> {
-    // Short strings (keys, ids, finish reasons): a byte loop costs less than memchr's setup.
-    const SHORT: usize = 16;
-    for (n, c) in s.iter().take(SHORT).enumerate() {
-        match *c {
-            b'"' | b'\\' => return Some(n),
-            0..0x20 => return None,
-            _ => {}
+    // Short strings (keys, ids, finish reasons): eight bytes at a time, which costs less than
+    // memchr's setup. The first byte that ends the run decides.
+    const SHORT: usize = 32;
+    let ends = |n: usize| matches!(s[n], b'"' | b'\\').then_some(n);
+    let mut at = 0;
+    while at < SHORT {
+        let Some(word) = s.get(at..at + 8) else {
+            let n = s[at..]
+                .iter()
+                .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)?;
+            return ends(at + n);
+        };
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let m = specials(u64::from_le_bytes(w));
+        if m != 0 {
+            return ends(at + (m.trailing_zeros() / 8) as usize);
         }
+        at += 8;
     }
-    let rest = s.get(SHORT..)?;
+    let rest = &s[SHORT..];
     let k = memchr::memchr2(b'"', b'\\', rest)?;
     (!has_control(&rest[..k])).then_some(SHORT + k)
 }
@@ -243,7 +270,7 @@ mod tests {
             assert!(!document(bad), "{}", String::from_utf8_lossy(bad));
         }
         // Long strings, with a control character anywhere, or none.
-        for n in [0, 5, 16, 17, 23, 24, 40, 99] {
+        for n in [0, 1, 5, 7, 8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 40, 99] {
             let mut s = vec![b'a'; 100];
             s[0] = b'"';
             s[99] = b'"';
@@ -255,6 +282,20 @@ mod tests {
                 assert!(!document(&s), "{n}");
                 s[n] = 0x7f;
                 assert!(document(&s), "{n}");
+            }
+        }
+        // A string ended, or escaped, at every offset of the word-at-a-time and memchr parts.
+        for n in 0..70 {
+            let mut s = vec![b'a'; n + 2];
+            s[0] = b'"';
+            s[n + 1] = b'"';
+            assert_eq!(string(&s, 0), Some((n + 2, false)), "{n}");
+            if n >= 2 {
+                s[n - 1] = b'\\';
+                s[n] = b'"';
+                assert_eq!(string(&s, 0), Some((n + 2, true)), "{n}");
+                s[n] = b'x';
+                assert_eq!(string(&s, 0), None, "{n}");
             }
         }
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
