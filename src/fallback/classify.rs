@@ -8,6 +8,7 @@ use super::policy::AttemptError;
 use super::upstream::safe_message;
 use crate::catalog::Secret;
 use crate::error::ErrorType;
+use crate::route::skim;
 use crate::stats::{Attempt, FailureKind, Outcome};
 use crate::wire::Wire;
 
@@ -75,8 +76,50 @@ enum Judged {
     Answer { message: bool },
 }
 
-/// Judges a non-streamed `2xx` body in one pass that skips everything but `error`.
+/// Judges a non-streamed `2xx` body by the skimmer: `None` when the skimmer leaves the body to
+/// serde (see [`skim`]) or when it is an error object, whose code serde reads.
+fn judge_skimmed(b: &[u8]) -> Option<Judged> {
+    std::str::from_utf8(b).ok()?;
+    let start = skim::ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return None;
+    }
+    let (mut seen, mut error, mut choices, mut kind) = (0u8, false, false, None);
+    let end = skim::members(b, start, 0, |key, at| {
+        let end = skim::value(b, at, 1)?;
+        let k = match key {
+            b"error" => 0,
+            b"choices" => 1,
+            b"type" => 2,
+            _ => return Some(end),
+        };
+        if seen & (1 << k) != 0 {
+            return None;
+        }
+        seen |= 1 << k;
+        // As serde reads an `Option`: `null` is absent.
+        let v = Some(&b[at..end]).filter(|v| *v != b"null");
+        match k {
+            0 => error = v.is_some(),
+            1 => choices = v.is_some(),
+            _ => kind = v,
+        }
+        Some(end)
+    })?;
+    if skim::ws(b, end) != b.len() || (error && !choices) {
+        return None;
+    }
+    Some(Judged::Answer {
+        message: kind == Some(br#""message""#),
+    })
+}
+
+/// Judges a non-streamed `2xx` body in one pass that skips everything but `error` (by the
+/// skimmer when it can, else by serde).
 fn judge(b: &[u8]) -> Judged {
+    if let Some(j) = judge_skimmed(b) {
+        return j;
+    }
     #[derive(serde::Deserialize)]
     struct Shape<'a> {
         #[serde(borrow, default)]
@@ -155,6 +198,49 @@ pub(crate) fn stats_attempt(e: AttemptError, head: Option<&HeaderMap>) -> Attemp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The skimmer judges what serde judges, or leaves the body to it.
+    #[test]
+    fn skimmed_judgement_is_serde() {
+        let serde = |b: &[u8]| {
+            #[derive(serde::Deserialize)]
+            struct Shape<'a> {
+                #[serde(borrow, default)]
+                error: Option<&'a serde_json::value::RawValue>,
+                #[serde(default)]
+                choices: Option<serde::de::IgnoredAny>,
+                #[serde(borrow, default, rename = "type")]
+                kind: Option<&'a serde_json::value::RawValue>,
+            }
+            serde_json::from_slice::<Shape<'_>>(b).ok().map(|s| {
+                (
+                    s.error.is_some(),
+                    s.choices.is_some(),
+                    s.kind.is_some_and(|k| k.get() == r#""message""#),
+                )
+            })
+        };
+        let bodies: [&[u8]; 9] = [
+            br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":1}}"#,
+            br#" {"type":"message","content":[{"type":"text","text":"hi"}]} "#,
+            br#"{"type": "message ", "error": null}"#,
+            br#"{"error":{"code":429},"choices":[]}"#,
+            br#"{"error":{"code":429}}"#,
+            br#"{"choices":null,"type":null}"#,
+            br#"{"type":"a","type":"b"}"#,
+            br#"{"choices":[1,]}"#,
+            b"[]",
+        ];
+        for b in bodies {
+            if let Some(Judged::Answer { message }) = judge_skimmed(b) {
+                let (error, choices, kind) = serde(b).expect("serde reads it");
+                assert!(!error || choices, "{}", String::from_utf8_lossy(b));
+                assert_eq!(message, kind, "{}", String::from_utf8_lossy(b));
+            }
+        }
+        assert!(judge_skimmed(bodies[0]).is_some() && judge_skimmed(bodies[1]).is_some());
+        assert!(judge_skimmed(bodies[4]).is_none() && judge_skimmed(bodies[6]).is_none());
+    }
 
     /// Item 7 of issue 17: a provider's 400 is never a health failure, whether the status came in
     /// the head or in an error object of a `2xx` body (no head).

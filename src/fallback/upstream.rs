@@ -87,22 +87,26 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 /// dropped. The gateway adds its own (`X-Generation-Id`, `Retry-After` it computed) after this.
 const PASSED_RESPONSE_HEADERS: &[&str] = &["content-type", "content-encoding"];
 
-/// Response headers the provider names its request id with, most specific first.
-const REQUEST_ID_HEADERS: &[&str] = &[
-    "x-request-id",
-    "request-id",
-    "openai-request-id",
-    "x-amzn-requestid",
-    "apim-request-id",
-    "x-goog-request-id",
-    "cf-ray",
+/// Response headers the provider names its request id with, most specific first (constants: a
+/// `&str` name is parsed on every lookup).
+const REQUEST_ID_HEADERS: [HeaderName; 7] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("openai-request-id"),
+    HeaderName::from_static("x-amzn-requestid"),
+    HeaderName::from_static("apim-request-id"),
+    HeaderName::from_static("x-goog-request-id"),
+    HeaderName::from_static("cf-ray"),
 ];
 
 /// The provider's request id from its response headers, if it names one (at most 200 bytes of
 /// visible ASCII, so a record never holds a provider's garbage).
 pub(crate) fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
+    if headers.is_empty() {
+        return None;
+    }
     REQUEST_ID_HEADERS.iter().find_map(|name| {
-        let v = headers.get(*name)?.to_str().ok()?.trim();
+        let v = headers.get(name)?.to_str().ok()?.trim();
         (!v.is_empty() && v.len() <= 200).then(|| v.to_owned())
     })
 }

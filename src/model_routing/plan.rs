@@ -39,13 +39,16 @@ fn hash_str(s: &str) -> u64 {
     crate::hash::fast_hash(s)
 }
 
+/// `X-Session-Id` (a constant: looking a `&str` name up parses it on every request).
+const X_SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-session-id");
+
 /// The explicit or declared conversation key; the first-messages hash is computed separately, only
 /// when some candidate could stick by it.
 pub(crate) fn session_key(view: &RequestView<'_>, headers: &HeaderMap) -> Option<Session> {
     if let Some(s) = &view.session_id {
         return Some(Session::Explicit(hash_str(s)));
     }
-    if let Some(s) = headers.get("x-session-id").and_then(|v| v.to_str().ok()) {
+    if let Some(s) = headers.get(&X_SESSION_ID).and_then(|v| v.to_str().ok()) {
         if !s.is_empty() {
             return Some(Session::Explicit(hash_str(s)));
         }

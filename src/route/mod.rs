@@ -36,6 +36,7 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 mod served;
+pub(crate) mod skim;
 mod strip;
 mod validate;
 

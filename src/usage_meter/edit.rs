@@ -154,7 +154,7 @@ fn body_usage_edit(
     ctx: &Ctx,
     obs: &mut Obs,
     body: &[u8],
-    u: &serde_json::value::RawValue,
+    u: json::Raw<'_>,
     w: &WireUsage,
 ) -> Option<Edit> {
     if let Some(t) = obs.usage {
@@ -223,6 +223,10 @@ pub(crate) struct StreamEdits {
     compact: bool,
     /// The ordinary content chunk's shape, once learned.
     template: Option<Template>,
+    /// The content (address and length) of the event [`OnEvent::on_event`] last found to be an
+    /// ordinary content chunk: its rewrite then needs no second match (see
+    /// [`Handler::rewrite_ordinary`]).
+    ordinary: Option<(usize, usize)>,
 }
 
 /// The SSE event observer and editor: the stream's [`StreamEdits`] over the request's context and
@@ -240,9 +244,9 @@ struct AnthropicMessage<'a> {
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(borrow, default)]
-    id: Option<&'a serde_json::value::RawValue>,
+    id: Option<json::Raw<'a>>,
     #[serde(borrow, default)]
-    model: Option<&'a serde_json::value::RawValue>,
+    model: Option<json::Raw<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -302,7 +306,7 @@ impl Handler<'_> {
     }
 
     fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
-        let mut add = |key: &str, raw: &serde_json::value::RawValue, value: Vec<u8>| {
+        let mut add = |key: &str, raw: json::Raw<'_>, value: Vec<u8>| {
             let Some(v) = json::span(d, raw) else { return };
             let m = json::member_span(d, key, v.clone());
             let mut replacement = d[m.start..v.start].to_vec();
@@ -380,6 +384,7 @@ impl Handler<'_> {
         };
         match Template::content(d, &t.prefix, &t.suffix) {
             Some(content) => {
+                self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
                 self.content(content.len() as u64);
                 self.capture(content);
                 true
@@ -536,7 +541,18 @@ impl Handler<'_> {
         let Some(t) = self.st.template.as_ref() else {
             return false;
         };
-        let Some(content) = Template::content(src, &t.raw_prefix, &t.raw_suffix) else {
+        let known = self.st.ordinary.and_then(|(at, len)| {
+            // The event's data, checked by `on_event`, is `prefix content suffix`: when it sits in
+            // `src` as `data: ` + data + `\n\n`, `src` is `raw_prefix content raw_suffix`.
+            let start = at.checked_sub(src.as_ptr() as usize)?;
+            let fits = start == t.raw_prefix.len()
+                && src.len() == start + len + t.raw_suffix.len()
+                && src.starts_with(b"data: ")
+                && src.ends_with(b"\n\n");
+            fits.then(|| &src[start..start + len])
+        });
+        let Some(content) = known.or_else(|| Template::content(src, &t.raw_prefix, &t.raw_suffix))
+        else {
             return false;
         };
         let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();
@@ -550,6 +566,7 @@ impl Handler<'_> {
 
 impl OnEvent for Handler<'_> {
     fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        self.st.ordinary = None;
         let d = trim_start(data);
         if d.first() != Some(&b'{') {
             return None;

@@ -204,10 +204,13 @@ where
 
 /// `X-Generation-Id` on every answer the meter returns (errors too: a caller can quote it), when
 /// the layer rewrites ids.
+/// `X-Generation-Id` (a constant: inserting a `&str` name parses it on every response).
+const X_GENERATION_ID: http::HeaderName = http::HeaderName::from_static("x-generation-id");
+
 fn generation_id_header(headers: &mut http::HeaderMap, ctx: &Ctx) {
     if ctx.rewrite {
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
-            headers.insert("x-generation-id", v);
+            headers.insert(X_GENERATION_ID, v);
         }
     }
 }

@@ -8,29 +8,48 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{Cost, TokenUsage, WireUsage};
+use crate::route::skim;
+
+/// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
+/// handle that the skimmer of [`Top::parse_with_choices`] can make too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    /// The value's JSON text.
+    pub(crate) fn get(self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
+    }
+}
 
 /// The members of a chat-completion object (or chunk, or Anthropic event) the meter reads, as raw
 /// values borrowing from the body: their byte spans are where edits go.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Top<'a> {
     #[serde(borrow, default)]
-    pub(crate) id: Option<&'a RawValue>,
+    pub(crate) id: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) model: Option<&'a RawValue>,
+    pub(crate) model: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) provider: Option<&'a RawValue>,
+    pub(crate) provider: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) service_tier: Option<&'a RawValue>,
+    pub(crate) service_tier: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) usage: Option<&'a RawValue>,
+    pub(crate) usage: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) choices: Option<&'a RawValue>,
+    pub(crate) choices: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) error: Option<&'a RawValue>,
+    pub(crate) error: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) message: Option<&'a RawValue>,
+    pub(crate) message: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    pub(crate) delta: Option<&'a RawValue>,
+    pub(crate) delta: Option<Raw<'a>>,
     #[serde(rename = "type", borrow, default)]
     pub(crate) kind: Option<Cow<'a, str>>,
 }
@@ -45,6 +64,12 @@ impl<'a> Top<'a> {
     /// is not a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the
     /// returned `Top` has no `choices`: the summary replaces them).
     pub(crate) fn parse_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
+        // The skimmer first: a well-formed body of the usual shape, split without serde.
+        skimmed(body).or_else(|| Top::deserialize_with_choices(body))
+    }
+
+    /// [`Top::parse_with_choices`] by serde_json.
+    fn deserialize_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
         // One pass when `choices` has the expected shape. Otherwise `choices` must be read
         // leniently, as `choices` does: parse again the slow way.
         if let Ok(t) = serde_json::from_slice::<TopWithChoices<'a>>(body) {
@@ -69,34 +94,180 @@ impl<'a> Top<'a> {
     }
 }
 
+/// The members of [`Top`], in the order of the bits of `seen` in [`skimmed`].
+const TOP_KEYS: [&[u8]; 10] = [
+    b"id",
+    b"model",
+    b"provider",
+    b"service_tier",
+    b"usage",
+    b"choices",
+    b"error",
+    b"message",
+    b"delta",
+    b"type",
+];
+/// The members of a choice that [`summarize`] reads.
+const CHOICE_KEYS: [&[u8]; 4] = [b"finish_reason", b"message", b"delta", b"text"];
+/// The members of a choice's message (or delta) whose bytes count as content.
+const MESSAGE_KEYS: [&[u8]; 3] = [b"content", b"reasoning", b"tool_calls"];
+
+/// [`Top::parse_with_choices`] by the [`skim`]mer, without serde: `None` when the body is not
+/// UTF-8, not well-formed to the skimmer, or not of the usual shape (a duplicate member, an
+/// escaped `type` or finish reason, `choices` not an array of objects, …) — the serde path then
+/// reads it, so the result is always the serde path's.
+fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let b = text.as_bytes();
+    let start = skim::ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return None;
+    }
+    let mut top = Top::default();
+    let mut summary = ChoicesSummary::default();
+    let mut seen = 0u16;
+    let end = skim::members(b, start, 0, |key, at| {
+        let Some(k) = TOP_KEYS.iter().position(|n| *n == key) else {
+            return skim::value(b, at, 1);
+        };
+        if seen & (1 << k) != 0 {
+            return None;
+        }
+        seen |= 1 << k;
+        if k == 5 {
+            return skim_choices(text, at, &mut summary);
+        }
+        let end = skim::value(b, at, 1)?;
+        let raw = &text[at..end];
+        if k == 9 {
+            top.kind = string_value(raw)?.map(Cow::Borrowed);
+            return Some(end);
+        }
+        let slot = match k {
+            0 => &mut top.id,
+            1 => &mut top.model,
+            2 => &mut top.provider,
+            3 => &mut top.service_tier,
+            4 => &mut top.usage,
+            6 => &mut top.error,
+            7 => &mut top.message,
+            _ => &mut top.delta,
+        };
+        *slot = (raw != "null").then_some(Raw(raw));
+        Some(end)
+    })?;
+    (skim::ws(b, end) == b.len()).then_some((top, summary))
+}
+
+/// A string-or-null value as serde reads an `Option<Cow<str>>` borrowed from the body; `None`
+/// (give up) for another type or a string with escapes.
+fn string_value(raw: &str) -> Option<Option<&str>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    let s = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!s.contains('\\')).then_some(Some(s))
+}
+
+/// `choices` at `at` in `text`: `null`, or an array of choice objects summarised into `summary`.
+fn skim_choices(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
+    let b = text.as_bytes();
+    match b.get(at)? {
+        b'n' => skim::value(b, at, 1),
+        b'[' => skim::elements(b, at, 1, |i| skim_choice(text, i, summary)),
+        _ => None,
+    }
+}
+
+/// One choice object at `at`: its finish reason (the first one of the list wins) and content
+/// bytes go to `summary`, as [`summarize`] does.
+fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let (mut seen, mut finish, mut content) = (0u8, None, 0);
+    let end = skim::members(b, at, 2, |key, i| {
+        let Some(k) = CHOICE_KEYS.iter().position(|n| *n == key) else {
+            return skim::value(b, i, 3);
+        };
+        if seen & (1 << k) != 0 {
+            return None;
+        }
+        seen |= 1 << k;
+        match (k, b.get(i)?) {
+            (0, _) => {
+                let end = skim::value(b, i, 3)?;
+                finish = string_value(&text[i..end])?;
+                Some(end)
+            }
+            (_, b'n') => skim::value(b, i, 3),
+            // A legacy completions choice's text counts whole, as `summarize` counts it.
+            (3, b'"') => {
+                let end = skim::value(b, i, 3)?;
+                content += (end - i) as u64;
+                Some(end)
+            }
+            (1 | 2, b'{') => skim_message(text, i, &mut content),
+            _ => None,
+        }
+    })?;
+    if summary.finish_reason.is_none() {
+        summary.finish_reason = finish.map(str::to_owned);
+    }
+    summary.content_bytes += content;
+    Some(end)
+}
+
+/// A choice's message (or delta) object at `at`: the bytes of its non-null `content`,
+/// `reasoning` and `tool_calls` are added to `content`.
+fn skim_message(text: &str, at: usize, content: &mut u64) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut seen = 0u8;
+    skim::members(b, at, 3, |key, i| {
+        let end = skim::value(b, i, 4)?;
+        if let Some(k) = MESSAGE_KEYS.iter().position(|n| *n == key) {
+            if seen & (1 << k) != 0 {
+                return None;
+            }
+            seen |= 1 << k;
+            let raw = &text[i..end];
+            if raw != "null" {
+                *content += raw.len() as u64;
+            }
+        }
+        Some(end)
+    })
+}
+
 /// [`Top`] with `choices` read as it goes (same members, so the same bodies are accepted when
 /// `choices` has the expected shape).
 #[derive(Deserialize)]
 struct TopWithChoices<'a> {
     #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
+    id: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
+    model: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    provider: Option<&'a RawValue>,
+    provider: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    service_tier: Option<&'a RawValue>,
+    service_tier: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    usage: Option<&'a RawValue>,
+    usage: Option<Raw<'a>>,
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
+    error: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    message: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    delta: Option<&'a RawValue>,
+    delta: Option<Raw<'a>>,
     #[serde(rename = "type", borrow, default)]
     kind: Option<Cow<'a, str>>,
 }
 
 /// The byte range of `raw` inside `base` (which it borrows from).
-pub(crate) fn span(base: &[u8], raw: &RawValue) -> Option<Range<usize>> {
+pub(crate) fn span(base: &[u8], raw: Raw<'_>) -> Option<Range<usize>> {
     let start = (raw.get().as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
     let end = start + raw.get().len();
     (end <= base.len()).then_some(start..end)
@@ -130,6 +301,14 @@ fn trim_end(b: &[u8]) -> &[u8] {
 
 /// A JSON string literal for `s`.
 pub(crate) fn quote(s: &str) -> String {
+    // Ids and model names need no escaping: written as they are, without the serializer.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let mut q = String::with_capacity(s.len() + 2);
+        q.push('"');
+        q.push_str(s);
+        q.push('"');
+        return q;
+    }
     serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
@@ -275,15 +454,15 @@ struct Choice<'a> {
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    reasoning: Option<&'a RawValue>,
+    reasoning: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    tool_calls: Option<&'a RawValue>,
+    tool_calls: Option<Raw<'a>>,
 }
 
 /// Reads `choices` leniently (an unexpected shape gives an empty summary).
-pub(crate) fn choices(raw: &RawValue) -> ChoicesSummary {
+pub(crate) fn choices(raw: Raw<'_>) -> ChoicesSummary {
     let list: Vec<Choice<'_>> = serde_json::from_str(raw.get()).unwrap_or_default();
     summarize(&list)
 }
@@ -325,6 +504,9 @@ mod tests {
             Just(r#"{"message":{"reasoning":"r","content":"c"}}"#),
             Just(r#"{"finish_reason":3}"#),
             Just(r#"{"message":"text"}"#),
+            Just(r#"{"index":0,"text":"once \"upon\"","finish_reason":"length"}"#),
+            Just(r#"{"text":null}"#),
+            Just(r#"{"text":{"a":1}}"#),
             Just(r#"7"#),
         ];
         let choices = prop_oneof![
@@ -348,7 +530,55 @@ mod tests {
         ]
     }
 
+    /// Bodies of the usual shape with what the skimmer must get right or give up on: escapes,
+    /// nulls, nesting, whitespace, duplicates, numbers.
+    fn answer() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just(r#""plain""#),
+            Just(r#""with \"escape\" \u00e9""#),
+            Just(r#""\ud83d\ude00""#),
+            Just("null"),
+            Just("12.5e-3"),
+            Just("[1, {\"a\": [true, false]}]"),
+            Just(r#"{"content":"x","content":"y"}"#),
+        ];
+        let message = (text.clone(), text.clone()).prop_map(|(c, r)| {
+            format!(r#"{{"role":"assistant","content":{c}, "reasoning" :{r}}}"#)
+        });
+        let choice = (message, text.clone(), prop::bool::ANY).prop_map(|(m, f, delta)| {
+            let key = if delta { "delta" } else { "message" };
+            format!(r#"{{"index":0,"{key}":{m},"finish_reason":{f}}}"#)
+        });
+        let member = prop_oneof![
+            proptest::collection::vec(choice, 0..3)
+                .prop_map(|c| format!(r#""choices":[{}]"#, c.join(" , "))),
+            text.clone().prop_map(|t| format!(r#""id":{t}"#)),
+            text.clone().prop_map(|t| format!(r#""type":{t}"#)),
+            text.prop_map(|t| format!(r#""usage":{t}"#)),
+            Just(r#""model" : "m""#.to_string()),
+            Just(r#""x\u0069d":"y""#.to_string()),
+        ];
+        proptest::collection::vec(member, 0..5).prop_map(|m| format!("\n{{ {} }}\t", m.join(",")))
+    }
+
     proptest! {
+        /// The quoting short cut writes what serde_json writes.
+        #[test]
+        fn quote_is_serde(s in "[a-z/\\-\"\\\\\n\u{1}\u{7f}\u{e9}\u{2028}]{0,12}") {
+            prop_assert_eq!(quote(&s), serde_json::to_string(&s).unwrap());
+        }
+
+        /// Whenever the skimmer reads a body, it reads what serde does.
+        #[test]
+        fn skimmer_is_serde(b in prop_oneof![answer(), body()]) {
+            if let Some((top, summary)) = skimmed(b.as_bytes()) {
+                let (t, s) = Top::deserialize_with_choices(b.as_bytes()).expect("serde reads it too");
+                prop_assert_eq!(format!("{top:?}"), format!("{t:?}"));
+                prop_assert_eq!(summary.finish_reason, s.finish_reason);
+                prop_assert_eq!(summary.content_bytes, s.content_bytes);
+            }
+        }
+
         #[test]
         fn one_pass_parse_is_parse_then_choices(b in body()) {
             let slow = Top::parse(b.as_bytes()).map(|t| {
@@ -359,6 +589,28 @@ mod tests {
                 .map(|(t, s)| (format!("{t:?}"), s.finish_reason, s.content_bytes));
             prop_assert_eq!(fast, slow);
         }
+    }
+
+    #[test]
+    fn skimmer_reads_the_usual_answer() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"m",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"you\"",
+            "tool_calls":null},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#;
+        let (top, summary) = skimmed(body).expect("the skimmer reads it");
+        assert_eq!(top.id.map(Raw::get), Some(r#""chatcmpl-1""#));
+        assert_eq!(top.model.map(Raw::get), Some(r#""m""#));
+        assert!(top
+            .usage
+            .unwrap()
+            .get()
+            .starts_with(r#"{"prompt_tokens":2"#));
+        assert_eq!(summary.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(summary.content_bytes, r#""Hi \"you\"""#.len() as u64);
+        // Not of the usual shape: left to serde.
+        assert!(skimmed(br#"{"id":"a","id":"b"}"#).is_none());
+        assert!(skimmed(br#"{"choices":{}}"#).is_none());
+        assert!(skimmed(b"[1]").is_none());
     }
 
     #[test]
@@ -379,9 +631,9 @@ mod tests {
 
     #[test]
     fn legacy_text_is_content() {
-        let raw: Box<RawValue> =
+        let raw: Raw<'_> =
             serde_json::from_str(r#"[{"index":0,"text":"abcd","finish_reason":"stop"}]"#).unwrap();
-        let s = choices(&raw);
+        let s = choices(raw);
         assert_eq!(s.content_bytes, 6);
         assert_eq!(s.finish_reason.as_deref(), Some("stop"));
     }

@@ -16,9 +16,21 @@ use crate::route::AttemptRecord;
 const MAX_APP_HEADER: usize = 256;
 
 /// A header's value, when it is present and visible ASCII.
-pub(crate) fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(
+    headers: &'h http::HeaderMap,
+    name: &http::HeaderName,
+) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// `HTTP-Referer` (a constant: looking a `&str` name up parses it on every request).
+const HTTP_REFERER: http::HeaderName = http::HeaderName::from_static("http-referer");
+/// `X-OpenRouter-Title`.
+const X_OPENROUTER_TITLE: http::HeaderName = http::HeaderName::from_static("x-openrouter-title");
+/// `X-Title`.
+const X_TITLE: http::HeaderName = http::HeaderName::from_static("x-title");
+/// `X-Session-Id`.
+pub(crate) const X_SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-session-id");
 
 /// The app that sent a request, from OpenRouter's attribution headers
 /// (<https://openrouter.ai/docs/app-attribution>): `HTTP-Referer` (the app's URL) and
@@ -43,10 +55,13 @@ impl App {
             }
             v[..end].to_owned()
         };
+        if headers.is_empty() {
+            return App::default();
+        }
         App {
-            referer: header_str(headers, "http-referer").map(keep),
-            title: header_str(headers, "x-openrouter-title")
-                .or_else(|| header_str(headers, "x-title"))
+            referer: header_str(headers, &HTTP_REFERER).map(keep),
+            title: header_str(headers, &X_OPENROUTER_TITLE)
+                .or_else(|| header_str(headers, &X_TITLE))
                 .map(keep),
         }
     }

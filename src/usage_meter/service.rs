@@ -16,7 +16,7 @@ use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan};
-use super::record::{header_str, App, GenerationId};
+use super::record::{header_str, App, GenerationId, X_SESSION_ID};
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
@@ -231,7 +231,7 @@ where
             .get::<Route>()
             .and_then(|route| read_route(&mut ctx, route, req.headers()));
         if ctx.session_id.is_none() {
-            ctx.session_id = header_str(req.headers(), "x-session-id").map(str::to_owned);
+            ctx.session_id = header_str(req.headers(), &X_SESSION_ID).map(str::to_owned);
         }
         open_span(&mut ctx, &req);
         let span = ctx.span.clone();

@@ -176,7 +176,7 @@ pub(crate) enum End {
 
 /// Finishes a request once its body ended: settles the reservation with the metered cost (an
 /// error response releases it instead), feeds the statistics and sends the generation record to
-/// the sinks.
+/// the sinks. The last use of `ctx` and `obs`: what the record keeps is moved out of them.
 pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     if !ctx.success {
         // An error response: nothing was generated, the reservation is released (by the hold's
@@ -210,12 +210,12 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     let record = Arc::new(GenerationRecord {
         id: ctx.id.clone(),
         created_unix_millis: ctx.created_ms,
-        key: ctx.key.clone(),
-        requested_model: ctx.requested_model.clone(),
+        key: ctx.key.take(),
+        requested_model: ctx.requested_model.take(),
         model: std::mem::take(&mut ctx.model),
         provider_name: std::mem::take(&mut ctx.provider_name),
         endpoint: ctx.endpoint_key.clone(),
-        upstream_id: obs.upstream_id.clone(),
+        upstream_id: obs.upstream_id.take(),
         upstream_request_id: ctx.upstream_request_id.take(),
         tokens,
         cost: cost.total,
@@ -225,7 +225,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         ttft: t.ttft,
         generation_time: t.generation_time,
         throughput: t.generation.tokens_per_second(),
-        finish_reason: obs.finish_reason.clone(),
+        finish_reason: obs.finish_reason.take(),
         streamed: ctx.streamed,
         cancelled: end == End::Cancelled,
         usage_missing,

@@ -1,0 +1,314 @@
+//! A strict JSON skimmer: where a value ends, found with `memchr` over strings and without
+//! building anything, checking the grammar at least as strictly as serde_json does. It lets
+//! UsageMeter split an answer into its members and ProviderFallback judge it cheaply: whatever
+//! it rejects — bad grammar, but also what it does not bother with, such as escaped
+//! keys, `\u` surrogates or nesting deeper than [`MAX_DEPTH`] — goes to the serde_json path, so
+//! the result never differs from that path's.
+//!
+//! Works on text already known to be UTF-8; imports nothing.
+
+/// Nesting depth beyond which the skimmer gives up (serde_json's own limit is 128).
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+#[inline]
+pub(crate) fn ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// True if `s` holds a control character (not allowed unescaped in a JSON string), eight bytes
+/// at a time: `w - 0x20…20 & !w & 0x80…80` is non-zero exactly when a byte of `w` is below 0x20.
+#[inline]
+fn has_control(s: &[u8]) -> bool {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut found = 0;
+    for c in &mut chunks {
+        let mut w = [0; 8];
+        w.copy_from_slice(c);
+        let w = u64::from_le_bytes(w);
+        found |= w.wrapping_sub(LOW) & !w & HIGH;
+    }
+    found != 0 || chunks.remainder().iter().any(|c| *c < 0x20)
+}
+
+/// `0x01` in every byte.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every byte.
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of the bytes of `w` that end the plain run of a string (`"`, `\\`, a control
+/// character). Exact for the lowest such byte (bytes above it may be marked too): a byte is zero,
+/// or below `n`, exactly when `x - n…n & !x & 0x80…80` marks it, borrows aside.
+#[inline(always)]
+fn specials(w: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+}
+
+/// The index of the first `"` or `\\` in `s`; `None` if there is none or a control character
+/// comes before it.
+#[inline]
+fn stop(s: &[u8]) -> Option<usize> {
+    // Short strings (keys, ids, finish reasons): eight bytes at a time, which costs less than
+    // memchr's setup. The first byte that ends the run decides.
+    const SHORT: usize = 32;
+    let ends = |n: usize| matches!(s[n], b'"' | b'\\').then_some(n);
+    let mut at = 0;
+    while at < SHORT {
+        let Some(word) = s.get(at..at + 8) else {
+            let n = s[at..]
+                .iter()
+                .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)?;
+            return ends(at + n);
+        };
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let m = specials(u64::from_le_bytes(w));
+        if m != 0 {
+            return ends(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = &s[SHORT..];
+    let k = memchr::memchr2(b'"', b'\\', rest)?;
+    (!has_control(&rest[..k])).then_some(SHORT + k)
+}
+
+/// The string starting at `i` (`b[i]` is its opening quote): the index just past its closing
+/// quote, and whether it has escapes.
+pub(crate) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        let k = j + stop(b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some((k + 1, escaped));
+        }
+        escaped = true;
+        j = match *b.get(k + 1)? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => k + 2,
+            b'u' => {
+                let hex = b.get(k + 2..k + 6)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                // Surrogates (paired or not) are left to serde_json.
+                if matches!(hex[0], b'd' | b'D')
+                    && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                {
+                    return None;
+                }
+                k + 6
+            }
+            _ => return None,
+        };
+    }
+}
+
+/// The index after the digits starting at `i`.
+#[inline]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the number starting at `i`, by JSON's grammar.
+fn number(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + usize::from(b.get(i) == Some(&b'-'));
+    j = match *b.get(j)? {
+        b'0' => j + 1,
+        b'1'..=b'9' => digits(b, j),
+        _ => return None,
+    };
+    if b.get(j) == Some(&b'.') {
+        let k = digits(b, j + 1);
+        if k == j + 1 {
+            return None;
+        }
+        j = k;
+    }
+    if matches!(b.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        j += usize::from(matches!(b.get(j), Some(b'+' | b'-')));
+        let k = digits(b, j);
+        if k == j {
+            return None;
+        }
+        j = k;
+    }
+    Some(j)
+}
+
+/// The end of `word` (`true`, `false`, `null`) at `i`.
+#[inline]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b.get(i..)?.starts_with(word).then_some(i + word.len())
+}
+
+/// The end of the value starting at `i` (no leading whitespace), `depth` containers deep.
+pub(crate) fn value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string(b, i).map(|(end, _)| end),
+        b'{' => members(b, i, depth, |_, at| value(b, at, depth + 1)),
+        b'[' => elements(b, i, depth, |at| value(b, at, depth + 1)),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        b'-' | b'0'..=b'9' => number(b, i),
+        _ => None,
+    }
+}
+
+/// Walks the object starting at `i` (`b[i] == b'{'`): `member(key, at)` is called for each member
+/// with its key (unescaped keys only: an escaped key gives up) and where its value starts, and
+/// returns where that value ends. Returns the index past the closing brace.
+pub(crate) fn members<'a>(
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut j = ws(b, i + 1);
+    if b.get(j) == Some(&b'}') {
+        return Some(j + 1);
+    }
+    loop {
+        if b.get(j) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string(b, j)?;
+        if escaped {
+            return None;
+        }
+        let key = &b[j + 1..end - 1];
+        j = ws(b, end);
+        if b.get(j) != Some(&b':') {
+            return None;
+        }
+        j = ws(b, member(key, ws(b, j + 1))?);
+        match *b.get(j)? {
+            b',' => j = ws(b, j + 1),
+            b'}' => return Some(j + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Walks the array starting at `i` (`b[i] == b'['`): `element(at)` is called with where each
+/// element starts and returns where it ends. Returns the index past the closing bracket.
+pub(crate) fn elements(
+    b: &[u8],
+    i: usize,
+    depth: usize,
+    mut element: impl FnMut(usize) -> Option<usize>,
+) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let mut j = ws(b, i + 1);
+    if b.get(j) == Some(&b']') {
+        return Some(j + 1);
+    }
+    loop {
+        j = ws(b, element(j)?);
+        match *b.get(j)? {
+            b',' => j = ws(b, j + 1),
+            b']' => return Some(j + 1),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Whole documents: accepted only if serde_json accepts them too.
+    fn document(b: &[u8]) -> bool {
+        let i = ws(b, 0);
+        value(b, i, 0).is_some_and(|end| ws(b, end) == b.len())
+    }
+
+    #[test]
+    fn grammar() {
+        for ok in [
+            &b"{}"[..],
+            b" [1, -0.5e+3, true, false, null, \"a\\u00e9\\n\", {\"k\": []}] ",
+            b"{\"a\":{\"b\":[{}]}}",
+        ] {
+            assert!(document(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &b"{"[..],
+            b"[1,]",
+            b"{\"a\" 1}",
+            b"01",
+            b"1.",
+            b"-",
+            b"tru",
+            b"\"a\x01\"",
+            b"\"\\x\"",
+            b"\"\\ud800\"",
+            b"{\"\\u0061\":1}",
+            b"[1] 2",
+            b"{'a':1}",
+        ] {
+            assert!(!document(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        // Long strings, with a control character anywhere, or none.
+        for n in [0, 1, 5, 7, 8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 40, 99] {
+            let mut s = vec![b'a'; 100];
+            s[0] = b'"';
+            s[99] = b'"';
+            assert!(document(&s));
+            if n > 0 && n < 99 {
+                s[n] = b'\n';
+                assert!(!document(&s), "{n}");
+                s[n] = 0x1f;
+                assert!(!document(&s), "{n}");
+                s[n] = 0x7f;
+                assert!(document(&s), "{n}");
+            }
+        }
+        // A string ended, or escaped, at every offset of the word-at-a-time and memchr parts.
+        for n in 0..70 {
+            let mut s = vec![b'a'; n + 2];
+            s[0] = b'"';
+            s[n + 1] = b'"';
+            assert_eq!(string(&s, 0), Some((n + 2, false)), "{n}");
+            if n >= 2 {
+                s[n - 1] = b'\\';
+                s[n] = b'"';
+                assert_eq!(string(&s, 0), Some((n + 2, true)), "{n}");
+                s[n] = b'x';
+                assert_eq!(string(&s, 0), None, "{n}");
+            }
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(!document(deep.as_bytes()));
+    }
+
+    proptest! {
+        /// Never more lenient than serde_json.
+        #[test]
+        fn stricter_than_serde(s in "[\\[\\]{}\",:0-9a-z.eE+\\- \\\\\u{1}]{0,24}") {
+            if document(s.as_bytes()) {
+                prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok(), "{s}");
+            }
+        }
+    }
+}
