@@ -200,12 +200,7 @@ impl Plan {
     }
 
     /// The answer, once the head is due.
-    pub(crate) fn respond(mut self, guard: FlightGuard) -> Result<Response<SimBody>, SimError> {
-        if let Some(call) = self.tool_call.take() {
-            if matches!(self.outcome, SimOutcome::Ok | SimOutcome::Timeout) {
-                return Ok(self.tool_call_response(&call, guard));
-            }
-        }
+    pub(crate) fn respond(self, guard: FlightGuard) -> Result<Response<SimBody>, SimError> {
         match self.outcome {
             SimOutcome::ConnectError => {
                 guard.complete();
@@ -285,21 +280,6 @@ impl Plan {
             HeaderValue::from_static("application/json"),
         );
         Ok(res)
-    }
-
-    /// A tool-call answer, JSON or SSE.
-    fn tool_call_response(&self, call: &ToolCall, guard: FlightGuard) -> Response<SimBody> {
-        let (body, content_type) = if self.stream {
-            let events = self.tool_call_events(call);
-            (SimBody::frames(events, guard), "text/event-stream")
-        } else {
-            guard.complete();
-            (SimBody::full(self.tool_call_json(call)), "application/json")
-        };
-        let mut res = Response::new(body);
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        res
     }
 
     /// `{"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[`

@@ -389,7 +389,7 @@ impl Shared {
             HeadWait::After(d) => tokio::time::sleep(d).await,
             HeadWait::Never => std::future::pending::<()>().await,
         }
-        plan.respond(guard)
+        plan.answer(guard)
     }
 }
 

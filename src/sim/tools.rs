@@ -14,7 +14,12 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use http::{header, HeaderValue, Response};
 use serde_json::{json, Map, Value};
+
+use super::body::SimBody;
+use super::error::SimError;
+use super::stats::FlightGuard;
 
 use super::profile::SimOutcome;
 use super::response::Plan;
@@ -142,6 +147,28 @@ impl Plan {
             self.completion_tokens = call.tokens();
             self.tool_call = Some(call);
         }
+    }
+
+    /// The answer once the head is due: the tool call if there is one, else
+    /// [`respond`](Plan::respond)'s.
+    pub(crate) fn answer(mut self, guard: FlightGuard) -> Result<Response<SimBody>, SimError> {
+        let Some(call) = self.tool_call.take() else {
+            return self.respond(guard);
+        };
+        let (body, content_type) = if self.stream {
+            let events = self.tool_call_events(&call);
+            (SimBody::frames(events, guard), "text/event-stream")
+        } else {
+            guard.complete();
+            (
+                SimBody::full(self.tool_call_json(&call)),
+                "application/json",
+            )
+        };
+        let mut res = Response::new(body);
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(res)
     }
 
     /// The call's id: `call_` and 16 hex digits derived from the completion id.
