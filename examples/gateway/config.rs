@@ -286,6 +286,12 @@ pub fn demo(seed: u64, zero_latency: bool) -> Config {
 /// [`demo`], with the simulator keeping the last request of each provider when `record` is set
 /// (tests read them; the server does not, to save a header-map copy per request).
 pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
+    demo_with(seed, zero_latency, record, false)
+}
+
+/// [`demo_recording`], with the simulated providers answering requests that offer tools with
+/// tool calls when `tool_calls` is set (`--sim-tools`), so agents such as Codex run a tool.
+pub fn demo_with(seed: u64, zero_latency: bool, record: bool, tool_calls: bool) -> Config {
     let file = CatalogFile::from_json(DEMO_CATALOG).expect("the demo catalog parses");
     let mut builder = file
         .apply(Catalog::builder(), None)
@@ -350,6 +356,7 @@ pub fn demo_recording(seed: u64, zero_latency: bool, record: bool) -> Config {
                 _ => profile,
             };
         }
+        let profile = profile.with_tool_calls(tool_calls);
         sim = sim.host_model(&host, e.upstream_model(), profile);
     }
     Config {

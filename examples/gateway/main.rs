@@ -33,14 +33,16 @@ struct Args {
     otlp_endpoint: Option<String>,
     redis: Option<String>,
     trace_content: bool,
+    sim_tools: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare] \
-         [--otlp-endpoint URL] [--trace-content]\n\
+         [--otlp-endpoint URL] [--trace-content] [--sim-tools]\n\
          [--redis URL]\n\
-         With no --config, serves the embedded demo catalog over simulated providers (offline)."
+         With no --config, serves the embedded demo catalog over simulated providers (offline);\n\
+         --sim-tools makes them answer requests that offer tools with tool calls."
     );
     std::process::exit(2)
 }
@@ -55,6 +57,7 @@ fn parse_args() -> Args {
         otlp_endpoint: None,
         redis: None,
         trace_content: false,
+        sim_tools: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +75,7 @@ fn parse_args() -> Args {
             "--otlp-endpoint" => a.otlp_endpoint = it.next().or_else(|| usage()),
             "--redis" => a.redis = Some(it.next().unwrap_or_else(|| usage())),
             "--trace-content" => a.trace_content = true,
+            "--sim-tools" => a.sim_tools = true,
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -169,6 +173,7 @@ async fn run(args: Args) {
                 std::process::exit(1);
             }
         },
+        None if args.sim_tools => config::demo_with(args.seed, args.zero_latency, false, true),
         None => config::demo(args.seed, args.zero_latency),
     };
     if let Some(url) = args.redis {

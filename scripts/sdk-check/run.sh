@@ -8,7 +8,8 @@
 # Needs python3 (venv), node/npm, cargo, and the PyPI and npm registries for the installs. Starts
 # `cargo run --release --example gateway -- --zero-latency` on a free loopback port, runs
 # check_python.py (openai, anthropic, openrouter), check_node.mjs (openai, @anthropic-ai/sdk,
-# @openrouter/sdk), check_responses.{py,mjs} (the openai SDKs' Responses API) and Claude Code in print mode, prints one PASS/FAIL line per check and a
+# @openrouter/sdk), check_responses.{py,mjs} (the openai SDKs' Responses API), Claude Code in print mode and
+# Codex CLI (`codex exec`; a second gateway with --sim-tools for a task that runs a tool), prints one PASS/FAIL line per check and a
 # summary, stops the gateway, and exits non-zero if anything failed. Not part of .ci/run (it
 # installs packages and takes minutes).
 set -uo pipefail
@@ -105,20 +106,24 @@ echo "== Codex CLI (Responses API, wire_api = responses)"
 codex="$SDK_DIR/node/node_modules/.bin/codex"
 codex_home="$SDK_DIR/codex-home"
 mkdir -p "$codex_home" "$SDK_DIR/codex-work"
-# cx NAME MODEL [exec args...]: PASS when `codex exec` exits 0 having printed an answer.
-cx() {
-    local name=$1 model=$2
-    shift 2
+# codex_config MODEL GATEWAY_URL: points Codex at the gateway's Responses API.
+codex_config() {
     cat >"$codex_home/config.toml" <<TOML
-model = "$model"
+model = "$1"
 model_provider = "gateway"
 
 [model_providers.gateway]
 name = "tower-ai-gateway"
-base_url = "$GATEWAY/api/v1"
+base_url = "$2/api/v1"
 env_key = "GATEWAY_KEY"
 wire_api = "responses"
 TOML
+}
+# cx NAME MODEL [exec args...]: PASS when `codex exec` exits 0 having printed an answer.
+cx() {
+    local name=$1 model=$2
+    shift 2
+    codex_config "$model" "$GATEWAY"
     local res rc
     res=$(cd "$SDK_DIR/codex-work" && CODEX_HOME="$codex_home" GATEWAY_KEY=anything \
         timeout 120 "$codex" exec --skip-git-repo-check "$@" "say hello" </dev/null 2>&1)
@@ -132,6 +137,40 @@ TOML
 cx "exec(deepseek)" deepseek/deepseek-chat
 cx "exec(anthropic-wire provider)" anthropic/claude-sonnet-4.5
 cx "exec(json events)" openai/gpt-4o-mini --json
+
+echo "== Codex CLI running a tool (a second gateway, with --sim-tools)"
+# The simulated providers of this gateway answer requests that offer tools with a call to the
+# first one (Codex's `exec_command`, arguments {"cmd":"echo hello"}); after the tool's output
+# they answer with text and the task ends.
+TOOLS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+TOOLS_GATEWAY="http://127.0.0.1:$TOOLS_PORT"
+"$bin" --listen "127.0.0.1:$TOOLS_PORT" --zero-latency --sim-tools >"$SDK_DIR/gateway-tools.log" 2>&1 &
+tools_pid=$!
+trap 'kill "$gw_pid" "$tools_pid" 2>/dev/null' EXIT
+for _ in $(seq 50); do
+    curl -sf "$TOOLS_GATEWAY/" >/dev/null && break
+    sleep 0.1
+done
+# cx_tool NAME MODEL: PASS when the task completes and its --json events show the command ran.
+cx_tool() {
+    local name=$1 model=$2
+    codex_config "$model" "$TOOLS_GATEWAY"
+    local res rc
+    res=$(cd "$SDK_DIR/codex-work" && CODEX_HOME="$codex_home" GATEWAY_KEY=anything \
+        timeout 120 "$codex" exec --skip-git-repo-check --json --dangerously-bypass-approvals-and-sandbox \
+        'run `echo hello` and tell me what it printed' </dev/null 2>&1)
+    rc=$?
+    printf '%s\n' "$res" >"$SDK_DIR/codex-tool-${model//\//_}.log"
+    if [ $rc -eq 0 ] && printf '%s\n' "$res" | grep -q '"type":"turn.completed"' &&
+        printf '%s\n' "$res" | grep '"type":"item.completed"' | grep '"type":"command_execution"' |
+        grep -q '"aggregated_output":"hello\\n"'; then
+        echo "PASS codex.$name" | tee -a "$out"
+    else
+        echo "FAIL codex.$name: rc=$rc $(printf '%s' "$res" | tail -3 | tr '\n' ' ' | cut -c1-300)" | tee -a "$out"
+    fi
+}
+cx_tool "exec+tool(deepseek)" deepseek/deepseek-chat
+cx_tool "exec+tool(qwen3-coder)" qwen/qwen3-coder
 
 pass=$(grep -c '^PASS' "$out")
 fail=$(grep -c '^FAIL' "$out")

@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -33,8 +34,13 @@ pub struct SimBody {
 
 #[derive(Debug)]
 enum Inner {
-    Full { data: Option<Bytes>, after: After },
+    Full {
+        data: Option<Bytes>,
+        after: After,
+    },
     Stream(StreamState),
+    /// Prepared SSE events (a simulated tool call).
+    Frames(VecDeque<Bytes>),
 }
 
 /// What a full body does once its data is out.
@@ -70,6 +76,11 @@ impl SimBody {
             after: After::Stall,
         };
         Self::new(inner, Some(guard))
+    }
+
+    /// Whole SSE events, one frame each, then the end.
+    pub(crate) fn frames(events: Vec<Bytes>, guard: FlightGuard) -> Self {
+        Self::new(Inner::Frames(events.into()), Some(guard))
     }
 
     pub(crate) fn stream(state: StreamState, guard: FlightGuard) -> Self {
@@ -125,6 +136,18 @@ impl Body for SimBody {
                     After::Stall => Poll::Pending,
                 }
             }
+            Inner::Frames(events) => match events.pop_front() {
+                Some(bytes) => {
+                    if events.is_empty() {
+                        finish(&mut this.guard);
+                    }
+                    data(bytes)
+                }
+                None => {
+                    finish(&mut this.guard);
+                    Poll::Ready(None)
+                }
+            },
             Inner::Stream(s) => s.poll_frame(&mut this.sleep, &mut this.guard, cx),
         }
     }
@@ -132,6 +155,7 @@ impl Body for SimBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full { data, after } => data.is_none() && *after == After::End,
+            Inner::Frames(events) => events.is_empty(),
             Inner::Stream(s) => s.phase == Phase::End,
         }
     }

@@ -54,6 +54,23 @@
 //! * **Errors** are `{"type":"error","error":{"type","message"}}`. The top-level `system` (a
 //!   string or text blocks) counts towards the prompt tokens.
 //!
+//! # Tool calls
+//!
+//! With [`SimProfile::with_tool_calls`], a chat request (`/chat/completions`) that offers
+//! function `tools` is answered with a call to one of them instead of text: `message.content`
+//! `null`, one `tool_calls` entry (`id` `call_…`, `type` `function`, `function.name`,
+//! `function.arguments` as a JSON string) and `finish_reason: "tool_calls"`. The function is the
+//! one `tool_choice` names, else the first offered; its arguments hold every `required` property
+//! of its JSON-schema `parameters` — strings `"hello"` (or the first `enum` value), numbers `1`,
+//! booleans `false`, objects recursively, arrays one item — except a property named `command`
+//! or `cmd`, which gets `["echo","hello"]` as an array or `"echo hello"` as a string (what Codex's
+//! `exec_command` and `shell` tools run). Streamed, the call comes at the first-token time as providers send it:
+//! the id, type and name in the first `tool_calls` delta (with the role), the arguments in
+//! pieces, then the finish chunk, the usage chunk and `[DONE]`. `completion_tokens` is
+//! `ceil((name + arguments bytes) / 4)`. The answer is text as usual when `tool_choice` is
+//! `"none"`, when the last message is a tool result (`role: "tool"`, so an agent's loop ends) or
+//! when the outcome is a failure.
+//!
 //! # Token accounting
 //!
 //! * `prompt_tokens` = `ceil(b / 4)`, at least 1, where `b` is the byte length of every message's
@@ -161,9 +178,12 @@ mod response;
 mod rng;
 mod service;
 mod stats;
+mod tools;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tools_tests;
 
 pub use body::SimBody;
 pub use error::SimError;

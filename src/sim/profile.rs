@@ -196,6 +196,7 @@ pub struct SimProfile {
     pub(crate) timeout_delay: Duration,
     pub(crate) fail_after_tokens: Option<u32>,
     pub(crate) min_event_interval: Duration,
+    pub(crate) tool_calls: bool,
 }
 
 impl Default for SimProfile {
@@ -214,6 +215,7 @@ impl Default for SimProfile {
             timeout_delay: Duration::from_secs(300),
             fail_after_tokens: None,
             min_event_interval: Duration::from_millis(5),
+            tool_calls: false,
         }
     }
 }
@@ -343,6 +345,20 @@ impl SimProfile {
     pub fn with_min_event_interval(mut self, interval: Duration) -> Self {
         self.min_event_interval = interval;
         self
+    }
+
+    /// Answers chat requests that offer function `tools` with a tool call instead of text (off
+    /// by default). See the [module docs](super#tool-calls) for which function is called, how
+    /// its arguments are made and when the answer is text after all.
+    #[must_use]
+    pub fn with_tool_calls(mut self, enabled: bool) -> Self {
+        self.tool_calls = enabled;
+        self
+    }
+
+    /// Whether this profile answers requests that offer tools with tool calls.
+    pub fn tool_calls(&self) -> bool {
+        self.tool_calls
     }
 
     /// The time-to-first-token distribution.

@@ -10,6 +10,7 @@ use super::profile::{SimOutcome, SimProfile};
 use super::request::ChatRequest;
 use super::rng::SimRng;
 use super::stats::FlightGuard;
+use super::tools::ToolCall;
 
 /// The vocabulary of generated answers; one word is one completion token.
 const WORDS: [&str; 32] = [
@@ -86,6 +87,9 @@ pub(crate) struct Plan {
     /// Answer in the legacy completions shape (`text_completion`, `choices[].text`; the
     /// request's path ended in `/completions` but not `/chat/completions`).
     pub(crate) legacy: bool,
+    /// Answer with this tool call instead of text (set by the service when the profile makes
+    /// tool calls and the request offers tools).
+    pub(crate) tool_call: Option<ToolCall>,
     retry_after: Duration,
     retry_after_ms: bool,
     timeout_delay: Duration,
@@ -141,6 +145,7 @@ impl Plan {
             model_json,
             anthropic: false,
             legacy: false,
+            tool_call: None,
             retry_after: profile.retry_after,
             retry_after_ms: profile.retry_after_ms,
             timeout_delay: profile.timeout_delay,
@@ -164,6 +169,8 @@ impl Plan {
             SimOutcome::Status(_) | SimOutcome::ConnectError => Duration::ZERO,
             SimOutcome::Stall => return HeadWait::Never,
             SimOutcome::Timeout if self.stream => self.timeout_delay,
+            // A streamed tool call arrives whole at the first-token time.
+            SimOutcome::Ok if self.stream && self.tool_call.is_some() => self.ttft,
             SimOutcome::Timeout => self.timeout_delay.saturating_add(self.generation_time()),
             _ if self.stream => Duration::ZERO,
             _ => self.generation_time(),

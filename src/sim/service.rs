@@ -17,6 +17,7 @@ use super::request::{ChatRequest, RecordedRequest};
 use super::response::{error_response, HeadWait, Plan};
 use super::rng::SimRng;
 use super::stats::{SimStats, Slot};
+use super::tools::ToolCall;
 use crate::BoxError;
 
 /// The `created` timestamp of every answer unless [`SimulatedProviderBuilder::created`] says
@@ -369,6 +370,9 @@ impl Shared {
                     Plan::new(&slot.profile, rng, &req, slot.next_scripted(), self.created);
                 plan.anthropic = anthropic;
                 plan.legacy = legacy;
+                if slot.profile.tool_calls && chat {
+                    plan.set_tool_call(ToolCall::choose(&bytes));
+                }
                 plan
             }
             Err(msg) => {
@@ -385,7 +389,7 @@ impl Shared {
             HeadWait::After(d) => tokio::time::sleep(d).await,
             HeadWait::Never => std::future::pending::<()>().await,
         }
-        plan.respond(guard)
+        plan.answer(guard)
     }
 }
 
