@@ -190,7 +190,12 @@ pub fn wire_sse(data: &[u8]) {
     }
     out.extend_from_slice(&messages.finish());
     let text = String::from_utf8_lossy(&out);
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+    // Comments (keep-alives) are passed on as they are; every other block is an event.
+    let is_comment = |b: &str| b.lines().all(|l| l.starts_with(':'));
+    for block in text
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty() && !is_comment(b))
+    {
         let data = block
             .lines()
             .find_map(|l| l.strip_prefix("data: "))
