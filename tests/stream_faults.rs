@@ -385,3 +385,15 @@ async fn nothing_after_done_is_passed_on() {
     assert!(!got.text.contains("zz"), "{}", got.text);
     assert!(!store.records().pop().unwrap().error);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_form_feed_before_the_json_is_an_invalid_event() {
+    // Found by fuzzing: `trim_ascii` strips a form feed, which is no JSON whitespace; such an
+    // event was taken for valid JSON and passed on as it came, not JSON to the caller.
+    let store = GenerationStore::new(10);
+    let bad = "data:\u{c}{\"id\":\"up\",\"object\":\"chat.completion.chunk\",\"model\":\"tr1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+    let up = Upstream::new(vec![Script::new(&[HI, bad, STOP, USAGE, DONE])]);
+    let got = run(&up, &store, |g| g).await;
+    assert!(!got.text.contains('\u{c}'), "{}", got.text);
+    assert_gateway_error(&got, &store);
+}

@@ -254,7 +254,7 @@ impl Watch {
     }
 
     fn event(&mut self, data: &[u8]) {
-        let trimmed = data.trim_ascii();
+        let trimmed = trim_json_whitespace(data);
         if trimmed == b"[DONE]" {
             match self.phase {
                 Phase::Waiting => self.fail(PreContentFailure::EmptyDone),
@@ -317,6 +317,16 @@ fn error_code(error: &RawValue) -> Option<serde_json::Value> {
         serde_json::Value::String(s) if token(s) => Some(code),
         _ => None,
     }
+}
+
+/// `data` without JSON's whitespace (space, tab, line feed, carriage return) at either end. Not
+/// `trim_ascii`: it also strips a form feed, which is no JSON whitespace, and the event, passed
+/// on as it came, would then not be JSON to the caller (found by AFL++ on `sse_streams`).
+fn trim_json_whitespace(data: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = data.iter().position(|b| !ws(b)).unwrap_or(data.len());
+    let end = data.iter().rposition(|b| !ws(b)).map_or(start, |i| i + 1);
+    &data[start..end]
 }
 
 #[cfg(test)]
