@@ -12,6 +12,8 @@ use pin_project_lite::pin_project;
 mod translated;
 
 #[cfg(any(feature = "anthropic", feature = "responses"))]
+pub(crate) use translated::{each_line, pass_comment};
+#[cfg(any(feature = "anthropic", feature = "responses"))]
 pub use translated::{SseTranslate, TranslatedBody, TranslatedSse};
 
 pin_project! {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -201,4 +201,35 @@ impl<B, T> fmt::Debug for TranslatedBody<B, T> {
         };
         f.debug_tuple("TranslatedBody").field(&kind).finish()
     }
+}
+
+/// The line splitting both translators share: calls `line` with every whole line of `bytes` (the
+/// first joined to what `partial` held from earlier frames; `\n` excluded) and keeps the
+/// unterminated rest in `partial`.
+pub(crate) fn each_line(partial: &mut Vec<u8>, bytes: &[u8], mut line: impl FnMut(&[u8])) {
+    let mut rest = bytes;
+    while let Some(nl) = memchr::memchr(b'\n', rest) {
+        let (head, tail) = rest.split_at(nl);
+        rest = &tail[1..];
+        if partial.is_empty() {
+            line(head);
+        } else {
+            partial.extend_from_slice(head);
+            line(partial);
+            partial.clear();
+        }
+    }
+    partial.extend_from_slice(rest);
+}
+
+/// A comment line (`:`…: the gateway's keep-alive before the first token, or a provider's) is
+/// written to `out` as it came, as every SSE parser ignores it, so the caller's connection stays
+/// warm too. True when `line` was one.
+pub(crate) fn pass_comment(line: &[u8], out: &mut BytesMut) -> bool {
+    if !line.starts_with(b":") {
+        return false;
+    }
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"\n\n");
+    true
 }

@@ -92,20 +92,10 @@ impl ResponsesSseTranslator {
     /// Feeds upstream bytes; returns the events they complete (possibly none).
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = BytesMut::new();
-        let mut rest = bytes;
-        while let Some(nl) = memchr::memchr(b'\n', rest) {
-            let (head, tail) = rest.split_at(nl);
-            rest = &tail[1..];
-            if self.line.is_empty() {
-                self.line_in(head, &mut out);
-            } else {
-                let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(head);
-                self.line_in(&line, &mut out);
-            }
-        }
+        let mut partial = std::mem::take(&mut self.line);
+        crate::body::each_line(&mut partial, bytes, |line| self.line_in(line, &mut out));
         if !self.finished {
-            self.line.extend_from_slice(rest);
+            self.line = partial;
         }
         out.freeze()
     }
@@ -133,11 +123,8 @@ impl ResponsesSseTranslator {
             return;
         }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.starts_with(b":") {
-            // A keep-alive comment (the gateway's before the first token, or a provider's): passed
-            // on, as every SSE parser ignores it, so the caller's connection stays warm too.
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\n\n");
+        // Keep-alive comments are passed on.
+        if crate::body::pass_comment(line, out) {
             return;
         }
         let Some(data) = line.strip_prefix(b"data:") else {
