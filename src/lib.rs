@@ -6,11 +6,11 @@
 //! (`Service<http::Request<_>, Response = http::Response<_>>`). The stack is
 //!
 //! ```text
-//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → UsageMeter
-//!   → ProviderFallback → client
+//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → KeepAlive
+//!   → ResponseCache → UsageMeter → ProviderFallback → client
 //! ```
 //!
-//! and [`GatewayLayer`] assembles all seven in that order. Each layer also works on its own.
+//! and [`GatewayLayer`] assembles all nine in that order. Each layer also works on its own.
 //! OpenRouter's behaviour that the layers reproduce is documented at
 //! <https://openrouter.ai/docs/guides/routing/provider-selection> (provider routing),
 //! <https://openrouter.ai/docs/guides/routing/model-fallbacks> (model fallbacks),

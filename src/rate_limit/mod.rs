@@ -20,7 +20,8 @@
 //! # Where it goes, and the order of checks
 //!
 //! ```text
-//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → UsageMeter → ProviderFallback
+//! ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → KeepAlive
+//!   → ResponseCache → UsageMeter → ProviderFallback
 //! ```
 //!
 //! After the routing layers, so it sees the resolved models and candidates in the
