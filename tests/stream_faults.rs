@@ -397,3 +397,98 @@ async fn a_form_feed_before_the_json_is_an_invalid_event() {
     assert!(!got.text.contains('\u{c}'), "{}", got.text);
     assert_gateway_error(&got, &store);
 }
+
+/// The `data` of every event of `text`, read as an SSE client reads it: lines end at CRLF, LF or a
+/// lone CR; an event's data is its `data:` lines joined by `\n`; events without data are skipped.
+fn client_events(text: &str) -> Vec<String> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    text.split("\n\n")
+        .map(|e| {
+            e.split('\n')
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// Every event a client reads in `got` is `[DONE]` or JSON.
+fn assert_client_reads_json(got: &Got) -> Vec<Value> {
+    client_events(&got.text)
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| {
+            serde_json::from_str(e)
+                .unwrap_or_else(|_| panic!("a client reads {e:?} in {:?}", got.text))
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_split_over_two_data_lines_stays_data_when_edited() {
+    // Found by AFL++ on `sse_streams`: an event whose JSON spans two `data:` lines is JSON to the
+    // caller (its lines joined by `\n`); the meter's edit (adding `cost`) wrote it back behind one
+    // `data:`, and the second line was then no data field to the caller.
+    let store = GenerationStore::new(10);
+    let split = "data: {\"id\":\"up\",\"choices\":[],\ndata: \"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    let up = Upstream::new(vec![Script::new(&[HI, STOP, split, DONE])]);
+    let got = run(&up, &store, |g| g).await;
+    let events = assert_client_reads_json(&got);
+    let usage = events.last().expect("the usage chunk");
+    assert_eq!(usage["usage"]["prompt_tokens"], 7, "{}", got.text);
+    assert!(usage["usage"]["cost"].is_number(), "{}", got.text);
+    assert!(got.text.ends_with("data: [DONE]\n\n"), "{}", got.text);
+    let rec = store.records().pop().expect("a generation");
+    assert_eq!((rec.tokens.prompt, rec.tokens.completion), (7, 3));
+    assert!(!rec.usage_missing && !rec.error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_cr_inside_an_event_ends_a_line_as_the_caller_reads_it() {
+    // Found by AFL++ on `sse_streams`: to an SSE client a lone CR ends a line, so this event's data
+    // is `{"id":"up","choices":[]`, not JSON. The gateway took the CR for JSON whitespace and passed
+    // the event on; now it reads it as the caller would, and ends the stream with its error.
+    let store = GenerationStore::new(10);
+    let bad = "data: {\"id\":\"up\",\"choices\":[]\r,\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    let up = Upstream::new(vec![Script::new(&[HI, bad, DONE])]);
+    let got = run(&up, &store, |g| g).await;
+    assert_client_reads_json(&got);
+    assert!(!got.text.contains('\r'), "{:?}", got.text);
+    assert_gateway_error(&got, &store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_with_lone_cr_line_ends_is_read_and_metered() {
+    // The SSE rules allow a lone CR as every line end; such a stream is content, usage and [DONE].
+    let store = GenerationStore::new(10);
+    let cr = |s: &'static str| -> &'static str { Box::leak(s.replace('\n', "\r").into_boxed_str()) };
+    let up = Upstream::new(vec![Script::new(&[cr(HI), cr(STOP), cr(USAGE), cr(DONE)])]);
+    let got = run(&up, &store, |g| g).await;
+    let events = assert_client_reads_json(&got);
+    assert_eq!(events[0]["choices"][0]["delta"]["content"], "Hi");
+    assert_eq!(client_events(&got.text).last().unwrap(), "[DONE]");
+    let rec = store.records().pop().expect("a generation");
+    assert_eq!((rec.tokens.prompt, rec.tokens.completion), (7, 3));
+    assert!(!rec.usage_missing && !rec.error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crlf_cut_between_frames_is_one_line_end() {
+    // `\r` ending one frame and `\n` starting the next are one line end, not a blank line: the
+    // event below has two data lines and is one JSON document.
+    let store = GenerationStore::new(10);
+    let up = Upstream::new(vec![Script::new(&[
+        HI,
+        "data: {\"id\":\"up\",\"choices\":[],\r",
+        "\ndata: \"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\r\n\r\n",
+        DONE,
+    ])]);
+    let got = run(&up, &store, |g| g).await;
+    let events = assert_client_reads_json(&got);
+    assert_eq!(events.last().unwrap()["usage"]["prompt_tokens"], 7);
+    let rec = store.records().pop().expect("a generation");
+    assert_eq!(rec.tokens.prompt, 7);
+    assert!(!rec.usage_missing && !rec.error);
+}

@@ -137,10 +137,10 @@ pub fn sse_streams(data: &[u8]) {
 /// Every `data:` event of a chat stream the gateway sent is JSON (or `[DONE]`), and the stream
 /// ends with `[DONE]` or the gateway's error chunk.
 fn check_chat_stream(text: &str) {
-    // Lines end with CRLF or LF, and a blank line ends an event (the SSE rules; a lone CR, which the
-    // rules also take for a line end, is not: see the crate docs); an event's data is its `data:`
-    // lines joined with newlines; events without data (comments) are skipped.
-    let text = text.replace("\r\n", "\n");
+    // Lines end with CRLF, LF or a lone CR, and a blank line ends an event (the SSE rules, as the
+    // SDKs' parsers follow them); an event's data is its `data:` lines joined with newlines;
+    // events without data (comments) are skipped.
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let events: Vec<String> = text
         .split("\n\n")
         .map(|e| {

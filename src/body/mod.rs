@@ -8,11 +8,14 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+mod lines;
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 mod translated;
 
+pub(crate) use lines::SseLines;
+
 #[cfg(any(feature = "anthropic", feature = "responses"))]
-pub(crate) use translated::{each_line, pass_comment};
+pub(crate) use translated::pass_comment;
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 pub use translated::{SseTranslate, TranslatedBody, TranslatedSse};
 

@@ -203,25 +203,6 @@ impl<B, T> fmt::Debug for TranslatedBody<B, T> {
     }
 }
 
-/// The line splitting both translators share: calls `line` with every whole line of `bytes` (the
-/// first joined to what `partial` held from earlier frames; `\n` excluded) and keeps the
-/// unterminated rest in `partial`.
-pub(crate) fn each_line(partial: &mut Vec<u8>, bytes: &[u8], mut line: impl FnMut(&[u8])) {
-    let mut rest = bytes;
-    while let Some(nl) = memchr::memchr(b'\n', rest) {
-        let (head, tail) = rest.split_at(nl);
-        rest = &tail[1..];
-        if partial.is_empty() {
-            line(head);
-        } else {
-            partial.extend_from_slice(head);
-            line(partial);
-            partial.clear();
-        }
-    }
-    partial.extend_from_slice(rest);
-}
-
 /// A comment line (`:`…: the gateway's keep-alive before the first token, or a provider's) is
 /// written to `out` as it came, as every SSE parser ignores it, so the caller's connection stays
 /// warm too. True when `line` was one.

@@ -109,11 +109,11 @@ fn prepare_sse_frame(frame: &Bytes, out: &mut Prepared) -> Result<Bytes, ()> {
     let mut copied = 0;
     let mut pos = 0;
     while pos < frame.len() {
-        let end = memchr::memchr(b'\n', &frame[pos..]).map_or(frame.len(), |i| pos + i);
+        // Lines end at LF, CR or CRLF (a CRLF gives an empty line between its two bytes).
+        let end = memchr::memchr2(b'\n', b'\r', &frame[pos..]).map_or(frame.len(), |i| pos + i);
         let line = &frame[pos..end];
         if let Some(data) = line.strip_prefix(b"data:") {
             let data = data.strip_prefix(b" ").unwrap_or(data);
-            let data = data.strip_suffix(b"\r").unwrap_or(data);
             if data != b"[DONE]" {
                 if let Some(doc) = prepare_doc(data, out)? {
                     let start = data.as_ptr() as usize - frame.as_ptr() as usize;

@@ -1,7 +1,7 @@
 //! An incremental server-sent-events scanner that can edit events on the way through.
 //!
-//! Frames are split into events at blank lines (`\n\n` or `\r\n\r\n`; a lone `\r` is not a line
-//! end here). Complete events are handed to an [`OnEvent`] and emitted at once; only the unfinished
+//! Frames are split into lines as the SSE rules split them (at `\r\n`, `\n` or a lone `\r`, as the
+//! caller's SSE parser will) and into events at blank lines. Complete events are handed to an [`OnEvent`] and emitted at once; only the unfinished
 //! tail of the last event of a frame is held back until the rest of it arrives, so that an event
 //! can be edited as a whole.
 
@@ -35,6 +35,8 @@ pub(crate) struct SseScanner {
     name: Option<Range<usize>>,
     /// True once the current event has a field line (not only comments).
     fields: bool,
+    /// The last line seen ended with a `\r` that ended the bytes scanned: a `\n` next belongs to it.
+    after_cr: bool,
     /// Scratch space for joined multi-line data and edited events.
     scratch: Vec<u8>,
     /// Output being assembled.
@@ -50,7 +52,9 @@ impl SseScanner {
             let consumed = match single_data_event(&frame) {
                 Some(data) => {
                     // The usual frame: one event of one `data:` line, handled without the line
-                    // loop (the state is that of an event boundary, the tail being empty).
+                    // loop (the state is that of an event boundary, the tail being empty; a
+                    // CR before it was a whole line end, the frame starting with `data:`).
+                    self.after_cr = false;
                     self.data.push(data);
                     self.fields = true;
                     self.event(&frame, h, &mut copy, &[]);
@@ -129,23 +133,30 @@ impl SseScanner {
     fn scan(&mut self, buf: &[u8], h: &mut impl OnEvent, copy: &mut bool) -> usize {
         let mut ev = 0;
         let mut pos = self.line;
-        while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
-            let nl = pos + i;
-            let end = if nl > pos && buf[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
+        if self.after_cr && pos < buf.len() {
+            self.after_cr = false;
+            pos += usize::from(buf[pos] == b'\n');
+        }
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[pos..]) {
+            let end = pos + i;
+            let mut next = end + 1;
+            if buf[end] == b'\r' {
+                match buf.get(next) {
+                    Some(b'\n') => next += 1,
+                    None => self.after_cr = true,
+                    Some(_) => {}
+                }
+            }
             let line = &buf[pos..end];
             if line.is_empty() {
-                let raw = &buf[ev..=nl];
+                let raw = &buf[ev..next];
                 if self.fields {
                     self.event(raw, h, copy, &buf[..ev]);
                 } else if *copy {
                     out_put(&mut self.out, raw);
                 }
                 self.reset_event();
-                ev = nl + 1;
+                ev = next;
             } else if let Some(rest) = line.strip_prefix(b"data:") {
                 let skip = usize::from(rest.first() == Some(&b' '));
                 let start = end - rest.len() + skip;
@@ -161,7 +172,7 @@ impl SseScanner {
             } else {
                 self.fields = true;
             }
-            pos = nl + 1;
+            pos = next;
         }
         self.line = pos - ev;
         ev
@@ -200,7 +211,7 @@ impl SseScanner {
             None => h.rewrite(raw, &mut self.out),
             Some(payload) => {
                 self.scratch.clear();
-                if self.data.len() == 1 {
+                if self.data.len() == 1 && memchr::memchr2(b'\n', b'\r', &payload).is_none() {
                     let r = self.data[0].clone();
                     self.scratch.extend_from_slice(&raw[..r.start]);
                     self.scratch.extend_from_slice(&payload);
@@ -211,9 +222,15 @@ impl SseScanner {
                         self.scratch.extend_from_slice(name);
                         self.scratch.push(b'\n');
                     }
-                    self.scratch.extend_from_slice(b"data: ");
-                    self.scratch.extend_from_slice(&payload);
-                    self.scratch.extend_from_slice(b"\n\n");
+                    // One `data:` line per line of the payload: the event's data was its `data:`
+                    // lines joined by `\n`, and so is the edit's (written as one line, the lines
+                    // after the first would not be data to the caller).
+                    for line in payload.split(|b| *b == b'\n') {
+                        self.scratch.extend_from_slice(b"data: ");
+                        self.scratch.extend_from_slice(line);
+                        self.scratch.push(b'\n');
+                    }
+                    self.scratch.push(b'\n');
                 }
                 let edited = std::mem::take(&mut self.scratch);
                 h.rewrite(&edited, &mut self.out);
@@ -229,7 +246,7 @@ impl SseScanner {
 fn single_data_event(frame: &[u8]) -> Option<Range<usize>> {
     let body = frame.strip_suffix(b"\n\n")?;
     let rest = body.strip_prefix(b"data:")?;
-    if body.last() == Some(&b'\r') || memchr::memchr(b'\n', rest).is_some() {
+    if memchr::memchr2(b'\n', b'\r', rest).is_some() {
         return None;
     }
     let start = frame.len() - 2 - rest.len() + usize::from(rest.first() == Some(&b' '));

@@ -23,7 +23,7 @@ enum Open {
 /// `message_stop`; or, on an in-band error, `event: error` and nothing after it.
 #[derive(Debug)]
 pub struct SseTranslator {
-    line: Vec<u8>,
+    lines: crate::body::SseLines,
     started: bool,
     finished: bool,
     open: Open,
@@ -58,7 +58,7 @@ impl SseTranslator {
     /// A translator; `model` is used for `message_start` if the first chunk names none.
     pub fn new(model: impl Into<String>) -> Self {
         SseTranslator {
-            line: Vec::new(),
+            lines: crate::body::SseLines::default(),
             started: false,
             finished: false,
             open: Open::None,
@@ -78,11 +78,12 @@ impl SseTranslator {
     /// Feeds upstream bytes; returns the Anthropic events they complete (possibly none).
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = BytesMut::new();
-        let mut partial = std::mem::take(&mut self.line);
-        crate::body::each_line(&mut partial, bytes, |line| self.handle_line(line, &mut out));
-        if !self.finished {
-            self.line = partial;
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(bytes, |line, _| {
+            self.handle_line(line, &mut out);
+            !self.finished
+        });
+        self.lines = lines;
         out.freeze()
     }
 
@@ -90,8 +91,7 @@ impl SseTranslator {
     /// with `end_turn`).
     pub fn finish(&mut self) -> Bytes {
         let mut out = BytesMut::new();
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
+        if let Some(line) = self.lines.take_rest() {
             self.handle_line(&line, &mut out);
         }
         self.end(&mut out);
@@ -113,7 +113,6 @@ impl SseTranslator {
         if self.finished {
             return;
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // Keep-alive comments are passed on.
         if crate::body::pass_comment(line, out) {
             return;

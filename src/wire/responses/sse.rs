@@ -41,7 +41,7 @@ struct OpenCall {
 /// `response.failed`. Every event has an `event:` line and a `sequence_number`.
 #[derive(Debug)]
 pub struct ResponsesSseTranslator {
-    line: Vec<u8>,
+    lines: crate::body::SseLines,
     seq: u64,
     started: bool,
     finished: bool,
@@ -65,7 +65,7 @@ impl ResponsesSseTranslator {
     /// [`echo_fields`](super::echo_fields)) is repeated in every response object.
     pub fn new(model: impl Into<String>, echo: Value) -> Self {
         ResponsesSseTranslator {
-            line: Vec::new(),
+            lines: crate::body::SseLines::default(),
             seq: 0,
             started: false,
             finished: false,
@@ -92,19 +92,19 @@ impl ResponsesSseTranslator {
     /// Feeds upstream bytes; returns the events they complete (possibly none).
     pub fn feed(&mut self, bytes: &[u8]) -> Bytes {
         let mut out = BytesMut::new();
-        let mut partial = std::mem::take(&mut self.line);
-        crate::body::each_line(&mut partial, bytes, |line| self.line_in(line, &mut out));
-        if !self.finished {
-            self.line = partial;
-        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(bytes, |line, _| {
+            self.line_in(line, &mut out);
+            !self.finished
+        });
+        self.lines = lines;
         out.freeze()
     }
 
     /// The end of the upstream stream: closes what is open and writes the terminal event.
     pub fn finish(&mut self) -> Bytes {
         let mut out = BytesMut::new();
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
+        if let Some(line) = self.lines.take_rest() {
             self.line_in(&line, &mut out);
         }
         self.end(&mut out);
@@ -122,7 +122,6 @@ impl ResponsesSseTranslator {
         if self.finished {
             return;
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // Keep-alive comments are passed on.
         if crate::body::pass_comment(line, out) {
             return;
