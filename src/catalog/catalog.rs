@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::hash::FastMap;
 
-use super::{Credentials, Endpoint, Model, Provider};
+use super::{Credentials, Endpoint, Model, Provider, ProviderCall};
 
 /// Why a catalog could not be built. Every variant names the offending entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +118,8 @@ impl std::error::Error for CatalogError {}
 
 pub(crate) struct Inner {
     providers: Vec<Provider>,
+    /// Per provider, in the same order: what every request to it carries.
+    calls: Vec<ProviderCall>,
     provider_index: FastMap<String, u32>,
     models: Vec<Model>,
     model_index: FastMap<String, u32>,
@@ -214,6 +216,12 @@ impl Catalog {
     pub fn endpoint_provider(&self, index: usize) -> Option<&Provider> {
         let p = *self.inner.endpoint_provider.get(index)?;
         self.inner.providers.get(p as usize)
+    }
+
+    /// What every request to the provider of the endpoint at a global index carries.
+    pub(crate) fn endpoint_call(&self, index: usize) -> Option<&ProviderCall> {
+        let p = *self.inner.endpoint_provider.get(index)?;
+        self.inner.calls.get(p as usize)
     }
 
     /// The provider with this slug.
@@ -455,6 +463,7 @@ impl CatalogBuilder {
 
         Ok(Catalog {
             inner: Arc::new(Inner {
+                calls: providers.iter().map(ProviderCall::new).collect(),
                 providers,
                 provider_index,
                 models,

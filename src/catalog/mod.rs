@@ -54,4 +54,5 @@ pub use model::{split_variant, AliasTarget, Architecture, Model, TopProvider};
 pub use money::{PriceError, Usd};
 pub use params::{ParamSet, Parameter};
 pub use pricing::{EffectivePricing, Pricing, PricingOverride};
+pub(crate) use provider::ProviderCall;
 pub use provider::{AuthStyle, Credentials, Provider, ProviderDataPolicy, Secret, WireFormat};

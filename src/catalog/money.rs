@@ -146,6 +146,38 @@ impl FromStr for Usd {
     }
 }
 
+impl Usd {
+    /// Appends the amount as [`Display`](fmt::Display) writes it (every digit of the scale,
+    /// `-` if negative), without the formatting machinery when the mantissa fits in a `u64` (any
+    /// price or cost of a generation).
+    pub(crate) fn write_plain(&self, out: &mut String) {
+        let m = self.0.mantissa();
+        let Ok(abs) = u64::try_from(m.unsigned_abs()) else {
+            use fmt::Write;
+            let _ = write!(out, "{}", self.0);
+            return;
+        };
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(abs);
+        let scale = self.0.scale() as usize;
+        if m < 0 {
+            out.push('-');
+        }
+        if scale == 0 {
+            out.push_str(digits);
+        } else if digits.len() > scale {
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            out.push_str(int);
+            out.push('.');
+            out.push_str(frac);
+        } else {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', scale - digits.len()));
+            out.push_str(digits);
+        }
+    }
+}
+
 impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
@@ -239,4 +271,16 @@ mod tests {
         }
         assert_eq!(total, Usd::from_int(1));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn write_plain_is_display(m in proptest::prelude::any::<i64>(), big in proptest::prelude::any::<bool>(), scale in 0u32..=28) {
+            let mantissa = if big { i128::from(m) * 1_000_000_000 } else { i128::from(m) };
+            let d = Usd(Decimal::from_i128_with_scale(mantissa, scale));
+            let mut s = String::new();
+            d.write_plain(&mut s);
+            proptest::prop_assert_eq!(s, d.to_string());
+        }
+    }
+
 }

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
 /// A secret string (a provider API key). `Debug` and `Display` never print it; the only way to read it
@@ -217,6 +217,52 @@ impl Provider {
     pub fn data_policy(mut self, p: ProviderDataPolicy) -> Self {
         self.data_policy = p;
         self
+    }
+}
+
+/// What every request to a provider carries, prepared once when the catalog is built (the catalog
+/// is immutable afterwards): the URI of the wire format's path under the base URL, and the
+/// credentials header, marked sensitive. The fallback layer clones them (reference counts) instead
+/// of formatting and parsing them on every attempt.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderCall {
+    /// `base_url` + the wire format's path; `None` without a base URL or when it does not parse.
+    pub(crate) uri: Option<Uri>,
+    /// The credentials header; `Ok(None)` without a key, `Err` when the key is no valid header
+    /// value.
+    pub(crate) auth: Result<Option<(HeaderName, HeaderValue)>, ()>,
+}
+
+impl ProviderCall {
+    pub(crate) fn new(p: &Provider) -> Self {
+        ProviderCall {
+            uri: p.base_url.as_deref().and_then(|b| p.uri(b, p.wire_format.path())),
+            auth: p.auth_header(),
+        }
+    }
+}
+
+impl Provider {
+    /// `base` + `path`, as a URI.
+    pub(crate) fn uri(&self, base: &str, path: &str) -> Option<Uri> {
+        format!("{}{path}", base.trim_end_matches('/')).parse().ok()
+    }
+
+    /// The credentials header (see [`ProviderCall::auth`]).
+    pub(crate) fn auth_header(&self) -> Result<Option<(HeaderName, HeaderValue)>, ()> {
+        let Some(secret) = self.credentials.secret() else {
+            return Ok(None);
+        };
+        let (name, value) = match &self.auth {
+            AuthStyle::Bearer => (
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {}", secret.expose())),
+            ),
+            AuthStyle::Header(name) => (name.clone(), HeaderValue::from_str(secret.expose())),
+        };
+        let mut value = value.map_err(|_| ())?;
+        value.set_sensitive(true);
+        Ok(Some((name, value)))
     }
 }
 

@@ -2,12 +2,12 @@
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, HeaderName, Request, Uri};
+use http::{HeaderMap, HeaderName, Request};
 use http_body_util::Full;
 
 use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
-use crate::catalog::{AuthStyle, Secret};
+use crate::catalog::{ProviderCall, Secret};
 use crate::route::{Candidate, Route};
 use crate::wire::Wire;
 
@@ -24,11 +24,22 @@ pub(crate) fn build_request(
 ) -> Result<Request<Full<Bytes>>, AttemptError> {
     let e = route.endpoint(c);
     let p = route.provider(c);
-    let base = p.base_url.as_deref().ok_or(AttemptError::NotCallable)?;
-    let path = path.unwrap_or(p.wire_format.path());
-    let uri: Uri = format!("{}{path}", base.trim_end_matches('/'))
-        .parse()
-        .map_err(|_| AttemptError::NotCallable)?;
+    let owned;
+    let call = match route.call(c) {
+        Some(call) => call,
+        None => {
+            owned = ProviderCall::new(p);
+            &owned
+        }
+    };
+    let uri = match (path, &call.uri) {
+        (None, Some(uri)) => uri.clone(),
+        _ => {
+            let base = p.base_url.as_deref().ok_or(AttemptError::NotCallable)?;
+            let path = path.unwrap_or(p.wire_format.path());
+            p.uri(base, path).ok_or(AttemptError::NotCallable)?
+        }
+    };
     let mut req = Request::new(Full::new(Bytes::from(body)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
@@ -56,17 +67,12 @@ pub(crate) fn build_request(
             && NEVER_FORWARD.contains(&k.as_str())
             && !p.extra_headers.iter().any(|(e, _)| e == k)
     });
-    if let Some(secret) = p.credentials.secret() {
-        let (name, value) = match &p.auth {
-            AuthStyle::Bearer => (
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {}", secret.expose())),
-            ),
-            AuthStyle::Header(name) => (name.clone(), HeaderValue::from_str(secret.expose())),
-        };
-        let mut value = value.map_err(|_| AttemptError::NotCallable)?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
+    match &call.auth {
+        Ok(Some((name, value))) => {
+            headers.insert(name.clone(), value.clone());
+        }
+        Ok(None) => {}
+        Err(()) => return Err(AttemptError::NotCallable),
     }
     Ok(req)
 }

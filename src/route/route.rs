@@ -212,6 +212,12 @@ impl Route {
         self.catalog.endpoint_provider(c.index)
     }
 
+    /// What every request to a candidate's provider carries (`None` for a candidate of another
+    /// route, as for [`Route::get_provider`]).
+    pub(crate) fn call(&self, c: &Candidate) -> Option<&crate::catalog::ProviderCall> {
+        self.catalog.endpoint_call(c.index)
+    }
+
     /// The endpoint of a candidate. Every candidate of this route indexes its catalog; for one taken
     /// from another route that does not, this is a placeholder with an empty tag and no prices (use
     /// [`Route::get_endpoint`] to tell).

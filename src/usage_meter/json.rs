@@ -1,7 +1,6 @@
 //! Top-level spans of a JSON response object, and byte splices that edit it without re-serialising.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -315,12 +314,13 @@ pub(crate) fn quote(s: &str) -> String {
 /// `"cost":…,"cost_details":{…}` for `cost`, exact decimals written as JSON numbers.
 pub(crate) fn cost_members(cost: &Cost) -> String {
     let mut s = String::with_capacity(160);
-    let _ = write!(
-        s,
-        "\"cost\":{},\"cost_details\":{{\"upstream_inference_cost\":null,\
-         \"upstream_inference_prompt_cost\":{},\"upstream_inference_completions_cost\":{}}}",
-        cost.total, cost.prompt, cost.completion
-    );
+    s.push_str("\"cost\":");
+    cost.total.write_plain(&mut s);
+    s.push_str(",\"cost_details\":{\"upstream_inference_cost\":null,\"upstream_inference_prompt_cost\":");
+    cost.prompt.write_plain(&mut s);
+    s.push_str(",\"upstream_inference_completions_cost\":");
+    cost.completion.write_plain(&mut s);
+    s.push('}');
     s
 }
 
