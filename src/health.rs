@@ -66,6 +66,12 @@ pub trait HealthSource: Send + Sync + 'static {
         false
     }
 
+    /// [`is_degraded`](Self::is_degraded) or [`in_cooldown`](Self::in_cooldown): what routing asks
+    /// of every endpoint. A source that can answer both with one lookup overrides it.
+    fn is_unstable(&self, key: &EndpointKey, now: Instant) -> bool {
+        self.is_degraded(key, now) || self.in_cooldown(key, now)
+    }
+
     /// Time to first token at `pct`, in milliseconds, over the rolling window; `None` when there are
     /// too few samples to say.
     fn latency_ms(&self, _key: &EndpointKey, _pct: Percentile, _now: Instant) -> Option<f64> {
@@ -97,6 +103,9 @@ impl<T: HealthSource + ?Sized> HealthSource for Arc<T> {
     }
     fn in_cooldown(&self, key: &EndpointKey, now: Instant) -> bool {
         (**self).in_cooldown(key, now)
+    }
+    fn is_unstable(&self, key: &EndpointKey, now: Instant) -> bool {
+        (**self).is_unstable(key, now)
     }
     fn latency_ms(&self, key: &EndpointKey, pct: Percentile, now: Instant) -> Option<f64> {
         (**self).latency_ms(key, pct, now)

@@ -152,9 +152,7 @@ impl<'a> Planner<'a> {
     /// Not degraded, not in cooldown, and not taken out of service by the catalog.
     pub(super) fn stable(&self, e: &Endpoint) -> bool {
         let key = e.key();
-        e.status >= 0
-            && !self.health.is_degraded(key, self.now)
-            && !self.health.in_cooldown(key, self.now)
+        e.status >= 0 && !self.health.is_unstable(key, self.now)
     }
 
     /// A model's endpoints that pass every hard filter, in catalog order; the others are recorded

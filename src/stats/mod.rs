@@ -357,6 +357,13 @@ impl HealthSource for Stats {
         self.cooldown_remaining(key, now).is_some()
     }
 
+    fn is_unstable(&self, key: &EndpointKey, now: Instant) -> bool {
+        let t = self.ms(now);
+        let c = &self.shared.config;
+        self.with(key, |s| s.is_degraded(c, t) || s.cooldown_remaining(t) > 0)
+            .unwrap_or(false)
+    }
+
     fn latency_ms(&self, key: &EndpointKey, pct: Percentile, now: Instant) -> Option<f64> {
         let t = self.ms(now);
         let min = self.shared.config.min_samples;
