@@ -463,7 +463,8 @@ async fn a_lone_cr_inside_an_event_ends_a_line_as_the_caller_reads_it() {
 async fn a_stream_with_lone_cr_line_ends_is_read_and_metered() {
     // The SSE rules allow a lone CR as every line end; such a stream is content, usage and [DONE].
     let store = GenerationStore::new(10);
-    let cr = |s: &'static str| -> &'static str { Box::leak(s.replace('\n', "\r").into_boxed_str()) };
+    let cr =
+        |s: &'static str| -> &'static str { Box::leak(s.replace('\n', "\r").into_boxed_str()) };
     let up = Upstream::new(vec![Script::new(&[cr(HI), cr(STOP), cr(USAGE), cr(DONE)])]);
     let got = run(&up, &store, |g| g).await;
     let events = assert_client_reads_json(&got);

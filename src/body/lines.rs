@@ -21,16 +21,8 @@ impl SseLines {
             self.after_cr = false;
             at = usize::from(bytes[0] == b'\n');
         }
-        while let Some(i) = memchr::memchr2(b'\n', b'\r', &bytes[at..]) {
-            let end = at + i;
-            let mut next = end + 1;
-            if bytes[end] == b'\r' {
-                match bytes.get(next) {
-                    Some(b'\n') => next += 1,
-                    None => self.after_cr = true,
-                    Some(_) => {}
-                }
-            }
+        while let Some((end, next, cr_last)) = line_end(bytes, at) {
+            self.after_cr = cr_last;
             let go = if self.partial.is_empty() {
                 each(&bytes[at..end], next)
             } else {
@@ -61,6 +53,21 @@ impl SseLines {
     }
 }
 
+/// The next line end in `bytes` at or after `at`: where the line ends, the offset just past its line
+/// end, and whether that line end is a `\r` ending `bytes` (a `\n` starting the next bytes then
+/// belongs to it).
+pub(crate) fn line_end(bytes: &[u8], at: usize) -> Option<(usize, usize, bool)> {
+    let end = at + memchr::memchr2(b'\n', b'\r', bytes.get(at..)?)?;
+    if bytes[end] == b'\n' {
+        return Some((end, end + 1, false));
+    }
+    Some(match bytes.get(end + 1) {
+        Some(b'\n') => (end, end + 2, false),
+        Some(_) => (end, end + 1, false),
+        None => (end, end + 1, true),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,7 +82,10 @@ mod tests {
                 true
             });
         }
-        out.extend(s.take_rest().map(|l| String::from_utf8_lossy(&l).into_owned()));
+        out.extend(
+            s.take_rest()
+                .map(|l| String::from_utf8_lossy(&l).into_owned()),
+        );
         out
     }
 

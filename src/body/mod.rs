@@ -12,7 +12,7 @@ mod lines;
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 mod translated;
 
-pub(crate) use lines::SseLines;
+pub(crate) use lines::{line_end, SseLines};
 
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 pub(crate) use translated::pass_comment;

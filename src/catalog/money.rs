@@ -282,5 +282,4 @@ mod tests {
             proptest::prop_assert_eq!(s, d.to_string());
         }
     }
-
 }

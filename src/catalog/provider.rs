@@ -236,7 +236,10 @@ pub(crate) struct ProviderCall {
 impl ProviderCall {
     pub(crate) fn new(p: &Provider) -> Self {
         ProviderCall {
-            uri: p.base_url.as_deref().and_then(|b| p.uri(b, p.wire_format.path())),
+            uri: p
+                .base_url
+                .as_deref()
+                .and_then(|b| p.uri(b, p.wire_format.path())),
             auth: p.auth_header(),
         }
     }

@@ -316,7 +316,9 @@ pub(crate) fn cost_members(cost: &Cost) -> String {
     let mut s = String::with_capacity(160);
     s.push_str("\"cost\":");
     cost.total.write_plain(&mut s);
-    s.push_str(",\"cost_details\":{\"upstream_inference_cost\":null,\"upstream_inference_prompt_cost\":");
+    s.push_str(
+        ",\"cost_details\":{\"upstream_inference_cost\":null,\"upstream_inference_prompt_cost\":",
+    );
     cost.prompt.write_plain(&mut s);
     s.push_str(",\"upstream_inference_completions_cost\":");
     cost.completion.write_plain(&mut s);

@@ -137,16 +137,8 @@ impl SseScanner {
             self.after_cr = false;
             pos += usize::from(buf[pos] == b'\n');
         }
-        while let Some(i) = memchr::memchr2(b'\n', b'\r', &buf[pos..]) {
-            let end = pos + i;
-            let mut next = end + 1;
-            if buf[end] == b'\r' {
-                match buf.get(next) {
-                    Some(b'\n') => next += 1,
-                    None => self.after_cr = true,
-                    Some(_) => {}
-                }
-            }
+        while let Some((end, next, cr_last)) = crate::body::line_end(buf, pos) {
+            self.after_cr = cr_last;
             let line = &buf[pos..end];
             if line.is_empty() {
                 let raw = &buf[ev..next];
