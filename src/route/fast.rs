@@ -514,10 +514,14 @@ mod tests {
             })
     }
 
-    /// A top-level member of a chat request (key and value as JSON text), usually of the real
-    /// shape for its key.
-    fn request_member() -> impl Strategy<Value = (String, String)> {
-        let num = |xs: &'static [&'static str]| prop::sample::select(xs).prop_map(str::to_string);
+    /// One of the given values, as JSON text.
+    fn pick(xs: &'static [&'static str]) -> BoxedStrategy<String> {
+        prop::sample::select(xs).prop_map(str::to_string).boxed()
+    }
+
+    /// The routing members, with values of the real shapes and wrong ones.
+    fn routing_members() -> Vec<(&'static str, BoxedStrategy<String>)> {
+        let num = pick;
         let messages =
             prop::collection::vec(message(), 0..4).prop_map(|m| format!("[{}]", m.join(",")));
         let provider = prop_oneof![
@@ -528,7 +532,7 @@ mod tests {
             Just("null"),
         ]
         .prop_map(str::to_string);
-        let pairs: Vec<(&'static str, BoxedStrategy<String>)> = vec![
+        vec![
             (
                 "model",
                 prop_oneof![Just("\"openai/gpt-4o\"".to_string()), text()].boxed(),
@@ -541,6 +545,7 @@ mod tests {
                 ]
                 .boxed(),
             ),
+            ("provider", provider.boxed()),
             ("messages", messages.boxed()),
             ("stream", num(&["true", "false", "null", "1"]).boxed()),
             (
@@ -565,6 +570,13 @@ mod tests {
                 "max_completion_tokens",
                 num(&["1000", "0", "null", "2.0"]).boxed(),
             ),
+        ]
+    }
+
+    /// The parameters and other members, with values of the real shapes and wrong ones.
+    fn other_members() -> Vec<(&'static str, BoxedStrategy<String>)> {
+        let num = pick;
+        vec![
             (
                 "temperature",
                 num(&["0.7", "2", "2.5", "-0", "1e0", "null", "\"hot\""]).boxed(),
@@ -599,7 +611,6 @@ mod tests {
                 ])
                 .boxed(),
             ),
-            ("provider", provider.boxed()),
             ("user", any_value()),
             ("session_id", any_value()),
             ("prompt_cache_key", any_value()),
@@ -614,9 +625,15 @@ mod tests {
             ("route", any_value()),
             ("x_custom", any_value()),
             ("mod\\u0065l", any_value()),
-        ];
-        let strategies: Vec<BoxedStrategy<(String, String)>> = pairs
+        ]
+    }
+
+    /// A top-level member of a chat request (key and value as JSON text), usually of the real
+    /// shape for its key.
+    fn request_member() -> impl Strategy<Value = (String, String)> {
+        let strategies: Vec<BoxedStrategy<(String, String)>> = routing_members()
             .into_iter()
+            .chain(other_members())
             .map(|(k, v)| v.prop_map(move |v| (format!("\"{k}\""), v)).boxed())
             .collect();
         prop::strategy::Union::new(strategies)

@@ -478,7 +478,7 @@ fn nonnull(raw: &str) -> bool {
 }
 
 /// The next member's value, as its raw text in the body.
-fn next_raw<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de str, A::Error> {
+fn raw<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de str, A::Error> {
     map.next_value::<&'de RawValue>().map(RawValue::get)
 }
 
@@ -510,18 +510,18 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 )));
             }
             match &*key {
-                "model" => self.model(&mut v, next_raw(&mut map)?)?,
-                "models" => self.models(&mut v, next_raw(&mut map)?)?,
+                "model" => self.model(&mut v, raw(&mut map)?)?,
+                "models" => self.models(&mut v, raw(&mut map)?)?,
                 "route" => {
-                    let raw = next_raw(&mut map)?;
+                    let raw = raw(&mut map)?;
                     v.gateway_members.extend(self.member(raw));
                     self.at("route");
                     v.route = serde_json::from_str(raw).map_err(de::Error::custom)?;
                 }
-                "provider" => self.provider(&mut v, next_raw(&mut map)?)?,
+                "provider" => self.provider(&mut v, raw(&mut map)?)?,
                 "stream" => v.stream = map.next_value::<Option<bool>>()?.unwrap_or(false),
                 "stream_options" => {
-                    let raw = next_raw(&mut map)?;
+                    let raw = raw(&mut map)?;
                     v.stream_options_span = self.member(raw);
                 }
                 "max_tokens" => {
@@ -540,7 +540,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         v.params.insert(Parameter::MaxCompletionTokens);
                     }
                 }
-                "session_id" => self.session_id(&mut v, next_raw(&mut map)?)?,
+                "session_id" => self.session_id(&mut v, raw(&mut map)?)?,
                 "prompt_cache_key" => {
                     v.prompt_cache_key = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
                 }
@@ -559,20 +559,18 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
-                "prompt" => self.prompt(&mut v, "prompt", next_raw(&mut map)?)?,
+                "prompt" => self.prompt(&mut v, "prompt", raw(&mut map)?)?,
                 "input" => {
-                    let raw = next_raw(&mut map)?;
+                    let raw = raw(&mut map)?;
                     v.embeddings |= nonnull(raw);
                     self.prompt(&mut v, "input", raw)?;
                 }
-                "encoding_format" => {
-                    self.embedding_option("encoding_format", next_raw(&mut map)?)?
-                }
-                "dimensions" => self.embedding_option("dimensions", next_raw(&mut map)?)?,
-                "tools" => self.tools(&mut v, next_raw(&mut map)?)?,
-                "transforms" => self.compression(&mut v, "transforms", next_raw(&mut map)?)?,
-                "plugins" => self.compression(&mut v, "plugins", next_raw(&mut map)?)?,
-                other => self.other(&mut v, other, next_raw(&mut map)?)?,
+                "encoding_format" => self.embedding_option("encoding_format", raw(&mut map)?)?,
+                "dimensions" => self.embedding_option("dimensions", raw(&mut map)?)?,
+                "tools" => self.tools(&mut v, raw(&mut map)?)?,
+                "transforms" => self.compression(&mut v, "transforms", raw(&mut map)?)?,
+                "plugins" => self.compression(&mut v, "plugins", raw(&mut map)?)?,
+                other => self.other(&mut v, other, raw(&mut map)?)?,
             }
         }
         Ok(v)
