@@ -15,10 +15,11 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::ops::Range;
 
+use super::prefs::{DataCollection, MaxPrice, ProviderPrefs, Sort, SortBy};
 use super::request::{RequestView, ViewSeed};
 use super::skim;
 use super::validate::{self, Seen};
-use crate::catalog::Parameter;
+use crate::catalog::{Parameter, Usd};
 
 /// The error type the shared readers are run with here; their errors are only ever dropped.
 type E = serde_json::Error;
@@ -68,7 +69,14 @@ fn member<'a>(
     let read: Result<(), E> = match key {
         "model" => seed.model(v, raw),
         "models" => seed.models(v, raw),
-        "provider" => seed.provider(v, raw),
+        "provider" => match provider(text, at) {
+            Some(prefs) => {
+                v.gateway_members.extend(seed.member(raw));
+                v.provider = prefs;
+                Ok(())
+            }
+            None => seed.provider(v, raw),
+        },
         "session_id" => seed.session_id(v, raw),
         "tools" => seed.tools(v, raw),
         "transforms" => seed.compression(v, "transforms", raw),
@@ -119,6 +127,127 @@ fn member<'a>(
         other => seed.other(v, other, raw),
     };
     read.ok().map(|()| end)
+}
+
+/// The `provider` object at `at` when it holds only the usual preferences in their usual forms
+/// (`order` / `only` / `ignore` lists of plain strings, the booleans, `data_collection`, `sort`
+/// by name, `max_price` in whole dollars), read as serde reads them; `None` leaves the member to
+/// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`.
+fn provider(text: &str, at: usize) -> Option<ProviderPrefs<'_>> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut p = ProviderPrefs::default();
+    let mut seen = 0u16;
+    skim::members(b, at, 1, |key, i| {
+        let end = skim::value(b, i, 2)?;
+        let raw = &text[i..end];
+        let (bit, ok) = match key {
+            b"order" => (0, list(raw).map(|l| p.order = l)),
+            b"only" => (1, list(raw).map(|l| p.only = l)),
+            b"ignore" => (2, list(raw).map(|l| p.ignore = l)),
+            b"allow_fallbacks" => (3, flag(raw).map(|f| p.allow_fallbacks = f)),
+            b"require_parameters" => (4, flag(raw).map(|f| p.require_parameters = f)),
+            b"zdr" => (5, flag(raw).map(|f| p.zdr = f)),
+            b"enforce_distillable_text" => (6, flag(raw).map(|f| p.enforce_distillable_text = f)),
+            b"data_collection" => (7, data_collection(raw).map(|d| p.data_collection = d)),
+            b"sort" => (8, sort(raw).map(|s| p.sort = s)),
+            b"max_price" => (9, max_price(text, i).map(|m| p.max_price = m)),
+            _ => return None,
+        };
+        ok?;
+        if seen & (1 << bit) != 0 {
+            return None;
+        }
+        seen |= 1 << bit;
+        Some(end)
+    })?;
+    Some(p)
+}
+
+/// A list of plain strings or `null`, as the serde path's `str_list` reads it.
+fn list(raw: &str) -> Option<Option<Vec<Cow<'_, str>>>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::new();
+    skim::elements(b, 0, 2, |i| {
+        let end = skim::value(b, i, 3)?;
+        out.push(Cow::Borrowed(plain_string(&raw[i..end])??));
+        Some(end)
+    })?;
+    Some(Some(out))
+}
+
+/// `true`, `false` or `null`.
+fn flag(raw: &str) -> Option<Option<bool>> {
+    match raw {
+        "true" => Some(Some(true)),
+        "false" => Some(Some(false)),
+        "null" => Some(None),
+        _ => None,
+    }
+}
+
+/// `data_collection` by name, or `null`.
+fn data_collection(raw: &str) -> Option<Option<DataCollection>> {
+    match raw {
+        r#""allow""# => Some(Some(DataCollection::Allow)),
+        r#""deny""# => Some(Some(DataCollection::Deny)),
+        "null" => Some(None),
+        _ => None,
+    }
+}
+
+/// `sort` by name (no partition), or `null`.
+fn sort(raw: &str) -> Option<Option<Sort>> {
+    let by = match raw {
+        "null" => return Some(None),
+        r#""price""# => SortBy::Price,
+        r#""throughput""# => SortBy::Throughput,
+        r#""latency""# => SortBy::Latency,
+        r#""exacto""# => SortBy::Exacto,
+        _ => return None,
+    };
+    Some(Some(Sort {
+        by,
+        partition: None,
+    }))
+}
+
+/// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s).
+fn max_price(text: &str, at: usize) -> Option<Option<MaxPrice>> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut m = MaxPrice::default();
+    let mut seen = 0u8;
+    skim::members(b, at, 2, |key, i| {
+        let end = skim::value(b, i, 3)?;
+        let (bit, slot) = match key {
+            b"prompt" => (0, &mut m.prompt),
+            b"completion" => (1, &mut m.completion),
+            b"request" => (2, &mut m.request),
+            b"image" => (3, &mut m.image),
+            b"audio" => (4, &mut m.audio),
+            _ => return None,
+        };
+        if seen & (1 << bit) != 0 {
+            return None;
+        }
+        seen |= 1 << bit;
+        let raw = &text[i..end];
+        *slot = match raw {
+            "null" => None,
+            _ if raw.bytes().all(|c| c.is_ascii_digit()) => Some(Usd::from_int(raw.parse().ok()?)),
+            _ => return None,
+        };
+        Some(end)
+    })?;
+    Some(Some(m))
 }
 
 /// A string-or-null value as serde reads an `Option<Cow<str>>` borrowed from the body; `None`
@@ -529,6 +658,13 @@ mod tests {
             Just(r#"{"sort":"price","only":["a","b"],"options":{"a":{"x":1}}}"#),
             Just(r#"{"order":["openai"],"allow_fallbacks":false}"#),
             Just(r#"{"sort":"cheapest"}"#),
+            Just(r#"{"sort":{"by":"price"},"zdr":true,"enforce_distillable_text":null}"#),
+            Just(r#"{"max_price":{"prompt":0.5,"completion":"2","image":null,"audio":-1}}"#),
+            Just(r#"{"max_price":{"prompt":1,"prompt":2},"allow_fallbacks":"yes"}"#),
+            Just(r#"{"max_price":{"request":99999999999999999999,"x":1},"only":null}"#),
+            Just(r#"{"ignore":["a\u0062",1],"require_parameters":true,"only":[]}"#),
+            Just(r#"{"order":["a"],"order":["b"],"data_collection":"allow"}"#),
+            Just(r#"{"sort":"latency","quantizations":["fp8"],"data_collection":"never"}"#),
             Just("null"),
         ]
         .prop_map(str::to_string);
