@@ -43,14 +43,36 @@ pub(super) fn parse_skimmed(body: &[u8]) -> Option<RequestView<'_>> {
     };
     let mut view = RequestView::default();
     let mut seen = Seen::default();
+    let mut common_seen = [false; 8];
     let end = skim::members(b, start, 0, |key, at| {
         let key = std::str::from_utf8(key).ok()?;
-        if seen.insert(key).is_some() {
+        // The most common members are told apart by a `match`, the rest by `Seen`: each name
+        // always goes the same way, so every duplicate is still caught.
+        let fresh = match common(key) {
+            Some(bit) => !std::mem::replace(&mut common_seen[bit], true),
+            None => seen.insert(key).is_none(),
+        };
+        if !fresh {
             return None;
         }
         member(&seed, &mut view, text, key, at)
     })?;
     (skim::ws(b, end) == b.len()).then_some(view)
+}
+
+/// The index of the most common top-level members, for the duplicate check.
+fn common(key: &str) -> Option<usize> {
+    Some(match key {
+        "model" => 0,
+        "messages" => 1,
+        "max_tokens" => 2,
+        "temperature" => 3,
+        "provider" => 4,
+        "stream" => 5,
+        "tools" => 6,
+        "top_p" => 7,
+        _ => return None,
+    })
 }
 
 /// One top-level member, `key`, whose value starts at `at`: where the value ends, or `None`.
@@ -67,7 +89,15 @@ fn member<'a>(
     let end = skim::value(text.as_bytes(), at, 1)?;
     let raw = &text[at..end];
     let read: Result<(), E> = match key {
-        "model" => seed.model(v, raw),
+        "model" => match plain_string(raw) {
+            // A plain, non-blank id, as `ViewSeed::model` reads it; the rest goes there.
+            Some(Some(m)) if !m.trim().is_empty() => {
+                v.model = Some(Cow::Borrowed(m));
+                v.model_span = seed.member(raw);
+                Ok(())
+            }
+            _ => seed.model(v, raw),
+        },
         "models" => seed.models(v, raw),
         "provider" => match provider(text, at) {
             Some(prefs) => {
