@@ -5,8 +5,8 @@
 //! runs every target over its seed corpus and seeded random inputs on every CI run. A target
 //! panics when a property fails, never on bad input alone:
 //!
-//! * [`request_view`]: the request parser; a parsed body's model splice is JSON naming the new
-//!   model.
+//! * [`request_view`]: the request parser (its fast path agrees with its serde path); a parsed
+//!   body's model splice is JSON naming the new model.
 //! * [`sse_streams`]: the whole `GatewayLayer` over an upstream that sends the input as an SSE
 //!   stream, cut into frames where the input says: the caller gets complete JSON events only, the
 //!   provider's key never, and a stream that ends with `[DONE]` or the gateway's error chunk.
@@ -30,8 +30,14 @@ use tower_ai_gateway::GatewayLayer;
 /// The provider key of [`sse_streams`]' catalog, which must never reach the caller.
 const KEY: &str = "sk-fuzz-0123456789abcdef";
 
-/// The request parser, then the model splice of what it accepted.
+/// The request parser, then the model splice of what it accepted. Whenever the parser's fast
+/// path (the skimmer) takes the body, the serde path must accept it too and build the same view.
 pub fn request_view(data: &[u8]) {
+    if let Some(fast) = RequestView::parse_skimmed(data) {
+        let serde = RequestView::parse_serde(data)
+            .unwrap_or_else(|e| panic!("the fast path took a body serde rejects: {e}"));
+        assert_eq!(format!("{fast:?}"), format!("{serde:?}"), "the two paths differ");
+    }
     let Ok(view) = RequestView::parse(data) else {
         return;
     };

@@ -27,6 +27,7 @@
 //! cases is the README's "Bad input" section).
 
 mod balance;
+mod fast;
 mod middle_out;
 #[macro_use]
 mod future;

@@ -214,17 +214,9 @@ impl<'a> RequestView<'a> {
     /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
     /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        let failed_field = std::cell::Cell::new(None);
-        // Fast path: no path tracking. Only a failing body is parsed a second time, with tracking, to
-        // name the field.
-        let seed = ViewSeed {
-            body,
-            failed_field: &failed_field,
-            track_paths: false,
-        };
-        let mut view = match seed.read(true) {
-            Ok(v) => v,
-            Err(_) => return Err(Self::explain(body)),
+        let mut view = match Self::parse_skimmed(body) {
+            Some(v) => v,
+            None => Self::parse_serde(body)?,
         };
         if view.model.is_none() && view.models.is_empty() {
             return Err(GatewayError::invalid_request(
@@ -240,6 +232,31 @@ impl<'a> RequestView<'a> {
         }
         view.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
         Ok(view)
+    }
+
+    /// The fast path of [`parse`](Self::parse), without its final checks: the body read by the
+    /// skimmer (`fast.rs`), `None` when it is not of the usual shape. Whenever it is `Some`, it
+    /// equals [`parse_serde`](Self::parse_serde)'s view. Public only for the fuzz target that
+    /// compares the two; not part of the API.
+    #[doc(hidden)]
+    pub fn parse_skimmed(body: &'a [u8]) -> Option<RequestView<'a>> {
+        super::fast::parse_skimmed(body)
+    }
+
+    /// The serde path of [`parse`](Self::parse), without its final checks: what decides every
+    /// body the fast path does not take, errors included. Public only for the fuzz target that
+    /// compares the two; not part of the API.
+    #[doc(hidden)]
+    pub fn parse_serde(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
+        let failed_field = std::cell::Cell::new(None);
+        // No path tracking: only a failing body is parsed a second time, with tracking, to name
+        // the field.
+        let seed = ViewSeed {
+            body,
+            failed_field: &failed_field,
+            track_paths: false,
+        };
+        seed.read(true).map_err(|_| Self::explain(body))
     }
 
     /// Parses `body` again with path tracking to build the 400 for a body known to be invalid.
@@ -418,11 +435,13 @@ fn to_gateway_error(path: String, e: serde_json::Error) -> GatewayError {
     }
 }
 
-struct ViewSeed<'a, 'c> {
-    body: &'a [u8],
+/// The serde path of [`RequestView::parse`]; its member readers take the member's raw text, so
+/// the fast path (`fast.rs`) runs the same ones.
+pub(super) struct ViewSeed<'a, 'c> {
+    pub(super) body: &'a [u8],
     /// Set when an error is raised after a value was read (the path tracker no longer points there).
-    failed_field: &'c std::cell::Cell<Option<&'static str>>,
-    track_paths: bool,
+    pub(super) failed_field: &'c std::cell::Cell<Option<&'static str>>,
+    pub(super) track_paths: bool,
 }
 
 impl<'de> ViewSeed<'de, '_> {
@@ -454,8 +473,13 @@ impl<'de> DeserializeSeed<'de> for ViewSeed<'de, '_> {
     }
 }
 
-fn nonnull(raw: &RawValue) -> bool {
-    raw.get() != "null"
+fn nonnull(raw: &str) -> bool {
+    raw != "null"
+}
+
+/// The next member's value, as its raw text in the body.
+fn raw<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de str, A::Error> {
+    map.next_value::<&'de RawValue>().map(RawValue::get)
 }
 
 fn positive<E: de::Error>(v: Option<u64>) -> Result<Option<u64>, E> {
@@ -486,18 +510,18 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                 )));
             }
             match &*key {
-                "model" => self.model(&mut v, map.next_value()?)?,
-                "models" => self.models(&mut v, map.next_value()?)?,
+                "model" => self.model(&mut v, raw(&mut map)?)?,
+                "models" => self.models(&mut v, raw(&mut map)?)?,
                 "route" => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = raw(&mut map)?;
                     v.gateway_members.extend(self.member(raw));
                     self.at("route");
-                    v.route = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                    v.route = serde_json::from_str(raw).map_err(de::Error::custom)?;
                 }
-                "provider" => self.provider(&mut v, map.next_value()?)?,
+                "provider" => self.provider(&mut v, raw(&mut map)?)?,
                 "stream" => v.stream = map.next_value::<Option<bool>>()?.unwrap_or(false),
                 "stream_options" => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = raw(&mut map)?;
                     v.stream_options_span = self.member(raw);
                 }
                 "max_tokens" => {
@@ -516,7 +540,7 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         v.params.insert(Parameter::MaxCompletionTokens);
                     }
                 }
-                "session_id" => self.session_id(&mut v, map.next_value()?)?,
+                "session_id" => self.session_id(&mut v, raw(&mut map)?)?,
                 "prompt_cache_key" => {
                     v.prompt_cache_key = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
                 }
@@ -535,18 +559,18 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
                         stats.first.and_then(|c| span_of(self.body, c)),
                     );
                 }
-                "prompt" => self.prompt(&mut v, "prompt", map.next_value()?)?,
+                "prompt" => self.prompt(&mut v, "prompt", raw(&mut map)?)?,
                 "input" => {
-                    let raw: &'de RawValue = map.next_value()?;
+                    let raw = raw(&mut map)?;
                     v.embeddings |= nonnull(raw);
                     self.prompt(&mut v, "input", raw)?;
                 }
-                "encoding_format" => self.embedding_option("encoding_format", map.next_value()?)?,
-                "dimensions" => self.embedding_option("dimensions", map.next_value()?)?,
-                "tools" => self.tools(&mut v, map.next_value()?)?,
-                "transforms" => self.compression(&mut v, "transforms", map.next_value()?)?,
-                "plugins" => self.compression(&mut v, "plugins", map.next_value()?)?,
-                other => self.other(&mut v, other, map.next_value()?)?,
+                "encoding_format" => self.embedding_option("encoding_format", raw(&mut map)?)?,
+                "dimensions" => self.embedding_option("dimensions", raw(&mut map)?)?,
+                "tools" => self.tools(&mut v, raw(&mut map)?)?,
+                "transforms" => self.compression(&mut v, "transforms", raw(&mut map)?)?,
+                "plugins" => self.compression(&mut v, "plugins", raw(&mut map)?)?,
+                other => self.other(&mut v, other, raw(&mut map)?)?,
             }
         }
         Ok(v)
@@ -558,19 +582,19 @@ impl<'de> Visitor<'de> for ViewSeed<'de, '_> {
 impl<'de> ViewSeed<'de, '_> {
     /// An embeddings option: `encoding_format` (`float` or `base64`) or `dimensions` (a positive
     /// integer); `null` is allowed.
-    fn embedding_option<E: de::Error>(
+    pub(super) fn embedding_option<E: de::Error>(
         &self,
         field: &'static str,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         self.at(field);
         let ok = match field {
             "encoding_format" => matches!(
-                serde_json::from_str::<Option<&str>>(raw.get()),
+                serde_json::from_str::<Option<&str>>(raw),
                 Ok(None | Some("float" | "base64"))
             ),
             _ => matches!(
-                serde_json::from_str::<Option<u64>>(raw.get()),
+                serde_json::from_str::<Option<u64>>(raw),
                 Ok(None | Some(1..))
             ),
         };
@@ -585,11 +609,11 @@ impl<'de> ViewSeed<'de, '_> {
 
     /// The legacy `prompt` (a string or strings; it makes the request a completions one) or the
     /// embeddings `input`: counted as prompt bytes.
-    fn prompt<E: de::Error>(
+    pub(super) fn prompt<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
         field: &'static str,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         self.at(field);
         if field == "prompt" {
@@ -598,9 +622,9 @@ impl<'de> ViewSeed<'de, '_> {
             }
             v.completions |= nonnull(raw);
         }
-        validate::check_depth(raw.get(), 1)?;
-        v.prompt_bytes += raw.get().len();
-        v.bound_bytes += raw.get().len() as u64;
+        validate::check_depth(raw, 1)?;
+        v.prompt_bytes += raw.len();
+        v.bound_bytes += raw.len() as u64;
         v.has_input |= nonnull(raw);
         Ok(())
     }
@@ -613,14 +637,18 @@ impl<'de> ViewSeed<'de, '_> {
 
     /// The byte span of a member's value in the body.
     #[inline]
-    fn member(&self, raw: &RawValue) -> Option<Range<usize>> {
-        span_of(self.body, raw.get())
+    pub(super) fn member(&self, raw: &str) -> Option<Range<usize>> {
+        span_of(self.body, raw)
     }
 
     /// `model`: a non-empty id or `null`; its span is kept for the splice.
-    fn model<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+    pub(super) fn model<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        raw: &'de str,
+    ) -> Result<(), E> {
         self.at("model");
-        let m: Option<Str<'de>> = serde_json::from_str(raw.get()).map_err(E::custom)?;
+        let m: Option<Str<'de>> = serde_json::from_str(raw).map_err(E::custom)?;
         match m {
             Some(m) if m.0.trim().is_empty() => {
                 return Err(E::custom("expected a non-empty model id"));
@@ -635,11 +663,14 @@ impl<'de> ViewSeed<'de, '_> {
     }
 
     /// `models`: gateway-only; a list of non-empty ids.
-    fn models<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
+    pub(super) fn models<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        raw: &'de str,
+    ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at("models");
-        let list =
-            str_list(&mut serde_json::Deserializer::from_str(raw.get())).map_err(E::custom)?;
+        let list = str_list(&mut serde_json::Deserializer::from_str(raw)).map_err(E::custom)?;
         v.models = list.unwrap_or_default();
         if v.models.iter().any(|m| m.trim().is_empty()) {
             return Err(E::custom("expected non-empty model ids"));
@@ -648,19 +679,19 @@ impl<'de> ViewSeed<'de, '_> {
     }
 
     /// `provider`: gateway-only; on the slow path, errors name the member inside it.
-    fn provider<E: de::Error>(
+    pub(super) fn provider<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at("provider");
         // Unknown members inside are skipped without a depth bound.
-        validate::check_depth(raw.get(), 1)?;
+        validate::check_depth(raw, 1)?;
         let prefs: Option<ProviderPrefs<'de>> = if !self.track_paths {
-            serde_json::from_str(raw.get()).map_err(E::custom)?
+            serde_json::from_str(raw).map_err(E::custom)?
         } else {
-            let mut inner = serde_json::Deserializer::from_str(raw.get());
+            let mut inner = serde_json::Deserializer::from_str(raw);
             serde_path_to_error::deserialize(&mut inner).map_err(|e| {
                 let p = e.path().to_string();
                 let inner = e.into_inner();
@@ -677,14 +708,14 @@ impl<'de> ViewSeed<'de, '_> {
     }
 
     /// `session_id`: gateway-only; at most 256 characters.
-    fn session_id<E: de::Error>(
+    pub(super) fn session_id<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at("session_id");
-        let s: Option<Str<'de>> = serde_json::from_str(raw.get()).map_err(E::custom)?;
+        let s: Option<Str<'de>> = serde_json::from_str(raw).map_err(E::custom)?;
         if let Some(s) = &s {
             if s.0.chars().count() > 256 {
                 return Err(E::custom("expected at most 256 characters"));
@@ -695,8 +726,12 @@ impl<'de> ViewSeed<'de, '_> {
     }
 
     /// `tools`: a list of tool objects; counted in the prompt estimate.
-    fn tools<E: de::Error>(&self, v: &mut RequestView<'de>, raw: &'de RawValue) -> Result<(), E> {
-        let s = raw.get();
+    pub(super) fn tools<E: de::Error>(
+        &self,
+        v: &mut RequestView<'de>,
+        raw: &'de str,
+    ) -> Result<(), E> {
+        let s = raw;
         if s == "null" {
             return Ok(());
         }
@@ -715,19 +750,19 @@ impl<'de> ViewSeed<'de, '_> {
 
     /// `transforms` or `plugins`: gateway-only; what they say about middle-out compression (an
     /// unknown transform or a plugin the gateway cannot run is an error).
-    fn compression<E: de::Error>(
+    pub(super) fn compression<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
         name: &'static str,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         v.gateway_members.extend(self.member(raw));
         self.at(name);
-        validate::check_depth(raw.get(), 1)?;
+        validate::check_depth(raw, 1)?;
         let on = if name == "transforms" {
-            validate::transforms(raw.get())?
+            validate::transforms(raw)?
         } else {
-            let (on, router) = validate::plugins(raw.get())?;
+            let (on, router) = validate::plugins(raw)?;
             v.auto_router = router.map(Box::new);
             on
         };
@@ -740,26 +775,26 @@ impl<'de> ViewSeed<'de, '_> {
 
     /// Any other member: a known parameter is recorded as present (unless `null`), a gateway-only
     /// member's span is kept so it can be cut from upstream bodies, the rest is skipped.
-    fn other<E: de::Error>(
+    pub(super) fn other<E: de::Error>(
         &self,
         v: &mut RequestView<'de>,
         name: &str,
-        raw: &'de RawValue,
+        raw: &'de str,
     ) -> Result<(), E> {
         if let Some(p) = Parameter::from_name(name) {
             if nonnull(raw) {
                 self.at(p.as_str());
-                validate::check_depth(raw.get(), 1)?;
-                validate::check_param(p, raw.get())?;
+                validate::check_depth(raw, 1)?;
+                validate::check_param(p, raw)?;
                 v.params.insert(p);
-                if p == Parameter::ResponseFormat && raw.get().contains("json_schema") {
+                if p == Parameter::ResponseFormat && raw.contains("json_schema") {
                     v.params.insert(Parameter::StructuredOutputs);
                 }
             }
             v.droppable.extend(self.member(raw).map(|r| (Some(p), r)));
         } else {
             // Skipped members, kept as raw values: serde_json does not bound their depth.
-            validate::check_depth(raw.get(), 1)?;
+            validate::check_depth(raw, 1)?;
             if GATEWAY_ONLY.contains(&name) {
                 v.gateway_members.extend(self.member(raw));
             } else if !validate::is_standard(name) {
@@ -952,14 +987,14 @@ impl<'de> Deserialize<'de> for Message<'de> {
 
 /// A legacy completions `prompt`: `null`, a string or an array of strings (`raw` is valid JSON,
 /// so its first byte tells its type).
-fn legacy_prompt(raw: &RawValue) -> bool {
-    let is_string = |r: &RawValue| r.get().trim_start().starts_with('"');
-    let s = raw.get().trim_start();
+fn legacy_prompt(raw: &str) -> bool {
+    let is_string = |r: &str| r.trim_start().starts_with('"');
+    let s = raw.trim_start();
     s == "null"
         || is_string(raw)
         || (s.starts_with('[')
             && serde_json::from_str::<Vec<&RawValue>>(s)
-                .is_ok_and(|items| items.iter().all(|r| is_string(r))))
+                .is_ok_and(|items| items.iter().all(|r| is_string(r.get()))))
 }
 
 #[cfg(test)]
