@@ -89,15 +89,7 @@ fn member<'a>(
     let end = skim::value(text.as_bytes(), at, 1)?;
     let raw = &text[at..end];
     let read: Result<(), E> = match key {
-        "model" => match plain_string(raw) {
-            // A plain, non-blank id, as `ViewSeed::model` reads it; the rest goes there.
-            Some(Some(m)) if !m.trim().is_empty() => {
-                v.model = Some(Cow::Borrowed(m));
-                v.model_span = seed.member(raw);
-                Ok(())
-            }
-            _ => seed.model(v, raw),
-        },
+        "model" => model(seed, v, raw),
         "models" => seed.models(v, raw),
         "provider" => match provider(text, at) {
             Some(prefs) => {
@@ -157,6 +149,18 @@ fn member<'a>(
         other => seed.other(v, other, raw),
     };
     read.ok().map(|()| end)
+}
+
+/// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
+fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> Result<(), E> {
+    match plain_string(raw) {
+        Some(Some(m)) if !m.trim().is_empty() => {
+            v.model = Some(Cow::Borrowed(m));
+            v.model_span = seed.member(raw);
+            Ok(())
+        }
+        _ => seed.model(v, raw),
+    }
 }
 
 /// The `provider` object at `at` when it holds only the usual preferences in their usual forms
