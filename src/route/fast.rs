@@ -86,19 +86,20 @@ fn member<'a>(
     if key == "messages" {
         return messages(v, text, at);
     }
+    if key == "provider" {
+        // The usual preferences, read where they are skimmed; the rest goes to serde below.
+        if let Some((prefs, end)) = provider(text, at) {
+            v.gateway_members.extend(seed.member(&text[at..end]));
+            v.provider = prefs;
+            return Some(end);
+        }
+    }
     let end = skim::value(text.as_bytes(), at, 1)?;
     let raw = &text[at..end];
     let read: Result<(), E> = match key {
         "model" => model(seed, v, raw),
         "models" => seed.models(v, raw),
-        "provider" => match provider(text, at) {
-            Some(prefs) => {
-                v.gateway_members.extend(seed.member(raw));
-                v.provider = prefs;
-                Ok(())
-            }
-            None => seed.provider(v, raw),
-        },
+        "provider" => seed.provider(v, raw),
         "session_id" => seed.session_id(v, raw),
         "tools" => seed.tools(v, raw),
         "transforms" => seed.compression(v, "transforms", raw),
@@ -167,37 +168,47 @@ fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> 
 /// (`order` / `only` / `ignore` lists of plain strings, the booleans, `data_collection`, `sort`
 /// by name, `max_price` in whole dollars), read as serde reads them; `None` leaves the member to
 /// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`.
-fn provider(text: &str, at: usize) -> Option<ProviderPrefs<'_>> {
+fn provider(text: &str, at: usize) -> Option<(ProviderPrefs<'_>, usize)> {
     let b = text.as_bytes();
     if b.get(at) != Some(&b'{') {
         return None;
     }
     let mut p = ProviderPrefs::default();
     let mut seen = 0u16;
-    skim::members(b, at, 1, |key, i| {
-        let end = skim::value(b, i, 2)?;
-        let raw = &text[i..end];
-        let (bit, ok) = match key {
-            b"order" => (0, list(raw).map(|l| p.order = l)),
-            b"only" => (1, list(raw).map(|l| p.only = l)),
-            b"ignore" => (2, list(raw).map(|l| p.ignore = l)),
-            b"allow_fallbacks" => (3, flag(raw).map(|f| p.allow_fallbacks = f)),
-            b"require_parameters" => (4, flag(raw).map(|f| p.require_parameters = f)),
-            b"zdr" => (5, flag(raw).map(|f| p.zdr = f)),
-            b"enforce_distillable_text" => (6, flag(raw).map(|f| p.enforce_distillable_text = f)),
-            b"data_collection" => (7, data_collection(raw).map(|d| p.data_collection = d)),
-            b"sort" => (8, sort(raw).map(|s| p.sort = s)),
-            b"max_price" => (9, max_price(text, i).map(|m| p.max_price = m)),
-            _ => return None,
+    let end = skim::members(b, at, 1, |key, i| {
+        // `max_price` is read where it is skimmed; every other value is skimmed first.
+        let (bit, end) = if key == b"max_price" {
+            let (m, end) = max_price(text, i)?;
+            p.max_price = m;
+            (9, end)
+        } else {
+            let end = skim::value(b, i, 2)?;
+            let raw = &text[i..end];
+            let bit = match key {
+                b"order" => list(raw).map(|l| p.order = l).map(|()| 0),
+                b"only" => list(raw).map(|l| p.only = l).map(|()| 1),
+                b"ignore" => list(raw).map(|l| p.ignore = l).map(|()| 2),
+                b"allow_fallbacks" => flag(raw).map(|f| p.allow_fallbacks = f).map(|()| 3),
+                b"require_parameters" => flag(raw).map(|f| p.require_parameters = f).map(|()| 4),
+                b"zdr" => flag(raw).map(|f| p.zdr = f).map(|()| 5),
+                b"enforce_distillable_text" => flag(raw)
+                    .map(|f| p.enforce_distillable_text = f)
+                    .map(|()| 6),
+                b"data_collection" => data_collection(raw)
+                    .map(|d| p.data_collection = d)
+                    .map(|()| 7),
+                b"sort" => sort(raw).map(|s| p.sort = s).map(|()| 8),
+                _ => None,
+            }?;
+            (bit, end)
         };
-        ok?;
         if seen & (1 << bit) != 0 {
             return None;
         }
         seen |= 1 << bit;
         Some(end)
     })?;
-    Some(p)
+    Some((p, end))
 }
 
 /// A list of plain strings or `null`, as the serde path's `str_list` reads it.
@@ -252,14 +263,14 @@ fn sort(raw: &str) -> Option<Option<Sort>> {
 }
 
 /// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s).
-fn max_price(text: &str, at: usize) -> Option<Option<MaxPrice>> {
+fn max_price(text: &str, at: usize) -> Option<(Option<MaxPrice>, usize)> {
     let b = text.as_bytes();
     if b.get(at) != Some(&b'{') {
         return None;
     }
     let mut m = MaxPrice::default();
     let mut seen = 0u8;
-    skim::members(b, at, 2, |key, i| {
+    let end = skim::members(b, at, 2, |key, i| {
         let end = skim::value(b, i, 3)?;
         let (bit, slot) = match key {
             b"prompt" => (0, &mut m.prompt),
@@ -281,7 +292,7 @@ fn max_price(text: &str, at: usize) -> Option<Option<MaxPrice>> {
         };
         Some(end)
     })?;
-    Some(Some(m))
+    Some((Some(m), end))
 }
 
 /// A string-or-null value as serde reads an `Option<Cow<str>>` borrowed from the body; `None`
