@@ -36,7 +36,11 @@ pub fn request_view(data: &[u8]) {
     if let Some(fast) = RequestView::parse_skimmed(data) {
         let serde = RequestView::parse_serde(data)
             .unwrap_or_else(|e| panic!("the fast path took a body serde rejects: {e}"));
-        assert_eq!(format!("{fast:?}"), format!("{serde:?}"), "the two paths differ");
+        assert_eq!(
+            format!("{fast:?}"),
+            format!("{serde:?}"),
+            "the two paths differ"
+        );
     }
     let Ok(view) = RequestView::parse(data) else {
         return;
