@@ -47,13 +47,19 @@ pub fn request_view(data: &[u8]) {
     };
     let _ = view.prompt_bound();
     let out = view.splice_model(data, "fuzz/model");
-    let v: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+    // The grammar, not the range of numbers (`1E400` is JSON, though no f64): the other members
+    // are skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct Model {
+        model: String,
+    }
+    let m: Model = serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "splice broke the JSON ({e}): {}",
             String::from_utf8_lossy(&out)
         )
     });
-    assert_eq!(v["model"], "fuzz/model", "{v}");
+    assert_eq!(m.model, "fuzz/model");
 }
 
 /// Cut points for `data` from its first byte: up to 8 places to split the rest into frames.
