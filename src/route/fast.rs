@@ -138,11 +138,11 @@ fn member<'a>(
             Ok(())
         }
         "prompt_cache_key" => {
-            v.prompt_cache_key = plain_string(raw)?.map(Cow::Borrowed);
+            v.prompt_cache_key = skim::plain_string(raw)?.map(Cow::Borrowed);
             Ok(())
         }
         "service_tier" => {
-            v.service_tier = plain_string(raw)?.map(Cow::Borrowed);
+            v.service_tier = skim::plain_string(raw)?.map(Cow::Borrowed);
             Ok(())
         }
         // The deprecated `route` is left to serde.
@@ -154,7 +154,7 @@ fn member<'a>(
 
 /// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
 fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> Result<(), E> {
-    match plain_string(raw) {
+    match skim::plain_string(raw) {
         Some(Some(m)) if !m.trim().is_empty() => {
             v.model = Some(Cow::Borrowed(m));
             v.model_span = seed.member(raw);
@@ -220,7 +220,7 @@ fn list(raw: &str) -> Option<Option<Vec<Cow<'_, str>>>> {
     let mut out = Vec::new();
     skim::elements(b, 0, 2, |i| {
         let end = skim::value(b, i, 3)?;
-        out.push(Cow::Borrowed(plain_string(&raw[i..end])??));
+        out.push(Cow::Borrowed(skim::plain_string(&raw[i..end])??));
         Some(end)
     })?;
     Some(Some(out))
@@ -295,16 +295,6 @@ fn max_price(text: &str, at: usize) -> Option<(Option<MaxPrice>, usize)> {
     Some((Some(m), end))
 }
 
-/// A string-or-null value as serde reads an `Option<Cow<str>>` borrowed from the body; `None`
-/// (give up) for another type or a string with escapes.
-fn plain_string(raw: &str) -> Option<Option<&str>> {
-    if raw == "null" {
-        return Some(None);
-    }
-    let s = raw.strip_prefix('"')?.strip_suffix('"')?;
-    (!s.contains('\\')).then_some(Some(s))
-}
-
 /// `max_tokens` or `max_completion_tokens` as the serde path reads them (`null`, or a positive
 /// integer that fits a `u64`); `None` (give up) for anything else.
 fn token_count(raw: &str) -> Option<Option<u64>> {
@@ -369,7 +359,7 @@ fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
         match key {
             b"role" if role.is_none() => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
-                role = Some(plain_string(&text[i..end])??);
+                role = Some(skim::plain_string(&text[i..end])??);
                 Some(end)
             }
             b"content" if content.is_none() => {
@@ -381,7 +371,7 @@ fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
             }
             b"tool_call_id" if !tool_call_id => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
-                let id = plain_string(&text[i..end])?;
+                let id = skim::plain_string(&text[i..end])?;
                 bound += id.map_or(4, |s| s.len() as u64 + 2);
                 tool_call_id = id.is_some();
                 Some(end)

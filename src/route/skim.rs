@@ -231,6 +231,17 @@ pub(crate) fn elements(
     }
 }
 
+/// A string-or-null value (its raw JSON text) as serde reads an `Option<Cow<str>>` borrowed from
+/// the body: `Some(None)` for `null`, `Some(Some(s))` for a string without escapes, `None` (give
+/// up, serde decides) for another type or a string with escapes.
+pub(crate) fn plain_string(raw: &str) -> Option<Option<&str>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    let s = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!s.contains('\\')).then_some(Some(s))
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -139,7 +139,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         let end = skim::value(b, at, 1)?;
         let raw = &text[at..end];
         if k == 9 {
-            top.kind = string_value(raw)?.map(Cow::Borrowed);
+            top.kind = skim::plain_string(raw)?.map(Cow::Borrowed);
             return Some(end);
         }
         let slot = match k {
@@ -156,16 +156,6 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         Some(end)
     })?;
     (skim::ws(b, end) == b.len()).then_some((top, summary))
-}
-
-/// A string-or-null value as serde reads an `Option<Cow<str>>` borrowed from the body; `None`
-/// (give up) for another type or a string with escapes.
-fn string_value(raw: &str) -> Option<Option<&str>> {
-    if raw == "null" {
-        return Some(None);
-    }
-    let s = raw.strip_prefix('"')?.strip_suffix('"')?;
-    (!s.contains('\\')).then_some(Some(s))
 }
 
 /// `choices` at `at` in `text`: `null`, or an array of choice objects summarised into `summary`.
@@ -197,7 +187,7 @@ fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<us
         match (k, b.get(i)?) {
             (0, _) => {
                 let end = skim::value(b, i, 3)?;
-                finish = string_value(&text[i..end])?;
+                finish = skim::plain_string(&text[i..end])?;
                 Some(end)
             }
             (_, b'n') => skim::value(b, i, 3),

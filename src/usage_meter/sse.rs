@@ -1,9 +1,9 @@
 //! An incremental server-sent-events scanner that can edit events on the way through.
 //!
 //! Frames are split into lines as the SSE rules split them (at `\r\n`, `\n` or a lone `\r`, as the
-//! caller's SSE parser will) and into events at blank lines. Complete events are handed to an [`OnEvent`] and emitted at once; only the unfinished
-//! tail of the last event of a frame is held back until the rest of it arrives, so that an event
-//! can be edited as a whole.
+//! caller's SSE parser will) and into events at blank lines. Complete events are handed to an
+//! [`OnEvent`] and emitted at once; only the unfinished tail of the last event of a frame is held
+//! back until the rest of it arrives, so that an event can be edited as a whole.
 
 use std::ops::Range;
 
