@@ -124,8 +124,8 @@ async fn json_answer_is_a_chat_completion() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.bytes));
     check_upstream_request(&anthro, false);
     let served = a.served.expect("served by");
-    assert_eq!(served.provider_slug, "anthro");
-    assert_eq!(served.upstream_model, "claude-native");
+    assert_eq!(&*served.provider_slug, "anthro");
+    assert_eq!(&*served.upstream_model, "claude-native");
     assert!(!served.streamed);
     let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["ok"]);
@@ -153,7 +153,7 @@ async fn streamed_answer_is_chat_chunks_with_usage_and_done() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.bytes));
     check_upstream_request(&anthro, true);
     let served = a.served.expect("served by");
-    assert_eq!(served.provider_slug, "anthro");
+    assert_eq!(&*served.provider_slug, "anthro");
     assert!(served.streamed);
 
     let (c, done) = chunks(&a.bytes);
@@ -240,7 +240,7 @@ async fn anthropic_wire_failures_fail_over() {
             .get::<ServedBy>()
             .cloned()
             .expect("served by");
-        assert_eq!(served.provider_slug, "backup");
+        assert_eq!(&*served.provider_slug, "backup");
         let kinds: Vec<&str> = served.attempts.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(kinds.len(), 2, "{kinds:?}");
         assert_eq!(kinds[1], "ok");

@@ -212,7 +212,7 @@ async fn each_retry_class_moves_to_the_next_provider() {
         assert_eq!(served.attempts.len(), 2, "{outcome:?}");
         assert!(served.attempts[0].error_type.is_some());
         assert_eq!(served.attempts[1].kind, "ok");
-        assert_eq!(served.upstream_model, "beta-native-model");
+        assert_eq!(&*served.upstream_model, "beta-native-model");
         let alpha = sim.handle("alpha.sim").expect("alpha");
         assert_eq!(alpha.stats().requests, 1, "{outcome:?}");
         assert_eq!(

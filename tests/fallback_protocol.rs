@@ -101,7 +101,7 @@ async fn a_later_attempt_waits_for_readiness_again() {
     let res = task.await.unwrap().unwrap();
     assert_eq!(res.status(), 200);
     let served = res.extensions().get::<ServedBy>().unwrap();
-    assert_eq!(served.provider_name, "TWO");
+    assert_eq!(&*served.provider_name, "TWO");
     let kinds: Vec<&str> = served.attempts.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(kinds, ["server_error", "ok"]);
 }

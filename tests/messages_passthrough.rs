@@ -368,7 +368,7 @@ async fn json_request_and_answer_pass_through() {
     let rec = store.get(id).expect("recorded");
     check_record(&rec, false);
     assert_eq!(rec.upstream_id.as_deref(), Some("msg_01XYZ"));
-    assert_eq!(r.served.unwrap().provider_slug, "anthro");
+    assert_eq!(&*r.served.unwrap().provider_slug, "anthro");
 }
 
 #[tokio::test(start_paused = true)]
@@ -481,7 +481,7 @@ async fn passthrough_failure_falls_over_to_a_translated_provider() {
     );
     assert_eq!(v["usage"]["input_tokens"], 30);
     let served = r.served.unwrap();
-    assert_eq!(served.provider_slug, "backup");
+    assert_eq!(&*served.provider_slug, "backup");
     assert_eq!(served.attempts.len(), 2);
 }
 
@@ -508,7 +508,7 @@ async fn stream_failing_before_content_falls_over_after_content_ends_with_an_err
     let store = GenerationStore::new(8);
     let r = send(up.clone(), &store, &request(true), &[]).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.served.as_ref().unwrap().provider_slug, "backup");
+    assert_eq!(&*r.served.as_ref().unwrap().provider_slug, "backup");
     let ev = events(&r.body);
     assert_eq!(ev.first().unwrap()["type"], "message_start");
     assert_eq!(ev.last().unwrap()["type"], "message_stop");

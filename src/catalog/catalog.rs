@@ -125,6 +125,9 @@ pub(crate) struct Inner {
     model_index: FastMap<String, u32>,
     endpoints: Vec<Endpoint>,
     endpoint_provider: Vec<u32>,
+    /// Per endpoint, in the same order: its upstream model id, shared by the records of the
+    /// requests it serves.
+    upstream_models: Vec<Arc<str>>,
     ranges: Vec<(u32, u32)>,
     aliases: FastMap<String, String>,
 }
@@ -222,6 +225,12 @@ impl Catalog {
     pub(crate) fn endpoint_call(&self, index: usize) -> Option<&ProviderCall> {
         let p = *self.inner.endpoint_provider.get(index)?;
         self.inner.calls.get(p as usize)
+    }
+
+    /// The upstream model id of the endpoint at a global index, shared
+    /// ([`Endpoint::upstream_model`]).
+    pub(crate) fn endpoint_upstream_model(&self, index: usize) -> Option<&Arc<str>> {
+        self.inner.upstream_models.get(index)
     }
 
     /// The provider with this slug.
@@ -464,6 +473,7 @@ impl CatalogBuilder {
         Ok(Catalog {
             inner: Arc::new(Inner {
                 calls: providers.iter().map(ProviderCall::new).collect(),
+                upstream_models: all.iter().map(|e| Arc::from(e.upstream_model())).collect(),
                 providers,
                 provider_index,
                 models,

@@ -231,6 +231,10 @@ pub(crate) struct ProviderCall {
     /// The credentials header; `Ok(None)` without a key, `Err` when the key is no valid header
     /// value.
     pub(crate) auth: Result<Option<(HeaderName, HeaderValue)>, ()>,
+    /// The provider's display name, shared by the records of the requests it serves.
+    pub(crate) name: Arc<str>,
+    /// The provider's slug, shared likewise.
+    pub(crate) slug: Arc<str>,
 }
 
 impl ProviderCall {
@@ -241,6 +245,8 @@ impl ProviderCall {
                 .as_deref()
                 .and_then(|b| p.uri(b, p.wire_format.path())),
             auth: p.auth_header(),
+            name: Arc::from(p.name.as_str()),
+            slug: Arc::from(p.slug.as_str()),
         }
     }
 }

@@ -106,7 +106,7 @@ impl History {
             return route.unavailable();
         }
         let mut a = Availability::new(AvailabilityCode::TemporarilyUnavailable, requested);
-        a.affected_providers = self.records.iter().map(|r| r.provider.clone()).collect();
+        a.affected_providers = self.records.iter().map(|r| r.provider.to_string()).collect();
         let msg = if self.overall_expired {
             "The request deadline passed before a provider could be tried."
         } else {
@@ -124,7 +124,7 @@ impl History {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "provider": r.provider,
+                    "provider": &*r.provider,
                     "endpoint": r.endpoint.tag(),
                     "code": r.kind.as_str(),
                     "status": r.status,
@@ -190,8 +190,8 @@ fn rate_limited(failed: &[&AttemptRecord], requested: Vec<String>) -> GatewayErr
 fn providers(failed: &[&AttemptRecord]) -> Vec<String> {
     let mut v: Vec<String> = Vec::with_capacity(failed.len());
     for r in failed {
-        if !v.contains(&r.provider) {
-            v.push(r.provider.clone());
+        if !v.iter().any(|p| **p == *r.provider) {
+            v.push(r.provider.to_string());
         }
     }
     v

@@ -42,9 +42,6 @@ pub(crate) fn upstream_body(
     slug: &str,
     fit: Fit,
 ) -> Option<Vec<u8>> {
-    let mut quoted = Vec::with_capacity(upstream_model.len() + 10);
-    crate::route::write_json_str(&mut quoted, upstream_model);
-
     // Members to remove: the gateway-only ones, plus those the provider options override.
     let mut remove: Vec<Range<usize>> = view
         .gateway_members
@@ -80,37 +77,92 @@ pub(crate) fn upstream_body(
     remove.sort_by_key(|r| r.start);
     remove.dedup();
 
-    let mut model_edit: Option<(Range<usize>, Vec<u8>)> = view
-        .model_span
-        .as_ref()
-        .map(|r| (r.clone(), quoted.clone()));
-    if model_edit.is_none() {
-        // No `model` (only `models`): the first removed member becomes `"model":…`, so the commas
-        // around it stay as they are.
-        if remove.is_empty() {
-            return None;
+    let mut edits: Vec<Edit<'_>> = Vec::with_capacity(remove.len() + 3);
+    match &view.model_span {
+        Some(r) => edits.push((r.clone(), Piece::Model)),
+        None => {
+            // No `model` (only `models`): the first removed member becomes `"model":…`, so the
+            // commas around it stay as they are.
+            if remove.is_empty() {
+                return None;
+            }
+            let first = remove.remove(0);
+            edits.push((first, Piece::KeyedModel));
         }
-        let first = remove.remove(0);
-        let mut m = b"\"model\":".to_vec();
-        m.extend_from_slice(&quoted);
-        model_edit = Some((first, m));
     }
-    let mut edits = removal_edits(body, &remove);
-    edits.extend(removal_edits(body, &compression_cuts(body, view, fit)));
-    if let Some((r, m)) = model_edit {
-        edits.push((r, m));
-    }
-    edits.extend(usage_edit);
+    push_removals(body, &remove, &mut edits);
+    let cuts = compression_cuts(body, view, fit);
+    push_removals(body, &cuts, &mut edits);
+    edits.extend(usage_edit.map(|(r, v)| (r, Piece::Owned(v))));
     if !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
             return None;
         }
-        edits.push((end..end, insert));
+        edits.push((end..end, Piece::Owned(insert)));
     }
     edits.sort_by_key(|(r, _)| (r.start, r.end));
-    let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
-    Some(crate::route::splice(body, &refs))
+    Some(splice(body, &edits, upstream_model))
+}
+
+/// One edit of the caller's body: the byte range it replaces, and with what.
+type Edit<'a> = (Range<usize>, Piece<'a>);
+
+/// What replaces a range of the caller's body.
+enum Piece<'a> {
+    /// Nothing: the range is removed.
+    Nothing,
+    /// The upstream model id, as a JSON string.
+    Model,
+    /// `"model":` and the upstream model id.
+    KeyedModel,
+    /// Bytes borrowed from elsewhere.
+    Bytes(&'a [u8]),
+    /// Bytes made for this edit.
+    Owned(Vec<u8>),
+}
+
+impl Piece<'_> {
+    /// An upper bound of the bytes it writes (the model's, before escapes).
+    fn len(&self, model: &str) -> usize {
+        match self {
+            Piece::Nothing => 0,
+            Piece::Model => model.len() + 2,
+            Piece::KeyedModel => model.len() + 10,
+            Piece::Bytes(b) => b.len(),
+            Piece::Owned(b) => b.len(),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>, model: &str) {
+        match self {
+            Piece::Nothing => {}
+            Piece::Model => crate::route::write_json_str(out, model),
+            Piece::KeyedModel => {
+                out.extend_from_slice(b"\"model\":");
+                crate::route::write_json_str(out, model);
+            }
+            Piece::Bytes(b) => out.extend_from_slice(b),
+            Piece::Owned(b) => out.extend_from_slice(b),
+        }
+    }
+}
+
+/// `body` with `edits` (sorted by start, disjoint) applied, in one pass and one allocation
+/// (unless the model id needs escapes).
+fn splice(body: &[u8], edits: &[Edit<'_>], model: &str) -> Vec<u8> {
+    let added: usize = edits.iter().map(|(_, p)| p.len(model)).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    let mut at = 0;
+    for (range, piece) in edits {
+        let start = range.start.clamp(at, body.len());
+        let end = range.end.clamp(start, body.len());
+        out.extend_from_slice(&body[at..start]);
+        piece.write(&mut out, model);
+        at = end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
 }
 
 /// Makes `stream_options.include_usage` true: the edit of the caller's `stream_options`, or (when
@@ -174,21 +226,19 @@ pub(crate) fn passthrough_body(
 ) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
     let mut remove: Vec<Range<usize>> = Vec::new();
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(3);
-    let mut model = Vec::with_capacity(upstream_model.len() + 10);
-    model.extend_from_slice(b"\"model\":");
-    crate::route::write_json_str(&mut model, upstream_model);
+    let mut edits: Vec<Edit<'_>> = Vec::with_capacity(3);
     let mut has_model = false;
     let total = members.len();
     for (key, span) in members {
         match key.as_ref() {
             "model" if !has_model => {
                 has_model = true;
-                edits.push((span, model.clone()));
+                edits.push((span, Piece::KeyedModel));
             }
             "max_tokens" => {
                 if let Some(m) = max_tokens {
-                    edits.push((span, format!("\"max_tokens\":{m}").into_bytes()));
+                    let v = format!("\"max_tokens\":{m}").into_bytes();
+                    edits.push((span, Piece::Owned(v)));
                 }
             }
             k if crate::wire::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),
@@ -197,15 +247,14 @@ pub(crate) fn passthrough_body(
     }
     if !has_model {
         let open = body.iter().position(|b| *b == b'{')?;
+        edits.push((open + 1..open + 1, Piece::KeyedModel));
         if remove.len() < total {
-            model.push(b',');
+            edits.push((open + 1..open + 1, Piece::Bytes(b",")));
         }
-        edits.push((open + 1..open + 1, model));
     }
-    edits.extend(removal_edits(body, &remove));
+    push_removals(body, &remove, &mut edits);
     edits.sort_by_key(|(r, _)| (r.start, r.end));
-    let refs: Vec<(Range<usize>, &[u8])> = edits.iter().map(|(r, v)| (r.clone(), &v[..])).collect();
-    Some(crate::route::splice(body, &refs))
+    Some(splice(body, &edits, upstream_model))
 }
 
 /// `provider.options[slug]`'s members, if it is an object; reserved keys dropped.
@@ -279,8 +328,7 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 /// Edits that remove whole members (sorted, disjoint spans of `"key":value`) from an object,
 /// with exactly the commas that keep it valid: a member followed by a comma takes that comma;
 /// a run of removed members that reaches the closing brace takes the comma before the run.
-pub(crate) fn removal_edits(body: &[u8], members: &[Range<usize>]) -> Vec<(Range<usize>, Vec<u8>)> {
-    let mut out: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(members.len());
+fn push_removals(body: &[u8], members: &[Range<usize>], out: &mut Vec<Edit<'_>>) {
     let mut i = 0;
     while i < members.len() {
         // The maximal run of members separated only by commas and whitespace.
@@ -298,18 +346,17 @@ pub(crate) fn removal_edits(body: &[u8], members: &[Range<usize>]) -> Vec<(Range
         }
         let after = skip_ws(body, end);
         if after < body.len() && body[after] == b',' {
-            out.push((start..after + 1, Vec::new()));
+            out.push((start..after + 1, Piece::Nothing));
         } else {
             let before = skip_ws_back(body, start);
             if before > 0 && body[before - 1] == b',' {
-                out.push((before - 1..end, Vec::new()));
+                out.push((before - 1..end, Piece::Nothing));
             } else {
-                out.push((start..end, Vec::new()));
+                out.push((start..end, Piece::Nothing));
             }
         }
         i = j;
     }
-    out
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ impl<S> Run<S> {
 
     fn skip_cooling(&mut self, c: &Candidate) {
         self.history.records.push(AttemptRecord {
-            provider: self.route.provider(c).name.clone(),
+            provider: self.route.names(c).provider_name,
             endpoint: self.route.endpoint(c).key().clone(),
             status: None,
             error_type: Some(ErrorType::ProviderOverloaded),
@@ -336,7 +336,7 @@ impl<S> Run<S> {
             "provider attempt failed"
         );
         self.history.records.push(AttemptRecord {
-            provider: p.name.clone(),
+            provider: self.route.names(&c).provider_name,
             endpoint: e.key().clone(),
             status: error.status(),
             error_type: Some(error_type_of(error)),
@@ -373,9 +373,14 @@ impl<S> Run<S> {
     /// Success: the served-by record, with this attempt last.
     fn served(&mut self, a: Attempt, latency: Duration, streamed: bool) -> ServedBy {
         let c = self.candidate(a);
-        let (e, p) = (self.route.endpoint(&c), self.route.provider(&c));
+        let e = self.route.endpoint(&c);
+        let names = self.route.names(&c);
+        if self.history.records.capacity() == 0 {
+            // Usually the only record: room for it alone.
+            self.history.records.reserve_exact(1);
+        }
         self.history.records.push(AttemptRecord {
-            provider: p.name.clone(),
+            provider: names.provider_name.clone(),
             endpoint: e.key().clone(),
             status: Some(200),
             error_type: None,
@@ -386,14 +391,14 @@ impl<S> Run<S> {
         });
         tracing::debug!(
             endpoint = %e.key(),
-            provider = %p.slug,
+            provider = %names.provider_slug,
             attempts = self.history.records.len(),
             elapsed_ms = latency.as_millis() as u64,
             "provider served the request"
         );
-        let mut s = ServedBy::new(e.key().clone(), p.name.clone());
-        s.provider_slug = p.slug.clone();
-        s.upstream_model = e.upstream_model().to_string();
+        let mut s = ServedBy::new(e.key().clone(), names.provider_name);
+        s.provider_slug = names.provider_slug;
+        s.upstream_model = names.upstream_model;
         s.streamed = streamed;
         s.latency = Some(latency);
         s.attempts = std::mem::take(&mut self.history.records);

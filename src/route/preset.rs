@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -31,6 +31,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorType, GatewayError};
+
+/// The search for `preset`, built once (building a searcher costs more than searching 1 KB).
+static PRESET: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"preset"));
 
 /// The marker of a preset in a `model` value.
 const MODEL_MARK: &str = "@preset/";
@@ -170,7 +174,7 @@ impl Presets {
     /// that is not a string, an empty name, or a body whose `model` and `preset` name different
     /// presets.
     pub fn apply(&self, body: &[u8]) -> Result<Option<(Bytes, AppliedPreset)>, GatewayError> {
-        if memchr::memmem::find(body, b"preset").is_none() {
+        if PRESET.find(body).is_none() {
             return Ok(None);
         }
         let Some(named) = named(body)? else {

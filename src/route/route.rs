@@ -218,6 +218,29 @@ impl Route {
         self.catalog.endpoint_call(c.index)
     }
 
+    /// A candidate's provider name and slug and its upstream model id, shared with the catalog
+    /// (made for a candidate of another route).
+    pub(crate) fn names(&self, c: &Candidate) -> Names {
+        let shared = self
+            .call(c)
+            .zip(self.catalog.endpoint_upstream_model(c.index));
+        match shared {
+            Some((call, model)) => Names {
+                provider_name: call.name.clone(),
+                provider_slug: call.slug.clone(),
+                upstream_model: model.clone(),
+            },
+            None => {
+                let p = self.provider(c);
+                Names {
+                    provider_name: Arc::from(p.name.as_str()),
+                    provider_slug: Arc::from(p.slug.as_str()),
+                    upstream_model: Arc::from(self.endpoint(c).upstream_model()),
+                }
+            }
+        }
+    }
+
     /// The endpoint of a candidate. Every candidate of this route indexes its catalog; for one taken
     /// from another route that does not, this is a placeholder with an empty tag and no prices (use
     /// [`Route::get_endpoint`] to tell).
@@ -443,4 +466,11 @@ impl Route {
 
 fn join(by: &[ExcludedBy]) -> String {
     by.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The names of a candidate's record ([`Route::names`]).
+pub(crate) struct Names {
+    pub(crate) provider_name: Arc<str>,
+    pub(crate) provider_slug: Arc<str>,
+    pub(crate) upstream_model: Arc<str>,
 }

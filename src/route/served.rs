@@ -1,6 +1,7 @@
 //! What ProviderFallback reports about the attempts of a request.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::EndpointKey;
@@ -13,12 +14,12 @@ use crate::error::ErrorType;
 pub struct ServedBy {
     /// The endpoint.
     pub endpoint: EndpointKey,
-    /// The provider's display name.
-    pub provider_name: String,
+    /// The provider's display name (shared with the catalog: cloning it allocates nothing).
+    pub provider_name: Arc<str>,
     /// The provider's slug (empty when built with [`ServedBy::new`]).
-    pub provider_slug: String,
+    pub provider_slug: Arc<str>,
     /// The model id sent upstream (empty when built with [`ServedBy::new`]).
-    pub upstream_model: String,
+    pub upstream_model: Arc<str>,
     /// Whether the response is an SSE stream.
     pub streamed: bool,
     /// Time from sending the request to the serving endpoint until its response head (non-streamed)
@@ -33,12 +34,12 @@ pub struct ServedBy {
 
 impl ServedBy {
     /// A record for `endpoint`, served by the provider called `provider_name`.
-    pub fn new(endpoint: EndpointKey, provider_name: impl Into<String>) -> Self {
+    pub fn new(endpoint: EndpointKey, provider_name: impl Into<Arc<str>>) -> Self {
         ServedBy {
             endpoint,
             provider_name: provider_name.into(),
-            provider_slug: String::new(),
-            upstream_model: String::new(),
+            provider_slug: Arc::from(""),
+            upstream_model: Arc::from(""),
             streamed: false,
             latency: None,
             attempts: Vec::new(),
@@ -59,8 +60,8 @@ pub struct Attempts(pub Vec<AttemptRecord>);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AttemptRecord {
-    /// The provider's display name.
-    pub provider: String,
+    /// The provider's display name (shared with the catalog).
+    pub provider: Arc<str>,
     /// The endpoint.
     pub endpoint: EndpointKey,
     /// The upstream HTTP status, when a response head arrived.

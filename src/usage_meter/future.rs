@@ -292,7 +292,7 @@ fn wrap<B: Body<Data = Bytes>>(
 fn served_by(ctx: &mut Ctx, s: &ServedBy) {
     ctx.endpoint_key = Some(s.endpoint.clone());
     ctx.model = s.endpoint.model().to_owned();
-    ctx.provider_name = s.provider_name.clone();
+    ctx.provider_name = s.provider_name.to_string();
     ctx.served_latency = s.latency;
     let sent = s.attempts.iter().filter(|a| a.sent).count();
     ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
@@ -323,7 +323,7 @@ fn head_span(ctx: &Ctx, parts: &http::response::Parts, served: Option<&ServedBy>
         return;
     }
     if let Some(s) = served.filter(|s| !s.provider_slug.is_empty()) {
-        span.record("gen_ai.provider.name", s.provider_slug.as_str());
+        span.record("gen_ai.provider.name", &*s.provider_slug);
     } else if !ctx.provider_name.is_empty() {
         span.record("gen_ai.provider.name", ctx.provider_name.as_str());
     }

@@ -184,7 +184,7 @@ impl Plan {
             .iter()
             .map(|a| {
                 json!({
-                    "provider": a.provider,
+                    "provider": &*a.provider,
                     "model": a.endpoint.model(),
                     "status": a.status,
                     "outcome": a.kind.as_str(),

@@ -221,7 +221,7 @@ impl GenerationRecord {
             .iter()
             .map(|a| {
                 json!({
-                    "provider_name": a.provider,
+                    "provider_name": &*a.provider,
                     "endpoint_id": a.endpoint.to_string(),
                     "model_permaslug": a.endpoint.model(),
                     "status": a.status,
