@@ -106,7 +106,11 @@ impl History {
             return route.unavailable();
         }
         let mut a = Availability::new(AvailabilityCode::TemporarilyUnavailable, requested);
-        a.affected_providers = self.records.iter().map(|r| r.provider.to_string()).collect();
+        a.affected_providers = self
+            .records
+            .iter()
+            .map(|r| r.provider.to_string())
+            .collect();
         let msg = if self.overall_expired {
             "The request deadline passed before a provider could be tried."
         } else {

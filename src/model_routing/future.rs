@@ -157,8 +157,12 @@ where
             Ok(prepared) => prepared,
             Err(e) => return State::Rejected { error: Some(e) },
         };
-        match (&config.sticky_store, session_key(&view, &parts.headers)) {
-            (Some(store), Some(session)) => State::Loading {
+        let shared = config
+            .sticky_store
+            .as_ref()
+            .and_then(|store| Some((store, session_key(&view, &parts.headers)?)));
+        match shared {
+            Some((store, session)) => State::Loading {
                 load: store.load(session.id()),
                 pending: Some(Pending {
                     config,
@@ -181,7 +185,8 @@ where
         bytes: Bytes,
         view: RequestView<'static>,
     ) -> State<B, S, F> {
-        let shared = session_key(&view, &parts.headers).is_some();
+        // Only a shared store keeps declared sessions apart from the hashed ones.
+        let shared = config.sticky_store.is_some() && session_key(&view, &parts.headers).is_some();
         let catalog = config.catalog.load();
         match plan(
             &config,

@@ -168,6 +168,7 @@ pub use retry_after::{parse_retry_after, parse_retry_after_at};
 pub use snapshot::{EndpointCounts, EndpointSnapshot, PercentileStats};
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -197,6 +198,11 @@ struct Shared {
     origin: Instant,
     endpoints: ArcSwap<EndpointMap>,
     insert: Mutex<()>,
+    /// The latest end of any endpoint's cooldown ever set (ms from `origin`): before it, no
+    /// endpoint can be cooling down, and cooldown queries answer without a lookup.
+    cooldown_until: AtomicU64,
+    /// 1 + the time (ms from `origin`) of the latest failure of any endpoint; 0 before any.
+    last_failure: AtomicU64,
 }
 
 impl fmt::Debug for Stats {
@@ -235,6 +241,8 @@ impl Stats {
                 origin,
                 endpoints: ArcSwap::from_pointee(EndpointMap::default()),
                 insert: Mutex::new(()),
+                cooldown_until: AtomicU64::new(0),
+                last_failure: AtomicU64::new(0),
             }),
         }
     }
@@ -291,7 +299,36 @@ impl Stats {
     pub fn record_attempt(&self, key: &EndpointKey, attempt: Attempt, now: Instant) {
         let t = self.ms(now);
         let c = &self.shared.config;
-        self.with_or_insert(key, |s| s.record_attempt(c, t, &attempt));
+        let until = self.with_or_insert(key, |s| {
+            s.record_attempt(c, t, &attempt);
+            t.saturating_add(s.cooldown_remaining(t))
+        });
+        self.shared
+            .cooldown_until
+            .fetch_max(until, Ordering::Relaxed);
+        if !attempt.outcome.is_success() {
+            self.shared
+                .last_failure
+                .fetch_max(t.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// False when no endpoint can be degraded at `t`: with a positive failure share, that takes
+    /// a failure within the outage window (two windows are allowed for, no lookup).
+    fn any_degraded(&self, t: u64) -> bool {
+        let c = &self.shared.config;
+        // `!(share > 0)` also catches NaN.
+        if !(c.outage_failure_share > 0.0) {
+            return true;
+        }
+        let last = self.shared.last_failure.load(Ordering::Relaxed);
+        let window = config::millis(c.outage_window);
+        last != 0 && t < (last - 1).saturating_add(window.saturating_mul(2))
+    }
+
+    /// False when no endpoint can be cooling down at `t` (no lookup).
+    fn any_cooldown(&self, t: u64) -> bool {
+        t < self.shared.cooldown_until.load(Ordering::Relaxed)
     }
 
     /// Records a finished response body of `key` at `now` (called by the usage meter): TTFT as a
@@ -304,6 +341,9 @@ impl Stats {
     /// Time left in the cooldown of `key` at `now`, `None` when not cooling down.
     pub fn cooldown_remaining(&self, key: &EndpointKey, now: Instant) -> Option<Duration> {
         let t = self.ms(now);
+        if !self.any_cooldown(t) {
+            return None;
+        }
         let ms = self.with(key, |s| s.cooldown_remaining(t))?;
         (ms > 0).then(|| Duration::from_millis(ms))
     }
@@ -349,6 +389,9 @@ impl Stats {
 impl HealthSource for Stats {
     fn is_degraded(&self, key: &EndpointKey, now: Instant) -> bool {
         let t = self.ms(now);
+        if !self.any_degraded(t) {
+            return false;
+        }
         let c = &self.shared.config;
         self.with(key, |s| s.is_degraded(c, t)).unwrap_or(false)
     }
@@ -359,6 +402,9 @@ impl HealthSource for Stats {
 
     fn is_unstable(&self, key: &EndpointKey, now: Instant) -> bool {
         let t = self.ms(now);
+        if !self.any_cooldown(t) && !self.any_degraded(t) {
+            return false;
+        }
         let c = &self.shared.config;
         self.with(key, |s| s.is_degraded(c, t) || s.cooldown_remaining(t) > 0)
             .unwrap_or(false)

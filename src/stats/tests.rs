@@ -512,3 +512,38 @@ fn stats_is_send_sync_clone_debug() {
     let s = Stats::default();
     assert!(format!("{s:?}").contains("Stats"));
 }
+
+/// The answers without a lookup (no cooldown or failure recently anywhere) agree with the
+/// per-endpoint state: a cooldown or an outage is seen at once, and stops being seen when it ends.
+#[test]
+fn health_answers_without_a_lookup_agree_with_the_state() {
+    let t0 = Instant::now();
+    let mut c = StatsConfig::default();
+    c.cooldown_after_failures = 1;
+    c.outage_min_attempts = 1;
+    let stats = Stats::with_origin(c.clone(), t0);
+    let (a, b) = (key("a"), key("b"));
+    stats.record_attempt(&b, ok_ms(10), t0);
+    assert!(!stats.is_unstable(&a, t0) && !stats.is_unstable(&b, t0));
+    assert!(!stats.in_cooldown(&b, t0) && !stats.is_degraded(&b, t0));
+
+    let t1 = t0 + Duration::from_secs(1);
+    stats.record_attempt(&a, fail(SERVER), t1);
+    assert!(stats.in_cooldown(&a, t1) && stats.is_degraded(&a, t1) && stats.is_unstable(&a, t1));
+    assert!(
+        !stats.is_unstable(&b, t1),
+        "another endpoint's failure is not b's"
+    );
+
+    // Long after: neither a cooldown nor an outage is left.
+    let later = t1 + c.outage_window * 3 + c.cooldown_max;
+    assert!(!stats.in_cooldown(&a, later) && !stats.is_unstable(&a, later));
+
+    // With a failure share of 0, any attempt in the window counts: no shortcut then.
+    let mut z = StatsConfig::default();
+    z.outage_failure_share = 0.0;
+    z.outage_min_attempts = 1;
+    let zero = Stats::with_origin(z, t0);
+    zero.record_attempt(&b, ok_ms(10), t0);
+    assert!(zero.is_degraded(&b, t0));
+}
