@@ -69,7 +69,7 @@ pub(crate) struct Pending<S> {
     parts: Parts,
     inner: S,
     bytes: Bytes,
-    view: RequestView<'static>,
+    view: Box<RequestView<'static>>,
     session: u64,
 }
 
@@ -183,7 +183,7 @@ where
         mut parts: Parts,
         mut inner: S,
         bytes: Bytes,
-        view: RequestView<'static>,
+        view: Box<RequestView<'static>>,
     ) -> State<B, S, F> {
         // Only a shared store keeps declared sessions apart from the hashed ones.
         let shared = config.sticky_store.is_some() && session_key(&view, &parts.headers).is_some();
@@ -290,7 +290,7 @@ fn prepare(
     config: &Config,
     parts: &mut Parts,
     bytes: Bytes,
-) -> Result<(Bytes, RequestView<'static>), GatewayError> {
+) -> Result<(Bytes, Box<RequestView<'static>>), GatewayError> {
     let bytes = match config.presets.apply(&bytes)? {
         Some((merged, name)) => {
             parts.extensions.insert(name);
@@ -305,7 +305,7 @@ fn prepare(
             "a `prompt` (a string or an array of strings) is required by /completions",
         ));
     }
-    let view = view.into_owned();
+    let view = Box::new(view.into_owned());
     Ok((bytes, view))
 }
 

@@ -256,7 +256,7 @@ pub(crate) fn plan(
     cfg: &Config,
     catalog: Catalog,
     body: Bytes,
-    view: RequestView<'static>,
+    view: Box<RequestView<'static>>,
     headers: &HeaderMap,
     now: Instant,
 ) -> Result<Planned, GatewayError> {

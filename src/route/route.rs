@@ -63,7 +63,8 @@ pub struct ResolvedModel {
 #[derive(Clone)]
 pub struct Route {
     body: Bytes,
-    view: RequestView<'static>,
+    // Boxed: the view is large (~700 bytes) and the route moves through every layer's future.
+    view: Box<RequestView<'static>>,
     catalog: Catalog,
     models: Vec<ResolvedModel>,
     candidates: Vec<Candidate>,
@@ -78,7 +79,7 @@ pub struct Route {
 /// Everything a [`Route`] is built from (ModelRouting fills it in).
 pub(crate) struct RouteParts {
     pub(crate) body: Bytes,
-    pub(crate) view: RequestView<'static>,
+    pub(crate) view: Box<RequestView<'static>>,
     pub(crate) catalog: Catalog,
     pub(crate) models: Vec<ResolvedModel>,
     pub(crate) candidates: Vec<Candidate>,
