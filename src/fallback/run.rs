@@ -396,13 +396,16 @@ impl<S> Run<S> {
             elapsed_ms = latency.as_millis() as u64,
             "provider served the request"
         );
-        let mut s = ServedBy::new(e.key().clone(), names.provider_name);
-        s.provider_slug = names.provider_slug;
-        s.upstream_model = names.upstream_model;
-        s.streamed = streamed;
-        s.latency = Some(latency);
-        s.attempts = std::mem::take(&mut self.history.records);
-        s
+        ServedBy {
+            endpoint: e.key().clone(),
+            provider_name: names.provider_name,
+            provider_slug: names.provider_slug,
+            upstream_model: names.upstream_model,
+            streamed,
+            latency: Some(latency),
+            attempts: std::mem::take(&mut self.history.records),
+            upstream_request_id: None,
+        }
     }
 
     /// The response for a served attempt: headers cleaned, [`ServedBy`] and the wire's mark added.

@@ -35,7 +35,7 @@ impl ChunkContext {
             id,
             created: route.map_or(0, |r| r.unix_millis().div_euclid(1000)),
             model: route
-                .and_then(|r| r.view().requested_models().first().map(|m| (*m).to_owned()))
+                .and_then(|r| r.view().first_requested_model().map(str::to_owned))
                 .unwrap_or_default(),
         }
     }

@@ -119,7 +119,16 @@ impl<'a> Planner<'a> {
         let (tokens, millis) = (self.prompt_tokens(), self.unix_millis);
         let pf = |ep: &Ep<'_>| ep.e.blended_price_f64(tokens, millis);
         rest.sort_by(|a, b| pf(a).total_cmp(&pf(b)));
-        rest.into_iter().partition(|ep| self.stable(ep.e))
+        // In place: `rest` keeps the stable ones; the unstable (usually none) move out.
+        let mut bad: Vec<Ep<'a>> = Vec::new();
+        rest.retain(|ep| {
+            let stable = self.stable(ep.e);
+            if !stable {
+                bad.push(*ep);
+            }
+            stable
+        });
+        (rest, bad)
     }
 
     /// `sort` (or a sorting variant): the stable endpoints by price or by a metric.

@@ -206,7 +206,7 @@ fn resolve_all(
             plans.push(p);
         }
     };
-    for name in view.requested_models() {
+    for name in view.requested() {
         let draw = cfg.seed ^ cfg.counter.load(std::sync::atomic::Ordering::Relaxed);
         match expand(name, view, catalog, &*cfg.auto_router, draw) {
             Some(ids) => {

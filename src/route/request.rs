@@ -326,13 +326,30 @@ impl<'a> RequestView<'a> {
 
     /// The requested models in order — `model` then `models` — de-duplicated.
     pub fn requested_models(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::with_capacity(1 + self.models.len());
-        for m in self.model.iter().chain(self.models.iter()) {
-            if !out.contains(&m.as_ref()) {
-                out.push(m);
-            }
-        }
-        out
+        self.requested().collect()
+    }
+
+    /// [`RequestView::requested_models`] without collecting them.
+    pub(crate) fn requested(&self) -> impl Iterator<Item = &str> {
+        let all = || {
+            self.model
+                .iter()
+                .chain(self.models.iter())
+                .map(|m| m.as_ref())
+        };
+        all()
+            .enumerate()
+            .filter(move |&(i, m)| !all().take(i).any(|n| n == m))
+            .map(|(_, m)| m)
+    }
+
+    /// The first requested model: `model`, else the first of `models`.
+    pub fn first_requested_model(&self) -> Option<&str> {
+        self.model
+            .iter()
+            .chain(self.models.iter())
+            .next()
+            .map(|m| m.as_ref())
     }
 
     /// A copy that owns its strings, for storing past the body's lifetime.
