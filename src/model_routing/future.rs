@@ -52,9 +52,10 @@ pin_project! {
             load: StickyLoad,
             pending: Option<Pending<S>>,
         },
+        // Boxed: the inner stack's future is large (kilobytes with every layer), and this state
+        // is built by value and moved into place; a pointer moves instead.
         Calling {
-            #[pin]
-            future: F,
+            future: Pin<Box<F>>,
             sticky: Option<StickyUpdate>,
         },
         Rejected {
@@ -205,7 +206,7 @@ where
                 });
                 parts.extensions.insert(p.route);
                 let req = Request::from_parts(parts, Full::new(bytes));
-                let future = inner.call(req);
+                let future = Box::pin(inner.call(req));
                 State::Calling { future, sticky }
             }
             Err(e) => State::Rejected { error: Some(e) },
@@ -268,7 +269,7 @@ where
                     this.state.set(next);
                 }
                 StateProj::Calling { future, sticky } => {
-                    let res = ready!(future.poll(cx))?;
+                    let res = ready!(future.as_mut().poll(cx))?;
                     if let Some(s) = sticky.take() {
                         s.record(&res);
                     }
