@@ -48,9 +48,13 @@ async fn start() -> Gateway {
 
 impl Gateway {
     async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_raw(path, &body.to_string()).await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> Reply {
         let req = Request::post(format!("http://{}{path}", self.addr))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
         support::fetch(&self.client, req).await
     }
@@ -343,6 +347,21 @@ async fn request_fields_win_over_the_preset() {
     let (_, sent) = gw.upstream("qwen/qwen3-coder");
     assert_eq!(sent["top_p"], 0.9);
     assert_eq!(gw.generation(&r).await["preset_id"], "open-weights");
+}
+
+/// A preset is found however the body spells it: an escaped `preset` key, or `@preset/` with an
+/// escape in the model, are the same JSON as the plain ones.
+#[tokio::test]
+async fn escaped_preset_names_are_presets_too() {
+    let gw = start().await;
+    for body in [
+        r#"{"model":"@pre\u0073et/support","messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"model":"deepseek/deepseek-chat","pre\u0073et":"support","messages":[{"role":"user","content":"hi"}]}"#,
+    ] {
+        let r = gw.post_raw("/api/v1/chat/completions", body).await;
+        assert_eq!(r.status, 200, "{body}: {:?}", r.body);
+        assert_eq!(gw.generation(&r).await["preset_id"], "support", "{body}");
+    }
 }
 
 #[tokio::test]

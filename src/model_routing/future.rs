@@ -292,22 +292,34 @@ fn prepare(
     parts: &mut Parts,
     bytes: Bytes,
 ) -> Result<(Bytes, Box<RequestView<'static>>), GatewayError> {
-    let bytes = match config.presets.apply(&bytes)? {
-        Some((merged, name)) => {
-            parts.extensions.insert(name);
-            merged
+    // Parsed first: a body that names no preset (the usual) is not searched for one. A body the
+    // parse refuses may still be completed by its preset: it goes the long way, as one that
+    // names a preset does (the preset merged, then parsed).
+    let plain = RequestView::parse(&bytes)
+        .ok()
+        .filter(|v| !v.names_preset())
+        .map(RequestView::into_owned);
+    let (bytes, view) = match plain {
+        Some(view) => (bytes, view),
+        None => {
+            let bytes = match config.presets.apply(&bytes)? {
+                Some((merged, name)) => {
+                    parts.extensions.insert(name);
+                    merged
+                }
+                None => bytes,
+            };
+            let view = RequestView::parse(&bytes)?.into_owned();
+            (bytes, view)
         }
-        None => bytes,
     };
-    let view = RequestView::parse(&bytes)?;
     if legacy_path(&parts.uri) && !view.completions {
         return Err(GatewayError::invalid_request(
             "prompt",
             "a `prompt` (a string or an array of strings) is required by /completions",
         ));
     }
-    let view = Box::new(view.into_owned());
-    Ok((bytes, view))
+    Ok((bytes, Box::new(view)))
 }
 
 /// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a

@@ -16,14 +16,15 @@
 //! (the gateway's reading of "the request wins" for the one setting that is not a body member); a
 //! legacy `prompt` request gets no system message.
 //!
-//! Parse once still holds for every other request: [`Presets::apply`] first looks for the bytes
-//! `preset` in the body (one `memmem` search); only a body that has them is read for its `model`
-//! and `preset` members, and only a request that names a preset is parsed into a tree, merged and
-//! serialised again (members in sorted order) before [`RequestView`](super::RequestView) reads it.
+//! Parse once still holds for every other request: ModelRouting parses the body first and calls
+//! [`Presets::apply`] only when the parsed view has a `preset` member or `@preset/` in its
+//! `model` (escaped or not), or when the body does not parse as it is (its preset may complete it).
+//! Only a request that names a preset is parsed into a tree, merged and serialised again (members
+//! in sorted order) before [`RequestView`](super::RequestView) reads it again.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -32,12 +33,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorType, GatewayError};
 
-/// The search for `preset`, built once (building a searcher costs more than searching 1 KB).
-static PRESET: LazyLock<memchr::memmem::Finder<'static>> =
-    LazyLock::new(|| memchr::memmem::Finder::new(b"preset"));
-
 /// The marker of a preset in a `model` value.
-const MODEL_MARK: &str = "@preset/";
+pub(crate) const MODEL_MARK: &str = "@preset/";
 
 /// Request members a preset may not hold: they belong to one request, not to a configuration.
 const TRANSIENT: &[&str] = &["messages", "prompt", "input", "stream", "preset"];
@@ -174,9 +171,6 @@ impl Presets {
     /// that is not a string, an empty name, or a body whose `model` and `preset` name different
     /// presets.
     pub fn apply(&self, body: &[u8]) -> Result<Option<(Bytes, AppliedPreset)>, GatewayError> {
-        if PRESET.find(body).is_none() {
-            return Ok(None);
-        }
         let Some(named) = named(body)? else {
             return Ok(None);
         };

@@ -114,6 +114,8 @@ pub struct RequestView<'a> {
     /// strings): ProviderFallback sends it to `{base_url}/completions`, on the OpenAI wire only
     /// (<https://openrouter.ai/docs/api/reference/overview>).
     pub completions: bool,
+    /// The body has a `preset` member (any value).
+    pub(crate) preset_member: bool,
 }
 
 /// The `auto-router` plugin's settings
@@ -343,6 +345,16 @@ impl<'a> RequestView<'a> {
             .map(|(_, m)| m)
     }
 
+    /// Whether the body may name a preset (a `preset` member, or `@preset/` in `model`): only
+    /// then are [`Presets`](super::Presets) applied.
+    pub(crate) fn names_preset(&self) -> bool {
+        self.preset_member
+            || self
+                .model
+                .as_deref()
+                .is_some_and(|m| m.contains(super::preset::MODEL_MARK))
+    }
+
     /// The first requested model: `model`, else the first of `models`.
     pub fn first_requested_model(&self) -> Option<&str> {
         self.model
@@ -400,6 +412,7 @@ impl<'a> RequestView<'a> {
             has_input: self.has_input,
             embeddings: self.embeddings,
             completions: self.completions,
+            preset_member: self.preset_member,
         }
     }
 
@@ -813,6 +826,7 @@ impl<'de> ViewSeed<'de, '_> {
             // Skipped members, kept as raw values: serde_json does not bound their depth.
             validate::check_depth(raw, 1)?;
             if GATEWAY_ONLY.contains(&name) {
+                v.preset_member |= name == "preset";
                 v.gateway_members.extend(self.member(raw));
             } else if !validate::is_standard(name) {
                 v.droppable.extend(self.member(raw).map(|r| (None, r)));
