@@ -197,6 +197,9 @@ struct Template {
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
     rewritten_suffix: Vec<u8>,
+    /// True when the prefix and suffix hold no CR or LF: a frame `raw_prefix content raw_suffix`
+    /// is then one event of one `data:` line (see [`Template::frame_content`]).
+    one_line: bool,
 }
 
 impl Template {
@@ -210,6 +213,51 @@ impl Template {
         let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
         (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
     }
+
+    /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
+    /// quote, CR or LF, not ending in an escape), then `raw_suffix`: one event of one `data:`
+    /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
+    /// come first: the length, the (short) suffix, the prefix.
+    #[inline(always)]
+    fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
+        let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
+        let n = frame.len().checked_sub(p.len() + s.len())?;
+        if !self.one_line || !frame.ends_with(s) || !frame.starts_with(p) {
+            return None;
+        }
+        let content = &frame[p.len()..p.len() + n];
+        plain_line(content, frame.get(p.len()..p.len() + 16)).then_some(content)
+    }
+}
+
+/// True if `s` holds no `"`, CR or LF and does not end in an escape (an odd run of backslashes).
+/// `window`, if given, is the 16 bytes from the start of `s` on (`s` may end before it).
+#[inline(always)]
+pub(super) fn plain_line(s: &[u8], window: Option<&[u8]>) -> bool {
+    let clean = match window.and_then(|w| <[u8; 16]>::try_from(w).ok()) {
+        // The usual short token: a few word operations, where memchr's setup costs more.
+        Some(w) if s.len() <= 16 => {
+            let keep = u128::MAX
+                .checked_shr(8 * (16 - s.len() as u32))
+                .unwrap_or(0);
+            special_bytes(u128::from_le_bytes(w)) & keep == 0
+        }
+        _ => memchr::memchr3(b'"', b'\r', b'\n', s).is_none(),
+    };
+    clean && s.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+}
+
+/// The top bit of each byte of `w` (little-endian) that may be a `"`, CR or LF: the lowest one
+/// set always is, a false one only follows a true one (a borrow), so masking the bits of the
+/// bytes after a string leaves an exact "has one" answer.
+#[inline(always)]
+fn special_bytes(w: u128) -> u128 {
+    const ONES: u128 = u128::MAX / 255;
+    let zero = |c: u8| {
+        let x = w ^ (ONES * u128::from(c));
+        x.wrapping_sub(ONES) & !x
+    };
+    (zero(b'"') | zero(b'\r') | zero(b'\n')) & (ONES << 7)
 }
 
 /// What the editing of one stream has learned so far, kept between frames.
@@ -372,6 +420,8 @@ impl Handler<'_> {
             raw_suffix,
             rewritten_prefix: rewritten_prefix.to_vec(),
             rewritten_suffix: rewritten_suffix.to_vec(),
+            one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
+                && memchr::memchr2(b'\r', b'\n', suffix).is_none(),
         });
     }
 
@@ -564,6 +614,35 @@ impl Handler<'_> {
     }
 }
 
+impl Handler<'_> {
+    /// Meters a frame that is exactly one ordinary content chunk (see
+    /// [`Template::frame_content`]) as [`Handler::ordinary_chunk`] does, and returns what to emit
+    /// — the frame, or the rewritten prefix, content and suffix built in `out` — as
+    /// [`Handler::rewrite_ordinary`] does; gives the frame back if it is not one.
+    #[inline(always)]
+    fn ordinary_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
+        let Some(t) = self.st.template.as_ref() else {
+            return Err(frame);
+        };
+        let Some(content) = t.frame_content(&frame) else {
+            return Err(frame);
+        };
+        let emit = if self.st.rules.is_empty() {
+            None
+        } else {
+            let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();
+            out_reserve(out, n);
+            out.extend_from_slice(&t.rewritten_prefix);
+            out.extend_from_slice(content);
+            out.extend_from_slice(&t.rewritten_suffix);
+            Some(out.split().freeze())
+        };
+        self.content(content.len() as u64);
+        self.capture(content);
+        Ok(emit.unwrap_or(frame))
+    }
+}
+
 impl OnEvent for Handler<'_> {
     fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         self.st.ordinary = None;
@@ -593,6 +672,11 @@ impl OnEvent for Handler<'_> {
 
     fn rewrites(&self) -> bool {
         !self.st.rules.is_empty()
+    }
+
+    #[inline(always)]
+    fn whole_event(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
+        self.ordinary_frame(frame, out)
     }
 
     fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
