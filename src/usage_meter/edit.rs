@@ -197,6 +197,8 @@ struct Template {
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
     rewritten_suffix: Vec<u8>,
+    /// True when the rewrite rules leave `raw_suffix` as it is.
+    suffix_kept: bool,
     /// True when the prefix and suffix hold no CR or LF: a frame `raw_prefix content raw_suffix`
     /// is then one event of one `data:` line (see [`Template::frame_content`]).
     one_line: bool,
@@ -215,7 +217,7 @@ impl Template {
     }
 
     /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
-    /// quote, CR or LF, not ending in an escape), then `raw_suffix`: one event of one `data:`
+    /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
     /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
     /// come first: the length, the (short) suffix, the prefix.
     #[inline(always)]
@@ -225,39 +227,43 @@ impl Template {
         if !self.one_line || !frame.ends_with(s) || !frame.starts_with(p) {
             return None;
         }
-        let content = &frame[p.len()..p.len() + n];
-        plain_line(content, frame.get(p.len()..p.len() + 16)).then_some(content)
+        plain_line(&frame[p.len()..], n).then(|| &frame[p.len()..p.len() + n])
     }
 }
 
-/// True if `s` holds no `"`, CR or LF and does not end in an escape (an odd run of backslashes).
-/// `window`, if given, is the 16 bytes from the start of `s` on (`s` may end before it).
+/// True if the first `n` bytes of `s` hold no `"` and no control byte (CR, LF, or any other,
+/// which JSON strings never hold raw) and do not end in an escape (an odd run of backslashes).
+/// Reads `s` 16 bytes at a time, past the `n` bytes where `s` goes on (the usual short token:
+/// a few word operations, where memchr's setup costs more).
 #[inline(always)]
-pub(super) fn plain_line(s: &[u8], window: Option<&[u8]>) -> bool {
-    let clean = match window.and_then(|w| <[u8; 16]>::try_from(w).ok()) {
-        // The usual short token: a few word operations, where memchr's setup costs more.
-        Some(w) if s.len() <= 16 => {
-            let keep = u128::MAX
-                .checked_shr(8 * (16 - s.len() as u32))
-                .unwrap_or(0);
-            special_bytes(u128::from_le_bytes(w)) & keep == 0
+pub(super) fn plain_line(s: &[u8], n: usize) -> bool {
+    let mut at = 0;
+    while at < n {
+        let clean = match s.get(at..at + 16) {
+            Some(w) => {
+                let w = u128::from_le_bytes(w.try_into().unwrap_or_default());
+                let keep = u128::MAX.checked_shr(8 * (16 - (n - at).min(16) as u32));
+                special_bytes(w) & keep.unwrap_or(0) == 0
+            }
+            None => !s[at..n].iter().any(|b| *b == b'"' || *b < 0x20),
+        };
+        if !clean {
+            return false;
         }
-        _ => memchr::memchr3(b'"', b'\r', b'\n', s).is_none(),
-    };
-    clean && s.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+        at += 16;
+    }
+    s[..n].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
 }
 
-/// The top bit of each byte of `w` (little-endian) that may be a `"`, CR or LF: the lowest one
-/// set always is, a false one only follows a true one (a borrow), so masking the bits of the
-/// bytes after a string leaves an exact "has one" answer.
+/// The top bit of each byte of `w` (little-endian) that may be a `"` or a control byte: the
+/// lowest one set always is, a false one only follows a true one (a borrow), so masking the bits
+/// of the bytes after a string leaves an exact "has one" answer.
 #[inline(always)]
 fn special_bytes(w: u128) -> u128 {
     const ONES: u128 = u128::MAX / 255;
-    let zero = |c: u8| {
-        let x = w ^ (ONES * u128::from(c));
-        x.wrapping_sub(ONES) & !x
-    };
-    (zero(b'"') | zero(b'\r') | zero(b'\n')) & (ONES << 7)
+    let quote = w ^ (ONES * u128::from(b'"'));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    ((quote.wrapping_sub(ONES) & !quote) | control) & (ONES << 7)
 }
 
 /// What the editing of one stream has learned so far, kept between frames.
@@ -413,6 +419,7 @@ impl Handler<'_> {
             self.rewrite(&raw_prefix, &mut rewritten_prefix);
             self.rewrite(&raw_suffix, &mut rewritten_suffix);
         }
+        let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
         self.st.template = Some(Template {
             prefix: prefix.to_vec(),
             suffix: suffix.to_vec(),
@@ -420,6 +427,7 @@ impl Handler<'_> {
             raw_suffix,
             rewritten_prefix: rewritten_prefix.to_vec(),
             rewritten_suffix: rewritten_suffix.to_vec(),
+            suffix_kept,
             one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
                 && memchr::memchr2(b'\r', b'\n', suffix).is_none(),
         });
@@ -630,11 +638,15 @@ impl Handler<'_> {
         let emit = if self.st.rules.is_empty() {
             None
         } else {
-            let n = t.rewritten_prefix.len() + content.len() + t.rewritten_suffix.len();
-            out_reserve(out, n);
+            // The suffix usually needs no rewrite: then it is copied with the content.
+            let (rest, suffix) = match t.suffix_kept {
+                true => (&frame[t.raw_prefix.len()..], &[][..]),
+                false => (content, &t.rewritten_suffix[..]),
+            };
+            out_reserve(out, t.rewritten_prefix.len() + rest.len() + suffix.len());
             out.extend_from_slice(&t.rewritten_prefix);
-            out.extend_from_slice(content);
-            out.extend_from_slice(&t.rewritten_suffix);
+            out.extend_from_slice(rest);
+            out.extend_from_slice(suffix);
             Some(out.split().freeze())
         };
         self.content(content.len() as u64);
