@@ -234,25 +234,28 @@ impl Template {
 /// True if the first `n` bytes of `s` hold no `"` and no control byte (CR, LF, or any other,
 /// which JSON strings never hold raw) and do not end in an escape (an odd run of backslashes).
 /// Reads `s` 16 bytes at a time, past the `n` bytes where `s` goes on (the usual short token:
-/// a few word operations, where memchr's setup costs more).
+/// one word test, where memchr's setup costs more).
 #[inline(always)]
 pub(super) fn plain_line(s: &[u8], n: usize) -> bool {
-    let mut at = 0;
-    while at < n {
-        let clean = match s.get(at..at + 16) {
-            Some(w) => {
-                let w = u128::from_le_bytes(w.try_into().unwrap_or_default());
-                let keep = u128::MAX.checked_shr(8 * (16 - (n - at).min(16) as u32));
-                special_bytes(w) & keep.unwrap_or(0) == 0
-            }
-            None => !s[at..n].iter().any(|b| *b == b'"' || *b < 0x20),
-        };
-        if !clean {
-            return false;
+    let clean = match s.get(..16) {
+        Some(w) if n <= 16 => {
+            let w = u128::from_le_bytes(w.try_into().unwrap_or_default());
+            let keep = u128::MAX.checked_shr(8 * (16 - n as u32)).unwrap_or(0);
+            special_bytes(w) & keep == 0
         }
-        at += 16;
-    }
-    s[..n].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+        _ => plain_long(s, n),
+    };
+    clean && s[..n].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+}
+
+/// [`plain_line`]'s test of the bytes, for a longer string (or one at the end of `s`).
+#[inline(never)]
+fn plain_long(s: &[u8], n: usize) -> bool {
+    let mut words = s[..n].chunks_exact(16);
+    words
+        .by_ref()
+        .all(|w| special_bytes(u128::from_le_bytes(w.try_into().unwrap_or_default())) == 0)
+        && !words.remainder().iter().any(|b| *b == b'"' || *b < 0x20)
 }
 
 /// The top bit of each byte of `w` (little-endian) that may be a `"` or a control byte: the
