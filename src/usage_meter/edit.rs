@@ -197,6 +197,8 @@ struct Template {
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
     rewritten_suffix: Vec<u8>,
+    /// True when the rewrite rules leave `raw_prefix` as it is.
+    prefix_kept: bool,
     /// True when the rewrite rules leave `raw_suffix` as it is.
     suffix_kept: bool,
     /// True when the prefix and suffix hold no CR or LF: a frame `raw_prefix content raw_suffix`
@@ -422,6 +424,7 @@ impl Handler<'_> {
             self.rewrite(&raw_prefix, &mut rewritten_prefix);
             self.rewrite(&raw_suffix, &mut rewritten_suffix);
         }
+        let prefix_kept = rewritten_prefix[..] == raw_prefix[..];
         let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
         self.st.template = Some(Template {
             prefix: prefix.to_vec(),
@@ -430,6 +433,7 @@ impl Handler<'_> {
             raw_suffix,
             rewritten_prefix: rewritten_prefix.to_vec(),
             rewritten_suffix: rewritten_suffix.to_vec(),
+            prefix_kept,
             suffix_kept,
             one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
                 && memchr::memchr2(b'\r', b'\n', suffix).is_none(),
@@ -629,7 +633,7 @@ impl Handler<'_> {
     /// Meters a frame that is exactly one ordinary content chunk (see
     /// [`Template::frame_content`]) as [`Handler::ordinary_chunk`] does, and returns what to emit
     /// — the frame, or the rewritten prefix, content and suffix built in `out` — as
-    /// [`Handler::rewrite_ordinary`] does; gives the frame back if it is not one.
+    /// [`Handler::rewrite_ordinary`] does (the same bytes); gives the frame back if it is not one.
     #[inline(always)]
     fn ordinary_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
         let Some(t) = self.st.template.as_ref() else {
@@ -638,20 +642,25 @@ impl Handler<'_> {
         let Some(content) = t.frame_content(&frame) else {
             return Err(frame);
         };
-        let emit = if self.st.rules.is_empty() {
-            None
-        } else {
-            // The suffix usually needs no rewrite: then it is copied with the content.
-            let (rest, suffix) = match t.suffix_kept {
-                true => (&frame[t.raw_prefix.len()..], &[][..]),
-                false => (content, &t.rewritten_suffix[..]),
-            };
-            out_reserve(out, t.rewritten_prefix.len() + rest.len() + suffix.len());
-            out.extend_from_slice(&t.rewritten_prefix);
-            out.extend_from_slice(rest);
-            out.extend_from_slice(suffix);
-            Some(out.split().freeze())
+        let p = t.raw_prefix.len();
+        // The rules usually match on one side of the content only: the other side is copied
+        // with the content, in one piece. When they match on neither, the frame goes out as it is.
+        let parts: Option<[&[u8]; 3]> = match (t.prefix_kept, t.suffix_kept) {
+            _ if self.st.rules.is_empty() => None,
+            (true, true) => None,
+            (true, false) => Some([&frame[..p + content.len()], &t.rewritten_suffix, &[]]),
+            (false, true) => Some([&t.rewritten_prefix, &frame[p..], &[]]),
+            (false, false) => Some([&t.rewritten_prefix, content, &t.rewritten_suffix]),
         };
+        let emit = parts.map(|[a, b, c]| {
+            out_reserve(out, a.len() + b.len() + c.len());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b);
+            if !c.is_empty() {
+                out.extend_from_slice(c);
+            }
+            out.split().freeze()
+        });
         self.content(content.len() as u64);
         self.capture(content);
         Ok(emit.unwrap_or(frame))

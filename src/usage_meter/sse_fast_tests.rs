@@ -129,15 +129,17 @@ impl Side {
 }
 
 /// A chunk of the usual shape around `delta` and `finish`: compact like OpenAI's (`shape` bit 0
-/// clear) or spaced, with its `model` member before the choices or (bit 1) after them, where the
-/// rewrite then edits the bytes after the content.
+/// clear) or spaced, with its `model` (bit 1) and `id` (bit 2) members before the choices or
+/// after them, where the rewrite then edits the bytes after the content.
 fn chunk(shape: u8, delta: &str, finish: &str) -> String {
     let mut c = format!(
         r#"{{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1763780000,"model":"up/model","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
     );
-    if shape & 2 != 0 {
-        c = c.replace(r#""model":"up/model","#, "");
-        c.insert_str(c.len() - 1, r#","model":"up/model""#);
+    for (bit, member) in [(2, r#""model":"up/model""#), (4, r#""id":"chatcmpl-abc""#)] {
+        if shape & bit != 0 {
+            c = c.replacen(&format!("{member},"), "", 1);
+            c.insert_str(c.len() - 1, &format!(",{member}"));
+        }
     }
     if shape & 1 == 0 {
         c
@@ -204,7 +206,7 @@ fn event(shape: u8) -> impl Strategy<Value = String> {
 
 /// A stream: the role chunk, then events; and how to cut it into frames.
 fn stream() -> impl Strategy<Value = (Vec<String>, Vec<u8>, bool, usize)> {
-    (0u8..4).prop_flat_map(|shape| {
+    (0u8..8).prop_flat_map(|shape| {
         let first = chunk(shape, r#"{"role":"assistant","content":""}"#, "null");
         let events = proptest::collection::vec(event(shape), 0..40).prop_map(move |mut e| {
             e.insert(0, format!("data: {first}\n\n"));
