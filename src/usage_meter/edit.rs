@@ -7,7 +7,9 @@
 //!   byte patterns of the upstream's `"id":"…"` / `"model":"…"` members ([`Rule`]s) and an
 //!   ordinary content chunk teaches the chunk shape ([`Template`]); later events are rewritten by
 //!   pattern search or by copying around their content, and only the usage chunk (and Anthropic's
-//!   `message_start` / `message_delta`) is parsed and spliced.
+//!   `message_start` / `message_delta`) is parsed and spliced. A frame that is exactly one
+//!   ordinary content chunk is metered and emitted by comparing it with the template alone,
+//!   without the scanner ([`Template::frame_content`]).
 //!
 //! Imports `settle` (the request context and observations it fills in), `json`, `cost`,
 //! `metadata`, `scan` and `sse`.

@@ -3,7 +3,9 @@
 //! Frames are split into lines as the SSE rules split them (at `\r\n`, `\n` or a lone `\r`, as the
 //! caller's SSE parser will) and into events at blank lines. Complete events are handed to an
 //! [`OnEvent`] and emitted at once; only the unfinished tail of the last event of a frame is held
-//! back until the rest of it arrives, so that an event can be edited as a whole.
+//! back until the rest of it arrives, so that an event can be edited as a whole. A frame that
+//! starts at an event boundary and that the owner knows for one whole event of a learned shape
+//! ([`OnEvent::whole_event`]: the usual content chunk) is handled by the owner without a scan.
 
 use std::ops::Range;
 
