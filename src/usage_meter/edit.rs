@@ -7,7 +7,9 @@
 //!   byte patterns of the upstream's `"id":"…"` / `"model":"…"` members ([`Rule`]s) and an
 //!   ordinary content chunk teaches the chunk shape ([`Template`]); later events are rewritten by
 //!   pattern search or by copying around their content, and only the usage chunk (and Anthropic's
-//!   `message_start` / `message_delta`) is parsed and spliced.
+//!   `message_start` / `message_delta`) is parsed and spliced. A frame that is exactly one
+//!   ordinary content chunk is metered and emitted by comparing it with the template alone,
+//!   without the scanner ([`Template::frame_content`]).
 //!
 //! Imports `settle` (the request context and observations it fills in), `json`, `cost`,
 //! `metadata`, `scan` and `sse`.
@@ -197,6 +199,13 @@ struct Template {
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
     rewritten_suffix: Vec<u8>,
+    /// True when the rewrite rules leave `raw_prefix` as it is.
+    prefix_kept: bool,
+    /// True when the rewrite rules leave `raw_suffix` as it is.
+    suffix_kept: bool,
+    /// True when the prefix and suffix hold no CR or LF: a frame `raw_prefix content raw_suffix`
+    /// is then one event of one `data:` line (see [`Template::frame_content`]).
+    one_line: bool,
 }
 
 impl Template {
@@ -210,6 +219,58 @@ impl Template {
         let escapes = middle.iter().rev().take_while(|b| **b == b'\\').count();
         (memchr::memchr(b'"', middle).is_none() && escapes % 2 == 0).then_some(middle)
     }
+
+    /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
+    /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
+    /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
+    /// come first: the length, the (short) suffix, the prefix.
+    #[inline(always)]
+    fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
+        let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
+        let n = frame.len().checked_sub(p.len() + s.len())?;
+        if !self.one_line || !frame.ends_with(s) || !frame.starts_with(p) {
+            return None;
+        }
+        plain_line(&frame[p.len()..], n).then(|| &frame[p.len()..p.len() + n])
+    }
+}
+
+/// True if the first `n` bytes of `s` hold no `"` and no control byte (CR, LF, or any other,
+/// which JSON strings never hold raw) and do not end in an escape (an odd run of backslashes).
+/// Reads `s` 16 bytes at a time, past the `n` bytes where `s` goes on (the usual short token:
+/// one word test, where memchr's setup costs more).
+#[inline(always)]
+pub(super) fn plain_line(s: &[u8], n: usize) -> bool {
+    let clean = match s.get(..16) {
+        Some(w) if n <= 16 => {
+            let w = u128::from_le_bytes(w.try_into().unwrap_or_default());
+            let keep = u128::MAX.checked_shr(8 * (16 - n as u32)).unwrap_or(0);
+            special_bytes(w) & keep == 0
+        }
+        _ => plain_long(s, n),
+    };
+    clean && s[..n].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+}
+
+/// [`plain_line`]'s test of the bytes, for a longer string (or one at the end of `s`).
+#[inline(never)]
+fn plain_long(s: &[u8], n: usize) -> bool {
+    let mut words = s[..n].chunks_exact(16);
+    words
+        .by_ref()
+        .all(|w| special_bytes(u128::from_le_bytes(w.try_into().unwrap_or_default())) == 0)
+        && !words.remainder().iter().any(|b| *b == b'"' || *b < 0x20)
+}
+
+/// The top bit of each byte of `w` (little-endian) that may be a `"` or a control byte: the
+/// lowest one set always is, a false one only follows a true one (a borrow), so masking the bits
+/// of the bytes after a string leaves an exact "has one" answer.
+#[inline(always)]
+fn special_bytes(w: u128) -> u128 {
+    const ONES: u128 = u128::MAX / 255;
+    let quote = w ^ (ONES * u128::from(b'"'));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    ((quote.wrapping_sub(ONES) & !quote) | control) & (ONES << 7)
 }
 
 /// What the editing of one stream has learned so far, kept between frames.
@@ -365,6 +426,8 @@ impl Handler<'_> {
             self.rewrite(&raw_prefix, &mut rewritten_prefix);
             self.rewrite(&raw_suffix, &mut rewritten_suffix);
         }
+        let prefix_kept = rewritten_prefix[..] == raw_prefix[..];
+        let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
         self.st.template = Some(Template {
             prefix: prefix.to_vec(),
             suffix: suffix.to_vec(),
@@ -372,6 +435,10 @@ impl Handler<'_> {
             raw_suffix,
             rewritten_prefix: rewritten_prefix.to_vec(),
             rewritten_suffix: rewritten_suffix.to_vec(),
+            prefix_kept,
+            suffix_kept,
+            one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
+                && memchr::memchr2(b'\r', b'\n', suffix).is_none(),
         });
     }
 
@@ -564,6 +631,44 @@ impl Handler<'_> {
     }
 }
 
+impl Handler<'_> {
+    /// Meters a frame that is exactly one ordinary content chunk (see
+    /// [`Template::frame_content`]) as [`Handler::ordinary_chunk`] does, and returns what to emit
+    /// — the frame, or the rewritten prefix, content and suffix built in `out` — as
+    /// [`Handler::rewrite_ordinary`] does (the same bytes); gives the frame back if it is not one.
+    #[inline(always)]
+    fn ordinary_frame(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
+        let Some(t) = self.st.template.as_ref() else {
+            return Err(frame);
+        };
+        let Some(content) = t.frame_content(&frame) else {
+            return Err(frame);
+        };
+        let p = t.raw_prefix.len();
+        // The rules usually match on one side of the content only: the other side is copied
+        // with the content, in one piece. When they match on neither, the frame goes out as it is.
+        let parts: Option<[&[u8]; 3]> = match (t.prefix_kept, t.suffix_kept) {
+            _ if self.st.rules.is_empty() => None,
+            (true, true) => None,
+            (true, false) => Some([&frame[..p + content.len()], &t.rewritten_suffix, &[]]),
+            (false, true) => Some([&t.rewritten_prefix, &frame[p..], &[]]),
+            (false, false) => Some([&t.rewritten_prefix, content, &t.rewritten_suffix]),
+        };
+        let emit = parts.map(|[a, b, c]| {
+            out_reserve(out, a.len() + b.len() + c.len());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b);
+            if !c.is_empty() {
+                out.extend_from_slice(c);
+            }
+            out.split().freeze()
+        });
+        self.content(content.len() as u64);
+        self.capture(content);
+        Ok(emit.unwrap_or(frame))
+    }
+}
+
 impl OnEvent for Handler<'_> {
     fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         self.st.ordinary = None;
@@ -593,6 +698,11 @@ impl OnEvent for Handler<'_> {
 
     fn rewrites(&self) -> bool {
         !self.st.rules.is_empty()
+    }
+
+    #[inline(always)]
+    fn whole_event(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
+        self.ordinary_frame(frame, out)
     }
 
     fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {

@@ -205,6 +205,8 @@ mod scan;
 mod service;
 mod settle;
 mod sse;
+#[cfg(test)]
+mod sse_fast_tests;
 
 pub use body::ResponseBody;
 pub use cost::{price, Cost, TokenUsage};

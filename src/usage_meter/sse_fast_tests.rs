@@ -1,0 +1,337 @@
+//! The SSE fast path (whole ordinary content chunk frames, [`OnEvent::whole_event`]) against the
+//! scanner's own path: random streams of the usual chunk shape, cut into random frames, fed to a
+//! handler with the fast path and to one without it, must emit the same bytes frame by frame and
+//! leave the same observations.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::edit::{plain_line, Handler, StreamEdits};
+use super::settle::{Ctx, Obs};
+use super::sse::{OnEvent, SseScanner};
+use super::App;
+use crate::clock::Clock;
+
+/// A monotonic clock that moves one millisecond per [`Ticks::tick`], so that the time of each
+/// observation tells which frame it was made in.
+struct Ticks {
+    base: Instant,
+    ticks: AtomicU64,
+}
+
+impl Ticks {
+    fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Clock for Ticks {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.ticks.load(Ordering::SeqCst))
+    }
+    fn unix_millis(&self) -> i64 {
+        1_763_780_000_000
+    }
+}
+
+/// A stream context: rewriting or not, keeping `content_limit` bytes of content.
+fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
+    let cfg = super::config::Config {
+        clock,
+        rewrite,
+        content_limit,
+        ..Default::default()
+    };
+    Ctx {
+        cfg: Arc::new(cfg),
+        id: "gen-fast-1".into(),
+        created_ms: 0,
+        start: Instant::now(),
+        key: None,
+        requested_model: None,
+        catalog: None,
+        candidates: Vec::new(),
+        request_ms: 0,
+        prompt_estimate: 0,
+        images: 0,
+        hold: None,
+        endpoint: None,
+        endpoint_key: None,
+        model: "acme/served-model".into(),
+        provider_name: "Acme".into(),
+        streamed: true,
+        success: true,
+        rewrite,
+        served_latency: None,
+        attempts: 1,
+        service_tier: None,
+        upstream_request_id: None,
+        embeddings: false,
+        completions: false,
+        served_tier: None,
+        app: App::default(),
+        session_id: None,
+        provider_responses: Vec::new(),
+        preset: None,
+        span: tracing::Span::none(),
+        metadata: None,
+    }
+}
+
+/// The handler without the fast path: every frame goes through the scanner.
+struct Slow<'a>(Handler<'a>);
+
+impl OnEvent for Slow<'_> {
+    fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        self.0.on_event(name, data)
+    }
+    fn rewrites(&self) -> bool {
+        self.0.rewrites()
+    }
+    fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
+        self.0.rewrite(src, out);
+    }
+}
+
+/// One meter's stream state.
+struct Side {
+    ctx: Ctx,
+    obs: Obs,
+    edits: StreamEdits,
+    sse: SseScanner,
+}
+
+impl Side {
+    fn new(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Self {
+        Side {
+            ctx: ctx(clock, rewrite, content_limit),
+            obs: Obs::default(),
+            edits: StreamEdits::default(),
+            sse: SseScanner::default(),
+        }
+    }
+
+    /// Feeds a frame (`last`: then ends the stream); returns what was emitted.
+    fn feed(&mut self, frame: Option<Bytes>, fast: bool) -> Bytes {
+        let mut h = Handler::new(&self.ctx, &mut self.obs, &mut self.edits);
+        match (frame, fast) {
+            (Some(f), true) => self.sse.feed(f, &mut h),
+            (Some(f), false) => self.sse.feed(f, &mut Slow(h)),
+            (None, true) => self.sse.finish(&mut h),
+            (None, false) => self.sse.finish(&mut Slow(h)),
+        }
+    }
+}
+
+/// A chunk of the usual shape around `delta` and `finish`: compact like OpenAI's (`shape` bit 0
+/// clear) or spaced, with its `model` (bit 1) and `id` (bit 2) members before the choices or
+/// after them, where the rewrite then edits the bytes after the content.
+fn chunk(shape: u8, delta: &str, finish: &str) -> String {
+    let mut c = format!(
+        r#"{{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1763780000,"model":"up/model","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+    );
+    for (bit, member) in [(2, r#""model":"up/model""#), (4, r#""id":"chatcmpl-abc""#)] {
+        if shape & bit != 0 {
+            c = c.replacen(&format!("{member},"), "", 1);
+            c.insert_str(c.len() - 1, &format!(",{member}"));
+        }
+    }
+    if shape & 1 == 0 {
+        c
+    } else {
+        c.replace("\":", "\": ").replace(",\"", ", \"")
+    }
+}
+
+/// A content string as written in JSON: mostly escaped pieces, sometimes raw quotes, CR or LF
+/// (broken JSON the meter must still read as the scanner does).
+fn content() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => Just(" token"),
+        2 => Just("a"),
+        1 => Just(""),
+        1 => Just("\\\""),
+        1 => Just("\\\\"),
+        1 => Just("\\n"),
+        1 => Just("\\u00e9"),
+        1 => Just("é"),
+        1 => Just("日本"),
+        1 => Just("\\"),
+        1 => Just("\""),
+        1 => Just("\r"),
+        1 => Just("\n"),
+        1 => Just("lorem ipsum dolor sit amet, consectetur"),
+    ];
+    proptest::collection::vec(piece, 0..6).prop_map(|p| p.concat())
+}
+
+/// One event of a stream (of chunks of `shape`): mostly ordinary content chunks, some unusual ones.
+fn event(shape: u8) -> impl Strategy<Value = String> {
+    let ordinary =
+        content().prop_map(move |c| chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "null"));
+    prop_oneof![
+        12 => ordinary.prop_map(|c| format!("data: {c}\n\n")),
+        1 => content().prop_map(move |c| format!(
+            "data: {}\n\n",
+            chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "\"stop\"")
+        )),
+        1 => Just(": keep-alive\n\n".to_owned()),
+        1 => Just("data: [DONE]\n\n".to_owned()),
+        1 => content().prop_map(move |c| format!(
+            "event: note\ndata: {}\n\n",
+            chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "null")
+        )),
+        1 => content().prop_map(move |c| format!(
+            "data: {}\r\n\r\n",
+            chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "null")
+        )),
+        1 => content().prop_map(move |c| format!(
+            "data:{}\ndata: \n\n",
+            chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "null")
+        )),
+        1 => Just(
+            r#"data: {"id":"chatcmpl-abc","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}
+    "#
+            .to_owned()
+                + "\n"
+        ),
+        1 => Just(r#"data: {"error":{"message":"boom","code":502}}"#.to_owned() + "\n\n"),
+    ]
+}
+
+/// A stream: the role chunk, then events; and how to cut it into frames.
+fn stream() -> impl Strategy<Value = (Vec<String>, Vec<u8>, bool, usize)> {
+    (0u8..8).prop_flat_map(|shape| {
+        let first = chunk(shape, r#"{"role":"assistant","content":""}"#, "null");
+        let events = proptest::collection::vec(event(shape), 0..40).prop_map(move |mut e| {
+            e.insert(0, format!("data: {first}\n\n"));
+            e
+        });
+        (
+            events,
+            proptest::collection::vec(any::<u8>(), 48),
+            any::<bool>(),
+            prop_oneof![Just(0usize), Just(7), Just(4096)],
+        )
+    })
+}
+
+/// Cuts the events into frames: most events are a frame of their own; `cuts` (one byte per
+/// event) merge some with the next or split them at a position.
+fn frames(events: &[String], cuts: &[u8]) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut pending = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let c = cuts[i % cuts.len()];
+        pending.extend_from_slice(e.as_bytes());
+        match c % 8 {
+            0 => continue,
+            1 => {
+                let at = usize::from(c) % pending.len();
+                frames.push(Bytes::copy_from_slice(&pending[..at]));
+                pending.drain(..at);
+            }
+            _ => {}
+        }
+        frames.push(Bytes::from(std::mem::take(&mut pending)));
+    }
+    if !pending.is_empty() {
+        frames.push(Bytes::from(pending));
+    }
+    frames
+}
+
+/// Bytes around the edges of what [`plain_line`] looks for.
+fn byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        1 => Just(b'"'),
+        1 => Just(b'\r'),
+        1 => Just(b'\n'),
+        1 => Just(b'\\'),
+        1 => Just(b'!'),
+        1 => Just(b' '),
+        1 => Just(0x1f),
+        1 => Just(0),
+        1 => Just(1),
+        1 => Just(b'#'),
+        6 => any::<u8>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn plain_line_is_the_byte_test(
+        s in proptest::collection::vec(byte(), 0..60),
+        after in proptest::collection::vec(byte(), 0..20),
+    ) {
+        let slow = !s.iter().any(|b| *b == b'"' || *b < 0x20)
+            && s.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0;
+        prop_assert_eq!(plain_line(&[&s[..], &after[..]].concat(), s.len()), slow);
+    }
+
+    #[test]
+    fn fast_path_is_the_scanners((events, cuts, rewrite, limit) in stream()) {
+        let clock = Arc::new(Ticks { base: Instant::now(), ticks: AtomicU64::new(0) });
+        let mut fast = Side::new(clock.clone(), rewrite, limit);
+        let mut slow = Side::new(clock.clone(), rewrite, limit);
+        for (i, f) in frames(&events, &cuts).into_iter().enumerate() {
+            let a = fast.feed(Some(f.clone()), true);
+            let b = slow.feed(Some(f), false);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "frame {}",
+                i
+            );
+            clock.tick();
+        }
+        prop_assert_eq!(fast.feed(None, true), slow.feed(None, false));
+        prop_assert_eq!(format!("{:?}", fast.obs), format!("{:?}", slow.obs));
+    }
+}
+
+/// The fast path does take the usual stream: every content chunk after the one the template is
+/// learned from, rewritten or not.
+#[test]
+fn fast_path_takes_ordinary_chunks() {
+    for rewrite in [false, true] {
+        let clock = Arc::new(Ticks {
+            base: Instant::now(),
+            ticks: AtomicU64::new(0),
+        });
+        let mut side = Side::new(clock, rewrite, 0);
+        let role = chunk(0, r#"{"role":"assistant","content":""}"#, "null");
+        side.feed(Some(Bytes::from(format!("data: {role}\n\n"))), true);
+        let mut taken = 0;
+        for c in ["one", " two", " th\\\\ree", ""] {
+            let frame = Bytes::from(format!(
+                "data: {}\n\n",
+                chunk(0, &format!(r#"{{"content":"{c}"}}"#), "null")
+            ));
+            let mut h = Handler::new(&side.ctx, &mut side.obs, &mut side.edits);
+            let mut out = BytesMut::new();
+            match h.whole_event(frame.clone(), &mut out) {
+                Ok(emitted) => {
+                    taken += 1;
+                    let text = String::from_utf8_lossy(&emitted).into_owned();
+                    assert_eq!(text.contains("gen-fast-1"), rewrite, "{text}");
+                    assert!(text.contains(&format!("\"content\":\"{c}\"")), "{text}");
+                }
+                Err(back) => {
+                    assert_eq!(back, frame);
+                    side.feed(Some(back), true);
+                }
+            }
+        }
+        // "one" teaches the template; the three after it take the fast path.
+        assert_eq!(taken, 3, "rewrite {rewrite}");
+        assert_eq!(side.obs.content_bytes, 3 + 4 + 8);
+    }
+}
