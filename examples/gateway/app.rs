@@ -32,12 +32,15 @@ use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
 
 use crate::config::limits::{self, KeyReport, RateLimits};
 
+#[path = "coalesce.rs"]
+pub mod coalesce;
 #[path = "embeddings.rs"]
 mod embeddings;
 #[path = "replicas.rs"]
 pub mod replicas;
 #[path = "responses.rs"]
 mod responses;
+use coalesce::Coalesce;
 pub use metrics::Metrics;
 use tower_ai_gateway::fallback::Attempts;
 use tower_ai_gateway::route::ServedBy;
@@ -221,7 +224,9 @@ pub fn build_with_client(
         .fallback(|f| f.attempt_timeout(attempt_timeout));
     let (gateway, shared) = replicas::Shared::wire(&redis, &stats, gateway);
     let stack = ServiceBuilder::new().layer(gateway).service(client);
-    let stack = ServiceExt::<Request>::map_response(stack, |res| res.map(Body::new));
+    // Events that are ready together leave in one write (see `Coalesce`).
+    let stack =
+        ServiceExt::<Request>::map_response(stack, |res| res.map(|b| Body::new(Coalesce::new(b))));
     let stack = Stack::new(stack);
 
     let state = AppState {

@@ -317,8 +317,8 @@ impl Stats {
     /// a failure within the outage window (two windows are allowed for, no lookup).
     fn any_degraded(&self, t: u64) -> bool {
         let c = &self.shared.config;
-        // `!(share > 0)` also catches NaN.
-        if !(c.outage_failure_share > 0.0) {
+        // A share of 0 (or NaN) counts any attempt: no shortcut then.
+        if c.outage_failure_share.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return true;
         }
         let last = self.shared.last_failure.load(Ordering::Relaxed);
