@@ -6,6 +6,7 @@ use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
 use crate::catalog::{EffectivePricing, Pricing, Usd};
+use crate::route::skim;
 
 /// Token counts of one generation, normalised to OpenAI's meaning.
 ///
@@ -255,6 +256,152 @@ impl WireUsage {
     }
 }
 
+impl WireUsage {
+    /// Reads the usage object `raw` (JSON text), as serde reads it: by [`WireUsage::skim`] when
+    /// it can, else by serde_json. `None` if it is not an object of this shape.
+    pub(crate) fn read(raw: &str) -> Option<WireUsage> {
+        WireUsage::skim(raw).or_else(|| serde_json::from_str(raw).ok())
+    }
+
+    /// [`WireUsage`] read from `raw` without serde: `None` (serde decides) unless `raw` is an
+    /// object without repeated members whose counts are all plain integers (or `null`) and whose
+    /// details are objects of such counts (or `null`).
+    fn skim(raw: &str) -> Option<WireUsage> {
+        let b = raw.as_bytes();
+        if b.first() != Some(&b'{') {
+            return None;
+        }
+        let mut w = WireUsage::default();
+        let mut seen = 0u16;
+        let end = skim::members(b, 0, 0, |key, at| {
+            let Some(k) = USAGE_KEYS.iter().position(|n| *n == key) else {
+                return skim::value(b, at, 1);
+            };
+            if seen & (1 << k) != 0 {
+                return None;
+            }
+            seen |= 1 << k;
+            let slot = match k {
+                0 => &mut w.prompt_tokens,
+                1 => &mut w.completion_tokens,
+                2 => &mut w.input_tokens,
+                3 => &mut w.output_tokens,
+                4 => &mut w.cache_read_input_tokens,
+                5 => &mut w.cache_creation_input_tokens,
+                6 => return skim_details(b, at, &mut w.prompt_tokens_details),
+                7 => return skim_details(b, at, &mut w.completion_tokens_details),
+                8 => return skim_details(b, at, &mut w.server_tool_use_details),
+                _ => {
+                    let end = skim::value(b, at, 1)?;
+                    w.cost = (&b[at..end] != b"null").then_some(IgnoredAny);
+                    return Some(end);
+                }
+            };
+            let (count, end) = skim_count(b, at)?;
+            *slot = count;
+            Some(end)
+        })?;
+        (end == b.len()).then_some(w)
+    }
+}
+
+/// The members of [`WireUsage`] that [`WireUsage::skim`] reads: six counts, three details
+/// objects, `cost`.
+const USAGE_KEYS: [&[u8]; 10] = [
+    b"prompt_tokens",
+    b"completion_tokens",
+    b"input_tokens",
+    b"output_tokens",
+    b"cache_read_input_tokens",
+    b"cache_creation_input_tokens",
+    b"prompt_tokens_details",
+    b"completion_tokens_details",
+    b"server_tool_use_details",
+    b"cost",
+];
+
+/// A count at `at` in `b` as an `Option<Tokens>` member reads it, and where it ends: `null`, or
+/// a plain integer of at most 19 digits (anything else — a sign, a fraction, an exponent, a
+/// string — gives up).
+fn skim_count(b: &[u8], at: usize) -> Option<(Option<Tokens>, usize)> {
+    if b.get(at..at + 4) == Some(b"null") {
+        return Some((None, at + 4));
+    }
+    let digits = b
+        .get(at..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = at + digits;
+    let plain = (1..=19).contains(&digits) && (digits == 1 || b[at] != b'0');
+    if !plain || matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let n = b[at..end]
+        .iter()
+        .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
+    Some((Some(Tokens(n)), end))
+}
+
+/// The counts a details object of [`WireUsage`] may hold.
+trait Details: Default {
+    /// The count member named `key`, if this object has one.
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>>;
+}
+
+impl Details for PromptDetails {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        match key {
+            b"cached_tokens" => Some(&mut self.cached_tokens),
+            b"cache_write_tokens" => Some(&mut self.cache_write_tokens),
+            _ => None,
+        }
+    }
+}
+
+impl Details for CompletionDetails {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        (key == b"reasoning_tokens").then_some(&mut self.reasoning_tokens)
+    }
+}
+
+impl Details for ServerTools {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        (key == b"web_search_requests").then_some(&mut self.web_search_requests)
+    }
+}
+
+/// A details member at `at` in `b` (`null`, or an object of counts, none repeated)
+/// into `slot`; where it ends, `None` to give up.
+fn skim_details<T: Details>(b: &[u8], at: usize, slot: &mut Option<Lenient<T>>) -> Option<usize> {
+    if b.get(at..at + 4) == Some(b"null") {
+        *slot = None;
+        return Some(at + 4);
+    }
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut d = T::default();
+    // The counts read so far (a details object has at most two).
+    let mut seen: [&[u8]; 2] = [b""; 2];
+    let mut n = 0;
+    let end = skim::members(b, at, 1, |key, i| {
+        let Some(count) = d.count(key) else {
+            return skim::value(b, i, 2);
+        };
+        if seen[..n].contains(&key) {
+            return None;
+        }
+        *seen.get_mut(n)? = key;
+        n += 1;
+        let (c, end) = skim_count(b, i)?;
+        *count = c;
+        Some(end)
+    })?;
+    *slot = Some(Lenient(d));
+    Some(end)
+}
+
 /// A token count that never fails to parse: negative, fractional, huge or non-numeric values read
 /// as 0 (negative, non-numeric), truncated (fractions) or saturated (huge).
 #[derive(Debug, Default, Clone, Copy)]
@@ -317,7 +464,111 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Lenient<T> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Usage objects, mostly well-formed, with what the hand reader must read as serde does or
+    /// give up on: floats, negatives, huge numbers, nulls, strings, duplicates, escapes, details
+    /// of every shape.
+    fn usage() -> impl Strategy<Value = String> {
+        let count = prop_oneof![
+            Just("0"),
+            Just("7"),
+            Just("120"),
+            Just("18446744073709551615"),
+            Just("18446744073709551616"),
+            Just("99999999999999999999999"),
+            Just("-5"),
+            Just("-0"),
+            Just("1.5"),
+            Just("2e3"),
+            Just("1E+2"),
+            Just("null"),
+            Just("\"12\""),
+            Just("true"),
+            Just("[3]"),
+            Just("{\"a\":1}"),
+            Just("01"),
+            Just(" 42 "),
+        ];
+        let detail_key = prop_oneof![
+            Just("cached_tokens"),
+            Just("cache_write_tokens"),
+            Just("reasoning_tokens"),
+            Just("web_search_requests"),
+            Just("audio_tokens"),
+            Just("cached_\\u0074okens"),
+        ];
+        let details = prop_oneof![
+            proptest::collection::vec((detail_key, count.clone()), 0..4).prop_map(|m| {
+                let m: Vec<_> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", m.join(","))
+            }),
+            Just("null".to_string()),
+            Just("\"x\"".to_string()),
+            Just("[1,2]".to_string()),
+        ];
+        let key = prop_oneof![
+            Just("prompt_tokens"),
+            Just("completion_tokens"),
+            Just("total_tokens"),
+            Just("input_tokens"),
+            Just("output_tokens"),
+            Just("cache_read_input_tokens"),
+            Just("cache_creation_input_tokens"),
+            Just("cost"),
+            Just("prompt_\\u0074okens"),
+        ];
+        let member = prop_oneof![
+            (key, count).prop_map(|(k, v)| format!("\"{k}\" : {v}")),
+            (
+                prop_oneof![
+                    Just("prompt_tokens_details"),
+                    Just("completion_tokens_details"),
+                    Just("server_tool_use_details"),
+                ],
+                details
+            )
+                .prop_map(|(k, v)| format!("\"{k}\":{v}")),
+            Just("\"cost\":0.00012".to_string()),
+        ];
+        prop_oneof![
+            8 => proptest::collection::vec(member, 0..6)
+                .prop_map(|m| format!("{{{}}}", m.join(","))),
+            1 => Just("null".to_string()),
+            1 => Just("[1]".to_string()),
+            1 => Just("{\"prompt_tokens\":1".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// The hand reader reads what serde reads, or gives up.
+        #[test]
+        fn skimmed_usage_is_serde(raw in usage()) {
+            let serde = serde_json::from_str::<WireUsage>(&raw).ok();
+            if let Some(w) = WireUsage::skim(&raw) {
+                prop_assert_eq!(format!("{w:?}"), format!("{:?}", serde.as_ref().expect("serde reads it")));
+            }
+            prop_assert_eq!(format!("{:?}", WireUsage::read(&raw)), format!("{serde:?}"));
+        }
+    }
+
+    #[test]
+    fn usual_usage_is_skimmed() {
+        let w = WireUsage::skim(
+            r#"{"prompt_tokens":120,"completion_tokens":180,"total_tokens":300,
+                "prompt_tokens_details":{"cached_tokens":20,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":5}}"#,
+        )
+        .expect("the hand reader reads it");
+        assert_eq!(
+            w.to_usage(),
+            TokenUsage::new(120, 180).reasoning(5).cached(20)
+        );
+        assert!(WireUsage::skim(r#"{"prompt_tokens":1,"prompt_tokens":2}"#).is_none());
+        assert!(WireUsage::skim(r#"{"prompt_tokens":1.0}"#).is_none());
+    }
 
     #[test]
     fn lenient_counts() {

@@ -26,6 +26,7 @@ use super::metadata;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
+use crate::route::skim;
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -130,14 +131,18 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
 /// usage); returns its wire usage, if readable.
 fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option<WireUsage> {
     if let Some(id) = top.id {
-        obs.upstream_id = serde_json::from_str(id.get()).ok();
+        // A plain string is copied as it is; serde unescapes the others.
+        obs.upstream_id = match skim::plain_string(id.get()) {
+            Some(s) => s.map(str::to_owned),
+            None => serde_json::from_str(id.get()).ok(),
+        };
     }
     if top.error.is_some_and(|e| e.get() != "null") {
         obs.error = true;
     }
     obs.finish_reason = choices.finish_reason;
     obs.content_bytes += choices.content_bytes;
-    let w = serde_json::from_str::<WireUsage>(top.usage?.get()).ok()?;
+    let w = WireUsage::read(top.usage?.get())?;
     if w.is_openai() {
         obs.usage = Some(w.to_usage());
     } else if w.has_counts() {
