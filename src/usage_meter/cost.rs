@@ -5,6 +5,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use rust_decimal::Decimal;
+
 use crate::catalog::{EffectivePricing, Pricing, Usd};
 use crate::route::skim;
 
@@ -89,12 +91,57 @@ pub fn price(
     price_effective(&p, usage, images, insured)
 }
 
+/// [`price`] at the effective prices `p`: by [`exact_price`] when it can, else in `Decimal`.
 pub(crate) fn price_effective(
     p: &EffectivePricing,
     usage: &TokenUsage,
     images: u64,
     insured: bool,
 ) -> Cost {
+    exact_price(p, usage, images, insured)
+        .unwrap_or_else(|| decimal_price(p, usage, images, insured))
+}
+
+/// [`price_effective`] in integers ([`Exact`]): `None` when a price is negative or a step would
+/// not fit a `Decimal` unrounded (then [`decimal_price`], which saturates or rounds, decides).
+/// Otherwise every step of `decimal_price` is exact too, so both give the same normalised cost.
+fn exact_price(
+    p: &EffectivePricing,
+    usage: &TokenUsage,
+    images: u64,
+    insured: bool,
+) -> Option<Cost> {
+    let x = |u: Usd| Exact::of(u.as_decimal());
+    let (prompt, completion) = if insured {
+        (Exact::ZERO, Exact::ZERO)
+    } else {
+        let special = usage.cached.saturating_add(usage.cache_write);
+        let uncached = usage.prompt.saturating_sub(special);
+        let prompt = x(p.prompt)?
+            .times(uncached)?
+            .add(x(p.input_cache_read)?.times(usage.cached)?)?
+            .add(x(p.input_cache_write)?.times(usage.cache_write)?)?;
+        let reasoning = usage.reasoning.min(usage.completion);
+        let completion = x(p.completion)?
+            .times(usage.completion - reasoning)?
+            .add(x(p.internal_reasoning)?.times(reasoning)?)?;
+        (prompt, completion)
+    };
+    let fees = x(p.request)?
+        .add(x(p.image)?.times(images)?)?
+        .add(x(p.web_search)?.times(usage.web_searches)?)?;
+    let multiplier = Exact::of(p.multiplier)?;
+    let prompt = prompt.mul(multiplier)?;
+    let completion = completion.mul(multiplier)?;
+    Some(Cost {
+        total: prompt.add(completion)?.add(fees.mul(multiplier)?)?.usd(),
+        prompt: prompt.usd(),
+        completion: completion.usd(),
+    })
+}
+
+/// [`price_effective`] in `Decimal` arithmetic (saturating).
+fn decimal_price(p: &EffectivePricing, usage: &TokenUsage, images: u64, insured: bool) -> Cost {
     let (prompt, completion) = if insured {
         (Usd::ZERO, Usd::ZERO)
     } else {
@@ -125,6 +172,73 @@ pub(crate) fn price_effective(
             .normalize(),
         prompt: prompt.normalize(),
         completion: completion.normalize(),
+    }
+}
+
+/// A non-negative decimal as an integer and a scale (`m / 10^scale`), kept within what a
+/// `Decimal` holds unrounded: at most 96 bits and 28 decimal places, or `None`.
+#[derive(Clone, Copy, Debug)]
+struct Exact {
+    m: u128,
+    scale: u32,
+}
+
+impl Exact {
+    const ZERO: Exact = Exact { m: 0, scale: 0 };
+    /// The largest mantissa of a `Decimal`.
+    const MAX: u128 = (1 << 96) - 1;
+
+    /// `d`, unless it is negative.
+    fn of(d: Decimal) -> Option<Exact> {
+        let m = u128::try_from(d.mantissa()).ok()?;
+        (!d.is_sign_negative()).then_some(Exact {
+            m,
+            scale: d.scale(),
+        })
+    }
+
+    /// `m` at `scale`, if `Decimal` holds it.
+    fn new(m: u128, scale: u32) -> Option<Exact> {
+        (m <= Exact::MAX && scale <= Decimal::MAX_SCALE).then_some(Exact { m, scale })
+    }
+
+    /// `self × other`, at the sum of the scales (as `Decimal` multiplies).
+    fn mul(self, other: Exact) -> Option<Exact> {
+        Exact::new(self.m.checked_mul(other.m)?, self.scale + other.scale)
+    }
+
+    /// `self × n`.
+    fn times(self, n: u64) -> Option<Exact> {
+        self.mul(Exact {
+            m: u128::from(n),
+            scale: 0,
+        })
+    }
+
+    /// `self + other`, at the larger scale (as `Decimal` adds).
+    fn add(self, other: Exact) -> Option<Exact> {
+        let scale = self.scale.max(other.scale);
+        let up = |e: Exact| e.m.checked_mul(10u128.checked_pow(scale - e.scale)?);
+        Exact::new(up(self)?.checked_add(up(other)?)?, scale)
+    }
+
+    /// The amount, normalised: trailing zeros removed here when the mantissa fits a `u64` (any
+    /// price or cost of a generation), by `Decimal` otherwise.
+    fn usd(self) -> Usd {
+        let Ok(mut m) = u64::try_from(self.m) else {
+            let d = Decimal::try_from_i128_with_scale(self.m as i128, self.scale);
+            return Usd::from_decimal(d.unwrap_or_default()).normalize();
+        };
+        if m == 0 {
+            return Usd::ZERO;
+        }
+        let mut scale = self.scale;
+        while scale > 0 && m % 10 == 0 {
+            m /= 10;
+            scale -= 1;
+        }
+        let d = Decimal::try_from_i128_with_scale(i128::from(m), scale);
+        Usd::from_decimal(d.unwrap_or_default())
     }
 }
 
@@ -552,6 +666,84 @@ mod tests {
             }
             prop_assert_eq!(format!("{:?}", WireUsage::read(&raw)), format!("{serde:?}"));
         }
+    }
+
+    /// Prices as the catalog has them (small and long decimals), and some that make a step
+    /// overflow or round (huge mantissas, 28 places) or that are negative.
+    fn usd() -> impl Strategy<Value = Usd> {
+        prop_oneof![
+            (0i64..1_000_000, 0u32..=12).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            Just(Usd::parse("0.0000000208333333333333").unwrap()),
+            Just(Usd::from_decimal(Decimal::MAX)),
+            Just(Usd::ZERO),
+            Just(Usd::from_int(-1)),
+        ]
+    }
+
+    fn tokens() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..1_000_000, any::<u64>(), Just(0), Just(u64::MAX)]
+    }
+
+    proptest! {
+        /// The integer price is the `Decimal` one, to the digit.
+        #[test]
+        fn exact_price_is_decimal_price(
+            prices in proptest::collection::vec(usd(), 9),
+            counts in proptest::collection::vec(tokens(), 7),
+            discount in prop_oneof![Just(None), (0i64..100, 0u32..=3).prop_map(|(m, s)| Some(Decimal::new(m, s)))],
+            insured in any::<bool>(),
+        ) {
+            let p = EffectivePricing {
+                prompt: prices[0],
+                completion: prices[1],
+                request: prices[2],
+                image: prices[3],
+                audio: prices[4],
+                input_cache_read: prices[5],
+                input_cache_write: prices[6],
+                internal_reasoning: prices[7],
+                web_search: prices[8],
+                multiplier: Decimal::ONE - discount.unwrap_or(Decimal::ZERO),
+            };
+            let usage = TokenUsage {
+                prompt: counts[0],
+                completion: counts[1],
+                reasoning: counts[2],
+                cached: counts[3],
+                cache_write: counts[4],
+                web_searches: counts[5],
+            };
+            let images = counts[6];
+            let slow = decimal_price(&p, &usage, images, insured);
+            if let Some(fast) = exact_price(&p, &usage, images, insured) {
+                for (f, s) in [(fast.total, slow.total), (fast.prompt, slow.prompt), (fast.completion, slow.completion)] {
+                    prop_assert_eq!(f.to_string(), s.to_string());
+                    prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn usual_price_is_exact() {
+        let price = |s: &str| Usd::parse(s).unwrap();
+        let p = EffectivePricing {
+            prompt: price("0.0000003"),
+            completion: price("0.0000012"),
+            request: Usd::ZERO,
+            image: Usd::ZERO,
+            audio: Usd::ZERO,
+            input_cache_read: price("0.00000003"),
+            input_cache_write: price("0.0000003"),
+            internal_reasoning: price("0.0000012"),
+            web_search: price("0.004"),
+            multiplier: Decimal::ONE,
+        };
+        let usage = TokenUsage::new(120, 180).cached(20);
+        let c = exact_price(&p, &usage, 0, false).expect("in integers");
+        assert_eq!(c.total.to_string(), "0.0002466");
+        assert_eq!(c, decimal_price(&p, &usage, 0, false));
     }
 
     #[test]
