@@ -175,6 +175,17 @@ fn decimal_price(p: &EffectivePricing, usage: &TokenUsage, images: u64, insured:
     }
 }
 
+/// `10^k` for every difference of two scales a `Decimal` may have.
+const POW10: [u128; 29] = {
+    let mut p = [1u128; 29];
+    let mut k = 1;
+    while k < 29 {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
+
 /// A non-negative decimal as an integer and a scale (`m / 10^scale`), kept within what a
 /// `Decimal` holds unrounded: at most 96 bits and 28 decimal places, or `None`.
 #[derive(Clone, Copy, Debug)]
@@ -204,7 +215,12 @@ impl Exact {
 
     /// `self × other`, at the sum of the scales (as `Decimal` multiplies).
     fn mul(self, other: Exact) -> Option<Exact> {
-        Exact::new(self.m.checked_mul(other.m)?, self.scale + other.scale)
+        let m = match (u64::try_from(self.m), u64::try_from(other.m)) {
+            // The usual case: a 64-bit product cannot overflow 128 bits.
+            (Ok(a), Ok(b)) => u128::from(a) * u128::from(b),
+            _ => self.m.checked_mul(other.m)?,
+        };
+        Exact::new(m, self.scale + other.scale)
     }
 
     /// `self × n`.
@@ -218,7 +234,10 @@ impl Exact {
     /// `self + other`, at the larger scale (as `Decimal` adds).
     fn add(self, other: Exact) -> Option<Exact> {
         let scale = self.scale.max(other.scale);
-        let up = |e: Exact| e.m.checked_mul(10u128.checked_pow(scale - e.scale)?);
+        let up = |e: Exact| match scale - e.scale {
+            0 => Some(e.m),
+            k => e.m.checked_mul(*POW10.get(k as usize)?),
+        };
         Exact::new(up(self)?.checked_add(up(other)?)?, scale)
     }
 
@@ -382,14 +401,20 @@ impl WireUsage {
     /// details are objects of such counts (or `null`).
     fn skim(raw: &str) -> Option<WireUsage> {
         let b = raw.as_bytes();
-        if b.first() != Some(&b'{') {
+        WireUsage::skim_at(b, 0, 0).and_then(|(w, end)| (end == b.len()).then_some(w))
+    }
+
+    /// [`WireUsage::skim`] of the value at `at` in `b`, `depth` containers deep (as
+    /// [`skim::value`] counts): the usage and where its object ends.
+    pub(crate) fn skim_at(b: &[u8], at: usize, depth: usize) -> Option<(WireUsage, usize)> {
+        if b.get(at) != Some(&b'{') {
             return None;
         }
         let mut w = WireUsage::default();
         let mut seen = 0u16;
-        let end = skim::members(b, 0, 0, |key, at| {
-            let Some(k) = USAGE_KEYS.iter().position(|n| *n == key) else {
-                return skim::value(b, at, 1);
+        let end = skim::members(b, at, depth, |key, at| {
+            let Some(k) = usage_key(key) else {
+                return skim::value(b, at, depth + 1);
             };
             if seen & (1 << k) != 0 {
                 return None;
@@ -402,11 +427,11 @@ impl WireUsage {
                 3 => &mut w.output_tokens,
                 4 => &mut w.cache_read_input_tokens,
                 5 => &mut w.cache_creation_input_tokens,
-                6 => return skim_details(b, at, &mut w.prompt_tokens_details),
-                7 => return skim_details(b, at, &mut w.completion_tokens_details),
-                8 => return skim_details(b, at, &mut w.server_tool_use_details),
+                6 => return skim_details(b, at, depth + 1, &mut w.prompt_tokens_details),
+                7 => return skim_details(b, at, depth + 1, &mut w.completion_tokens_details),
+                8 => return skim_details(b, at, depth + 1, &mut w.server_tool_use_details),
                 _ => {
-                    let end = skim::value(b, at, 1)?;
+                    let end = skim::value(b, at, depth + 1)?;
                     w.cost = (&b[at..end] != b"null").then_some(IgnoredAny);
                     return Some(end);
                 }
@@ -415,24 +440,27 @@ impl WireUsage {
             *slot = count;
             Some(end)
         })?;
-        (end == b.len()).then_some(w)
+        Some((w, end))
     }
 }
 
-/// The members of [`WireUsage`] that [`WireUsage::skim`] reads: six counts, three details
-/// objects, `cost`.
-const USAGE_KEYS: [&[u8]; 10] = [
-    b"prompt_tokens",
-    b"completion_tokens",
-    b"input_tokens",
-    b"output_tokens",
-    b"cache_read_input_tokens",
-    b"cache_creation_input_tokens",
-    b"prompt_tokens_details",
-    b"completion_tokens_details",
-    b"server_tool_use_details",
-    b"cost",
-];
+/// The members of [`WireUsage`] that [`WireUsage::skim`] reads, by index: six counts, three
+/// details objects, `cost`.
+fn usage_key(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"prompt_tokens" => 0,
+        b"completion_tokens" => 1,
+        b"input_tokens" => 2,
+        b"output_tokens" => 3,
+        b"cache_read_input_tokens" => 4,
+        b"cache_creation_input_tokens" => 5,
+        b"prompt_tokens_details" => 6,
+        b"completion_tokens_details" => 7,
+        b"server_tool_use_details" => 8,
+        b"cost" => 9,
+        _ => return None,
+    })
+}
 
 /// A count at `at` in `b` as an `Option<Tokens>` member reads it, and where it ends: `null`, or
 /// a plain integer of at most 19 digits (anything else — a sign, a fraction, an exponent, a
@@ -485,9 +513,14 @@ impl Details for ServerTools {
     }
 }
 
-/// A details member at `at` in `b` (`null`, or an object of counts, none repeated)
+/// A details member at `at` in `b`, `depth` deep (`null`, or an object of counts, none repeated)
 /// into `slot`; where it ends, `None` to give up.
-fn skim_details<T: Details>(b: &[u8], at: usize, slot: &mut Option<Lenient<T>>) -> Option<usize> {
+fn skim_details<T: Details>(
+    b: &[u8],
+    at: usize,
+    depth: usize,
+    slot: &mut Option<Lenient<T>>,
+) -> Option<usize> {
     if b.get(at..at + 4) == Some(b"null") {
         *slot = None;
         return Some(at + 4);
@@ -499,9 +532,9 @@ fn skim_details<T: Details>(b: &[u8], at: usize, slot: &mut Option<Lenient<T>>) 
     // The counts read so far (a details object has at most two).
     let mut seen: [&[u8]; 2] = [b""; 2];
     let mut n = 0;
-    let end = skim::members(b, at, 1, |key, i| {
+    let end = skim::members(b, at, depth, |key, i| {
         let Some(count) = d.count(key) else {
-            return skim::value(b, i, 2);
+            return skim::value(b, i, depth + 1);
         };
         if seen[..n].contains(&key) {
             return None;

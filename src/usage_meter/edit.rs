@@ -152,7 +152,10 @@ fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option
     }
     obs.finish_reason = choices.finish_reason;
     obs.content_bytes += choices.content_bytes;
-    let w = WireUsage::read(top.usage?.get())?;
+    let w = match choices.usage {
+        Some(w) => w,
+        None => WireUsage::read(top.usage?.get())?,
+    };
     if w.is_openai() {
         obs.usage = Some(w.to_usage());
     } else if w.has_counts() {

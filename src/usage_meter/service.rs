@@ -52,8 +52,8 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
 const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
-/// allocated once. Each character is a random byte's top six bits, drawn again when they fall
-/// outside [`ID_CHARS`] (so uniform), from one fill of random bytes rather than a draw each.
+/// allocated once. Each character is six random bits, drawn again when they fall outside
+/// [`ID_CHARS`] (so uniform), ten of them from each random word.
 pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
     let mut id = IdBuf::default();
     id.extend(b"gen-");
@@ -66,16 +66,14 @@ pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
     let rng = &mut rand::thread_rng();
     let mut left = 20;
     while left > 0 {
-        let mut random = [0u8; 32];
-        rng.fill_bytes(&mut random);
-        for c in random
-            .iter()
-            .filter_map(|b| ID_CHARS.get(usize::from(b >> 2)))
-        {
-            if left > 0 {
+        // Ten draws of six bits from each random word.
+        let mut bits = rng.next_u64();
+        for _ in 0..10 {
+            if let Some(c) = ID_CHARS.get((bits & 63) as usize).filter(|_| left > 0) {
                 id.push(*c);
                 left -= 1;
             }
+            bits >>= 6;
         }
     }
     Arc::from(std::str::from_utf8(id.bytes()).unwrap_or("gen-"))
