@@ -115,9 +115,11 @@ impl IdBuf {
 /// request has a budget to reserve against; the `openrouter_metadata` plan when asked.
 fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option<Estimate> {
     let view = route.view();
-    ctx.requested_model = view.requested_models().first().map(|m| (*m).to_owned());
+    // The first of `requested_models()`, without collecting them.
+    let first = view.model.as_deref().or(view.models.first().map(|m| &**m));
+    ctx.requested_model = first.map(str::to_owned);
     ctx.catalog = Some(route.catalog().clone());
-    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+    ctx.first_candidate = route.candidates().first().map(|c| c.index);
     ctx.request_ms = route.unix_millis();
     ctx.prompt_estimate = route.prompt_tokens();
     ctx.embeddings = view.embeddings;
@@ -213,7 +215,7 @@ where
             key,
             requested_model: None,
             catalog: None,
-            candidates: Vec::new(),
+            first_candidate: None,
             request_ms: created_ms,
             prompt_estimate: 0,
             images: 0,
