@@ -243,7 +243,7 @@ fn wrap<B: Body<Data = Bytes>>(
                             .is_some_and(|e| e.tag == s.endpoint.tag())
                     })
                 })
-                .or_else(|| ctx.first_candidate),
+                .or(ctx.first_candidate),
             None => ctx.first_candidate,
         };
         if let Some(i) = index {
