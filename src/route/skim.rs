@@ -19,21 +19,11 @@ pub(crate) fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// True if `s` holds a control character (not allowed unescaped in a JSON string), eight bytes
-/// at a time: `w - 0x20…20 & !w & 0x80…80` is non-zero exactly when a byte of `w` is below 0x20.
+/// True if `s` holds a control character (not allowed unescaped in a JSON string): its smallest
+/// byte, a reduction without early exit that the compiler vectorises (16 or 32 bytes a step).
 #[inline]
 fn has_control(s: &[u8]) -> bool {
-    const LOW: u64 = 0x2020_2020_2020_2020;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    let mut found = 0;
-    for c in &mut chunks {
-        let mut w = [0; 8];
-        w.copy_from_slice(c);
-        let w = u64::from_le_bytes(w);
-        found |= w.wrapping_sub(LOW) & !w & HIGH;
-    }
-    found != 0 || chunks.remainder().iter().any(|c| *c < 0x20)
+    s.iter().fold(u8::MAX, |m, c| m.min(*c)) < 0x20
 }
 
 /// `0x01` in every byte.

@@ -5,7 +5,10 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 
+use rust_decimal::Decimal;
+
 use crate::catalog::{EffectivePricing, Pricing, Usd};
+use crate::route::skim;
 
 /// Token counts of one generation, normalised to OpenAI's meaning.
 ///
@@ -88,12 +91,57 @@ pub fn price(
     price_effective(&p, usage, images, insured)
 }
 
+/// [`price`] at the effective prices `p`: by [`exact_price`] when it can, else in `Decimal`.
 pub(crate) fn price_effective(
     p: &EffectivePricing,
     usage: &TokenUsage,
     images: u64,
     insured: bool,
 ) -> Cost {
+    exact_price(p, usage, images, insured)
+        .unwrap_or_else(|| decimal_price(p, usage, images, insured))
+}
+
+/// [`price_effective`] in integers ([`Exact`]): `None` when a price is negative or a step would
+/// not fit a `Decimal` unrounded (then [`decimal_price`], which saturates or rounds, decides).
+/// Otherwise every step of `decimal_price` is exact too, so both give the same normalised cost.
+fn exact_price(
+    p: &EffectivePricing,
+    usage: &TokenUsage,
+    images: u64,
+    insured: bool,
+) -> Option<Cost> {
+    let x = |u: Usd| Exact::of(u.as_decimal());
+    let (prompt, completion) = if insured {
+        (Exact::ZERO, Exact::ZERO)
+    } else {
+        let special = usage.cached.saturating_add(usage.cache_write);
+        let uncached = usage.prompt.saturating_sub(special);
+        let prompt = x(p.prompt)?
+            .times(uncached)?
+            .add(x(p.input_cache_read)?.times(usage.cached)?)?
+            .add(x(p.input_cache_write)?.times(usage.cache_write)?)?;
+        let reasoning = usage.reasoning.min(usage.completion);
+        let completion = x(p.completion)?
+            .times(usage.completion - reasoning)?
+            .add(x(p.internal_reasoning)?.times(reasoning)?)?;
+        (prompt, completion)
+    };
+    let fees = x(p.request)?
+        .add(x(p.image)?.times(images)?)?
+        .add(x(p.web_search)?.times(usage.web_searches)?)?;
+    let multiplier = Exact::of(p.multiplier)?;
+    let prompt = prompt.mul(multiplier)?;
+    let completion = completion.mul(multiplier)?;
+    Some(Cost {
+        total: prompt.add(completion)?.add(fees.mul(multiplier)?)?.usd(),
+        prompt: prompt.usd(),
+        completion: completion.usd(),
+    })
+}
+
+/// [`price_effective`] in `Decimal` arithmetic (saturating).
+fn decimal_price(p: &EffectivePricing, usage: &TokenUsage, images: u64, insured: bool) -> Cost {
     let (prompt, completion) = if insured {
         (Usd::ZERO, Usd::ZERO)
     } else {
@@ -124,6 +172,92 @@ pub(crate) fn price_effective(
             .normalize(),
         prompt: prompt.normalize(),
         completion: completion.normalize(),
+    }
+}
+
+/// `10^k` for every difference of two scales a `Decimal` may have.
+const POW10: [u128; 29] = {
+    let mut p = [1u128; 29];
+    let mut k = 1;
+    while k < 29 {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
+
+/// A non-negative decimal as an integer and a scale (`m / 10^scale`), kept within what a
+/// `Decimal` holds unrounded: at most 96 bits and 28 decimal places, or `None`.
+#[derive(Clone, Copy, Debug)]
+struct Exact {
+    m: u128,
+    scale: u32,
+}
+
+impl Exact {
+    const ZERO: Exact = Exact { m: 0, scale: 0 };
+    /// The largest mantissa of a `Decimal`.
+    const MAX: u128 = (1 << 96) - 1;
+
+    /// `d`, unless it is negative.
+    fn of(d: Decimal) -> Option<Exact> {
+        let m = u128::try_from(d.mantissa()).ok()?;
+        (!d.is_sign_negative()).then_some(Exact {
+            m,
+            scale: d.scale(),
+        })
+    }
+
+    /// `m` at `scale`, if `Decimal` holds it.
+    fn new(m: u128, scale: u32) -> Option<Exact> {
+        (m <= Exact::MAX && scale <= Decimal::MAX_SCALE).then_some(Exact { m, scale })
+    }
+
+    /// `self × other`, at the sum of the scales (as `Decimal` multiplies).
+    fn mul(self, other: Exact) -> Option<Exact> {
+        let m = match (u64::try_from(self.m), u64::try_from(other.m)) {
+            // The usual case: a 64-bit product cannot overflow 128 bits.
+            (Ok(a), Ok(b)) => u128::from(a) * u128::from(b),
+            _ => self.m.checked_mul(other.m)?,
+        };
+        Exact::new(m, self.scale + other.scale)
+    }
+
+    /// `self × n`.
+    fn times(self, n: u64) -> Option<Exact> {
+        self.mul(Exact {
+            m: u128::from(n),
+            scale: 0,
+        })
+    }
+
+    /// `self + other`, at the larger scale (as `Decimal` adds).
+    fn add(self, other: Exact) -> Option<Exact> {
+        let scale = self.scale.max(other.scale);
+        let up = |e: Exact| match scale - e.scale {
+            0 => Some(e.m),
+            k => e.m.checked_mul(*POW10.get(k as usize)?),
+        };
+        Exact::new(up(self)?.checked_add(up(other)?)?, scale)
+    }
+
+    /// The amount, normalised: trailing zeros removed here when the mantissa fits a `u64` (any
+    /// price or cost of a generation), by `Decimal` otherwise.
+    fn usd(self) -> Usd {
+        let Ok(mut m) = u64::try_from(self.m) else {
+            let d = Decimal::try_from_i128_with_scale(self.m as i128, self.scale);
+            return Usd::from_decimal(d.unwrap_or_default()).normalize();
+        };
+        if m == 0 {
+            return Usd::ZERO;
+        }
+        let mut scale = self.scale;
+        while scale > 0 && m % 10 == 0 {
+            m /= 10;
+            scale -= 1;
+        }
+        let d = Decimal::try_from_i128_with_scale(i128::from(m), scale);
+        Usd::from_decimal(d.unwrap_or_default())
     }
 }
 
@@ -255,6 +389,166 @@ impl WireUsage {
     }
 }
 
+impl WireUsage {
+    /// Reads the usage object `raw` (JSON text), as serde reads it: by [`WireUsage::skim`] when
+    /// it can, else by serde_json. `None` if it is not an object of this shape.
+    pub(crate) fn read(raw: &str) -> Option<WireUsage> {
+        WireUsage::skim(raw).or_else(|| serde_json::from_str(raw).ok())
+    }
+
+    /// [`WireUsage`] read from `raw` without serde: `None` (serde decides) unless `raw` is an
+    /// object without repeated members whose counts are all plain integers (or `null`) and whose
+    /// details are objects of such counts (or `null`).
+    fn skim(raw: &str) -> Option<WireUsage> {
+        let b = raw.as_bytes();
+        WireUsage::skim_at(b, 0, 0).and_then(|(w, end)| (end == b.len()).then_some(w))
+    }
+
+    /// [`WireUsage::skim`] of the value at `at` in `b`, `depth` containers deep (as
+    /// [`skim::value`] counts): the usage and where its object ends.
+    pub(crate) fn skim_at(b: &[u8], at: usize, depth: usize) -> Option<(WireUsage, usize)> {
+        if b.get(at) != Some(&b'{') {
+            return None;
+        }
+        let mut w = WireUsage::default();
+        let mut seen = 0u16;
+        let end = skim::members(b, at, depth, |key, at| {
+            let Some(k) = usage_key(key) else {
+                return skim::value(b, at, depth + 1);
+            };
+            if seen & (1 << k) != 0 {
+                return None;
+            }
+            seen |= 1 << k;
+            let slot = match k {
+                0 => &mut w.prompt_tokens,
+                1 => &mut w.completion_tokens,
+                2 => &mut w.input_tokens,
+                3 => &mut w.output_tokens,
+                4 => &mut w.cache_read_input_tokens,
+                5 => &mut w.cache_creation_input_tokens,
+                6 => return skim_details(b, at, depth + 1, &mut w.prompt_tokens_details),
+                7 => return skim_details(b, at, depth + 1, &mut w.completion_tokens_details),
+                8 => return skim_details(b, at, depth + 1, &mut w.server_tool_use_details),
+                _ => {
+                    let end = skim::value(b, at, depth + 1)?;
+                    w.cost = (&b[at..end] != b"null").then_some(IgnoredAny);
+                    return Some(end);
+                }
+            };
+            let (count, end) = skim_count(b, at)?;
+            *slot = count;
+            Some(end)
+        })?;
+        Some((w, end))
+    }
+}
+
+/// The members of [`WireUsage`] that [`WireUsage::skim`] reads, by index: six counts, three
+/// details objects, `cost`.
+fn usage_key(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"prompt_tokens" => 0,
+        b"completion_tokens" => 1,
+        b"input_tokens" => 2,
+        b"output_tokens" => 3,
+        b"cache_read_input_tokens" => 4,
+        b"cache_creation_input_tokens" => 5,
+        b"prompt_tokens_details" => 6,
+        b"completion_tokens_details" => 7,
+        b"server_tool_use_details" => 8,
+        b"cost" => 9,
+        _ => return None,
+    })
+}
+
+/// A count at `at` in `b` as an `Option<Tokens>` member reads it, and where it ends: `null`, or
+/// a plain integer of at most 19 digits (anything else — a sign, a fraction, an exponent, a
+/// string — gives up).
+fn skim_count(b: &[u8], at: usize) -> Option<(Option<Tokens>, usize)> {
+    if b.get(at..at + 4) == Some(b"null") {
+        return Some((None, at + 4));
+    }
+    let digits = b
+        .get(at..)?
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let end = at + digits;
+    let plain = (1..=19).contains(&digits) && (digits == 1 || b[at] != b'0');
+    if !plain || matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let n = b[at..end]
+        .iter()
+        .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
+    Some((Some(Tokens(n)), end))
+}
+
+/// The counts a details object of [`WireUsage`] may hold.
+trait Details: Default {
+    /// The count member named `key`, if this object has one.
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>>;
+}
+
+impl Details for PromptDetails {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        match key {
+            b"cached_tokens" => Some(&mut self.cached_tokens),
+            b"cache_write_tokens" => Some(&mut self.cache_write_tokens),
+            _ => None,
+        }
+    }
+}
+
+impl Details for CompletionDetails {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        (key == b"reasoning_tokens").then_some(&mut self.reasoning_tokens)
+    }
+}
+
+impl Details for ServerTools {
+    fn count(&mut self, key: &[u8]) -> Option<&mut Option<Tokens>> {
+        (key == b"web_search_requests").then_some(&mut self.web_search_requests)
+    }
+}
+
+/// A details member at `at` in `b`, `depth` deep (`null`, or an object of counts, none repeated)
+/// into `slot`; where it ends, `None` to give up.
+fn skim_details<T: Details>(
+    b: &[u8],
+    at: usize,
+    depth: usize,
+    slot: &mut Option<Lenient<T>>,
+) -> Option<usize> {
+    if b.get(at..at + 4) == Some(b"null") {
+        *slot = None;
+        return Some(at + 4);
+    }
+    if b.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut d = T::default();
+    // The counts read so far (a details object has at most two).
+    let mut seen: [&[u8]; 2] = [b""; 2];
+    let mut n = 0;
+    let end = skim::members(b, at, depth, |key, i| {
+        let Some(count) = d.count(key) else {
+            return skim::value(b, i, depth + 1);
+        };
+        if seen[..n].contains(&key) {
+            return None;
+        }
+        *seen.get_mut(n)? = key;
+        n += 1;
+        let (c, end) = skim_count(b, i)?;
+        *count = c;
+        Some(end)
+    })?;
+    *slot = Some(Lenient(d));
+    Some(end)
+}
+
 /// A token count that never fails to parse: negative, fractional, huge or non-numeric values read
 /// as 0 (negative, non-numeric), truncated (fractions) or saturated (huge).
 #[derive(Debug, Default, Clone, Copy)]
@@ -317,7 +611,189 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Lenient<T> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Usage objects, mostly well-formed, with what the hand reader must read as serde does or
+    /// give up on: floats, negatives, huge numbers, nulls, strings, duplicates, escapes, details
+    /// of every shape.
+    fn usage() -> impl Strategy<Value = String> {
+        let count = prop_oneof![
+            Just("0"),
+            Just("7"),
+            Just("120"),
+            Just("18446744073709551615"),
+            Just("18446744073709551616"),
+            Just("99999999999999999999999"),
+            Just("-5"),
+            Just("-0"),
+            Just("1.5"),
+            Just("2e3"),
+            Just("1E+2"),
+            Just("null"),
+            Just("\"12\""),
+            Just("true"),
+            Just("[3]"),
+            Just("{\"a\":1}"),
+            Just("01"),
+            Just(" 42 "),
+        ];
+        let detail_key = prop_oneof![
+            Just("cached_tokens"),
+            Just("cache_write_tokens"),
+            Just("reasoning_tokens"),
+            Just("web_search_requests"),
+            Just("audio_tokens"),
+            Just("cached_\\u0074okens"),
+        ];
+        let details = prop_oneof![
+            proptest::collection::vec((detail_key, count.clone()), 0..4).prop_map(|m| {
+                let m: Vec<_> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", m.join(","))
+            }),
+            Just("null".to_string()),
+            Just("\"x\"".to_string()),
+            Just("[1,2]".to_string()),
+        ];
+        let key = prop_oneof![
+            Just("prompt_tokens"),
+            Just("completion_tokens"),
+            Just("total_tokens"),
+            Just("input_tokens"),
+            Just("output_tokens"),
+            Just("cache_read_input_tokens"),
+            Just("cache_creation_input_tokens"),
+            Just("cost"),
+            Just("prompt_\\u0074okens"),
+        ];
+        let member = prop_oneof![
+            (key, count).prop_map(|(k, v)| format!("\"{k}\" : {v}")),
+            (
+                prop_oneof![
+                    Just("prompt_tokens_details"),
+                    Just("completion_tokens_details"),
+                    Just("server_tool_use_details"),
+                ],
+                details
+            )
+                .prop_map(|(k, v)| format!("\"{k}\":{v}")),
+            Just("\"cost\":0.00012".to_string()),
+        ];
+        prop_oneof![
+            8 => proptest::collection::vec(member, 0..6)
+                .prop_map(|m| format!("{{{}}}", m.join(","))),
+            1 => Just("null".to_string()),
+            1 => Just("[1]".to_string()),
+            1 => Just("{\"prompt_tokens\":1".to_string()),
+        ]
+    }
+
+    proptest! {
+        /// The hand reader reads what serde reads, or gives up.
+        #[test]
+        fn skimmed_usage_is_serde(raw in usage()) {
+            let serde = serde_json::from_str::<WireUsage>(&raw).ok();
+            if let Some(w) = WireUsage::skim(&raw) {
+                prop_assert_eq!(format!("{w:?}"), format!("{:?}", serde.as_ref().expect("serde reads it")));
+            }
+            prop_assert_eq!(format!("{:?}", WireUsage::read(&raw)), format!("{serde:?}"));
+        }
+    }
+
+    /// Prices as the catalog has them (small and long decimals), and some that make a step
+    /// overflow or round (huge mantissas, 28 places) or that are negative.
+    fn usd() -> impl Strategy<Value = Usd> {
+        prop_oneof![
+            (0i64..1_000_000, 0u32..=12).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            Just(Usd::parse("0.0000000208333333333333").unwrap()),
+            Just(Usd::from_decimal(Decimal::MAX)),
+            Just(Usd::ZERO),
+            Just(Usd::from_int(-1)),
+        ]
+    }
+
+    fn tokens() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..1_000_000, any::<u64>(), Just(0), Just(u64::MAX)]
+    }
+
+    proptest! {
+        /// The integer price is the `Decimal` one, to the digit.
+        #[test]
+        fn exact_price_is_decimal_price(
+            prices in proptest::collection::vec(usd(), 9),
+            counts in proptest::collection::vec(tokens(), 7),
+            discount in prop_oneof![Just(None), (0i64..100, 0u32..=3).prop_map(|(m, s)| Some(Decimal::new(m, s)))],
+            insured in any::<bool>(),
+        ) {
+            let p = EffectivePricing {
+                prompt: prices[0],
+                completion: prices[1],
+                request: prices[2],
+                image: prices[3],
+                audio: prices[4],
+                input_cache_read: prices[5],
+                input_cache_write: prices[6],
+                internal_reasoning: prices[7],
+                web_search: prices[8],
+                multiplier: Decimal::ONE - discount.unwrap_or(Decimal::ZERO),
+            };
+            let usage = TokenUsage {
+                prompt: counts[0],
+                completion: counts[1],
+                reasoning: counts[2],
+                cached: counts[3],
+                cache_write: counts[4],
+                web_searches: counts[5],
+            };
+            let images = counts[6];
+            let slow = decimal_price(&p, &usage, images, insured);
+            if let Some(fast) = exact_price(&p, &usage, images, insured) {
+                for (f, s) in [(fast.total, slow.total), (fast.prompt, slow.prompt), (fast.completion, slow.completion)] {
+                    prop_assert_eq!(f.to_string(), s.to_string());
+                    prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn usual_price_is_exact() {
+        let price = |s: &str| Usd::parse(s).unwrap();
+        let p = EffectivePricing {
+            prompt: price("0.0000003"),
+            completion: price("0.0000012"),
+            request: Usd::ZERO,
+            image: Usd::ZERO,
+            audio: Usd::ZERO,
+            input_cache_read: price("0.00000003"),
+            input_cache_write: price("0.0000003"),
+            internal_reasoning: price("0.0000012"),
+            web_search: price("0.004"),
+            multiplier: Decimal::ONE,
+        };
+        let usage = TokenUsage::new(120, 180).cached(20);
+        let c = exact_price(&p, &usage, 0, false).expect("in integers");
+        assert_eq!(c.total.to_string(), "0.0002466");
+        assert_eq!(c, decimal_price(&p, &usage, 0, false));
+    }
+
+    #[test]
+    fn usual_usage_is_skimmed() {
+        let w = WireUsage::skim(
+            r#"{"prompt_tokens":120,"completion_tokens":180,"total_tokens":300,
+                "prompt_tokens_details":{"cached_tokens":20,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":5}}"#,
+        )
+        .expect("the hand reader reads it");
+        assert_eq!(
+            w.to_usage(),
+            TokenUsage::new(120, 180).reasoning(5).cached(20)
+        );
+        assert!(WireUsage::skim(r#"{"prompt_tokens":1,"prompt_tokens":2}"#).is_none());
+        assert!(WireUsage::skim(r#"{"prompt_tokens":1.0}"#).is_none());
+    }
 
     #[test]
     fn lenient_counts() {

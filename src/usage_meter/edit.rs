@@ -23,11 +23,12 @@ use tokio::time::Instant;
 
 use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
-use super::json::{self, ChoicesSummary, Top};
+use super::json::{self, ChoicesSummary, Piece, Top};
 use super::metadata;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
+use crate::route::skim;
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -38,16 +39,8 @@ type Edit = (Range<usize>, Vec<u8>);
 /// when the object has none, and a `"service_tier"` member when a tier was served and the object
 /// has none (when it has one, [`tier_edit`] replaces its value).
 fn model_value(ctx: &Ctx, top: &Top<'_>) -> Vec<u8> {
-    let mut v = json::quote(&ctx.model).into_bytes();
-    if top.provider.is_none() && !ctx.provider_name.is_empty() {
-        v.extend_from_slice(b",\"provider\":");
-        v.extend_from_slice(json::quote(&ctx.provider_name).as_bytes());
-    }
-    if let (None, Some(tier)) = (top.service_tier, &ctx.service_tier) {
-        v.extend_from_slice(b",\"service_tier\":");
-        v.extend_from_slice(tier.as_bytes());
-    }
-    v
+    let (_, pieces) = model_splice(ctx, top, 0..0);
+    json::splice(&[], &mut [(0..0, pieces)])
 }
 
 /// The upstream's `service_tier` value replaced by the tier the gateway served, if it served one.
@@ -94,52 +87,77 @@ pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
     if !ctx.rewrite {
         return body;
     }
-    // At most six edits (id, model, provider, service tier, usage, metadata), kept on the stack.
-    let mut edits: [Edit; 6] = Default::default();
+    // At most six splices (id, model, provider, service tier, usage, metadata), on the stack.
+    let mut splices: [json::Splice<'_>; 6] = Default::default();
     let mut n = 0;
-    let mut push = |e: Option<Edit>| {
+    let mut push = |e: Option<_>| {
         if let Some(e) = e {
-            edits[n] = e;
+            splices[n] = e;
             n += 1;
         }
     };
-    push(
-        top.id
-            .and_then(|v| json::span(&body, v))
-            .map(|r| (r, json::quote(&ctx.id).into_bytes())),
-    );
+    push(quoted(&body, top.id, &ctx.id));
     push(
         top.model
             .filter(|_| !ctx.model.is_empty())
             .and_then(|v| json::span(&body, v))
-            .map(|r| (r, model_value(ctx, &top))),
+            .map(|r| model_splice(ctx, &top, r)),
     );
-    push(tier_edit(ctx, &top, &body));
-    push(
-        top.provider
-            .filter(|_| !ctx.provider_name.is_empty())
-            .and_then(|v| json::span(&body, v))
-            .map(|r| (r, json::quote(&ctx.provider_name).into_bytes())),
-    );
+    push(tier_edit(ctx, &top, &body).map(owned));
+    let provider = top.provider.filter(|_| !ctx.provider_name.is_empty());
+    push(quoted(&body, provider, &ctx.provider_name));
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
-        push(body_usage_edit(ctx, obs, &body, u, w));
+        push(body_usage_splice(ctx, obs, &body, u, w));
     }
-    push(metadata_edit(ctx, &body));
-    Bytes::from(json::apply(&body, &mut edits[..n]))
+    push(metadata_edit(ctx, &body).map(owned));
+    Bytes::from(json::splice(&body, &mut splices[..n]))
+}
+
+/// The splice that replaces the value `v` (of `body`) by the JSON string `s`.
+fn quoted<'c>(body: &[u8], v: Option<json::Raw<'_>>, s: &'c str) -> Option<json::Splice<'c>> {
+    let r = json::span(body, v?)?;
+    Some((r, json::pieces([Piece::Quoted(s)])))
+}
+
+/// An [`Edit`] as a splice.
+fn owned(e: Edit) -> json::Splice<'static> {
+    (e.0, json::pieces([Piece::Owned(e.1)]))
+}
+
+/// The splice of `model`'s value at `r`: the pieces of [`model_value`].
+fn model_splice<'c>(ctx: &'c Ctx, top: &Top<'_>, r: Range<usize>) -> json::Splice<'c> {
+    let mut pieces: [Piece<'c>; json::PIECES] = Default::default();
+    pieces[0] = Piece::Quoted(&ctx.model);
+    if top.provider.is_none() && !ctx.provider_name.is_empty() {
+        pieces[1] = Piece::Raw(b",\"provider\":");
+        pieces[2] = Piece::Quoted(&ctx.provider_name);
+    }
+    if let (None, Some(tier)) = (top.service_tier, &ctx.service_tier) {
+        pieces[3] = Piece::Raw(b",\"service_tier\":");
+        pieces[4] = Piece::Raw(tier.as_bytes());
+    }
+    (r, pieces)
 }
 
 /// Records what a non-streamed body says (upstream id, error, finish reason, content bytes,
 /// usage); returns its wire usage, if readable.
 fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option<WireUsage> {
     if let Some(id) = top.id {
-        obs.upstream_id = serde_json::from_str(id.get()).ok();
+        // A plain string is copied as it is; serde unescapes the others.
+        obs.upstream_id = match skim::plain_string(id.get()) {
+            Some(s) => s.map(str::to_owned),
+            None => serde_json::from_str(id.get()).ok(),
+        };
     }
     if top.error.is_some_and(|e| e.get() != "null") {
         obs.error = true;
     }
     obs.finish_reason = choices.finish_reason;
     obs.content_bytes += choices.content_bytes;
-    let w = serde_json::from_str::<WireUsage>(top.usage?.get()).ok()?;
+    let w = match choices.usage {
+        Some(w) => w,
+        None => WireUsage::read(top.usage?.get())?,
+    };
     if w.is_openai() {
         obs.usage = Some(w.to_usage());
     } else if w.has_counts() {
@@ -150,21 +168,23 @@ fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option
     Some(w)
 }
 
-/// The edit of a non-streamed body's `usage` object: the cost added (OpenAI usage), or `cost`
+/// The splice of a non-streamed body's `usage` object: the cost added (OpenAI usage), or `cost`
 /// added to an Anthropic message's usage (passed through for a Messages caller).
-fn body_usage_edit(
+fn body_usage_splice(
     ctx: &Ctx,
     obs: &mut Obs,
     body: &[u8],
     u: json::Raw<'_>,
     w: &WireUsage,
-) -> Option<Edit> {
+) -> Option<json::Splice<'static>> {
     if let Some(t) = obs.usage {
         let c = cost_of(ctx, obs, &t);
-        json::span(body, u).and_then(|r| json::usage_edit(body, r, w, &c))
+        json::span(body, u).and_then(|r| json::usage_splice(body, r, w, &c))
     } else if let Some(t) = obs.anthropic {
         let c = cost_of(ctx, obs, &t);
-        json::span(body, u).and_then(|r| json::anthropic_usage_edit(body, r, w, &t, &c))
+        json::span(body, u)
+            .and_then(|r| json::anthropic_usage_edit(body, r, w, &t, &c))
+            .map(owned)
     } else {
         None
     }

@@ -243,8 +243,8 @@ fn wrap<B: Body<Data = Bytes>>(
                             .is_some_and(|e| e.tag == s.endpoint.tag())
                     })
                 })
-                .or_else(|| ctx.candidates.first().copied()),
-            None => ctx.candidates.first().copied(),
+                .or(ctx.first_candidate),
+            None => ctx.first_candidate,
         };
         if let Some(i) = index {
             ctx.endpoint = Some(i);

@@ -136,7 +136,15 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         if k == 5 {
             return skim_choices(text, at, &mut summary);
         }
-        let end = skim::value(b, at, 1)?;
+        // The usage's counts are read as it is skimmed, when the hand reader can.
+        let wire = (k == 4).then(|| WireUsage::skim_at(b, at, 1)).flatten();
+        let end = match wire {
+            Some((w, end)) => {
+                summary.usage = Some(w);
+                end
+            }
+            None => skim::value(b, at, 1)?,
+        };
         let raw = &text[at..end];
         if k == 9 {
             top.kind = skim::plain_string(raw)?.map(Cow::Borrowed);
@@ -288,10 +296,18 @@ fn trim_end(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
+/// True if `s` needs no escaping in a JSON string (ids and model names).
+fn plain(s: &str) -> bool {
+    // A reduction without early exit, which the compiler vectorises.
+    !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 /// A JSON string literal for `s`.
 pub(crate) fn quote(s: &str) -> String {
-    // Ids and model names need no escaping: written as they are, without the serializer.
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    // Written as it is when it needs no escaping, without the serializer.
+    if plain(s) {
         let mut q = String::with_capacity(s.len() + 2);
         q.push('"');
         q.push_str(s);
@@ -325,6 +341,19 @@ pub(crate) fn usage_edit(
     wire: &WireUsage,
     cost: &Cost,
 ) -> Option<(Range<usize>, Vec<u8>)> {
+    let (r, pieces) = usage_splice(base, usage, wire, cost)?;
+    let mut v = Vec::with_capacity(pieces.iter().map(Piece::len).sum());
+    pieces.iter().for_each(|p| p.write(&mut v));
+    Some((r, v))
+}
+
+/// [`usage_edit`] as a [`Splice`] (the insertion's comma and members as pieces, not joined).
+pub(crate) fn usage_splice(
+    base: &[u8],
+    usage: Range<usize>,
+    wire: &WireUsage,
+    cost: &Cost,
+) -> Option<Splice<'static>> {
     let obj = base.get(usage.clone())?;
     if obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
         return None;
@@ -336,9 +365,31 @@ pub(crate) fn usage_edit(
         let extra: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&format!("{{{members}}}")).ok()?;
         map.extend(extra);
-        return Some((usage, serde_json::to_vec(&map).ok()?));
+        return Some((
+            usage,
+            pieces([Piece::Owned(serde_json::to_vec(&map).ok()?)]),
+        ));
     }
-    insert_members(base, usage, &[members])
+    let (at, comma) = insertion_point(base, usage)?;
+    let comma = if comma {
+        Piece::Raw(b",")
+    } else {
+        Piece::Empty
+    };
+    Some((at..at, pieces([comma, Piece::Owned(members.into_bytes())])))
+}
+
+/// Where members go in the object at `span` in `base` (before its closing brace), and whether
+/// they need a comma before them (the object has members). `None` if `span` is not an object.
+fn insertion_point(base: &[u8], span: Range<usize>) -> Option<(usize, bool)> {
+    let obj = base.get(span.clone())?;
+    if obj.len() < 2 || obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
+        return None;
+    }
+    let empty = obj[1..obj.len() - 1]
+        .iter()
+        .all(|b| b.is_ascii_whitespace());
+    Some((span.end - 1, !empty))
 }
 
 /// The edit that inserts `members` (each `"key":value`) before the closing brace of the object
@@ -349,24 +400,17 @@ fn insert_members(
     span: Range<usize>,
     members: &[String],
 ) -> Option<(Range<usize>, Vec<u8>)> {
-    let obj = base.get(span.clone())?;
-    if obj.len() < 2 || obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
-        return None;
-    }
+    let (at, mut comma) = insertion_point(base, span)?;
     if members.is_empty() {
         return None;
     }
-    let mut first = obj[1..obj.len() - 1]
-        .iter()
-        .all(|b| b.is_ascii_whitespace());
     let mut ins = Vec::with_capacity(members.iter().map(|m| m.len() + 1).sum());
     for m in members {
-        if !std::mem::take(&mut first) {
+        if std::mem::replace(&mut comma, true) {
             ins.push(b',');
         }
         ins.extend_from_slice(m.as_bytes());
     }
-    let at = span.end - 1;
     Some((at..at, ins))
 }
 
@@ -423,11 +467,102 @@ pub(crate) fn apply(base: &[u8], edits: &mut [(Range<usize>, Vec<u8>)]) -> Vec<u
     out
 }
 
+/// A piece of a replacement, written straight into the edited body by [`splice`].
+#[derive(Debug, Default)]
+pub(crate) enum Piece<'a> {
+    /// Nothing (an unused slot).
+    #[default]
+    Empty,
+    /// Bytes as they are.
+    Raw(&'a [u8]),
+    /// The JSON string literal for the text (see [`quote`]).
+    Quoted(&'a str),
+    /// Bytes made for the edit.
+    Owned(Vec<u8>),
+}
+
+impl Piece<'_> {
+    /// The bytes it writes (exact, but for a quoted text that needs escapes).
+    fn len(&self) -> usize {
+        match self {
+            Piece::Empty => 0,
+            Piece::Raw(b) => b.len(),
+            Piece::Quoted(s) => s.len() + 2,
+            Piece::Owned(v) => v.len(),
+        }
+    }
+
+    /// Appends it to `out`.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Piece::Empty => {}
+            Piece::Raw(b) => out.extend_from_slice(b),
+            Piece::Quoted(s) if plain(s) => {
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+            }
+            Piece::Quoted(s) => out.extend_from_slice(quote(s).as_bytes()),
+            Piece::Owned(v) => out.extend_from_slice(v),
+        }
+    }
+}
+
+/// The most pieces a [`Splice`] has (a model value: model, provider and tier members).
+pub(crate) const PIECES: usize = 5;
+
+/// A byte range of a body and the pieces that replace it.
+pub(crate) type Splice<'a> = (Range<usize>, [Piece<'a>; PIECES]);
+
+/// `first` pieces, the other slots empty.
+pub(crate) fn pieces<'a, const N: usize>(first: [Piece<'a>; N]) -> [Piece<'a>; PIECES] {
+    let mut all: [Piece<'a>; PIECES] = Default::default();
+    for (slot, p) in all.iter_mut().zip(first) {
+        *slot = p;
+    }
+    all
+}
+
+/// [`apply`] for splices: the edited body written in one pass, into one reservation of its
+/// length (exact unless a quoted text needs escapes).
+pub(crate) fn splice(base: &[u8], splices: &mut [Splice<'_>]) -> Vec<u8> {
+    splices.sort_by_key(|(r, _)| (r.start, r.end));
+    // Overlapping or out-of-range splices are skipped, as `apply` skips them.
+    let mut at = 0;
+    let kept = |r: &Range<usize>, at: &mut usize| {
+        let keep = r.start >= *at && r.end <= base.len();
+        if keep {
+            *at = r.end;
+        }
+        keep
+    };
+    let mut len = base.len();
+    for (r, p) in splices.iter() {
+        if kept(r, &mut at) {
+            len = len - r.len() + p.iter().map(Piece::len).sum::<usize>();
+        }
+    }
+    let mut out = Vec::with_capacity(len);
+    at = 0;
+    for (r, p) in splices.iter() {
+        let from = at;
+        if kept(r, &mut at) {
+            out.extend_from_slice(&base[from..r.start]);
+            p.iter().for_each(|p| p.write(&mut out));
+        }
+    }
+    out.extend_from_slice(&base[at..]);
+    out
+}
+
 /// What a non-streamed body's `choices` say: the first finish reason, and the bytes of content.
 #[derive(Debug, Default)]
 pub(crate) struct ChoicesSummary {
     pub(crate) finish_reason: Option<String>,
     pub(crate) content_bytes: u64,
+    /// The `usage` object's counts when the skimmer read them on the way (else `None`: read
+    /// them from `Top::usage`).
+    pub(crate) usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +668,8 @@ mod tests {
             Just("12.5e-3"),
             Just("[1, {\"a\": [true, false]}]"),
             Just(r#"{"content":"x","content":"y"}"#),
+            Just(r#"{"prompt_tokens":3, "completion_tokens_details" : {"reasoning_tokens":1}}"#),
+            Just(r#"{"prompt_tokens":3,"prompt_tokens":4}"#),
         ];
         let message = (text.clone(), text.clone()).prop_map(|(c, r)| {
             format!(r#"{{"role":"assistant","content":{c}, "reasoning" :{r}}}"#)
@@ -554,6 +691,24 @@ mod tests {
     }
 
     proptest! {
+        /// Splices write what `apply` writes with the pieces joined (overlaps skipped alike).
+        #[test]
+        fn splice_is_apply(
+            base in "[a-z{}\"]{0,24}",
+            edits in proptest::collection::vec((0usize..30, 0usize..4, "[a-z\"\\\\]{0,3}", any::<bool>()), 0..5),
+        ) {
+            let mut splices: Vec<Splice<'_>> = Vec::new();
+            let mut joined = Vec::new();
+            for (start, len, text, quoted) in &edits {
+                let r = *start..start + len;
+                let p = if *quoted { Piece::Quoted(text) } else { Piece::Raw(text.as_bytes()) };
+                let v = if *quoted { quote(text).into_bytes() } else { text.clone().into_bytes() };
+                splices.push((r.clone(), pieces([Piece::Raw(b","), p])));
+                joined.push((r, [b",".as_slice(), &v].concat()));
+            }
+            prop_assert_eq!(splice(base.as_bytes(), &mut splices), apply(base.as_bytes(), &mut joined));
+        }
+
         /// The quoting short cut writes what serde_json writes.
         #[test]
         fn quote_is_serde(s in "[a-z/\\-\"\\\\\n\u{1}\u{7f}\u{e9}\u{2028}]{0,12}") {
@@ -568,6 +723,12 @@ mod tests {
                 prop_assert_eq!(format!("{top:?}"), format!("{t:?}"));
                 prop_assert_eq!(summary.finish_reason, s.finish_reason);
                 prop_assert_eq!(summary.content_bytes, s.content_bytes);
+                // Usage read on the way is serde's reading of it.
+                if let Some(w) = summary.usage {
+                    let raw = t.usage.expect("a usage object").get();
+                    let serde = serde_json::from_str::<WireUsage>(raw).expect("serde reads it");
+                    prop_assert_eq!(format!("{w:?}"), format!("{serde:?}"));
+                }
             }
         }
 

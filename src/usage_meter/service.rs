@@ -6,8 +6,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use memchr::memmem::Finder;
-use rand::distributions::Alphanumeric;
-use rand::Rng;
+use rand::RngCore;
 use tower_service::Service;
 
 use super::body::ResponseBody;
@@ -49,16 +48,33 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
     }
 }
 
-/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
-/// allocated once.
-pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
-    use std::fmt::Write as _;
+/// The characters of a generation id's random part (those of `rand`'s `Alphanumeric`).
+const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
+/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
+/// allocated once. Each character is six random bits, drawn again when they fall outside
+/// [`ID_CHARS`] (so uniform), ten of them from each random word.
+pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
     let mut id = IdBuf::default();
-    let _ = write!(id, "gen-{}-", unix_millis.div_euclid(1000));
+    id.extend(b"gen-");
+    id.extend(
+        itoa::Buffer::new()
+            .format(unix_millis.div_euclid(1000))
+            .as_bytes(),
+    );
+    id.push(b'-');
     let rng = &mut rand::thread_rng();
-    for _ in 0..20 {
-        id.push(rng.sample(Alphanumeric));
+    let mut left = 20;
+    while left > 0 {
+        // Ten draws of six bits from each random word.
+        let mut bits = rng.next_u64();
+        for _ in 0..10 {
+            if let Some(c) = ID_CHARS.get((bits & 63) as usize).filter(|_| left > 0) {
+                id.push(*c);
+                left -= 1;
+            }
+            bits >>= 6;
+        }
     }
     Arc::from(std::str::from_utf8(id.bytes()).unwrap_or("gen-"))
 }
@@ -86,15 +102,12 @@ impl IdBuf {
         }
     }
 
+    fn extend(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|b| self.push(*b));
+    }
+
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
-    }
-}
-
-impl std::fmt::Write for IdBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        s.bytes().for_each(|b| self.push(b));
-        Ok(())
     }
 }
 
@@ -102,9 +115,11 @@ impl std::fmt::Write for IdBuf {
 /// request has a budget to reserve against; the `openrouter_metadata` plan when asked.
 fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option<Estimate> {
     let view = route.view();
-    ctx.requested_model = view.requested_models().first().map(|m| (*m).to_owned());
+    // The first of `requested_models()`, without collecting them.
+    let first = view.model.as_deref().or(view.models.first().map(|m| &**m));
+    ctx.requested_model = first.map(str::to_owned);
     ctx.catalog = Some(route.catalog().clone());
-    ctx.candidates = route.candidates().iter().map(|c| c.index).collect();
+    ctx.first_candidate = route.candidates().first().map(|c| c.index);
     ctx.request_ms = route.unix_millis();
     ctx.prompt_estimate = route.prompt_tokens();
     ctx.embeddings = view.embeddings;
@@ -200,7 +215,7 @@ where
             key,
             requested_model: None,
             catalog: None,
-            candidates: Vec::new(),
+            first_candidate: None,
             request_ms: created_ms,
             prompt_estimate: 0,
             images: 0,
@@ -249,5 +264,27 @@ where
                 ResponseFuture::calling(future, ctx, span)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids are `gen-<secs>-` and 20 alphanumerics, every one of the 62 drawn.
+    #[test]
+    fn generation_ids() {
+        let mut seen = std::collections::HashSet::new();
+        for ms in [0, 1_763_780_000_123, -1_500, i64::MAX, i64::MIN] {
+            for _ in 0..200 {
+                let id = generation_id(ms);
+                let prefix = format!("gen-{}-", ms.div_euclid(1000));
+                let rest = id.strip_prefix(&prefix).expect("the prefix");
+                assert_eq!(rest.len(), 20, "{id}");
+                assert!(rest.bytes().all(|c| c.is_ascii_alphanumeric()), "{id}");
+                seen.extend(rest.bytes());
+            }
+        }
+        assert_eq!(seen.len(), 62);
     }
 }

@@ -68,8 +68,8 @@ pub(crate) struct Ctx {
     pub(crate) key: Option<CallerKey>,
     pub(crate) requested_model: Option<String>,
     pub(crate) catalog: Option<Catalog>,
-    /// Candidate endpoint indices, in order (the first stands in when no `ServedBy` arrives).
-    pub(crate) candidates: Vec<usize>,
+    /// The first candidate endpoint's index (it stands in when no `ServedBy` arrives).
+    pub(crate) first_candidate: Option<usize>,
     pub(crate) request_ms: i64,
     pub(crate) prompt_estimate: u64,
     pub(crate) images: u64,
