@@ -242,7 +242,7 @@
 //! let body = r#"{"model":"acme/chat","messages":[{"role":"user","content":"hi"}]}"#;
 //! let res = svc.oneshot(Request::post("/v1/chat/completions").body(Full::new(Bytes::from(body)))?).await?;
 //! assert_eq!(res.status(), 200);
-//! assert_eq!(res.extensions().get::<ServedBy>().unwrap().provider_name, "Acme");
+//! assert_eq!(&*res.extensions().get::<ServedBy>().unwrap().provider_name, "Acme");
 //! # Ok(())
 //! # }
 //! ```

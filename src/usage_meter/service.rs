@@ -1,11 +1,10 @@
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use memchr::memmem::Finder;
 use rand::RngCore;
 use tower_service::Service;
 
@@ -21,8 +20,6 @@ use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
 use crate::telemetry;
 use tracing::Span;
-
-static IMAGE_URL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"image_url\":"));
 
 /// Middleware that meters every response, prices it at the endpoint that served it, records a
 /// generation and enforces per-key budgets.
@@ -124,7 +121,9 @@ fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option
     ctx.prompt_estimate = route.prompt_tokens();
     ctx.embeddings = view.embeddings;
     ctx.completions = view.completions;
-    ctx.images = IMAGE_URL.find_iter(route.body()).count() as u64;
+    // The image parts the parser counted in the messages (not every `"image_url":` of the
+    // body, which a tool's schema may have too).
+    ctx.images = view.image_parts;
     ctx.session_id = view.session_id.as_deref().map(str::to_owned);
     if ctx.rewrite && metadata_requested(headers) {
         ctx.metadata = Some(Plan::new(route));

@@ -55,7 +55,7 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
         key: None,
         requested_model: None,
         catalog: None,
-        candidates: Vec::new(),
+        first_candidate: None,
         request_ms: 0,
         prompt_estimate: 0,
         images: 0,
