@@ -202,7 +202,13 @@ impl<S> Layer<S> for GatewayLayer {
     type Service = Gateway<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let s = self.fallback.layer(inner);
+        // The fallback judges answers with the meter's reader and hands the reading up: each
+        // non-streamed answer is read once.
+        let fallback = self
+            .fallback
+            .clone()
+            .answer_reader(crate::usage_meter::answer_reader());
+        let s = fallback.layer(inner);
         let s = self.usage_meter.layer(s);
         let s = self.cache.layer(s);
         let s = self.keep_alive.layer(s);

@@ -8,14 +8,14 @@ use super::policy::AttemptError;
 use super::upstream::safe_message;
 use crate::catalog::Secret;
 use crate::error::ErrorType;
-use crate::route::skim;
+use crate::route::{skim, AnswerReader, AnswerReading};
 use crate::stats::{Attempt, FailureKind, Outcome};
 use crate::wire::Wire;
 
 /// What a buffered upstream answer turned out to be.
 pub(crate) enum Verdict {
-    /// A valid answer, on the caller's wire.
-    Answer(Bytes),
+    /// A valid answer, on the caller's wire, with the reader's reading of it when there is one.
+    Answer(Bytes, Option<AnswerReading>),
     /// A failed attempt, with the provider's message when it is safe to show.
     Failed {
         error: AttemptError,
@@ -24,18 +24,28 @@ pub(crate) enum Verdict {
 }
 
 /// Judges a buffered body: `status` is the upstream status, `broken` says the body failed or
-/// went over its cap while being read.
+/// went over its cap while being read. A `2xx` answer is judged by `reader`'s reading when it
+/// takes the answer and finds no error in it (an error object is judged here, by its code).
 pub(crate) fn buffered(
     status: StatusCode,
     bytes: Bytes,
     broken: bool,
-    wire: Wire,
+    (wire, reader): (Wire, Option<AnswerReader>),
     secret: Option<&Secret>,
 ) -> Verdict {
+    let mut reading = None;
     let judged = match (status.is_success(), broken) {
         (false, _) => Judged::Error(status.as_u16()),
         (true, true) => Judged::Invalid,
-        (true, false) => judge(&bytes),
+        (true, false) => match reader.and_then(|r| (r.0)(&bytes)).filter(|r| !r.error) {
+            Some(read) => {
+                reading = Some(read.reading);
+                Judged::Answer {
+                    message: read.message,
+                }
+            }
+            None => judge(&bytes),
+        },
     };
     let invalid = Verdict::Failed {
         error: AttemptError::InvalidResponse,
@@ -53,7 +63,7 @@ pub(crate) fn buffered(
             },
         },
         Judged::Answer { message } => match wire.decode_answer(bytes, message, unix_now()) {
-            Some(answer) => Verdict::Answer(answer),
+            Some(answer) => Verdict::Answer(answer, reading),
             None => invalid,
         },
     }

@@ -201,10 +201,16 @@ fn judged<S, B>(
         head.status,
         buffer.into_bytes(),
         broken,
-        attempt.wire,
+        (attempt.wire, run.config.reader),
         secret,
     ) {
-        Verdict::Answer(bytes) => Ok(run.answered(attempt, head, bytes)),
+        Verdict::Answer(bytes, reading) => {
+            let mut head = head;
+            if let Some(r) = reading {
+                head.extensions.insert(r);
+            }
+            Ok(run.answered(attempt, head, bytes))
+        }
         Verdict::Failed { error, message } => {
             let headers = error.status().map(|_| &head.headers);
             Err(run.fail(attempt, error, headers, message))

@@ -9,6 +9,7 @@ use super::budget::RetryBudget;
 use super::policy::{DefaultPolicy, FallbackPolicy};
 use super::ProviderFallback;
 use crate::health::{HealthSource, SharedHealth};
+use crate::route::AnswerReader;
 use crate::stats::Stats;
 
 /// What to do with candidates whose endpoint is cooling down
@@ -81,6 +82,9 @@ pub(crate) struct Config {
     pub(crate) max_buffer: usize,
     pub(crate) forward: Vec<HeaderName>,
     pub(crate) stream_latency: bool,
+    /// The reader of answers lent by the meter above (`GatewayLayer` sets it): see
+    /// [`AnswerReader`].
+    pub(crate) reader: Option<AnswerReader>,
 }
 
 /// Layer that applies the [`ProviderFallback`] middleware. See the [module docs](super) for an
@@ -119,6 +123,7 @@ impl ProviderFallbackLayer {
                     .map(|h| HeaderName::from_static(h))
                     .collect(),
                 stream_latency: false,
+                reader: None,
             }),
         }
     }
@@ -224,6 +229,13 @@ impl ProviderFallbackLayer {
     /// turn it on in stacks without a usage meter.
     pub fn stream_latency(mut self, on: bool) -> Self {
         self.cfg().stream_latency = on;
+        self
+    }
+
+    /// Judges answers with `reader` and hands its reading on in the response extensions, so that
+    /// the layer that lent it does not read the answer again.
+    pub(crate) fn answer_reader(mut self, reader: AnswerReader) -> Self {
+        self.cfg().reader = Some(reader);
         self
     }
 }

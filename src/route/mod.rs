@@ -26,6 +26,7 @@
 //! shapes, parameter types and ranges, `transforms` and `plugins` (see `validate.rs`; the table of
 //! cases is the README's "Bad input" section).
 
+mod answer;
 mod balance;
 mod fast;
 mod middle_out;
@@ -46,6 +47,7 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
+pub(crate) use answer::{AnswerReader, AnswerReading, ReadAnswer};
 pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub(crate) use future::missing_route;
 pub use future::RouteFuture;

@@ -25,6 +25,7 @@ use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
 use super::json::{self, ChoicesSummary, Piece, Top};
 use super::metadata;
+use super::reading::Reading;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
@@ -70,8 +71,17 @@ fn cost_of(ctx: &Ctx, obs: &mut Obs, t: &TokenUsage) -> Cost {
 /// Reads a complete non-streamed body into `obs` and, when the layer rewrites, edits it: `id`,
 /// `model` (+ `provider`), `provider`, and `usage` with the cost. A body that is not a JSON object
 /// is returned as it is.
-pub(crate) fn edit_body(ctx: &Ctx, obs: &mut Obs, body: Bytes) -> Bytes {
-    let Some((top, choices)) = Top::parse_with_choices(&body) else {
+pub(crate) fn edit_body(
+    ctx: &Ctx,
+    obs: &mut Obs,
+    body: Bytes,
+    reading: Option<crate::route::AnswerReading>,
+) -> Bytes {
+    // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own.
+    let read = reading
+        .and_then(|r| Reading::of(r, &body))
+        .and_then(|r| r.parts(std::str::from_utf8(&body).ok()?));
+    let Some((top, choices)) = read.or_else(|| Top::parse_with_choices(&body)) else {
         obs.content_bytes += body.len() as u64;
         return body;
     };

@@ -229,6 +229,7 @@ fn wrap<B: Body<Data = Bytes>>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    ctx.answer = parts.extensions.remove::<crate::route::AnswerReading>();
     let served = parts.extensions.get::<ServedBy>();
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {

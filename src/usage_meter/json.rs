@@ -15,6 +15,11 @@ use crate::route::skim;
 pub(crate) struct Raw<'a>(&'a str);
 
 impl<'a> Raw<'a> {
+    /// The raw value `text` (JSON text, as the body has it).
+    pub(crate) fn new(text: &'a str) -> Self {
+        Raw(text)
+    }
+
     /// The value's JSON text.
     pub(crate) fn get(self) -> &'a str {
         self.0

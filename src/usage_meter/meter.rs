@@ -123,7 +123,8 @@ impl Meter {
             core.obs.first_data = Some(core.ctx.cfg.clock.now());
         }
         core.json = JsonState::Edited;
-        edit::edit_body(&core.ctx, &mut core.obs, body)
+        let reading = core.ctx.answer.take();
+        edit::edit_body(&core.ctx, &mut core.obs, body, reading)
     }
 
     /// Ends the body: returns the bytes still to emit (the edited JSON body, an unfinished last
@@ -183,7 +184,8 @@ impl Core {
             Mode::Json => match &mut self.json {
                 JsonState::Accumulating(buf) => {
                     let body = std::mem::take(buf).freeze();
-                    edit::edit_body(&self.ctx, &mut self.obs, body)
+                    let reading = self.ctx.answer.take();
+                    edit::edit_body(&self.ctx, &mut self.obs, body, reading)
                 }
                 JsonState::Overflow | JsonState::Edited => Bytes::new(),
             },

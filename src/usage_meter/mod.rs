@@ -200,6 +200,7 @@ mod layer;
 mod ledger;
 mod metadata;
 mod meter;
+mod reading;
 mod record;
 mod scan;
 mod service;
@@ -217,6 +218,7 @@ pub use ledger::{
     Reservation,
 };
 pub use metadata::{metadata_requested, LEGACY_METADATA_HEADER, METADATA_HEADER};
+pub(crate) use reading::reader as answer_reader;
 pub use record::{
     App, ChannelSink, GenerationId, GenerationRecord, GenerationSink, GenerationStore, TracingSink,
 };

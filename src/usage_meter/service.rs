@@ -215,6 +215,7 @@ where
             requested_model: None,
             catalog: None,
             first_candidate: None,
+            answer: None,
             request_ms: created_ms,
             prompt_estimate: 0,
             images: 0,

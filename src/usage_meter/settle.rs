@@ -70,6 +70,8 @@ pub(crate) struct Ctx {
     pub(crate) catalog: Option<Catalog>,
     /// The first candidate endpoint's index (it stands in when no `ServedBy` arrives).
     pub(crate) first_candidate: Option<usize>,
+    /// ProviderFallback's reading of a non-streamed answer (made by the meter's reader).
+    pub(crate) answer: Option<crate::route::AnswerReading>,
     pub(crate) request_ms: i64,
     pub(crate) prompt_estimate: u64,
     pub(crate) images: u64,

@@ -56,6 +56,7 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
         requested_model: None,
         catalog: None,
         first_candidate: None,
+        answer: None,
         request_ms: 0,
         prompt_estimate: 0,
         images: 0,

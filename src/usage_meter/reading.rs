@@ -1,0 +1,130 @@
+//! The meter's reading of a non-streamed answer, made once: as the reader lent to ProviderFallback
+//! ([`reader`], see `route::AnswerReader`), which judges the answer by it and passes it on, or by
+//! the meter itself when no reading of the same bytes came with the response.
+//!
+//! Imports `json` (the reading is [`Top::parse_with_choices`]'s, kept as byte ranges).
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::json::{ChoicesSummary, Raw, Top};
+use crate::route::{AnswerReader, AnswerReading, ReadAnswer};
+
+/// [`Top`] and [`ChoicesSummary`] of one body, with byte ranges for `Top`'s borrowed values, so
+/// that it can travel in the response extensions.
+#[derive(Debug)]
+pub(crate) struct Reading {
+    /// The body read: a reading applies to these very bytes only.
+    at: (usize, usize),
+    /// `id`, `model`, `provider`, `service_tier`, `usage`, `choices`, `error`, `message`, `delta`.
+    spans: [Option<Range<usize>>; 9],
+    kind: Option<String>,
+    summary: ChoicesSummary,
+}
+
+/// The reader UsageMeter lends to ProviderFallback.
+pub(crate) fn reader() -> AnswerReader {
+    AnswerReader(read)
+}
+
+fn read(body: &Bytes) -> Option<ReadAnswer> {
+    // Objects only (serde would read an array into `Top` by position): the judge decides the rest.
+    if body.get(crate::route::skim::ws(body, 0)) != Some(&b'{') {
+        return None;
+    }
+    let (top, summary) = Top::parse_with_choices(body)?;
+    let error = top.error.is_some_and(|e| e.get() != "null");
+    let message = top.kind.as_deref() == Some("message");
+    let span = |v: Option<Raw<'_>>| v.and_then(|v| super::json::span(body, v));
+    let reading = Reading {
+        at: (body.as_ptr() as usize, body.len()),
+        spans: [
+            span(top.id),
+            span(top.model),
+            span(top.provider),
+            span(top.service_tier),
+            span(top.usage),
+            span(top.choices),
+            span(top.error),
+            span(top.message),
+            span(top.delta),
+        ],
+        kind: top.kind.map(Cow::into_owned),
+        summary,
+    };
+    Some(ReadAnswer {
+        error,
+        message,
+        reading: AnswerReading(Arc::new(reading)),
+    })
+}
+
+impl Reading {
+    /// The reading in `reading` if it is the meter's, of `body` (same bytes, same place), and not
+    /// shared (it travels alone in the response extensions; a shared one is left to its owners).
+    pub(crate) fn of(reading: AnswerReading, body: &[u8]) -> Option<Reading> {
+        let r = Arc::downcast::<Reading>(reading.0).ok()?;
+        let r = Arc::try_unwrap(r).ok()?;
+        (r.at == (body.as_ptr() as usize, body.len())).then_some(r)
+    }
+
+    /// The reading over `text` (the body it was made of).
+    pub(crate) fn parts(self, text: &str) -> Option<(Top<'_>, ChoicesSummary)> {
+        let [id, model, provider, service_tier, usage, choices, error, message, delta] = self.spans;
+        let raw = |s: Option<Range<usize>>| match s {
+            None => Some(None),
+            Some(r) => text.get(r).map(|v| Some(Raw::new(v))),
+        };
+        let top = Top {
+            id: raw(id)?,
+            model: raw(model)?,
+            provider: raw(provider)?,
+            service_tier: raw(service_tier)?,
+            usage: raw(usage)?,
+            choices: raw(choices)?,
+            error: raw(error)?,
+            message: raw(message)?,
+            delta: raw(delta)?,
+            kind: self.kind.map(Cow::Owned),
+        };
+        Some((top, self.summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reading handed on is the meter's own reading of the same bytes, and of no other bytes.
+    #[test]
+    fn a_reading_is_the_parse_of_the_same_bytes_only() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"id":"x","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+            // Whitespace, an escape, a provider and a tier: the skimmer's and serde's shapes.
+            br#"{ "id" : "a\"b", "provider":"P", "service_tier":"flex", "choices" : [ ], "usage" : null }"#,
+            br#"{"type":"message","id":"msg_1","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":2,"output_tokens":1}}"#,
+            br#"{"error":{"code":502,"message":"down"}}"#,
+        ];
+        for b in bodies {
+            let body = Bytes::copy_from_slice(b);
+            let first = read(&body).expect("a JSON object is read");
+            let text = std::str::from_utf8(&body).unwrap();
+            let expected = Top::parse_with_choices(&body).expect("parsed");
+            assert_eq!(first.error, b.starts_with(br#"{"error""#));
+            assert_eq!(first.message, b.starts_with(br#"{"type":"message""#));
+            let got = Reading::of(first.reading, &body)
+                .and_then(|r| r.parts(text))
+                .expect("the reading of these bytes");
+            assert_eq!(format!("{got:?}"), format!("{expected:?}"));
+            // The same text elsewhere (a translated or copied answer) is not this reading's.
+            let again = read(&body).expect("read");
+            let copy = Bytes::copy_from_slice(b);
+            assert!(Reading::of(again.reading, &copy).is_none());
+        }
+        assert!(read(&Bytes::from_static(b"[1,2]")).is_none());
+        assert!(read(&Bytes::from_static(b"{\"id\":")).is_none());
+    }
+}
