@@ -205,8 +205,12 @@ const EVENT_2: &str = "data: {\"id\":\"u\",\"model\":\"m\",\"choices\":[{\"index
 
 /// The example gateway over a real loopback upstream, through the example's HTTP client.
 async fn gateway_over_upstream() -> SocketAddr {
+    gateway_over(upstream().await).await
+}
+
+/// The example gateway with one model, `mock/chat`, served by the upstream at `up`.
+async fn gateway_over(up: SocketAddr) -> SocketAddr {
     use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider};
-    let up = upstream().await;
     let mut cfg = config::demo(7, true);
     cfg.catalog = Catalog::builder()
         .provider(
@@ -335,22 +339,7 @@ async fn burst_upstream() -> SocketAddr {
 /// runtime, as the example serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_burst_of_upstream_events_leaves_in_few_writes() {
-    use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider};
-    let up = burst_upstream().await;
-    let mut cfg = config::demo(7, true);
-    cfg.catalog = Catalog::builder()
-        .provider(
-            Provider::new("mock", "Mock")
-                .base_url(format!("http://{up}/v1"))
-                .credentials(Credentials::key("sk-mock")),
-        )
-        .model(Model::new("mock/chat", "Mock Chat"))
-        .endpoint(Endpoint::new("mock/chat", "mock"))
-        .build()
-        .unwrap();
-    cfg.upstream = config::Upstream::Http;
-    let (router, _state) = app::build(cfg);
-    let addr = support::serve(router).await.0;
+    let addr = gateway_over(burst_upstream().await).await;
     let client = client(false);
     for _ in 0..3 {
         let req = Request::post(format!("http://{addr}/api/v1/chat/completions"))
