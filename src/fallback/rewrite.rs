@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde_json::value::RawValue;
 
 use crate::catalog::ParamSet;
-use crate::route::RequestView;
+use crate::route::{splice, Piece, RequestView};
 
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
 const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
@@ -79,7 +79,7 @@ pub(crate) fn upstream_body(
 
     let mut edits: Vec<Edit<'_>> = Vec::with_capacity(remove.len() + 3);
     match &view.model_span {
-        Some(r) => edits.push((r.clone(), Piece::Model)),
+        Some(r) => edits.push(edit(r.clone(), Piece::Quoted(upstream_model))),
         None => {
             // No `model` (only `models`): the first removed member becomes `"model":…`, so the
             // commas around it stay as they are.
@@ -87,82 +87,35 @@ pub(crate) fn upstream_body(
                 return None;
             }
             let first = remove.remove(0);
-            edits.push((first, Piece::KeyedModel));
+            edits.push((first, model_member(upstream_model)));
         }
     }
     push_removals(body, &remove, &mut edits);
     let cuts = compression_cuts(body, view, fit);
     push_removals(body, &cuts, &mut edits);
-    edits.extend(usage_edit.map(|(r, v)| (r, Piece::Owned(v))));
+    edits.extend(usage_edit.map(|(r, v)| edit(r, Piece::Owned(v))));
     if !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
             return None;
         }
-        edits.push((end..end, Piece::Owned(insert)));
+        edits.push(edit(end..end, Piece::Owned(insert)));
     }
-    edits.sort_by_key(|(r, _)| (r.start, r.end));
-    Some(splice(body, &edits, upstream_model))
+    Some(splice(body, &mut edits))
 }
 
-/// One edit of the caller's body: the byte range it replaces, and with what.
-type Edit<'a> = (Range<usize>, Piece<'a>);
+/// One edit of the caller's body: the byte range it replaces, and the pieces that replace it
+/// (at most two: `"model":` and the model id).
+type Edit<'a> = (Range<usize>, [Piece<'a>; 2]);
 
-/// What replaces a range of the caller's body.
-enum Piece<'a> {
-    /// Nothing: the range is removed.
-    Nothing,
-    /// The upstream model id, as a JSON string.
-    Model,
-    /// `"model":` and the upstream model id.
-    KeyedModel,
-    /// Bytes borrowed from elsewhere.
-    Bytes(&'a [u8]),
-    /// Bytes made for this edit.
-    Owned(Vec<u8>),
+/// An edit by one piece.
+fn edit(r: Range<usize>, p: Piece<'_>) -> Edit<'_> {
+    (r, [p, Piece::Empty])
 }
 
-impl Piece<'_> {
-    /// An upper bound of the bytes it writes (the model's, before escapes).
-    fn len(&self, model: &str) -> usize {
-        match self {
-            Piece::Nothing => 0,
-            Piece::Model => model.len() + 2,
-            Piece::KeyedModel => model.len() + 10,
-            Piece::Bytes(b) => b.len(),
-            Piece::Owned(b) => b.len(),
-        }
-    }
-
-    fn write(&self, out: &mut Vec<u8>, model: &str) {
-        match self {
-            Piece::Nothing => {}
-            Piece::Model => crate::route::write_json_str(out, model),
-            Piece::KeyedModel => {
-                out.extend_from_slice(b"\"model\":");
-                crate::route::write_json_str(out, model);
-            }
-            Piece::Bytes(b) => out.extend_from_slice(b),
-            Piece::Owned(b) => out.extend_from_slice(b),
-        }
-    }
-}
-
-/// `body` with `edits` (sorted by start, disjoint) applied, in one pass and one allocation
-/// (unless the model id needs escapes).
-fn splice(body: &[u8], edits: &[Edit<'_>], model: &str) -> Vec<u8> {
-    let added: usize = edits.iter().map(|(_, p)| p.len(model)).sum();
-    let mut out = Vec::with_capacity(body.len() + added);
-    let mut at = 0;
-    for (range, piece) in edits {
-        let start = range.start.clamp(at, body.len());
-        let end = range.end.clamp(start, body.len());
-        out.extend_from_slice(&body[at..start]);
-        piece.write(&mut out, model);
-        at = end;
-    }
-    out.extend_from_slice(&body[at..]);
-    out
+/// The pieces of a `"model":` member for `model`.
+fn model_member(model: &str) -> [Piece<'_>; 2] {
+    [Piece::Raw(b"\"model\":"), Piece::Quoted(model)]
 }
 
 /// Makes `stream_options.include_usage` true: the edit of the caller's `stream_options`, or (when
@@ -233,12 +186,12 @@ pub(crate) fn passthrough_body(
         match key.as_ref() {
             "model" if !has_model => {
                 has_model = true;
-                edits.push((span, Piece::KeyedModel));
+                edits.push((span, model_member(upstream_model)));
             }
             "max_tokens" => {
                 if let Some(m) = max_tokens {
                     let v = format!("\"max_tokens\":{m}").into_bytes();
-                    edits.push((span, Piece::Owned(v)));
+                    edits.push(edit(span, Piece::Owned(v)));
                 }
             }
             k if crate::wire::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),
@@ -247,14 +200,13 @@ pub(crate) fn passthrough_body(
     }
     if !has_model {
         let open = body.iter().position(|b| *b == b'{')?;
-        edits.push((open + 1..open + 1, Piece::KeyedModel));
+        edits.push((open + 1..open + 1, model_member(upstream_model)));
         if remove.len() < total {
-            edits.push((open + 1..open + 1, Piece::Bytes(b",")));
+            edits.push(edit(open + 1..open + 1, Piece::Raw(b",")));
         }
     }
     push_removals(body, &remove, &mut edits);
-    edits.sort_by_key(|(r, _)| (r.start, r.end));
-    Some(splice(body, &edits, upstream_model))
+    Some(splice(body, &mut edits))
 }
 
 /// `provider.options[slug]`'s members, if it is an object; reserved keys dropped.
@@ -346,13 +298,13 @@ fn push_removals(body: &[u8], members: &[Range<usize>], out: &mut Vec<Edit<'_>>)
         }
         let after = skip_ws(body, end);
         if after < body.len() && body[after] == b',' {
-            out.push((start..after + 1, Piece::Nothing));
+            out.push(edit(start..after + 1, Piece::Empty));
         } else {
             let before = skip_ws_back(body, start);
             if before > 0 && body[before - 1] == b',' {
-                out.push((before - 1..end, Piece::Nothing));
+                out.push(edit(before - 1..end, Piece::Empty));
             } else {
-                out.push((start..end, Piece::Nothing));
+                out.push(edit(start..end, Piece::Empty));
             }
         }
         i = j;

@@ -39,11 +39,11 @@ mod request;
 mod route;
 mod served;
 pub(crate) mod skim;
+mod splice;
 mod strip;
 mod validate;
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use serde_json::value::RawValue;
 
@@ -58,7 +58,6 @@ pub use prefs::{
     Cutoffs, DataCollection, MaxPrice, Partition, ProviderPrefs, RouteField, Sort, SortBy,
 };
 pub use preset::{AppliedPreset, Preset, Presets};
-pub(crate) use request::write_json_str;
 #[cfg(test)]
 pub(crate) use request::GATEWAY_ONLY;
 pub use request::{
@@ -69,23 +68,8 @@ pub(crate) use route::splitmix;
 pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
+pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece};
 pub use validate::MAX_DEPTH;
-
-/// Applies non-overlapping `edits` (byte range → replacement), sorted by start, to `body`.
-pub(crate) fn splice(body: &[u8], edits: &[(Range<usize>, &[u8])]) -> Vec<u8> {
-    let added: usize = edits.iter().map(|(_, r)| r.len()).sum();
-    let mut out = Vec::with_capacity(body.len() + added);
-    let mut at = 0;
-    for (range, replacement) in edits {
-        let start = range.start.clamp(at, body.len());
-        let end = range.end.clamp(start, body.len());
-        out.extend_from_slice(&body[at..start]);
-        out.extend_from_slice(replacement);
-        at = end;
-    }
-    out.extend_from_slice(&body[at..]);
-    out
-}
 
 /// The members of a JSON object, in order.
 pub(crate) fn members(obj: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {

@@ -419,32 +419,25 @@ impl<'a> RequestView<'a> {
     /// `body` with the `model` value replaced by `model` (inserted if the body had none), every other
     /// byte untouched.
     pub fn splice_model(&self, body: &[u8], model: &str) -> Vec<u8> {
-        let mut quoted = Vec::with_capacity(model.len() + 2);
-        write_json_str(&mut quoted, model);
+        use super::Piece;
         match &self.model_span {
-            Some(r) => super::splice(body, &[(r.clone(), &quoted)]),
+            Some(r) => super::splice(body, &mut [(r.clone(), [Piece::Quoted(model)])]),
             None => {
-                let mut ins = Vec::with_capacity(quoted.len() + 10);
-                ins.extend_from_slice(b"\"model\":");
-                ins.extend_from_slice(&quoted);
                 let at = self.object_start + 1;
                 let rest_empty = body[at..]
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
                     .is_none_or(|b| *b == b'}');
-                if !rest_empty {
-                    ins.push(b',');
-                }
-                super::splice(body, &[(at..at, &ins)])
+                let comma: &[u8] = if rest_empty { b"" } else { b"," };
+                let pieces = [
+                    Piece::Raw(b"\"model\":"),
+                    Piece::Quoted(model),
+                    Piece::Raw(comma),
+                ];
+                super::splice(body, &mut [(at..at, pieces)])
             }
         }
     }
-}
-
-/// Writes `s` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's string escaping is exactly what is needed and cannot fail on a Vec.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 fn to_gateway_error(path: String, e: serde_json::Error) -> GatewayError {

@@ -23,13 +23,13 @@ use tokio::time::Instant;
 
 use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
-use super::json::{self, ChoicesSummary, Piece, Top};
+use super::json::{self, ChoicesSummary, Top};
 use super::metadata;
 use super::reading::Reading;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::skim;
+use crate::route::{skim, splice, Piece};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -41,7 +41,7 @@ type Edit = (Range<usize>, Vec<u8>);
 /// has none (when it has one, [`tier_edit`] replaces its value).
 fn model_value(ctx: &Ctx, top: &Top<'_>) -> Vec<u8> {
     let (_, pieces) = model_splice(ctx, top, 0..0);
-    json::splice(&[], &mut [(0..0, pieces)])
+    splice(&[], &mut [(0..0, pieces)])
 }
 
 /// The upstream's `service_tier` value replaced by the tier the gateway served, if it served one.
@@ -120,7 +120,7 @@ pub(crate) fn edit_body(
         push(body_usage_splice(ctx, obs, &body, u, w));
     }
     push(metadata_edit(ctx, &body).map(owned));
-    Bytes::from(json::splice(&body, &mut splices[..n]))
+    Bytes::from(splice(&body, &mut splices[..n]))
 }
 
 /// The splice that replaces the value `v` (of `body`) by the JSON string `s`.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{Cost, TokenUsage, WireUsage};
-use crate::route::skim;
+use crate::route::{plain_json_str, skim, splice, Piece};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
 /// handle that the skimmer of [`Top::parse_with_choices`] can make too).
@@ -301,18 +301,10 @@ fn trim_end(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
-/// True if `s` needs no escaping in a JSON string (ids and model names).
-fn plain(s: &str) -> bool {
-    // A reduction without early exit, which the compiler vectorises.
-    !s.bytes().fold(false, |bad, b| {
-        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
-}
-
 /// A JSON string literal for `s`.
 pub(crate) fn quote(s: &str) -> String {
     // Written as it is when it needs no escaping, without the serializer.
-    if plain(s) {
+    if plain_json_str(s) {
         let mut q = String::with_capacity(s.len() + 2);
         q.push('"');
         q.push_str(s);
@@ -347,9 +339,7 @@ pub(crate) fn usage_edit(
     cost: &Cost,
 ) -> Option<(Range<usize>, Vec<u8>)> {
     let (r, pieces) = usage_splice(base, usage, wire, cost)?;
-    let mut v = Vec::with_capacity(pieces.iter().map(Piece::len).sum());
-    pieces.iter().for_each(|p| p.write(&mut v));
-    Some((r, v))
+    Some((r, splice(&[], &mut [(0..0, pieces)])))
 }
 
 /// [`usage_edit`] as a [`Splice`] (the insertion's comma and members as pieces, not joined).
@@ -472,47 +462,6 @@ pub(crate) fn apply(base: &[u8], edits: &mut [(Range<usize>, Vec<u8>)]) -> Vec<u
     out
 }
 
-/// A piece of a replacement, written straight into the edited body by [`splice`].
-#[derive(Debug, Default)]
-pub(crate) enum Piece<'a> {
-    /// Nothing (an unused slot).
-    #[default]
-    Empty,
-    /// Bytes as they are.
-    Raw(&'a [u8]),
-    /// The JSON string literal for the text (see [`quote`]).
-    Quoted(&'a str),
-    /// Bytes made for the edit.
-    Owned(Vec<u8>),
-}
-
-impl Piece<'_> {
-    /// The bytes it writes (exact, but for a quoted text that needs escapes).
-    fn len(&self) -> usize {
-        match self {
-            Piece::Empty => 0,
-            Piece::Raw(b) => b.len(),
-            Piece::Quoted(s) => s.len() + 2,
-            Piece::Owned(v) => v.len(),
-        }
-    }
-
-    /// Appends it to `out`.
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Piece::Empty => {}
-            Piece::Raw(b) => out.extend_from_slice(b),
-            Piece::Quoted(s) if plain(s) => {
-                out.push(b'"');
-                out.extend_from_slice(s.as_bytes());
-                out.push(b'"');
-            }
-            Piece::Quoted(s) => out.extend_from_slice(quote(s).as_bytes()),
-            Piece::Owned(v) => out.extend_from_slice(v),
-        }
-    }
-}
-
 /// The most pieces a [`Splice`] has (a model value: model, provider and tier members).
 pub(crate) const PIECES: usize = 5;
 
@@ -526,38 +475,6 @@ pub(crate) fn pieces<'a, const N: usize>(first: [Piece<'a>; N]) -> [Piece<'a>; P
         *slot = p;
     }
     all
-}
-
-/// [`apply`] for splices: the edited body written in one pass, into one reservation of its
-/// length (exact unless a quoted text needs escapes).
-pub(crate) fn splice(base: &[u8], splices: &mut [Splice<'_>]) -> Vec<u8> {
-    splices.sort_by_key(|(r, _)| (r.start, r.end));
-    // Overlapping or out-of-range splices are skipped, as `apply` skips them.
-    let mut at = 0;
-    let kept = |r: &Range<usize>, at: &mut usize| {
-        let keep = r.start >= *at && r.end <= base.len();
-        if keep {
-            *at = r.end;
-        }
-        keep
-    };
-    let mut len = base.len();
-    for (r, p) in splices.iter() {
-        if kept(r, &mut at) {
-            len = len - r.len() + p.iter().map(Piece::len).sum::<usize>();
-        }
-    }
-    let mut out = Vec::with_capacity(len);
-    at = 0;
-    for (r, p) in splices.iter() {
-        let from = at;
-        if kept(r, &mut at) {
-            out.extend_from_slice(&base[from..r.start]);
-            p.iter().for_each(|p| p.write(&mut out));
-        }
-    }
-    out.extend_from_slice(&base[at..]);
-    out
 }
 
 /// What a non-streamed body's `choices` say: the first finish reason, and the bytes of content.
