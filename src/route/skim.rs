@@ -161,6 +161,7 @@ pub(crate) fn value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
 /// Walks the object starting at `i` (`b[i] == b'{'`): `member(key, at)` is called for each member
 /// with its key (unescaped keys only: an escaped key gives up) and where its value starts, and
 /// returns where that value ends. Returns the index past the closing brace.
+#[inline]
 pub(crate) fn members<'a>(
     b: &'a [u8],
     i: usize,
