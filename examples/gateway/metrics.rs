@@ -22,7 +22,9 @@
 //! of its response body (the end of the stream for streams); failed requests are observed when
 //! their answer's head is ready.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -75,6 +77,16 @@ struct RequestLabels {
 
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The duration labels of a chat generation served by `s`'s provider and model.
+fn operation(s: ServedLabels, error_type: &'static str) -> OperationLabels {
+    OperationLabels {
+        gen_ai_operation_name: "chat",
+        gen_ai_provider_name: s.gen_ai_provider_name,
+        gen_ai_response_model: s.gen_ai_response_model,
+        error_type,
+    }
+}
+
 /// The GenAI conventions' advised buckets for durations, in seconds.
 fn duration_histogram() -> Histogram {
     Histogram::new([
@@ -100,6 +112,21 @@ pub struct Metrics {
     budget_refusals: Counter,
     requests: Family<RequestLabels, Counter>,
     cost: Family<ServedLabels, Counter<f64, AtomicU64>>,
+    /// The handles of each model and provider that served, so that a generation costs one
+    /// lookup instead of five label hashes and ten string copies (see [`Served`]).
+    served: RwLock<HashMap<String, Vec<(String, Served)>>>,
+}
+
+/// The metrics one model on one provider observes at every finished generation: handles that
+/// share their values with the families' entries (a `prometheus-client` metric is a shared
+/// handle), taken from the families once. The duration and time-to-first-token series are
+/// created on first use, as `get_or_create` would, so that /metrics shows no empty series.
+struct Served {
+    input: Histogram,
+    output: Histogram,
+    cost: Counter<f64, AtomicU64>,
+    duration: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
 }
 
 impl Default for Metrics {
@@ -114,6 +141,7 @@ impl Default for Metrics {
             budget_refusals: Counter::default(),
             requests: Family::default(),
             cost: Family::default(),
+            served: RwLock::default(),
         };
         m.register();
         m
@@ -121,8 +149,8 @@ impl Default for Metrics {
 }
 
 /// The provider slug of an endpoint: its tag up to the first `/` (`deepinfra/turbo` → `deepinfra`).
-fn provider_of(e: &EndpointKey) -> String {
-    e.tag().split('/').next().unwrap_or_default().to_owned()
+fn provider_of(e: &EndpointKey) -> &str {
+    e.tag().split('/').next().unwrap_or_default()
 }
 
 impl Metrics {
@@ -190,7 +218,7 @@ impl Metrics {
         for a in attempts.iter().filter(|a| a.sent) {
             self.attempts
                 .get_or_create(&AttemptLabels {
-                    gen_ai_provider_name: provider_of(&a.endpoint),
+                    gen_ai_provider_name: provider_of(&a.endpoint).to_owned(),
                     outcome: a.kind.as_str(),
                 })
                 .inc();
@@ -204,7 +232,7 @@ impl Metrics {
                 .get_or_create(&OperationLabels {
                     gen_ai_operation_name: "chat",
                     gen_ai_provider_name: served
-                        .map(|a| provider_of(&a.endpoint))
+                        .map(|a| provider_of(&a.endpoint).to_owned())
                         .unwrap_or_default(),
                     gen_ai_response_model: String::new(),
                     error_type,
@@ -215,34 +243,77 @@ impl Metrics {
 
     /// Observes a finished generation (a UsageMeter sink): duration, tokens, TTFT and cost.
     pub fn record_generation(&self, r: &GenerationRecord) {
-        let provider = r.endpoint.as_ref().map(provider_of).unwrap_or_default();
-        let served = ServedLabels {
-            gen_ai_provider_name: provider.clone(),
-            gen_ai_response_model: r.model.clone(),
+        let provider = r.endpoint.as_ref().map_or("", provider_of);
+        let model: &str = &r.model;
+        let served = self.served.read().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = served
+            .get(model)
+            .and_then(|v| v.iter().find(|(p, _)| p == provider))
+        else {
+            drop(served);
+            self.add_served(model, provider);
+            return self.record_generation(r);
         };
-        let error_type = if r.error { "stream_error" } else { "" };
-        self.duration
-            .get_or_create(&OperationLabels {
-                gen_ai_operation_name: "chat",
-                gen_ai_provider_name: provider.clone(),
-                gen_ai_response_model: r.model.clone(),
-                error_type,
-            })
-            .observe(r.latency.as_secs_f64());
-        for (kind, n) in [("input", r.tokens.prompt), ("output", r.tokens.completion)] {
+        let s = &s.1;
+        let labels = || ServedLabels {
+            gen_ai_provider_name: provider.to_owned(),
+            gen_ai_response_model: model.to_owned(),
+        };
+        if r.error {
+            self.duration
+                .get_or_create(&operation(labels(), "stream_error"))
+                .observe(r.latency.as_secs_f64());
+        } else {
+            s.duration
+                .get_or_init(|| {
+                    self.duration
+                        .get_or_create(&operation(labels(), ""))
+                        .clone()
+                })
+                .observe(r.latency.as_secs_f64());
+        }
+        s.input.observe(r.tokens.prompt as f64);
+        s.output.observe(r.tokens.completion as f64);
+        if let Some(t) = r.ttft {
+            s.ttft
+                .get_or_init(|| self.ttft.get_or_create(&labels()).clone())
+                .observe(t.as_secs_f64());
+        }
+        s.cost.inc_by(r.cost.to_f64());
+    }
+
+    /// Takes the handles of `model` on `provider` from the families (the series every
+    /// generation observes: tokens and cost).
+    #[cold]
+    fn add_served(&self, model: &str, provider: &str) {
+        let tokens = |kind| {
             self.tokens
                 .get_or_create(&TokenLabels {
                     gen_ai_operation_name: "chat",
-                    gen_ai_provider_name: provider.clone(),
-                    gen_ai_response_model: r.model.clone(),
+                    gen_ai_provider_name: provider.to_owned(),
+                    gen_ai_response_model: model.to_owned(),
                     gen_ai_token_type: kind,
                 })
-                .observe(n as f64);
+                .clone()
+        };
+        let served = Served {
+            input: tokens("input"),
+            output: tokens("output"),
+            cost: self
+                .cost
+                .get_or_create(&ServedLabels {
+                    gen_ai_provider_name: provider.to_owned(),
+                    gen_ai_response_model: model.to_owned(),
+                })
+                .clone(),
+            duration: OnceLock::new(),
+            ttft: OnceLock::new(),
+        };
+        let mut map = self.served.write().unwrap_or_else(|e| e.into_inner());
+        let providers = map.entry(model.to_owned()).or_default();
+        if !providers.iter().any(|(p, _)| p == provider) {
+            providers.push((provider.to_owned(), served));
         }
-        if let Some(t) = r.ttft {
-            self.ttft.get_or_create(&served).observe(t.as_secs_f64());
-        }
-        self.cost.get_or_create(&served).inc_by(r.cost.to_f64());
     }
 
     /// The OpenMetrics text of every metric.
