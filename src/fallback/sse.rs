@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::body::SseLines;
+use crate::route::skim;
 
 /// How far a stream has got, as seen by [`Watch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +96,14 @@ struct Delta<'a> {
     refusal: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<&'a RawValue>,
+}
+
+/// What is read of an event after content: whether it has an `error` (the parse also checks the
+/// event is JSON).
+#[derive(Deserialize)]
+struct ErrorOnly<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
 }
 
 fn nonnull(r: Option<&RawValue>) -> bool {
@@ -262,10 +271,8 @@ impl Watch {
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
             Phase::Started => {
-                #[derive(Deserialize)]
-                struct ErrorOnly<'a> {
-                    #[serde(borrow, default)]
-                    error: Option<&'a RawValue>,
+                if plain_object(trimmed) {
+                    return;
                 }
                 match serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
                     Ok(e) if nonnull(e.error) => {
@@ -284,6 +291,20 @@ impl Watch {
         self.phase = Phase::Failed;
         self.failed = Some(f);
     }
+}
+
+/// True if `d` is a JSON object without an `error` member, read by the strict skimmer: the usual
+/// event after content, which then costs a scan instead of a serde parse. False sends the event to
+/// serde, which decides as before: anything the skimmer gives up on (an escaped key, deep nesting),
+/// any `error` member (even `null`, and serde refuses one given twice), a top-level array (which
+/// serde reads into a struct), bad JSON or bad UTF-8.
+fn plain_object(d: &[u8]) -> bool {
+    if d.first() != Some(&b'{') || std::str::from_utf8(d).is_err() {
+        return false;
+    }
+    skim::members(d, 0, 0, |key, at| {
+        (key != b"error").then(|| skim::value(d, at, 1))?
+    }) == Some(d.len())
 }
 
 /// An in-band error's `code`, if it is a number or a short lowercase word such as
@@ -373,7 +394,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_usual_event_skips_serde_and_the_rest_goes_to_it() {
+        let chunk = br#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi \"x\""},"finish_reason":null}],"usage":null}"#;
+        assert!(plain_object(chunk));
+        assert!(plain_object(b"{}"));
+        for d in [
+            &br#"{"error":null}"#[..],
+            br#"{"id":"c1","error":{"code":500}}"#,
+            br#"{"\u0065rror":{"code":500}}"#,
+            br#"{"a":1,}"#,
+            br#"{"a":1} x"#,
+            br#"[{"a":1}]"#,
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\x01\"}",
+        ] {
+            assert!(!plain_object(d), "{}", String::from_utf8_lossy(d));
+        }
+    }
+
     proptest! {
+        /// The skimmer's shortcut agrees with serde wherever it answers.
+        #[test]
+        fn plain_object_agrees_with_serde(s in "[\\[\\]{}\",:0-9a-z.eE+\\- \\\\\u{1}\u{e9}]{0,24}", wrap in any::<bool>()) {
+            let d = if wrap { format!("{{\"k\":{s}}}") } else { s };
+            if plain_object(d.as_bytes()) {
+                let e = serde_json::from_slice::<ErrorOnly<'_>>(d.as_bytes());
+                prop_assert!(e.is_ok_and(|e| e.error.is_none()), "{}", d);
+            }
+        }
+
         #[test]
         fn any_split_any_line_ending(cuts in proptest::collection::vec(0usize..400, 0..8), end in prop::sample::select(vec!["\n", "\r\n", "\r"])) {
             let text = STREAM.replace('\n', end);
