@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Instructions the example gateway executes per proxied request, over loopback, counted by
+# callgrind: the whole process (hyper server and client, axum, tokio, the six layers), user space
+# only. Unlike CPU time, the count does not depend on what else the machine does.
+#
+#   scripts/gateway-icount.sh [N] [stream]     # N requests (default 300), non-streamed or streamed
+#
+# Starts examples/mock_upstream (port 18091) and the gateway under valgrind
+# (examples/proxy-bench.toml, port 18090), sends 50 requests to warm up, zeroes the counters,
+# sends N requests with curl over one kept-alive connection (~1 KB chat requests, as
+# scripts/proxy-bench.sh sends), dumps the counters and prints instructions per request. The
+# profile stays in /tmp/gateway-icount.<pid>.out.1 for `callgrind_annotate`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+n=${1:-300}
+stream=false
+[ "${2:-}" = stream ] && stream=true
+command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
+cargo build --release --example gateway --example mock_upstream >&2
+bin=target/release/examples
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$bin/mock_upstream" 18091 2>/dev/null &
+PIDS+=($!)
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file=/tmp/gateway-icount.%p.out \
+    "$bin/gateway" --config examples/proxy-bench.toml --listen 127.0.0.1:18090 >/dev/null 2>&1 &
+gw=$!
+PIDS+=("$gw")
+for i in $(seq 1 200); do
+    curl -sf -o /dev/null http://127.0.0.1:18090/api/v1 && break
+    [ "$i" -lt 200 ] || { echo "error: the gateway does not answer" >&2; exit 1; }
+    sleep 0.2
+done
+
+content=$(printf 'x%.0s' $(seq 1 900))
+body="{\"model\":\"bench/mock-model\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"$content\"}]}"
+requests() {
+    local cfg
+    cfg=$(mktemp)
+    for _ in $(seq 1 "$1"); do
+        printf 'url = "http://127.0.0.1:18090/api/v1/chat/completions"\noutput = "/dev/null"\n' >>"$cfg"
+    done
+    curl -s -K "$cfg" -H 'content-type: application/json' -d "$body" -w '%{http_code}\n' | sort | uniq -c |
+        awk '$2 != 200 { bad = 1 } END { exit bad }' || { echo "error: a request failed" >&2; exit 1; }
+    rm -f "$cfg"
+}
+requests 50
+callgrind_control -z "$gw" >/dev/null 2>&1
+requests "$n"
+callgrind_control -d "$gw" >/dev/null 2>&1
+sleep 1
+out=/tmp/gateway-icount.$gw.out.1
+ir=$(sed -n 's/^summary: //p' "$out")
+echo "$( [ "$stream" = true ] && echo "streamed (22 frames)" || echo non-streamed ): $((ir / n)) instructions per request ($n requests; profile: $out)"
