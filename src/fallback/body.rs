@@ -69,15 +69,27 @@ impl Idle {
 
     /// The upstream is pending: true if it has now been silent for too long (else the timer is
     /// armed to wake the task when it will have been).
+    ///
+    /// The deadline moves at every frame, but the timer is not moved with it: a timer set before
+    /// the deadline fires early, and is only then set again, so a busy stream re-arms it about
+    /// once per `limit`, not at every frame (each reset is a trip through the timer wheel).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self.last + self.limit;
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
+        if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
-        timer.as_mut().poll(cx).is_ready()
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if timer.deadline() >= deadline {
+                return true;
+            }
+            timer.as_mut().reset(deadline);
+        }
     }
 }
 
@@ -454,5 +466,36 @@ impl<B> fmt::Debug for ResponseBody<B> {
                 .field("ended", &s.ended)
                 .finish_non_exhaustive(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn expired(idle: &mut Idle) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(idle.expired(cx))).await
+    }
+
+    /// Frames that keep coming never expire the stream; the silence after the last one does,
+    /// exactly `limit` after it, though the timer was armed long before that frame.
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_last_frame() {
+        let mut idle = Idle::new(Duration::from_secs(5));
+        for _ in 0..10 {
+            assert!(!expired(&mut idle).await);
+            tokio::time::advance(Duration::from_secs(3)).await;
+            idle.activity();
+        }
+        let last = Instant::now();
+        std::future::poll_fn(|cx| {
+            if idle.expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        assert_eq!(last.elapsed(), Duration::from_secs(5));
     }
 }
