@@ -1,6 +1,7 @@
 //! An incremental SSE scanner that decides when a stream has started and how it ended.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -57,6 +58,8 @@ pub(crate) struct Watch {
     /// The end of the last complete event in the bytes of the last [`feed`](Self::feed) (the
     /// bytes after it belong to an event not finished yet, or to a bad one).
     last_end: Option<usize>,
+    /// The usual event after content, once learned.
+    shape: Option<Shape>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +151,7 @@ impl Watch {
             created: None,
             upstream_code: None,
             last_end: None,
+            shape: None,
         }
     }
 
@@ -271,7 +275,13 @@ impl Watch {
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
             Phase::Started => {
-                if plain_object(trimmed) {
+                if self.shape.as_ref().is_some_and(|s| s.fits(trimmed)) {
+                    return;
+                }
+                if let Some(hole) = skim_event(trimmed) {
+                    if self.shape.is_none() {
+                        self.shape = hole.map(|h| Shape::around(trimmed, h));
+                    }
                     return;
                 }
                 match serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
@@ -293,18 +303,72 @@ impl Watch {
     }
 }
 
-/// True if `d` is a JSON object without an `error` member, read by the strict skimmer: the usual
-/// event after content, which then costs a scan instead of a serde parse. False sends the event to
-/// serde, which decides as before: anything the skimmer gives up on (an escaped key, deep nesting),
-/// any `error` member (even `null`, and serde refuses one given twice), a top-level array (which
-/// serde reads into a struct), bad JSON or bad UTF-8.
-fn plain_object(d: &[u8]) -> bool {
+/// Reads `d` with the strict skimmer: `Some(hole)` if it is a JSON object without an `error`
+/// member, `hole` being where its first `choices[i].delta.content` string is (quotes included),
+/// if it has one. The usual event after content then costs a scan instead of a serde parse.
+/// `None` sends the event to serde, which decides as before: anything the skimmer gives up on (an
+/// escaped key, deep nesting), any `error` member (even `null`, and serde refuses one given
+/// twice), a top-level array (which serde reads into a struct), bad JSON or bad UTF-8.
+fn skim_event(d: &[u8]) -> Option<Option<Range<usize>>> {
     if d.first() != Some(&b'{') || std::str::from_utf8(d).is_err() {
-        return false;
+        return None;
     }
-    skim::members(d, 0, 0, |key, at| {
-        (key != b"error").then(|| skim::value(d, at, 1))?
-    }) == Some(d.len())
+    let mut hole = None;
+    let end = skim::members(d, 0, 0, |key, at| match key {
+        b"error" => None,
+        b"choices" if d.get(at) == Some(&b'[') => {
+            skim::elements(d, at, 1, |i| choice(d, i, &mut hole))
+        }
+        _ => skim::value(d, at, 1),
+    })?;
+    (end == d.len()).then_some(hole)
+}
+
+/// Skims one element of `choices`, noting where its `delta.content` string is.
+fn choice(d: &[u8], i: usize, hole: &mut Option<Range<usize>>) -> Option<usize> {
+    if d.get(i) != Some(&b'{') {
+        return skim::value(d, i, 2);
+    }
+    skim::members(d, i, 2, |key, at| match key {
+        b"delta" if d.get(at) == Some(&b'{') => skim::members(d, at, 3, |key, at| {
+            let end = skim::value(d, at, 4)?;
+            if key == b"content" && d[at] == b'"' && hole.is_none() {
+                *hole = Some(at..end);
+            }
+            Some(end)
+        }),
+        _ => skim::value(d, at, 3),
+    })
+}
+
+/// The usual event after content, learned from the first one [`skim_event`] read whole: its
+/// bytes before the content string and after it. Chunks from one serializer repeat both, and a
+/// later event made of the same two pieces around another string is as good as that one (a JSON
+/// object without `error`) without being read again: only its string is checked.
+#[derive(Debug)]
+struct Shape {
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+}
+
+impl Shape {
+    fn around(d: &[u8], hole: Range<usize>) -> Shape {
+        Shape {
+            prefix: d[..hole.start].to_vec(),
+            suffix: d[hole.end..].to_vec(),
+        }
+    }
+
+    /// True if `d` is the prefix, a JSON string (valid escapes, valid UTF-8), then the suffix.
+    fn fits(&self, d: &[u8]) -> bool {
+        let (p, s) = (self.prefix.len(), self.suffix.len());
+        d.len() >= p + s + 2
+            && d.ends_with(&self.suffix)
+            && d.starts_with(&self.prefix)
+            && d[p] == b'"'
+            && skim::string(d, p).map(|(end, _)| end) == Some(d.len() - s)
+            && std::str::from_utf8(&d[p..d.len() - s]).is_ok()
+    }
 }
 
 /// An in-band error's `code`, if it is a number or a short lowercase word such as
@@ -397,8 +461,8 @@ mod tests {
     #[test]
     fn the_usual_event_skips_serde_and_the_rest_goes_to_it() {
         let chunk = br#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi \"x\""},"finish_reason":null}],"usage":null}"#;
-        assert!(plain_object(chunk));
-        assert!(plain_object(b"{}"));
+        assert_eq!(skim_event(chunk), Some(Some(85..95)));
+        assert_eq!(skim_event(b"{}"), Some(None));
         for d in [
             &br#"{"error":null}"#[..],
             br#"{"id":"c1","error":{"code":500}}"#,
@@ -409,16 +473,79 @@ mod tests {
             b"{\"a\":\"\xff\"}",
             b"{\"a\":\"\x01\"}",
         ] {
-            assert!(!plain_object(d), "{}", String::from_utf8_lossy(d));
+            assert_eq!(skim_event(d), None, "{}", String::from_utf8_lossy(d));
         }
     }
 
+    const CHUNK: &[u8] =
+        br#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+
+    fn shape() -> Shape {
+        let hole = skim_event(CHUNK).flatten().expect("a content string");
+        Shape::around(CHUNK, hole)
+    }
+
+    #[test]
+    fn the_learned_shape_takes_its_siblings_only() {
+        let s = shape();
+        let with = |content: &[u8]| {
+            let mut d = s.prefix.clone();
+            d.extend_from_slice(content);
+            d.extend_from_slice(&s.suffix);
+            d
+        };
+        for good in [&b"\"\""[..], b"\" x \\\" \\u00e9 \xc3\xa9\"", b"\"\\n\""] {
+            assert!(s.fits(&with(good)), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"\"a\"b\""[..],
+            b"\"a\\\"",
+            b"\"\xff\"",
+            b"\"\x01\"",
+            b"\"\\ud800\"",
+            b"1",
+            b"\"",
+        ] {
+            assert!(!s.fits(&with(bad)), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(!s.fits(
+            br#"{"id":"c2","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#
+        ));
+    }
+
+    /// A stream whose events fit the shape ends as one read event by event: an in-band error
+    /// after content is still seen.
+    #[test]
+    fn an_error_event_after_content_is_seen_with_a_shape_learned() {
+        let event = |d: &[u8]| [b"data: ", d, b"\n\n"].concat();
+        let mut w = Watch::new();
+        w.feed(&event(CHUNK));
+        w.feed(&event(CHUNK));
+        assert!(w.shape.is_some());
+        assert_eq!(w.phase, Phase::Started);
+        w.feed(&event(
+            br#"{"id":"c1","error":{"code":502,"message":"down"}}"#,
+        ));
+        assert_eq!(w.phase, Phase::UpstreamError);
+    }
+
     proptest! {
+        /// An event the learned shape takes is one serde takes, without an error.
+        #[test]
+        fn the_shape_agrees_with_serde(middle in proptest::collection::vec(prop::sample::select(b"\"\\/unbx0aD8\x01\x7f\xc3\xa9\xff ".to_vec()), 0..12)) {
+            let s = shape();
+            let d = [&s.prefix[..], b"\"", &middle, b"\"", &s.suffix].concat();
+            if s.fits(&d) {
+                let e = serde_json::from_slice::<ErrorOnly<'_>>(&d);
+                prop_assert!(e.is_ok_and(|e| e.error.is_none()), "{}", String::from_utf8_lossy(&d));
+            }
+        }
+
         /// The skimmer's shortcut agrees with serde wherever it answers.
         #[test]
         fn plain_object_agrees_with_serde(s in "[\\[\\]{}\",:0-9a-z.eE+\\- \\\\\u{1}\u{e9}]{0,24}", wrap in any::<bool>()) {
             let d = if wrap { format!("{{\"k\":{s}}}") } else { s };
-            if plain_object(d.as_bytes()) {
+            if skim_event(d.as_bytes()).is_some() {
                 let e = serde_json::from_slice::<ErrorOnly<'_>>(d.as_bytes());
                 prop_assert!(e.is_ok_and(|e| e.error.is_none()), "{}", d);
             }
