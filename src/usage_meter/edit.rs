@@ -266,19 +266,17 @@ impl Template {
 
 /// True if the first `n` bytes of `s` hold no `"` and no control byte (CR, LF, or any other,
 /// which JSON strings never hold raw) and do not end in an escape (an odd run of backslashes).
-/// Reads `s` 8 bytes at a time, past the `n` bytes where `s` goes on (the usual short token:
-/// one or two word tests, where memchr's setup costs more).
+/// The usual short token takes one or two 8-byte word tests, where memchr's setup costs more:
+/// up to 8 bytes, the first word of `s` (read past the `n` bytes where `s` goes on); up to 16,
+/// the first and the last 8 of the `n` bytes (overlapping).
 #[inline(always)]
 pub(super) fn plain_line(s: &[u8], n: usize) -> bool {
-    // The lowest flagged byte of a word is a true one: none among its first `k` bytes means none
-    // is there (no mask needed for the bytes after them).
-    let clean_first = |w: &[u8], k: usize| {
-        let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
-        special_bytes(w).trailing_zeros() as usize >= 8 * k
-    };
-    let clean = match s.get(..16) {
-        Some(w) if n <= 8 => clean_first(&w[..8], n),
-        Some(w) if n <= 16 => clean_first(&w[..8], 8) && clean_first(&w[8..], n - 8),
+    let word = |w: &[u8]| special_bytes(u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    let clean = match s.get(..8) {
+        // The lowest flagged byte is a true one: none among the first `n` bytes means none is
+        // there (no mask needed for the bytes after them).
+        Some(w) if n <= 8 => word(w).trailing_zeros() as usize >= 8 * n,
+        Some(w) if n <= 16 => word(w) | word(&s[n - 8..n]) == 0,
         _ => plain_long(s, n),
     };
     clean && (n == 0 || s[n - 1] != b'\\' || escapes_even(&s[..n]))

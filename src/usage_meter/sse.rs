@@ -276,6 +276,7 @@ fn single_data_event(frame: &[u8]) -> Option<Range<usize>> {
     Some(start..body.len())
 }
 
+#[inline]
 pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
     out_reserve(out, b.len());
     out.put_slice(b);
@@ -283,6 +284,7 @@ pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
 
 /// Makes room for `n` more bytes in `out`, growing it by at least 8 KiB at a time so that the
 /// many small events of a stream share a few allocations.
+#[inline]
 pub(crate) fn out_reserve(out: &mut BytesMut, n: usize) {
     if out.capacity() - out.len() < n {
         out.reserve(n.max(8 * 1024));
