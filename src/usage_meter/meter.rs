@@ -90,21 +90,18 @@ impl Meter {
         self.core.as_ref().map_or(0, |c| c.ctx.cfg.json_limit)
     }
 
-    /// Observes a data frame; returns what to emit now (may be empty).
+    /// Observes a data frame; returns what to emit now (may be empty). An event stream's frame
+    /// is handled inline (the usual content chunk takes [`SseScanner::feed`]'s fast path without
+    /// a call); the other modes out of line.
+    #[inline(always)]
     pub(crate) fn data(&mut self, data: Bytes) -> Bytes {
-        let Some(core) = self.core.as_deref_mut() else {
-            return data;
-        };
-        if core.obs.first_data.is_none() && !data.is_empty() && core.mode != Mode::Sse {
-            core.obs.first_data = Some(core.ctx.cfg.clock.now());
-        }
-        match core.mode {
-            Mode::Pass => data,
-            Mode::Json => core.json_data(data),
-            Mode::Sse => {
+        match self.core.as_deref_mut() {
+            Some(core) if core.mode == Mode::Sse => {
                 let mut h = Handler::new(&core.ctx, &mut core.obs, &mut core.edits);
                 core.sse.feed(data, &mut h)
             }
+            Some(core) => core.other_data(data),
+            None => data,
         }
     }
 
@@ -154,8 +151,21 @@ impl Drop for Meter {
 }
 
 impl Core {
-    /// A frame of a non-streamed body: accumulated up to the limit, then passed through.
+    /// A frame of a body that is not an event stream: its time noted, then accumulated (JSON) or
+    /// passed on.
     #[inline(never)]
+    fn other_data(&mut self, data: Bytes) -> Bytes {
+        if self.obs.first_data.is_none() && !data.is_empty() {
+            self.obs.first_data = Some(self.ctx.cfg.clock.now());
+        }
+        match self.mode {
+            Mode::Json => self.json_data(data),
+            Mode::Pass | Mode::Sse => data,
+        }
+    }
+
+    /// A frame of a non-streamed body: accumulated up to the limit, then passed through.
+    #[inline]
     fn json_data(&mut self, data: Bytes) -> Bytes {
         let JsonState::Accumulating(buf) = &mut self.json else {
             self.obs.content_bytes += data.len() as u64;

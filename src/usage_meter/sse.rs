@@ -56,64 +56,75 @@ pub(crate) struct SseScanner {
 }
 
 impl SseScanner {
-    /// Feeds one frame; returns the bytes to emit now (possibly empty).
-    #[inline]
+    /// Feeds one frame; returns the bytes to emit now (possibly empty). Inlined into the body's
+    /// poll: the usual frame ([`OnEvent::whole_event`]) then costs no call of its own.
+    #[inline(always)]
     pub(crate) fn feed(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
-        if self.tail.is_empty() {
-            let frame = match h.whole_event(frame, &mut self.out) {
-                Ok(out) => {
-                    // As below: a frame that starts an event ends any pending CR's line.
-                    self.after_cr = false;
-                    return out;
-                }
-                Err(frame) => frame,
-            };
-            let mut copy = h.rewrites();
-            let consumed = match single_data_event(&frame) {
-                Some(data) => {
-                    // The usual frame: one event of one `data:` line, handled without the line
-                    // loop (the state is that of an event boundary, the tail being empty; a
-                    // CR before it was a whole line end, the frame starting with `data:`).
-                    self.after_cr = false;
-                    self.data.push(data);
-                    self.fields = true;
-                    self.event(&frame, h, &mut copy, &[]);
-                    self.reset_event();
-                    frame.len()
-                }
-                None => self.scan(&frame, h, &mut copy),
-            };
-            if consumed < frame.len() {
-                self.tail.extend_from_slice(&frame[consumed..]);
-            }
-            if copy {
-                self.out.split().freeze()
-            } else if consumed == frame.len() {
-                // The usual frame: whole events, passed on as they came.
-                frame
-            } else {
-                frame.slice(..consumed)
-            }
-        } else {
-            self.tail.extend_from_slice(&frame);
-            let buf = std::mem::take(&mut self.tail);
-            let mut copy = h.rewrites();
-            let consumed = self.scan(&buf, h, &mut copy);
-            let out = if copy {
-                self.out.split().freeze()
-            } else {
-                Bytes::copy_from_slice(&buf[..consumed])
-            };
-            let mut buf = buf;
-            if consumed < buf.len() {
-                let _ = buf.split_to(consumed);
-                self.tail = buf;
-            } else {
-                buf.clear();
-                self.tail = buf;
-            }
-            out
+        if !self.tail.is_empty() {
+            return self.feed_continued(frame, h);
         }
+        match h.whole_event(frame, &mut self.out) {
+            Ok(out) => {
+                // As in `feed_at_boundary`: a frame that starts an event ends any pending CR's line.
+                self.after_cr = false;
+                out
+            }
+            Err(frame) => self.feed_at_boundary(frame, h),
+        }
+    }
+
+    /// Feeds a frame that starts at an event boundary (the tail is empty).
+    #[inline(never)]
+    fn feed_at_boundary(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
+        let mut copy = h.rewrites();
+        let consumed = match single_data_event(&frame) {
+            Some(data) => {
+                // The usual frame: one event of one `data:` line, handled without the line
+                // loop (the state is that of an event boundary, the tail being empty; a
+                // CR before it was a whole line end, the frame starting with `data:`).
+                self.after_cr = false;
+                self.data.push(data);
+                self.fields = true;
+                self.event(&frame, h, &mut copy, &[]);
+                self.reset_event();
+                frame.len()
+            }
+            None => self.scan(&frame, h, &mut copy),
+        };
+        if consumed < frame.len() {
+            self.tail.extend_from_slice(&frame[consumed..]);
+        }
+        if copy {
+            self.out.split().freeze()
+        } else if consumed == frame.len() {
+            // The usual frame: whole events, passed on as they came.
+            frame
+        } else {
+            frame.slice(..consumed)
+        }
+    }
+
+    /// Feeds a frame that continues the unfinished event in the tail.
+    #[inline(never)]
+    fn feed_continued(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
+        self.tail.extend_from_slice(&frame);
+        let buf = std::mem::take(&mut self.tail);
+        let mut copy = h.rewrites();
+        let consumed = self.scan(&buf, h, &mut copy);
+        let out = if copy {
+            self.out.split().freeze()
+        } else {
+            Bytes::copy_from_slice(&buf[..consumed])
+        };
+        let mut buf = buf;
+        if consumed < buf.len() {
+            let _ = buf.split_to(consumed);
+            self.tail = buf;
+        } else {
+            buf.clear();
+            self.tail = buf;
+        }
+        out
     }
 
     /// Ends the stream: an unfinished last event is observed as if complete and emitted as it is.
@@ -265,6 +276,7 @@ fn single_data_event(frame: &[u8]) -> Option<Range<usize>> {
     Some(start..body.len())
 }
 
+#[inline]
 pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
     out_reserve(out, b.len());
     out.put_slice(b);
@@ -272,6 +284,7 @@ pub(crate) fn out_put(out: &mut BytesMut, b: &[u8]) {
 
 /// Makes room for `n` more bytes in `out`, growing it by at least 8 KiB at a time so that the
 /// many small events of a stream share a few allocations.
+#[inline]
 pub(crate) fn out_reserve(out: &mut BytesMut, n: usize) {
     if out.capacity() - out.len() < n {
         out.reserve(n.max(8 * 1024));
