@@ -253,6 +253,21 @@ impl Template {
     /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
     /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
     /// come first: the length, the (short) suffix, the prefix.
+    /// The content of the event at the start of `buf` (which may hold more after it) if the
+    /// event is `raw_prefix`, a plain string on one line, then `raw_suffix`: what
+    /// [`Template::frame_content`] takes, found by the content's closing quote.
+    #[inline]
+    fn event_content<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        let p = self.raw_prefix.len();
+        if !self.one_line || !buf.starts_with(&self.raw_prefix) {
+            return None;
+        }
+        // The suffix starts with the closing quote, and a plain content holds none.
+        let n = memchr::memchr(b'"', &buf[p..])?;
+        (buf[p + n..].starts_with(&self.raw_suffix) && plain_line(&buf[p..], n))
+            .then(|| &buf[p..p + n])
+    }
+
     #[inline(always)]
     fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
         let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
@@ -742,6 +757,19 @@ impl OnEvent for Handler<'_> {
     #[inline(always)]
     fn whole_event(&mut self, frame: Bytes, out: &mut BytesMut) -> Result<Bytes, Bytes> {
         self.ordinary_frame(frame, out)
+    }
+
+    /// An ordinary content chunk at the start of `buf` (see [`Template::event_content`]), metered
+    /// as [`Handler::ordinary_chunk`] meters it.
+    #[inline]
+    fn known_event(&mut self, buf: &[u8]) -> Option<usize> {
+        let t = self.st.template.as_ref()?;
+        let content = t.event_content(buf)?;
+        let n = t.raw_prefix.len() + content.len() + t.raw_suffix.len();
+        self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
+        self.content(content.len() as u64);
+        self.capture(content);
+        Some(n)
     }
 
     fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {

@@ -32,6 +32,17 @@ pub(crate) trait OnEvent {
         let _ = out;
         Err(frame)
     }
+
+    /// The length of the event at the start of `buf` (more events may follow it) when the owner
+    /// recognises it as one whole event of a shape it knows and has observed it, exactly as
+    /// [`OnEvent::on_event`] would have (with no replacement), [`OnEvent::rewrite`] being ready
+    /// for it; `None` (nothing observed) otherwise. Lets the scan take the usual events of a frame
+    /// that holds several without reading their lines.
+    #[inline(always)]
+    fn known_event(&mut self, buf: &[u8]) -> Option<usize> {
+        let _ = buf;
+        None
+    }
 }
 
 /// The scanner's state between frames.
@@ -168,7 +179,26 @@ impl SseScanner {
             self.after_cr = false;
             pos += usize::from(buf[pos] == b'\n');
         }
-        while let Some((end, next, cr_last)) = crate::body::line_end(buf, pos) {
+        loop {
+            if pos == ev && !self.fields {
+                // An event starts here: the usual one is taken whole (see `known_event`).
+                if let Some(n) = h.known_event(&buf[ev..]) {
+                    self.after_cr = false;
+                    if !*copy && h.rewrites() {
+                        *copy = true;
+                        out_put(&mut self.out, &buf[..ev]);
+                    }
+                    if *copy {
+                        h.rewrite(&buf[ev..ev + n], &mut self.out);
+                    }
+                    ev += n;
+                    pos = ev;
+                    continue;
+                }
+            }
+            let Some((end, next, cr_last)) = crate::body::line_end(buf, pos) else {
+                break;
+            };
             self.after_cr = cr_last;
             let line = &buf[pos..end];
             if line.is_empty() {

@@ -336,3 +336,59 @@ fn fast_path_takes_ordinary_chunks() {
         assert_eq!(side.obs.content_bytes, 3 + 4 + 8);
     }
 }
+
+/// The handler counting the events the scanner reads line by line (`on_event`).
+struct Counting<'a>(Handler<'a>, usize);
+
+impl OnEvent for Counting<'_> {
+    fn on_event(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        self.1 += 1;
+        self.0.on_event(name, data)
+    }
+    fn rewrites(&self) -> bool {
+        self.0.rewrites()
+    }
+    fn rewrite(&mut self, src: &[u8], out: &mut BytesMut) {
+        self.0.rewrite(src, out);
+    }
+    fn known_event(&mut self, buf: &[u8]) -> Option<usize> {
+        self.0.known_event(buf)
+    }
+}
+
+/// A frame of several events (an upstream's burst read at once) has its usual events taken whole
+/// too, not read line by line, and emits what one event per frame would.
+#[test]
+fn known_events_in_a_burst_skip_the_line_scan() {
+    for rewrite in [false, true] {
+        let clock = Arc::new(Ticks {
+            base: Instant::now(),
+            ticks: AtomicU64::new(0),
+        });
+        let event = |c: &str| {
+            format!(
+                "data: {}\n\n",
+                chunk(0, &format!(r#"{{"content":"{c}"}}"#), "null")
+            )
+        };
+        let mut one = Side::new(clock.clone(), rewrite, 0);
+        one.feed(Some(Bytes::from(event("teach"))), true);
+        let mut burst = Side::new(clock, rewrite, 0);
+        burst.feed(Some(Bytes::from(event("teach"))), true);
+        let words = ["a", "b\\\\c", "", "d e"];
+        let expected: Vec<u8> = words
+            .iter()
+            .flat_map(|w| one.feed(Some(Bytes::from(event(w))), true).to_vec())
+            .collect();
+        let frame: String = words.iter().map(|w| event(w)).collect::<String>() + ": ping\n\n";
+        let mut h = Counting(
+            Handler::new(&burst.ctx, &mut burst.obs, &mut burst.edits),
+            0,
+        );
+        let out = burst.sse.feed(Bytes::from(frame), &mut h);
+        assert_eq!(h.1, 0, "no event read line by line (rewrite {rewrite})");
+        assert_eq!(out[..expected.len()], expected[..], "rewrite {rewrite}");
+        assert!(out.ends_with(b": ping\n\n"));
+        assert_eq!(burst.obs.content_bytes, one.obs.content_bytes);
+    }
+}
