@@ -21,51 +21,15 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Cap on what a stream may send before its first content.
 const MAX_HELD: usize = 4 * 1024 * 1024;
 
-/// The request body read so far. A `Full<Bytes>` is one frame, which is kept as it is (no copy).
-pub(crate) struct Received {
+/// The frames of a body read so far: the first kept as it is (a `Full<Bytes>` or a one-frame
+/// answer is not copied), later ones gathered into one buffer.
+#[derive(Default)]
+struct Frames {
     first: Option<Bytes>,
     more: Option<BytesMut>,
-    limit: usize,
 }
 
-impl Received {
-    pub(crate) fn new(limit: usize) -> Self {
-        Received {
-            first: None,
-            more: None,
-            limit,
-        }
-    }
-
-    /// Reads the body to its end: its bytes, or 413 over the limit, or 400 if it fails.
-    pub(crate) fn poll<RB>(
-        &mut self,
-        mut body: Pin<&mut RB>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Bytes, GatewayError>>
-    where
-        RB: Body<Data = Bytes>,
-        RB::Error: Into<BoxError>,
-    {
-        loop {
-            let data = match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                None => return Poll::Ready(Ok(self.take())),
-                Some(Err(_)) => {
-                    let e = GatewayError::invalid_request("", "the request body could not be read");
-                    return Poll::Ready(Err(e));
-                }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            if self.len() + data.len() > self.limit {
-                return Poll::Ready(Err(GatewayError::payload_too_large(self.limit)));
-            }
-            self.push(data);
-        }
-    }
-
+impl Frames {
     fn len(&self) -> usize {
         match (&self.more, &self.first) {
             (Some(m), _) => m.len(),
@@ -95,10 +59,54 @@ impl Received {
     }
 }
 
+/// The request body read so far.
+pub(crate) struct Received {
+    frames: Frames,
+    limit: usize,
+}
+
+impl Received {
+    pub(crate) fn new(limit: usize) -> Self {
+        Received {
+            frames: Frames::default(),
+            limit,
+        }
+    }
+
+    /// Reads the body to its end: its bytes, or 413 over the limit, or 400 if it fails.
+    pub(crate) fn poll<RB>(
+        &mut self,
+        mut body: Pin<&mut RB>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Bytes, GatewayError>>
+    where
+        RB: Body<Data = Bytes>,
+        RB::Error: Into<BoxError>,
+    {
+        loop {
+            let data = match std::task::ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(Ok(self.frames.take())),
+                Some(Err(_)) => {
+                    let e = GatewayError::invalid_request("", "the request body could not be read");
+                    return Poll::Ready(Err(e));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            if self.frames.len() + data.len() > self.limit {
+                return Poll::Ready(Err(GatewayError::payload_too_large(self.limit)));
+            }
+            self.frames.push(data);
+        }
+    }
+}
+
 /// A non-streamed answer (or an error body, for its message) being read to its end or cap.
 #[derive(Default)]
 pub(crate) struct Buffer {
-    buf: BytesMut,
+    frames: Frames,
     limit: usize,
     success: bool,
 }
@@ -108,7 +116,7 @@ impl Buffer {
     /// first `limit` bytes are enough.
     pub(crate) fn new(limit: usize, success: bool) -> Self {
         Buffer {
-            buf: BytesMut::new(),
+            frames: Frames::default(),
             limit,
             success,
         }
@@ -122,16 +130,17 @@ impl Buffer {
         loop {
             match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    let Some(d) = frame.data_ref() else { continue };
-                    if self.buf.len() + d.len() > self.limit {
+                    let Ok(d) = frame.into_data() else { continue };
+                    let len = self.frames.len();
+                    if len + d.len() > self.limit {
                         if self.success {
                             return Poll::Ready(true);
                         }
-                        let room = self.limit.saturating_sub(self.buf.len());
-                        self.buf.extend_from_slice(&d[..room.min(d.len())]);
+                        let room = self.limit.saturating_sub(len);
+                        self.frames.push(d.slice(..room.min(d.len())));
                         return Poll::Ready(false);
                     }
-                    self.buf.extend_from_slice(d);
+                    self.frames.push(d);
                 }
                 Some(Err(_)) => return Poll::Ready(true),
                 None => return Poll::Ready(false),
@@ -139,8 +148,8 @@ impl Buffer {
         }
     }
 
-    pub(crate) fn into_bytes(self) -> Bytes {
-        self.buf.freeze()
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        self.frames.take()
     }
 }
 

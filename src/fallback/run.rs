@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::response::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body_util::Full;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::body::{Idle, Recorder, ResponseBody, StreamBody};
@@ -73,14 +74,14 @@ pub(crate) struct Run<S> {
     original: Option<OriginalMessages>,
     source: Source,
     /// Indices into `route.candidates()`, with whether each is cooling down.
-    order: Vec<(usize, bool)>,
+    order: Order,
     next: usize,
     pub(crate) history: History,
     pub(crate) deadline: Instant,
     sent: u32,
     /// Slugs of the providers this request has sent to (their first attempt is exempt from the
-    /// retry budget).
-    tried: Vec<String>,
+    /// retry budget), shared with the catalog.
+    tried: SmallVec<[Arc<str>; 4]>,
     /// The current attempt's `gen_ai.attempt` span ([`telemetry`]).
     span: Span,
 }
@@ -110,7 +111,7 @@ impl<S> Run<S> {
             next: 0,
             history: History::default(),
             sent: 0,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             span: Span::none(),
         }
     }
@@ -182,8 +183,8 @@ impl<S> Run<S> {
                     let model = self.route.endpoint(&c).upstream_model();
                     self.span = telemetry::attempt_span(slug, model, attempt.number);
                     telemetry::inject_context(&self.span, req.headers_mut());
-                    if !self.tried.contains(slug) {
-                        self.tried.push(slug.clone());
+                    if !self.tried(slug) {
+                        self.tried.push(self.route.names(&c).provider_slug);
                     }
                     return Some((attempt, req));
                 }
@@ -235,6 +236,11 @@ impl<S> Run<S> {
         )
     }
 
+    /// Whether the provider `slug` was sent to already.
+    fn tried(&self, slug: &str) -> bool {
+        self.tried.iter().any(|t| **t == *slug)
+    }
+
     fn skip_cooling(&mut self, c: &Candidate) {
         self.history.records.push(AttemptRecord {
             provider: self.route.names(c).provider_name,
@@ -254,7 +260,7 @@ impl<S> Run<S> {
     /// providers not tried) when the budget is empty.
     fn withdraw(&mut self, c: &Candidate) -> bool {
         let slug = &self.route.provider(c).slug;
-        if self.sent == 0 || !self.tried.contains(slug) {
+        if self.sent == 0 || !self.tried(slug) {
             return true;
         }
         match &self.config.budget {
@@ -485,15 +491,19 @@ impl<S> Run<S> {
     }
 }
 
+/// Indices into a route's candidates, with whether each is cooling down (inline: a request has a
+/// handful of candidates).
+type Order = SmallVec<[(usize, bool); 8]>;
+
 /// The candidates in the order they are tried: as routed, cooling endpoints last
 /// ([`CooldownMode::Defer`]).
-fn order(config: &Config, route: &Route, now: Instant) -> Vec<(usize, bool)> {
+fn order(config: &Config, route: &Route, now: Instant) -> Order {
     let health: Option<&dyn HealthSource> = match (&config.health, &config.stats) {
         (Some(h), _) => Some(&*h.0),
         (None, Some(s)) => Some(s),
         _ => None,
     };
-    let mut order: Vec<(usize, bool)> = (0..route.candidates().len())
+    let mut order: Order = (0..route.candidates().len())
         .map(|i| {
             let cooling = config.cooldown != CooldownMode::Ignore
                 && health.is_some_and(|h| {

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::{Partition, RequestView, SortBy};
 use crate::catalog::{Catalog, EffectivePricing, Endpoint, Provider};
@@ -57,6 +58,12 @@ pub struct ResolvedModel {
     pub id: String,
 }
 
+/// A route's candidates (inline: a request has a handful).
+pub(crate) type Candidates = SmallVec<[Candidate; 8]>;
+
+/// A route's models (inline: a request usually names one).
+pub(crate) type Models = SmallVec<[ResolvedModel; 1]>;
+
 /// The routing decision, inserted into the request extensions by ModelRouting and refined by the
 /// layers inside it (DataPolicy and PriceCap remove candidates, PercentileDeprioritize reorders them,
 /// ProviderFallback tries them in order).
@@ -66,8 +73,8 @@ pub struct Route {
     // Boxed: the view is large (~700 bytes) and the route moves through every layer's future.
     view: Box<RequestView<'static>>,
     catalog: Catalog,
-    models: Vec<ResolvedModel>,
-    candidates: Vec<Candidate>,
+    models: Models,
+    candidates: Candidates,
     exclusions: Vec<Exclusion>,
     partition: Partition,
     prompt_tokens: u64,
@@ -81,8 +88,8 @@ pub(crate) struct RouteParts {
     pub(crate) body: Bytes,
     pub(crate) view: Box<RequestView<'static>>,
     pub(crate) catalog: Catalog,
-    pub(crate) models: Vec<ResolvedModel>,
-    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) models: Models,
+    pub(crate) candidates: Candidates,
     pub(crate) exclusions: Vec<Exclusion>,
     pub(crate) partition: Partition,
     pub(crate) prompt_tokens: u64,
@@ -311,7 +318,7 @@ impl Route {
         &mut self,
         mut back: impl FnMut(&Candidate, &Endpoint, &Provider) -> bool,
     ) -> usize {
-        let flags: Vec<bool> = self
+        let flags: SmallVec<[bool; 16]> = self
             .candidates
             .iter()
             .map(|c| match (self.get_endpoint(c), self.get_provider(c)) {
@@ -325,8 +332,8 @@ impl Route {
         }
         let whole = self.partition == Partition::None;
         let cands = &self.candidates;
-        let mut out = Vec::with_capacity(cands.len());
-        let mut slow = Vec::new();
+        let mut out = Candidates::with_capacity(cands.len());
+        let mut slow = Candidates::new();
         let mut start = 0;
         while start < cands.len() {
             let model = cands[start].model;
