@@ -23,7 +23,9 @@ use super::upstream::{build_request, clean_response_headers, upstream_request_id
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
-use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
+use crate::route::{
+    AnswerReading, AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy,
+};
 use crate::stats::{Attempt as StatsAttempt, Outcome};
 use crate::telemetry;
 use crate::wire::OriginalMessages;
@@ -411,19 +413,19 @@ impl<S> Run<S> {
             latency: Some(latency),
             attempts: std::mem::take(&mut self.history.records),
             upstream_request_id: None,
+            answer: None,
         }
     }
 
-    /// The response for a served attempt: headers cleaned, [`ServedBy`] and the wire's mark added.
+    /// The response for a served attempt: headers cleaned, `served` (made by [`Run::served`]) and
+    /// the wire's mark added.
     fn respond<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        latency: Duration,
-        streamed: bool,
+        mut served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        let mut served = self.served(a, latency, streamed);
         served.upstream_request_id = upstream_request_id(&head.headers);
         clean_response_headers(&mut head.headers, self.secret(a));
         head.extensions.insert(served);
@@ -431,12 +433,14 @@ impl<S> Run<S> {
         Response::from_parts(head, body)
     }
 
-    /// A buffered answer that passed [`classify`](super::classify): one frame, exact size.
+    /// A buffered answer that passed [`classify`](super::classify): one frame, exact size; the
+    /// reader's reading of it goes to the layer that lent the reader in [`ServedBy`] (one
+    /// extension for both).
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
         head: Parts,
-        bytes: Bytes,
+        (bytes, reading): (Bytes, Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         telemetry::record_status(
@@ -448,7 +452,9 @@ impl<S> Run<S> {
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
             stats.record_attempt(key, sample, Instant::now());
         }
-        self.respond(a, head, latency, false, ResponseBody::full(bytes))
+        let mut served = self.served(a, latency, false);
+        served.answer = reading;
+        self.respond(a, head, served, ResponseBody::full(bytes))
     }
 
     /// A stream whose first content arrived: the held frames, then the rest of the stream.
@@ -487,7 +493,8 @@ impl<S> Run<S> {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        self.respond(a, head, latency, true, ResponseBody::stream(s))
+        let served = self.served(a, latency, true);
+        self.respond(a, head, served, ResponseBody::stream(s))
     }
 }
 

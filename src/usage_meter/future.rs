@@ -229,7 +229,10 @@ fn wrap<B: Body<Data = Bytes>>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    ctx.answer = parts.extensions.remove::<crate::route::AnswerReading>();
+    ctx.answer = parts
+        .extensions
+        .get_mut::<ServedBy>()
+        .and_then(|s| s.answer.take());
     let served = parts.extensions.get::<ServedBy>();
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {
