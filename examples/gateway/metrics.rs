@@ -218,14 +218,14 @@ impl Metrics {
         let provider = r.endpoint.as_ref().map(provider_of).unwrap_or_default();
         let served = ServedLabels {
             gen_ai_provider_name: provider.clone(),
-            gen_ai_response_model: r.model.clone(),
+            gen_ai_response_model: r.model.to_string(),
         };
         let error_type = if r.error { "stream_error" } else { "" };
         self.duration
             .get_or_create(&OperationLabels {
                 gen_ai_operation_name: "chat",
                 gen_ai_provider_name: provider.clone(),
-                gen_ai_response_model: r.model.clone(),
+                gen_ai_response_model: r.model.to_string(),
                 error_type,
             })
             .observe(r.latency.as_secs_f64());
@@ -234,7 +234,7 @@ impl Metrics {
                 .get_or_create(&TokenLabels {
                     gen_ai_operation_name: "chat",
                     gen_ai_provider_name: provider.clone(),
-                    gen_ai_response_model: r.model.clone(),
+                    gen_ai_response_model: r.model.to_string(),
                     gen_ai_token_type: kind,
                 })
                 .observe(n as f64);

@@ -216,7 +216,7 @@ fn resolve_all(
             Some(ids) => {
                 for id in ids? {
                     let mut p = resolve(catalog, &id)?;
-                    p.requested = name.to_string();
+                    p.requested = std::sync::Arc::from(name);
                     push(p);
                 }
             }

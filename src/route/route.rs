@@ -52,10 +52,12 @@ pub struct Exclusion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResolvedModel {
-    /// As the request named it (`"meta-llama/llama-3.3-70b-instruct:nitro"`).
-    pub requested: String,
-    /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`).
-    pub id: String,
+    /// As the request named it (`"meta-llama/llama-3.3-70b-instruct:nitro"`; the same allocation
+    /// as `id` when the request named the model by its id).
+    pub requested: Arc<str>,
+    /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`), shared with the
+    /// catalog.
+    pub id: Arc<str>,
 }
 
 /// A route's candidates (inline: a request has a handful).
@@ -422,7 +424,7 @@ impl Route {
     /// Like [`Route::unavailable`], with the availability code chosen by the caller (a layer that knows
     /// its own filter removed the last candidates).
     pub fn unavailable_as(&self, code: Option<AvailabilityCode>) -> GatewayError {
-        let requested: Vec<String> = self.models.iter().map(|m| m.requested.clone()).collect();
+        let requested: Vec<String> = self.models.iter().map(|m| m.requested.to_string()).collect();
         // Tier endpoints that were not asked for are invisible, not a constraint the caller set.
         let mut by: Vec<ExcludedBy> = self
             .exclusions
