@@ -242,11 +242,7 @@ pub(crate) fn soft_parameters(
 }
 
 /// `service_tier: "flex"`: only flex endpoints when the model has any.
-pub(crate) fn flex_only(
-    alive: &mut Eps<'_>,
-    tiers: TierRequest,
-    excluded: &mut Vec<Exclusion>,
-) {
+pub(crate) fn flex_only(alive: &mut Eps<'_>, tiers: TierRequest, excluded: &mut Vec<Exclusion>) {
     if tiers.flex {
         keep_if_any(alive, ExcludedBy::ServiceTier, excluded, |e| {
             e.service_tier == Some(ServiceTier::Flex)

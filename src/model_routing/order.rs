@@ -138,13 +138,7 @@ impl<'a> Planner<'a> {
     }
 
     /// `sort` (or a sorting variant): the stable endpoints by price or by a metric.
-    fn sorted(
-        &mut self,
-        by: SortBy,
-        mut good: Eps<'a>,
-        model: usize,
-        out: &mut Order<'a>,
-    ) {
+    fn sorted(&mut self, by: SortBy, mut good: Eps<'a>, model: usize, out: &mut Order<'a>) {
         if self.partition == Partition::None && self.models > 1 {
             self.global_sort = Some(by);
         }
@@ -207,8 +201,7 @@ impl<'a> Planner<'a> {
         }
         let is_priority =
             |c: &Placed<'_>| c.ep.e.service_tier.is_some_and(|t| t != ServiceTier::Flex);
-        let (mut first, rest): (Order<'a>, Order<'a>) =
-            ordered.drain(..).partition(is_priority);
+        let (mut first, rest): (Order<'a>, Order<'a>) = ordered.drain(..).partition(is_priority);
         let by = SortBy::Throughput;
         first.sort_by(|a, b| cmp_metric(self.health, a.ep.e, b.ep.e, by, self.now));
         first.extend(rest);

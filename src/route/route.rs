@@ -424,7 +424,11 @@ impl Route {
     /// Like [`Route::unavailable`], with the availability code chosen by the caller (a layer that knows
     /// its own filter removed the last candidates).
     pub fn unavailable_as(&self, code: Option<AvailabilityCode>) -> GatewayError {
-        let requested: Vec<String> = self.models.iter().map(|m| m.requested.to_string()).collect();
+        let requested: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.requested.to_string())
+            .collect();
         // Tier endpoints that were not asked for are invisible, not a constraint the caller set.
         let mut by: Vec<ExcludedBy> = self
             .exclusions
