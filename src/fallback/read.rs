@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::Body;
 
 use super::body::{observe, Framer};
 use super::sse::{Phase, Watch};
+use crate::body::{Frames, Gather, GatherError};
 use crate::error::GatewayError;
 use crate::wire::StreamReader;
 use crate::wire::Wire;
@@ -21,54 +22,16 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Cap on what a stream may send before its first content.
 const MAX_HELD: usize = 4 * 1024 * 1024;
 
-/// The frames of a body read so far: the first kept as it is (a `Full<Bytes>` or a one-frame
-/// answer is not copied), later ones gathered into one buffer.
-#[derive(Default)]
-struct Frames {
-    first: Option<Bytes>,
-    more: Option<BytesMut>,
-}
-
-impl Frames {
-    fn len(&self) -> usize {
-        match (&self.more, &self.first) {
-            (Some(m), _) => m.len(),
-            (None, Some(f)) => f.len(),
-            (None, None) => 0,
-        }
-    }
-
-    fn push(&mut self, data: Bytes) {
-        match (&mut self.more, self.first.take()) {
-            (Some(m), _) => m.extend_from_slice(&data),
-            (None, None) => self.first = Some(data),
-            (None, Some(first)) => {
-                let mut m = BytesMut::with_capacity(first.len() + data.len());
-                m.extend_from_slice(&first);
-                m.extend_from_slice(&data);
-                self.more = Some(m);
-            }
-        }
-    }
-
-    fn take(&mut self) -> Bytes {
-        match (self.more.take(), self.first.take()) {
-            (Some(m), _) => m.freeze(),
-            (None, first) => first.unwrap_or_default(),
-        }
-    }
-}
-
 /// The request body read so far.
 pub(crate) struct Received {
-    frames: Frames,
+    gather: Gather,
     limit: usize,
 }
 
 impl Received {
     pub(crate) fn new(limit: usize) -> Self {
         Received {
-            frames: Frames::default(),
+            gather: Gather::new(limit),
             limit,
         }
     }
@@ -76,30 +39,20 @@ impl Received {
     /// Reads the body to its end: its bytes, or 413 over the limit, or 400 if it fails.
     pub(crate) fn poll<RB>(
         &mut self,
-        mut body: Pin<&mut RB>,
+        body: Pin<&mut RB>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Bytes, GatewayError>>
     where
         RB: Body<Data = Bytes>,
         RB::Error: Into<BoxError>,
     {
-        loop {
-            let data = match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                None => return Poll::Ready(Ok(self.frames.take())),
-                Some(Err(_)) => {
-                    let e = GatewayError::invalid_request("", "the request body could not be read");
-                    return Poll::Ready(Err(e));
-                }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            if self.frames.len() + data.len() > self.limit {
-                return Poll::Ready(Err(GatewayError::payload_too_large(self.limit)));
+        let gathered = std::task::ready!(self.gather.poll(body, cx));
+        Poll::Ready(gathered.map_err(|e| match e {
+            GatherError::TooLarge => GatewayError::payload_too_large(self.limit),
+            GatherError::Failed => {
+                GatewayError::invalid_request("", "the request body could not be read")
             }
-            self.frames.push(data);
-        }
+        }))
     }
 }
 
