@@ -154,7 +154,7 @@ async fn item_4_failover_before_content_still_works_behind_the_comments() {
     );
     assert!(!text.contains("\"error\""), "{text}");
     let record = store.get(&id).expect("recorded");
-    assert_eq!(record.provider_name, "BETA");
+    assert_eq!(&*record.provider_name, "BETA");
     assert_eq!(record.attempts, 2);
 }
 

@@ -260,7 +260,7 @@ async fn model_routing_hands_the_buffered_body_on() {
     assert_eq!(req.headers()["x-test"], "y");
     let route = req.extensions().get::<Route>().unwrap();
     assert_eq!(route.body(), &Bytes::from(body));
-    assert_eq!(route.models()[0].id, "openai/gpt-4o-mini");
+    assert_eq!(&*route.models()[0].id, "openai/gpt-4o-mini");
     send.send_response(Response::new(Full::new(Bytes::new())));
     fut.await.unwrap().unwrap();
 }

@@ -308,7 +308,7 @@ fn events(body: &[u8]) -> Vec<Value> {
 }
 
 fn check_record(r: &GenerationRecord, streamed: bool) {
-    assert_eq!(r.provider_name, "Anthro");
+    assert_eq!(&*r.provider_name, "Anthro");
     assert_eq!(r.tokens.prompt, 120);
     assert_eq!(r.tokens.cached, 100);
     assert_eq!(r.tokens.completion, 12);

@@ -50,7 +50,7 @@ async fn route(layer: ModelRoutingLayer, body: Value) -> Result<Vec<String>, (u1
         return Err((status, serde_json::from_slice(&bytes).unwrap()));
     }
     let route = seen.lock().unwrap().take().expect("a route");
-    Ok(route.models().iter().map(|m| m.id.clone()).collect())
+    Ok(route.models().iter().map(|m| m.id.to_string()).collect())
 }
 
 fn chat(model: &str) -> Value {

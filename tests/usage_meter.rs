@@ -298,8 +298,8 @@ fn check_record(rec: &GenerationRecord) {
     assert_eq!(rec.finish_reason.as_deref(), Some("stop"));
     assert!(rec.streamed && !rec.cancelled && !rec.usage_missing);
     assert_eq!(rec.upstream_id.as_deref(), Some(UP_ID));
-    assert_eq!(rec.provider_name, "Anthropic");
-    assert_eq!(rec.model, "anthropic/claude-sonnet-4.5");
+    assert_eq!(&*rec.provider_name, "Anthropic");
+    assert_eq!(&*rec.model, "anthropic/claude-sonnet-4.5");
 }
 
 #[tokio::test]
@@ -1358,7 +1358,7 @@ async fn behind_provider_fallback_prices_the_serving_endpoint() {
         assert_eq!(v["model"], "acme/chat");
         let r = store.get(&id).expect("recorded");
         assert_eq!(r.attempts, 2, "alpha failed, beta served");
-        assert_eq!(r.provider_name, "BETA");
+        assert_eq!(&*r.provider_name, "BETA");
         assert!(!r.usage_missing);
         // Beta's prices: $3/M prompt, $4/M completion.
         let expect = Usd::from_micros(3)

@@ -436,7 +436,7 @@ fn check_edited(bytes: &[u8], records: &Records) {
     assert_eq!(recs.len(), 1);
     assert_eq!(v["id"], &*recs[0].id);
     assert_eq!(v["model"], MODEL);
-    assert_eq!(v["provider"], recs[0].provider_name.as_str());
+    assert_eq!(v["provider"], &*recs[0].provider_name);
     assert_eq!(v["usage"]["cost"].to_string(), recs[0].cost.to_string());
     assert!(!recs[0].usage_missing && !recs[0].cancelled);
 }

@@ -8,10 +8,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+mod gather;
 mod lines;
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 mod translated;
 
+pub(crate) use gather::{Frames, Gather, GatherError};
 pub(crate) use lines::{line_end, SseLines};
 
 #[cfg(any(feature = "anthropic", feature = "responses"))]

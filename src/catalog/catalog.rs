@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     calls: Vec<ProviderCall>,
     provider_index: FastMap<String, u32>,
     models: Vec<Model>,
+    /// Per model, in the same order: its id, shared by the routes and records that name it.
+    model_ids: Vec<Arc<str>>,
     model_index: FastMap<String, u32>,
     endpoints: Vec<Endpoint>,
     endpoint_provider: Vec<u32>,
@@ -183,6 +185,12 @@ impl Catalog {
     pub fn model(&self, id: &str) -> Option<&Model> {
         let i = *self.inner.model_index.get(id)?;
         Some(&self.inner.models[i as usize])
+    }
+
+    /// The id of the model with this exact id, shared (cloning it allocates nothing).
+    pub(crate) fn model_id(&self, id: &str) -> Option<&Arc<str>> {
+        let i = *self.inner.model_index.get(id)?;
+        self.inner.model_ids.get(i as usize)
     }
 
     /// All models, in the order they were added.
@@ -476,6 +484,7 @@ impl CatalogBuilder {
                 upstream_models: all.iter().map(|e| Arc::from(e.upstream_model())).collect(),
                 providers,
                 provider_index,
+                model_ids: models.iter().map(|m| Arc::from(m.id.as_str())).collect(),
                 models,
                 model_index,
                 endpoints: all,

@@ -57,7 +57,11 @@ impl History {
     }
 
     fn final_error(&self, route: &Route) -> GatewayError {
-        let requested: Vec<String> = route.models().iter().map(|m| m.requested.clone()).collect();
+        let requested: Vec<String> = route
+            .models()
+            .iter()
+            .map(|m| m.requested.to_string())
+            .collect();
         let Some(last) = &self.last else {
             return self.nothing_sent(route, requested);
         };

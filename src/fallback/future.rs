@@ -204,13 +204,7 @@ fn judged<S, B>(
         (attempt.wire, run.config.reader),
         secret,
     ) {
-        Verdict::Answer(bytes, reading) => {
-            let mut head = head;
-            if let Some(r) = reading {
-                head.extensions.insert(r);
-            }
-            Ok(run.answered(attempt, head, bytes))
-        }
+        Verdict::Answer(bytes, reading) => Ok(run.answered(attempt, head, (bytes, reading))),
         Verdict::Failed { error, message } => {
             let headers = error.status().map(|_| &head.headers);
             Err(run.fail(attempt, error, headers, message))

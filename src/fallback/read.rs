@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::Body;
 
 use super::body::{observe, Framer};
 use super::sse::{Phase, Watch};
+use crate::body::{Frames, Gather, GatherError};
 use crate::error::GatewayError;
 use crate::wire::StreamReader;
 use crate::wire::Wire;
@@ -21,18 +22,16 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Cap on what a stream may send before its first content.
 const MAX_HELD: usize = 4 * 1024 * 1024;
 
-/// The request body read so far. A `Full<Bytes>` is one frame, which is kept as it is (no copy).
+/// The request body read so far.
 pub(crate) struct Received {
-    first: Option<Bytes>,
-    more: Option<BytesMut>,
+    gather: Gather,
     limit: usize,
 }
 
 impl Received {
     pub(crate) fn new(limit: usize) -> Self {
         Received {
-            first: None,
-            more: None,
+            gather: Gather::new(limit),
             limit,
         }
     }
@@ -40,65 +39,27 @@ impl Received {
     /// Reads the body to its end: its bytes, or 413 over the limit, or 400 if it fails.
     pub(crate) fn poll<RB>(
         &mut self,
-        mut body: Pin<&mut RB>,
+        body: Pin<&mut RB>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Bytes, GatewayError>>
     where
         RB: Body<Data = Bytes>,
         RB::Error: Into<BoxError>,
     {
-        loop {
-            let data = match std::task::ready!(body.as_mut().poll_frame(cx)) {
-                None => return Poll::Ready(Ok(self.take())),
-                Some(Err(_)) => {
-                    let e = GatewayError::invalid_request("", "the request body could not be read");
-                    return Poll::Ready(Err(e));
-                }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            if self.len() + data.len() > self.limit {
-                return Poll::Ready(Err(GatewayError::payload_too_large(self.limit)));
+        let gathered = std::task::ready!(self.gather.poll(body, cx));
+        Poll::Ready(gathered.map_err(|e| match e {
+            GatherError::TooLarge => GatewayError::payload_too_large(self.limit),
+            GatherError::Failed => {
+                GatewayError::invalid_request("", "the request body could not be read")
             }
-            self.push(data);
-        }
-    }
-
-    fn len(&self) -> usize {
-        match (&self.more, &self.first) {
-            (Some(m), _) => m.len(),
-            (None, Some(f)) => f.len(),
-            (None, None) => 0,
-        }
-    }
-
-    fn push(&mut self, data: Bytes) {
-        match (&mut self.more, self.first.take()) {
-            (Some(m), _) => m.extend_from_slice(&data),
-            (None, None) => self.first = Some(data),
-            (None, Some(first)) => {
-                let mut m = BytesMut::with_capacity(first.len() + data.len());
-                m.extend_from_slice(&first);
-                m.extend_from_slice(&data);
-                self.more = Some(m);
-            }
-        }
-    }
-
-    fn take(&mut self) -> Bytes {
-        match (self.more.take(), self.first.take()) {
-            (Some(m), _) => m.freeze(),
-            (None, first) => first.unwrap_or_default(),
-        }
+        }))
     }
 }
 
 /// A non-streamed answer (or an error body, for its message) being read to its end or cap.
 #[derive(Default)]
 pub(crate) struct Buffer {
-    buf: BytesMut,
+    frames: Frames,
     limit: usize,
     success: bool,
 }
@@ -108,7 +69,7 @@ impl Buffer {
     /// first `limit` bytes are enough.
     pub(crate) fn new(limit: usize, success: bool) -> Self {
         Buffer {
-            buf: BytesMut::new(),
+            frames: Frames::default(),
             limit,
             success,
         }
@@ -122,16 +83,17 @@ impl Buffer {
         loop {
             match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    let Some(d) = frame.data_ref() else { continue };
-                    if self.buf.len() + d.len() > self.limit {
+                    let Ok(d) = frame.into_data() else { continue };
+                    let len = self.frames.len();
+                    if len + d.len() > self.limit {
                         if self.success {
                             return Poll::Ready(true);
                         }
-                        let room = self.limit.saturating_sub(self.buf.len());
-                        self.buf.extend_from_slice(&d[..room.min(d.len())]);
+                        let room = self.limit.saturating_sub(len);
+                        self.frames.push(d.slice(..room.min(d.len())));
                         return Poll::Ready(false);
                     }
-                    self.buf.extend_from_slice(d);
+                    self.frames.push(d);
                 }
                 Some(Err(_)) => return Poll::Ready(true),
                 None => return Poll::Ready(false),
@@ -139,8 +101,8 @@ impl Buffer {
         }
     }
 
-    pub(crate) fn into_bytes(self) -> Bytes {
-        self.buf.freeze()
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        self.frames.take()
     }
 }
 

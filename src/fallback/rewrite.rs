@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use crate::catalog::ParamSet;
 use crate::route::{splice, Piece, RequestView};
@@ -43,7 +44,7 @@ pub(crate) fn upstream_body(
     fit: Fit,
 ) -> Option<Vec<u8>> {
     // Members to remove: the gateway-only ones, plus those the provider options override.
-    let mut remove: Vec<Range<usize>> = view
+    let mut remove: SmallVec<[Range<usize>; 8]> = view
         .gateway_members
         .iter()
         .cloned()
@@ -77,7 +78,7 @@ pub(crate) fn upstream_body(
     remove.sort_by_key(|r| r.start);
     remove.dedup();
 
-    let mut edits: Vec<Edit<'_>> = Vec::with_capacity(remove.len() + 3);
+    let mut edits = Edits::new();
     match &view.model_span {
         Some(r) => edits.push(edit(r.clone(), Piece::Quoted(upstream_model))),
         None => {
@@ -107,6 +108,9 @@ pub(crate) fn upstream_body(
 /// One edit of the caller's body: the byte range it replaces, and the pieces that replace it
 /// (at most two: `"model":` and the model id).
 type Edit<'a> = (Range<usize>, [Piece<'a>; 2]);
+
+/// The edits of one body (inline: a body has a handful).
+type Edits<'a> = SmallVec<[Edit<'a>; 8]>;
 
 /// An edit by one piece.
 fn edit(r: Range<usize>, p: Piece<'_>) -> Edit<'_> {
@@ -179,7 +183,7 @@ pub(crate) fn passthrough_body(
 ) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
     let mut remove: Vec<Range<usize>> = Vec::new();
-    let mut edits: Vec<Edit<'_>> = Vec::with_capacity(3);
+    let mut edits = Edits::new();
     let mut has_model = false;
     let total = members.len();
     for (key, span) in members {
@@ -280,7 +284,7 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 /// Edits that remove whole members (sorted, disjoint spans of `"key":value`) from an object,
 /// with exactly the commas that keep it valid: a member followed by a comma takes that comma;
 /// a run of removed members that reaches the closing brace takes the comma before the run.
-fn push_removals(body: &[u8], members: &[Range<usize>], out: &mut Vec<Edit<'_>>) {
+fn push_removals(body: &[u8], members: &[Range<usize>], out: &mut Edits<'_>) {
     let mut i = 0;
     while i < members.len() {
         // The maximal run of members separated only by commas and whitespace.

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::response::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body_util::Full;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use super::body::{Idle, Recorder, ResponseBody, StreamBody};
@@ -22,7 +23,9 @@ use super::upstream::{build_request, clean_response_headers, upstream_request_id
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
-use crate::route::{AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy};
+use crate::route::{
+    AnswerReading, AttemptKind, AttemptRecord, Candidate, RequestView, Route, ServedBy,
+};
 use crate::stats::{Attempt as StatsAttempt, Outcome};
 use crate::telemetry;
 use crate::wire::OriginalMessages;
@@ -73,14 +76,14 @@ pub(crate) struct Run<S> {
     original: Option<OriginalMessages>,
     source: Source,
     /// Indices into `route.candidates()`, with whether each is cooling down.
-    order: Vec<(usize, bool)>,
+    order: Order,
     next: usize,
     pub(crate) history: History,
     pub(crate) deadline: Instant,
     sent: u32,
     /// Slugs of the providers this request has sent to (their first attempt is exempt from the
-    /// retry budget).
-    tried: Vec<String>,
+    /// retry budget), shared with the catalog.
+    tried: SmallVec<[Arc<str>; 4]>,
     /// The current attempt's `gen_ai.attempt` span ([`telemetry`]).
     span: Span,
 }
@@ -110,7 +113,7 @@ impl<S> Run<S> {
             next: 0,
             history: History::default(),
             sent: 0,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             span: Span::none(),
         }
     }
@@ -182,8 +185,8 @@ impl<S> Run<S> {
                     let model = self.route.endpoint(&c).upstream_model();
                     self.span = telemetry::attempt_span(slug, model, attempt.number);
                     telemetry::inject_context(&self.span, req.headers_mut());
-                    if !self.tried.contains(slug) {
-                        self.tried.push(slug.clone());
+                    if !self.tried(slug) {
+                        self.tried.push(self.route.names(&c).provider_slug);
                     }
                     return Some((attempt, req));
                 }
@@ -235,6 +238,11 @@ impl<S> Run<S> {
         )
     }
 
+    /// Whether the provider `slug` was sent to already.
+    fn tried(&self, slug: &str) -> bool {
+        self.tried.iter().any(|t| **t == *slug)
+    }
+
     fn skip_cooling(&mut self, c: &Candidate) {
         self.history.records.push(AttemptRecord {
             provider: self.route.names(c).provider_name,
@@ -254,7 +262,7 @@ impl<S> Run<S> {
     /// providers not tried) when the budget is empty.
     fn withdraw(&mut self, c: &Candidate) -> bool {
         let slug = &self.route.provider(c).slug;
-        if self.sent == 0 || !self.tried.contains(slug) {
+        if self.sent == 0 || !self.tried(slug) {
             return true;
         }
         match &self.config.budget {
@@ -405,19 +413,19 @@ impl<S> Run<S> {
             latency: Some(latency),
             attempts: std::mem::take(&mut self.history.records),
             upstream_request_id: None,
+            answer: None,
         }
     }
 
-    /// The response for a served attempt: headers cleaned, [`ServedBy`] and the wire's mark added.
+    /// The response for a served attempt: headers cleaned, `served` (made by [`Run::served`]) and
+    /// the wire's mark added.
     fn respond<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        latency: Duration,
-        streamed: bool,
+        mut served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        let mut served = self.served(a, latency, streamed);
         served.upstream_request_id = upstream_request_id(&head.headers);
         clean_response_headers(&mut head.headers, self.secret(a));
         head.extensions.insert(served);
@@ -425,12 +433,14 @@ impl<S> Run<S> {
         Response::from_parts(head, body)
     }
 
-    /// A buffered answer that passed [`classify`](super::classify): one frame, exact size.
+    /// A buffered answer that passed [`classify`](super::classify): one frame, exact size; the
+    /// reader's reading of it goes to the layer that lent the reader in [`ServedBy`] (one
+    /// extension for both).
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
         head: Parts,
-        bytes: Bytes,
+        (bytes, reading): (Bytes, Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let latency = Instant::now().saturating_duration_since(a.start);
         telemetry::record_status(
@@ -442,7 +452,9 @@ impl<S> Run<S> {
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
             stats.record_attempt(key, sample, Instant::now());
         }
-        self.respond(a, head, latency, false, ResponseBody::full(bytes))
+        let mut served = self.served(a, latency, false);
+        served.answer = reading;
+        self.respond(a, head, served, ResponseBody::full(bytes))
     }
 
     /// A stream whose first content arrived: the held frames, then the rest of the stream.
@@ -481,19 +493,24 @@ impl<S> Run<S> {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        self.respond(a, head, latency, true, ResponseBody::stream(s))
+        let served = self.served(a, latency, true);
+        self.respond(a, head, served, ResponseBody::stream(s))
     }
 }
 
+/// Indices into a route's candidates, with whether each is cooling down (inline: a request has a
+/// handful of candidates).
+type Order = SmallVec<[(usize, bool); 8]>;
+
 /// The candidates in the order they are tried: as routed, cooling endpoints last
 /// ([`CooldownMode::Defer`]).
-fn order(config: &Config, route: &Route, now: Instant) -> Vec<(usize, bool)> {
+fn order(config: &Config, route: &Route, now: Instant) -> Order {
     let health: Option<&dyn HealthSource> = match (&config.health, &config.stats) {
         (Some(h), _) => Some(&*h.0),
         (None, Some(s)) => Some(s),
         _ => None,
     };
-    let mut order: Vec<(usize, bool)> = (0..route.candidates().len())
+    let mut order: Order = (0..route.candidates().len())
         .map(|i| {
             let cooling = config.cooldown != CooldownMode::Ignore
                 && health.is_some_and(|h| {

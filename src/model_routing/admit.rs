@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use super::resolve::ModelPlan;
 use crate::catalog::{Endpoint, ParamSet, Parameter, Provider, Quantization, ServiceTier};
 use crate::error::{ExcludedBy, GatewayError};
@@ -17,6 +19,9 @@ pub(crate) struct Ep<'c> {
     pub(crate) e: &'c Endpoint,
     pub(crate) p: &'c Provider,
 }
+
+/// A model's endpoints while they are admitted and ordered (inline: a model has a handful).
+pub(crate) type Eps<'c> = SmallVec<[Ep<'c>; 8]>;
 
 /// The service tiers a request asks for (`service_tier`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,7 +209,7 @@ pub(crate) fn context_length(
 
 /// Keeps only the endpoints `pred` accepts, excluding the others `by`, if at least one is accepted.
 fn keep_if_any(
-    alive: &mut Vec<Ep<'_>>,
+    alive: &mut Eps<'_>,
     by: ExcludedBy,
     excluded: &mut Vec<Exclusion>,
     pred: impl Fn(&Endpoint) -> bool,
@@ -224,7 +229,7 @@ fn keep_if_any(
 /// The soft preference for `response_format` and `verbosity`: applied only when some endpoint of the
 /// model supports the parameter.
 pub(crate) fn soft_parameters(
-    alive: &mut Vec<Ep<'_>>,
+    alive: &mut Eps<'_>,
     params: ParamSet,
     excluded: &mut Vec<Exclusion>,
 ) {
@@ -237,11 +242,7 @@ pub(crate) fn soft_parameters(
 }
 
 /// `service_tier: "flex"`: only flex endpoints when the model has any.
-pub(crate) fn flex_only(
-    alive: &mut Vec<Ep<'_>>,
-    tiers: TierRequest,
-    excluded: &mut Vec<Exclusion>,
-) {
+pub(crate) fn flex_only(alive: &mut Eps<'_>, tiers: TierRequest, excluded: &mut Vec<Exclusion>) {
     if tiers.flex {
         keep_if_any(alive, ExcludedBy::ServiceTier, excluded, |e| {
             e.service_tier == Some(ServiceTier::Flex)
@@ -503,7 +504,7 @@ mod tests {
         assert_eq!(a.admit(&model(), &e, &other), None);
     }
 
-    fn eps<'c>(es: &'c [Endpoint], p: &'c Provider) -> Vec<Ep<'c>> {
+    fn eps<'c>(es: &'c [Endpoint], p: &'c Provider) -> Eps<'c> {
         es.iter()
             .enumerate()
             .map(|(index, e)| Ep { index, e, p })

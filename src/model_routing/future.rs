@@ -7,8 +7,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::combinators::Collect;
-use http_body_util::{Full, Limited};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -17,7 +16,7 @@ use super::layer::Config;
 use super::plan::{plan, session_key, Session};
 use super::sticky::sticky_key;
 use super::sticky_store::StickyLoad;
-use crate::body::GatewayBody;
+use crate::body::{GatewayBody, Gather, GatherError};
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::route::{RequestView, ServedBy};
@@ -43,7 +42,8 @@ pin_project! {
     {
         Collecting {
             #[pin]
-            collect: Collect<Limited<B>>,
+            body: B,
+            gather: Gather,
             parts: Option<Parts>,
             inner: Option<S>,
             config: Arc<Config>,
@@ -129,15 +129,11 @@ where
         }
     }
 
-    pub(crate) fn collecting(
-        collect: Collect<Limited<B>>,
-        parts: Parts,
-        inner: S,
-        config: Arc<Config>,
-    ) -> Self {
+    pub(crate) fn collecting(body: B, parts: Parts, inner: S, config: Arc<Config>) -> Self {
         ResponseFuture {
             state: State::Collecting {
-                collect,
+                body,
+                gather: Gather::new(config.body_limit),
                 parts: Some(parts),
                 inner: Some(inner),
                 config,
@@ -228,23 +224,25 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Collecting {
-                    collect,
+                    body,
+                    gather,
                     parts,
                     inner,
                     config,
                 } => {
-                    let collected = ready!(collect.poll(cx));
+                    let gathered = ready!(gather.poll(body, cx));
                     let config = config.clone();
-                    let bytes = match collected {
-                        Ok(c) => c.to_bytes(),
+                    let bytes = match gathered {
+                        Ok(bytes) => bytes,
                         Err(e) => {
-                            let err = if e.is::<http_body_util::LengthLimitError>() {
-                                GatewayError::payload_too_large(config.body_limit)
-                            } else {
-                                GatewayError::invalid_request(
+                            let err = match e {
+                                GatherError::TooLarge => {
+                                    GatewayError::payload_too_large(config.body_limit)
+                                }
+                                GatherError::Failed => GatewayError::invalid_request(
                                     "",
                                     "the request body could not be read",
-                                )
+                                ),
                             };
                             this.state.set(State::Rejected { error: Some(err) });
                             continue;

@@ -7,16 +7,19 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::admit::{names, Ep};
+use super::admit::{names, Ep, Eps};
 use super::plan::{cache_eligible, Planner, Session};
 use super::resolve::ModelPlan;
 use super::sticky::sticky_key;
 use crate::catalog::{Endpoint, ServiceTier, Usd};
 use crate::error::ExcludedBy;
 use crate::health::{HealthSource, Percentile};
-use crate::route::{splitmix, BalanceInput, Candidate, Exclusion, Partition, Reason, SortBy};
+use crate::route::{
+    splitmix, BalanceInput, Candidate, Candidates, Exclusion, Partition, Reason, SortBy,
+};
 
 /// An endpoint placed in the order, with the position of its model and why it is there.
 #[derive(Clone, Copy)]
@@ -25,6 +28,9 @@ pub(super) struct Placed<'c> {
     pub(super) model: usize,
     pub(super) reason: Reason,
 }
+
+/// A model's endpoints in their order (inline, as [`Eps`]).
+pub(super) type Order<'c> = SmallVec<[Placed<'c>; 8]>;
 
 impl Placed<'_> {
     fn candidate(&self) -> Candidate {
@@ -40,8 +46,8 @@ impl Placed<'_> {
 fn listed_first<'c>(
     order: &[Cow<'_, str>],
     model: usize,
-    rest: &mut Vec<Ep<'c>>,
-    ordered: &mut Vec<Placed<'c>>,
+    rest: &mut Eps<'c>,
+    ordered: &mut Order<'c>,
 ) {
     for entry in order {
         for &ep in rest.iter() {
@@ -60,10 +66,10 @@ impl<'a> Planner<'a> {
         &mut self,
         model: usize,
         mp: &ModelPlan,
-        alive: Vec<Ep<'a>>,
-        out: &mut Vec<Candidate>,
+        alive: Eps<'a>,
+        out: &mut Candidates,
     ) {
-        let mut ordered: Vec<Placed<'a>> = Vec::with_capacity(alive.len());
+        let mut ordered = Order::new();
         let mut rest = alive;
         if let Some(order) = self
             .view
@@ -113,14 +119,14 @@ impl<'a> Planner<'a> {
     }
 
     /// Sorts by ascending price (ties keep catalog order), then splits stable from unstable.
-    fn split_stable(&self, mut rest: Vec<Ep<'a>>) -> (Vec<Ep<'a>>, Vec<Ep<'a>>) {
+    fn split_stable(&self, mut rest: Eps<'a>) -> (Eps<'a>, Eps<'a>) {
         // By the f64 image of exact prices: equal decimals give equal f64s, and the order of
         // distinct prices is kept (catalog prices are far apart compared with f64 precision).
         let (tokens, millis) = (self.prompt_tokens(), self.unix_millis);
         let pf = |ep: &Ep<'_>| ep.e.blended_price_f64(tokens, millis);
         rest.sort_by(|a, b| pf(a).total_cmp(&pf(b)));
         // In place: `rest` keeps the stable ones; the unstable (usually none) move out.
-        let mut bad: Vec<Ep<'a>> = Vec::new();
+        let mut bad = Eps::new();
         rest.retain(|ep| {
             let stable = self.stable(ep.e);
             if !stable {
@@ -132,13 +138,7 @@ impl<'a> Planner<'a> {
     }
 
     /// `sort` (or a sorting variant): the stable endpoints by price or by a metric.
-    fn sorted(
-        &mut self,
-        by: SortBy,
-        mut good: Vec<Ep<'a>>,
-        model: usize,
-        out: &mut Vec<Placed<'a>>,
-    ) {
+    fn sorted(&mut self, by: SortBy, mut good: Eps<'a>, model: usize, out: &mut Order<'a>) {
         if self.partition == Partition::None && self.models > 1 {
             self.global_sort = Some(by);
         }
@@ -155,7 +155,7 @@ impl<'a> Planner<'a> {
         good: &[Ep<'a>],
         bad: &[Ep<'a>],
         model: usize,
-        out: &mut Vec<Placed<'a>>,
+        out: &mut Order<'a>,
     ) {
         let Some(&first) = good.first().or(bad.first()) else {
             return;
@@ -171,12 +171,12 @@ impl<'a> Planner<'a> {
     }
 
     /// The default: the balancer's weighted first pick, then the other stable endpoints by price.
-    fn balanced(&mut self, good: &[Ep<'a>], model: usize, out: &mut Vec<Placed<'a>>) {
+    fn balanced(&mut self, good: &[Ep<'a>], model: usize, out: &mut Order<'a>) {
         if good.is_empty() {
             return;
         }
-        let prices: Vec<Usd> = good.iter().map(|ep| self.price(ep.e)).collect();
-        let endpoints: Vec<usize> = good.iter().map(|ep| ep.index).collect();
+        let prices: SmallVec<[Usd; 8]> = good.iter().map(|ep| self.price(ep.e)).collect();
+        let endpoints: SmallVec<[usize; 8]> = good.iter().map(|ep| ep.index).collect();
         let draw = splitmix(&mut self.rng);
         let input = BalanceInput {
             catalog: self.catalog,
@@ -195,14 +195,13 @@ impl<'a> Planner<'a> {
     }
 
     /// `service_tier: "priority"` (without `order`): priority endpoints first, by throughput.
-    fn priority_first(&self, ordered: &mut Vec<Placed<'a>>) {
+    fn priority_first(&self, ordered: &mut Order<'a>) {
         if !self.admission.tiers.priority || self.admission.order_set {
             return;
         }
         let is_priority =
             |c: &Placed<'_>| c.ep.e.service_tier.is_some_and(|t| t != ServiceTier::Flex);
-        let (mut first, rest): (Vec<Placed<'a>>, Vec<Placed<'a>>) =
-            ordered.drain(..).partition(is_priority);
+        let (mut first, rest): (Order<'a>, Order<'a>) = ordered.drain(..).partition(is_priority);
         let by = SortBy::Throughput;
         first.sort_by(|a, b| cmp_metric(self.health, a.ep.e, b.ep.e, by, self.now));
         first.extend(rest);
@@ -238,9 +237,9 @@ impl<'a> Planner<'a> {
 
     /// `partition: "none"` with a sort: the sorted candidates of every model in one order, the
     /// others after them.
-    pub(super) fn sort_across_models(&self, by: SortBy, candidates: &mut Vec<Candidate>) {
+    pub(super) fn sort_across_models(&self, by: SortBy, candidates: &mut Candidates) {
         let catalog = self.catalog;
-        let (mut head, tail): (Vec<Candidate>, Vec<Candidate>) = candidates
+        let (mut head, tail): (Candidates, Candidates) = candidates
             .drain(..)
             .partition(|c| matches!(c.reason, Reason::Sorted(_)));
         head.sort_by(|a, b| {

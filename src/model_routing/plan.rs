@@ -4,9 +4,10 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::admit::{flex_only, soft_parameters, tier_request, Admission, Ep, TierRequest};
+use super::admit::{flex_only, soft_parameters, tier_request, Admission, Ep, Eps, TierRequest};
 use super::resolve::{resolve, ModelPlan};
 use super::routers::expand;
 use super::Config;
@@ -14,7 +15,7 @@ use crate::catalog::{Catalog, Endpoint};
 use crate::error::GatewayError;
 use crate::health::HealthSource;
 use crate::route::{
-    Candidate, Exclusion, Partition, RequestView, ResolvedModel, Route, RouteField, RouteParts,
+    Candidates, Exclusion, Partition, RequestView, ResolvedModel, Route, RouteField, RouteParts,
     SortBy,
 };
 
@@ -157,10 +158,10 @@ impl<'a> Planner<'a> {
 
     /// A model's endpoints that pass every hard filter, in catalog order; the others are recorded
     /// as exclusions.
-    fn admitted(&mut self, mp: &ModelPlan) -> Vec<Ep<'a>> {
+    fn admitted(&mut self, mp: &ModelPlan) -> Eps<'a> {
         let catalog = self.catalog;
         let range = catalog.endpoint_range(&mp.id).unwrap_or(0..0);
-        let mut alive = Vec::with_capacity(range.len());
+        let mut alive = Eps::with_capacity(range.len());
         for index in range {
             let (Some(e), Some(p)) = (catalog.endpoint(index), catalog.endpoint_provider(index))
             else {
@@ -177,9 +178,9 @@ impl<'a> Planner<'a> {
     }
 
     /// Every model's candidates, model after model (or sorted across models).
-    fn place_all(&mut self, plans: &[ModelPlan]) -> Vec<Candidate> {
+    fn place_all(&mut self, plans: &[ModelPlan]) -> Candidates {
         self.models = plans.len();
-        let mut placed: Vec<Candidate> = Vec::new();
+        let mut placed = Candidates::new();
         for (mi, mp) in plans.iter().enumerate() {
             let alive = self.admitted(mp);
             self.order_model(mi, mp, alive, &mut placed);
@@ -191,13 +192,16 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// A request's model plans (inline: a request usually names one model).
+type Plans = SmallVec<[ModelPlan; 1]>;
+
 /// The requested models, router models expanded, resolved and de-duplicated, in request order.
 fn resolve_all(
     cfg: &Config,
     catalog: &Catalog,
     view: &RequestView<'_>,
-) -> Result<Vec<ModelPlan>, GatewayError> {
-    let mut plans: Vec<ModelPlan> = Vec::new();
+) -> Result<Plans, GatewayError> {
+    let mut plans = Plans::new();
     let mut push = |p: ModelPlan| {
         if !plans
             .iter()
@@ -212,7 +216,7 @@ fn resolve_all(
             Some(ids) => {
                 for id in ids? {
                     let mut p = resolve(catalog, &id)?;
-                    p.requested = name.to_string();
+                    p.requested = std::sync::Arc::from(name);
                     push(p);
                 }
             }

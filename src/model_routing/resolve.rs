@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use crate::catalog::{split_variant, Catalog};
 use crate::error::{Availability, AvailabilityCode, GatewayError};
 use crate::route::SortBy;
@@ -5,8 +7,10 @@ use crate::route::SortBy;
 /// A requested model resolved against the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ModelPlan {
-    pub(crate) requested: String,
-    pub(crate) id: String,
+    /// As the request named it (the same allocation as `id` when it named the model by its id).
+    pub(crate) requested: Arc<str>,
+    /// The catalog model, shared with the catalog.
+    pub(crate) id: Arc<str>,
     /// `:free` on a model without a separate free model: only free endpoints.
     pub(crate) free_only: bool,
     /// Sort implied by a variant.
@@ -24,10 +28,21 @@ fn not_found(requested: &str, why: String) -> GatewayError {
     .with_metadata("field", "model")
 }
 
-fn plan(requested: &str, id: &str) -> ModelPlan {
+/// The plan of the catalog model `id`, named `requested`: the names shared with the catalog, so a
+/// request that names a model by its id allocates none.
+fn plan(catalog: &Catalog, requested: &str, id: &str) -> ModelPlan {
+    let id = catalog
+        .model_id(id)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(id));
+    let requested = if requested == &*id {
+        id.clone()
+    } else {
+        Arc::from(requested)
+    };
     ModelPlan {
-        requested: requested.to_string(),
-        id: id.to_string(),
+        requested,
+        id,
         free_only: false,
         sort: None,
         admit_priority: false,
@@ -43,10 +58,10 @@ pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, G
         // An alias model (`~…-latest`) resolves to its target when the catalog has it.
         if let Some(t) = &m.alias_target {
             if catalog.model(&t.slug).is_some() {
-                return Ok(plan(requested, &t.slug));
+                return Ok(plan(catalog, requested, &t.slug));
             }
         }
-        return Ok(plan(requested, name));
+        return Ok(plan(catalog, requested, name));
     }
 
     if let Some(family) = name.strip_prefix('~') {
@@ -66,7 +81,7 @@ pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, G
             format!("`{requested}` is not a valid model ID"),
         ));
     }
-    with_variant(plan(requested, base), variant)
+    with_variant(plan(catalog, requested, base), variant)
 }
 
 /// `~author/family-latest`: the newest (`created`) model of the family that is not itself an alias
@@ -90,7 +105,7 @@ fn family_latest(
         })
         .max_by_key(|m| m.created);
     match newest {
-        Some(m) => Ok(plan(requested, &m.id)),
+        Some(m) => Ok(plan(catalog, requested, &m.id)),
         None => Err(not_found(
             requested,
             format!("`{requested}`: no model of the family `{family}` is available"),
@@ -100,7 +115,7 @@ fn family_latest(
 
 /// What a variant suffix of a catalog model means for its plan.
 fn with_variant(mut p: ModelPlan, variant: &str) -> Result<ModelPlan, GatewayError> {
-    let (requested, base) = (p.requested.as_str(), p.id.as_str());
+    let (requested, base) = (&*p.requested, &*p.id);
     match variant {
         "free" => p.free_only = true,
         "nitro" => {

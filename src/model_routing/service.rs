@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
@@ -84,7 +84,6 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        let collect = Limited::new(body, limit).collect();
-        ResponseFuture::collecting(collect, parts, inner, self.config.clone())
+        ResponseFuture::collecting(body, parts, inner, self.config.clone())
     }
 }

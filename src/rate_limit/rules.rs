@@ -275,7 +275,7 @@ impl Rules {
             out[before + 1].kind = Kind::FreePerDay;
         }
         if let Some(m) = route.models().first() {
-            if let Some(l) = self.models.get(&m.id) {
+            if let Some(l) = self.models.get(&*m.id) {
                 push(&mut out, "model", &m.id, l, tokens);
             }
         }

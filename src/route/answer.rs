@@ -3,10 +3,11 @@
 //!
 //! ProviderFallback must read every `2xx` answer before it returns it (an invalid one falls over to
 //! the next candidate), and UsageMeter reads the same bytes again to edit them. With a reader, the
-//! fallback judges the answer by what the meter's reader found and hands the reading on in the
-//! response extensions ([`AnswerReading`]); the meter uses it when it is the reading of the very
-//! bytes it receives (an answer translated from another wire is not), and reads them itself
-//! otherwise. Neither layer names the other's types: this module is what both may import.
+//! fallback judges the answer by what the meter's reader found and hands the reading
+//! ([`AnswerReading`]) on in its [`ServedBy`](super::ServedBy) (not in an extension of its own:
+//! one allocation less), from which the meter takes it; the meter uses it when it is the reading
+//! of the very bytes it receives (an answer translated from another wire is not), and reads them
+//! itself otherwise. Neither layer names the other's types: this module is what both may import.
 
 use std::any::Any;
 use std::fmt;
@@ -35,10 +36,18 @@ pub(crate) struct ReadAnswer {
     pub(crate) reading: AnswerReading,
 }
 
-/// A reading of an answer, passed on in the response extensions; only the layer that made it
-/// knows its type.
+/// A reading of an answer, passed on in [`ServedBy`](super::ServedBy); only the layer that made
+/// it knows its type. Two readings are equal when they are the same reading.
 #[derive(Clone)]
 pub(crate) struct AnswerReading(pub(crate) Arc<dyn Any + Send + Sync>);
+
+impl PartialEq for AnswerReading {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AnswerReading {}
 
 impl fmt::Debug for AnswerReading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -65,8 +65,8 @@ pub use request::{
     REQUEST_TOKEN_OVERHEAD,
 };
 pub(crate) use route::splitmix;
-pub(crate) use route::RouteParts;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
+pub(crate) use route::{Candidates, RouteParts};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
 pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece};
 pub use validate::MAX_DEPTH;

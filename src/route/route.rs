@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::{Partition, RequestView, SortBy};
 use crate::catalog::{Catalog, EffectivePricing, Endpoint, Provider};
@@ -51,11 +52,19 @@ pub struct Exclusion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResolvedModel {
-    /// As the request named it (`"meta-llama/llama-3.3-70b-instruct:nitro"`).
-    pub requested: String,
-    /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`).
-    pub id: String,
+    /// As the request named it (`"meta-llama/llama-3.3-70b-instruct:nitro"`; the same allocation
+    /// as `id` when the request named the model by its id).
+    pub requested: Arc<str>,
+    /// The catalog model that serves it (`"meta-llama/llama-3.3-70b-instruct"`), shared with the
+    /// catalog.
+    pub id: Arc<str>,
 }
+
+/// A route's candidates (inline: a request has a handful).
+pub(crate) type Candidates = SmallVec<[Candidate; 8]>;
+
+/// A route's models (inline: a request usually names one).
+pub(crate) type Models = SmallVec<[ResolvedModel; 1]>;
 
 /// The routing decision, inserted into the request extensions by ModelRouting and refined by the
 /// layers inside it (DataPolicy and PriceCap remove candidates, PercentileDeprioritize reorders them,
@@ -66,8 +75,8 @@ pub struct Route {
     // Boxed: the view is large (~700 bytes) and the route moves through every layer's future.
     view: Box<RequestView<'static>>,
     catalog: Catalog,
-    models: Vec<ResolvedModel>,
-    candidates: Vec<Candidate>,
+    models: Models,
+    candidates: Candidates,
     exclusions: Vec<Exclusion>,
     partition: Partition,
     prompt_tokens: u64,
@@ -81,8 +90,8 @@ pub(crate) struct RouteParts {
     pub(crate) body: Bytes,
     pub(crate) view: Box<RequestView<'static>>,
     pub(crate) catalog: Catalog,
-    pub(crate) models: Vec<ResolvedModel>,
-    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) models: Models,
+    pub(crate) candidates: Candidates,
     pub(crate) exclusions: Vec<Exclusion>,
     pub(crate) partition: Partition,
     pub(crate) prompt_tokens: u64,
@@ -311,7 +320,7 @@ impl Route {
         &mut self,
         mut back: impl FnMut(&Candidate, &Endpoint, &Provider) -> bool,
     ) -> usize {
-        let flags: Vec<bool> = self
+        let flags: SmallVec<[bool; 16]> = self
             .candidates
             .iter()
             .map(|c| match (self.get_endpoint(c), self.get_provider(c)) {
@@ -325,8 +334,8 @@ impl Route {
         }
         let whole = self.partition == Partition::None;
         let cands = &self.candidates;
-        let mut out = Vec::with_capacity(cands.len());
-        let mut slow = Vec::new();
+        let mut out = Candidates::with_capacity(cands.len());
+        let mut slow = Candidates::new();
         let mut start = 0;
         while start < cands.len() {
             let model = cands[start].model;
@@ -415,7 +424,11 @@ impl Route {
     /// Like [`Route::unavailable`], with the availability code chosen by the caller (a layer that knows
     /// its own filter removed the last candidates).
     pub fn unavailable_as(&self, code: Option<AvailabilityCode>) -> GatewayError {
-        let requested: Vec<String> = self.models.iter().map(|m| m.requested.clone()).collect();
+        let requested: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.requested.to_string())
+            .collect();
         // Tier endpoints that were not asked for are invisible, not a constraint the caller set.
         let mut by: Vec<ExcludedBy> = self
             .exclusions

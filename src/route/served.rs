@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::AnswerReading;
 use crate::catalog::EndpointKey;
 use crate::error::ErrorType;
 
@@ -30,6 +31,10 @@ pub struct ServedBy {
     /// The provider's own request id (`x-request-id`, `request-id`, `cf-ray`, …) from the serving
     /// response's headers, which never reach the caller.
     pub upstream_request_id: Option<String>,
+    /// The lent reader's reading of a non-streamed answer, for the layer that lent it
+    /// ([`AnswerReader`](super::AnswerReader)): carried here rather than in an extension of its
+    /// own, which would cost the response another allocation.
+    pub(crate) answer: Option<AnswerReading>,
 }
 
 impl ServedBy {
@@ -44,6 +49,7 @@ impl ServedBy {
             latency: None,
             attempts: Vec::new(),
             upstream_request_id: None,
+            answer: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
 use super::metadata;
 use super::meter::{Meter, Mode};
 use super::settle::{Ctx, Hold};
-use crate::catalog::{ServiceTier, Usd};
+use crate::catalog::{Catalog, ServiceTier, Usd};
 use crate::error::{ErrorType, GatewayError};
 use crate::route::ServedBy;
 use crate::telemetry;
@@ -229,7 +229,10 @@ fn wrap<B: Body<Data = Bytes>>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    ctx.answer = parts.extensions.remove::<crate::route::AnswerReading>();
+    ctx.answer = parts
+        .extensions
+        .get_mut::<ServedBy>()
+        .and_then(|s| s.answer.take());
     let served = parts.extensions.get::<ServedBy>();
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {
@@ -256,10 +259,11 @@ fn wrap<B: Body<Data = Bytes>>(
             // Named by the catalog unless `ServedBy` names it (below).
             if let Some(e) = catalog.endpoint(i).filter(|_| served.is_none()) {
                 ctx.endpoint_key = Some(e.key().clone());
-                ctx.model = e.model_id.clone();
-                ctx.provider_name = catalog
-                    .endpoint_provider(i)
-                    .map_or_else(|| e.provider_name.clone(), |p| p.name.clone());
+                ctx.model = shared_model_id(Some(catalog), &e.model_id);
+                ctx.provider_name = catalog.endpoint_call(i).map_or_else(
+                    || Arc::from(e.provider_name.as_str()),
+                    |call| call.name.clone(),
+                );
             }
         }
     }
@@ -292,8 +296,8 @@ fn wrap<B: Body<Data = Bytes>>(
 /// What `ServedBy` tells the context: the serving endpoint and the attempts.
 fn served_by(ctx: &mut Ctx, s: &ServedBy) {
     ctx.endpoint_key = Some(s.endpoint.clone());
-    ctx.model = s.endpoint.model().to_owned();
-    ctx.provider_name = s.provider_name.to_string();
+    ctx.model = shared_model_id(ctx.catalog.as_ref(), s.endpoint.model());
+    ctx.provider_name = s.provider_name.clone();
     ctx.served_latency = s.latency;
     let sent = s.attempts.iter().filter(|a| a.sent).count();
     ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
@@ -304,6 +308,14 @@ fn served_by(ctx: &mut Ctx, s: &ServedBy) {
     if let Some(m) = ctx.metadata.as_mut() {
         m.set_attempts(&s.attempts);
     }
+}
+
+/// The model id `id`, shared with the catalog when it has the model (cloning allocates nothing).
+fn shared_model_id(catalog: Option<&Catalog>, id: &str) -> Arc<str> {
+    catalog
+        .and_then(|c| c.model_id(id))
+        .cloned()
+        .unwrap_or_else(|| Arc::from(id))
 }
 
 /// The service tier of the serving endpoint: its own, else `default`.
@@ -326,10 +338,10 @@ fn head_span(ctx: &Ctx, parts: &http::response::Parts, served: Option<&ServedBy>
     if let Some(s) = served.filter(|s| !s.provider_slug.is_empty()) {
         span.record("gen_ai.provider.name", &*s.provider_slug);
     } else if !ctx.provider_name.is_empty() {
-        span.record("gen_ai.provider.name", ctx.provider_name.as_str());
+        span.record("gen_ai.provider.name", &*ctx.provider_name);
     }
     if !ctx.model.is_empty() {
-        span.record("gen_ai.response.model", ctx.model.as_str());
+        span.record("gen_ai.response.model", &*ctx.model);
     }
     if parts.status.is_success() {
         span.record("gen_ai.response.id", &*ctx.id);

@@ -103,11 +103,11 @@ pub struct GenerationRecord {
     /// The caller, if the request carried a [`CallerKey`].
     pub key: Option<CallerKey>,
     /// The model as the request named it (first of `model` / `models`).
-    pub requested_model: Option<String>,
-    /// The catalog model that served it.
-    pub model: String,
-    /// The serving provider's display name.
-    pub provider_name: String,
+    pub requested_model: Option<Arc<str>>,
+    /// The catalog model that served it (shared with the catalog).
+    pub model: Arc<str>,
+    /// The serving provider's display name (shared with the catalog).
+    pub provider_name: Arc<str>,
     /// The serving endpoint, when known.
     pub endpoint: Option<EndpointKey>,
     /// The upstream's own response id.
@@ -175,9 +175,9 @@ impl GenerationRecord {
         json!({
             "id": &*self.id,
             "created_at": self.created_at(),
-            "model": self.model,
+            "model": &*self.model,
             "api_type": "completions",
-            "provider_name": self.provider_name,
+            "provider_name": &*self.provider_name,
             "upstream_id": self.upstream_id,
             "upstream_request_id": self.upstream_request_id,
             "streamed": self.streamed,

@@ -114,7 +114,11 @@ fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option
     let view = route.view();
     // The first of `requested_models()`, without collecting them.
     let first = view.model.as_deref().or(view.models.first().map(|m| &**m));
-    ctx.requested_model = first.map(str::to_owned);
+    // Shared with the route's first model when that is the same name (it usually is).
+    ctx.requested_model = first.map(|name| match route.models().first() {
+        Some(m) if *m.requested == *name => m.requested.clone(),
+        _ => Arc::from(name),
+    });
     ctx.catalog = Some(route.catalog().clone());
     ctx.first_candidate = route.candidates().first().map(|c| c.index);
     ctx.request_ms = route.unix_millis();
@@ -222,8 +226,8 @@ where
             hold: None,
             endpoint: None,
             endpoint_key: None,
-            model: String::new(),
-            provider_name: String::new(),
+            model: Arc::default(),
+            provider_name: Arc::default(),
             streamed: false,
             success: false,
             rewrite: cfg.rewrite,

@@ -66,7 +66,7 @@ pub(crate) struct Ctx {
     pub(crate) created_ms: i64,
     pub(crate) start: Instant,
     pub(crate) key: Option<CallerKey>,
-    pub(crate) requested_model: Option<String>,
+    pub(crate) requested_model: Option<Arc<str>>,
     pub(crate) catalog: Option<Catalog>,
     /// The first candidate endpoint's index (it stands in when no `ServedBy` arrives).
     pub(crate) first_candidate: Option<usize>,
@@ -79,8 +79,10 @@ pub(crate) struct Ctx {
     // Known once the response head arrived:
     pub(crate) endpoint: Option<usize>,
     pub(crate) endpoint_key: Option<EndpointKey>,
-    pub(crate) model: String,
-    pub(crate) provider_name: String,
+    /// The serving model's id and its provider's name, shared with the catalog (empty until
+    /// known).
+    pub(crate) model: Arc<str>,
+    pub(crate) provider_name: Arc<str>,
     pub(crate) streamed: bool,
     pub(crate) success: bool,
     pub(crate) rewrite: bool,
