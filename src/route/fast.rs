@@ -97,9 +97,10 @@ fn member<'a>(
     }
     if key == "provider" {
         // The usual preferences, read where they are skimmed; the rest goes to serde below.
-        if let Some((prefs, end)) = provider(b, at) {
+        // Written in place (moving the preferences costs); when it gives up, the serde reader
+        // below replaces them whole.
+        if let Some(end) = provider(b, at, &mut v.provider) {
             v.gateway_members.push(at..end);
-            v.provider = prefs;
             return Some(end);
         }
     }
@@ -181,19 +182,17 @@ fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> 
 /// The `provider` object at `at` when it holds only the usual preferences in their usual forms
 /// (`order` / `only` / `ignore` lists of plain strings, the booleans, `data_collection`, `sort`
 /// by name, `max_price` in whole dollars), read as serde reads them; `None` leaves the member to
-/// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`.
-fn provider(b: &[u8], at: usize) -> Option<(ProviderPrefs<'_>, usize)> {
+/// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`. Read
+/// into `p` (default preferences); returns where the object ends.
+fn provider<'a>(b: &'a [u8], at: usize, p: &mut ProviderPrefs<'a>) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    let mut p = ProviderPrefs::default();
     let mut seen = 0u16;
-    let end = skim::members(b, at, 1, |key, i| {
+    skim::members(b, at, 1, |key, i| {
         // `max_price` is read where it is skimmed; every other value is skimmed first.
         let (bit, end) = if key == b"max_price" {
-            let (m, end) = max_price(b, i)?;
-            p.max_price = m;
-            (9, end)
+            (9, max_price(b, i, p.max_price.insert(MaxPrice::default()))?)
         } else {
             let end = skim::value(b, i, 2)?;
             let raw = &b[i..end];
@@ -220,8 +219,7 @@ fn provider(b: &[u8], at: usize) -> Option<(ProviderPrefs<'_>, usize)> {
         }
         seen |= 1 << bit;
         Some(end)
-    })?;
-    Some((p, end))
+    })
 }
 
 /// A list of plain strings or `null`, as the serde path's `str_list` reads it.
@@ -275,14 +273,14 @@ fn sort(raw: &[u8]) -> Option<Option<Sort>> {
     }))
 }
 
-/// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s).
-fn max_price(b: &[u8], at: usize) -> Option<(Option<MaxPrice>, usize)> {
+/// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s), read into
+/// `m` (empty); returns where the object ends.
+fn max_price(b: &[u8], at: usize, m: &mut MaxPrice) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    let mut m = MaxPrice::default();
     let mut seen = 0u8;
-    let end = skim::members(b, at, 2, |key, i| {
+    skim::members(b, at, 2, |key, i| {
         let end = skim::value(b, i, 3)?;
         let (bit, slot) = match key {
             b"prompt" => (0, &mut m.prompt),
@@ -302,8 +300,7 @@ fn max_price(b: &[u8], at: usize) -> Option<(Option<MaxPrice>, usize)> {
             _ => Some(Usd::from_int(i64::try_from(whole(raw)?).ok()?)),
         };
         Some(end)
-    })?;
-    Some((Some(m), end))
+    })
 }
 
 /// `max_tokens` or `max_completion_tokens` as the serde path reads them (`null`, or a positive

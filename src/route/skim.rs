@@ -76,9 +76,38 @@ fn stop(s: &[u8]) -> Option<usize> {
 }
 
 /// The string starting at `i` (`b[i]` is its opening quote): the index just past its closing
-/// quote, and whether it has escapes. Plain ASCII runs are found by [`stop`]; a string with a
-/// byte above ASCII is left to [`wide_string`].
+/// quote, and whether it has escapes. Most strings (keys, roles, ids) are short and plain: those
+/// are found here, inline, in the first [`INLINE`] bytes; the rest go to [`any_string`].
+#[inline]
 pub(crate) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut at = i + 1;
+    while at <= i + INLINE {
+        let Some(word) = b.get(at..at + 8) else {
+            break;
+        };
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let m = specials(w) | (w & HIGHS);
+        if m != 0 {
+            let k = at + (m.trailing_zeros() / 8) as usize;
+            if b[k] == b'"' {
+                return Some((k + 1, false));
+            }
+            break;
+        }
+        at += 8;
+    }
+    any_string(b, i)
+}
+
+/// How far [`string`] looks inline for the closing quote.
+const INLINE: usize = 16;
+
+/// [`string`] for any string: plain ASCII runs found by [`stop`], escapes checked, and a string
+/// with a byte above ASCII left to [`wide_string`].
+#[inline(never)]
+fn any_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
