@@ -383,6 +383,72 @@ mod tests {
         assert!(!document(deep.as_bytes()));
     }
 
+    /// [`string`] the slow way, byte by byte: the reference for the differential test.
+    fn string_by_bytes(b: &[u8], i: usize) -> Option<(usize, bool)> {
+        let (mut j, mut escaped) = (i + 1, false);
+        loop {
+            match *b.get(j)? {
+                b'"' => {
+                    std::str::from_utf8(&b[i + 1..j]).ok()?;
+                    return Some((j + 1, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    j = escape(b, j)?;
+                }
+                c if c < 0x20 => return None,
+                _ => j += 1,
+            }
+        }
+    }
+
+    /// Escapes, good and bad, and a lone backslash.
+    const ESCAPES: &[&[u8]] = &[b"\\n", b"\\\\", b"\\u00e9", b"\\ud800", b"\\x", b"\\"];
+    /// Bytes that are not UTF-8: stray, cut short, a surrogate.
+    const NOT_UTF8: &[&[u8]] = &[
+        &[0xff],
+        &[0x80],
+        &[0xe2, 0x82],
+        &[0xc3],
+        &[0xed, 0xa0, 0x80],
+    ];
+
+    /// Pieces of string bodies: plain runs of every length around the word sizes, and each
+    /// kind of byte that ends or breaks a run.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => (0usize..40).prop_map(|n| vec![b'a'; n]),
+            1 => Just(b"\"".to_vec()),
+            1 => prop::sample::select(ESCAPES).prop_map(<[u8]>::to_vec),
+            1 => prop::sample::select(&[0x00u8, 0x01, 0x1f, 0x7f][..]).prop_map(|c| vec![c]),
+            1 => prop::sample::select(&["é", "€", "😀"][..]).prop_map(|c| c.as_bytes().to_vec()),
+            1 => prop::sample::select(NOT_UTF8).prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The word-at-a-time and `memchr` scans find the same end as a byte-by-byte reading,
+        /// for strings at any offset, with quotes, escapes, control bytes, UTF-8 and not-UTF-8;
+        /// and whatever they accept, serde_json accepts as a string.
+        #[test]
+        fn string_scan_is_byte_by_byte(
+            lead in 0usize..20,
+            pieces in prop::collection::vec(piece(), 0..12),
+        ) {
+            let mut b = vec![b' '; lead];
+            b.push(b'"');
+            pieces.iter().for_each(|p| b.extend_from_slice(p));
+            let found = string(&b, lead);
+            prop_assert_eq!(found, string_by_bytes(&b, lead), "{:?}", String::from_utf8_lossy(&b));
+            if let Some((end, _)) = found {
+                let json = &b[lead..end];
+                prop_assert!(serde_json::from_slice::<String>(json).is_ok(), "{:?}", json);
+            }
+        }
+    }
+
     proptest! {
         /// Never more lenient than serde_json.
         #[test]
