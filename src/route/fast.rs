@@ -170,7 +170,10 @@ fn member<'a>(
 /// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
 fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> Result<(), E> {
     match skim::plain_string(raw) {
-        Some(Some(m)) if !m.trim().is_empty() => {
+        // Not blank: a printable ASCII first byte says so without `trim`'s Unicode tables.
+        Some(Some(m))
+            if m.bytes().next().is_some_and(|c| c.is_ascii_graphic()) || !m.trim().is_empty() =>
+        {
             v.model = Some(Cow::Borrowed(m));
             v.model_span = seed.member(raw);
             Ok(())
