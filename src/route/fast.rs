@@ -105,38 +105,8 @@ fn member<'a>(
         }
     }
     let end = skim::value(b, at, 1)?;
-    let raw = &b[at..end];
-    // The members read here from their bytes; the others are given their text.
-    match key {
-        "stream" => {
-            v.stream = match raw {
-                b"true" => true,
-                b"false" | b"null" => false,
-                _ => return None,
-            };
-            return Some(end);
-        }
-        "stream_options" => {
-            v.stream_options_span = Some(at..end);
-            return Some(end);
-        }
-        "max_tokens" => {
-            v.max_tokens = token_count(raw)?;
-            if v.max_tokens.is_some() {
-                v.params.insert(Parameter::MaxTokens);
-            }
-            return Some(end);
-        }
-        "max_completion_tokens" => {
-            v.max_completion_tokens = token_count(raw)?;
-            if v.max_completion_tokens.is_some() {
-                v.params.insert(Parameter::MaxCompletionTokens);
-            }
-            return Some(end);
-        }
-        // The deprecated `route` is left to serde.
-        "route" => return None,
-        _ => {}
+    if byte_member(v, key, b, at..end)? {
+        return Some(end);
     }
     let raw = skim::text(b, at..end)?;
     let read: Result<(), E> = match key {
@@ -165,6 +135,41 @@ fn member<'a>(
         other => seed.other(v, other, raw),
     };
     read.ok().map(|()| end)
+}
+
+/// The top-level members read from their bytes (`stream`, `stream_options`, the token caps),
+/// whose value spans `span`: `Some(true)` when `key` is one of them and was read, `Some(false)`
+/// when it is not, `None` to give up.
+fn byte_member(v: &mut RequestView<'_>, key: &str, b: &[u8], span: Range<usize>) -> Option<bool> {
+    let raw = &b[span.clone()];
+    match key {
+        "stream" => {
+            v.stream = match raw {
+                b"true" => true,
+                b"false" | b"null" => false,
+                _ => return None,
+            };
+        }
+        "stream_options" => {
+            v.stream_options_span = Some(span);
+        }
+        "max_tokens" => {
+            v.max_tokens = token_count(raw)?;
+            if v.max_tokens.is_some() {
+                v.params.insert(Parameter::MaxTokens);
+            }
+        }
+        "max_completion_tokens" => {
+            v.max_completion_tokens = token_count(raw)?;
+            if v.max_completion_tokens.is_some() {
+                v.params.insert(Parameter::MaxCompletionTokens);
+            }
+        }
+        // The deprecated `route` is left to serde.
+        "route" => return None,
+        _ => return Some(false),
+    }
+    Some(true)
 }
 
 /// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
