@@ -29,8 +29,16 @@ const MESSAGE_VALUES: usize = 3;
 
 /// The view of `body` if the fast path can read it (see the module docs), else `None`.
 pub(super) fn parse_skimmed(body: &[u8]) -> Option<RequestView<'_>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let b = text.as_bytes();
+    let mut view = RequestView::default();
+    read_into(body, &mut view).map(|()| view)
+}
+
+/// [`parse_skimmed`] into `view` (a default one), where the caller wants it: the view is big,
+/// and moving it costs more than reading most members. On `None`, `view` holds whatever was read
+/// so far and must be discarded.
+pub(super) fn read_into<'a>(body: &'a [u8], view: &mut RequestView<'a>) -> Option<()> {
+    // No UTF-8 check of the whole body: the skimmer accepts only UTF-8 (see `skim`).
+    let b = body;
     let start = skim::ws(b, 0);
     if b.get(start) != Some(&b'{') {
         return None;
@@ -41,36 +49,37 @@ pub(super) fn parse_skimmed(body: &[u8]) -> Option<RequestView<'_>> {
         failed_field: &failed_field,
         track_paths: false,
     };
-    let mut view = RequestView::default();
     let mut seen = Seen::default();
     let mut common_seen = [false; 8];
     let end = skim::members(b, start, 0, |key, at| {
-        let key = std::str::from_utf8(key).ok()?;
         // The most common members are told apart by a `match`, the rest by `Seen`: each name
         // always goes the same way, so every duplicate is still caught.
-        let fresh = match common(key) {
-            Some(bit) => !std::mem::replace(&mut common_seen[bit], true),
-            None => seen.insert(key).is_none(),
+        let (fresh, key) = match common(key) {
+            Some((bit, key)) => (!std::mem::replace(&mut common_seen[bit], true), key),
+            None => {
+                let key = std::str::from_utf8(key).ok()?;
+                (seen.insert(key).is_none(), key)
+            }
         };
         if !fresh {
             return None;
         }
-        member(&seed, &mut view, text, key, at)
+        member(&seed, view, b, key, at)
     })?;
-    (skim::ws(b, end) == b.len()).then_some(view)
+    (skim::ws(b, end) == b.len()).then_some(())
 }
 
-/// The index of the most common top-level members, for the duplicate check.
-fn common(key: &str) -> Option<usize> {
+/// The most common top-level members: the index for the duplicate check, and the name.
+fn common(key: &[u8]) -> Option<(usize, &'static str)> {
     Some(match key {
-        "model" => 0,
-        "messages" => 1,
-        "max_tokens" => 2,
-        "temperature" => 3,
-        "provider" => 4,
-        "stream" => 5,
-        "tools" => 6,
-        "top_p" => 7,
+        b"model" => (0, "model"),
+        b"messages" => (1, "messages"),
+        b"max_tokens" => (2, "max_tokens"),
+        b"temperature" => (3, "temperature"),
+        b"provider" => (4, "provider"),
+        b"stream" => (5, "stream"),
+        b"tools" => (6, "tools"),
+        b"top_p" => (7, "top_p"),
         _ => return None,
     })
 }
@@ -79,23 +88,27 @@ fn common(key: &str) -> Option<usize> {
 fn member<'a>(
     seed: &ViewSeed<'a, '_>,
     v: &mut RequestView<'a>,
-    text: &'a str,
+    b: &'a [u8],
     key: &str,
     at: usize,
 ) -> Option<usize> {
     if key == "messages" {
-        return messages(v, text, at);
+        return messages(v, b, at);
     }
     if key == "provider" {
         // The usual preferences, read where they are skimmed; the rest goes to serde below.
-        if let Some((prefs, end)) = provider(text, at) {
-            v.gateway_members.extend(seed.member(&text[at..end]));
-            v.provider = prefs;
+        // Written in place (moving the preferences costs); when it gives up, the serde reader
+        // below replaces them whole.
+        if let Some(end) = provider(b, at, &mut v.provider) {
+            v.gateway_members.push(at..end);
             return Some(end);
         }
     }
-    let end = skim::value(text.as_bytes(), at, 1)?;
-    let raw = &text[at..end];
+    let end = skim::value(b, at, 1)?;
+    if byte_member(v, key, b, at..end)? {
+        return Some(end);
+    }
+    let raw = skim::text(b, at..end)?;
     let read: Result<(), E> = match key {
         "model" => model(seed, v, raw),
         "models" => seed.models(v, raw),
@@ -111,32 +124,6 @@ fn member<'a>(
         }
         "encoding_format" => seed.embedding_option("encoding_format", raw),
         "dimensions" => seed.embedding_option("dimensions", raw),
-        "stream" => {
-            v.stream = match raw {
-                "true" => true,
-                "false" | "null" => false,
-                _ => return None,
-            };
-            Ok(())
-        }
-        "stream_options" => {
-            v.stream_options_span = seed.member(raw);
-            Ok(())
-        }
-        "max_tokens" => {
-            v.max_tokens = token_count(raw)?;
-            if v.max_tokens.is_some() {
-                v.params.insert(Parameter::MaxTokens);
-            }
-            Ok(())
-        }
-        "max_completion_tokens" => {
-            v.max_completion_tokens = token_count(raw)?;
-            if v.max_completion_tokens.is_some() {
-                v.params.insert(Parameter::MaxCompletionTokens);
-            }
-            Ok(())
-        }
         "prompt_cache_key" => {
             v.prompt_cache_key = skim::plain_string(raw)?.map(Cow::Borrowed);
             Ok(())
@@ -145,17 +132,53 @@ fn member<'a>(
             v.service_tier = skim::plain_string(raw)?.map(Cow::Borrowed);
             Ok(())
         }
-        // The deprecated `route` is left to serde.
-        "route" => return None,
         other => seed.other(v, other, raw),
     };
     read.ok().map(|()| end)
 }
 
+/// The top-level members read from their bytes (`stream`, `stream_options`, the token caps),
+/// whose value spans `span`: `Some(true)` when `key` is one of them and was read, `Some(false)`
+/// when it is not, `None` to give up.
+fn byte_member(v: &mut RequestView<'_>, key: &str, b: &[u8], span: Range<usize>) -> Option<bool> {
+    let raw = &b[span.clone()];
+    match key {
+        "stream" => {
+            v.stream = match raw {
+                b"true" => true,
+                b"false" | b"null" => false,
+                _ => return None,
+            };
+        }
+        "stream_options" => {
+            v.stream_options_span = Some(span);
+        }
+        "max_tokens" => {
+            v.max_tokens = token_count(raw)?;
+            if v.max_tokens.is_some() {
+                v.params.insert(Parameter::MaxTokens);
+            }
+        }
+        "max_completion_tokens" => {
+            v.max_completion_tokens = token_count(raw)?;
+            if v.max_completion_tokens.is_some() {
+                v.params.insert(Parameter::MaxCompletionTokens);
+            }
+        }
+        // The deprecated `route` is left to serde.
+        "route" => return None,
+        _ => return Some(false),
+    }
+    Some(true)
+}
+
 /// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
 fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> Result<(), E> {
     match skim::plain_string(raw) {
-        Some(Some(m)) if !m.trim().is_empty() => {
+        // Not blank: a printable ASCII first byte says so without `trim`'s Unicode tables.
+        Some(Some(m))
+            if m.bytes().next().is_some_and(|c| c.is_ascii_graphic()) || !m.trim().is_empty() =>
+        {
             v.model = Some(Cow::Borrowed(m));
             v.model_span = seed.member(raw);
             Ok(())
@@ -167,23 +190,20 @@ fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> 
 /// The `provider` object at `at` when it holds only the usual preferences in their usual forms
 /// (`order` / `only` / `ignore` lists of plain strings, the booleans, `data_collection`, `sort`
 /// by name, `max_price` in whole dollars), read as serde reads them; `None` leaves the member to
-/// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`.
-fn provider(text: &str, at: usize) -> Option<(ProviderPrefs<'_>, usize)> {
-    let b = text.as_bytes();
+/// the serde reader of the preferences (`ViewSeed::provider`), which also decides `null`. Read
+/// into `p` (default preferences); returns where the object ends.
+fn provider<'a>(b: &'a [u8], at: usize, p: &mut ProviderPrefs<'a>) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    let mut p = ProviderPrefs::default();
     let mut seen = 0u16;
-    let end = skim::members(b, at, 1, |key, i| {
+    skim::members(b, at, 1, |key, i| {
         // `max_price` is read where it is skimmed; every other value is skimmed first.
         let (bit, end) = if key == b"max_price" {
-            let (m, end) = max_price(text, i)?;
-            p.max_price = m;
-            (9, end)
+            (9, max_price(b, i, p.max_price.insert(MaxPrice::default()))?)
         } else {
             let end = skim::value(b, i, 2)?;
-            let raw = &text[i..end];
+            let raw = &b[i..end];
             let bit = match key {
                 b"order" => list(raw).map(|l| p.order = l).map(|()| 0),
                 b"only" => list(raw).map(|l| p.only = l).map(|()| 1),
@@ -207,53 +227,52 @@ fn provider(text: &str, at: usize) -> Option<(ProviderPrefs<'_>, usize)> {
         }
         seen |= 1 << bit;
         Some(end)
-    })?;
-    Some((p, end))
+    })
 }
 
 /// A list of plain strings or `null`, as the serde path's `str_list` reads it.
-fn list(raw: &str) -> Option<Option<Vec<Cow<'_, str>>>> {
-    if raw == "null" {
+fn list(raw: &[u8]) -> Option<Option<Vec<Cow<'_, str>>>> {
+    if raw == b"null" {
         return Some(None);
     }
-    let b = raw.as_bytes();
+    let b = raw;
     let mut out = Vec::new();
     skim::elements(b, 0, 2, |i| {
         let end = skim::value(b, i, 3)?;
-        out.push(Cow::Borrowed(skim::plain_string(&raw[i..end])??));
+        out.push(Cow::Borrowed(skim::plain_string(skim::text(b, i..end)?)??));
         Some(end)
     })?;
     Some(Some(out))
 }
 
 /// `true`, `false` or `null`.
-fn flag(raw: &str) -> Option<Option<bool>> {
+fn flag(raw: &[u8]) -> Option<Option<bool>> {
     match raw {
-        "true" => Some(Some(true)),
-        "false" => Some(Some(false)),
-        "null" => Some(None),
+        b"true" => Some(Some(true)),
+        b"false" => Some(Some(false)),
+        b"null" => Some(None),
         _ => None,
     }
 }
 
 /// `data_collection` by name, or `null`.
-fn data_collection(raw: &str) -> Option<Option<DataCollection>> {
+fn data_collection(raw: &[u8]) -> Option<Option<DataCollection>> {
     match raw {
-        r#""allow""# => Some(Some(DataCollection::Allow)),
-        r#""deny""# => Some(Some(DataCollection::Deny)),
-        "null" => Some(None),
+        br#""allow""# => Some(Some(DataCollection::Allow)),
+        br#""deny""# => Some(Some(DataCollection::Deny)),
+        b"null" => Some(None),
         _ => None,
     }
 }
 
 /// `sort` by name (no partition), or `null`.
-fn sort(raw: &str) -> Option<Option<Sort>> {
+fn sort(raw: &[u8]) -> Option<Option<Sort>> {
     let by = match raw {
-        "null" => return Some(None),
-        r#""price""# => SortBy::Price,
-        r#""throughput""# => SortBy::Throughput,
-        r#""latency""# => SortBy::Latency,
-        r#""exacto""# => SortBy::Exacto,
+        b"null" => return Some(None),
+        br#""price""# => SortBy::Price,
+        br#""throughput""# => SortBy::Throughput,
+        br#""latency""# => SortBy::Latency,
+        br#""exacto""# => SortBy::Exacto,
         _ => return None,
     };
     Some(Some(Sort {
@@ -262,15 +281,14 @@ fn sort(raw: &str) -> Option<Option<Sort>> {
     }))
 }
 
-/// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s).
-fn max_price(text: &str, at: usize) -> Option<(Option<MaxPrice>, usize)> {
-    let b = text.as_bytes();
+/// `max_price` at `at`: an object of whole, non-negative dollar amounts (or `null`s), read into
+/// `m` (empty); returns where the object ends.
+fn max_price(b: &[u8], at: usize, m: &mut MaxPrice) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    let mut m = MaxPrice::default();
     let mut seen = 0u8;
-    let end = skim::members(b, at, 2, |key, i| {
+    skim::members(b, at, 2, |key, i| {
         let end = skim::value(b, i, 3)?;
         let (bit, slot) = match key {
             b"prompt" => (0, &mut m.prompt),
@@ -284,30 +302,44 @@ fn max_price(text: &str, at: usize) -> Option<(Option<MaxPrice>, usize)> {
             return None;
         }
         seen |= 1 << bit;
-        let raw = &text[i..end];
+        let raw = &b[i..end];
         *slot = match raw {
-            "null" => None,
-            _ if raw.bytes().all(|c| c.is_ascii_digit()) => Some(Usd::from_int(raw.parse().ok()?)),
-            _ => return None,
+            b"null" => None,
+            _ => Some(Usd::from_int(i64::try_from(whole(raw)?).ok()?)),
         };
         Some(end)
-    })?;
-    Some((Some(m), end))
+    })
 }
 
 /// `max_tokens` or `max_completion_tokens` as the serde path reads them (`null`, or a positive
 /// integer that fits a `u64`); `None` (give up) for anything else.
-fn token_count(raw: &str) -> Option<Option<u64>> {
-    if raw == "null" {
+fn token_count(raw: &[u8]) -> Option<Option<u64>> {
+    if raw == b"null" {
         return Some(None);
     }
-    if !raw.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    match raw.parse::<u64>().ok()? {
+    match whole(raw)? {
         0 => None,
         n => Some(Some(n)),
     }
+}
+
+/// The value of `raw` if it is all digits (what `str::parse` reads of such a number: leading zeros
+/// aside, which the skimmer does not pass), `None` for anything else or past `u64::MAX`.
+fn whole(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, c| {
+        let d = c.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+/// A message's `role` (its raw JSON text) if it is one of the known roles as a plain string;
+/// `None` leaves the message to serde, which reads or rejects it.
+fn known_role(raw: &[u8]) -> Option<&'static str> {
+    let name = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    validate::ROLES.into_iter().find(|r| r.as_bytes() == name)
 }
 
 /// What the messages add up to, as the serde path's `MessageStats`.
@@ -324,12 +356,11 @@ struct Stats {
 }
 
 /// `messages` at `at`: `null`, or a non-empty array of messages the fast path can vouch for.
-fn messages(v: &mut RequestView<'_>, text: &str, at: usize) -> Option<usize> {
-    let b = text.as_bytes();
+fn messages(v: &mut RequestView<'_>, b: &[u8], at: usize) -> Option<usize> {
     let mut stats = Stats::default();
     let end = match b.get(at)? {
         b'n' => skim::value(b, at, 1)?,
-        b'[' => skim::elements(b, at, 1, |i| message(text, i, &mut stats))?,
+        b'[' => skim::elements(b, at, 1, |i| message(b, i, &mut stats))?,
         _ => return None,
     };
     if b[at] == b'[' && stats.count == 0 {
@@ -345,12 +376,11 @@ fn messages(v: &mut RequestView<'_>, text: &str, at: usize) -> Option<usize> {
 }
 
 /// One message at `at`, checked as the serde path's `Message` checks it, and added to `stats`.
-fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
-    let b = text.as_bytes();
+fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
-    let mut role: Option<&str> = None;
+    let mut role: Option<&'static str> = None;
     let mut content: Option<Range<usize>> = None;
     let mut tool_call_id = false;
     let (mut bound, mut images) = (0u64, 0u64);
@@ -359,7 +389,7 @@ fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
         match key {
             b"role" if role.is_none() => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
-                role = Some(skim::plain_string(&text[i..end])??);
+                role = Some(known_role(&b[i..end])?);
                 Some(end)
             }
             b"content" if content.is_none() => {
@@ -371,7 +401,7 @@ fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
             }
             b"tool_call_id" if !tool_call_id => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
-                let id = skim::plain_string(&text[i..end])?;
+                let id = skim::plain_bytes(&b[i..end])?;
                 bound += id.map_or(4, |s| s.len() as u64 + 2);
                 tool_call_id = id.is_some();
                 Some(end)
@@ -386,12 +416,11 @@ fn message(text: &str, at: usize, stats: &mut Stats) -> Option<usize> {
         }
     })?;
     let role = role?;
-    validate::check_role::<E>(Some(role)).ok()?;
-    let raw = content.clone().map(|r| &text[r]);
+    let first = content.as_ref().map(|r| b[r.start]);
     // A list of parts was checked while it was walked (objects, each with one plain string
     // `type`: what `check_content` asks, and more).
-    if !raw.is_some_and(|c| c.starts_with('[')) {
-        validate::check_content::<E>(role, raw).ok()?;
+    if first != Some(b'[') {
+        validate::check_content_start::<E>(role, first).ok()?;
     }
     if role == "tool" && !tool_call_id {
         return None;

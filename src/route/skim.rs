@@ -5,7 +5,8 @@
 //! keys, `\u` surrogates or nesting deeper than [`MAX_DEPTH`] — goes to the serde_json path, so
 //! the result never differs from that path's.
 //!
-//! Works on text already known to be UTF-8; imports nothing.
+//! Works on bytes: a string with bytes above ASCII is checked to be UTF-8, and everything else
+//! must be ASCII to pass the grammar, so whatever it accepts is UTF-8. Imports nothing.
 
 /// Nesting depth beyond which the skimmer gives up (serde_json's own limit is 128).
 pub(crate) const MAX_DEPTH: usize = 64;
@@ -17,13 +18,6 @@ pub(crate) fn ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// True if `s` holds a control character (not allowed unescaped in a JSON string): its smallest
-/// byte, a reduction without early exit that the compiler vectorises (16 or 32 bytes a step).
-#[inline]
-fn has_control(s: &[u8]) -> bool {
-    s.iter().fold(u8::MAX, |m, c| m.min(*c)) < 0x20
 }
 
 /// `0x01` in every byte.
@@ -42,25 +36,26 @@ fn specials(w: u64) -> u64 {
         | (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
 }
 
-/// The index of the first `"` or `\\` in `s`; `None` if there is none or a control character
-/// comes before it.
+/// The index of the first byte of `s` that ends its plain ASCII run: a `"`, a `\\` or a byte
+/// above ASCII; `None` if there is none or a control character comes first.
 #[inline]
 fn stop(s: &[u8]) -> Option<usize> {
     // Short strings (keys, ids, finish reasons): eight bytes at a time, which costs less than
     // memchr's setup. The first byte that ends the run decides.
     const SHORT: usize = 32;
-    let ends = |n: usize| matches!(s[n], b'"' | b'\\').then_some(n);
+    let ends = |n: usize| (matches!(s[n], b'"' | b'\\') || s[n] >= 0x80).then_some(n);
     let mut at = 0;
     while at < SHORT {
         let Some(word) = s.get(at..at + 8) else {
             let n = s[at..]
                 .iter()
-                .position(|c| *c == b'"' || *c == b'\\' || *c < 0x20)?;
+                .position(|c| *c == b'"' || *c == b'\\' || !(0x20..0x80).contains(c))?;
             return ends(at + n);
         };
         let mut w = [0; 8];
         w.copy_from_slice(word);
-        let m = specials(u64::from_le_bytes(w));
+        let w = u64::from_le_bytes(w);
+        let m = specials(w) | (w & HIGHS);
         if m != 0 {
             return ends(at + (m.trailing_zeros() / 8) as usize);
         }
@@ -68,38 +63,115 @@ fn stop(s: &[u8]) -> Option<usize> {
     }
     let rest = &s[SHORT..];
     let k = memchr::memchr2(b'"', b'\\', rest)?;
-    (!has_control(&rest[..k])).then_some(SHORT + k)
+    // One pass for both: the smallest byte (a control character?) and the bits of all of them
+    // (a byte above ASCII?), a reduction without early exit that the compiler vectorises.
+    let (min, any) = rest[..k]
+        .iter()
+        .fold((u8::MAX, 0), |(m, o), c| (m.min(*c), o | *c));
+    if any >= 0x80 {
+        // Rare: the caller goes over the string again, UTF-8 aware.
+        return rest.iter().position(|c| *c >= 0x80).map(|n| SHORT + n);
+    }
+    (min >= 0x20).then_some(SHORT + k)
 }
 
 /// The string starting at `i` (`b[i]` is its opening quote): the index just past its closing
-/// quote, and whether it has escapes.
+/// quote, and whether it has escapes. Most strings (keys, roles, ids) are short and plain: those
+/// are found here, inline, in the first [`INLINE`] bytes; the rest go to [`any_string`].
+#[inline]
 pub(crate) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut at = i + 1;
+    while at <= i + INLINE {
+        let Some(word) = b.get(at..at + 8) else {
+            break;
+        };
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let m = specials(w) | (w & HIGHS);
+        if m != 0 {
+            let k = at + (m.trailing_zeros() / 8) as usize;
+            if b[k] == b'"' {
+                return Some((k + 1, false));
+            }
+            break;
+        }
+        at += 8;
+    }
+    any_string(b, i)
+}
+
+/// How far [`string`] looks inline for the closing quote.
+const INLINE: usize = 16;
+
+/// [`string`] for any string: plain ASCII runs found by [`stop`], escapes checked, and a string
+/// with a byte above ASCII left to [`wide_string`].
+#[inline(never)]
+fn any_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
         let k = j + stop(b.get(j..)?)?;
+        match b[k] {
+            b'"' => return Some((k + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                j = escape(b, k)?;
+            }
+            _ => return wide_string(b, i),
+        }
+    }
+}
+
+/// [`string`] for a string with bytes above ASCII: its runs are found by `memchr`, and its raw
+/// text must be UTF-8 (escapes are ASCII, so checking it whole is checking its pieces).
+#[cold]
+fn wide_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        let s = b.get(j..)?;
+        let n = memchr::memchr2(b'"', b'\\', s)?;
+        if s[..n].iter().any(|c| *c < 0x20) {
+            return None;
+        }
+        let k = j + n;
         if b[k] == b'"' {
+            std::str::from_utf8(&b[i + 1..k]).ok()?;
             return Some((k + 1, escaped));
         }
         escaped = true;
-        j = match *b.get(k + 1)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => k + 2,
-            b'u' => {
-                let hex = b.get(k + 2..k + 6)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                // Surrogates (paired or not) are left to serde_json.
-                if matches!(hex[0], b'd' | b'D')
-                    && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-                {
-                    return None;
-                }
-                k + 6
-            }
-            _ => return None,
-        };
+        j = escape(b, k)?;
     }
+}
+
+/// The escape at `k` (`b[k]` is its backslash): the index after it. `\\u` surrogates (paired or
+/// not) are left to serde_json.
+#[inline]
+fn escape(b: &[u8], k: usize) -> Option<usize> {
+    Some(match *b.get(k + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => k + 2,
+        b'u' => {
+            let hex = b.get(k + 2..k + 6)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            if matches!(hex[0], b'd' | b'D')
+                && matches!(hex[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+            {
+                return None;
+            }
+            k + 6
+        }
+        _ => return None,
+    })
+}
+
+/// `b[r]` as text. Everything the skimmer accepts is UTF-8 (its strings are checked, the rest must
+/// be ASCII to pass its grammar), so this fails only for a range that is not one of its values.
+#[inline]
+pub(crate) fn text(b: &[u8], r: std::ops::Range<usize>) -> Option<&str> {
+    std::str::from_utf8(b.get(r)?).ok()
 }
 
 /// The index after the digits starting at `i`.
@@ -226,11 +298,18 @@ pub(crate) fn elements(
 /// the body: `Some(None)` for `null`, `Some(Some(s))` for a string without escapes, `None` (give
 /// up, serde decides) for another type or a string with escapes.
 pub(crate) fn plain_string(raw: &str) -> Option<Option<&str>> {
-    if raw == "null" {
+    Some(plain_bytes(raw.as_bytes())?.map(|s| &raw[1..=s.len()]))
+}
+
+/// [`plain_string`] on the value's bytes.
+pub(crate) fn plain_bytes(raw: &[u8]) -> Option<Option<&[u8]>> {
+    if raw == b"null" {
         return Some(None);
     }
-    let s = raw.strip_prefix('"')?.strip_suffix('"')?;
-    (!s.contains('\\')).then_some(Some(s))
+    let s = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    // A reduction without early exit, which the compiler vectorises: cheaper than `memchr`'s
+    // setup for these short strings.
+    (!s.iter().fold(false, |e, c| e | (*c == b'\\'))).then_some(Some(s))
 }
 
 #[cfg(test)]
@@ -302,6 +381,72 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(!document(deep.as_bytes()));
+    }
+
+    /// [`string`] the slow way, byte by byte: the reference for the differential test.
+    fn string_by_bytes(b: &[u8], i: usize) -> Option<(usize, bool)> {
+        let (mut j, mut escaped) = (i + 1, false);
+        loop {
+            match *b.get(j)? {
+                b'"' => {
+                    std::str::from_utf8(&b[i + 1..j]).ok()?;
+                    return Some((j + 1, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    j = escape(b, j)?;
+                }
+                c if c < 0x20 => return None,
+                _ => j += 1,
+            }
+        }
+    }
+
+    /// Escapes, good and bad, and a lone backslash.
+    const ESCAPES: &[&[u8]] = &[b"\\n", b"\\\\", b"\\u00e9", b"\\ud800", b"\\x", b"\\"];
+    /// Bytes that are not UTF-8: stray, cut short, a surrogate.
+    const NOT_UTF8: &[&[u8]] = &[
+        &[0xff],
+        &[0x80],
+        &[0xe2, 0x82],
+        &[0xc3],
+        &[0xed, 0xa0, 0x80],
+    ];
+
+    /// Pieces of string bodies: plain runs of every length around the word sizes, and each
+    /// kind of byte that ends or breaks a run.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => (0usize..40).prop_map(|n| vec![b'a'; n]),
+            1 => Just(b"\"".to_vec()),
+            1 => prop::sample::select(ESCAPES).prop_map(<[u8]>::to_vec),
+            1 => prop::sample::select(&[0x00u8, 0x01, 0x1f, 0x7f][..]).prop_map(|c| vec![c]),
+            1 => prop::sample::select(&["é", "€", "😀"][..]).prop_map(|c| c.as_bytes().to_vec()),
+            1 => prop::sample::select(NOT_UTF8).prop_map(<[u8]>::to_vec),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The word-at-a-time and `memchr` scans find the same end as a byte-by-byte reading,
+        /// for strings at any offset, with quotes, escapes, control bytes, UTF-8 and not-UTF-8;
+        /// and whatever they accept, serde_json accepts as a string.
+        #[test]
+        fn string_scan_is_byte_by_byte(
+            lead in 0usize..20,
+            pieces in prop::collection::vec(piece(), 0..12),
+        ) {
+            let mut b = vec![b' '; lead];
+            b.push(b'"');
+            pieces.iter().for_each(|p| b.extend_from_slice(p));
+            let found = string(&b, lead);
+            prop_assert_eq!(found, string_by_bytes(&b, lead), "{:?}", String::from_utf8_lossy(&b));
+            if let Some((end, _)) = found {
+                let json = &b[lead..end];
+                prop_assert!(serde_json::from_slice::<String>(json).is_ok(), "{:?}", json);
+            }
+        }
     }
 
     proptest! {

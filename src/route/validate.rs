@@ -307,7 +307,7 @@ pub(crate) fn plugins<E: de::Error>(
 /// A message's `role`, checked.
 pub(crate) fn check_role<E: de::Error>(role: Option<&str>) -> Result<(), E> {
     match role {
-        Some("system" | "developer" | "user" | "assistant" | "tool" | "function") => Ok(()),
+        Some(r) if ROLES.contains(&r) => Ok(()),
         Some(r) => Err(E::custom(format_args!(
             "unknown message role `{r:.40}` (expected system, developer, user, assistant, tool or function)"
         ))),
@@ -315,15 +315,34 @@ pub(crate) fn check_role<E: de::Error>(role: Option<&str>) -> Result<(), E> {
     }
 }
 
+/// The message roles a chat request may use.
+pub(crate) const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
 /// A message's `content` (raw, absent as `None`), checked against its role.
 pub(crate) fn check_content<E: de::Error>(role: &str, content: Option<&str>) -> Result<(), E> {
-    let optional = matches!(role, "assistant" | "function");
-    match content.and_then(|c| c.as_bytes().first()) {
-        Some(b'"') => Ok(()),
-        Some(b'[') => {
-            let mut de = serde_json::Deserializer::from_str(content.unwrap_or("[]"));
+    match content {
+        Some(c) if c.starts_with('[') => {
+            let mut de = serde_json::Deserializer::from_str(c);
             de.deserialize_seq(PartsCheck).map_err(E::custom)
         }
+        _ => check_content_start(role, content.and_then(|c| c.as_bytes().first().copied())),
+    }
+}
+
+/// [`check_content`] for content that is not a list of parts, known by its first byte (absent
+/// content as `None`).
+pub(crate) fn check_content_start<E: de::Error>(role: &str, first: Option<u8>) -> Result<(), E> {
+    let optional = matches!(role, "assistant" | "function");
+    match first {
+        Some(b'"') => Ok(()),
+        Some(b'[') => Err(E::custom("expected a list of content parts")),
         Some(b'n') | None if optional => Ok(()),
         Some(b'n') | None => Err(E::custom(format_args!(
             "a `{role}` message needs `content`"

@@ -121,8 +121,8 @@ const MESSAGE_KEYS: [&[u8]; 3] = [b"content", b"reasoning", b"tool_calls"];
 /// escaped `type` or finish reason, `choices` not an array of objects, …) — the serde path then
 /// reads it, so the result is always the serde path's.
 fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
-    let text = std::str::from_utf8(body).ok()?;
-    let b = text.as_bytes();
+    // No UTF-8 check of the whole body: the skimmer accepts only UTF-8 (see `skim`).
+    let b = body;
     let start = skim::ws(b, 0);
     if b.get(start) != Some(&b'{') {
         return None;
@@ -139,7 +139,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         }
         seen |= 1 << k;
         if k == 5 {
-            return skim_choices(text, at, &mut summary);
+            return skim_choices(b, at, &mut summary);
         }
         // The usage's counts are read as it is skimmed, when the hand reader can.
         let wire = (k == 4).then(|| WireUsage::skim_at(b, at, 1)).flatten();
@@ -150,7 +150,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
             }
             None => skim::value(b, at, 1)?,
         };
-        let raw = &text[at..end];
+        let raw = skim::text(b, at..end)?;
         if k == 9 {
             top.kind = skim::plain_string(raw)?.map(Cow::Borrowed);
             return Some(end);
@@ -171,20 +171,18 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
     (skim::ws(b, end) == b.len()).then_some((top, summary))
 }
 
-/// `choices` at `at` in `text`: `null`, or an array of choice objects summarised into `summary`.
-fn skim_choices(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
-    let b = text.as_bytes();
+/// `choices` at `at` in `b`: `null`, or an array of choice objects summarised into `summary`.
+fn skim_choices(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
     match b.get(at)? {
         b'n' => skim::value(b, at, 1),
-        b'[' => skim::elements(b, at, 1, |i| skim_choice(text, i, summary)),
+        b'[' => skim::elements(b, at, 1, |i| skim_choice(b, i, summary)),
         _ => None,
     }
 }
 
 /// One choice object at `at`: its finish reason (the first one of the list wins) and content
 /// bytes go to `summary`, as [`summarize`] does.
-fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
-    let b = text.as_bytes();
+fn skim_choice(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;
     }
@@ -200,7 +198,7 @@ fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<us
         match (k, b.get(i)?) {
             (0, _) => {
                 let end = skim::value(b, i, 3)?;
-                finish = skim::plain_string(&text[i..end])?;
+                finish = skim::plain_string(skim::text(b, i..end)?)?;
                 Some(end)
             }
             (_, b'n') => skim::value(b, i, 3),
@@ -210,7 +208,7 @@ fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<us
                 content += (end - i) as u64;
                 Some(end)
             }
-            (1 | 2, b'{') => skim_message(text, i, &mut content),
+            (1 | 2, b'{') => skim_message(b, i, &mut content),
             _ => None,
         }
     })?;
@@ -223,8 +221,7 @@ fn skim_choice(text: &str, at: usize, summary: &mut ChoicesSummary) -> Option<us
 
 /// A choice's message (or delta) object at `at`: the bytes of its non-null `content`,
 /// `reasoning` and `tool_calls` are added to `content`.
-fn skim_message(text: &str, at: usize, content: &mut u64) -> Option<usize> {
-    let b = text.as_bytes();
+fn skim_message(b: &[u8], at: usize, content: &mut u64) -> Option<usize> {
     let mut seen = 0u8;
     skim::members(b, at, 3, |key, i| {
         let end = skim::value(b, i, 4)?;
@@ -233,8 +230,8 @@ fn skim_message(text: &str, at: usize, content: &mut u64) -> Option<usize> {
                 return None;
             }
             seen |= 1 << k;
-            let raw = &text[i..end];
-            if raw != "null" {
+            let raw = &b[i..end];
+            if raw != b"null" {
                 *content += raw.len() as u64;
             }
         }
