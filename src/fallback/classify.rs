@@ -90,7 +90,7 @@ enum Judged {
 /// Judges a non-streamed `2xx` body by the skimmer: `None` when the skimmer leaves the body to
 /// serde (see [`skim`]) or when it is an error object, whose code serde reads.
 fn judge_skimmed(b: &[u8]) -> Option<Judged> {
-    std::str::from_utf8(b).ok()?;
+    // The skimmer checks UTF-8 too (see `skim`).
     let start = skim::ws(b, 0);
     if b.get(start) != Some(&b'{') {
         return None;

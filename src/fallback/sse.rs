@@ -310,7 +310,8 @@ impl Watch {
 /// escaped key, deep nesting), any `error` member (even `null`, and serde refuses one given
 /// twice), a top-level array (which serde reads into a struct), bad JSON or bad UTF-8.
 fn skim_event(d: &[u8]) -> Option<Option<Range<usize>>> {
-    if d.first() != Some(&b'{') || std::str::from_utf8(d).is_err() {
+    // The skimmer checks UTF-8 too (see `skim`).
+    if d.first() != Some(&b'{') {
         return None;
     }
     let mut hole = None;
@@ -359,7 +360,8 @@ impl Shape {
         }
     }
 
-    /// True if `d` is the prefix, a JSON string (valid escapes, valid UTF-8), then the suffix.
+    /// True if `d` is the prefix, a JSON string (valid escapes, valid UTF-8: the skimmer checks
+    /// both), then the suffix.
     fn fits(&self, d: &[u8]) -> bool {
         let (p, s) = (self.prefix.len(), self.suffix.len());
         d.len() >= p + s + 2
@@ -367,7 +369,6 @@ impl Shape {
             && d.starts_with(&self.prefix)
             && d[p] == b'"'
             && skim::string(d, p).map(|(end, _)| end) == Some(d.len() - s)
-            && std::str::from_utf8(&d[p..d.len() - s]).is_ok()
     }
 }
 
