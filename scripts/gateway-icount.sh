@@ -4,6 +4,7 @@
 # only. Unlike CPU time, the count does not depend on what else the machine does.
 #
 #   scripts/gateway-icount.sh [N] [stream]     # N requests (default 300), non-streamed or streamed
+#   GATEWAY=/tmp/gateway-old scripts/gateway-icount.sh   # another build of the gateway, to compare
 #
 # Starts examples/mock_upstream (port 18091) and the gateway under valgrind
 # (examples/proxy-bench.toml, port 18090), sends 50 requests to warm up, zeroes the counters,
@@ -30,7 +31,7 @@ trap cleanup EXIT
 "$bin/mock_upstream" 18091 2>/dev/null &
 PIDS+=($!)
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file=/tmp/gateway-icount.%p.out \
-    "$bin/gateway" --config examples/proxy-bench.toml --listen 127.0.0.1:18090 >/dev/null 2>&1 &
+    "${GATEWAY:-$bin/gateway}" --config examples/proxy-bench.toml --listen 127.0.0.1:18090 >/dev/null 2>&1 &
 gw=$!
 PIDS+=("$gw")
 for i in $(seq 1 200); do
