@@ -202,6 +202,13 @@ fn body_usage_splice(
 
 // ===== streams =====
 
+/// An event's top-level members, read by the skimmer when it can (serde otherwise): what
+/// [`Top::parse`] reads, but for `choices`, which the stream path does not look at (the equality
+/// is `json.rs`'s `one_pass_parse_is_parse_then_choices` proptest).
+fn event_top(d: &[u8]) -> Option<Top<'_>> {
+    Top::parse_with_choices(d).map(|(top, _)| top)
+}
+
 /// A byte-pattern replacement learned from the first event of a stream.
 struct Rule {
     finder: Finder<'static>,
@@ -407,7 +414,7 @@ impl Handler<'_> {
     fn learn_first(&mut self, d: &[u8]) {
         self.st.learned = true;
         if self.ctx.rewrite {
-            if let Some(top) = Top::parse(d) {
+            if let Some(top) = event_top(d) {
                 if let Some(id) = top.id {
                     self.obs.upstream_id = serde_json::from_str(id.get()).ok();
                 }
@@ -538,7 +545,7 @@ impl Handler<'_> {
 
     /// An event that may carry usage or an error: parsed, observed, and edited if it has usage.
     fn parsed_event(&mut self, d: &[u8]) -> Option<Vec<u8>> {
-        let top = Top::parse(d)?;
+        let top = event_top(d)?;
         if top.error.is_some_and(|e| e.get() != "null") {
             self.obs.error = true;
             if top.kind.is_none() && top.usage.is_none() {
