@@ -414,6 +414,14 @@ async fn streamed_and_non_streamed_record_identical_tokens_and_cost() {
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(a.cost, b.cost);
     assert_eq!(a.finish_reason, b.finish_reason);
+    // The provider's own id is recorded for both (the answer's `id` now names the generation).
+    for r in [&a, &b] {
+        let up = r
+            .upstream_id
+            .as_deref()
+            .expect("the upstream id is recorded");
+        assert!(!up.is_empty() && up != &*r.id, "{up}");
+    }
     // Together's Qwen3 Coder: $2/M both ways, discount 0.1.
     let expect = usd("0.000002")
         .times(a.tokens.prompt + a.tokens.completion)

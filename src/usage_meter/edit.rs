@@ -92,7 +92,7 @@ pub(crate) fn edit_body(
             None => body,
         };
     }
-    let wire = observe_body(obs, &top, choices);
+    let wire = observe_body(obs, &top, choices, !ctx.cfg.sinks.is_empty());
     content::record_body_output(&ctx.span, &body, ctx.cfg.content_limit);
     if !ctx.rewrite {
         return body;
@@ -149,10 +149,16 @@ fn model_splice<'c>(ctx: &'c Ctx, top: &Top<'_>, r: Range<usize>) -> json::Splic
     (r, pieces)
 }
 
-/// Records what a non-streamed body says (upstream id, error, finish reason, content bytes,
-/// usage); returns its wire usage, if readable.
-fn observe_body(obs: &mut Obs, top: &Top<'_>, choices: ChoicesSummary) -> Option<WireUsage> {
-    if let Some(id) = top.id {
+/// Records what a non-streamed body says (upstream id — only when `recorded`: the generation
+/// record alone keeps it —, error, finish reason, content bytes, usage); returns its wire usage,
+/// if readable.
+fn observe_body(
+    obs: &mut Obs,
+    top: &Top<'_>,
+    choices: ChoicesSummary,
+    recorded: bool,
+) -> Option<WireUsage> {
+    if let Some(id) = top.id.filter(|_| recorded) {
         // A plain string is copied as it is; serde unescapes the others.
         obs.upstream_id = match skim::plain_string(id.get()) {
             Some(s) => s.map(str::to_owned),
