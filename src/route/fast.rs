@@ -105,24 +105,38 @@ impl Common {
         Common::TopP,
     ];
 
+    /// Their names, in the same order.
+    const NAMES: [&'static str; 8] = [
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "provider",
+        "stream",
+        "tools",
+        "top_p",
+    ];
+
+    /// [`NAMES`](Self::NAMES) as bytes, computed at compile time (the compares then inline).
+    const BYTES: [&'static [u8]; 8] = {
+        let mut out: [&[u8]; 8] = [b""; 8];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Self::NAMES[i].as_bytes();
+            i += 1;
+        }
+        out
+    };
+
     /// The member named `key`, if it is a [`Common`] one.
     #[inline]
     fn of(key: &[u8]) -> Option<Common> {
-        which(key, Self::ALL.map(|c| c.name().as_bytes())).map(|i| Self::ALL[i])
+        which(key, Self::BYTES).map(|i| Self::ALL[i])
     }
 
     /// The member's name.
     fn name(self) -> &'static str {
-        match self {
-            Common::Model => "model",
-            Common::Messages => "messages",
-            Common::MaxTokens => "max_tokens",
-            Common::Temperature => "temperature",
-            Common::Provider => "provider",
-            Common::Stream => "stream",
-            Common::Tools => "tools",
-            Common::TopP => "top_p",
-        }
+        Self::NAMES[self as usize]
     }
 }
 
@@ -483,20 +497,21 @@ fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
     let (mut bound, mut images) = (0u64, 0u64);
     let end = skim::members(b, at, 2, |key, i| {
         bound += key.len() as u64;
-        match key {
-            b"role" if role.is_none() => {
+        // By index in `[role, content, tool_call_id]` (see `which`).
+        match which(key, [b"role", b"content", b"tool_call_id"]) {
+            Some(0) if role.is_none() => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 role = Some(known_role(&b[i..end])?);
                 Some(end)
             }
-            b"content" if content.is_none() => {
+            Some(1) if content.is_none() => {
                 let (end, bytes, n) = content_bound(b, i)?;
                 bound += bytes;
                 images += n;
                 content = Some(i..end);
                 Some(end)
             }
-            b"tool_call_id" if !tool_call_id => {
+            Some(2) if !tool_call_id => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 let id = skim::plain_bytes(&b[i..end])?;
                 bound += id.map_or(4, |s| s.len() as u64 + 2);
@@ -504,8 +519,8 @@ fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
                 Some(end)
             }
             // A second `role`, `content` or (non-null) `tool_call_id` is left to serde.
-            b"role" | b"content" | b"tool_call_id" => None,
-            _ => {
+            Some(_) => None,
+            None => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 bound += (end - i) as u64;
                 Some(end)

@@ -218,7 +218,8 @@ impl<'a> RequestView<'a> {
     /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
     /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        // Built where it is returned: the view is big enough that a move shows in the parse's cost.
+        // Built in the value returned, which the compiler may then build in place: the view is big
+        // enough that a move shows in the parse's cost.
         let mut out = Ok(RequestView::default());
         if let Ok(view) = &mut out {
             if super::fast::read_into(body, view).is_none() {
