@@ -54,11 +54,14 @@ pub(super) fn read_into<'a>(body: &'a [u8], view: &mut RequestView<'a>) -> Optio
     let end = skim::members(b, start, 0, |key, at| {
         // The most common members are told apart by a `match`, the rest by `Seen`: each name
         // always goes the same way, so every duplicate is still caught.
-        let (fresh, key) = match common(key) {
-            Some((bit, key)) => (!std::mem::replace(&mut common_seen[bit], true), key),
+        let (fresh, key) = match Common::of(key) {
+            Some(c) => (
+                !std::mem::replace(&mut common_seen[c as usize], true),
+                Key::Common(c),
+            ),
             None => {
                 let key = std::str::from_utf8(key).ok()?;
-                (seen.insert(key).is_none(), key)
+                (seen.insert(key).is_none(), Key::Other(key))
             }
         };
         if !fresh {
@@ -69,19 +72,79 @@ pub(super) fn read_into<'a>(body: &'a [u8], view: &mut RequestView<'a>) -> Optio
     (skim::ws(b, end) == b.len()).then_some(())
 }
 
-/// The most common top-level members: the index for the duplicate check, and the name.
-fn common(key: &[u8]) -> Option<(usize, &'static str)> {
-    Some(match key {
-        b"model" => (0, "model"),
-        b"messages" => (1, "messages"),
-        b"max_tokens" => (2, "max_tokens"),
-        b"temperature" => (3, "temperature"),
-        b"provider" => (4, "provider"),
-        b"stream" => (5, "stream"),
-        b"tools" => (6, "tools"),
-        b"top_p" => (7, "top_p"),
-        _ => return None,
-    })
+/// The most common top-level members, told apart from their bytes at once.
+#[derive(Clone, Copy, PartialEq)]
+enum Common {
+    Model,
+    Messages,
+    MaxTokens,
+    Temperature,
+    Provider,
+    Stream,
+    Tools,
+    TopP,
+}
+
+/// A top-level member's name: a [`Common`] one, or any other.
+#[derive(Clone, Copy)]
+enum Key<'k> {
+    Common(Common),
+    Other(&'k str),
+}
+
+impl Common {
+    /// All of them, in the order of their bits in the duplicate check.
+    const ALL: [Common; 8] = [
+        Common::Model,
+        Common::Messages,
+        Common::MaxTokens,
+        Common::Temperature,
+        Common::Provider,
+        Common::Stream,
+        Common::Tools,
+        Common::TopP,
+    ];
+
+    /// Their names, in the same order.
+    const NAMES: [&'static str; 8] = [
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "provider",
+        "stream",
+        "tools",
+        "top_p",
+    ];
+
+    /// [`NAMES`](Self::NAMES) as bytes, computed at compile time (the compares then inline).
+    const BYTES: [&'static [u8]; 8] = {
+        let mut out: [&[u8]; 8] = [b""; 8];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Self::NAMES[i].as_bytes();
+            i += 1;
+        }
+        out
+    };
+
+    /// The member named `key`, if it is a [`Common`] one.
+    #[inline]
+    fn of(key: &[u8]) -> Option<Common> {
+        which(key, Self::BYTES).map(|i| Self::ALL[i])
+    }
+
+    /// The member's name.
+    fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// The index of `key` in `names`: each compared whole (a length check and a few word loads),
+/// where a slice pattern in a `match` compares byte after byte.
+#[inline(always)]
+fn which<const N: usize>(key: &[u8], names: [&[u8]; N]) -> Option<usize> {
+    names.iter().position(|n| *n == key)
 }
 
 /// One top-level member, `key`, whose value starts at `at`: where the value ends, or `None`.
@@ -89,28 +152,37 @@ fn member<'a>(
     seed: &ViewSeed<'a, '_>,
     v: &mut RequestView<'a>,
     b: &'a [u8],
-    key: &str,
+    key: Key<'_>,
     at: usize,
 ) -> Option<usize> {
-    if key == "messages" {
-        return messages(v, b, at);
-    }
-    if key == "provider" {
-        // The usual preferences, read where they are skimmed; the rest goes to serde below.
+    // The common members in their usual forms, read at once; the rest below.
+    let param = match key {
+        Key::Common(Common::Messages) => return messages(v, b, at),
         // Written in place (moving the preferences costs); when it gives up, the serde reader
         // below replaces them whole.
-        if let Some(end) = provider(b, at, &mut v.provider) {
-            v.gateway_members.push(at..end);
-            return Some(end);
+        Key::Common(Common::Provider) => {
+            if let Some(end) = provider(b, at, &mut v.provider) {
+                v.gateway_members.push(at..end);
+                return Some(end);
+            }
+            None
         }
-    }
+        Key::Common(Common::Model) => return model(seed, v, b, at),
+        Key::Common(Common::Temperature) => Some(Parameter::Temperature),
+        Key::Common(Common::TopP) => Some(Parameter::TopP),
+        Key::Common(_) => None,
+        Key::Other(name) => Parameter::from_name(name),
+    };
     let end = skim::value(b, at, 1)?;
-    if byte_member(v, key, b, at..end)? {
+    let name = match key {
+        Key::Common(c) => c.name(),
+        Key::Other(name) => name,
+    };
+    if byte_member(v, name, b, at..end)? || number_param(v, param, b, at..end) {
         return Some(end);
     }
     let raw = skim::text(b, at..end)?;
-    let read: Result<(), E> = match key {
-        "model" => model(seed, v, raw),
+    let read: Result<(), E> = match name {
         "models" => seed.models(v, raw),
         "provider" => seed.provider(v, raw),
         "session_id" => seed.session_id(v, raw),
@@ -172,19 +244,47 @@ fn byte_member(v: &mut RequestView<'_>, key: &str, b: &[u8], span: Range<usize>)
     Some(true)
 }
 
-/// `model`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes there.
-fn model<'a>(seed: &ViewSeed<'a, '_>, v: &mut RequestView<'a>, raw: &'a str) -> Result<(), E> {
-    match skim::plain_string(raw) {
+/// A number parameter `p` (`temperature`, `top_p`, …) whose value at `span` is a plain decimal
+/// surely in range ([`validate::surely_in_range`]): recorded as `ViewSeed::other` records it,
+/// without reading it through serde. False for anything else (read the usual way).
+fn number_param(
+    v: &mut RequestView<'_>,
+    p: Option<Parameter>,
+    b: &[u8],
+    span: Range<usize>,
+) -> bool {
+    let Some(p) = p.filter(|p| validate::surely_in_range(*p, &b[span.clone()])) else {
+        return false;
+    };
+    v.params.insert(p);
+    v.droppable.push((Some(p), span));
+    true
+}
+
+/// `model` at `at`: a plain, non-blank id read here, as `ViewSeed::model` reads it; the rest goes
+/// there.
+fn model<'a>(
+    seed: &ViewSeed<'a, '_>,
+    v: &mut RequestView<'a>,
+    b: &'a [u8],
+    at: usize,
+) -> Option<usize> {
+    if b.get(at) == Some(&b'"') {
+        let (end, escaped) = skim::string(b, at)?;
+        let m = skim::text(b, at + 1..end - 1)?;
         // Not blank: a printable ASCII first byte says so without `trim`'s Unicode tables.
-        Some(Some(m))
-            if m.bytes().next().is_some_and(|c| c.is_ascii_graphic()) || !m.trim().is_empty() =>
+        if !escaped
+            && (m.bytes().next().is_some_and(|c| c.is_ascii_graphic()) || !m.trim().is_empty())
         {
             v.model = Some(Cow::Borrowed(m));
-            v.model_span = seed.member(raw);
-            Ok(())
+            v.model_span = Some(at..end);
+            return Some(end);
         }
-        _ => seed.model(v, raw),
     }
+    let end = skim::value(b, at, 1)?;
+    seed.model::<E>(v, skim::text(b, at..end)?)
+        .ok()
+        .map(|()| end)
 }
 
 /// The `provider` object at `at` when it holds only the usual preferences in their usual forms
@@ -198,37 +298,45 @@ fn provider<'a>(b: &'a [u8], at: usize, p: &mut ProviderPrefs<'a>) -> Option<usi
     }
     let mut seen = 0u16;
     skim::members(b, at, 1, |key, i| {
-        // `max_price` is read where it is skimmed; every other value is skimmed first.
-        let (bit, end) = if key == b"max_price" {
-            (9, max_price(b, i, p.max_price.insert(MaxPrice::default()))?)
-        } else {
-            let end = skim::value(b, i, 2)?;
-            let raw = &b[i..end];
-            let bit = match key {
-                b"order" => list(raw).map(|l| p.order = l).map(|()| 0),
-                b"only" => list(raw).map(|l| p.only = l).map(|()| 1),
-                b"ignore" => list(raw).map(|l| p.ignore = l).map(|()| 2),
-                b"allow_fallbacks" => flag(raw).map(|f| p.allow_fallbacks = f).map(|()| 3),
-                b"require_parameters" => flag(raw).map(|f| p.require_parameters = f).map(|()| 4),
-                b"zdr" => flag(raw).map(|f| p.zdr = f).map(|()| 5),
-                b"enforce_distillable_text" => flag(raw)
-                    .map(|f| p.enforce_distillable_text = f)
-                    .map(|()| 6),
-                b"data_collection" => data_collection(raw)
-                    .map(|d| p.data_collection = d)
-                    .map(|()| 7),
-                b"sort" => sort(raw).map(|s| p.sort = s).map(|()| 8),
-                _ => None,
-            }?;
-            (bit, end)
-        };
+        let bit = which(key, PREFS)?;
         if seen & (1 << bit) != 0 {
             return None;
         }
         seen |= 1 << bit;
+        // `max_price` is read where it is skimmed; every other value is skimmed first.
+        if bit == 9 {
+            return max_price(b, i, p.max_price.insert(MaxPrice::default()));
+        }
+        let end = skim::value(b, i, 2)?;
+        let raw = &b[i..end];
+        match bit {
+            0 => p.order = list(raw)?,
+            1 => p.only = list(raw)?,
+            2 => p.ignore = list(raw)?,
+            3 => p.allow_fallbacks = flag(raw)?,
+            4 => p.require_parameters = flag(raw)?,
+            5 => p.zdr = flag(raw)?,
+            6 => p.enforce_distillable_text = flag(raw)?,
+            7 => p.data_collection = data_collection(raw)?,
+            _ => p.sort = sort(raw)?,
+        }
         Some(end)
     })
 }
+
+/// The preferences [`provider`] reads, by their bit in its duplicate check.
+const PREFS: [&[u8]; 10] = [
+    b"order",
+    b"only",
+    b"ignore",
+    b"allow_fallbacks",
+    b"require_parameters",
+    b"zdr",
+    b"enforce_distillable_text",
+    b"data_collection",
+    b"sort",
+    b"max_price",
+];
 
 /// A list of plain strings or `null`, as the serde path's `str_list` reads it.
 fn list(raw: &[u8]) -> Option<Option<Vec<Cow<'_, str>>>> {
@@ -290,13 +398,16 @@ fn max_price(b: &[u8], at: usize, m: &mut MaxPrice) -> Option<usize> {
     let mut seen = 0u8;
     skim::members(b, at, 2, |key, i| {
         let end = skim::value(b, i, 3)?;
-        let (bit, slot) = match key {
-            b"prompt" => (0, &mut m.prompt),
-            b"completion" => (1, &mut m.completion),
-            b"request" => (2, &mut m.request),
-            b"image" => (3, &mut m.image),
-            b"audio" => (4, &mut m.audio),
-            _ => return None,
+        let bit = which(
+            key,
+            [b"prompt", b"completion", b"request", b"image", b"audio"],
+        )?;
+        let slot = match bit {
+            0 => &mut m.prompt,
+            1 => &mut m.completion,
+            2 => &mut m.request,
+            3 => &mut m.image,
+            _ => &mut m.audio,
         };
         if seen & (1 << bit) != 0 {
             return None;
@@ -386,20 +497,21 @@ fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
     let (mut bound, mut images) = (0u64, 0u64);
     let end = skim::members(b, at, 2, |key, i| {
         bound += key.len() as u64;
-        match key {
-            b"role" if role.is_none() => {
+        // By index in `[role, content, tool_call_id]` (see `which`).
+        match which(key, [b"role", b"content", b"tool_call_id"]) {
+            Some(0) if role.is_none() => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 role = Some(known_role(&b[i..end])?);
                 Some(end)
             }
-            b"content" if content.is_none() => {
+            Some(1) if content.is_none() => {
                 let (end, bytes, n) = content_bound(b, i)?;
                 bound += bytes;
                 images += n;
                 content = Some(i..end);
                 Some(end)
             }
-            b"tool_call_id" if !tool_call_id => {
+            Some(2) if !tool_call_id => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 let id = skim::plain_bytes(&b[i..end])?;
                 bound += id.map_or(4, |s| s.len() as u64 + 2);
@@ -407,8 +519,8 @@ fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
                 Some(end)
             }
             // A second `role`, `content` or (non-null) `tool_call_id` is left to serde.
-            b"role" | b"content" | b"tool_call_id" => None,
-            _ => {
+            Some(_) => None,
+            None => {
                 let end = skim::value(b, i, MESSAGE_VALUES)?;
                 bound += (end - i) as u64;
                 Some(end)

@@ -5,6 +5,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use super::prefs::{span_of, str_list, ProviderPrefs, RouteField, Str};
 use super::validate::{self, Seen};
@@ -90,13 +91,14 @@ pub struct RequestView<'a> {
     /// [`RequestView::conversation_hash`].
     pub conversation_spans: (Option<Range<usize>>, Option<Range<usize>>),
     /// Byte ranges of top-level members only the gateway understands (`provider`, `models`, `route`,
-    /// `session_id`, …), key and value, for removal from upstream bodies.
-    pub gateway_members: Vec<Range<usize>>,
+    /// `session_id`, …), key and value, for removal from upstream bodies. Held inline for the
+    /// usual one or two (no allocation in the parse).
+    pub gateway_members: SmallVec<[Range<usize>; 2]>,
     /// Byte ranges of the values of top-level members that an endpoint may not support: the
     /// parameters an endpoint lists in `supported_parameters` (with the [`Parameter`]; not
     /// `max_tokens` / `max_completion_tokens`, which bound the budget) and unknown members (`None`).
-    /// See [`RequestView::unsupported_spans`].
-    pub droppable: Vec<(Option<Parameter>, Range<usize>)>,
+    /// See [`RequestView::unsupported_spans`]. Held inline for the usual few.
+    pub droppable: SmallVec<[(Option<Parameter>, Range<usize>); 4]>,
     /// Context compression (`transforms: ["middle-out"]` or the `context-compression` plugin):
     /// `Some(true)` asked for, `Some(false)` turned off (`transforms: []`), `None` not said (the
     /// default then depends on the endpoint's context length).
@@ -216,25 +218,38 @@ impl<'a> RequestView<'a> {
     /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
     /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        // Built where it stays: the view is big enough that its moves show in the parse's cost.
-        let mut view = RequestView::default();
-        if super::fast::read_into(body, &mut view).is_none() {
-            view = Self::parse_serde(body)?;
+        // Built in the value returned, which the compiler may then build in place: the view is big
+        // enough that a move shows in the parse's cost.
+        let mut out = Ok(RequestView::default());
+        if let Ok(view) = &mut out {
+            if super::fast::read_into(body, view).is_none() {
+                out = Self::parse_serde(body);
+            }
         }
-        if view.model.is_none() && view.models.is_empty() {
+        if let Ok(view) = &mut out {
+            if let Err(e) = view.finish(body) {
+                out = Err(e);
+            }
+        }
+        out
+    }
+
+    /// [`parse`](Self::parse)'s final checks, on the view read from `body`.
+    fn finish(&mut self, body: &[u8]) -> Result<(), GatewayError> {
+        if self.model.is_none() && self.models.is_empty() {
             return Err(GatewayError::invalid_request(
                 "model",
                 "a model id (or a non-empty `models` list) is required",
             ));
         }
-        if !view.has_input {
+        if !self.has_input {
             return Err(GatewayError::invalid_request(
                 "messages",
                 "a non-empty `messages` list (or a `prompt`) is required",
             ));
         }
-        view.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
-        Ok(view)
+        self.object_start = body.iter().position(|b| *b == b'{').unwrap_or(0);
+        Ok(())
     }
 
     /// The fast path of [`parse`](Self::parse), without its final checks: the body read by the

@@ -143,11 +143,10 @@ impl Seen {
 /// strings and objects where those are expected.
 pub(crate) fn check_param<E: de::Error>(p: Parameter, raw: &str) -> Result<(), E> {
     use Parameter as P;
+    if let Some(range) = number_range(p) {
+        return number_in(raw, range);
+    }
     match p {
-        P::Temperature => number_in(raw, 0.0, 2.0, false),
-        P::TopP | P::MinP | P::TopA => number_in(raw, 0.0, 1.0, false),
-        P::FrequencyPenalty | P::PresencePenalty => number_in(raw, -2.0, 2.0, false),
-        P::RepetitionPenalty => number_in(raw, 0.0, 2.0, true),
         P::TopK => integer_in(raw, 0, i64::MAX),
         P::TopLogprobs => integer_in(raw, 0, 20),
         P::Seed => integer_in(raw, i64::MIN, i64::MAX),
@@ -172,8 +171,22 @@ fn typed<'a, T: Deserialize<'a>, E: de::Error>(raw: &'a str, what: &str) -> Resu
     serde_json::from_str(raw).map_err(|_| E::custom(format_args!("expected {what}, got {raw:.40}")))
 }
 
-fn number_in<E: de::Error>(raw: &str, lo: f64, hi: f64, open_low: bool) -> Result<(), E> {
+/// The range of a number parameter: `(lo, hi, open_low)`, the number in `[lo, hi]` (`(lo, hi]`
+/// when `open_low`); `None` for the other parameters.
+fn number_range(p: Parameter) -> Option<(i64, i64, bool)> {
+    use Parameter as P;
+    Some(match p {
+        P::Temperature => (0, 2, false),
+        P::TopP | P::MinP | P::TopA => (0, 1, false),
+        P::FrequencyPenalty | P::PresencePenalty => (-2, 2, false),
+        P::RepetitionPenalty => (0, 2, true),
+        _ => return None,
+    })
+}
+
+fn number_in<E: de::Error>(raw: &str, (lo, hi, open_low): (i64, i64, bool)) -> Result<(), E> {
     let n: f64 = typed(raw, "a number")?;
+    let (lo, hi) = (lo as f64, hi as f64);
     let low_ok = if open_low { n > lo } else { n >= lo };
     if low_ok && n <= hi {
         Ok(())
@@ -183,6 +196,52 @@ fn number_in<E: de::Error>(raw: &str, lo: f64, hi: f64, open_low: bool) -> Resul
             "expected a number in {open}{lo}, {hi}], got {n}"
         )))
     }
+}
+
+/// Most significant digits [`surely_in_range`] reads: below 2^53, so serde_json reads such a
+/// number as its digits (an exact `f64`) divided by an exact power of ten, rounded once.
+const PLAIN_DIGITS: usize = 15;
+
+/// True when `raw` (a value's bytes) is the value of a number parameter that [`check_param`]
+/// surely accepts, read without serde: a plain decimal (`-`? integer digits, `.` and fraction
+/// digits?, no exponent, at most [`PLAIN_DIGITS`] digits) whose exact value is in the range.
+/// Rounding to the nearest `f64` keeps such a value in range (the bounds are integers, exact
+/// `f64`s, and it is far from underflow). False means undecided: `check_param` decides.
+pub(crate) fn surely_in_range(p: Parameter, raw: &[u8]) -> bool {
+    let Some((lo, hi, open_low)) = number_range(p) else {
+        return false;
+    };
+    let (negative, unsigned) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    // One pass: the digits as an integer, and the scale of the fraction.
+    let (mut digits, mut count, mut scale, mut dot) = (0i64, 0, 1i64, false);
+    for (i, c) in unsigned.iter().enumerate() {
+        match c {
+            b'0'..=b'9' if count < PLAIN_DIGITS => {
+                digits = digits * 10 + i64::from(c - b'0');
+                count += 1;
+                scale *= if dot { 10 } else { 1 };
+            }
+            b'.' if !dot && i > 0 => dot = true,
+            _ => return false,
+        }
+    }
+    // JSON's grammar: digits after a dot, no leading zero before more integer digits.
+    let leading_zero =
+        unsigned.first() == Some(&b'0') && unsigned.get(1).is_some_and(u8::is_ascii_digit);
+    if count == 0 || unsigned.last() == Some(&b'.') || leading_zero {
+        return false;
+    }
+    let n = if negative { -digits } else { digits };
+    // `n / scale` against the bounds, exactly: the bounds scaled instead.
+    let low_ok = if open_low {
+        n > lo * scale
+    } else {
+        n >= lo * scale
+    };
+    low_ok && n <= hi * scale
 }
 
 fn integer_in<E: de::Error>(raw: &str, lo: i64, hi: i64) -> Result<(), E> {
@@ -439,6 +498,65 @@ mod tests {
         assert!(!ok(Parameter::ResponseFormat, r#"{"schema":{}}"#));
         assert!(!ok(Parameter::Tools, "[1]"));
         assert!(ok(Parameter::Tools, r#"[{"type":"function"}]"#));
+    }
+
+    /// A number's text, often plain, sometimes not JSON: signs, leading zeros, exponents, long
+    /// fractions, bounds and their neighbours.
+    fn number_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "-?(0|[1-9][0-9]{0,2})(\\.[0-9]{1,16})?",
+            "-?[0-9]{0,3}\\.?[0-9]{0,20}([eE][+-]?[0-9]{1,3})?",
+            "-?[012](\\.(0{1,16}[0-9]?|9{1,17}))?",
+            "[-+0-9.eE ]{0,6}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The byte-level check says "in range" exactly when serde's read does, for a plain
+        /// decimal of at most `PLAIN_DIGITS` digits, and never for a number serde rejects.
+        #[test]
+        fn surely_in_range_is_serdes_verdict(raw in number_text(), i in 0..Parameter::ALL.len()) {
+            let p = Parameter::ALL[i];
+            let quick = surely_in_range(p, raw.as_bytes());
+            let serde = check_param::<serde_json::Error>(p, &raw).is_ok();
+            if quick {
+                proptest::prop_assert!(serde, "{p:?} {raw}");
+            }
+            let digits = raw.bytes().filter(u8::is_ascii_digit).count();
+            let plain = serde_json::from_str::<f64>(&raw).is_ok()
+                && !raw.contains(['e', 'E', ' '])
+                && digits <= PLAIN_DIGITS;
+            if plain && number_range(p).is_some() {
+                proptest::prop_assert_eq!(quick, serde, "{:?} {}", p, raw);
+            }
+        }
+    }
+
+    #[test]
+    fn surely_in_range_reads_plain_decimals() {
+        let t = Parameter::Temperature;
+        for ok in [
+            "0",
+            "0.7",
+            "2",
+            "2.000000",
+            "-0",
+            "1.99999999999999",
+            "0.00000000000001",
+        ] {
+            assert!(surely_in_range(t, ok.as_bytes()), "{ok}");
+        }
+        for no in [
+            "2.01", "-0.1", "00.5", "0.", ".5", "1e0", "0.7 ", "\"0.7\"", "", "-",
+        ] {
+            assert!(!surely_in_range(t, no.as_bytes()), "{no}");
+        }
+        assert!(!surely_in_range(Parameter::RepetitionPenalty, b"0"));
+        assert!(surely_in_range(Parameter::PresencePenalty, b"-2"));
+        assert!(!surely_in_range(Parameter::TopK, b"1"));
     }
 
     #[test]
