@@ -119,15 +119,8 @@ impl SseScanner {
     #[inline(never)]
     fn feed_continued(&mut self, frame: Bytes, h: &mut impl OnEvent) -> Bytes {
         self.tail.extend_from_slice(&frame);
-        let buf = std::mem::take(&mut self.tail);
-        let mut copy = h.rewrites();
-        let consumed = self.scan(&buf, h, &mut copy);
-        let out = if copy {
-            self.out.split().freeze()
-        } else {
-            Bytes::copy_from_slice(&buf[..consumed])
-        };
-        let mut buf = buf;
+        let mut buf = std::mem::take(&mut self.tail);
+        let (consumed, out) = self.scan_emit(&buf, h);
         if consumed < buf.len() {
             let _ = buf.split_to(consumed);
             self.tail = buf;
@@ -147,20 +140,26 @@ impl SseScanner {
         // Terminate the last line and the event so the scanner sees it whole.
         let added = if buf.ends_with(b"\n") { 1 } else { 2 };
         buf.extend_from_slice(&b"\n\n"[..added]);
-        let mut copy = h.rewrites();
-        let consumed = self.scan(&buf, h, &mut copy);
-        let out = if copy {
-            self.out.split().freeze()
-        } else {
-            Bytes::copy_from_slice(&buf[..consumed])
-        };
+        let (_, mut out) = self.scan_emit(&buf, h);
         // Drop the bytes we added (the edited output keeps the upstream's own ending).
-        let mut out = out;
         let cut = out.len().saturating_sub(added);
         if out.len() >= added && out[cut..].iter().all(|b| *b == b'\n') {
             out.truncate(cut);
         }
         out
+    }
+
+    /// Scans `buf` (whose first byte starts the current event): how much of it the complete
+    /// events take, and the bytes to emit for them (copied, or as the owner rewrote them).
+    fn scan_emit(&mut self, buf: &[u8], h: &mut impl OnEvent) -> (usize, Bytes) {
+        let mut copy = h.rewrites();
+        let consumed = self.scan(buf, h, &mut copy);
+        let out = if copy {
+            self.out.split().freeze()
+        } else {
+            Bytes::copy_from_slice(&buf[..consumed])
+        };
+        (consumed, out)
     }
 
     fn reset_event(&mut self) {
