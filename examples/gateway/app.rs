@@ -73,6 +73,13 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The callers `auth` names (see [`AppStateInner::callers`]).
+pub struct Callers {
+    pub keys: Vec<CallerKey>,
+    pub local: CallerKey,
+    pub anonymous: CallerKey,
+}
+
 /// What [`AppState`] shares.
 pub struct AppStateInner {
     pub stack: Stack,
@@ -84,6 +91,9 @@ pub struct AppStateInner {
     /// In memory, or in Redis with `--redis` (shared with the other replicas).
     pub ledger: Arc<dyn Ledger>,
     pub keys: Arc<Vec<crate::config::ApiKey>>,
+    /// The caller of each of `keys` (same order), and the names of callers without a key, made
+    /// once: `auth` then hands each request a reference count, not a new string.
+    pub callers: Callers,
     pub loopback_without_key: bool,
     pub metrics: Arc<Metrics>,
     /// `stack` behind [`MessagesLayer`]: serves the Anthropic Messages routes.
@@ -249,6 +259,14 @@ pub fn build_with_client(
         generations,
         shared,
         ledger,
+        callers: Callers {
+            keys: keys
+                .iter()
+                .map(|k| CallerKey::new(k.name.as_str()))
+                .collect(),
+            local: CallerKey::new("local"),
+            anonymous: CallerKey::new("anonymous"),
+        },
         keys: Arc::new(keys),
         loopback_without_key,
         metrics,
@@ -371,9 +389,9 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         Some(k) => {
             // Compare against every key, so timing says nothing about which (if any) matched.
             let mut found = None;
-            for key in state.keys.iter() {
+            for (key, caller) in state.keys.iter().zip(&state.callers.keys) {
                 if ct_eq(k.as_bytes(), key.secret.as_bytes()) && found.is_none() {
-                    found = Some(key.name.clone());
+                    found = Some(caller.clone());
                 }
             }
             let loopback = peer.is_none_or(|p| p.ip().is_loopback());
@@ -381,7 +399,7 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
                 Some(name) => name,
                 // The embedded demo lets loopback callers in without a key; SDKs insist on sending
                 // one, so an unknown key from loopback counts as none.
-                None if state.loopback_without_key && loopback => "local".into(),
+                None if state.loopback_without_key && loopback => state.callers.local.clone(),
                 None => {
                     return error_response(GatewayError::new(
                         ErrorType::Authentication,
@@ -393,9 +411,9 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         None => {
             let loopback = peer.is_none_or(|p| p.ip().is_loopback());
             if state.loopback_without_key && loopback {
-                "local".into()
+                state.callers.local.clone()
             } else if state.keys.is_empty() && !state.loopback_without_key {
-                "anonymous".into()
+                state.callers.anonymous.clone()
             } else {
                 return error_response(GatewayError::new(
                     ErrorType::Authentication,
@@ -404,7 +422,7 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
             }
         }
     };
-    req.extensions_mut().insert(CallerKey::new(caller));
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
