@@ -262,10 +262,6 @@ impl Template {
         (memchr::memchr(b'"', middle).is_none() && escapes_even(middle)).then_some(middle)
     }
 
-    /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
-    /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
-    /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
-    /// come first: the length, the (short) suffix, the prefix.
     /// The content of the event at the start of `buf` (which may hold more after it) if the
     /// event is `raw_prefix`, a plain string on one line, then `raw_suffix`: what
     /// [`Template::frame_content`] takes, found by the content's closing quote.
@@ -281,6 +277,10 @@ impl Template {
             .then(|| &buf[p..p + n])
     }
 
+    /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
+    /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
+    /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
+    /// come first: the length, the (short) suffix, the prefix.
     #[inline(always)]
     fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
         let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
@@ -632,7 +632,7 @@ impl Handler<'_> {
             }
         }
         let u = top.usage?;
-        let wire = serde_json::from_str::<WireUsage>(u.get()).ok()?;
+        let wire = WireUsage::read(u.get())?;
         let t = self.obs.anthropic.get_or_insert_with(Default::default);
         wire.merge_anthropic(t);
         let t = *t;
@@ -648,7 +648,7 @@ impl Handler<'_> {
     /// An OpenAI usage chunk: the usage, and `cost` / `cost_details` inserted into it.
     fn openai_usage(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
         let u = top.usage?;
-        let wire: WireUsage = serde_json::from_str(u.get()).ok()?;
+        let wire = WireUsage::read(u.get())?;
         if !wire.is_openai() {
             return None;
         }

@@ -112,8 +112,7 @@ impl IdBuf {
 /// request has a budget to reserve against; the `openrouter_metadata` plan when asked.
 fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option<Estimate> {
     let view = route.view();
-    // The first of `requested_models()`, without collecting them.
-    let first = view.model.as_deref().or(view.models.first().map(|m| &**m));
+    let first = view.first_requested_model();
     // Shared with the route's first model when that is the same name (it usually is).
     ctx.requested_model = first.map(|name| match route.models().first() {
         Some(m) if *m.requested == *name => m.requested.clone(),
