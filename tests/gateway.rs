@@ -247,6 +247,43 @@ async fn failover_when_a_provider_fails() {
     );
 }
 
+/// Every route that spends or reads a key's data refuses a request without a key (or with a wrong
+/// one) before it reads anything else; the catalog and the banner stay open. (Authentication is
+/// the handlers' `Authed` extractor: a route that forgot it fails here.)
+#[tokio::test]
+async fn every_keyed_route_needs_a_key() {
+    let gw = start(false).await;
+    let keyed = [
+        (Method::POST, "/api/v1/chat/completions"),
+        (Method::POST, "/v1/chat/completions"),
+        (Method::POST, "/api/v1/responses"),
+        (Method::POST, "/v1/responses"),
+        (Method::POST, "/api/v1/embeddings"),
+        (Method::POST, "/v1/embeddings"),
+        (Method::POST, "/api/v1/completions"),
+        (Method::POST, "/v1/completions"),
+        (Method::POST, "/api/v1/messages"),
+        (Method::POST, "/v1/messages"),
+        (Method::POST, "/api/v1/messages/count_tokens"),
+        (Method::POST, "/v1/messages/count_tokens"),
+        (Method::GET, "/api/v1/generation?id=gen-1"),
+        (Method::GET, "/api/v1/generation?bad=query"),
+        (Method::GET, "/api/v1/key"),
+        (Method::GET, "/api/v1/credits"),
+    ];
+    for (method, path) in keyed {
+        let body = (method == Method::POST).then(|| hello(LLAMA));
+        for headers in [&[][..], &[("authorization", "Bearer sk-wrong-key-123")][..]] {
+            let r = gw.send(method.clone(), path, body.clone(), headers).await;
+            assert_eq!(r.status, 401, "{method} {path} {headers:?}: {:?}", r.body);
+        }
+    }
+    for path in ["/api/v1/models", "/v1/models", "/api/v1"] {
+        let r = gw.send(Method::GET, path, None, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn budgets_and_auth() {
     let gw = start(false).await;

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -60,7 +62,7 @@ pub type Client = BoxCloneSyncService<
 type Stack = BoxCloneSyncService<Request, Response, BoxError>;
 
 /// Shared state of the app: one `Arc`, so that axum's per-request clones of the state (for the
-/// `auth` middleware and for each handler) cost one reference count, not a clone of both service
+/// `Authed` extractor and for each handler) cost one reference count, not a clone of both service
 /// stacks and of every handle (which was about a tenth of the gateway's CPU per request).
 #[derive(Clone)]
 pub struct AppState(Arc<AppStateInner>);
@@ -73,7 +75,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The callers `auth` names (see [`AppStateInner::callers`]).
+/// The callers [`Authed`] names (see [`AppStateInner::callers`]).
 pub struct Callers {
     pub keys: Vec<CallerKey>,
     pub local: CallerKey,
@@ -92,7 +94,7 @@ pub struct AppStateInner {
     pub ledger: Arc<dyn Ledger>,
     pub keys: Arc<Vec<crate::config::ApiKey>>,
     /// The caller of each of `keys` (same order), and the names of callers without a key, made
-    /// once: `auth` then hands each request a reference count, not a new string.
+    /// once: [`Authed`] then hands each request a reference count, not a new string.
     pub callers: Callers,
     pub loopback_without_key: bool,
     pub metrics: Arc<Metrics>,
@@ -302,20 +304,18 @@ pub fn build_with_client(
         .route("/v1/messages", post(messages))
         .route("/api/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/messages/count_tokens", post(count_tokens))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::map_response(anthropic_errors));
     let authed = Router::new()
         .route("/api/v1/chat/completions", post(chat))
         .route("/v1/chat/completions", post(chat))
         .route("/api/v1/generation", get(generation))
         .route("/api/v1/key", get(key))
-        .route("/api/v1/credits", get(credits))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route("/api/v1/credits", get(credits));
     let router = Router::new()
         .merge(authed)
         .merge(anthropic)
         .merge(responses::routes(&state))
-        .merge(embeddings::routes(&state))
+        .merge(embeddings::routes())
         .route("/api/v1/models", get(models))
         .route("/v1/models", get(models))
         .route("/api/v1/models/{author}/{slug}/endpoints", get(endpoints))
@@ -380,55 +380,69 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let caller = match presented_key(req.headers()) {
-        Some(k) => {
-            // Compare against every key, so timing says nothing about which (if any) matched.
-            let mut found = None;
-            for (key, caller) in state.keys.iter().zip(&state.callers.keys) {
-                if ct_eq(k.as_bytes(), key.secret.as_bytes()) && found.is_none() {
-                    found = Some(caller.clone());
-                }
-            }
-            let loopback = peer.is_none_or(|p| p.ip().is_loopback());
-            match found {
-                Some(name) => name,
-                // The embedded demo lets loopback callers in without a key; SDKs insist on sending
-                // one, so an unknown key from loopback counts as none.
-                None if state.loopback_without_key && loopback => state.callers.local.clone(),
-                None => {
-                    return error_response(GatewayError::new(
-                        ErrorType::Authentication,
-                        "Invalid API key",
-                    ))
-                }
-            }
-        }
-        None => {
-            let loopback = peer.is_none_or(|p| p.ip().is_loopback());
-            if state.loopback_without_key && loopback {
-                state.callers.local.clone()
-            } else if state.keys.is_empty() && !state.loopback_without_key {
-                state.callers.anonymous.clone()
-            } else {
-                return error_response(GatewayError::new(
-                    ErrorType::Authentication,
-                    "Missing Authentication header: send `Authorization: Bearer <key>` or `x-api-key`",
-                ));
-            }
-        }
+/// The caller of a route that needs a key: the key's caller, or `local` / `anonymous` as the
+/// configuration allows; else a 401 with the JSON envelope.
+///
+/// An extractor, first among each authenticated handler's arguments (after `State`): it runs
+/// before the handler reads anything else, and puts the caller in the request's extensions, where
+/// the layers find it ([`CallerKey`]). It costs the handler's own future, where a `from_fn`
+/// middleware costs a boxed future and a boxed route per request.
+pub(crate) struct Authed(pub CallerKey);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let caller = authenticate(state, &parts.headers, peer).map_err(error_response)?;
+        parts.extensions.insert(caller.clone());
+        Ok(Authed(caller))
+    }
+}
+
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<CallerKey, GatewayError> {
+    let loopback = peer.is_none_or(|p| p.ip().is_loopback());
+    let Some(k) = presented_key(headers) else {
+        return if state.loopback_without_key && loopback {
+            Ok(state.callers.local.clone())
+        } else if state.keys.is_empty() && !state.loopback_without_key {
+            Ok(state.callers.anonymous.clone())
+        } else {
+            Err(GatewayError::new(
+                ErrorType::Authentication,
+                "Missing Authentication header: send `Authorization: Bearer <key>` or `x-api-key`",
+            ))
+        };
     };
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    // Compare against every key, so timing says nothing about which (if any) matched.
+    let mut found = None;
+    for (key, caller) in state.keys.iter().zip(&state.callers.keys) {
+        if ct_eq(k.as_bytes(), key.secret.as_bytes()) && found.is_none() {
+            found = Some(caller.clone());
+        }
+    }
+    match found {
+        Some(caller) => Ok(caller),
+        // The embedded demo lets loopback callers in without a key; SDKs insist on sending one,
+        // so an unknown key from loopback counts as none.
+        None if state.loopback_without_key && loopback => Ok(state.callers.local.clone()),
+        None => Err(GatewayError::new(
+            ErrorType::Authentication,
+            "Invalid API key",
+        )),
+    }
 }
 
 // === chat ===
 
-async fn chat(State(state): State<AppState>, req: Request) -> Response {
+async fn chat(State(state): State<AppState>, _: Authed, req: Request) -> Response {
     let route = if req.uri().path().starts_with("/api/") {
         "/api/v1/chat/completions"
     } else {
@@ -479,7 +493,7 @@ fn record_answer(state: &AppState, route: &'static str, res: &Response, elapsed:
 
 // === Anthropic Messages ===
 
-async fn messages(State(state): State<AppState>, req: Request) -> Response {
+async fn messages(State(state): State<AppState>, _: Authed, req: Request) -> Response {
     let route = if req.uri().path().starts_with("/api/") {
         "/api/v1/messages"
     } else {
@@ -490,7 +504,7 @@ async fn messages(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// `count_tokens`: a local estimate (see `tower_ai_gateway::compat::count_tokens`), no upstream call.
-async fn count_tokens(State(state): State<AppState>, req: Request) -> Response {
+async fn count_tokens(State(state): State<AppState>, _: Authed, req: Request) -> Response {
     let bytes = match axum::body::to_bytes(req.into_body(), state.body_limit).await {
         Ok(b) => b,
         Err(_) => return error_response(GatewayError::payload_too_large(state.body_limit)),
@@ -564,8 +578,8 @@ struct IdQuery {
 /// keys; to any other key it does not exist (404, never 403: ids are not confirmed to strangers).
 async fn generation(
     State(state): State<AppState>,
+    Authed(caller): Authed,
     q: Result<Query<IdQuery>, axum::extract::rejection::QueryRejection>,
-    req: Request,
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
@@ -577,7 +591,6 @@ async fn generation(
             "a generation id (`gen-…`)",
         ));
     };
-    let caller = caller_of(&req);
     let management = is_management(&state, &caller);
     let found = match state.shared.generation(&id).await {
         Some(shared) => shared.filter(|(key, _)| key.as_ref() == Some(&caller) || management),
@@ -596,13 +609,6 @@ async fn generation(
     }
 }
 
-fn caller_of(req: &Request) -> CallerKey {
-    req.extensions()
-        .get::<CallerKey>()
-        .cloned()
-        .unwrap_or_else(|| CallerKey::new("anonymous"))
-}
-
 /// A configured management key, or (keyless demo) a loopback caller.
 fn is_management(state: &AppState, caller: &CallerKey) -> bool {
     state.limits.management.contains(caller.as_str())
@@ -614,8 +620,7 @@ fn spending_limit(state: &AppState, caller: &CallerKey) -> Option<(Period, Usd)>
     key.limit
 }
 
-async fn key(State(state): State<AppState>, req: Request) -> Response {
-    let caller = caller_of(&req);
+async fn key(State(state): State<AppState>, Authed(caller): Authed) -> Response {
     let report = KeyReport {
         caller: &caller,
         usage: usage_now(&state, &caller).await,
@@ -630,8 +635,7 @@ async fn key(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// `GET /api/v1/credits`: management keys only (403 otherwise).
-async fn credits(State(state): State<AppState>, req: Request) -> Response {
-    let caller = caller_of(&req);
+async fn credits(State(state): State<AppState>, Authed(caller): Authed) -> Response {
     if !is_management(&state, &caller) {
         return error_response(GatewayError::new(
             ErrorType::PermissionDenied,

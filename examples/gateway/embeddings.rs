@@ -5,16 +5,15 @@
 //! ProviderFallback sends to the provider's `/embeddings` or `/completions`.
 
 use axum::extract::{Request, State};
-use axum::middleware;
 use axum::routing::post;
 use axum::Router;
 
-use super::{auth, serve_on, AppState};
+use super::{serve_on, AppState, Authed};
 
 /// The embeddings and legacy completions routes, served by `state.stack`.
-pub(super) fn routes(state: &AppState) -> Router<AppState> {
+pub(super) fn routes() -> Router<AppState> {
     let handler = |route: &'static str| {
-        move |State(state): State<AppState>, req: Request| async move {
+        move |State(state): State<AppState>, _: Authed, req: Request| async move {
             let stack = state.stack.clone();
             serve_on(&state, stack, route, req).await
         }
@@ -24,5 +23,4 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/embeddings", post(handler("/v1/embeddings")))
         .route("/api/v1/completions", post(handler("/api/v1/completions")))
         .route("/v1/completions", post(handler("/v1/completions")))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
 }

@@ -2,13 +2,12 @@
 //! `ResponsesLayer`, with the same auth and request metrics as chat.
 
 use axum::extract::{Request, State};
-use axum::middleware;
 use axum::routing::post;
 use axum::Router;
 use tower::{Layer, ServiceExt};
 use tower_ai_gateway::responses::ResponsesLayer;
 
-use super::{auth, serve_on, AppState, Stack};
+use super::{serve_on, AppState, Authed, Stack};
 
 /// The Responses routes, served by `state.stack` behind a `ResponsesLayer`.
 pub(super) fn routes(state: &AppState) -> Router<AppState> {
@@ -20,7 +19,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
     }));
     let handler = move |route: &'static str| {
         let stack = stack.clone();
-        move |State(state): State<AppState>, req: Request| {
+        move |State(state): State<AppState>, _: Authed, req: Request| {
             let stack = stack.clone();
             async move { serve_on(&state, stack, route, req).await }
         }
@@ -28,5 +27,4 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/responses", post(handler("/api/v1/responses")))
         .route("/v1/responses", post(handler("/v1/responses")))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth))
 }

@@ -21,17 +21,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
+use std::convert::Infallible;
+
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use bytes::Bytes;
+use futures_util::ready;
 use http_body::Frame;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
+use tokio::time::Timeout;
+use tower::{Service, ServiceExt};
 use tower_ai_gateway::{ErrorType, GatewayError};
 
 /// Limits of the example server (see the [module docs](self)).
@@ -100,63 +106,160 @@ fn error_response(e: GatewayError) -> Response {
     res.map(Body::from)
 }
 
-/// `router` with the body read timeout and the cap on requests in flight.
-pub fn limited(router: Router, limits: &ServerLimits) -> Router {
-    let gate = Gate {
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
-        body_timeout: limits.body_read_timeout,
-        body_limit: limits.body_limit,
-    };
-    router.layer(middleware::from_fn_with_state(gate, gate_request))
-}
-
+/// The router behind the body read timeout and the cap on requests in flight: takes an in-flight
+/// slot (or answers 503), reads the body within the timeout (or answers 408; 413 over the body
+/// limit), and holds the slot until the response body ends.
+///
+/// A tower service around the router rather than an axum `from_fn` middleware inside it: a
+/// request costs no boxed future, no clone of a boxed route and no second boxed response body
+/// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks).
 #[derive(Clone)]
-struct Gate {
+pub struct Gate {
+    router: Router,
     in_flight: Arc<Semaphore>,
     body_timeout: Duration,
     body_limit: usize,
 }
 
-/// Takes an in-flight slot (or answers 503), reads the body within the timeout (or answers 408),
-/// and holds the slot until the response body ends.
-async fn gate_request(State(gate): State<Gate>, req: Request, next: Next) -> Response {
-    let Ok(permit) = gate.in_flight.clone().try_acquire_owned() else {
-        return error_response(overloaded("requests in flight"));
-    };
-    let (parts, body) = req.into_parts();
-    let read = axum::body::to_bytes(body, gate.body_limit);
-    let bytes = match tokio::time::timeout(gate.body_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return error_response(GatewayError::payload_too_large(gate.body_limit)),
-        Err(_) => {
-            let e = GatewayError::new(
-                ErrorType::Timeout,
-                format!(
-                    "the request body did not arrive within {} ms",
-                    gate.body_timeout.as_millis()
-                ),
-            )
-            .with_status(http::StatusCode::REQUEST_TIMEOUT);
-            return error_response(e);
+impl Gate {
+    /// `router` behind the limits' body read timeout, body limit and cap on requests in flight.
+    pub fn new(router: Router, limits: &ServerLimits) -> Self {
+        Gate {
+            router,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            body_timeout: limits.body_read_timeout,
+            body_limit: limits.body_limit,
         }
-    };
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    res.map(|body| {
-        Body::new(Held {
-            body,
-            _permit: permit,
-        })
+    }
+}
+
+impl tower::Service<Request> for Gate {
+    type Response = http::Response<Held>;
+    type Error = Infallible;
+    type Future = GateFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready; the slot is taken in `call`, so that a request over the cap
+        // is answered at once instead of queued.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> GateFuture {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return GateFuture::Answered {
+                res: Some(error_response(overloaded("requests in flight"))),
+            };
+        };
+        let (parts, body) = req.into_parts();
+        let read = Limited::new(body, self.body_limit).collect();
+        GateFuture::Reading {
+            read: tokio::time::timeout(self.body_timeout, read),
+            parts: Some(parts),
+            router: self.router.clone(),
+            permit: Some(permit),
+            gate: (self.body_timeout, self.body_limit),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Gate`]'s future: the body read, then the router's answer.
+    #[project = GateProj]
+    pub enum GateFuture {
+        Reading {
+            #[pin]
+            read: Timeout<Collect<Limited<Body>>>,
+            parts: Option<http::request::Parts>,
+            router: Router,
+            permit: Option<OwnedSemaphorePermit>,
+            // The body timeout and limit, for the errors.
+            gate: (Duration, usize),
+        },
+        Calling {
+            #[pin]
+            call: RouteFuture<Infallible>,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Answered {
+            res: Option<Response>,
+        },
+    }
+}
+
+impl Future for GateFuture {
+    type Output = Result<http::Response<Held>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let (call, permit) = match self.as_mut().project() {
+                GateProj::Reading {
+                    read,
+                    parts,
+                    router,
+                    permit,
+                    gate: (timeout, limit),
+                } => {
+                    let body = match ready!(read.poll(cx)) {
+                        Ok(Ok(collected)) => collected.to_bytes(),
+                        Ok(Err(e)) => return Poll::Ready(Ok(held(unread(&*e, *limit), None))),
+                        Err(_) => return Poll::Ready(Ok(held(timed_out(*timeout), None))),
+                    };
+                    let parts = parts.take().expect("GateFuture polled after completion");
+                    let call = router.call(Request::from_parts(parts, Body::from(body)));
+                    (call, permit.take())
+                }
+                GateProj::Calling { call, permit } => {
+                    let Ok(res) = ready!(call.poll(cx));
+                    return Poll::Ready(Ok(held(res, permit.take())));
+                }
+                GateProj::Answered { res } => {
+                    let res = res.take().expect("GateFuture polled after completion");
+                    return Poll::Ready(Ok(held(res, None)));
+                }
+            };
+            self.set(GateFuture::Calling { call, permit });
+        }
+    }
+}
+
+/// The answer to a body that could not be read: 413 over the limit, else 400.
+fn unread(e: &(dyn std::error::Error + 'static), limit: usize) -> Response {
+    if e.is::<LengthLimitError>() {
+        error_response(GatewayError::payload_too_large(limit))
+    } else {
+        error_response(GatewayError::new(
+            ErrorType::InvalidRequest,
+            "the request body could not be read",
+        ))
+    }
+}
+
+/// The 408 answered when the body did not arrive within `timeout`.
+fn timed_out(timeout: Duration) -> Response {
+    let e = GatewayError::new(
+        ErrorType::Timeout,
+        format!(
+            "the request body did not arrive within {} ms",
+            timeout.as_millis()
+        ),
+    )
+    .with_status(http::StatusCode::REQUEST_TIMEOUT);
+    error_response(e)
+}
+
+fn held(res: Response, permit: Option<OwnedSemaphorePermit>) -> http::Response<Held> {
+    res.map(|body| Held {
+        body,
+        _permit: permit,
     })
 }
 
 pin_project_lite::pin_project! {
-    /// A response body holding an in-flight slot until it ends or is dropped.
-    struct Held {
+    /// A response body holding an in-flight slot (if it took one) until it ends or is dropped.
+    pub struct Held {
         #[pin]
         body: Body,
-        _permit: OwnedSemaphorePermit,
+        _permit: Option<OwnedSemaphorePermit>,
     }
 }
 
@@ -180,7 +283,7 @@ impl http_body::Body for Held {
     }
 }
 
-/// Serves `router` (wrapped by [`limited`]) on `listener` until `shutdown` resolves, then lets the
+/// Serves `router` (behind a [`Gate`]) on `listener` until `shutdown` resolves, then lets the
 /// open connections finish their requests.
 pub async fn serve(
     listener: TcpListener,
@@ -188,7 +291,7 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = limited(router, &limits);
+    let gate = Gate::new(router, &limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -210,7 +313,7 @@ pub async fn serve(
         }
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
-                let conn = connection(tcp, peer, router.clone(), limits.clone(), stopped.clone());
+                let conn = connection(tcp, peer, gate.clone(), limits.clone(), stopped.clone());
                 tokio::spawn(async move {
                     conn.await;
                     drop(permit);
@@ -247,7 +350,7 @@ async fn refuse(mut tcp: TcpStream) {
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    gate: Gate,
     limits: ServerLimits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -256,7 +359,7 @@ async fn connection(
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
         req.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(req.map(Body::new))
+        gate.clone().oneshot(req.map(Body::new))
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
