@@ -5,6 +5,7 @@
 #
 #   scripts/gateway-icount.sh [N] [stream]     # N requests (default 300), non-streamed or streamed
 #   GATEWAY=/tmp/gateway-old scripts/gateway-icount.sh   # another build of the gateway, to compare
+#   PROXY=bare scripts/gateway-icount.sh       # the floor: examples/bare_proxy.rs, no gateway at all
 #
 # Starts examples/mock_upstream (port 18091) and the gateway under valgrind
 # (examples/proxy-bench.toml, port 18090), sends 50 requests to warm up, zeroes the counters,
@@ -18,7 +19,9 @@ n=${1:-300}
 stream=false
 [ "${2:-}" = stream ] && stream=true
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
-cargo build --release --example gateway --example mock_upstream >&2
+PROXY=${PROXY:-gateway}
+case "$PROXY" in gateway | bare) ;; *) echo "PROXY is gateway or bare" >&2; exit 2 ;; esac
+cargo build --release --example gateway --example bare_proxy --example mock_upstream >&2
 bin=target/release/examples
 
 PIDS=()
@@ -30,12 +33,17 @@ trap cleanup EXIT
 
 "$bin/mock_upstream" 18091 2>/dev/null &
 PIDS+=($!)
+if [ "$PROXY" = bare ]; then
+    proxy=("$bin/bare_proxy" 127.0.0.1:18090 http://127.0.0.1:18091)
+else
+    proxy=("${GATEWAY:-$bin/gateway}" --config examples/proxy-bench.toml --listen 127.0.0.1:18090)
+fi
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file=/tmp/gateway-icount.%p.out \
-    "${GATEWAY:-$bin/gateway}" --config examples/proxy-bench.toml --listen 127.0.0.1:18090 >/dev/null 2>&1 &
+    "${proxy[@]}" >/dev/null 2>&1 &
 gw=$!
 PIDS+=("$gw")
 for i in $(seq 1 200); do
-    curl -sf -o /dev/null http://127.0.0.1:18090/api/v1 && break
+    curl -s -o /dev/null http://127.0.0.1:18090/api/v1 && break  # any answer: it listens
     [ "$i" -lt 200 ] || { echo "error: the gateway does not answer" >&2; exit 1; }
     sleep 0.2
 done
@@ -59,4 +67,4 @@ callgrind_control -d "$gw" >/dev/null 2>&1
 sleep 1
 out=/tmp/gateway-icount.$gw.out.1
 ir=$(sed -n 's/^summary: //p' "$out")
-echo "$( [ "$stream" = true ] && echo "streamed (22 frames)" || echo non-streamed ): $((ir / n)) instructions per request ($n requests; profile: $out)"
+echo "$PROXY, $( [ "$stream" = true ] && echo "streamed (22 frames)" || echo non-streamed ): $((ir / n)) instructions per request ($n requests; profile: $out)"

@@ -5,12 +5,15 @@
 #   scripts/proxy-bench.sh                         # 10 s per scenario, two 30 s memory runs (~2.5 min)
 #   DURATION=3 RSS_DURATION=5 scripts/proxy-bench.sh   # a quick look
 #   RATES=1000,5000 CONNECTIONS=50 scripts/proxy-bench.sh
+#   PROXY=bare scripts/proxy-bench.sh              # the floor: examples/bare_proxy.rs, not the gateway
 #
 # Builds the gateway, examples/mock_upstream.rs and examples/proxy_load/ in release mode, starts the
 # mock (port 18091) and the gateway (examples/proxy-bench.toml, port 18090), runs every scenario and
 # prints a markdown table; the processes it started are stopped on exit. With two or more cores the
 # gateway is pinned to core 0 and the mock and the load generator to core 1 (`taskset`, util-linux).
-# Linux only: CPU time and memory are read from /proc.
+# Linux only: CPU time and memory are read from /proc. With PROXY=bare, the minimal hyper proxy of
+# examples/bare_proxy.rs takes the gateway's place (same port, same core, same client): what it adds
+# is what the network path costs on the machine, the floor under any gateway's figures.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,7 +25,10 @@ CONNECTIONS=${CONNECTIONS:-50}
 GW=127.0.0.1:18090
 MOCK=127.0.0.1:18091
 
-cargo build --release --example gateway --example mock_upstream --example proxy_load >&2
+PROXY=${PROXY:-gateway}
+case "$PROXY" in gateway | bare) ;; *) echo "PROXY is gateway or bare" >&2; exit 2 ;; esac
+cargo build --release --example gateway --example bare_proxy \
+    --example mock_upstream --example proxy_load >&2
 BIN=target/release/examples
 
 GW_CORE=() REST_CORE=()
@@ -41,7 +47,11 @@ trap cleanup EXIT
 
 "${REST_CORE[@]}" "$BIN/mock_upstream" "${MOCK##*:}" 2>/dev/null &
 PIDS+=($!)
-RUST_LOG=warn "${GW_CORE[@]}" "$BIN/gateway" --config examples/proxy-bench.toml --listen "$GW" >/dev/null &
+if [ "$PROXY" = bare ]; then
+    "${GW_CORE[@]}" "$BIN/bare_proxy" "$GW" "http://$MOCK" >/dev/null &
+else
+    RUST_LOG=warn "${GW_CORE[@]}" "$BIN/gateway" --config examples/proxy-bench.toml --listen "$GW" >/dev/null &
+fi
 GW_PID=$!
 PIDS+=("$GW_PID")
 
@@ -63,6 +73,7 @@ for url in "http://$MOCK/v1/chat/completions" "http://$GW/api/v1/chat/completion
     [ "$frames" -ge 22 ] || { echo "error: $url streamed $frames data lines, not 22" >&2; exit 1; }
 done
 
+echo "proxy: $PROXY" >&2
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" >&2
 "${REST_CORE[@]}" "$BIN/proxy_load" \
     --gateway "http://$GW/api/v1/chat/completions" \
