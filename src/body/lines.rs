@@ -41,6 +41,12 @@ impl SseLines {
         self.partial.extend_from_slice(&bytes[at..]);
     }
 
+    /// True if the next bytes start a line: nothing is held, and no `\r` just ended one (a `\n`
+    /// first would be the rest of its line end).
+    pub(crate) fn at_line_start(&self) -> bool {
+        self.partial.is_empty() && !self.after_cr
+    }
+
     /// The unterminated last line (the stream ended without a line end), if any.
     pub(crate) fn take_rest(&mut self) -> Option<Vec<u8>> {
         (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))

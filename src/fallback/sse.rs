@@ -189,6 +189,10 @@ impl Watch {
         if !self.live() {
             return;
         }
+        if self.usual_event(bytes) {
+            self.last_end = Some(bytes.len());
+            return;
+        }
         let mut lines = std::mem::take(&mut self.lines);
         lines.feed(bytes, |line, end| {
             if self.line_done(line) && (self.live() || self.phase == Phase::Done) {
@@ -197,6 +201,26 @@ impl Watch {
             self.live()
         });
         self.lines = lines;
+    }
+
+    /// True if `bytes` is one whole event that the line scan would find good without a look at
+    /// anything but its string: `data: `, one line that fits the learned [`Shape`], a blank line,
+    /// where no line or event is pending. Most upstreams send one event per frame; such a frame
+    /// then costs a memchr and the shape's check, not a line scan and a copy of its data.
+    fn usual_event(&self, bytes: &[u8]) -> bool {
+        let Some(shape) = &self.shape else {
+            return false;
+        };
+        if self.phase != Phase::Started || self.has_data || !self.lines.at_line_start() {
+            return false;
+        }
+        let Some(value) = bytes
+            .strip_prefix(b"data: ")
+            .and_then(|b| b.strip_suffix(b"\n\n"))
+        else {
+            return false;
+        };
+        memchr::memchr2(b'\n', b'\r', value).is_none() && shape.fits(trim_json_whitespace(value))
     }
 
     /// The body ended: a last unterminated line or event is taken as complete.
@@ -549,6 +573,37 @@ mod tests {
             if skim_event(d.as_bytes()).is_some() {
                 let e = serde_json::from_slice::<ErrorOnly<'_>>(d.as_bytes());
                 prop_assert!(e.is_ok_and(|e| e.error.is_none()), "{}", d);
+            }
+        }
+
+        /// A frame that is one whole event reads as the same frame cut after its first byte
+        /// (which never takes the shortcut): same phase, same failure, same end of the last good
+        /// event, event after event. The contents mix what fits the shape and what does not.
+        #[test]
+        fn whole_event_frames_read_as_cut_ones(events in proptest::collection::vec((0u8..6, proptest::collection::vec(prop::sample::select(b"ab \"\\/nu0\n\r\x01\xc3\xa9\xff".to_vec()), 0..8)), 1..12)) {
+            let mut whole = Watch::new();
+            let mut cut = Watch::new();
+            for (kind, content) in events {
+                let content = [&b"\""[..], &content, b"\""].concat();
+                let frame = match kind {
+                    0..=2 => [&shape().prefix[..], &content, &shape().suffix, b"\n\n"].concat(),
+                    3 => [&br#"{"id":"c1","error":{"code":502},"choices":[]}"#[..], b"\n\n"].concat(),
+                    4 => [&br#"{"id":"c9","choices":[{"delta":{"content":"#[..], &content, b"}}]}\n\n"].concat(),
+                    _ => b"[DONE]\n\n".to_vec(),
+                };
+                let frame = [&b"data: "[..], &frame].concat();
+                whole.feed(&frame);
+                let a = whole.take_end(frame.len());
+                cut.feed(&frame[..1]);
+                prop_assert_eq!(cut.take_end(1), None);
+                cut.feed(&frame[1..]);
+                let b = cut.take_end(frame.len() - 1).map(|e| e + 1);
+                prop_assert_eq!(a, b, "{}", String::from_utf8_lossy(&frame));
+                prop_assert_eq!((whole.phase, whole.failed), (cut.phase, cut.failed));
+                prop_assert_eq!(&whole.upstream_code, &cut.upstream_code);
+                if !whole.live() {
+                    break;
+                }
             }
         }
 
