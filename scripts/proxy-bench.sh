@@ -78,6 +78,6 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 "${REST_CORE[@]}" "$BIN/proxy_load" \
     --gateway "http://$GW/api/v1/chat/completions" \
     --upstream "http://$MOCK/v1/chat/completions" \
-    --gateway-pid "$GW_PID" \
+    --name "$([ "$PROXY" = bare ] && echo "bare proxy" || echo gateway)" --gateway-pid "$GW_PID" \
     --duration "$DURATION" --rss-duration "$RSS_DURATION" --rss-runs "$RSS_RUNS" \
     --rates "$RATES" --connections "$CONNECTIONS"

@@ -1,7 +1,7 @@
 //! The load generator of the proxy benchmark (`scripts/proxy-bench.sh`, which starts everything).
 //!
 //! ```text
-//! proxy_load --gateway URL --upstream URL [--gateway-pid PID] [--duration SECS]
+//! proxy_load --gateway URL --upstream URL [--name NAME] [--gateway-pid PID] [--duration SECS]
 //!            [--rss-duration SECS] [--rss-runs N] [--rates 1000,5000] [--connections 50] [--model ID]
 //! ```
 //!
@@ -25,7 +25,7 @@ use run::{run_all, Args};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: proxy_load --gateway URL --upstream URL [--gateway-pid PID] [--duration SECS]\n\
+        "usage: proxy_load --gateway URL --upstream URL [--name NAME] [--gateway-pid PID] [--duration SECS]\n\
          \x20                 [--rss-duration SECS] [--rss-runs N] [--rates R1,R2] [--connections N] [--model ID]"
     );
     std::process::exit(2)
@@ -35,6 +35,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         gateway: None,
         upstream: None,
+        name: "gateway".into(),
         pid: None,
         duration: Duration::from_secs(10),
         rss_duration: Duration::from_secs(30),
@@ -56,6 +57,7 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--gateway" => a.gateway = Some(value.parse().unwrap_or_else(|_| usage())),
             "--upstream" => a.upstream = Some(value.parse().unwrap_or_else(|_| usage())),
+            "--name" => a.name = value,
             "--gateway-pid" => a.pid = Some(value.parse().unwrap_or_else(|_| usage())),
             "--duration" => a.duration = secs(&value),
             "--rss-duration" => a.rss_duration = secs(&value),

@@ -14,6 +14,9 @@ pub struct Args {
     pub gateway: Option<http::Uri>,
     /// The mock upstream's chat-completions URL (`--upstream`).
     pub upstream: Option<http::Uri>,
+    /// What is measured, as the table names it (`--name`; default `gateway`, `bare proxy` for
+    /// examples/bare_proxy.rs).
+    pub name: String,
     /// The gateway's process id, for CPU time and memory (`--gateway-pid`).
     pub pid: Option<u32>,
     /// Length of each scenario (`--duration`, seconds).
