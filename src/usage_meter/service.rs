@@ -263,8 +263,10 @@ where
                 ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
             }
             _ => {
-                let future = span.in_scope(|| self.inner.call(req));
-                ResponseFuture::calling(future, ctx, span)
+                // Entered while the layers below build their futures. Built as the argument, not
+                // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
+                let _entered = span.enter();
+                ResponseFuture::calling(self.inner.call(req), ctx, span.clone())
             }
         }
     }
