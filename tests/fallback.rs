@@ -381,6 +381,38 @@ async fn no_route_is_a_400() {
     assert!(String::from_utf8_lossy(&bytes).contains("put ModelRouting in front"));
 }
 
+/// A caller's mark in the request extensions (must not reach the response).
+#[derive(Clone, Debug)]
+struct CallerMark;
+
+/// An answer with no headers and no extensions gets none of the request's: no caller header,
+/// no caller extension, no route; `ServedBy` is there.
+#[tokio::test(start_paused = true)]
+async fn a_bare_answer_gets_nothing_of_the_request() {
+    const ANSWER: &str = r#"{"id":"gen-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let upstream = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+            ANSWER.as_bytes(),
+        ))))
+    });
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog()).seed(1))
+        .layer(layer())
+        .service(upstream);
+    let mut req = request(body(&["alpha"], false, ""));
+    req.extensions_mut().insert(CallerMark);
+    let res = svc.oneshot(req).await.expect("response");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().is_empty(), "{:?}", res.headers());
+    let ext = res.extensions();
+    assert!(ext.get::<CallerMark>().is_none());
+    assert!(ext.get::<tower_ai_gateway::route::Route>().is_none());
+    assert_eq!(
+        ext.get::<ServedBy>().expect("served").endpoint.tag(),
+        "alpha"
+    );
+}
+
 trait LayerService {
     fn layer_service<S>(&self, s: S) -> tower_ai_gateway::fallback::ProviderFallback<S>;
 }

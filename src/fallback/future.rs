@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::response::Parts;
-use http::{HeaderMap, Request, Response};
+use http::{Extensions, HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -108,12 +108,12 @@ impl<S, F, B, RB> ResponseFuture<S, F, B, RB> {
         svc: S,
         config: Arc<Config>,
         route: Route,
-        request: (HeaderMap, RB),
+        request: (HeaderMap, Extensions, RB),
         original: Option<OriginalMessages>,
     ) -> Self {
-        let (headers, body) = request;
+        let (headers, spare, body) = request;
         let received = Received::new(config.max_buffer);
-        let run = Run::new(svc, config, route, headers, original);
+        let run = Run::new(svc, config, route, (headers, spare), original);
         ResponseFuture {
             kind: Kind::Running {
                 state: State::Receiving { body, received },

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::response::Parts;
-use http::{HeaderMap, Request, Response};
+use http::{Extensions, HeaderMap, Request, Response};
 use http_body_util::Full;
 use smallvec::SmallVec;
 use tokio::time::Instant;
@@ -72,6 +72,9 @@ pub(crate) struct Run<S> {
     pub(crate) config: Arc<Config>,
     pub(crate) route: Route,
     headers: HeaderMap,
+    /// The request's extension map, emptied (ProviderFallback sends none of it upstream): the
+    /// served answer's extensions when the answer brings none, so that its allocation is reused.
+    spare: Extensions,
     /// The caller's Messages body, for passed-through Messages attempts.
     original: Option<OriginalMessages>,
     source: Source,
@@ -93,7 +96,7 @@ impl<S> Run<S> {
         svc: S,
         config: Arc<Config>,
         route: Route,
-        headers: HeaderMap,
+        (headers, spare): (HeaderMap, Extensions),
         original: Option<OriginalMessages>,
     ) -> Self {
         let now = Instant::now();
@@ -107,6 +110,7 @@ impl<S> Run<S> {
             config,
             route,
             headers,
+            spare,
             original,
             source: Source::Route,
             order,
@@ -418,7 +422,9 @@ impl<S> Run<S> {
     }
 
     /// The response for a served attempt: headers cleaned, `served` (made by [`Run::served`]) and
-    /// the wire's mark added.
+    /// the wire's mark added. No attempt follows a served one: an answer with no headers or no
+    /// extensions gets the request's maps, emptied, so that what the layers above add to them
+    /// (`X-Generation-Id`, [`ServedBy`]) reuses their allocations.
     fn respond<B>(
         &mut self,
         a: Attempt,
@@ -428,6 +434,13 @@ impl<S> Run<S> {
     ) -> Response<ResponseBody<B>> {
         served.upstream_request_id = upstream_request_id(&head.headers);
         clean_response_headers(&mut head.headers, self.secret(a));
+        if head.headers.is_empty() {
+            self.headers.clear();
+            head.headers = std::mem::take(&mut self.headers);
+        }
+        if head.extensions.is_empty() {
+            head.extensions = std::mem::take(&mut self.spare);
+        }
         head.extensions.insert(served);
         a.wire.mark(&mut head.extensions);
         Response::from_parts(head, body)

@@ -78,7 +78,10 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let messages = parts.extensions.remove::<OriginalMessages>();
-        let request = (parts.headers, body);
+        // Nothing else of the request's extensions goes upstream: emptied, the map's allocation
+        // can carry the answer's extensions.
+        parts.extensions.clear();
+        let request = (parts.headers, parts.extensions, body);
         ResponseFuture::new(inner, self.config.clone(), route, request, messages)
     }
 }

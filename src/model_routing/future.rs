@@ -293,13 +293,13 @@ fn prepare(
     // Parsed first: a body that names no preset (the usual) is not searched for one. A body the
     // parse refuses may still be completed by its preset: it goes the long way, as one that
     // names a preset does (the preset merged, then parsed).
-    let plain = RequestView::parse(&bytes)
-        .ok()
-        .filter(|v| !v.names_preset())
-        .map(RequestView::into_owned);
-    let (bytes, view) = match plain {
-        Some(view) => (bytes, view),
-        None => {
+    // Matched, not chained through `Option` adapters: each adapter moves the (large) view again.
+    let (bytes, view) = match RequestView::parse(&bytes) {
+        Ok(view) if !view.names_preset() => {
+            let view = Box::new(view.into_owned());
+            (bytes, view)
+        }
+        _ => {
             let bytes = match config.presets.apply(&bytes)? {
                 Some((merged, name)) => {
                     parts.extensions.insert(name);
@@ -307,7 +307,7 @@ fn prepare(
                 }
                 None => bytes,
             };
-            let view = RequestView::parse(&bytes)?.into_owned();
+            let view = Box::new(RequestView::parse(&bytes)?.into_owned());
             (bytes, view)
         }
     };
@@ -317,7 +317,7 @@ fn prepare(
             "a `prompt` (a string or an array of strings) is required by /completions",
         ));
     }
-    Ok((bytes, Box::new(view)))
+    Ok((bytes, view))
 }
 
 /// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a

@@ -65,6 +65,7 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    #[inline]
     pub(crate) fn calling(future: S::Future, ctx: Ctx, span: Span) -> Self {
         ResponseFuture {
             state: State::Calling { future },

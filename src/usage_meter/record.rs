@@ -24,11 +24,12 @@ pub(crate) fn header_str<'h>(
 }
 
 /// `HTTP-Referer` (a constant: looking a `&str` name up parses it on every request).
-const HTTP_REFERER: http::HeaderName = http::HeaderName::from_static("http-referer");
+pub(crate) const HTTP_REFERER: http::HeaderName = http::HeaderName::from_static("http-referer");
 /// `X-OpenRouter-Title`.
-const X_OPENROUTER_TITLE: http::HeaderName = http::HeaderName::from_static("x-openrouter-title");
+pub(crate) const X_OPENROUTER_TITLE: http::HeaderName =
+    http::HeaderName::from_static("x-openrouter-title");
 /// `X-Title`.
-const X_TITLE: http::HeaderName = http::HeaderName::from_static("x-title");
+pub(crate) const X_TITLE: http::HeaderName = http::HeaderName::from_static("x-title");
 /// `X-Session-Id`.
 pub(crate) const X_SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-session-id");
 

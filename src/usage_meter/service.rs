@@ -13,8 +13,10 @@ use super::config::Config;
 use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
-use super::metadata::{metadata_requested, Plan};
-use super::record::{header_str, App, GenerationId, X_SESSION_ID};
+use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA_HEADER};
+use super::record::{
+    header_str, App, GenerationId, HTTP_REFERER, X_OPENROUTER_TITLE, X_SESSION_ID, X_TITLE,
+};
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
@@ -108,9 +110,38 @@ impl IdBuf {
     }
 }
 
+/// Which of the optional request headers the meter reads are there, found in one pass over the
+/// request's (few) header names: comparing names costs less than a hashed lookup of each one,
+/// and the usual request sends none of them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Present {
+    /// `HTTP-Referer`, `X-OpenRouter-Title` or `X-Title` ([`App::from_headers`]).
+    app: bool,
+    /// Either `openrouter_metadata` header ([`metadata_requested`]).
+    metadata: bool,
+    /// `X-Session-Id`.
+    session: bool,
+}
+
+impl Present {
+    fn of(headers: &http::HeaderMap) -> Self {
+        let mut p = Present::default();
+        for name in headers.keys() {
+            p.app |= *name == HTTP_REFERER || *name == X_OPENROUTER_TITLE || *name == X_TITLE;
+            p.metadata |= *name == METADATA_HEADER || *name == LEGACY_METADATA_HEADER;
+            p.session |= *name == X_SESSION_ID;
+        }
+        p
+    }
+}
+
 /// What the meter takes from ModelRouting's `route`; the reservation's estimate when the
 /// request has a budget to reserve against; the `openrouter_metadata` plan when asked.
-fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option<Estimate> {
+fn read_route(
+    ctx: &mut Ctx,
+    route: &Route,
+    (headers, present): (&http::HeaderMap, Present),
+) -> Option<Estimate> {
     let view = route.view();
     let first = view.first_requested_model();
     // Shared with the route's first model when that is the same name (it usually is).
@@ -128,7 +159,7 @@ fn read_route(ctx: &mut Ctx, route: &Route, headers: &http::HeaderMap) -> Option
     // body, which a tool's schema may have too).
     ctx.images = view.image_parts;
     ctx.session_id = view.session_id.as_deref().map(str::to_owned);
-    if ctx.rewrite && metadata_requested(headers) {
+    if ctx.rewrite && present.metadata && metadata_requested(headers) {
         ctx.metadata = Some(Plan::new(route));
     }
     (ctx.cfg.ledger.is_some() && ctx.key.is_some())
@@ -206,6 +237,7 @@ where
         let start = cfg.clock.now();
         let created_ms = cfg.clock.unix_millis();
         let key = req.extensions().get::<CallerKey>().cloned();
+        let present = Present::of(req.headers());
         let mut ctx = Ctx {
             cfg: cfg.clone(),
             id: req
@@ -237,7 +269,11 @@ where
             embeddings: false,
             completions: false,
             served_tier: None,
-            app: App::from_headers(req.headers()),
+            app: if present.app {
+                App::from_headers(req.headers())
+            } else {
+                App::default()
+            },
             session_id: None,
             provider_responses: Vec::new(),
             preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
@@ -247,8 +283,8 @@ where
         let est = req
             .extensions()
             .get::<Route>()
-            .and_then(|route| read_route(&mut ctx, route, req.headers()));
-        if ctx.session_id.is_none() {
+            .and_then(|route| read_route(&mut ctx, route, (req.headers(), present)));
+        if ctx.session_id.is_none() && present.session {
             ctx.session_id = header_str(req.headers(), &X_SESSION_ID).map(str::to_owned);
         }
         open_span(&mut ctx, &req);
@@ -263,8 +299,10 @@ where
                 ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
             }
             _ => {
-                let future = span.in_scope(|| self.inner.call(req));
-                ResponseFuture::calling(future, ctx, span)
+                // Entered while the layers below build their futures. Built as the argument, not
+                // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
+                let _entered = span.enter();
+                ResponseFuture::calling(self.inner.call(req), ctx, span.clone())
             }
         }
     }
@@ -273,6 +311,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each optional header the meter reads is found (in any case, either name), and a request
+    /// with none of them has none.
+    #[test]
+    fn present_headers() {
+        let of = |names: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, "Bearer k".parse().unwrap());
+            for n in names {
+                h.append(
+                    http::HeaderName::try_from(*n).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            let p = Present::of(&h);
+            (p.app, p.metadata, p.session)
+        };
+        assert_eq!(of(&[]), (false, false, false));
+        assert_eq!(of(&["HTTP-Referer"]), (true, false, false));
+        assert_eq!(of(&["X-OpenRouter-Title"]), (true, false, false));
+        assert_eq!(of(&["x-title"]), (true, false, false));
+        assert_eq!(of(&["X-OpenRouter-Metadata"]), (false, true, false));
+        assert_eq!(
+            of(&["x-openrouter-experimental-metadata"]),
+            (false, true, false)
+        );
+        assert_eq!(of(&["X-Session-Id"]), (false, false, true));
+        assert_eq!(of(&["x-title", "x-session-id"]), (true, false, true));
+    }
 
     /// Ids are `gen-<secs>-` and 20 alphanumerics, every one of the 62 drawn.
     #[test]
