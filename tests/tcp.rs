@@ -364,8 +364,8 @@ async fn a_burst_of_upstream_events_leaves_in_few_writes() {
     }
 }
 
-/// `Coalesce` hands on everything in order: what it holds goes before trailers and before an
-/// error, and the end comes last.
+/// `Coalesce` hands on everything in order: the first data at once, then what it holds before
+/// trailers and before an error, and the end last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn coalesce_keeps_order_before_trailers_and_errors() {
     use app::coalesce::Coalesce;
@@ -376,6 +376,7 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("x-t", "1".parse().unwrap());
     let items = vec![
+        data("0"),
         data("a"),
         data("b"),
         Ok(Frame::trailers(trailers)),
@@ -383,8 +384,10 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
     ];
     let mut body = Coalesce::new(StreamBody::new(futures_util::stream::iter(items)));
     let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "0", "the first data at once");
+    let next = body.frame().await.unwrap().unwrap();
     assert_eq!(
-        first.into_data().unwrap(),
+        next.into_data().unwrap(),
         "ab",
         "ready data goes out together"
     );
@@ -395,12 +398,16 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
     );
     assert!(body.frame().await.is_none());
 
-    let failing: Vec<Item> = vec![data("x"), Err(std::io::Error::other("upstream broke"))];
+    let failing: Vec<Item> = vec![
+        data("0"),
+        data("x"),
+        Err(std::io::Error::other("upstream broke")),
+    ];
     let mut body = Coalesce::new(StreamBody::new(futures_util::stream::iter(failing)));
-    assert_eq!(
-        body.frame().await.unwrap().unwrap().into_data().unwrap(),
-        "x"
-    );
+    for want in ["0", "x"] {
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), want);
+    }
     assert!(
         body.frame().await.unwrap().is_err(),
         "the error after the data"

@@ -19,6 +19,9 @@ pin_project! {
     /// The gateway's response body: the data frames that are ready together go out as one frame,
     /// so that a burst of stream events costs one write to the socket, not one each.
     ///
+    /// The first data frame goes out at once, with the response head: the time to the first token
+    /// is what a caller of a stream waits for, and it does not wait for the rest of a burst.
+    ///
     /// Nothing waits for data that is not there. When the inner body has given data and then has
     /// nothing ready, the data is held while the task yields (`tokio::task::yield_now`: to the
     /// back of the run queue) — other tasks run, among them the client connection that reads the
@@ -49,6 +52,8 @@ pin_project! {
         idle_yields: u8,
         // The inner body ended.
         ended: bool,
+        // A data frame went out.
+        started: bool,
     }
 }
 
@@ -120,6 +125,7 @@ impl<B: Body> Coalesce<B> {
             yielding: None,
             idle_yields: 0,
             ended: false,
+            started: false,
         }
     }
 }
@@ -147,8 +153,13 @@ where
             let after = match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(mut data) => {
+                        let data = data.copy_to_bytes(data.remaining());
+                        if !*this.started {
+                            *this.started = true;
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
                         *this.idle_yields = 0;
-                        this.held.push(data.copy_to_bytes(data.remaining()));
+                        this.held.push(data);
                         if this.held.len() >= MAX_HELD {
                             return Poll::Ready(this.held.take().map(|d| Ok(Frame::data(d))));
                         }
