@@ -80,7 +80,7 @@ pub(crate) fn edit_body(
     // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own.
     let read = reading
         .and_then(|r| Reading::of(r, &body))
-        .and_then(|r| r.parts(std::str::from_utf8(&body).ok()?));
+        .and_then(|r| r.parts(&body));
     let Some((top, choices)) = read.or_else(|| Top::parse_with_choices(&body)) else {
         obs.content_bytes += body.len() as u64;
         return body;
@@ -160,12 +160,12 @@ fn observe_body(
 ) -> Option<WireUsage> {
     if let Some(id) = top.id.filter(|_| recorded) {
         // A plain string is copied as it is; serde unescapes the others.
-        obs.upstream_id = match skim::plain_string(id.get()) {
-            Some(s) => s.map(str::to_owned),
+        obs.upstream_id = match skim::plain_bytes(id.bytes()) {
+            Some(s) => s.and_then(|s| String::from_utf8(s.to_vec()).ok()),
             None => serde_json::from_str(id.get()).ok(),
         };
     }
-    if top.error.is_some_and(|e| e.get() != "null") {
+    if top.error.is_some_and(|e| !e.is_null()) {
         obs.error = true;
     }
     obs.finish_reason = choices.finish_reason;
