@@ -29,7 +29,7 @@ use super::reading::Reading;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{skim, splice, Piece};
+use crate::route::{splice, Piece};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -159,11 +159,7 @@ fn observe_body(
     recorded: bool,
 ) -> Option<WireUsage> {
     if let Some(id) = top.id.filter(|_| recorded) {
-        // A plain string is copied as it is; serde unescapes the others.
-        obs.upstream_id = match skim::plain_bytes(id.bytes()) {
-            Some(s) => s.and_then(|s| String::from_utf8(s.to_vec()).ok()),
-            None => serde_json::from_str(id.get()).ok(),
-        };
+        obs.upstream_id = id.string();
     }
     if top.error.is_some_and(|e| !e.is_null()) {
         obs.error = true;

@@ -33,6 +33,15 @@ impl<'a> Raw<'a> {
         std::str::from_utf8(self.0).unwrap_or_default()
     }
 
+    /// The value as serde reads a `String` from it (`None` for `null` or another type): a string
+    /// without escapes is copied as it is, serde unescapes the others.
+    pub(crate) fn string(self) -> Option<String> {
+        match skim::plain_bytes(self.0) {
+            Some(s) => s.and_then(|s| String::from_utf8(s.to_vec()).ok()),
+            None => serde_json::from_str(self.get()).ok(),
+        }
+    }
+
     /// Whether the value is `null`.
     pub(crate) fn is_null(self) -> bool {
         self.0 == b"null"
@@ -650,6 +659,20 @@ mod tests {
                 joined.push((r, [b",".as_slice(), &v].concat()));
             }
             prop_assert_eq!(splice(base.as_bytes(), &mut splices), apply(base.as_bytes(), &mut joined));
+        }
+
+        /// A raw value's string is serde's reading of its text (and its text is the text).
+        #[test]
+        fn raw_string_is_serde(
+            s in "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,8}",
+            other in prop_oneof![Just("null"), Just("12"), Just("[\"a\"]"), Just("{}")],
+        ) {
+            let quoted = serde_json::to_string(&s).unwrap();
+            for raw in [quoted.as_str(), other] {
+                let r = Raw::new(raw.as_bytes());
+                prop_assert_eq!(r.get(), raw);
+                prop_assert_eq!(r.string(), serde_json::from_str::<String>(raw).ok());
+            }
         }
 
         /// The quoting short cut writes what serde_json writes.

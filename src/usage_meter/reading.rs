@@ -96,7 +96,47 @@ impl Reading {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Answers with what a reading's byte ranges must get right: text above ASCII, escapes,
+    /// whitespace, `null`s, members in any order.
+    fn answer() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just(r#""plain""#),
+            Just(r#""caf\u00e9 \"quoted\"""#),
+            Just("\"d\u{e9}j\u{e0} \u{1F600}\""),
+            Just("null"),
+            Just("[1, {\"a\": \"\u{e9}\"}]"),
+        ];
+        let member = prop_oneof![
+            text.clone().prop_map(|t| format!(r#""id":{t}"#)),
+            text.clone().prop_map(|t| format!(r#""model" : {t}"#)),
+            text.clone().prop_map(|t| format!(r#""provider":{t}"#)),
+            text.clone().prop_map(|t| format!(r#""error":{t}"#)),
+            text.clone().prop_map(|t| format!(
+                r#""choices":[{{"message":{{"content":{t}}},"finish_reason":"stop"}}]"#
+            )),
+            Just(r#""usage":{"prompt_tokens":3,"completion_tokens":2}"#.to_string()),
+            Just(r#""type":"message""#.to_string()),
+        ];
+        proptest::collection::vec(member, 0..6).prop_map(|m| format!(" {{{}}}\n", m.join(" ,")))
+    }
+
+    proptest! {
+        /// A reading handed on gives what the meter's own parse of the same bytes gives.
+        #[test]
+        fn a_reading_is_the_parse(b in answer()) {
+            let body = Bytes::from(b);
+            let expected = Top::parse_with_choices(&body).map(|(t, s)| format!("{t:?} {s:?}"));
+            let got = read(&body).and_then(|r| {
+                let (t, s) = Reading::of(r.reading, &body)?.parts(&body)?;
+                Some(format!("{t:?} {s:?}"))
+            });
+            prop_assert_eq!(got, expected);
+        }
+    }
 
     /// The reading handed on is the meter's own reading of the same bytes, and of no other bytes.
     #[test]
