@@ -233,6 +233,13 @@ impl Exact {
 
     /// `self + other`, at the larger scale (as `Decimal` adds).
     fn add(self, other: Exact) -> Option<Exact> {
+        // Adding a zero of no larger scale (most fees and cache terms) changes nothing.
+        if other.m == 0 && other.scale <= self.scale {
+            return Some(self);
+        }
+        if self.m == 0 && self.scale <= other.scale {
+            return Some(other);
+        }
         let scale = self.scale.max(other.scale);
         let up = |e: Exact| match scale - e.scale {
             0 => Some(e.m),
@@ -719,6 +726,22 @@ mod tests {
     }
 
     proptest! {
+        /// An integer sum is the `Decimal` one, at the larger scale (zeros of any scale too).
+        #[test]
+        fn exact_add_is_decimal_add(
+            a in (prop_oneof![Just(0u64), Just(1), 0u64..1_000, any::<u64>()], 0u32..=28),
+            b in (prop_oneof![Just(0u64), Just(1), 0u64..1_000, any::<u64>()], 0u32..=28),
+        ) {
+            let d = |(m, s): (u64, u32)| Decimal::from_i128_with_scale(i128::from(m), s);
+            let e = |(m, s): (u64, u32)| Exact::of(d((m, s))).expect("not negative");
+            if let Some(sum) = e(a).add(e(b)) {
+                let exact = d(a).checked_add(d(b)).expect("it fits");
+                let got = Decimal::try_from_i128_with_scale(sum.m as i128, sum.scale).expect("fits");
+                prop_assert_eq!(got, exact);
+                prop_assert_eq!(sum.scale, a.1.max(b.1));
+            }
+        }
+
         /// The integer price is the `Decimal` one, to the digit.
         #[test]
         fn exact_price_is_decimal_price(

@@ -29,7 +29,7 @@ use super::reading::Reading;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{skim, splice, Piece};
+use crate::route::{splice, Piece};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -80,7 +80,7 @@ pub(crate) fn edit_body(
     // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own.
     let read = reading
         .and_then(|r| Reading::of(r, &body))
-        .and_then(|r| r.parts(std::str::from_utf8(&body).ok()?));
+        .and_then(|r| r.parts(&body));
     let Some((top, choices)) = read.or_else(|| Top::parse_with_choices(&body)) else {
         obs.content_bytes += body.len() as u64;
         return body;
@@ -159,13 +159,9 @@ fn observe_body(
     recorded: bool,
 ) -> Option<WireUsage> {
     if let Some(id) = top.id.filter(|_| recorded) {
-        // A plain string is copied as it is; serde unescapes the others.
-        obs.upstream_id = match skim::plain_string(id.get()) {
-            Some(s) => s.map(str::to_owned),
-            None => serde_json::from_str(id.get()).ok(),
-        };
+        obs.upstream_id = id.string();
     }
-    if top.error.is_some_and(|e| e.get() != "null") {
+    if top.error.is_some_and(|e| !e.is_null()) {
         obs.error = true;
     }
     obs.finish_reason = choices.finish_reason;

@@ -1,6 +1,7 @@
 //! Top-level spans of a JSON response object, and byte splices that edit it without re-serialising.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -10,25 +11,54 @@ use super::cost::{Cost, TokenUsage, WireUsage};
 use crate::route::{plain_json_str, skim, splice, Piece};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
-/// handle that the skimmer of [`Top::parse_with_choices`] can make too).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Raw<'a>(&'a str);
+/// handle that the skimmer of [`Top::parse_with_choices`] can make too), kept as bytes: the
+/// skimmer and the edits need its place and bytes only, so its text is checked only when read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw<'a>(&'a [u8]);
 
 impl<'a> Raw<'a> {
-    /// The raw value `text` (JSON text, as the body has it).
-    pub(crate) fn new(text: &'a str) -> Self {
-        Raw(text)
+    /// The raw value `bytes` (JSON text, as the body has it).
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Raw(bytes)
     }
 
-    /// The value's JSON text.
-    pub(crate) fn get(self) -> &'a str {
+    /// The value's JSON bytes.
+    pub(crate) fn bytes(self) -> &'a [u8] {
         self.0
+    }
+
+    /// The value's JSON text. A raw value is made from text (serde's) or from a value the skimmer
+    /// accepted (UTF-8, see [`skim`]); other bytes read as the empty text, which no reader takes.
+    pub(crate) fn get(self) -> &'a str {
+        std::str::from_utf8(self.0).unwrap_or_default()
+    }
+
+    /// The value as serde reads a `String` from it (`None` for `null` or another type): a string
+    /// without escapes is copied as it is, serde unescapes the others.
+    pub(crate) fn string(self) -> Option<String> {
+        match skim::plain_bytes(self.0) {
+            Some(s) => s.and_then(|s| String::from_utf8(s.to_vec()).ok()),
+            None => serde_json::from_str(self.get()).ok(),
+        }
+    }
+
+    /// Whether the value is `null`.
+    pub(crate) fn is_null(self) -> bool {
+        self.0 == b"null"
+    }
+}
+
+impl fmt::Debug for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Raw")
+            .field(&String::from_utf8_lossy(self.0))
+            .finish()
     }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
+        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get().as_bytes()))
     }
 }
 
@@ -150,9 +180,12 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
             }
             None => skim::value(b, at, 1)?,
         };
-        let raw = skim::text(b, at..end)?;
+        let raw = &b[at..end];
         if k == 9 {
-            top.kind = skim::plain_string(raw)?.map(Cow::Borrowed);
+            top.kind = match skim::plain_bytes(raw)? {
+                Some(s) => Some(Cow::Borrowed(std::str::from_utf8(s).ok()?)),
+                None => None,
+            };
             return Some(end);
         }
         let slot = match k {
@@ -165,7 +198,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
             7 => &mut top.message,
             _ => &mut top.delta,
         };
-        *slot = (raw != "null").then_some(Raw(raw));
+        *slot = (raw != b"null").then_some(Raw(raw));
         Some(end)
     })?;
     (skim::ws(b, end) == b.len()).then_some((top, summary))
@@ -267,8 +300,8 @@ struct TopWithChoices<'a> {
 
 /// The byte range of `raw` inside `base` (which it borrows from).
 pub(crate) fn span(base: &[u8], raw: Raw<'_>) -> Option<Range<usize>> {
-    let start = (raw.get().as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-    let end = start + raw.get().len();
+    let start = (raw.0.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start + raw.0.len();
     (end <= base.len()).then_some(start..end)
 }
 
@@ -524,8 +557,8 @@ fn summarize(list: &[Choice<'_>]) -> ChoicesSummary {
         }
         for m in c.message.iter().chain(c.delta.iter()) {
             for r in [m.content, m.reasoning, m.tool_calls].into_iter().flatten() {
-                if r.get() != "null" {
-                    s.content_bytes += r.get().len() as u64;
+                if !r.is_null() {
+                    s.content_bytes += r.bytes().len() as u64;
                 }
             }
         }
@@ -626,6 +659,20 @@ mod tests {
                 joined.push((r, [b",".as_slice(), &v].concat()));
             }
             prop_assert_eq!(splice(base.as_bytes(), &mut splices), apply(base.as_bytes(), &mut joined));
+        }
+
+        /// A raw value's string is serde's reading of its text (and its text is the text).
+        #[test]
+        fn raw_string_is_serde(
+            s in "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,8}",
+            other in prop_oneof![Just("null"), Just("12"), Just("[\"a\"]"), Just("{}")],
+        ) {
+            let quoted = serde_json::to_string(&s).unwrap();
+            for raw in [quoted.as_str(), other] {
+                let r = Raw::new(raw.as_bytes());
+                prop_assert_eq!(r.get(), raw);
+                prop_assert_eq!(r.string(), serde_json::from_str::<String>(raw).ok());
+            }
         }
 
         /// The quoting short cut writes what serde_json writes.

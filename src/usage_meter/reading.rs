@@ -36,7 +36,7 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
         return None;
     }
     let (top, summary) = Top::parse_with_choices(body)?;
-    let error = top.error.is_some_and(|e| e.get() != "null");
+    let error = top.error.is_some_and(|e| !e.is_null());
     let message = top.kind.as_deref() == Some("message");
     let span = |v: Option<Raw<'_>>| v.and_then(|v| super::json::span(body, v));
     let reading = Reading {
@@ -71,12 +71,12 @@ impl Reading {
         (r.at == (body.as_ptr() as usize, body.len())).then_some(r)
     }
 
-    /// The reading over `text` (the body it was made of).
-    pub(crate) fn parts(self, text: &str) -> Option<(Top<'_>, ChoicesSummary)> {
+    /// The reading over `body` (the bytes it was made of: [`Reading::of`] checks that).
+    pub(crate) fn parts(self, body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         let [id, model, provider, service_tier, usage, choices, error, message, delta] = self.spans;
         let raw = |s: Option<Range<usize>>| match s {
             None => Some(None),
-            Some(r) => text.get(r).map(|v| Some(Raw::new(v))),
+            Some(r) => body.get(r).map(|v| Some(Raw::new(v))),
         };
         let top = Top {
             id: raw(id)?,
@@ -96,7 +96,47 @@ impl Reading {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Answers with what a reading's byte ranges must get right: text above ASCII, escapes,
+    /// whitespace, `null`s, members in any order.
+    fn answer() -> impl Strategy<Value = String> {
+        let text = prop_oneof![
+            Just(r#""plain""#),
+            Just(r#""caf\u00e9 \"quoted\"""#),
+            Just("\"d\u{e9}j\u{e0} \u{1F600}\""),
+            Just("null"),
+            Just("[1, {\"a\": \"\u{e9}\"}]"),
+        ];
+        let member = prop_oneof![
+            text.clone().prop_map(|t| format!(r#""id":{t}"#)),
+            text.clone().prop_map(|t| format!(r#""model" : {t}"#)),
+            text.clone().prop_map(|t| format!(r#""provider":{t}"#)),
+            text.clone().prop_map(|t| format!(r#""error":{t}"#)),
+            text.clone().prop_map(|t| format!(
+                r#""choices":[{{"message":{{"content":{t}}},"finish_reason":"stop"}}]"#
+            )),
+            Just(r#""usage":{"prompt_tokens":3,"completion_tokens":2}"#.to_string()),
+            Just(r#""type":"message""#.to_string()),
+        ];
+        proptest::collection::vec(member, 0..6).prop_map(|m| format!(" {{{}}}\n", m.join(" ,")))
+    }
+
+    proptest! {
+        /// A reading handed on gives what the meter's own parse of the same bytes gives.
+        #[test]
+        fn a_reading_is_the_parse(b in answer()) {
+            let body = Bytes::from(b);
+            let expected = Top::parse_with_choices(&body).map(|(t, s)| format!("{t:?} {s:?}"));
+            let got = read(&body).and_then(|r| {
+                let (t, s) = Reading::of(r.reading, &body)?.parts(&body)?;
+                Some(format!("{t:?} {s:?}"))
+            });
+            prop_assert_eq!(got, expected);
+        }
+    }
 
     /// The reading handed on is the meter's own reading of the same bytes, and of no other bytes.
     #[test]
@@ -111,12 +151,11 @@ mod tests {
         for b in bodies {
             let body = Bytes::copy_from_slice(b);
             let first = read(&body).expect("a JSON object is read");
-            let text = std::str::from_utf8(&body).unwrap();
             let expected = Top::parse_with_choices(&body).expect("parsed");
             assert_eq!(first.error, b.starts_with(br#"{"error""#));
             assert_eq!(first.message, b.starts_with(br#"{"type":"message""#));
             let got = Reading::of(first.reading, &body)
-                .and_then(|r| r.parts(text))
+                .and_then(|r| r.parts(&body))
                 .expect("the reading of these bytes");
             assert_eq!(format!("{got:?}"), format!("{expected:?}"));
             // The same text elsewhere (a translated or copied answer) is not this reading's.

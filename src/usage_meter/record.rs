@@ -1,6 +1,6 @@
 //! The generation record and where it goes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::cost::TokenUsage;
 use super::ledger::{civil_from_days, CallerKey};
 use crate::catalog::{EndpointKey, Usd};
+use crate::hash::FastMap;
 use crate::route::AttemptRecord;
 
 /// The longest attribution header kept (longer values are cut at a character boundary).
@@ -280,7 +281,9 @@ pub struct GenerationStore {
 struct StoreInner {
     capacity: usize,
     order: VecDeque<Arc<str>>,
-    by_id: HashMap<Arc<str>, Arc<GenerationRecord>>,
+    /// Keyed by generation id: the meter draws ids at random (`gen-<secs>-<20 random
+    /// characters>`), callers cannot choose them, so the fast non-keyed hasher is safe here.
+    by_id: FastMap<Arc<str>, Arc<GenerationRecord>>,
 }
 
 impl GenerationStore {
