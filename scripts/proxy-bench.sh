@@ -6,6 +6,7 @@
 #   DURATION=3 RSS_DURATION=5 scripts/proxy-bench.sh   # a quick look
 #   RATES=1000,5000 CONNECTIONS=50 scripts/proxy-bench.sh
 #   PROXY=bare scripts/proxy-bench.sh              # the floor: examples/bare_proxy.rs, not the gateway
+#   GATEWAY=/tmp/gateway-old scripts/proxy-bench.sh   # another build of the gateway, to compare
 #
 # Builds the gateway, examples/mock_upstream.rs and examples/proxy_load/ in release mode, starts the
 # mock (port 18091) and the gateway (examples/proxy-bench.toml, port 18090), runs every scenario and
@@ -50,7 +51,7 @@ PIDS+=($!)
 if [ "$PROXY" = bare ]; then
     "${GW_CORE[@]}" "$BIN/bare_proxy" "$GW" "http://$MOCK" >/dev/null &
 else
-    RUST_LOG=warn "${GW_CORE[@]}" "$BIN/gateway" --config examples/proxy-bench.toml --listen "$GW" >/dev/null &
+    RUST_LOG=warn "${GW_CORE[@]}" "${GATEWAY:-$BIN/gateway}" --config examples/proxy-bench.toml --listen "$GW" >/dev/null &
 fi
 GW_PID=$!
 PIDS+=("$GW_PID")
