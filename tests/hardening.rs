@@ -352,6 +352,20 @@ async fn item13_slow_and_idle_connections_are_closed() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"error_type\":\"timeout\""), "{answer}");
     assert!(took < Duration::from_secs(5), "{took:?}");
+    // A body over the limit: 413 with the envelope, before the stack reads it.
+    let limits = server::ServerLimits {
+        body_limit: 64,
+        ..short()
+    };
+    let small = start_limited(limits).await;
+    let body = hello(MINI).to_string();
+    let req = format!(
+        "{head}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (answer, _) = raw(small, req.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":413"), "{answer}");
     // A request that arrives whole is served.
     let body = hello(MINI).to_string();
     let req = format!(
