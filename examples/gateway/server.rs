@@ -247,6 +247,7 @@ fn timed_out(timeout: Duration) -> Response {
     error_response(e)
 }
 
+/// `res` with its body holding `permit` (if any) until it ends.
 fn held(res: Response, permit: Option<OwnedSemaphorePermit>) -> http::Response<Held> {
     res.map(|body| Held {
         body,

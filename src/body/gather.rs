@@ -8,6 +8,8 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body;
 
+use crate::error::GatewayError;
+
 /// The frames of a body read so far: the first kept as it is, later ones gathered into one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Frames {
@@ -55,6 +57,18 @@ pub(crate) enum GatherError {
     TooLarge,
     /// The body failed.
     Failed,
+}
+
+impl GatherError {
+    /// The error the caller gets: 413 over `limit`, else 400.
+    pub(crate) fn into_error(self, limit: usize) -> GatewayError {
+        match self {
+            GatherError::TooLarge => GatewayError::payload_too_large(limit),
+            GatherError::Failed => {
+                GatewayError::invalid_request("", "the request body could not be read")
+            }
+        }
+    }
 }
 
 /// A body being read to its end, up to `limit` bytes of data (trailers are skipped).

@@ -13,7 +13,7 @@ mod lines;
 #[cfg(any(feature = "anthropic", feature = "responses"))]
 mod translated;
 
-pub(crate) use gather::{Frames, Gather, GatherError};
+pub(crate) use gather::{Frames, Gather};
 pub(crate) use lines::{line_end, SseLines};
 
 #[cfg(any(feature = "anthropic", feature = "responses"))]

@@ -11,7 +11,7 @@ use http_body::Body;
 
 use super::body::{observe, Framer};
 use super::sse::{Phase, Watch};
-use crate::body::{Frames, Gather, GatherError};
+use crate::body::{Frames, Gather};
 use crate::error::GatewayError;
 use crate::wire::StreamReader;
 use crate::wire::Wire;
@@ -47,12 +47,7 @@ impl Received {
         RB::Error: Into<BoxError>,
     {
         let gathered = std::task::ready!(self.gather.poll(body, cx));
-        Poll::Ready(gathered.map_err(|e| match e {
-            GatherError::TooLarge => GatewayError::payload_too_large(self.limit),
-            GatherError::Failed => {
-                GatewayError::invalid_request("", "the request body could not be read")
-            }
-        }))
+        Poll::Ready(gathered.map_err(|e| e.into_error(self.limit)))
     }
 }
 

@@ -16,7 +16,7 @@ use super::layer::Config;
 use super::plan::{plan, session_key, Session};
 use super::sticky::sticky_key;
 use super::sticky_store::StickyLoad;
-use crate::body::{GatewayBody, Gather, GatherError};
+use crate::body::{GatewayBody, Gather};
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::route::{RequestView, ServedBy};
@@ -235,15 +235,7 @@ where
                     let bytes = match gathered {
                         Ok(bytes) => bytes,
                         Err(e) => {
-                            let err = match e {
-                                GatherError::TooLarge => {
-                                    GatewayError::payload_too_large(config.body_limit)
-                                }
-                                GatherError::Failed => GatewayError::invalid_request(
-                                    "",
-                                    "the request body could not be read",
-                                ),
-                            };
+                            let err = e.into_error(config.body_limit);
                             this.state.set(State::Rejected { error: Some(err) });
                             continue;
                         }
