@@ -193,6 +193,33 @@ impl Catalog {
         self.inner.model_ids.get(i as usize)
     }
 
+    /// The position of the model with this exact id in [`Catalog::models`], with its shared id:
+    /// one hash lookup, after which [`Catalog::model_at`] and [`Catalog::endpoint_range_at`] are
+    /// plain indexing.
+    pub(crate) fn model_entry(&self, id: &str) -> Option<(usize, &Arc<str>)> {
+        let i = *self.inner.model_index.get(id)? as usize;
+        Some((i, self.inner.model_ids.get(i)?))
+    }
+
+    /// The model at a position of [`Catalog::models`].
+    pub(crate) fn model_at(&self, index: usize) -> Option<&Model> {
+        self.inner.models.get(index)
+    }
+
+    /// The shared id of the model at a position of [`Catalog::models`].
+    pub(crate) fn model_id_at(&self, index: usize) -> Option<&Arc<str>> {
+        self.inner.model_ids.get(index)
+    }
+
+    /// The global indices of the endpoints of the model at a position of [`Catalog::models`]
+    /// (empty for a position out of range).
+    pub(crate) fn endpoint_range_at(&self, index: usize) -> Range<usize> {
+        self.inner
+            .ranges
+            .get(index)
+            .map_or(0..0, |&(a, b)| a as usize..b as usize)
+    }
+
     /// All models, in the order they were added.
     pub fn models(&self) -> &[Model] {
         &self.inner.models

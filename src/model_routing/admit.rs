@@ -105,6 +105,7 @@ impl Admission<'_> {
 
 /// Tier endpoints only when asked for: by `service_tier`, by a variant (`:nitro` admits priority,
 /// `:floor` flex; not with `order`), or by their full tag in `order` / `only`.
+#[inline]
 pub(crate) fn service_tier(
     e: &Endpoint,
     tiers: TierRequest,
@@ -134,6 +135,10 @@ pub(crate) fn ignored(
     ignore: Option<&[Cow<'_, str>]>,
     deny: &[String],
 ) -> Option<ExcludedBy> {
+    // The usual case (neither list) without walking an empty chain.
+    if ignore.is_none() && deny.is_empty() {
+        return None;
+    }
     let hit = ignore
         .into_iter()
         .flatten()
@@ -283,6 +288,7 @@ mod tests {
         ModelPlan {
             requested: "acme/chat".into(),
             id: "acme/chat".into(),
+            index: 0,
             free_only: false,
             sort: None,
             admit_priority: false,

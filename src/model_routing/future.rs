@@ -286,10 +286,14 @@ fn prepare(
     // parse refuses may still be completed by its preset: it goes the long way, as one that
     // names a preset does (the preset merged, then parsed).
     // Matched, not chained through `Option` adapters: each adapter moves the (large) view again.
-    let (bytes, view) = match RequestView::parse(&bytes) {
+    let mut parsed = RequestView::parse(&bytes);
+    let (bytes, view) = match &mut parsed {
         Ok(view) if !view.names_preset() => {
-            let view = Box::new(view.into_owned());
-            (bytes, view)
+            // Moved into its box field by field, never whole (it is large).
+            let mut owned = Box::<RequestView<'static>>::default();
+            view.own_into(&mut owned);
+            drop(parsed);
+            (bytes, owned)
         }
         _ => {
             let bytes = match config.presets.apply(&bytes)? {

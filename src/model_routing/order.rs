@@ -61,16 +61,15 @@ fn listed_first<'c>(
 }
 
 impl<'a> Planner<'a> {
-    /// Orders one model's admitted endpoints and appends them to `out`.
+    /// Orders one model's admitted endpoints (`rest`, consumed) and appends them to `out`.
     pub(super) fn order_model(
         &mut self,
         model: usize,
         mp: &ModelPlan,
-        alive: Eps<'a>,
+        rest: &mut Eps<'a>,
         out: &mut Candidates,
     ) {
         let mut ordered = Order::new();
-        let mut rest = alive;
         if let Some(order) = self
             .view
             .provider
@@ -78,23 +77,24 @@ impl<'a> Planner<'a> {
             .as_deref()
             .filter(|o| !o.is_empty())
         {
-            listed_first(order, model, &mut rest, &mut ordered);
+            listed_first(order, model, rest, &mut ordered);
             if !self.allow_fallbacks {
                 self.exclude(rest.iter(), ExcludedBy::AllowedProviders);
                 out.extend(ordered.iter().map(Placed::candidate));
                 return;
             }
         }
-        let (good, bad) = self.split_stable(rest);
+        let bad = self.split_stable(rest);
+        let good = rest;
         let sort = self.view.provider.sort.map(|s| s.by).or(mp.sort);
         if let Some(by) = sort {
             self.sorted(by, good, model, &mut ordered);
         } else if !self.allow_fallbacks && !self.admission.order_set {
-            self.cheapest_only(&good, &bad, model, &mut ordered);
+            self.cheapest_only(good, &bad, model, &mut ordered);
             out.extend(ordered.iter().map(Placed::candidate));
             return;
         } else {
-            self.balanced(&good, model, &mut ordered);
+            self.balanced(good, model, &mut ordered);
         }
         let reason = Reason::Unstable;
         ordered.extend(bad.into_iter().map(|ep| Placed { ep, model, reason }));
@@ -118,8 +118,9 @@ impl<'a> Planner<'a> {
         e.blended_price(self.prompt_tokens(), self.unix_millis)
     }
 
-    /// Sorts by ascending price (ties keep catalog order), then splits stable from unstable.
-    fn split_stable(&self, mut rest: Eps<'a>) -> (Eps<'a>, Eps<'a>) {
+    /// Sorts by ascending price (ties keep catalog order), then moves the unstable endpoints out
+    /// of `rest` (which keeps the stable ones) into the answer.
+    fn split_stable(&self, rest: &mut Eps<'a>) -> Eps<'a> {
         // By the f64 image of exact prices: equal decimals give equal f64s, and the order of
         // distinct prices is kept (catalog prices are far apart compared with f64 precision).
         let (tokens, millis) = (self.prompt_tokens(), self.unix_millis);
@@ -134,11 +135,11 @@ impl<'a> Planner<'a> {
             }
             stable
         });
-        (rest, bad)
+        bad
     }
 
     /// `sort` (or a sorting variant): the stable endpoints by price or by a metric.
-    fn sorted(&mut self, by: SortBy, mut good: Eps<'a>, model: usize, out: &mut Order<'a>) {
+    fn sorted(&mut self, by: SortBy, good: &mut Eps<'a>, model: usize, out: &mut Order<'a>) {
         if self.partition == Partition::None && self.models > 1 {
             self.global_sort = Some(by);
         }
@@ -146,7 +147,7 @@ impl<'a> Planner<'a> {
             good.sort_by(|a, b| cmp_metric(self.health, a.e, b.e, by, self.now));
         }
         let reason = Reason::Sorted(by);
-        out.extend(good.into_iter().map(|ep| Placed { ep, model, reason }));
+        out.extend(good.iter().map(|&ep| Placed { ep, model, reason }));
     }
 
     /// `allow_fallbacks: false` without `order`: only the cheapest (stable if any) endpoint.

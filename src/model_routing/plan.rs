@@ -156,13 +156,11 @@ impl<'a> Planner<'a> {
         e.status >= 0 && !self.health.is_unstable(key, self.now)
     }
 
-    /// A model's endpoints that pass every hard filter, in catalog order; the others are recorded
-    /// as exclusions.
-    fn admitted(&mut self, mp: &ModelPlan) -> Eps<'a> {
+    /// A model's endpoints that pass every hard filter, in catalog order, into `alive` (empty); the
+    /// others are recorded as exclusions.
+    fn admitted(&mut self, mp: &ModelPlan, alive: &mut Eps<'a>) {
         let catalog = self.catalog;
-        let range = catalog.endpoint_range(&mp.id).unwrap_or(0..0);
-        let mut alive = Eps::with_capacity(range.len());
-        for index in range {
+        for index in catalog.endpoint_range_at(mp.index) {
             let (Some(e), Some(p)) = (catalog.endpoint(index), catalog.endpoint_provider(index))
             else {
                 continue;
@@ -172,18 +170,20 @@ impl<'a> Planner<'a> {
                 None => alive.push(Ep { index, e, p }),
             }
         }
-        soft_parameters(&mut alive, self.view.params, &mut self.exclusions);
-        flex_only(&mut alive, self.admission.tiers, &mut self.exclusions);
-        alive
+        soft_parameters(alive, self.view.params, &mut self.exclusions);
+        flex_only(alive, self.admission.tiers, &mut self.exclusions);
     }
 
     /// Every model's candidates, model after model (or sorted across models).
     fn place_all(&mut self, plans: &[ModelPlan]) -> Candidates {
         self.models = plans.len();
         let mut placed = Candidates::new();
+        // One buffer for every model's endpoints, filled and ordered in place (not moved).
+        let mut alive = Eps::new();
         for (mi, mp) in plans.iter().enumerate() {
-            let alive = self.admitted(mp);
-            self.order_model(mi, mp, alive, &mut placed);
+            alive.clear();
+            self.admitted(mp, &mut alive);
+            self.order_model(mi, mp, &mut alive, &mut placed);
         }
         if let Some(by) = self.global_sort {
             self.sort_across_models(by, &mut placed);
@@ -205,7 +205,7 @@ fn resolve_all(
     let mut push = |p: ModelPlan| {
         if !plans
             .iter()
-            .any(|q| q.id == p.id && q.free_only == p.free_only)
+            .any(|q| q.index == p.index && q.free_only == p.free_only)
         {
             plans.push(p);
         }
@@ -234,7 +234,7 @@ fn check_kind(
     plans: &[ModelPlan],
 ) -> Result<(), GatewayError> {
     for p in plans {
-        let embeds = catalog.model(&p.id).is_some_and(|m| {
+        let embeds = catalog.model_at(p.index).is_some_and(|m| {
             m.architecture
                 .output_modalities
                 .iter()

@@ -11,6 +11,9 @@ pub(crate) struct ModelPlan {
     pub(crate) requested: Arc<str>,
     /// The catalog model, shared with the catalog.
     pub(crate) id: Arc<str>,
+    /// The position of the catalog model in [`Catalog::models`] (its endpoints and its record
+    /// are then read without another lookup by id).
+    pub(crate) index: usize,
     /// `:free` on a model without a separate free model: only free endpoints.
     pub(crate) free_only: bool,
     /// Sort implied by a variant.
@@ -28,13 +31,10 @@ fn not_found(requested: &str, why: String) -> GatewayError {
     .with_metadata("field", "model")
 }
 
-/// The plan of the catalog model `id`, named `requested`: the names shared with the catalog, so a
-/// request that names a model by its id allocates none.
-fn plan(catalog: &Catalog, requested: &str, id: &str) -> ModelPlan {
-    let id = catalog
-        .model_id(id)
-        .cloned()
-        .unwrap_or_else(|| Arc::from(id));
+/// The plan of the catalog model at `index` (whose shared id is `id`), named `requested`: the
+/// names shared with the catalog, so a request that names a model by its id allocates none.
+fn plan(requested: &str, index: usize, id: &Arc<str>) -> ModelPlan {
+    let id = id.clone();
     let requested = if requested == &*id {
         id.clone()
     } else {
@@ -43,6 +43,7 @@ fn plan(catalog: &Catalog, requested: &str, id: &str) -> ModelPlan {
     ModelPlan {
         requested,
         id,
+        index,
         free_only: false,
         sort: None,
         admit_priority: false,
@@ -54,14 +55,15 @@ fn plan(catalog: &Catalog, requested: &str, id: &str) -> ModelPlan {
 pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, GatewayError> {
     let name = catalog.alias(requested).unwrap_or(requested);
 
-    if let Some(m) = catalog.model(name) {
+    if let Some((index, id)) = catalog.model_entry(name) {
         // An alias model (`~…-latest`) resolves to its target when the catalog has it.
-        if let Some(t) = &m.alias_target {
-            if catalog.model(&t.slug).is_some() {
-                return Ok(plan(catalog, requested, &t.slug));
-            }
+        let target = catalog
+            .model_at(index)
+            .and_then(|m| m.alias_target.as_ref());
+        if let Some((ti, tid)) = target.and_then(|t| catalog.model_entry(&t.slug)) {
+            return Ok(plan(requested, ti, tid));
         }
-        return Ok(plan(catalog, requested, name));
+        return Ok(plan(requested, index, id));
     }
 
     if let Some(family) = name.strip_prefix('~') {
@@ -75,13 +77,13 @@ pub(crate) fn resolve(catalog: &Catalog, requested: &str) -> Result<ModelPlan, G
             format!("`{requested}` is not a valid model ID"),
         ));
     };
-    if catalog.model(base).is_none() {
+    let Some((index, id)) = catalog.model_entry(base) else {
         return Err(not_found(
             requested,
             format!("`{requested}` is not a valid model ID"),
         ));
-    }
-    with_variant(plan(catalog, requested, base), variant)
+    };
+    with_variant(plan(requested, index, id), variant)
 }
 
 /// `~author/family-latest`: the newest (`created`) model of the family that is not itself an alias
@@ -95,17 +97,19 @@ fn family_latest(
     let newest = catalog
         .models()
         .iter()
-        .filter(|m| m.alias_target.is_none() && !m.id.starts_with('~'))
-        .filter(|m| {
+        .enumerate()
+        .filter(|(_, m)| m.alias_target.is_none() && !m.id.starts_with('~'))
+        .filter(|(_, m)| {
             let (base, variant) = split_variant(&m.id);
             variant.is_none()
                 && base
                     .strip_prefix(family)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
         })
-        .max_by_key(|m| m.created);
+        .max_by_key(|(_, m)| m.created)
+        .and_then(|(index, _)| Some((index, catalog.model_id_at(index)?)));
     match newest {
-        Some(m) => Ok(plan(catalog, requested, &m.id)),
+        Some((index, id)) => Ok(plan(requested, index, id)),
         None => Err(not_found(
             requested,
             format!("`{requested}`: no model of the family `{family}` is available"),

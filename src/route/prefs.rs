@@ -325,6 +325,50 @@ pub struct ProviderPrefs<'a> {
     pub options: Option<&'a serde_json::value::RawValue>,
 }
 
+/// A list of names that owns its strings.
+pub(super) fn own_list(v: Option<Vec<Cow<'_, str>>>) -> Option<Vec<Cow<'static, str>>> {
+    v.map(|v| v.into_iter().map(|c| Cow::Owned(c.into_owned())).collect())
+}
+
+impl ProviderPrefs<'_> {
+    /// Moves these preferences into `dst`, owning their strings (`options`, a borrowed raw value,
+    /// is not kept: its span in the body is); these are left emptied. See
+    /// [`RequestView::own_into`](super::RequestView).
+    pub(crate) fn own_into(&mut self, dst: &mut ProviderPrefs<'static>) {
+        // Destructured whole: a preference added must be handled here.
+        let ProviderPrefs {
+            order,
+            allow_fallbacks,
+            require_parameters,
+            data_collection,
+            zdr,
+            enforce_distillable_text,
+            only,
+            ignore,
+            quantizations,
+            sort,
+            preferred_min_throughput,
+            preferred_max_latency,
+            max_price,
+            options: _,
+        } = self;
+        dst.order = own_list(order.take());
+        dst.allow_fallbacks = allow_fallbacks.take();
+        dst.require_parameters = require_parameters.take();
+        dst.data_collection = data_collection.take();
+        dst.zdr = zdr.take();
+        dst.enforce_distillable_text = enforce_distillable_text.take();
+        dst.only = own_list(only.take());
+        dst.ignore = own_list(ignore.take());
+        dst.quantizations = quantizations.take();
+        dst.sort = sort.take();
+        dst.preferred_min_throughput = preferred_min_throughput.take();
+        dst.preferred_max_latency = preferred_max_latency.take();
+        dst.max_price = max_price.take();
+        dst.options = None;
+    }
+}
+
 /// The deprecated `route` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

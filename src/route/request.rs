@@ -364,11 +364,13 @@ impl<'a> RequestView<'a> {
     /// Whether the body may name a preset (a `preset` member, or `@preset/` in `model`): only
     /// then are [`Presets`](super::Presets) applied.
     pub(crate) fn names_preset(&self) -> bool {
+        // The mark's `@` looked for first: most model names have none, and finding a byte is
+        // cheaper than searching for the whole mark.
         self.preset_member
-            || self
-                .model
-                .as_deref()
-                .is_some_and(|m| m.contains(super::preset::MODEL_MARK))
+            || self.model.as_deref().is_some_and(|m| {
+                memchr::memchr(b'@', m.as_bytes()).is_some()
+                    && m.contains(super::preset::MODEL_MARK)
+            })
     }
 
     /// The first requested model: `model`, else the first of `models`.
@@ -381,55 +383,80 @@ impl<'a> RequestView<'a> {
     }
 
     /// A copy that owns its strings, for storing past the body's lifetime.
-    pub fn into_owned(self) -> RequestView<'static> {
-        let own = |c: Cow<'a, str>| Cow::Owned(c.into_owned());
-        let own_list = |v: Option<Vec<Cow<'a, str>>>| v.map(|v| v.into_iter().map(own).collect());
-        let p = self.provider;
-        RequestView {
-            model: self.model.map(own),
-            model_span: self.model_span,
-            models: self.models.into_iter().map(own).collect(),
-            route: self.route,
-            provider: ProviderPrefs {
-                order: own_list(p.order),
-                allow_fallbacks: p.allow_fallbacks,
-                require_parameters: p.require_parameters,
-                data_collection: p.data_collection,
-                zdr: p.zdr,
-                enforce_distillable_text: p.enforce_distillable_text,
-                only: own_list(p.only),
-                ignore: own_list(p.ignore),
-                quantizations: p.quantizations,
-                sort: p.sort,
-                preferred_min_throughput: p.preferred_min_throughput,
-                preferred_max_latency: p.preferred_max_latency,
-                max_price: p.max_price,
-                options: None,
-            },
-            options_span: self.options_span,
-            stream: self.stream,
-            stream_options_span: self.stream_options_span,
-            max_tokens: self.max_tokens,
-            max_completion_tokens: self.max_completion_tokens,
-            session_id: self.session_id.map(own),
-            prompt_cache_key: self.prompt_cache_key.map(own),
-            service_tier: self.service_tier.map(own),
-            params: self.params,
-            prompt_bytes: self.prompt_bytes,
-            bound_bytes: self.bound_bytes,
-            image_parts: self.image_parts,
-            message_count: self.message_count,
-            conversation_spans: self.conversation_spans,
-            gateway_members: self.gateway_members,
-            droppable: self.droppable,
-            middle_out: self.middle_out,
-            auto_router: self.auto_router,
-            object_start: self.object_start,
-            has_input: self.has_input,
-            embeddings: self.embeddings,
-            completions: self.completions,
-            preset_member: self.preset_member,
+    pub fn into_owned(mut self) -> RequestView<'static> {
+        let mut out = RequestView::default();
+        self.own_into(&mut out);
+        out
+    }
+
+    /// Moves this view into `dst` (a default view: it may be in a `Box`, where the view is kept),
+    /// owning its strings; this view is left emptied. Field by field, so the view (large) is never
+    /// moved whole.
+    pub(crate) fn own_into(&mut self, dst: &mut RequestView<'static>) {
+        fn own(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+            c.map(|c| Cow::Owned(c.into_owned()))
         }
+        // Destructured whole: a field added to the view must be handled here.
+        let RequestView {
+            model,
+            model_span,
+            models,
+            route,
+            provider,
+            options_span,
+            stream,
+            stream_options_span,
+            max_tokens,
+            max_completion_tokens,
+            session_id,
+            prompt_cache_key,
+            service_tier,
+            params,
+            prompt_bytes,
+            bound_bytes,
+            image_parts,
+            message_count,
+            conversation_spans,
+            gateway_members,
+            droppable,
+            middle_out,
+            auto_router,
+            object_start,
+            has_input,
+            embeddings,
+            completions,
+            preset_member,
+        } = self;
+        dst.model = own(model.take());
+        dst.model_span = model_span.take();
+        if !models.is_empty() {
+            dst.models = super::prefs::own_list(Some(std::mem::take(models))).unwrap_or_default();
+        }
+        dst.route = *route;
+        provider.own_into(&mut dst.provider);
+        dst.options_span = options_span.take();
+        dst.stream = *stream;
+        dst.stream_options_span = stream_options_span.take();
+        dst.max_tokens = *max_tokens;
+        dst.max_completion_tokens = *max_completion_tokens;
+        dst.session_id = own(session_id.take());
+        dst.prompt_cache_key = own(prompt_cache_key.take());
+        dst.service_tier = own(service_tier.take());
+        dst.params = *params;
+        dst.prompt_bytes = *prompt_bytes;
+        dst.bound_bytes = *bound_bytes;
+        dst.image_parts = *image_parts;
+        dst.message_count = *message_count;
+        dst.conversation_spans = std::mem::take(conversation_spans);
+        dst.gateway_members = std::mem::take(gateway_members);
+        dst.droppable = std::mem::take(droppable);
+        dst.middle_out = *middle_out;
+        dst.auto_router = auto_router.take();
+        dst.object_start = *object_start;
+        dst.has_input = *has_input;
+        dst.embeddings = *embeddings;
+        dst.completions = *completions;
+        dst.preset_member = *preset_member;
     }
 
     /// `body` with the `model` value replaced by `model` (inserted if the body had none), every other
