@@ -19,7 +19,7 @@ use super::sticky_store::StickyLoad;
 use crate::body::{GatewayBody, Gather};
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
-use crate::route::{RequestView, ServedBy};
+use crate::route::{RequestView, Route, ServedBy};
 
 pin_project! {
     /// Response future for [`ModelRouting`](super::ModelRouting).
@@ -185,22 +185,25 @@ where
         // Only a shared store keeps declared sessions apart from the hashed ones.
         let shared = config.sticky_store.is_some() && session_key(&view, &parts.headers).is_some();
         let catalog = config.catalog.load();
-        match plan(
+        let planned = plan(
             &config,
             catalog,
             bytes.clone(),
             view,
             &parts.headers,
             Instant::now(),
-        ) {
-            Ok(p) => {
-                let sticky = p.session.map(|session| StickyUpdate {
+            &mut parts.extensions,
+        );
+        match planned {
+            Ok(session) => {
+                // The route's catalog (not loaded again: a reload may have come since).
+                let catalog = parts.extensions.get::<Route>().map(|r| r.catalog().clone());
+                let sticky = session.zip(catalog).map(|(session, catalog)| StickyUpdate {
                     config: config.clone(),
-                    catalog: p.route.catalog().clone(),
+                    catalog,
                     session,
                     shared,
                 });
-                parts.extensions.insert(p.route);
                 let req = Request::from_parts(parts, Full::new(bytes));
                 let future = Box::pin(inner.call(req));
                 State::Calling { future, sticky }

@@ -3,7 +3,7 @@
 //! stickiness) → a [`Route`].
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{Extensions, HeaderMap};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
@@ -65,11 +65,6 @@ pub(crate) fn cache_eligible(e: &Endpoint) -> bool {
     e.pricing
         .input_cache_read
         .is_some_and(|r| r < e.pricing.prompt)
-}
-
-pub(crate) struct Planned {
-    pub(crate) route: Route,
-    pub(crate) session: Option<Session>,
 }
 
 /// One request's planning: what every step reads, and what they accumulate (exclusions, the
@@ -255,7 +250,8 @@ fn check_kind(
     Ok(())
 }
 
-/// Resolves, filters and orders the candidates of a request.
+/// Resolves, filters and orders the candidates of a request, and puts the [`Route`] in
+/// `extensions` (built in place there, not returned: it is large); answers the session key.
 pub(crate) fn plan(
     cfg: &Config,
     catalog: Catalog,
@@ -263,7 +259,8 @@ pub(crate) fn plan(
     view: Box<RequestView<'static>>,
     headers: &HeaderMap,
     now: Instant,
-) -> Result<Planned, GatewayError> {
+    extensions: &mut Extensions,
+) -> Result<Option<Session>, GatewayError> {
     if view.models.len() > cfg.max_models {
         return Err(GatewayError::invalid_request(
             "models",
@@ -309,5 +306,6 @@ pub(crate) fn plan(
     if route.candidates().is_empty() {
         return Err(route.unavailable());
     }
-    Ok(Planned { route, session })
+    extensions.insert(route);
+    Ok(session)
 }

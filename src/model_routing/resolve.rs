@@ -154,3 +154,61 @@ fn with_variant(mut p: ModelPlan, variant: &str) -> Result<ModelPlan, GatewayErr
     }
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{AliasTarget, Endpoint, Model, Provider};
+
+    /// Three models (so a wrong position shows), an `~…-latest` alias model and an operator alias.
+    fn catalog() -> Catalog {
+        let mut latest = Model::new("~acme/chat-latest", "Acme Chat (latest)");
+        latest.alias_target = Some(AliasTarget {
+            slug: "acme/chat-2".into(),
+            name: String::new(),
+        });
+        let mut newer = Model::new("acme/chat-2", "Acme Chat 2");
+        newer.created = 2;
+        Catalog::builder()
+            .provider(Provider::new("p", "P"))
+            .model(Model::new("acme/chat-1", "Acme Chat 1"))
+            .model(latest)
+            .model(newer)
+            .model(Model::new("other/model", "Other"))
+            .endpoint(Endpoint::new("acme/chat-1", "p"))
+            .endpoint(Endpoint::new("acme/chat-2", "p"))
+            .endpoint(Endpoint::new("other/model", "p"))
+            .alias("short", "other/model")
+            .build()
+            .expect("catalog")
+    }
+
+    /// Every way of naming a model gives a plan whose position is that of the model it names.
+    #[test]
+    fn the_position_is_the_resolved_model() {
+        let catalog = catalog();
+        let cases = [
+            ("acme/chat-1", "acme/chat-1"),
+            ("other/model", "other/model"),
+            ("short", "other/model"),
+            ("~acme/chat-latest", "acme/chat-2"),
+            ("~acme/chat", "acme/chat-2"),
+            ("acme/chat-1:nitro", "acme/chat-1"),
+            ("other/model:floor", "other/model"),
+        ];
+        for (requested, id) in cases {
+            let p = resolve(&catalog, requested).expect(requested);
+            assert_eq!(&*p.id, id, "{requested}");
+            assert_eq!(&*p.requested, requested);
+            assert_eq!(catalog.model_id_at(p.index).map(|s| &**s), Some(id));
+            assert_eq!(catalog.model_at(p.index).map(|m| m.id.as_str()), Some(id));
+            let served: Vec<_> = catalog.all_endpoints()[catalog.endpoint_range_at(p.index)]
+                .iter()
+                .map(|e| e.model_id.as_str())
+                .collect();
+            assert_eq!(served, [id], "{requested}");
+        }
+        assert!(resolve(&catalog, "acme/none").is_err());
+        assert!(resolve(&catalog, "acme/none:nitro").is_err());
+    }
+}

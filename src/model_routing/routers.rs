@@ -150,18 +150,17 @@ pub(crate) fn expand(
     router: &dyn AutoRouter,
     draw: u64,
 ) -> Option<Result<Vec<String>, GatewayError>> {
-    let needs = Needs::of(view);
     let ids = match name {
         AUTO => {
             let plugin = view.auto_router.as_deref();
             router
-                .rank(&needs, catalog)
+                .rank(&Needs::of(view), catalog)
                 .into_iter()
                 .filter(|id| plugin.is_none_or(|p| p.admits(id)))
                 .take(AUTO_MODELS)
                 .collect()
         }
-        FREE => free(&needs, catalog, draw),
+        FREE => free(&Needs::of(view), catalog, draw),
         _ => return None,
     };
     if ids.is_empty() {

@@ -357,7 +357,8 @@ impl<'a> RequestView<'a> {
         };
         all()
             .enumerate()
-            .filter(move |&(i, m)| !all().take(i).any(|n| n == m))
+            // The first is never a repeat (and is not compared with an empty prefix).
+            .filter(move |&(i, m)| i == 0 || !all().take(i).any(|n| n == m))
             .map(|(_, m)| m)
     }
 
@@ -368,8 +369,7 @@ impl<'a> RequestView<'a> {
         // cheaper than searching for the whole mark.
         self.preset_member
             || self.model.as_deref().is_some_and(|m| {
-                memchr::memchr(b'@', m.as_bytes()).is_some()
-                    && m.contains(super::preset::MODEL_MARK)
+                m.as_bytes().contains(&b'@') && m.contains(super::preset::MODEL_MARK)
             })
     }
 
