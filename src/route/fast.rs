@@ -487,6 +487,7 @@ fn messages(v: &mut RequestView<'_>, b: &[u8], at: usize) -> Option<usize> {
 }
 
 /// One message at `at`, checked as the serde path's `Message` checks it, and added to `stats`.
+#[inline]
 fn message(b: &[u8], at: usize, stats: &mut Stats) -> Option<usize> {
     if b.get(at) != Some(&b'{') {
         return None;

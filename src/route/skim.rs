@@ -271,6 +271,7 @@ pub(crate) fn members<'a>(
 
 /// Walks the array starting at `i` (`b[i] == b'['`): `element(at)` is called with where each
 /// element starts and returns where it ends. Returns the index past the closing bracket.
+#[inline]
 pub(crate) fn elements(
     b: &[u8],
     i: usize,
