@@ -127,6 +127,10 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Live { mut body, recorder } => {
+                if recorder.is_none() {
+                    // Not recorded (or no longer): the inner body's frames as they come.
+                    return body.poll_frame(cx);
+                }
                 let polled = std::task::ready!(body.as_mut().poll_frame(cx));
                 let end = match &polled {
                     Some(Ok(frame)) => match (frame.data_ref(), recorder.as_mut()) {

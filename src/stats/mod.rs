@@ -331,6 +331,12 @@ impl Stats {
         t < self.shared.cooldown_until.load(Ordering::Relaxed)
     }
 
+    /// False when no endpoint can be cooling down at `now`: one read, so that a caller about to
+    /// ask about several endpoints can skip them all.
+    pub(crate) fn any_cooling(&self, now: Instant) -> bool {
+        self.any_cooldown(self.ms(now))
+    }
+
     /// Records a finished response body of `key` at `now` (called by the usage meter): TTFT as a
     /// latency sample if set, and a throughput sample if tokens and duration allow one.
     pub fn record_generation(&self, key: &EndpointKey, generation: Generation, now: Instant) {
