@@ -299,13 +299,16 @@ impl Stats {
     pub fn record_attempt(&self, key: &EndpointKey, attempt: Attempt, now: Instant) {
         let t = self.ms(now);
         let c = &self.shared.config;
-        let until = self.with_or_insert(key, |s| {
+        let remaining = self.with_or_insert(key, |s| {
             s.record_attempt(c, t, &attempt);
-            t.saturating_add(s.cooldown_remaining(t))
+            s.cooldown_remaining(t)
         });
-        self.shared
-            .cooldown_until
-            .fetch_max(until, Ordering::Relaxed);
+        if remaining > 0 {
+            // Not cooling down (the usual case after a success): the mark need not move.
+            self.shared
+                .cooldown_until
+                .fetch_max(t.saturating_add(remaining), Ordering::Relaxed);
+        }
         if !attempt.outcome.is_success() {
             self.shared
                 .last_failure
