@@ -45,8 +45,7 @@ pin_project! {
             #[pin]
             state: State<F, B, RB>,
             #[pin]
-            sleep: Sleep,
-            due: Due,
+            sleep: Timer,
             run: Run<S>,
         },
     }
@@ -118,32 +117,45 @@ impl<S, F, B, RB> ResponseFuture<S, F, B, RB> {
         ResponseFuture {
             kind: Kind::Running {
                 state: State::Receiving { body, received },
-                sleep: tokio::time::sleep_until(run.deadline),
-                due: Due(None),
+                sleep: Timer::new(run.deadline),
                 run,
             },
         }
     }
 }
 
-/// When the timer must fire, if it was moved since it was last armed. The timer is only armed
-/// (`Sleep::reset`, which registers it with the runtime's timer wheel) when the awaited thing is
-/// pending: an attempt answered at once never touches the wheel. The deadline is absolute, so
-/// arming it late changes nothing.
-struct Due(Option<Instant>);
+pin_project! {
+    /// The attempt's (or the overall) timer, armed only when what it bounds is pending:
+    /// `Sleep::reset` registers the timer with the runtime, which an attempt answered at once
+    /// never needs. The deadlines are absolute, so arming one late changes nothing.
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        // The deadline set since the timer was last armed.
+        due: Option<Instant>,
+    }
+}
 
-impl Due {
-    /// The timer now fires at `at`.
-    fn set(&mut self, at: Instant) {
-        self.0 = Some(at);
+impl Timer {
+    fn new(deadline: Instant) -> Self {
+        Timer {
+            sleep: tokio::time::sleep_until(deadline),
+            due: None,
+        }
     }
 
-    /// Arms `sleep` at the latest deadline set, if it moved, and polls it.
-    fn poll(&mut self, mut sleep: Pin<&mut Sleep>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(at) = self.0.take() {
-            sleep.as_mut().reset(at);
+    /// The timer now fires at `at` (armed when next polled).
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        *self.project().due = Some(at);
+    }
+
+    /// Arms the timer at the deadline last set, if any, and polls it.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if let Some(at) = this.due.take() {
+            this.sleep.as_mut().reset(at);
         }
-        sleep.poll(cx)
+        this.sleep.poll(cx)
     }
 }
 
@@ -158,14 +170,14 @@ fn after<F, B, RB>(decision: Decision) -> State<F, B, RB> {
 /// Sends an attempt's request, arming the attempt timeout.
 fn call<S, B, RB>(
     run: &mut Run<S>,
-    due: &mut Due,
+    sleep: Pin<&mut Timer>,
     attempt: Attempt,
     request: Request<Full<Bytes>>,
 ) -> State<S::Future, B, RB>
 where
     S: Service<Request<Full<Bytes>>>,
 {
-    due.set((attempt.start + run.config.attempt_timeout).min(run.deadline));
+    sleep.reset((attempt.start + run.config.attempt_timeout).min(run.deadline));
     State::Calling {
         future: run.svc.call(request),
         attempt,
@@ -175,7 +187,7 @@ where
 /// An answer's head arrived: prime a successful stream, buffer anything else.
 fn read<S, F, B, RB>(
     run: &Run<S>,
-    due: &mut Due,
+    sleep: Pin<&mut Timer>,
     attempt: Attempt,
     res: Response<B>,
 ) -> State<F, B, RB>
@@ -190,7 +202,7 @@ where
             .config
             .first_token_timeout
             .min(run.config.attempt_timeout);
-        due.set((attempt.start + first_token).min(run.deadline));
+        sleep.reset((attempt.start + first_token).min(run.deadline));
         let prime = Prime::new(body, attempt.wire, unix_now());
         return State::Priming {
             attempt: attempt.priming(),
@@ -248,7 +260,7 @@ where
     type Output = Result<Response<ResponseBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (mut state, mut sleep, due, run) = match self.project().kind.project() {
+        let (mut state, mut sleep, run) = match self.project().kind.project() {
             KindProj::Rejected { error } => {
                 return Poll::Ready(
                     error
@@ -257,12 +269,7 @@ where
                         .ok_or_else(polled_after_completion),
                 )
             }
-            KindProj::Running {
-                state,
-                sleep,
-                due,
-                run,
-            } => (state, sleep, due, run),
+            KindProj::Running { state, sleep, run } => (state, sleep, run),
         };
         loop {
             let next = match state.as_mut().project() {
@@ -275,22 +282,20 @@ where
                 StateProj::Next => match run.advance() {
                     None => State::Exhausted,
                     // The first request uses the readiness `poll_ready` gave before `call`.
-                    Some((a, request)) if a.number == 1 => call(run, due, a, request),
+                    Some((a, request)) if a.number == 1 => call(run, sleep.as_mut(), a, request),
                     Some((attempt, request)) => State::Waiting { attempt, request },
                 },
                 StateProj::Waiting { attempt, request } => {
                     ready!(run.svc.poll_ready(cx)).map_err(Into::into)?;
                     let request = std::mem::take(request);
-                    call(run, due, *attempt, request)
+                    call(run, sleep.as_mut(), *attempt, request)
                 }
                 StateProj::Calling { future, attempt } => {
                     let attempt = *attempt;
                     match future.poll(cx) {
-                        Poll::Ready(Ok(res)) => read(run, due, attempt, res),
+                        Poll::Ready(Ok(res)) => read(run, sleep.as_mut(), attempt, res),
                         Poll::Ready(Err(e)) => after(run.client_failed(attempt, e.into())),
-                        Poll::Pending => {
-                            after(ready!(expired((sleep.as_mut(), due), cx, run, attempt)))
-                        }
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
                     }
                 }
                 StateProj::Buffering {
@@ -301,9 +306,7 @@ where
                 } => {
                     let attempt = *attempt;
                     match buffer.poll(body, cx) {
-                        Poll::Pending => {
-                            after(ready!(expired((sleep.as_mut(), due), cx, run, attempt)))
-                        }
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
                         Poll::Ready(broken) => {
                             let read = (std::mem::take(head), std::mem::take(buffer));
                             state.set(State::Next); // drops the upstream body
@@ -321,9 +324,7 @@ where
                         Poll::Ready(Primed::Failed) => {
                             after(run.fail(attempt, AttemptError::StreamFailed, None, None))
                         }
-                        Poll::Pending => {
-                            after(ready!(expired((sleep.as_mut(), due), cx, run, attempt)))
-                        }
+                        Poll::Pending => after(ready!(expired(sleep.as_mut(), cx, run, attempt))),
                     }
                 }
                 StateProj::Exhausted => {
@@ -348,12 +349,12 @@ fn done<F, B, RB, T>(mut state: Pin<&mut State<F, B, RB>>, res: T) -> Poll<Resul
 /// The attempt's timer, when it fires: a timeout (first-token timeout while priming) recorded,
 /// and the policy's decision.
 fn expired<S>(
-    (sleep, due): (Pin<&mut Sleep>, &mut Due),
+    sleep: Pin<&mut Timer>,
     cx: &mut Context<'_>,
     run: &mut Run<S>,
     attempt: Attempt,
 ) -> Poll<Decision> {
-    ready!(due.poll(sleep, cx));
+    ready!(sleep.poll(cx));
     let error = if attempt.priming {
         AttemptError::FirstTokenTimeout
     } else {
