@@ -46,7 +46,7 @@ impl Recorder {
     }
 
     /// Stores the complete answer and hands it to the coalesced followers.
-    fn finish(mut self) {
+    fn finish(mut self: Box<Self>) {
         let frames = std::mem::take(&mut self.frames);
         let outcome = prepare(frames, self.streamed).map(|p| {
             let entry = Arc::new(CachedResponse {
@@ -80,14 +80,16 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Live { #[pin] body: B, recorder: Option<Recorder> },
+        // The recorder is boxed: a body that is not recorded (the cache disabled, a request not
+        // cached) is the inner body and a word.
+        Live { #[pin] body: B, recorder: Option<Box<Recorder>> },
         Replay { frames: VecDeque<Bytes>, remaining: u64 },
     }
 }
 
 impl<B: Body<Data = Bytes>> ResponseBody<B> {
     /// The inner body, recorded into the cache when `recorder` is given.
-    pub(crate) fn live(body: B, recorder: Option<Recorder>) -> Self {
+    pub(crate) fn live(body: B, recorder: Option<Box<Recorder>>) -> Self {
         let recorder = match recorder {
             // An empty body is complete already.
             Some(r) if body.is_end_stream() => {
@@ -125,6 +127,10 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Live { mut body, recorder } => {
+                if recorder.is_none() {
+                    // Not recorded (or no longer): the inner body's frames as they come.
+                    return body.poll_frame(cx);
+                }
                 let polled = std::task::ready!(body.as_mut().poll_frame(cx));
                 let end = match &polled {
                     Some(Ok(frame)) => match (frame.data_ref(), recorder.as_mut()) {

@@ -52,10 +52,17 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        svc: Option<S>,
-        req: Option<Request<ReqBody>>,
-        ctx: Option<Ctx>,
+        // Boxed: a passed-through request's future is the inner one and a word, not the inner
+        // one plus room for a service, a request and a context it never uses.
+        cached: Option<Box<Cached<S, ReqBody>>>,
     }
+}
+
+/// What a request the cache handles keeps until it is answered: the service and request to call
+/// on a miss, and the context of its lookup.
+struct Cached<S, ReqBody> {
+    call: Option<(S, Request<ReqBody>)>,
+    ctx: Ctx,
 }
 
 pin_project! {
@@ -74,9 +81,7 @@ where
     pub(crate) fn passthrough(future: S::Future) -> Self {
         ResponseFuture {
             state: State::Calling { future },
-            svc: None,
-            req: None,
-            ctx: None,
+            cached: None,
         }
     }
 
@@ -89,9 +94,10 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Lookup { get },
-            svc: Some(svc),
-            req: Some(req),
-            ctx: Some(ctx),
+            cached: Some(Box::new(Cached {
+                call: Some((svc, req)),
+                ctx,
+            })),
         }
     }
 }
@@ -156,7 +162,7 @@ fn is_sse(headers: &HeaderMap) -> bool {
 fn miss<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<ResponseBody<B>> {
     let (mut parts, body) = res.into_parts();
     let recorder = match &ctx.cfg.store {
-        Some(store) if parts.status == StatusCode::OK => Some(Recorder {
+        Some(store) if parts.status == StatusCode::OK => Some(Box::new(Recorder {
             key: ctx.key,
             ttl: ctx.ttl,
             headers: stored_headers(&parts.headers),
@@ -168,7 +174,7 @@ fn miss<B: Body<Data = Bytes>>(res: Response<B>, mut ctx: Ctx) -> Response<Respo
             lead: ctx.lead.take(),
             frames: Vec::new(),
             bytes: 0,
-        }),
+        })),
         // Not a 200: the followers of a coalesced miss go on by themselves (`ctx.lead` drops).
         _ => None,
     };
@@ -198,12 +204,11 @@ where
                         Some(f) => ready!(Pin::new(f).poll(cx)),
                         None => None,
                     };
-                    let ctx = this.ctx.as_mut().expect("polled after completion");
+                    let ctx = &mut this.cached.as_mut().expect("polled after completion").ctx;
                     let now_ms = ctx.cfg.clock.unix_millis();
                     if let Some(entry) = found.as_ref().filter(|e| e.is_fresh(now_ms)) {
-                        this.svc.take();
-                        let ctx = this.ctx.take().expect("context");
-                        return Poll::Ready(Ok(hit(entry, &ctx.cfg)));
+                        let cached = this.cached.take().expect("context");
+                        return Poll::Ready(Ok(hit(entry, &cached.ctx.cfg)));
                     }
                     if found.is_some() {
                         // Expired: make room now rather than at the store's own expiry.
@@ -222,22 +227,24 @@ where
                 }
                 StateProj::Waiting { wait } => {
                     if let Some(entry) = ready!(wait.as_mut().poll(cx)) {
-                        this.svc.take();
-                        let ctx = this.ctx.take().expect("context");
-                        return Poll::Ready(Ok(hit(&entry, &ctx.cfg)));
+                        let cached = this.cached.take().expect("context");
+                        return Poll::Ready(Ok(hit(&entry, &cached.ctx.cfg)));
                     }
                 }
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(match this.ctx.take() {
-                        Some(ctx) => miss(res, ctx),
+                    return Poll::Ready(Ok(match this.cached.take() {
+                        Some(cached) => miss(res, cached.ctx),
                         None => res.map(|b| ResponseBody::live(b, None)),
                     }));
                 }
             }
             // A miss: call the inner service.
-            let mut svc = this.svc.take().expect("polled after completion");
-            let req = this.req.take().expect("polled after completion");
+            let (mut svc, req) = this
+                .cached
+                .as_mut()
+                .and_then(|c| c.call.take())
+                .expect("polled after completion");
             this.state.set(State::Calling {
                 future: svc.call(req),
             });
@@ -251,7 +258,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("cached", &self.ctx.is_some())
+            .field("cached", &self.cached.is_some())
             .finish_non_exhaustive()
     }
 }

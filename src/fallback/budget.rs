@@ -92,8 +92,15 @@ impl RetryBudget {
 
     /// Records a request (called once per request by the layer).
     pub fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// [`deposit`](Self::deposit) for a caller that has read the clock already.
+    pub(crate) fn deposit_at(&self, now: Instant) {
         let s = &self.shared;
-        self.with(|w| w.balance[w.current] = w.balance[w.current].saturating_add(s.per_request));
+        self.with_at(now, |w| {
+            w.balance[w.current] = w.balance[w.current].saturating_add(s.per_request);
+        });
     }
 
     /// Takes one retry from the budget; false (and nothing taken) when it is empty.
@@ -120,12 +127,16 @@ impl RetryBudget {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Window) -> R) -> R {
+        self.with_at(Instant::now(), f)
+    }
+
+    /// Runs `f` on the window, its slots moved on to `now`.
+    fn with_at<R>(&self, now: Instant, f: impl FnOnce(&mut Window) -> R) -> R {
         let mut w = self
             .shared
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
         let elapsed = now.saturating_duration_since(w.slot_start);
         if elapsed >= self.shared.slot {
             let steps = (elapsed.as_nanos() / self.shared.slot.as_nanos().max(1)) as usize;

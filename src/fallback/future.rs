@@ -12,7 +12,7 @@ use http::{Extensions, HeaderMap, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::body::ResponseBody;
@@ -45,7 +45,7 @@ pin_project! {
             #[pin]
             state: State<F, B, RB>,
             #[pin]
-            sleep: Sleep,
+            sleep: Timer,
             run: Run<S>,
         },
     }
@@ -117,10 +117,45 @@ impl<S, F, B, RB> ResponseFuture<S, F, B, RB> {
         ResponseFuture {
             kind: Kind::Running {
                 state: State::Receiving { body, received },
-                sleep: tokio::time::sleep_until(run.deadline),
+                sleep: Timer::new(run.deadline),
                 run,
             },
         }
+    }
+}
+
+pin_project! {
+    /// The attempt's (or the overall) timer, armed only when what it bounds is pending:
+    /// `Sleep::reset` registers the timer with the runtime, which an attempt answered at once
+    /// never needs. The deadlines are absolute, so arming one late changes nothing.
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        // The deadline set since the timer was last armed.
+        due: Option<Instant>,
+    }
+}
+
+impl Timer {
+    fn new(deadline: Instant) -> Self {
+        Timer {
+            sleep: tokio::time::sleep_until(deadline),
+            due: None,
+        }
+    }
+
+    /// The timer now fires at `at` (armed when next polled).
+    fn reset(self: Pin<&mut Self>, at: Instant) {
+        *self.project().due = Some(at);
+    }
+
+    /// Arms the timer at the deadline last set, if any, and polls it.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if let Some(at) = this.due.take() {
+            this.sleep.as_mut().reset(at);
+        }
+        this.sleep.poll(cx)
     }
 }
 
@@ -135,7 +170,7 @@ fn after<F, B, RB>(decision: Decision) -> State<F, B, RB> {
 /// Sends an attempt's request, arming the attempt timeout.
 fn call<S, B, RB>(
     run: &mut Run<S>,
-    sleep: Pin<&mut Sleep>,
+    sleep: Pin<&mut Timer>,
     attempt: Attempt,
     request: Request<Full<Bytes>>,
 ) -> State<S::Future, B, RB>
@@ -152,7 +187,7 @@ where
 /// An answer's head arrived: prime a successful stream, buffer anything else.
 fn read<S, F, B, RB>(
     run: &Run<S>,
-    sleep: Pin<&mut Sleep>,
+    sleep: Pin<&mut Timer>,
     attempt: Attempt,
     res: Response<B>,
 ) -> State<F, B, RB>
@@ -314,7 +349,7 @@ fn done<F, B, RB, T>(mut state: Pin<&mut State<F, B, RB>>, res: T) -> Poll<Resul
 /// The attempt's timer, when it fires: a timeout (first-token timeout while priming) recorded,
 /// and the policy's decision.
 fn expired<S>(
-    sleep: Pin<&mut Sleep>,
+    sleep: Pin<&mut Timer>,
     cx: &mut Context<'_>,
     run: &mut Run<S>,
     attempt: Attempt,

@@ -94,7 +94,9 @@ pub(crate) fn upstream_body(
     push_removals(body, &remove, &mut edits);
     let cuts = compression_cuts(body, view, fit);
     push_removals(body, &cuts, &mut edits);
-    edits.extend(usage_edit.map(|(r, v)| edit(r, Piece::Owned(v))));
+    if let Some((r, v)) = usage_edit {
+        edits.push(edit(r, Piece::Owned(v)));
+    }
     if !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {

@@ -101,7 +101,7 @@ impl<S> Run<S> {
     ) -> Self {
         let now = Instant::now();
         if let Some(b) = &config.budget {
-            b.deposit();
+            b.deposit_at(now);
         }
         let order = order(&config, &route, now);
         Run {
@@ -455,7 +455,8 @@ impl<S> Run<S> {
         head: Parts,
         (bytes, reading): (Bytes, Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
-        let latency = Instant::now().saturating_duration_since(a.start);
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(a.start);
         telemetry::record_status(
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
@@ -463,7 +464,7 @@ impl<S> Run<S> {
         if let Some(stats) = &self.config.stats {
             let key = self.route.endpoint(&self.candidate(a)).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
-            stats.record_attempt(key, sample, Instant::now());
+            stats.record_attempt(key, sample, now);
         }
         let mut served = self.served(a, latency, false);
         served.answer = reading;
@@ -519,20 +520,20 @@ type Order = SmallVec<[(usize, bool); 8]>;
 /// ([`CooldownMode::Defer`]).
 fn order(config: &Config, route: &Route, now: Instant) -> Order {
     let health: Option<&dyn HealthSource> = match (&config.health, &config.stats) {
+        _ if config.cooldown == CooldownMode::Ignore => None,
         (Some(h), _) => Some(&*h.0),
-        (None, Some(s)) => Some(s),
+        // The stats know with one read when no endpoint at all is cooling down.
+        (None, Some(s)) if s.any_cooling(now) => Some(s),
         _ => None,
     };
     let mut order: Order = (0..route.candidates().len())
         .map(|i| {
-            let cooling = config.cooldown != CooldownMode::Ignore
-                && health.is_some_and(|h| {
-                    h.in_cooldown(route.endpoint(&route.candidates()[i]).key(), now)
-                });
+            let cooling = health
+                .is_some_and(|h| h.in_cooldown(route.endpoint(&route.candidates()[i]).key(), now));
             (i, cooling)
         })
         .collect();
-    if config.cooldown == CooldownMode::Defer {
+    if config.cooldown == CooldownMode::Defer && order.iter().any(|(_, cooling)| *cooling) {
         // Stable: cooling endpoints keep their relative order, after all the others.
         order.sort_by_key(|(_, cooling)| *cooling);
     }

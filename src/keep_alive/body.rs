@@ -80,6 +80,14 @@ fn error_object(status: StatusCode, body: &[u8]) -> (Value, Option<Value>) {
     }
 }
 
+/// What the in-band error chunk of a failed inner answer is made from (boxed: this rare state
+/// would otherwise make every body of the layer that much larger, and every move of it dearer).
+struct Failed {
+    status: StatusCode,
+    read: Vec<u8>,
+    context: ChunkContext,
+}
+
 pin_project! {
     /// Response body of [`KeepAlive`](super::KeepAlive): the inner body untouched, or, after an
     /// early head, comments until the inner answer comes and then its stream (or its error as an
@@ -108,9 +116,7 @@ pin_project! {
         Failing {
             #[pin]
             body: B,
-            status: StatusCode,
-            read: Vec<u8>,
-            context: ChunkContext,
+            failed: Box<Failed>,
         },
         /// Ended.
         Done,
@@ -190,22 +196,17 @@ where
                         }
                     }
                 }
-                StateProj::Failing {
-                    body,
-                    status,
-                    read,
-                    context,
-                } => match ready!(body.poll_frame(cx)) {
+                StateProj::Failing { body, failed } => match ready!(body.poll_frame(cx)) {
                     Some(Ok(frame)) => {
                         if let Ok(d) = frame.into_data() {
-                            let room = MAX_ERROR_BODY.saturating_sub(read.len());
-                            read.extend_from_slice(&d[..d.len().min(room)]);
+                            let room = MAX_ERROR_BODY.saturating_sub(failed.read.len());
+                            failed.read.extend_from_slice(&d[..d.len().min(room)]);
                         }
                         continue;
                     }
                     Some(Err(_)) | None => {
-                        let (error, metadata) = error_object(*status, read);
-                        let chunk = context.error_chunk(error, metadata);
+                        let (error, metadata) = error_object(failed.status, &failed.read);
+                        let chunk = failed.context.error_chunk(error, metadata);
                         state.set(State::Done);
                         return data(chunk);
                     }
@@ -241,9 +242,11 @@ fn answered<F, B>(res: Response<B>, context: &ChunkContext) -> State<F, B> {
     } else {
         State::Failing {
             body,
-            status: parts.status,
-            read: Vec::new(),
-            context: context.clone(),
+            failed: Box::new(Failed {
+                status: parts.status,
+                read: Vec::new(),
+                context: context.clone(),
+            }),
         }
     }
 }

@@ -112,7 +112,18 @@ impl<S> PriceCap<S> {
     define_inner_service_accessors!();
 
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
-        let req = route.view().provider.max_price.unwrap_or_default();
+        let Some(req) = route.view().provider.max_price else {
+            if self.cap.is_empty() {
+                // No cap at all (the usual case): nothing to compare.
+                return Ok(());
+            }
+            return self.apply_cap(route, MaxPrice::default());
+        };
+        self.apply_cap(route, req)
+    }
+
+    /// Removes the candidates priced above the lower of `req` and the operator's cap.
+    fn apply_cap(&self, route: &mut Route, req: MaxPrice) -> Result<(), GatewayError> {
         let cap = MaxPrice {
             prompt: lower(req.prompt, self.cap.prompt),
             completion: lower(req.completion, self.cap.completion),

@@ -121,7 +121,8 @@ where
                 },
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
-                    if refused_further_in(&res) {
+                    // Without a grant (no limits) there is nothing to refund: no lookups then.
+                    if this.grant.is_some() && refused_further_in(&res) {
                         if let Some((grant, store)) = this.grant.take() {
                             store.refund(grant);
                         }

@@ -1,6 +1,7 @@
 //! The state of one endpoint. All methods take time as milliseconds since the `Stats` origin.
 
 use super::config::{millis, Layout, StatsConfig};
+use super::histogram::bucket_of;
 use super::outcome::{Attempt, FailureCounts, Generation, Outcome};
 use super::snapshot::{EndpointCounts, EndpointSnapshot, PercentileStats};
 use super::window::{Direction, HistogramWindow, TallyRing};
@@ -74,9 +75,14 @@ impl EndpointState {
         }
     }
 
+    /// One latency sample in both latency windows (its bucket computed once).
     fn latency_sample(&mut self, t: u64, ms: f64) {
-        self.latency.record(t, ms);
-        self.latency_report.record(t, ms);
+        if ms.is_nan() {
+            return;
+        }
+        let b = bucket_of(ms);
+        self.latency.record_bucket(t, b);
+        self.latency_report.record_bucket(t, b);
     }
 
     pub(crate) fn record_attempt(&mut self, c: &StatsConfig, t: u64, a: &Attempt) {
@@ -133,9 +139,10 @@ impl EndpointState {
         if let Some(ttft) = g.ttft {
             self.latency_sample(t, ttft.as_secs_f64() * 1000.0);
         }
-        if let Some(tps) = g.tokens_per_second() {
-            self.throughput.record(t, tps);
-            self.throughput_report.record(t, tps);
+        if let Some(tps) = g.tokens_per_second().filter(|v| !v.is_nan()) {
+            let b = bucket_of(tps);
+            self.throughput.record_bucket(t, b);
+            self.throughput_report.record_bucket(t, b);
         }
     }
 

@@ -299,13 +299,16 @@ impl Stats {
     pub fn record_attempt(&self, key: &EndpointKey, attempt: Attempt, now: Instant) {
         let t = self.ms(now);
         let c = &self.shared.config;
-        let until = self.with_or_insert(key, |s| {
+        let remaining = self.with_or_insert(key, |s| {
             s.record_attempt(c, t, &attempt);
-            t.saturating_add(s.cooldown_remaining(t))
+            s.cooldown_remaining(t)
         });
-        self.shared
-            .cooldown_until
-            .fetch_max(until, Ordering::Relaxed);
+        if remaining > 0 {
+            // Not cooling down (the usual case after a success): the mark need not move.
+            self.shared
+                .cooldown_until
+                .fetch_max(t.saturating_add(remaining), Ordering::Relaxed);
+        }
         if !attempt.outcome.is_success() {
             self.shared
                 .last_failure
@@ -329,6 +332,12 @@ impl Stats {
     /// False when no endpoint can be cooling down at `t` (no lookup).
     fn any_cooldown(&self, t: u64) -> bool {
         t < self.shared.cooldown_until.load(Ordering::Relaxed)
+    }
+
+    /// False when no endpoint can be cooling down at `now`: one read, so that a caller about to
+    /// ask about several endpoints can skip them all.
+    pub(crate) fn any_cooling(&self, now: Instant) -> bool {
+        self.any_cooldown(self.ms(now))
     }
 
     /// Records a finished response body of `key` at `now` (called by the usage meter): TTFT as a

@@ -266,6 +266,27 @@ fn cooldown_grows_exponentially_and_is_capped() {
     assert!(!stats.in_cooldown(&k, t1));
 }
 
+/// `any_cooling` lets the fallback skip asking about each endpoint: it must never be false while
+/// one endpoint is cooling down.
+#[test]
+fn any_cooling_is_true_while_some_endpoint_cools() {
+    let t0 = Instant::now();
+    let mut cfg = StatsConfig::default();
+    cfg.cooldown_after_failures = 1;
+    cfg.cooldown_base = Duration::from_secs(2);
+    let stats = Stats::with_origin(cfg, t0);
+    assert!(!stats.any_cooling(t0), "nothing recorded");
+    stats.record_attempt(&key("a"), ok_ms(10), t0);
+    assert!(!stats.any_cooling(t0), "a success cools nothing");
+    stats.record_attempt(&key("b"), fail(SERVER), t0);
+    assert!(stats.in_cooldown(&key("b"), t0));
+    for t in [t0, t0 + Duration::from_millis(1999)] {
+        assert!(stats.any_cooling(t));
+    }
+    assert!(!stats.in_cooldown(&key("b"), t0 + Duration::from_secs(2)));
+    assert!(!stats.any_cooling(t0 + Duration::from_secs(2)));
+}
+
 #[test]
 fn retry_after_is_honoured_and_capped() {
     let t0 = Instant::now();

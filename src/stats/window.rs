@@ -3,7 +3,7 @@
 //! Time is in milliseconds since the owning [`Stats`](super::Stats) was created. A window of `n`
 //! slots of `slot_ms` covers the current slot and the `n - 1` before it.
 
-use super::histogram::{bucket_of, Histogram};
+use super::histogram::Histogram;
 
 /// The four routing percentiles as quantiles, for latency (`pXX` = XX % at or below).
 const LATENCY_QS: [f64; 4] = [0.5, 0.75, 0.9, 0.99];
@@ -76,17 +76,23 @@ impl HistogramWindow {
     }
 
     /// Records `value` at `t_ms`. Samples older than the window are dropped; NaN is ignored.
+    #[cfg(test)]
     pub(crate) fn record(&mut self, t_ms: u64, value: f64) {
         if value.is_nan() {
             return;
         }
+        self.record_bucket(t_ms, super::histogram::bucket_of(value));
+    }
+
+    /// Records a sample of bucket `b` (from `bucket_of`) at `t_ms`, dropped if older than the
+    /// window: a value whose bucket was computed once for several windows.
+    pub(crate) fn record_bucket(&mut self, t_ms: u64, b: usize) {
         self.advance(t_ms);
         let slot = t_ms / self.slot_ms;
         if slot + self.len() <= self.head {
             return;
         }
         let n = self.len();
-        let b = bucket_of(value);
         self.slots[(slot % n) as usize].record_bucket(b);
         self.sum.record_bucket(b);
         self.cache = None;
