@@ -196,13 +196,16 @@ where
         );
         match planned {
             Ok(session) => {
-                // The route's catalog (not loaded again: a reload may have come since).
-                let catalog = parts.extensions.get::<Route>().map(|r| r.catalog().clone());
-                let sticky = session.zip(catalog).map(|(session, catalog)| StickyUpdate {
-                    config: config.clone(),
-                    catalog,
-                    session,
-                    shared,
+                // Only a session needs the route's catalog (not loaded again: a reload may have
+                // come since), so only then is the route looked up.
+                let sticky = session.and_then(|session| {
+                    let catalog = parts.extensions.get::<Route>()?.catalog().clone();
+                    Some(StickyUpdate {
+                        config: config.clone(),
+                        catalog,
+                        session,
+                        shared,
+                    })
                 });
                 let req = Request::from_parts(parts, Full::new(bytes));
                 let future = Box::pin(inner.call(req));
