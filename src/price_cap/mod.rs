@@ -112,12 +112,11 @@ impl<S> PriceCap<S> {
     define_inner_service_accessors!();
 
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
-        let Some(req) = route.view().provider.max_price else {
-            if self.cap.is_empty() {
-                // No cap at all (the usual case): nothing to compare.
-                return Ok(());
-            }
-            return self.apply_cap(route, MaxPrice::default());
+        let req = match route.view().provider.max_price {
+            Some(req) => req,
+            // No cap at all (the usual case): nothing to compare.
+            None if self.cap.is_empty() => return Ok(()),
+            None => MaxPrice::default(),
         };
         self.apply_cap(route, req)
     }
