@@ -19,7 +19,7 @@ use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
 use super::rewrite::{passthrough_body, upstream_body, Fit};
-use super::upstream::{build_request, clean_response_headers, upstream_request_id};
+use super::upstream::{build_request, take_response_headers};
 use crate::catalog::Secret;
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
@@ -432,8 +432,7 @@ impl<S> Run<S> {
         mut served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        served.upstream_request_id = upstream_request_id(&head.headers);
-        clean_response_headers(&mut head.headers, self.secret(a));
+        served.upstream_request_id = take_response_headers(&mut head.headers, self.secret(a));
         if head.headers.is_empty() {
             self.headers.clear();
             head.headers = std::mem::take(&mut self.headers);

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, HeaderName, Request};
 use http_body_util::Full;
+use smallvec::SmallVec;
 
 use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
@@ -107,35 +108,62 @@ const REQUEST_ID_HEADERS: [HeaderName; 7] = [
     HeaderName::from_static("cf-ray"),
 ];
 
-/// The provider's request id from its response headers, if it names one (at most 200 bytes of
-/// visible ASCII, so a record never holds a provider's garbage).
-pub(crate) fn upstream_request_id(headers: &HeaderMap) -> Option<String> {
+/// Cleans a provider's response headers and reads its request id, in one pass over them: only
+/// [`PASSED_RESPONSE_HEADERS`] stay, and not even those when a value of theirs mentions the
+/// provider's key. Returns the provider's request id: the value of the first of
+/// [`REQUEST_ID_HEADERS`] that names one of at most 200 bytes of visible ASCII (so a record never
+/// holds a provider's garbage).
+///
+/// A provider sends a dozen headers or more (rate limits, cookies, ids) and keeps one or two:
+/// draining them all and putting back what stays hashes two names, where removing the others
+/// would hash each of them (and looking the ids up, seven more).
+pub(crate) fn take_response_headers(
+    headers: &mut HeaderMap,
+    secret: Option<&Secret>,
+) -> Option<String> {
     if headers.is_empty() {
         return None;
     }
-    REQUEST_ID_HEADERS.iter().find_map(|name| {
-        let v = headers.get(name)?.to_str().ok()?.trim();
-        (!v.is_empty() && v.len() <= 200).then(|| v.to_owned())
-    })
-}
-
-/// Response headers: only [`PASSED_RESPONSE_HEADERS`] pass, and not even those when they mention
-/// the provider's key.
-pub(crate) fn clean_response_headers(headers: &mut HeaderMap, secret: Option<&Secret>) {
-    remove_where(headers, |k| !PASSED_RESPONSE_HEADERS.contains(&k.as_str()));
-    if let Some(s) = secret {
-        let key = s.expose().as_bytes();
-        if !key.is_empty() {
-            let leaking: Vec<header::HeaderName> = headers
-                .iter()
-                .filter(|(_, v)| contains(v.as_bytes(), key))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in leaking {
-                headers.remove(k);
+    let key = secret
+        .map(|s| s.expose().as_bytes())
+        .filter(|k| !k.is_empty());
+    // What stays, with whether a value of its name leaks the key (then none of them stays).
+    let mut kept: SmallVec<[(HeaderName, HeaderValue, bool); 2]> = SmallVec::new();
+    let mut id: Option<(usize, HeaderValue)> = None;
+    let mut name: Option<HeaderName> = None;
+    for (first, value) in headers.drain() {
+        // Further values of a name come without it.
+        let is_first = first.is_some();
+        if let Some(n) = first {
+            name = Some(n);
+        }
+        let Some(n) = &name else { continue };
+        if PASSED_RESPONSE_HEADERS.contains(&n.as_str()) {
+            let leaks = key.is_some_and(|k| contains(value.as_bytes(), k));
+            kept.push((n.clone(), value, leaks));
+        } else if is_first {
+            let rank = REQUEST_ID_HEADERS.iter().position(|r| r == n);
+            if let Some(rank) = rank.filter(|r| id.as_ref().is_none_or(|(best, _)| r < best)) {
+                if request_id(&value).is_some() {
+                    id = Some((rank, value));
+                }
             }
         }
     }
+    let leaked: SmallVec<[HeaderName; 2]> =
+        kept.iter().filter(|k| k.2).map(|k| k.0.clone()).collect();
+    for (n, value, _) in kept {
+        if !leaked.contains(&n) {
+            headers.append(n, value);
+        }
+    }
+    id.and_then(|(_, v)| request_id(&v).map(str::to_owned))
+}
+
+/// A request id header's value, trimmed, if it is one a record may hold.
+fn request_id(value: &HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?.trim();
+    (!v.is_empty() && v.len() <= 200).then_some(v)
 }
 
 /// The upstream error's `error.message` (or top-level `message`), if it is a short string that
@@ -168,4 +196,106 @@ fn looks_like_key_fragment(m: &str, key: &str) -> bool {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The two passes [`take_response_headers`] does in one: every header but the passed ones
+    /// removed, then the passed ones that leak the key; the id looked up name by name.
+    fn reference(headers: &mut HeaderMap, secret: Option<&Secret>) -> Option<String> {
+        let id = REQUEST_ID_HEADERS.iter().find_map(|name| {
+            let v = headers.get(name)?.to_str().ok()?.trim();
+            (!v.is_empty() && v.len() <= 200).then(|| v.to_owned())
+        });
+        remove_where(headers, |k| !PASSED_RESPONSE_HEADERS.contains(&k.as_str()));
+        if let Some(key) = secret
+            .map(|s| s.expose().as_bytes())
+            .filter(|k| !k.is_empty())
+        {
+            let leaking: Vec<HeaderName> = headers
+                .iter()
+                .filter(|(_, v)| contains(v.as_bytes(), key))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in leaking {
+                headers.remove(k);
+            }
+        }
+        id
+    }
+
+    /// Sorted (name, value) pairs: the order of a map's names is not part of its meaning.
+    fn pairs(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = h
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    const NAMES: [&str; 10] = [
+        "content-type",
+        "content-encoding",
+        "x-request-id",
+        "request-id",
+        "cf-ray",
+        "x-amzn-requestid",
+        "set-cookie",
+        "server",
+        "x-ratelimit-remaining-requests",
+        "openai-organization",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn one_pass_is_the_two_passes(
+            headers in proptest::collection::vec(
+                (0..NAMES.len(), proptest::sample::select(vec![
+                    "application/json", "gzip", "req_42", "", "  ", "sk-secret-1", "a sk-secret-1 b",
+                    "8f00ray-IAD", "\u{e9}t\u{e9}",
+                ]), 0usize..3),
+                0..12,
+            ),
+            long in proptest::bool::ANY,
+            with_secret in proptest::bool::ANY,
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value, pad) in headers {
+                let mut value = value.to_owned();
+                if long && name == 2 {
+                    value = "r".repeat(199 + pad);
+                }
+                let Ok(value) = HeaderValue::from_str(&value) else { continue };
+                map.append(HeaderName::from_static(NAMES[name]), value);
+            }
+            let secret = with_secret.then(|| Secret::new("sk-secret-1"));
+            let mut expected = map.clone();
+            let id = reference(&mut expected, secret.as_ref());
+            let got = take_response_headers(&mut map, secret.as_ref());
+            prop_assert_eq!(got, id);
+            prop_assert_eq!(pairs(&map), pairs(&expected));
+        }
+    }
+
+    #[test]
+    fn the_most_specific_valid_id_wins() {
+        let mut map = HeaderMap::new();
+        map.append("cf-ray", HeaderValue::from_static("ray-1"));
+        map.append("x-request-id", HeaderValue::from_static("   "));
+        map.append("request-id", HeaderValue::from_static("req-2"));
+        map.append("content-type", HeaderValue::from_static("application/json"));
+        map.append("server", HeaderValue::from_static("cloudflare"));
+        let id = take_response_headers(&mut map, None);
+        assert_eq!(id.as_deref(), Some("req-2"));
+        assert_eq!(
+            pairs(&map),
+            [("content-type".into(), b"application/json".to_vec())]
+        );
+    }
 }
