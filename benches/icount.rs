@@ -15,9 +15,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use common::{
-    demo_route, drain, empty_answer, fixed, json_answer_1kb, json_upstream, now, once,
-    routed_request, routing_body, sse_upstream, stack_body, stack_catalog, stream_frames, Frames,
-    DEMO,
+    demo_route, drain, empty_answer, fixed, fixed_with_headers, json_answer_1kb, json_upstream,
+    now, once, routed_request, routing_body, sse_upstream, stack_body, stack_catalog,
+    stream_frames, Frames, DEMO,
 };
 use http::Request;
 use http_body_util::Full;
@@ -122,6 +122,15 @@ fn stack(which: &str, n: usize) {
     }
     match which {
         "bare" => run!(tower::service_fn(fixed)),
+        // The upstream answers with a provider's usual headers, which the gateway drops.
+        "bare+headers" => run!(tower::service_fn(fixed_with_headers)),
+        "all6+headers" => run!(ServiceBuilder::new()
+            .layer(
+                GatewayLayer::new(stack_catalog())
+                    .routing(|r| r.seed(1))
+                    .usage_meter(|u| u.sink(GenerationStore::new(1024))),
+            )
+            .service_fn(fixed_with_headers)),
         "routing" => run!(ServiceBuilder::new()
             .layer(ModelRoutingLayer::new(stack_catalog()).seed(1))
             .service_fn(fixed)),
@@ -196,7 +205,7 @@ fn rate_limit(which: &str, n: usize) {
 
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
                          routing/{bare,parse,demo} \
-                         stack/{bare,routing,routing+fallback,all6,all6+subscriber} \
+                         stack/{bare,routing,routing+fallback,all6,all6+subscriber,bare+headers,all6+headers} \
                          rate_limit/{bare,off,allowed,refused} \
                          cache/{bare,miss,hit,key1k,key100k}";
 

@@ -234,6 +234,47 @@ pub async fn fixed(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Inf
     ))))
 }
 
+/// The headers a provider's answer usually carries besides its content type (OpenAI's kind: an
+/// organization, timings, rate limits, request ids, a cookie, Cloudflare's), none of which the
+/// gateway passes on.
+pub const PROVIDER_HEADERS: [(&str, &str); 13] = [
+    ("date", "Sun, 06 Dec 2026 12:00:00 GMT"),
+    ("openai-organization", "org-acme"),
+    ("openai-processing-ms", "412"),
+    ("openai-version", "2020-10-01"),
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-limit-tokens", "2000000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-remaining-tokens", "1999980"),
+    ("x-request-id", "req_8f2c1e0b9a7d4c3e"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("set-cookie", "__cf_bm=abc; path=/; HttpOnly; Secure"),
+    ("server", "cloudflare"),
+    ("cf-ray", "8f00aa11bb22cc33-IAD"),
+];
+
+/// [`fixed`], with a content type and a provider's usual headers ([`PROVIDER_HEADERS`]).
+pub async fn fixed_with_headers(
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut res = fixed(req).await?;
+    let headers = res.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in PROVIDER_HEADERS {
+        headers.append(
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        );
+    }
+    Ok(res)
+}
+
 /// One request through `svc`, its body read to the end.
 pub async fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
 where

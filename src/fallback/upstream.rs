@@ -94,7 +94,7 @@ fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
 /// The provider response headers that reach the caller; every other one (`server`,
 /// `openai-organization`, `x-ratelimit-*`, request ids, cookies, hop-by-hop and length headers) is
 /// dropped. The gateway adds its own (`X-Generation-Id`, `Retry-After` it computed) after this.
-const PASSED_RESPONSE_HEADERS: &[&str] = &["content-type", "content-encoding"];
+const PASSED_RESPONSE_HEADERS: [HeaderName; 2] = [header::CONTENT_TYPE, header::CONTENT_ENCODING];
 
 /// Response headers the provider names its request id with, most specific first (constants: a
 /// `&str` name is parsed on every lookup).
@@ -138,7 +138,7 @@ pub(crate) fn take_response_headers(
             name = Some(n);
         }
         let Some(n) = &name else { continue };
-        if PASSED_RESPONSE_HEADERS.contains(&n.as_str()) {
+        if PASSED_RESPONSE_HEADERS.contains(n) {
             let leaks = key.is_some_and(|k| contains(value.as_bytes(), k));
             kept.push((n.clone(), value, leaks));
         } else if is_first {
@@ -211,7 +211,7 @@ mod tests {
             let v = headers.get(name)?.to_str().ok()?.trim();
             (!v.is_empty() && v.len() <= 200).then(|| v.to_owned())
         });
-        remove_where(headers, |k| !PASSED_RESPONSE_HEADERS.contains(&k.as_str()));
+        remove_where(headers, |k| !PASSED_RESPONSE_HEADERS.contains(k));
         if let Some(key) = secret
             .map(|s| s.expose().as_bytes())
             .filter(|k| !k.is_empty())
