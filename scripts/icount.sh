@@ -15,7 +15,8 @@ shift || true
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
     scenarios=(usage_sse/bare usage_sse/metered usage_sse/observe usage_json/bare usage_json/metered
-        routing/bare routing/parse routing/demo stack/bare stack/routing stack/routing+fallback stack/all6)
+        routing/bare routing/parse routing/demo stack/bare stack/routing stack/routing+fallback stack/all6
+        stack/bare+headers stack/all6+headers)
 fi
 
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install -y valgrind" >&2; exit 1; }
@@ -43,6 +44,7 @@ added() {
 }
 echo
 added stack/all6 stack/bare "added by the six layers"
+added stack/all6+headers stack/bare+headers "the same, provider headers"
 added usage_json/metered usage_json/bare "usage_json added"
 added usage_sse/metered usage_sse/bare "usage_sse added (1,002 events)"
 added routing/parse routing/bare "routing/parse added"
