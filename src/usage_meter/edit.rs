@@ -405,6 +405,16 @@ impl Handler<'_> {
         }
     }
 
+    /// Notes the content of a chunk of the learned [`Template`]'s shape, as [`Handler::content`]
+    /// and [`Handler::capture`] do: the time of the first content is known already (the template
+    /// was learned from a chunk with content), so only the count moves.
+    #[inline(always)]
+    fn template_content(&mut self, content: &[u8]) {
+        debug_assert!(self.obs.first_content.is_some());
+        self.obs.content_bytes += content.len() as u64;
+        self.capture(content);
+    }
+
     /// Keeps streamed content for the request span, when the operator records contents.
     #[inline(always)]
     fn capture(&mut self, raw: &[u8]) {
@@ -728,8 +738,7 @@ impl Handler<'_> {
             }
             None => None,
         };
-        self.content(content.len() as u64);
-        self.capture(content);
+        self.template_content(content);
         Ok(emit.unwrap_or(frame))
     }
 }
@@ -778,8 +787,7 @@ impl OnEvent for Handler<'_> {
         let content = t.event_content(buf)?;
         let n = t.raw_prefix.len() + content.len() + t.raw_suffix.len();
         self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
-        self.content(content.len() as u64);
-        self.capture(content);
+        self.template_content(content);
         Some(n)
     }
 
