@@ -325,12 +325,14 @@ fn plain_long(s: &[u8], n: usize) -> bool {
 /// The top bit of each byte of `w` (little-endian) that may be a `"` or a control byte: the
 /// lowest one set always is, a false one only follows a true one (a borrow), so masking the bits
 /// of the bytes after a string leaves an exact "has one" answer.
+///
+/// One "byte below 0x21" test of `w ^ 0x02…`: flipping bit 1 takes `"` (0x22) to 0x20 and keeps
+/// the control bytes below 0x20, while every other byte lands at 0x21 or above.
 #[inline(always)]
 fn special_bytes(w: u64) -> u64 {
     const ONES: u64 = u64::MAX / 255;
-    let quote = w ^ (ONES * u64::from(b'"'));
-    let control = w.wrapping_sub(ONES * 0x20) & !w;
-    ((quote.wrapping_sub(ONES) & !quote) | control) & (ONES << 7)
+    let x = w ^ (ONES * 0x02);
+    x.wrapping_sub(ONES * 0x21) & !x & (ONES << 7)
 }
 
 /// What the editing of one stream has learned so far, kept between frames.
@@ -401,6 +403,16 @@ impl Handler<'_> {
                 self.obs.first_content = Some(self.now());
             }
         }
+    }
+
+    /// Notes the content of a chunk of the learned [`Template`]'s shape, as [`Handler::content`]
+    /// and [`Handler::capture`] do: the time of the first content is known already (the template
+    /// was learned from a chunk with content), so only the count moves.
+    #[inline(always)]
+    fn template_content(&mut self, content: &[u8]) {
+        debug_assert!(self.obs.first_content.is_some());
+        self.obs.content_bytes += content.len() as u64;
+        self.capture(content);
     }
 
     /// Keeps streamed content for the request span, when the operator records contents.
@@ -726,8 +738,7 @@ impl Handler<'_> {
             }
             None => None,
         };
-        self.content(content.len() as u64);
-        self.capture(content);
+        self.template_content(content);
         Ok(emit.unwrap_or(frame))
     }
 }
@@ -776,8 +787,7 @@ impl OnEvent for Handler<'_> {
         let content = t.event_content(buf)?;
         let n = t.raw_prefix.len() + content.len() + t.raw_suffix.len();
         self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
-        self.content(content.len() as u64);
-        self.capture(content);
+        self.template_content(content);
         Some(n)
     }
 
