@@ -476,19 +476,17 @@ fn skim_count(b: &[u8], at: usize) -> Option<(Option<Tokens>, usize)> {
     if b.get(at..at + 4) == Some(b"null") {
         return Some((None, at + 4));
     }
-    let digits = b
-        .get(at..)?
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    let end = at + digits;
+    // The digits read as they are found (wrapping: more than 19 of them give up below).
+    let (mut end, mut n) = (at, 0u64);
+    while let Some(c) = b.get(end).filter(|c| c.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        end += 1;
+    }
+    let digits = end - at;
     let plain = (1..=19).contains(&digits) && (digits == 1 || b[at] != b'0');
     if !plain || matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
         return None;
     }
-    let n = b[at..end]
-        .iter()
-        .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
     Some((Some(Tokens(n)), end))
 }
 
