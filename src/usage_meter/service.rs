@@ -17,6 +17,7 @@ use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA
 use super::record::{
     header_str, App, GenerationId, HTTP_REFERER, X_OPENROUTER_TITLE, X_SESSION_ID, X_TITLE,
 };
+use super::meter::Pending;
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
@@ -265,9 +266,12 @@ where
                 // Clone-and-swap: the service that was polled ready is the one that is called.
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
+                let ctx = Pending::new(ctx);
                 ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
             }
             _ => {
+                // The context moves as a pointer from here on.
+                let ctx = Pending::new(ctx);
                 // Entered while the layers below build their futures. Built as the argument, not
                 // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
                 let _entered = span.enter();
