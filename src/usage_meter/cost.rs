@@ -408,18 +408,20 @@ impl WireUsage {
     /// details are objects of such counts (or `null`).
     fn skim(raw: &str) -> Option<WireUsage> {
         let b = raw.as_bytes();
-        WireUsage::skim_at(b, 0, 0).and_then(|(w, end)| (end == b.len()).then_some(w))
+        let mut w = WireUsage::default();
+        let end = WireUsage::skim_into(b, 0, 0, &mut w)?;
+        (end == b.len()).then_some(w)
     }
 
     /// [`WireUsage::skim`] of the value at `at` in `b`, `depth` containers deep (as
-    /// [`skim::value`] counts): the usage and where its object ends.
-    pub(crate) fn skim_at(b: &[u8], at: usize, depth: usize) -> Option<(WireUsage, usize)> {
+    /// [`skim::value`] counts), into `w` (a default one, read in place rather than moved):
+    /// where the usage object ends. `w` is left partly read when this gives up.
+    pub(crate) fn skim_into(b: &[u8], at: usize, depth: usize, w: &mut WireUsage) -> Option<usize> {
         if b.get(at) != Some(&b'{') {
             return None;
         }
-        let mut w = WireUsage::default();
         let mut seen = 0u16;
-        let end = skim::members(b, at, depth, |key, at| {
+        skim::members(b, at, depth, |key, at| {
             let Some(k) = usage_key(key) else {
                 return skim::value(b, at, depth + 1);
             };
@@ -446,8 +448,7 @@ impl WireUsage {
             let (count, end) = skim_count(b, at)?;
             *slot = count;
             Some(end)
-        })?;
-        Some((w, end))
+        })
     }
 }
 

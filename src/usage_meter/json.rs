@@ -172,13 +172,15 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
             return skim_choices(b, at, &mut summary);
         }
         // The usage's counts are read as it is skimmed, when the hand reader can.
-        let wire = (k == 4).then(|| WireUsage::skim_at(b, at, 1)).flatten();
+        let wire = (k == 4)
+            .then(|| WireUsage::skim_into(b, at, 1, summary.usage.insert(WireUsage::default())))
+            .flatten();
         let end = match wire {
-            Some((w, end)) => {
-                summary.usage = Some(w);
-                end
+            Some(end) => end,
+            None => {
+                summary.usage = None;
+                skim::value(b, at, 1)?
             }
-            None => skim::value(b, at, 1)?,
         };
         let raw = &b[at..end];
         if k == 9 {
@@ -782,7 +784,11 @@ mod tests {
         for scale in 0..=28 {
             for m in [Decimal::MAX.mantissa(), Decimal::MIN.mantissa(), 1, -1] {
                 let a = crate::catalog::Usd::from_decimal(Decimal::from_i128_with_scale(m, scale));
-                let cost = Cost { total: a, prompt: a, completion: a };
+                let cost = Cost {
+                    total: a,
+                    prompt: a,
+                    completion: a,
+                };
                 let display = format!(
                     "\"cost\":{a},\"cost_details\":{{\"upstream_inference_cost\":null,\
                      \"upstream_inference_prompt_cost\":{a},\"upstream_inference_completions_cost\":{a}}}"

@@ -70,14 +70,18 @@ pub(crate) struct Pending(Box<Core>);
 
 impl Pending {
     pub(crate) fn new(ctx: Ctx) -> Self {
-        Pending(Box::new(Core {
-            ctx,
-            obs: Obs::default(),
-            mode: Mode::Pass,
-            sse: SseScanner::default(),
-            edits: StreamEdits::default(),
-            json: JsonState::Accumulating(BytesMut::new()),
-        }))
+        // Written into the allocation, not built on the stack and copied there.
+        Pending(Box::write(
+            Box::new_uninit(),
+            Core {
+                ctx,
+                obs: Obs::default(),
+                mode: Mode::Pass,
+                sse: SseScanner::default(),
+                edits: StreamEdits::default(),
+                json: JsonState::Accumulating(BytesMut::new()),
+            },
+        ))
     }
 
     pub(crate) fn ctx(&self) -> &Ctx {
@@ -96,7 +100,6 @@ impl Pending {
 }
 
 impl Meter {
-
     pub(crate) fn mode(&self) -> Mode {
         self.core.as_ref().map_or(Mode::Pass, |c| c.mode)
     }

@@ -14,10 +14,10 @@ use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA_HEADER};
+use super::meter::Pending;
 use super::record::{
     header_str, App, GenerationId, HTTP_REFERER, X_OPENROUTER_TITLE, X_SESSION_ID, X_TITLE,
 };
-use super::meter::Pending;
 use super::settle::Ctx;
 use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
