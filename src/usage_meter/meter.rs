@@ -69,25 +69,27 @@ impl fmt::Debug for Meter {
 pub(crate) struct Pending(Box<Core>);
 
 impl Pending {
+    /// The meter-to-be of the request `ctx` (its mode is set when the response arrives).
+    // Inlined into `call`, the context is copied once, into the allocation (not first into a
+    // `Core` on the stack).
+    #[inline(always)]
     pub(crate) fn new(ctx: Ctx) -> Self {
-        // Written into the allocation, not built on the stack and copied there.
-        Pending(Box::write(
-            Box::new_uninit(),
-            Core {
-                ctx,
-                obs: Obs::default(),
-                mode: Mode::Pass,
-                sse: SseScanner::default(),
-                edits: StreamEdits::default(),
-                json: JsonState::Accumulating(BytesMut::new()),
-            },
-        ))
+        Pending(Box::new(Core {
+            ctx,
+            obs: Obs::default(),
+            mode: Mode::Pass,
+            sse: SseScanner::default(),
+            edits: StreamEdits::default(),
+            json: JsonState::Accumulating(BytesMut::new()),
+        }))
     }
 
+    /// The request's context.
     pub(crate) fn ctx(&self) -> &Ctx {
         &self.0.ctx
     }
 
+    /// The request's context, to complete (the reservation, then the response head).
     pub(crate) fn ctx_mut(&mut self) -> &mut Ctx {
         &mut self.0.ctx
     }
