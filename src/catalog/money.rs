@@ -147,34 +147,45 @@ impl FromStr for Usd {
 }
 
 impl Usd {
-    /// Appends the amount as [`Display`](fmt::Display) writes it (every digit of the scale,
-    /// `-` if negative), without the formatting machinery when the mantissa fits in a `u64` (any
-    /// price or cost of a generation).
-    pub(crate) fn write_plain(&self, out: &mut String) {
+    /// Writes the amount as [`Display`](fmt::Display) writes it (every digit of the scale, `-` if
+    /// negative) to `push`, in pieces of ASCII text, without the formatting machinery when the
+    /// mantissa fits in a `u64` (any price or cost of a generation).
+    pub(crate) fn write_plain(&self, push: &mut impl FnMut(&[u8])) {
+        /// Leading zeros of a fraction: at most the largest scale less its one digit.
+        const ZEROS: &[u8; 27] = b"000000000000000000000000000";
         let m = self.0.mantissa();
         let Ok(abs) = u64::try_from(m.unsigned_abs()) else {
-            use fmt::Write;
-            let _ = write!(out, "{}", self.0);
+            let _ = fmt::Write::write_fmt(&mut Pushed(push), format_args!("{}", self.0));
             return;
         };
         let mut buf = itoa::Buffer::new();
-        let digits = buf.format(abs);
+        let digits = buf.format(abs).as_bytes();
         let scale = self.0.scale() as usize;
         if m < 0 {
-            out.push('-');
+            push(b"-");
         }
         if scale == 0 {
-            out.push_str(digits);
+            push(digits);
         } else if digits.len() > scale {
             let (int, frac) = digits.split_at(digits.len() - scale);
-            out.push_str(int);
-            out.push('.');
-            out.push_str(frac);
+            push(int);
+            push(b".");
+            push(frac);
         } else {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n('0', scale - digits.len()));
-            out.push_str(digits);
+            push(b"0.");
+            push(&ZEROS[..scale - digits.len()]);
+            push(digits);
         }
+    }
+}
+
+/// A [`fmt::Write`] that hands the text to a closure.
+struct Pushed<'p, F>(&'p mut F);
+
+impl<F: FnMut(&[u8])> fmt::Write for Pushed<'_, F> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        (self.0)(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -277,9 +288,9 @@ mod tests {
         fn write_plain_is_display(m in proptest::prelude::any::<i64>(), big in proptest::prelude::any::<bool>(), scale in 0u32..=28) {
             let mantissa = if big { i128::from(m) * 1_000_000_000 } else { i128::from(m) };
             let d = Usd(Decimal::from_i128_with_scale(mantissa, scale));
-            let mut s = String::new();
-            d.write_plain(&mut s);
-            proptest::prop_assert_eq!(s, d.to_string());
+            let mut s = Vec::new();
+            d.write_plain(&mut |b: &[u8]| s.extend_from_slice(b));
+            proptest::prop_assert_eq!(String::from_utf8(s).unwrap(), d.to_string());
         }
     }
 }

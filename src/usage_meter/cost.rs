@@ -408,18 +408,20 @@ impl WireUsage {
     /// details are objects of such counts (or `null`).
     fn skim(raw: &str) -> Option<WireUsage> {
         let b = raw.as_bytes();
-        WireUsage::skim_at(b, 0, 0).and_then(|(w, end)| (end == b.len()).then_some(w))
+        let mut w = WireUsage::default();
+        let end = WireUsage::skim_into(b, 0, 0, &mut w)?;
+        (end == b.len()).then_some(w)
     }
 
     /// [`WireUsage::skim`] of the value at `at` in `b`, `depth` containers deep (as
-    /// [`skim::value`] counts): the usage and where its object ends.
-    pub(crate) fn skim_at(b: &[u8], at: usize, depth: usize) -> Option<(WireUsage, usize)> {
+    /// [`skim::value`] counts), into `w` (a default one, read in place rather than moved):
+    /// where the usage object ends. `w` is left partly read when this gives up.
+    pub(crate) fn skim_into(b: &[u8], at: usize, depth: usize, w: &mut WireUsage) -> Option<usize> {
         if b.get(at) != Some(&b'{') {
             return None;
         }
-        let mut w = WireUsage::default();
         let mut seen = 0u16;
-        let end = skim::members(b, at, depth, |key, at| {
+        skim::members(b, at, depth, |key, at| {
             let Some(k) = usage_key(key) else {
                 return skim::value(b, at, depth + 1);
             };
@@ -446,8 +448,7 @@ impl WireUsage {
             let (count, end) = skim_count(b, at)?;
             *slot = count;
             Some(end)
-        })?;
-        Some((w, end))
+        })
     }
 }
 
@@ -476,19 +477,17 @@ fn skim_count(b: &[u8], at: usize) -> Option<(Option<Tokens>, usize)> {
     if b.get(at..at + 4) == Some(b"null") {
         return Some((None, at + 4));
     }
-    let digits = b
-        .get(at..)?
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    let end = at + digits;
+    // The digits read as they are found (wrapping: more than 19 of them give up below).
+    let (mut end, mut n) = (at, 0u64);
+    while let Some(c) = b.get(end).filter(|c| c.is_ascii_digit()) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        end += 1;
+    }
+    let digits = end - at;
     let plain = (1..=19).contains(&digits) && (digits == 1 || b[at] != b'0');
     if !plain || matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
         return None;
     }
-    let n = b[at..end]
-        .iter()
-        .fold(0u64, |n, c| n * 10 + u64::from(c - b'0'));
     Some((Some(Tokens(n)), end))
 }
 

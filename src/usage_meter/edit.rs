@@ -97,6 +97,8 @@ pub(crate) fn edit_body(
     if !ctx.rewrite {
         return body;
     }
+    // The usage splice's cost members, which it borrows.
+    let mut members = None;
     // At most six splices (id, model, provider, service tier, usage, metadata), on the stack.
     let mut splices: [json::Splice<'_>; 6] = Default::default();
     let mut n = 0;
@@ -117,7 +119,7 @@ pub(crate) fn edit_body(
     let provider = top.provider.filter(|_| !ctx.provider_name.is_empty());
     push(quoted(&body, provider, &ctx.provider_name));
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
-        push(body_usage_splice(ctx, obs, &body, u, w));
+        push(body_usage_splice(ctx, obs, (&body, u), w, &mut members));
     }
     push(metadata_edit(ctx, &body).map(owned));
     Bytes::from(splice(&body, &mut splices[..n]))
@@ -181,17 +183,19 @@ fn observe_body(
 }
 
 /// The splice of a non-streamed body's `usage` object: the cost added (OpenAI usage), or `cost`
-/// added to an Anthropic message's usage (passed through for a Messages caller).
-fn body_usage_splice(
+/// added to an Anthropic message's usage (passed through for a Messages caller). The OpenAI
+/// splice borrows the cost members it writes into `members`.
+fn body_usage_splice<'m>(
     ctx: &Ctx,
     obs: &mut Obs,
-    body: &[u8],
-    u: json::Raw<'_>,
+    (body, u): (&[u8], json::Raw<'_>),
     w: &WireUsage,
-) -> Option<json::Splice<'static>> {
+    members: &'m mut Option<json::CostMembers>,
+) -> Option<json::Splice<'m>> {
     if let Some(t) = obs.usage {
         let c = cost_of(ctx, obs, &t);
-        json::span(body, u).and_then(|r| json::usage_splice(body, r, w, &c))
+        let members = &*members.insert(json::CostMembers::new(&c));
+        json::span(body, u).and_then(|r| json::usage_splice(body, r, w, members))
     } else if let Some(t) = obs.anthropic {
         let c = cost_of(ctx, obs, &t);
         json::span(body, u)

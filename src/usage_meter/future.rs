@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
 use super::metadata;
-use super::meter::{Meter, Mode};
+use super::meter::{Mode, Pending};
 use super::settle::{Ctx, Hold};
 use crate::catalog::{Catalog, ServiceTier, Usd};
 use crate::error::{ErrorType, GatewayError};
@@ -40,7 +40,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody, S::Future>,
-        ctx: Option<Ctx>,
+        // The request's context, in the meter it starts when the response arrives.
+        ctx: Option<Pending>,
         // The request's `gen_ai.request` span, entered while the layers below are polled.
         span: Span,
     }
@@ -66,7 +67,7 @@ where
     S: Service<Request<ReqBody>>,
 {
     #[inline]
-    pub(crate) fn calling(future: S::Future, ctx: Ctx, span: Span) -> Self {
+    pub(crate) fn calling(future: S::Future, ctx: Pending, span: Span) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             ctx: Some(ctx),
@@ -80,7 +81,7 @@ where
         svc: S,
         req: Request<ReqBody>,
         estimate: Estimate,
-        ctx: Ctx,
+        ctx: Pending,
         span: Span,
     ) -> Self {
         ResponseFuture {
@@ -164,7 +165,7 @@ where
                 } => match ready!(reserve.as_mut().poll(cx)) {
                     Ok(reservation) => {
                         if let Some(ctx) = this.ctx.as_mut() {
-                            ctx.hold = Some(Hold::new(ledger.clone(), reservation));
+                            ctx.ctx_mut().hold = Some(Hold::new(ledger.clone(), reservation));
                         } else {
                             ledger.release(reservation);
                         }
@@ -194,7 +195,7 @@ where
                         .expect("ResponseFuture polled after completion");
                     let mut res: Self::Output = Ok(e.into_response());
                     if let (Ok(res), Some(ctx)) = (res.as_mut(), this.ctx.as_ref()) {
-                        generation_id_header(res.headers_mut(), ctx);
+                        generation_id_header(res.headers_mut(), ctx.ctx());
                     }
                     return Poll::Ready(res);
                 }
@@ -220,10 +221,11 @@ fn generation_id_header(headers: &mut http::HeaderMap, ctx: &Ctx) {
 /// is already complete is edited now, see [`ResponseBody::new`]).
 fn wrap<B: Body<Data = Bytes>>(
     res: Response<B>,
-    mut ctx: Ctx,
+    mut pending: Pending,
     cx: &mut Context<'_>,
 ) -> Response<ResponseBody<B>> {
     let (mut parts, body) = res.into_parts();
+    let ctx = pending.ctx_mut();
     ctx.success = parts.status.is_success();
     ctx.streamed = parts
         .headers
@@ -269,10 +271,10 @@ fn wrap<B: Body<Data = Bytes>>(
         }
     }
     if let Some(s) = served {
-        served_by(&mut ctx, s);
+        served_by(ctx, s);
     }
-    ctx.served_tier = served_tier(&ctx);
-    head_span(&ctx, &parts, served);
+    ctx.served_tier = served_tier(ctx);
+    head_span(ctx, &parts, served);
     let mode = if !ctx.success {
         if metadata::for_error(&mut ctx.metadata, parts.status, &parts.extensions) {
             Mode::Json
@@ -284,13 +286,13 @@ fn wrap<B: Body<Data = Bytes>>(
     } else {
         Mode::Json
     };
-    generation_id_header(&mut parts.headers, &ctx);
+    generation_id_header(&mut parts.headers, ctx);
     if ctx.rewrite && mode == Mode::Json {
         // The edits change the length: the body's exact `size_hint` gives the new one when it is
         // known now (hyper then sets the header), else it is sent chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let body = ResponseBody::new(body, Meter::new(ctx, mode), cx);
+    let body = ResponseBody::new(body, pending.start(mode), cx);
     Response::from_parts(parts, body)
 }
 

@@ -172,13 +172,15 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
             return skim_choices(b, at, &mut summary);
         }
         // The usage's counts are read as it is skimmed, when the hand reader can.
-        let wire = (k == 4).then(|| WireUsage::skim_at(b, at, 1)).flatten();
+        let wire = (k == 4)
+            .then(|| WireUsage::skim_into(b, at, 1, summary.usage.insert(WireUsage::default())))
+            .flatten();
         let end = match wire {
-            Some((w, end)) => {
-                summary.usage = Some(w);
-                end
+            Some(end) => end,
+            None => {
+                summary.usage = None;
+                skim::value(b, at, 1)?
             }
-            None => skim::value(b, at, 1)?,
         };
         let raw = &b[at..end];
         if k == 9 {
@@ -344,19 +346,60 @@ pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
-/// `"cost":…,"cost_details":{…}` for `cost`, exact decimals written as JSON numbers.
-pub(crate) fn cost_members(cost: &Cost) -> String {
-    let mut s = String::with_capacity(160);
-    s.push_str("\"cost\":");
-    cost.total.write_plain(&mut s);
-    s.push_str(
-        ",\"cost_details\":{\"upstream_inference_cost\":null,\"upstream_inference_prompt_cost\":",
-    );
-    cost.prompt.write_plain(&mut s);
-    s.push_str(",\"upstream_inference_completions_cost\":");
-    cost.completion.write_plain(&mut s);
-    s.push('}');
-    s
+/// The fixed text of [`CostMembers`], around its three amounts.
+const COST_TEXT: [&[u8]; 4] = [
+    b"\"cost\":",
+    b",\"cost_details\":{\"upstream_inference_cost\":null,\"upstream_inference_prompt_cost\":",
+    b",\"upstream_inference_completions_cost\":",
+    b"}",
+];
+
+/// The longest text of an amount: a `Decimal`'s 29 digits, its point and sign (`0.` and 27 zeros
+/// before a digit, at the largest scale, are shorter).
+const USD_TEXT: usize = 31;
+
+/// Room for the [`CostMembers`] of any cost.
+const COST_MEMBERS: usize = COST_TEXT[0].len()
+    + COST_TEXT[1].len()
+    + COST_TEXT[2].len()
+    + COST_TEXT[3].len()
+    + 3 * USD_TEXT;
+
+/// `"cost":…,"cost_details":{…}` for a cost, exact decimals written as JSON numbers, on the stack
+/// (no allocation: an edit borrows the bytes as they are).
+pub(crate) struct CostMembers {
+    buf: [u8; COST_MEMBERS],
+    len: usize,
+}
+
+impl CostMembers {
+    /// The members for `cost`.
+    pub(crate) fn new(cost: &Cost) -> Self {
+        let mut m = CostMembers {
+            buf: [0; COST_MEMBERS],
+            len: 0,
+        };
+        let mut push = |b: &[u8]| {
+            // Always room: the buffer holds the fixed text and three amounts of any size.
+            if let Some(dst) = m.buf.get_mut(m.len..m.len + b.len()) {
+                dst.copy_from_slice(b);
+                m.len += b.len();
+            }
+        };
+        push(COST_TEXT[0]);
+        cost.total.write_plain(&mut push);
+        push(COST_TEXT[1]);
+        cost.prompt.write_plain(&mut push);
+        push(COST_TEXT[2]);
+        cost.completion.write_plain(&mut push);
+        push(COST_TEXT[3]);
+        m
+    }
+
+    /// The members' JSON text.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// The edit that adds the cost members to the usage object at `usage` (its span in `base`): an
@@ -368,27 +411,28 @@ pub(crate) fn usage_edit(
     wire: &WireUsage,
     cost: &Cost,
 ) -> Option<(Range<usize>, Vec<u8>)> {
-    let (r, pieces) = usage_splice(base, usage, wire, cost)?;
+    let members = CostMembers::new(cost);
+    let (r, pieces) = usage_splice(base, usage, wire, &members)?;
     Some((r, splice(&[], &mut [(0..0, pieces)])))
 }
 
-/// [`usage_edit`] as a [`Splice`] (the insertion's comma and members as pieces, not joined).
-pub(crate) fn usage_splice(
+/// [`usage_edit`] as a [`Splice`] that borrows the cost's `members` (the insertion's comma and
+/// members as pieces, not joined).
+pub(crate) fn usage_splice<'m>(
     base: &[u8],
     usage: Range<usize>,
     wire: &WireUsage,
-    cost: &Cost,
-) -> Option<Splice<'static>> {
+    members: &'m CostMembers,
+) -> Option<Splice<'m>> {
     let obj = base.get(usage.clone())?;
     if obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
         return None;
     }
-    let members = cost_members(cost);
     if wire.cost.is_some() {
         let mut map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(obj).ok()?;
         let extra: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&format!("{{{members}}}")).ok()?;
+            serde_json::from_slice(&[b"{", members.bytes(), b"}"].concat()).ok()?;
         map.extend(extra);
         return Some((
             usage,
@@ -401,7 +445,7 @@ pub(crate) fn usage_splice(
     } else {
         Piece::Empty
     };
-    Some((at..at, pieces([comma, Piece::Owned(members.into_bytes())])))
+    Some((at..at, pieces([comma, Piece::Raw(members.bytes())])))
 }
 
 /// Where members go in the object at `span` in `base` (before its closing brace), and whether
@@ -681,6 +725,30 @@ mod tests {
             prop_assert_eq!(quote(&s), serde_json::to_string(&s).unwrap());
         }
 
+        /// The cost members written on the stack are the ones `Display` formats, for any amounts
+        /// (up to a `Decimal`'s largest mantissa and scale, either sign).
+        #[test]
+        fn cost_members_are_display(
+            amounts in proptest::collection::vec((any::<i128>(), 0u32..=28, 0u32..=96), 3),
+        ) {
+            let usd = |(m, scale, bits): (i128, u32, u32)| {
+                let m = m % (1i128 << bits).max(2);
+                crate::catalog::Usd::from_decimal(rust_decimal::Decimal::from_i128_with_scale(m, scale))
+            };
+            let cost = Cost {
+                total: usd(amounts[0]),
+                prompt: usd(amounts[1]),
+                completion: usd(amounts[2]),
+            };
+            let display = format!(
+                "\"cost\":{},\"cost_details\":{{\"upstream_inference_cost\":null,\
+                 \"upstream_inference_prompt_cost\":{},\"upstream_inference_completions_cost\":{}}}",
+                cost.total, cost.prompt, cost.completion
+            );
+            let members = CostMembers::new(&cost);
+            prop_assert_eq!(std::str::from_utf8(members.bytes()), Ok(display.as_str()));
+        }
+
         /// Whenever the skimmer reads a body, it reads what serde does.
         #[test]
         fn skimmer_is_serde(b in prop_oneof![answer(), body()]) {
@@ -707,6 +775,28 @@ mod tests {
             let fast = Top::parse_with_choices(b.as_bytes())
                 .map(|(t, s)| (format!("{t:?}"), s.finish_reason, s.content_bytes));
             prop_assert_eq!(fast, slow);
+        }
+    }
+
+    /// The longest amounts fit: a `Decimal`'s extremes at every scale.
+    #[test]
+    fn cost_members_fit_the_extremes() {
+        use rust_decimal::Decimal;
+        for scale in 0..=28 {
+            for m in [Decimal::MAX.mantissa(), Decimal::MIN.mantissa(), 1, -1] {
+                let a = crate::catalog::Usd::from_decimal(Decimal::from_i128_with_scale(m, scale));
+                let cost = Cost {
+                    total: a,
+                    prompt: a,
+                    completion: a,
+                };
+                let display = format!(
+                    "\"cost\":{a},\"cost_details\":{{\"upstream_inference_cost\":null,\
+                     \"upstream_inference_prompt_cost\":{a},\"upstream_inference_completions_cost\":{a}}}"
+                );
+                let members = CostMembers::new(&cost);
+                assert_eq!(std::str::from_utf8(members.bytes()), Ok(display.as_str()));
+            }
         }
     }
 

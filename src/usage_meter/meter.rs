@@ -63,20 +63,45 @@ impl fmt::Debug for Meter {
     }
 }
 
-impl Meter {
-    pub(crate) fn new(ctx: Ctx, mode: Mode) -> Self {
-        Meter {
-            core: Some(Box::new(Core {
-                ctx,
-                obs: Obs::default(),
-                mode,
-                sse: SseScanner::default(),
-                edits: StreamEdits::default(),
-                json: JsonState::Accumulating(BytesMut::new()),
-            })),
-        }
+/// The meter of a request whose response has not arrived: its context, already in the meter's
+/// one allocation, so that the response future and the response's head edits move a pointer, not
+/// the context. Dropped unstarted, it drops the context (a reservation it holds is released).
+pub(crate) struct Pending(Box<Core>);
+
+impl Pending {
+    /// The meter-to-be of the request `ctx` (its mode is set when the response arrives).
+    // Inlined into `call`, the context is copied once, into the allocation (not first into a
+    // `Core` on the stack).
+    #[inline(always)]
+    pub(crate) fn new(ctx: Ctx) -> Self {
+        Pending(Box::new(Core {
+            ctx,
+            obs: Obs::default(),
+            mode: Mode::Pass,
+            sse: SseScanner::default(),
+            edits: StreamEdits::default(),
+            json: JsonState::Accumulating(BytesMut::new()),
+        }))
     }
 
+    /// The request's context.
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.0.ctx
+    }
+
+    /// The request's context, to complete (the reservation, then the response head).
+    pub(crate) fn ctx_mut(&mut self) -> &mut Ctx {
+        &mut self.0.ctx
+    }
+
+    /// The meter of the response, read in `mode`.
+    pub(crate) fn start(mut self, mode: Mode) -> Meter {
+        self.0.mode = mode;
+        Meter { core: Some(self.0) }
+    }
+}
+
+impl Meter {
     pub(crate) fn mode(&self) -> Mode {
         self.core.as_ref().map_or(Mode::Pass, |c| c.mode)
     }

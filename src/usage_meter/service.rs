@@ -14,6 +14,7 @@ use super::content;
 use super::future::{Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA_HEADER};
+use super::meter::Pending;
 use super::record::{
     header_str, App, GenerationId, HTTP_REFERER, X_OPENROUTER_TITLE, X_SESSION_ID, X_TITLE,
 };
@@ -54,60 +55,29 @@ const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// allocated once. Each character is six random bits, drawn again when they fall outside
 /// [`ID_CHARS`] (so uniform), ten of them from each random word.
 pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
-    let mut id = IdBuf::default();
-    id.extend(b"gen-");
-    id.extend(
-        itoa::Buffer::new()
-            .format(unix_millis.div_euclid(1000))
-            .as_bytes(),
-    );
-    id.push(b'-');
+    // Room for `gen-`, an `i64` (at most 20 characters) and `-`, and 20 characters.
+    let mut id = [0u8; 45];
+    let mut secs = itoa::Buffer::new();
+    let secs = secs.format(unix_millis.div_euclid(1000)).as_bytes();
+    let mut at = 4 + secs.len() + 1;
+    id[..4].copy_from_slice(b"gen-");
+    id[4..at - 1].copy_from_slice(secs);
+    id[at - 1] = b'-';
+    let end = at + 20;
     let rng = &mut rand::thread_rng();
-    let mut left = 20;
-    while left > 0 {
+    while at < end {
         // Ten draws of six bits from each random word.
         let mut bits = rng.next_u64();
         for _ in 0..10 {
-            if let Some(c) = ID_CHARS.get((bits & 63) as usize).filter(|_| left > 0) {
-                id.push(*c);
-                left -= 1;
+            let c = ID_CHARS.get((bits & 63) as usize).filter(|_| at < end);
+            if let (Some(c), Some(slot)) = (c, id.get_mut(at)) {
+                *slot = *c;
+                at += 1;
             }
             bits >>= 6;
         }
     }
-    Arc::from(std::str::from_utf8(id.bytes()).unwrap_or("gen-"))
-}
-
-/// Room for `gen-`, an `i64` and `-`, and 20 characters.
-struct IdBuf {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl Default for IdBuf {
-    fn default() -> Self {
-        IdBuf {
-            buf: [0; 48],
-            len: 0,
-        }
-    }
-}
-
-impl IdBuf {
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|b| self.push(*b));
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
+    Arc::from(std::str::from_utf8(&id[..end]).unwrap_or("gen-"))
 }
 
 /// Which of the optional request headers the meter reads are there, found in one pass over the
@@ -296,9 +266,12 @@ where
                 // Clone-and-swap: the service that was polled ready is the one that is called.
                 let clone = self.inner.clone();
                 let svc = std::mem::replace(&mut self.inner, clone);
+                let ctx = Pending::new(ctx);
                 ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
             }
             _ => {
+                // The context moves as a pointer from here on.
+                let ctx = Pending::new(ctx);
                 // Entered while the layers below build their futures. Built as the argument, not
                 // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
                 let _entered = span.enter();
