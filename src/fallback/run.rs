@@ -190,7 +190,7 @@ impl<S> Run<S> {
                     self.span = telemetry::attempt_span(slug, model, attempt.number);
                     telemetry::inject_context(&self.span, req.headers_mut());
                     if !self.tried(slug) {
-                        self.tried.push(self.route.names(&c).provider_slug);
+                        self.tried.push(self.route.provider_slug(&c));
                     }
                     return Some((attempt, req));
                 }
