@@ -104,6 +104,7 @@ impl<S, F, B, RB> ResponseFuture<S, F, B, RB> {
         }
     }
 
+    #[inline]
     pub(crate) fn new(
         svc: S,
         config: Arc<Config>,

@@ -92,6 +92,7 @@ pub(crate) struct Run<S> {
 }
 
 impl<S> Run<S> {
+    #[inline]
     pub(crate) fn new(
         svc: S,
         config: Arc<Config>,
