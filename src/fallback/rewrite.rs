@@ -94,15 +94,15 @@ pub(crate) fn upstream_body(
     push_removals(body, &remove, &mut edits);
     let cuts = compression_cuts(body, view, fit);
     push_removals(body, &cuts, &mut edits);
-    if let Some((r, v)) = usage_edit {
-        edits.push(edit(r, Piece::Owned(v)));
+    if let Some((r, v)) = &usage_edit {
+        edits.push(edit(r.clone(), Piece::Raw(v)));
     }
     if !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
             return None;
         }
-        edits.push(edit(end..end, Piece::Owned(insert)));
+        edits.push(edit(end..end, Piece::Raw(&insert)));
     }
     Some(splice(body, &mut edits))
 }
@@ -185,6 +185,7 @@ pub(crate) fn passthrough_body(
 ) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
     let mut remove: Vec<Range<usize>> = Vec::new();
+    let max_tokens = max_tokens.map(|m| format!("\"max_tokens\":{m}"));
     let mut edits = Edits::new();
     let mut has_model = false;
     let total = members.len();
@@ -195,9 +196,8 @@ pub(crate) fn passthrough_body(
                 edits.push((span, model_member(upstream_model)));
             }
             "max_tokens" => {
-                if let Some(m) = max_tokens {
-                    let v = format!("\"max_tokens\":{m}").into_bytes();
-                    edits.push(edit(span, Piece::Owned(v)));
+                if let Some(m) = &max_tokens {
+                    edits.push(edit(span, Piece::Raw(m.as_bytes())));
                 }
             }
             k if crate::wire::GATEWAY_ONLY_MEMBERS.contains(&k) => remove.push(span),

@@ -68,7 +68,7 @@ pub(crate) use route::splitmix;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub(crate) use route::{Candidates, RouteParts};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
-pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece};
+pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece, Pieces};
 pub use validate::MAX_DEPTH;
 
 /// The members of a JSON object, in order.

@@ -4,8 +4,9 @@
 
 use std::ops::Range;
 
-/// A piece of a replacement, written straight into the edited body by [`splice`].
-#[derive(Debug, Default)]
+/// A piece of a replacement, written straight into the edited body by [`splice`]. It only
+/// borrows (bytes made for an edit live with its maker), so it is `Copy` and has no drop glue.
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) enum Piece<'a> {
     /// Nothing (an unused slot, or a removal).
     #[default]
@@ -14,8 +15,6 @@ pub(crate) enum Piece<'a> {
     Raw(&'a [u8]),
     /// The JSON string literal for the text.
     Quoted(&'a str),
-    /// Bytes made for the edit.
-    Owned(Vec<u8>),
 }
 
 impl Piece<'_> {
@@ -25,7 +24,6 @@ impl Piece<'_> {
             Piece::Empty => 0,
             Piece::Raw(b) => b.len(),
             Piece::Quoted(s) => s.len() + 2,
-            Piece::Owned(v) => v.len(),
         }
     }
 
@@ -35,8 +33,50 @@ impl Piece<'_> {
             Piece::Empty => {}
             Piece::Raw(b) => out.extend_from_slice(b),
             Piece::Quoted(s) => write_json_str(out, s),
-            Piece::Owned(v) => out.extend_from_slice(v),
         }
+    }
+}
+
+/// Room for up to `N` pieces, of which only the ones pushed are written or looked at (an edit
+/// with a variable number of pieces costs only the ones it uses).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pieces<'a, const N: usize> {
+    used: usize,
+    all: [Piece<'a>; N],
+}
+
+impl<'a, const N: usize> Pieces<'a, N> {
+    /// The pieces `first` (`M` is at most `N`).
+    pub(crate) fn new<const M: usize>(first: [Piece<'a>; M]) -> Self {
+        const { assert!(M <= N) };
+        let mut p = Pieces::default();
+        first.into_iter().for_each(|f| p.push(f));
+        p
+    }
+
+    /// Adds `p` after the others (there must be fewer than `N`: a release build leaves out any
+    /// more).
+    pub(crate) fn push(&mut self, p: Piece<'a>) {
+        debug_assert!(self.used < N, "more than {N} pieces");
+        if let Some(slot) = self.all.get_mut(self.used) {
+            *slot = p;
+            self.used += 1;
+        }
+    }
+}
+
+impl<const N: usize> Default for Pieces<'_, N> {
+    fn default() -> Self {
+        Pieces {
+            used: 0,
+            all: [Piece::Empty; N],
+        }
+    }
+}
+
+impl<'a, const N: usize> AsRef<[Piece<'a>]> for Pieces<'a, N> {
+    fn as_ref(&self) -> &[Piece<'a>] {
+        &self.all[..self.used.min(N)]
     }
 }
 
@@ -111,6 +151,37 @@ mod tests {
             write_json_str(&mut out, &s);
             prop_assert_eq!(out, serde_json::to_vec(&s).unwrap());
         }
+
+        /// Edits whose [`Pieces`] hold only the pieces pushed write what the same edits write as
+        /// full arrays padded with empty pieces.
+        #[test]
+        fn counted_pieces_are_padded_arrays(
+            body in "[a-z{}\"]{0,24}",
+            edits in proptest::collection::vec(
+                (0usize..30, 0usize..4, proptest::collection::vec(("[a-z\"\\\\]{0,3}", any::<bool>()), 0..=5)),
+                0..6,
+            ),
+        ) {
+            fn piece((t, quoted): &(String, bool)) -> Piece<'_> {
+                if *quoted { Piece::Quoted(t) } else { Piece::Raw(t.as_bytes()) }
+            }
+            let mut counted = Vec::new();
+            let mut padded = Vec::new();
+            for (start, len, ps) in &edits {
+                let mut c: Pieces<'_, 5> = Pieces::default();
+                let mut p = [Piece::Empty; 5];
+                for (slot, x) in p.iter_mut().zip(ps) {
+                    c.push(piece(x));
+                    *slot = piece(x);
+                }
+                counted.push((*start..start + len, c));
+                padded.push((*start..start + len, p));
+            }
+            prop_assert_eq!(
+                splice(body.as_bytes(), &mut counted),
+                splice(body.as_bytes(), &mut padded)
+            );
+        }
     }
 
     #[test]
@@ -121,7 +192,7 @@ mod tests {
             (1..4, [Piece::Quoted("x\"y"), Piece::Empty]),
             // Overlaps the edit before it: skipped.
             (2..5, [Piece::Raw(b"!"), Piece::Empty]),
-            (1..1, [Piece::Owned(b" ".to_vec()), Piece::Empty]),
+            (1..1, [Piece::Raw(b" "), Piece::Empty]),
         ];
         let out = splice(body, &mut edits);
         assert_eq!(String::from_utf8(out).unwrap(), "{ \"x\\\"y\":1,\"c\":2}");

@@ -29,7 +29,7 @@ use super::reading::Reading;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{splice, Piece};
+use crate::route::{splice, Piece, Pieces};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -45,10 +45,10 @@ fn model_value(ctx: &Ctx, top: &Top<'_>) -> Vec<u8> {
 }
 
 /// The upstream's `service_tier` value replaced by the tier the gateway served, if it served one.
-fn tier_edit(ctx: &Ctx, top: &Top<'_>, d: &[u8]) -> Option<Edit> {
+fn tier_splice<'c>(ctx: &'c Ctx, top: &Top<'_>, d: &[u8]) -> Option<json::Splice<'c>> {
     let tier = ctx.service_tier.as_ref()?;
     let r = json::span(d, top.service_tier?)?;
-    Some((r, tier.clone().into_bytes()))
+    Some((r, Pieces::new([Piece::Raw(tier.as_bytes())])))
 }
 
 /// `openrouter_metadata` appended to the object `d`, when the request asked for it (a
@@ -97,8 +97,9 @@ pub(crate) fn edit_body(
     if !ctx.rewrite {
         return body;
     }
-    // The usage splice's cost members, which it borrows.
+    // What the usage splice borrows: its cost members (or its re-serialised usage object).
     let mut members = None;
+    let mut object = Vec::new();
     // At most six splices (id, model, provider, service tier, usage, metadata), on the stack.
     let mut splices: [json::Splice<'_>; 6] = Default::default();
     let mut n = 0;
@@ -115,38 +116,39 @@ pub(crate) fn edit_body(
             .and_then(|v| json::span(&body, v))
             .map(|r| model_splice(ctx, &top, r)),
     );
-    push(tier_edit(ctx, &top, &body).map(owned));
+    push(tier_splice(ctx, &top, &body));
     let provider = top.provider.filter(|_| !ctx.provider_name.is_empty());
     push(quoted(&body, provider, &ctx.provider_name));
     if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
-        push(body_usage_splice(ctx, obs, (&body, u), w, &mut members));
+        let held = (&mut members, &mut object);
+        push(body_usage_splice(ctx, obs, (&body, u), w, held));
     }
-    push(metadata_edit(ctx, &body).map(owned));
+    let metadata = metadata_edit(ctx, &body);
+    push(metadata.as_ref().map(raw));
     Bytes::from(splice(&body, &mut splices[..n]))
 }
 
 /// The splice that replaces the value `v` (of `body`) by the JSON string `s`.
 fn quoted<'c>(body: &[u8], v: Option<json::Raw<'_>>, s: &'c str) -> Option<json::Splice<'c>> {
     let r = json::span(body, v?)?;
-    Some((r, json::pieces([Piece::Quoted(s)])))
+    Some((r, Pieces::new([Piece::Quoted(s)])))
 }
 
-/// An [`Edit`] as a splice.
-fn owned(e: Edit) -> json::Splice<'static> {
-    (e.0, json::pieces([Piece::Owned(e.1)]))
+/// An [`Edit`] as a splice that borrows its bytes.
+fn raw((r, v): &Edit) -> json::Splice<'_> {
+    (r.clone(), Pieces::new([Piece::Raw(v)]))
 }
 
 /// The splice of `model`'s value at `r`: the pieces of [`model_value`].
 fn model_splice<'c>(ctx: &'c Ctx, top: &Top<'_>, r: Range<usize>) -> json::Splice<'c> {
-    let mut pieces: [Piece<'c>; json::PIECES] = Default::default();
-    pieces[0] = Piece::Quoted(&ctx.model);
+    let mut pieces = Pieces::new([Piece::Quoted(&ctx.model)]);
     if top.provider.is_none() && !ctx.provider_name.is_empty() {
-        pieces[1] = Piece::Raw(b",\"provider\":");
-        pieces[2] = Piece::Quoted(&ctx.provider_name);
+        pieces.push(Piece::Raw(b",\"provider\":"));
+        pieces.push(Piece::Quoted(&ctx.provider_name));
     }
     if let (None, Some(tier)) = (top.service_tier, &ctx.service_tier) {
-        pieces[3] = Piece::Raw(b",\"service_tier\":");
-        pieces[4] = Piece::Raw(tier.as_bytes());
+        pieces.push(Piece::Raw(b",\"service_tier\":"));
+        pieces.push(Piece::Raw(tier.as_bytes()));
     }
     (r, pieces)
 }
@@ -184,23 +186,26 @@ fn observe_body(
 
 /// The splice of a non-streamed body's `usage` object: the cost added (OpenAI usage), or `cost`
 /// added to an Anthropic message's usage (passed through for a Messages caller). The OpenAI
-/// splice borrows the cost members it writes into `members`.
+/// splice borrows the cost members it writes into `members`; a replaced usage object (an
+/// upstream cost) or an Anthropic insertion borrows the bytes it writes into `object`.
 fn body_usage_splice<'m>(
     ctx: &Ctx,
     obs: &mut Obs,
     (body, u): (&[u8], json::Raw<'_>),
     w: &WireUsage,
-    members: &'m mut Option<json::CostMembers>,
+    (members, object): (&'m mut Option<json::CostMembers>, &'m mut Vec<u8>),
 ) -> Option<json::Splice<'m>> {
     if let Some(t) = obs.usage {
         let c = cost_of(ctx, obs, &t);
         let members = &*members.insert(json::CostMembers::new(&c));
-        json::span(body, u).and_then(|r| json::usage_splice(body, r, w, members))
+        json::span(body, u).and_then(|r| json::usage_splice(body, r, w, members, object))
     } else if let Some(t) = obs.anthropic {
         let c = cost_of(ctx, obs, &t);
-        json::span(body, u)
-            .and_then(|r| json::anthropic_usage_edit(body, r, w, &t, &c))
-            .map(owned)
+        let (r, v) =
+            json::span(body, u).and_then(|r| json::anthropic_usage_edit(body, r, w, &t, &c))?;
+        *object = v;
+        let object: &'m [u8] = object;
+        Some((r, Pieces::new([Piece::Raw(object)])))
     } else {
         None
     }

@@ -237,14 +237,18 @@ fn wrap<B: Body<Data = Bytes>>(
         .get_mut::<ServedBy>()
         .and_then(|s| s.answer.take());
     let served = parts.extensions.get::<ServedBy>();
+    // The served model's position in the catalog and its shared id: one lookup for both.
+    let served_model = served
+        .and_then(|s| ctx.catalog.as_ref()?.model_entry(s.endpoint.model()))
+        .map(|(m, id)| (m, id.clone()));
     if let Some(catalog) = ctx.catalog.as_ref() {
         let index = match served {
             // An endpoint the route's catalog does not know (a reload in between) is priced as
             // the first candidate rather than for free.
-            Some(s) => catalog
-                .endpoint_range(s.endpoint.model())
-                .and_then(|r| {
-                    r.into_iter().find(|&i| {
+            Some(s) => served_model
+                .as_ref()
+                .and_then(|&(m, _)| {
+                    catalog.endpoint_range_at(m).find(|&i| {
                         catalog
                             .endpoint(i)
                             .is_some_and(|e| e.tag == s.endpoint.tag())
@@ -271,7 +275,7 @@ fn wrap<B: Body<Data = Bytes>>(
         }
     }
     if let Some(s) = served {
-        served_by(ctx, s);
+        served_by(ctx, s, served_model.map(|(_, id)| id));
     }
     ctx.served_tier = served_tier(ctx);
     head_span(ctx, &parts, served);
@@ -296,10 +300,11 @@ fn wrap<B: Body<Data = Bytes>>(
     Response::from_parts(parts, body)
 }
 
-/// What `ServedBy` tells the context: the serving endpoint and the attempts.
-fn served_by(ctx: &mut Ctx, s: &ServedBy) {
+/// What `ServedBy` tells the context: the serving endpoint and the attempts. `model` is the
+/// catalog's shared id of the served model, if the catalog has it.
+fn served_by(ctx: &mut Ctx, s: &ServedBy, model: Option<Arc<str>>) {
     ctx.endpoint_key = Some(s.endpoint.clone());
-    ctx.model = shared_model_id(ctx.catalog.as_ref(), s.endpoint.model());
+    ctx.model = model.unwrap_or_else(|| Arc::from(s.endpoint.model()));
     ctx.provider_name = s.provider_name.clone();
     ctx.served_latency = s.latency;
     let sent = s.attempts.iter().filter(|a| a.sent).count();

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{Cost, TokenUsage, WireUsage};
-use crate::route::{plain_json_str, skim, splice, Piece};
+use crate::route::{plain_json_str, skim, splice, Piece, Pieces};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
 /// handle that the skimmer of [`Top::parse_with_choices`] can make too), kept as bytes: the
@@ -412,17 +412,20 @@ pub(crate) fn usage_edit(
     cost: &Cost,
 ) -> Option<(Range<usize>, Vec<u8>)> {
     let members = CostMembers::new(cost);
-    let (r, pieces) = usage_splice(base, usage, wire, &members)?;
+    let mut object = Vec::new();
+    let (r, pieces) = usage_splice(base, usage, wire, &members, &mut object)?;
     Some((r, splice(&[], &mut [(0..0, pieces)])))
 }
 
 /// [`usage_edit`] as a [`Splice`] that borrows the cost's `members` (the insertion's comma and
-/// members as pieces, not joined).
+/// members as pieces, not joined), or the re-serialised usage object, which it writes into
+/// `object`.
 pub(crate) fn usage_splice<'m>(
     base: &[u8],
     usage: Range<usize>,
     wire: &WireUsage,
     members: &'m CostMembers,
+    object: &'m mut Vec<u8>,
 ) -> Option<Splice<'m>> {
     let obj = base.get(usage.clone())?;
     if obj.first() != Some(&b'{') || obj.last() != Some(&b'}') {
@@ -434,18 +437,18 @@ pub(crate) fn usage_splice<'m>(
         let extra: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&[b"{", members.bytes(), b"}"].concat()).ok()?;
         map.extend(extra);
-        return Some((
-            usage,
-            pieces([Piece::Owned(serde_json::to_vec(&map).ok()?)]),
-        ));
+        *object = serde_json::to_vec(&map).ok()?;
+        let object: &'m [u8] = object;
+        return Some((usage, Pieces::new([Piece::Raw(object)])));
     }
     let (at, comma) = insertion_point(base, usage)?;
-    let comma = if comma {
-        Piece::Raw(b",")
+    let members = Piece::Raw(members.bytes());
+    let pieces = if comma {
+        Pieces::new([Piece::Raw(b","), members])
     } else {
-        Piece::Empty
+        Pieces::new([members])
     };
-    Some((at..at, pieces([comma, Piece::Raw(members.bytes())])))
+    Some((at..at, pieces))
 }
 
 /// Where members go in the object at `span` in `base` (before its closing brace), and whether
@@ -540,16 +543,7 @@ pub(crate) fn apply(base: &[u8], edits: &mut [(Range<usize>, Vec<u8>)]) -> Vec<u
 pub(crate) const PIECES: usize = 5;
 
 /// A byte range of a body and the pieces that replace it.
-pub(crate) type Splice<'a> = (Range<usize>, [Piece<'a>; PIECES]);
-
-/// `first` pieces, the other slots empty.
-pub(crate) fn pieces<'a, const N: usize>(first: [Piece<'a>; N]) -> [Piece<'a>; PIECES] {
-    let mut all: [Piece<'a>; PIECES] = Default::default();
-    for (slot, p) in all.iter_mut().zip(first) {
-        *slot = p;
-    }
-    all
-}
+pub(crate) type Splice<'a> = (Range<usize>, Pieces<'a, PIECES>);
 
 /// What a non-streamed body's `choices` say: the first finish reason, and the bytes of content.
 #[derive(Debug, Default)]
@@ -699,7 +693,7 @@ mod tests {
                 let r = *start..start + len;
                 let p = if *quoted { Piece::Quoted(text) } else { Piece::Raw(text.as_bytes()) };
                 let v = if *quoted { quote(text).into_bytes() } else { text.clone().into_bytes() };
-                splices.push((r.clone(), pieces([Piece::Raw(b","), p])));
+                splices.push((r.clone(), Pieces::new([Piece::Raw(b","), p])));
                 joined.push((r, [b",".as_slice(), &v].concat()));
             }
             prop_assert_eq!(splice(base.as_bytes(), &mut splices), apply(base.as_bytes(), &mut joined));
