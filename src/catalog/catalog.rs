@@ -189,8 +189,7 @@ impl Catalog {
 
     /// The id of the model with this exact id, shared (cloning it allocates nothing).
     pub(crate) fn model_id(&self, id: &str) -> Option<&Arc<str>> {
-        let i = *self.inner.model_index.get(id)?;
-        self.inner.model_ids.get(i as usize)
+        self.model_entry(id).map(|(_, id)| id)
     }
 
     /// The position of the model with this exact id in [`Catalog::models`], with its shared id:
@@ -236,8 +235,7 @@ impl Catalog {
     /// The global indices of model `id`'s endpoints (see [`Catalog::endpoint`]).
     pub fn endpoint_range(&self, id: &str) -> Option<Range<usize>> {
         let i = *self.inner.model_index.get(id)?;
-        let (a, b) = self.inner.ranges[i as usize];
-        Some(a as usize..b as usize)
+        Some(self.endpoint_range_at(i as usize))
     }
 
     /// The endpoint at a global index.
