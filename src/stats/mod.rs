@@ -329,6 +329,14 @@ impl Stats {
         last != 0 && t < (last - 1).saturating_add(window.saturating_mul(2))
     }
 
+    /// True while no endpoint has ever failed or cooled down (with a positive failure share):
+    /// then none is degraded or cooling down at any time, which takes no clock reading to say.
+    fn calm(&self) -> bool {
+        self.shared.cooldown_until.load(Ordering::Relaxed) == 0
+            && self.shared.last_failure.load(Ordering::Relaxed) == 0
+            && self.shared.config.outage_failure_share > 0.0
+    }
+
     /// False when no endpoint can be cooling down at `t` (no lookup).
     fn any_cooldown(&self, t: u64) -> bool {
         t < self.shared.cooldown_until.load(Ordering::Relaxed)
@@ -337,7 +345,8 @@ impl Stats {
     /// False when no endpoint can be cooling down at `now`: one read, so that a caller about to
     /// ask about several endpoints can skip them all.
     pub(crate) fn any_cooling(&self, now: Instant) -> bool {
-        self.any_cooldown(self.ms(now))
+        // Never set, the mark needs no clock reading.
+        self.shared.cooldown_until.load(Ordering::Relaxed) != 0 && self.any_cooldown(self.ms(now))
     }
 
     /// Records a finished response body of `key` at `now` (called by the usage meter): TTFT as a
@@ -410,6 +419,9 @@ impl HealthSource for Stats {
     }
 
     fn is_unstable(&self, key: &EndpointKey, now: Instant) -> bool {
+        if self.calm() {
+            return false;
+        }
         let t = self.ms(now);
         if !self.any_cooldown(t) && !self.any_degraded(t) {
             return false;

@@ -568,3 +568,63 @@ fn health_answers_without_a_lookup_agree_with_the_state() {
     zero.record_attempt(&b, ok_ms(10), t0);
     assert!(zero.is_degraded(&b, t0));
 }
+
+mod shortcut {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One recorded attempt: which endpoint, how many milliseconds after the previous one, and
+    /// its outcome (0 success, 1 a 502, 2 a 429, 3 a caller's 400, 4 a timeout).
+    fn attempts() -> impl Strategy<Value = Vec<(u8, u64, u8)>> {
+        proptest::collection::vec((0u8..3, 0u64..90_000, 0u8..5), 0..12)
+    }
+
+    fn attempt(kind: u8) -> Attempt {
+        match kind {
+            0 => ok_ms(40),
+            1 => fail(SERVER),
+            2 => fail(FailureKind::RateLimited { retry_after: None }),
+            3 => fail(FailureKind::CallerError { status: 400 }),
+            _ => fail(FailureKind::Timeout),
+        }
+    }
+
+    proptest! {
+        /// `is_unstable`, with its answers that need no lookup and no clock reading, is what the
+        /// trait's definition says (`is_degraded || in_cooldown`), and `any_cooling` is never
+        /// false while an endpoint cools, after any history, at any time, with any failure share.
+        #[test]
+        fn is_unstable_is_degraded_or_in_cooldown(
+            history in attempts(),
+            share in prop_oneof![Just(0.0), Just(0.5), Just(1.0)],
+            later in 0u64..400_000,
+        ) {
+            let t0 = Instant::now();
+            let mut c = StatsConfig::default();
+            c.outage_failure_share = share;
+            c.outage_min_attempts = 1;
+            c.cooldown_after_failures = 1;
+            let stats = Stats::with_origin(c, t0);
+            let keys = [key("a"), key("b"), key("c")];
+            let mut t = t0;
+            let check = |t: Instant| -> Result<(), TestCaseError> {
+                let mut cooling = false;
+                for k in &keys {
+                    let (degraded, cools) = (stats.is_degraded(k, t), stats.in_cooldown(k, t));
+                    cooling |= cools;
+                    prop_assert_eq!(stats.is_unstable(k, t), degraded || cools);
+                }
+                prop_assert!(!cooling || stats.any_cooling(t));
+                Ok(())
+            };
+            check(t)?;
+            for (k, after, kind) in history {
+                t += Duration::from_millis(after);
+                stats.record_attempt(&keys[usize::from(k)], attempt(kind), t);
+                check(t)?;
+            }
+            check(t + Duration::from_millis(later))?;
+        }
+    }
+}
