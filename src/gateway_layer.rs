@@ -6,14 +6,16 @@ use tower_layer::Layer;
 
 use crate::cache::{ResponseCache, ResponseCacheLayer};
 use crate::catalog::CatalogHandle;
-use crate::data_policy::{DataPolicy, DataPolicyLayer};
+use crate::data_policy::DataPolicyLayer;
+use crate::error::GatewayError;
 use crate::fallback::{ProviderFallback, ProviderFallbackLayer};
 use crate::health::HealthSource;
 use crate::keep_alive::{KeepAlive, KeepAliveLayer};
 use crate::model_routing::{ModelRouting, ModelRoutingLayer};
-use crate::percentile::{PercentileDeprioritize, PercentileDeprioritizeLayer};
-use crate::price_cap::{PriceCap, PriceCapLayer};
+use crate::percentile::PercentileDeprioritizeLayer;
+use crate::price_cap::PriceCapLayer;
 use crate::rate_limit::{RateLimit, RateLimitLayer};
+use crate::route::{Route, RouteStep};
 use crate::stats::Stats;
 use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 
@@ -23,6 +25,11 @@ use crate::usage_meter::{UsageMeter, UsageMeterLayer};
 /// ModelRouting → DataPolicy → PriceCap → PercentileDeprioritize → RateLimit → KeepAlive
 ///   → ResponseCache → UsageMeter → ProviderFallback → client
 /// ```
+///
+/// DataPolicy, PriceCap and PercentileDeprioritize refine the route ModelRouting has just planned
+/// and call nothing themselves: here ModelRouting runs them, in this order, on the route it
+/// planned, so that they add no service, future or body wrapper of their own (each is also a
+/// layer of its own: [`DataPolicyLayer`], [`PriceCapLayer`], [`PercentileDeprioritizeLayer`]).
 ///
 /// RateLimit has no limits by default (it then only forwards); set them with
 /// [`rate_limit`](Self::rate_limit). The [`ResponseCache`] between RateLimit and UsageMeter
@@ -90,16 +97,25 @@ pub struct GatewayLayer {
     fallback: ProviderFallbackLayer,
 }
 
-/// The service a [`GatewayLayer`] produces around `S`.
-pub type Gateway<S> = ModelRouting<
-    DataPolicy<
-        PriceCap<
-            PercentileDeprioritize<
-                RateLimit<KeepAlive<ResponseCache<UsageMeter<ProviderFallback<S>>>>>,
-            >,
-        >,
-    >,
->;
+/// The service a [`GatewayLayer`] produces around `S` (DataPolicy, PriceCap and
+/// PercentileDeprioritize run inside ModelRouting).
+pub type Gateway<S> =
+    ModelRouting<RateLimit<KeepAlive<ResponseCache<UsageMeter<ProviderFallback<S>>>>>>;
+
+/// The route steps of the standard stack, run by ModelRouting in their layers' order.
+struct RouteSteps {
+    data_policy: DataPolicyLayer,
+    price_cap: PriceCapLayer,
+    percentile: PercentileDeprioritizeLayer,
+}
+
+impl RouteStep for RouteSteps {
+    fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
+        self.data_policy.apply(route)?;
+        self.price_cap.apply(route)?;
+        self.percentile.apply(route)
+    }
+}
 
 impl GatewayLayer {
     /// Every layer with its defaults, sharing a new [`Stats`].
@@ -213,10 +229,12 @@ impl<S> Layer<S> for GatewayLayer {
         let s = self.cache.layer(s);
         let s = self.keep_alive.layer(s);
         let s = self.rate_limit.layer(s);
-        let s = self.percentile.layer(s);
-        let s = self.price_cap.layer(s);
-        let s = self.data_policy.layer(s);
-        self.routing.layer(s)
+        let steps = RouteSteps {
+            data_policy: self.data_policy,
+            price_cap: self.price_cap,
+            percentile: self.percentile.clone(),
+        };
+        self.routing.clone().route_steps(steps).layer(s)
     }
 }
 

@@ -69,7 +69,7 @@ use std::fmt;
 use tower_layer::Layer;
 
 use crate::error::{AvailabilityCode, ExcludedBy, GatewayError};
-use crate::route::{DataCollection, Route};
+use crate::route::{DataCollection, Route, RouteStep};
 
 pub use crate::route::RouteFuture as ResponseFuture;
 
@@ -128,37 +128,7 @@ impl DataPolicyLayer {
     }
 }
 
-impl<S> Layer<S> for DataPolicyLayer {
-    type Service = DataPolicy<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        DataPolicy {
-            inner,
-            floor: self.floor,
-        }
-    }
-}
-
-/// Middleware that removes candidates whose provider's data policy the request or the operator's floor
-/// forbids. See the [module docs](self).
-#[derive(Clone)]
-pub struct DataPolicy<S> {
-    inner: S,
-    floor: DataFloor,
-}
-
-impl<S> DataPolicy<S> {
-    /// Wraps `inner` with `floor`.
-    pub fn new(inner: S, floor: DataFloor) -> Self {
-        DataPolicy { inner, floor }
-    }
-
-    /// A layer.
-    pub fn layer() -> DataPolicyLayer {
-        DataPolicyLayer::new()
-    }
-
-    define_inner_service_accessors!();
-
+impl RouteStep for DataPolicyLayer {
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
         let prefs = &route.view().provider;
         let deny =
@@ -190,11 +160,43 @@ impl<S> DataPolicy<S> {
     }
 }
 
+impl<S> Layer<S> for DataPolicyLayer {
+    type Service = DataPolicy<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        DataPolicy {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// Middleware that removes candidates whose provider's data policy the request or the operator's floor
+/// forbids. See the [module docs](self).
+#[derive(Clone)]
+pub struct DataPolicy<S> {
+    inner: S,
+    layer: DataPolicyLayer,
+}
+
+impl<S> DataPolicy<S> {
+    /// Wraps `inner` with `floor`.
+    pub fn new(inner: S, floor: DataFloor) -> Self {
+        DataPolicyLayer::new().floor(floor).layer(inner)
+    }
+
+    /// A layer.
+    pub fn layer() -> DataPolicyLayer {
+        DataPolicyLayer::new()
+    }
+
+    define_inner_service_accessors!();
+}
+
 impl<S: fmt::Debug> fmt::Debug for DataPolicy<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataPolicy")
             .field("inner", &self.inner)
-            .field("floor", &self.floor)
+            .field("floor", &self.layer.floor)
             .finish()
     }
 }

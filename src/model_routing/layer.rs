@@ -12,7 +12,7 @@ use super::ModelRouting;
 use crate::catalog::CatalogHandle;
 use crate::clock::{system_clock, Clock, SharedClock};
 use crate::health::{HealthSource, SharedHealth};
-use crate::route::{BalancePolicy, InverseSquarePrice, Presets};
+use crate::route::{BalancePolicy, InverseSquarePrice, Presets, RouteStep};
 
 /// Settings shared by every clone of the layer and its services.
 #[derive(Clone)]
@@ -35,6 +35,9 @@ pub(crate) struct Config {
     pub(crate) auto_router: Arc<dyn AutoRouter>,
     /// Presets applied before the request is parsed (none by default).
     pub(crate) presets: Presets,
+    /// The steps run on each planned route before the inner service is called (GatewayLayer's
+    /// DataPolicy, PriceCap and PercentileDeprioritize; none by default).
+    pub(crate) steps: Option<Arc<dyn RouteStep>>,
 }
 
 /// The default request body limit: 10 MiB.
@@ -70,12 +73,19 @@ impl ModelRoutingLayer {
                 clock: system_clock(),
                 auto_router: Arc::new(TieredRouter::default()),
                 presets: Presets::default(),
+                steps: None,
             }),
         }
     }
 
     fn cfg(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    /// Runs `steps` on each planned route, in place of layers of their own behind this one.
+    pub(crate) fn route_steps(mut self, steps: impl RouteStep) -> Self {
+        self.cfg().steps = Some(Arc::new(steps));
+        self
     }
 
     /// Reads endpoint health, latency and throughput from `health` (e.g. [`Stats`](crate::stats::Stats)).

@@ -290,7 +290,7 @@ pub(crate) fn plan(
             id: p.id,
         })
         .collect();
-    let route = Route::from_parts(RouteParts {
+    let mut route = Route::from_parts(RouteParts {
         body,
         view,
         catalog,
@@ -305,6 +305,9 @@ pub(crate) fn plan(
     });
     if route.candidates().is_empty() {
         return Err(route.unavailable());
+    }
+    if let Some(steps) = &cfg.steps {
+        steps.apply(&mut route)?;
     }
     extensions.insert(route);
     Ok(session)

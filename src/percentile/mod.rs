@@ -68,7 +68,7 @@ use tower_layer::Layer;
 use crate::catalog::PercentileStats;
 use crate::error::GatewayError;
 use crate::health::{HealthSource, Percentile, SharedHealth};
-use crate::route::{Cutoffs, Route};
+use crate::route::{Cutoffs, Route, RouteStep};
 
 pub use crate::route::RouteFuture as ResponseFuture;
 
@@ -104,6 +104,42 @@ impl PercentileDeprioritizeLayer {
     }
 }
 
+impl RouteStep for PercentileDeprioritizeLayer {
+    fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
+        let prefs = &route.view().provider;
+        let latency = prefs.preferred_max_latency.or(self.max_latency);
+        let throughput = prefs.preferred_min_throughput.or(self.min_throughput);
+        let latency = latency.filter(|c| !c.is_empty());
+        let throughput = throughput.filter(|c| !c.is_empty());
+        if latency.is_none() && throughput.is_none() {
+            return Ok(());
+        }
+        let health = &*self.health.0;
+        let now = Instant::now();
+        route.move_to_back(|_, e, _| {
+            let key = e.key();
+            let lat_ok = latency.is_none_or(|cut| {
+                cut.iter().all(|(pct, secs)| {
+                    health
+                        .latency_ms(key, pct, now)
+                        .or_else(|| published(e.latency_last_30m, pct))
+                        .is_none_or(|ms| ms <= secs * 1000.0)
+                })
+            });
+            let thr_ok = throughput.is_none_or(|cut| {
+                cut.iter().all(|(pct, min)| {
+                    health
+                        .throughput(key, pct, now)
+                        .or_else(|| published(e.throughput_last_30m, pct))
+                        .is_none_or(|t| t >= min)
+                })
+            });
+            !(lat_ok && thr_ok)
+        });
+        Ok(())
+    }
+}
+
 impl<S> Layer<S> for PercentileDeprioritizeLayer {
     type Service = PercentileDeprioritize<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -134,40 +170,6 @@ impl<S> PercentileDeprioritize<S> {
     }
 
     define_inner_service_accessors!();
-
-    fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
-        let prefs = &route.view().provider;
-        let latency = prefs.preferred_max_latency.or(self.layer.max_latency);
-        let throughput = prefs.preferred_min_throughput.or(self.layer.min_throughput);
-        let latency = latency.filter(|c| !c.is_empty());
-        let throughput = throughput.filter(|c| !c.is_empty());
-        if latency.is_none() && throughput.is_none() {
-            return Ok(());
-        }
-        let health = &*self.layer.health.0;
-        let now = Instant::now();
-        route.move_to_back(|_, e, _| {
-            let key = e.key();
-            let lat_ok = latency.is_none_or(|cut| {
-                cut.iter().all(|(pct, secs)| {
-                    health
-                        .latency_ms(key, pct, now)
-                        .or_else(|| published(e.latency_last_30m, pct))
-                        .is_none_or(|ms| ms <= secs * 1000.0)
-                })
-            });
-            let thr_ok = throughput.is_none_or(|cut| {
-                cut.iter().all(|(pct, min)| {
-                    health
-                        .throughput(key, pct, now)
-                        .or_else(|| published(e.throughput_last_30m, pct))
-                        .is_none_or(|t| t >= min)
-                })
-            });
-            !(lat_ok && thr_ok)
-        });
-        Ok(())
-    }
 }
 
 /// The catalog's published figure at `pct`, if the catalog has the endpoint's percentiles.

@@ -50,7 +50,7 @@ use tower_layer::Layer;
 
 use crate::catalog::Usd;
 use crate::error::{ExcludedBy, GatewayError};
-use crate::route::{MaxPrice, Route};
+use crate::route::{MaxPrice, Route, RouteStep};
 
 pub use crate::route::RouteFuture as ResponseFuture;
 
@@ -74,43 +74,7 @@ impl PriceCapLayer {
     }
 }
 
-impl<S> Layer<S> for PriceCapLayer {
-    type Service = PriceCap<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        PriceCap {
-            inner,
-            cap: self.cap,
-        }
-    }
-}
-
-/// Middleware that removes candidates over the price caps. See the [module docs](self).
-#[derive(Clone)]
-pub struct PriceCap<S> {
-    inner: S,
-    cap: MaxPrice,
-}
-
-fn lower(a: Option<Usd>, b: Option<Usd>) -> Option<Usd> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    }
-}
-
-impl<S> PriceCap<S> {
-    /// Wraps `inner` with an operator cap.
-    pub fn new(inner: S, cap: MaxPrice) -> Self {
-        PriceCap { inner, cap }
-    }
-
-    /// A layer.
-    pub fn layer() -> PriceCapLayer {
-        PriceCapLayer::new()
-    }
-
-    define_inner_service_accessors!();
-
+impl RouteStep for PriceCapLayer {
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
         let req = match route.view().provider.max_price {
             Some(req) => req,
@@ -120,7 +84,9 @@ impl<S> PriceCap<S> {
         };
         self.apply_cap(route, req)
     }
+}
 
+impl PriceCapLayer {
     /// Removes the candidates priced above the lower of `req` and the operator's cap.
     fn apply_cap(&self, route: &mut Route, req: MaxPrice) -> Result<(), GatewayError> {
         let cap = MaxPrice {
@@ -178,11 +144,49 @@ impl<S> PriceCap<S> {
     }
 }
 
+impl<S> Layer<S> for PriceCapLayer {
+    type Service = PriceCap<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PriceCap {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// Middleware that removes candidates over the price caps. See the [module docs](self).
+#[derive(Clone)]
+pub struct PriceCap<S> {
+    inner: S,
+    layer: PriceCapLayer,
+}
+
+fn lower(a: Option<Usd>, b: Option<Usd>) -> Option<Usd> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl<S> PriceCap<S> {
+    /// Wraps `inner` with an operator cap.
+    pub fn new(inner: S, cap: MaxPrice) -> Self {
+        PriceCapLayer::new().cap(cap).layer(inner)
+    }
+
+    /// A layer.
+    pub fn layer() -> PriceCapLayer {
+        PriceCapLayer::new()
+    }
+
+    define_inner_service_accessors!();
+}
+
 impl<S: fmt::Debug> fmt::Debug for PriceCap<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PriceCap")
             .field("inner", &self.inner)
-            .field("cap", &self.cap)
+            .field("cap", &self.layer.cap)
             .finish()
     }
 }

@@ -80,8 +80,18 @@ pub(crate) fn missing_route(layer: &'static str) -> GatewayError {
     )
 }
 
-/// Implements `Service` for a layer that refines the route in the request extensions through
-/// `$apply(&self, &mut Route) -> Result<(), GatewayError>`; a request without a route is refused
+/// A step that refines a [`Route`](super::Route) after ModelRouting has planned it: DataPolicy,
+/// PriceCap and PercentileDeprioritize, each as its layer's configuration. As a layer of its own,
+/// a step reads the route from the request extensions ([`route_step_service!`]); inside
+/// [`GatewayLayer`](crate::GatewayLayer), ModelRouting runs the steps on the route it has just
+/// planned, with no layer, future or body wrapper of their own.
+pub(crate) trait RouteStep: Send + Sync + 'static {
+    /// Refines `route`, or refuses the request.
+    fn apply(&self, route: &mut super::Route) -> Result<(), GatewayError>;
+}
+
+/// Implements `Service` for a layer whose service holds its [`RouteStep`] in `layer`: the step
+/// refines the route in the request extensions; a request without a route is refused
 /// ([`missing_route`]) without calling the inner service.
 macro_rules! route_step_service {
     ($svc:ident) => {
@@ -107,7 +117,7 @@ macro_rules! route_step_service {
                         stringify!($svc),
                     ));
                 };
-                if let Err(e) = self.apply(route) {
+                if let Err(e) = $crate::route::RouteStep::apply(&self.layer, route) {
                     return $crate::route::RouteFuture::rejected(e);
                 }
                 $crate::route::RouteFuture::inner(self.inner.call(req))

@@ -51,6 +51,7 @@ pub(crate) use answer::{AnswerReader, AnswerReading, ReadAnswer};
 pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub(crate) use future::missing_route;
 pub use future::RouteFuture;
+pub(crate) use future::RouteStep;
 pub use middle_out::MIDDLE_OUT_DEFAULT_CONTEXT;
 pub(crate) use middle_out::{compresses, middle_out_cuts};
 pub(crate) use prefs::{span_of, Str};
