@@ -68,6 +68,8 @@ struct Cached<S, ReqBody> {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
+        /// Not cached: the inner future, its answer untouched (and not marked).
+        Pass { #[pin] future: F },
         Lookup { get: Option<StoreFuture> },
         Waiting { wait: Wait },
         Calling { #[pin] future: F },
@@ -78,9 +80,10 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    #[inline]
     pub(crate) fn passthrough(future: S::Future) -> Self {
         ResponseFuture {
-            state: State::Calling { future },
+            state: State::Pass { future },
             cached: None,
         }
     }
@@ -199,6 +202,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
+                StateProj::Pass { future } => {
+                    return future
+                        .poll(cx)
+                        .map_ok(|res| res.map(|b| ResponseBody::live(b, None)));
+                }
                 StateProj::Lookup { get } => {
                     let found = match get.as_mut() {
                         Some(f) => ready!(Pin::new(f).poll(cx)),
@@ -233,10 +241,8 @@ where
                 }
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(match this.cached.take() {
-                        Some(cached) => miss(res, cached.ctx),
-                        None => res.map(|b| ResponseBody::live(b, None)),
-                    }));
+                    let cached = this.cached.take().expect("polled after completion");
+                    return Poll::Ready(Ok(miss(res, cached.ctx)));
                 }
             }
             // A miss: call the inner service.

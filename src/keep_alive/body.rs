@@ -99,19 +99,26 @@ pin_project! {
 }
 
 pin_project! {
+    /// Head sent, inner answer awaited: a comment at once, then one per `interval` (boxed, as
+    /// [`Failed`] is: every body of the layer is then the inner body and a word).
+    #[project = WaitingProj]
+    struct Waiting<F> {
+        future: SyncWrapper<Pin<Box<F>>>,
+        #[pin]
+        tick: Sleep,
+        interval: Duration,
+        first: bool,
+        context: ChunkContext,
+    }
+}
+
+pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         /// The inner body.
         Inner { #[pin] body: B },
-        /// Head sent, inner answer awaited: a comment at once, then one per `interval`.
-        Waiting {
-            future: SyncWrapper<Pin<Box<F>>>,
-            #[pin]
-            tick: Sleep,
-            interval: Duration,
-            first: bool,
-            context: ChunkContext,
-        },
+        /// Head sent, inner answer awaited.
+        Waiting { waiting: Pin<Box<Waiting<F>>> },
         /// Head sent, the inner answer is an error: reading it to send it in-band.
         Failing {
             #[pin]
@@ -124,6 +131,7 @@ pin_project! {
 }
 
 impl<F, B> KeepAliveBody<F, B> {
+    #[inline]
     pub(crate) fn inner(body: B) -> Self {
         KeepAliveBody {
             state: State::Inner { body },
@@ -133,11 +141,13 @@ impl<F, B> KeepAliveBody<F, B> {
     pub(crate) fn waiting(future: Pin<Box<F>>, interval: Duration, context: ChunkContext) -> Self {
         KeepAliveBody {
             state: State::Waiting {
-                future: SyncWrapper::new(future),
-                tick: tokio::time::sleep(interval),
-                interval,
-                first: true,
-                context,
+                waiting: Box::pin(Waiting {
+                    future: SyncWrapper::new(future),
+                    tick: tokio::time::sleep(interval),
+                    interval,
+                    first: true,
+                    context,
+                }),
             },
         }
     }
@@ -164,13 +174,14 @@ where
             let mut state = self.as_mut().project().state;
             let next = match state.as_mut().project() {
                 StateProj::Inner { body } => return body.poll_frame(cx),
-                StateProj::Waiting {
-                    future,
-                    mut tick,
-                    interval,
-                    first,
-                    context,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let WaitingProj {
+                        future,
+                        mut tick,
+                        interval,
+                        first,
+                        context,
+                    } = waiting.as_mut().project();
                     if std::mem::take(first) {
                         return data(Bytes::from_static(KEEP_ALIVE_COMMENT));
                     }

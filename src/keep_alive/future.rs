@@ -36,6 +36,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn pass(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Pass { future },
@@ -62,10 +63,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Pass { future } => {
-                let res = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(res.map(KeepAliveBody::inner)))
-            }
+            KindProj::Pass { future } => future
+                .poll(cx)
+                .map_ok(|res| res.map(KeepAliveBody::inner)),
             KindProj::Watch {
                 future,
                 delay,
