@@ -87,7 +87,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if self.config.store.is_none() {
             // Disabled: nothing to decide.

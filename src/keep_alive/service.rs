@@ -41,7 +41,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if self.config.enabled && streamed(&req) {
             self.watch(req)

@@ -22,7 +22,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if self.limited {
             self.limit(req)
