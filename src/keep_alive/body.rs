@@ -153,20 +153,15 @@ impl<F, B> KeepAliveBody<F, B> {
     }
 }
 
-fn data<E>(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, E>>> {
-    Poll::Ready(Some(Ok(Frame::data(bytes))))
-}
-
-impl<F, B, E> Body for KeepAliveBody<F, B>
+impl<F, B, E> KeepAliveBody<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
     B: Body<Data = Bytes>,
 {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
+    /// After an early head: the comments, then the inner answer's stream or its in-band error.
+    #[inline(never)]
+    fn poll_kept(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
@@ -226,6 +221,30 @@ where
             };
             state.set(next);
         }
+    }
+}
+
+fn data<E>(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    Poll::Ready(Some(Ok(Frame::data(bytes))))
+}
+
+impl<F, B, E> Body for KeepAliveBody<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let StateProj::Inner { body } = self.as_mut().project().state.project() {
+            return body.poll_frame(cx);
+        }
+        self.poll_kept(cx)
     }
 
     fn is_end_stream(&self) -> bool {

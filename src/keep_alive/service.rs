@@ -41,6 +41,8 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Not inlined: a call of its own lets the inner service build its (large) future right in
+    // the one returned, where an inlined one costs a copy of it per layer.
     #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if self.config.enabled && streamed(&req) {
