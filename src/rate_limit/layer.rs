@@ -13,7 +13,7 @@ use crate::usage_meter::CallerKey;
 
 /// Layer that applies the [`RateLimit`] middleware. See the [module docs](super) for the rules.
 ///
-/// With no limit configured, the layer lets every request through at the cost of one map lookup.
+/// With no limit configured, the layer passes every request through without looking at it.
 #[derive(Clone)]
 #[must_use]
 pub struct RateLimitLayer {
