@@ -51,10 +51,23 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S::Future>,
-        // Boxed: a passed-through request's future is the inner one and a word, not the inner
-        // one plus room for a service, a request and a context it never uses.
-        cached: Option<Box<Cached<S, ReqBody>>>,
+        kind: Kind<S, ReqBody, S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, ReqBody, F> {
+        /// Not cached: the inner future, its answer untouched (and not marked).
+        Pass { #[pin] future: F },
+        /// Cached: looked up, then (on a miss) the inner future.
+        Cached {
+            #[pin]
+            state: State<F>,
+            // Boxed: a passed-through request's future is the inner one and a word, not the inner
+            // one plus room for a service, a request and a context it never uses.
+            cached: Option<Box<Cached<S, ReqBody>>>,
+        },
     }
 }
 
@@ -78,10 +91,10 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    #[inline]
     pub(crate) fn passthrough(future: S::Future) -> Self {
         ResponseFuture {
-            state: State::Calling { future },
-            cached: None,
+            kind: Kind::Pass { future },
         }
     }
 
@@ -93,11 +106,13 @@ where
         ctx: Ctx,
     ) -> Self {
         ResponseFuture {
-            state: State::Lookup { get },
-            cached: Some(Box::new(Cached {
-                call: Some((svc, req)),
-                ctx,
-            })),
+            kind: Kind::Cached {
+                state: State::Lookup { get },
+                cached: Some(Box::new(Cached {
+                    call: Some((svc, req)),
+                    ctx,
+                })),
+            },
         }
     }
 }
@@ -196,59 +211,74 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Lookup { get } => {
-                    let found = match get.as_mut() {
-                        Some(f) => ready!(Pin::new(f).poll(cx)),
-                        None => None,
-                    };
-                    let ctx = &mut this.cached.as_mut().expect("polled after completion").ctx;
-                    let now_ms = ctx.cfg.clock.unix_millis();
-                    if let Some(entry) = found.as_ref().filter(|e| e.is_fresh(now_ms)) {
-                        let cached = this.cached.take().expect("context");
-                        return Poll::Ready(Ok(hit(entry, &cached.ctx.cfg)));
-                    }
-                    if found.is_some() {
-                        // Expired: make room now rather than at the store's own expiry.
-                        if let Some(store) = &ctx.cfg.store {
-                            store.remove(&ctx.key);
-                        }
-                    }
-                    match ctx.cfg.inflight.as_ref().map(|i| i.join(&ctx.key)) {
-                        Some(Join::Follower(wait)) => {
-                            this.state.set(State::Waiting { wait });
-                            continue;
-                        }
-                        Some(Join::Leader(lead)) => ctx.lead = Some(lead),
-                        None => {}
+        match self.project().kind.project() {
+            KindProj::Pass { future } => future
+                .poll(cx)
+                .map_ok(|res| res.map(|b| ResponseBody::live(b, None))),
+            KindProj::Cached { state, cached } => poll_cached(state, cached, cx),
+        }
+    }
+}
+
+/// Polls a cached request: its lookup, the identical miss it waits for, or its own call.
+#[inline(never)]
+fn poll_cached<S, ReqBody, ResBody>(
+    mut state: Pin<&mut State<S::Future>>,
+    cached: &mut Option<Box<Cached<S, ReqBody>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResponseBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Lookup { get } => {
+                let found = match get.as_mut() {
+                    Some(f) => ready!(Pin::new(f).poll(cx)),
+                    None => None,
+                };
+                let ctx = &mut cached.as_mut().expect("polled after completion").ctx;
+                let now_ms = ctx.cfg.clock.unix_millis();
+                if let Some(entry) = found.as_ref().filter(|e| e.is_fresh(now_ms)) {
+                    let done = cached.take().expect("context");
+                    return Poll::Ready(Ok(hit(entry, &done.ctx.cfg)));
+                }
+                if found.is_some() {
+                    // Expired: make room now rather than at the store's own expiry.
+                    if let Some(store) = &ctx.cfg.store {
+                        store.remove(&ctx.key);
                     }
                 }
-                StateProj::Waiting { wait } => {
-                    if let Some(entry) = ready!(wait.as_mut().poll(cx)) {
-                        let cached = this.cached.take().expect("context");
-                        return Poll::Ready(Ok(hit(&entry, &cached.ctx.cfg)));
+                match ctx.cfg.inflight.as_ref().map(|i| i.join(&ctx.key)) {
+                    Some(Join::Follower(wait)) => {
+                        state.set(State::Waiting { wait });
+                        continue;
                     }
-                }
-                StateProj::Calling { future } => {
-                    let res = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(match this.cached.take() {
-                        Some(cached) => miss(res, cached.ctx),
-                        None => res.map(|b| ResponseBody::live(b, None)),
-                    }));
+                    Some(Join::Leader(lead)) => ctx.lead = Some(lead),
+                    None => {}
                 }
             }
-            // A miss: call the inner service.
-            let (mut svc, req) = this
-                .cached
-                .as_mut()
-                .and_then(|c| c.call.take())
-                .expect("polled after completion");
-            this.state.set(State::Calling {
-                future: svc.call(req),
-            });
+            StateProj::Waiting { wait } => {
+                if let Some(entry) = ready!(wait.as_mut().poll(cx)) {
+                    let done = cached.take().expect("context");
+                    return Poll::Ready(Ok(hit(&entry, &done.ctx.cfg)));
+                }
+            }
+            StateProj::Calling { future } => {
+                let res = ready!(future.poll(cx))?;
+                let done = cached.take().expect("polled after completion");
+                return Poll::Ready(Ok(miss(res, done.ctx)));
+            }
         }
+        // A miss: call the inner service.
+        let (mut svc, req) = cached
+            .as_mut()
+            .and_then(|c| c.call.take())
+            .expect("polled after completion");
+        state.set(State::Calling {
+            future: svc.call(req),
+        });
     }
 }
 
@@ -258,7 +288,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("cached", &self.cached.is_some())
+            .field("cached", &matches!(self.kind, Kind::Cached { .. }))
             .finish_non_exhaustive()
     }
 }

@@ -87,7 +87,25 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Not inlined: a call of its own lets the inner service build its (large) future right in
+    // the one returned, where an inlined one costs a copy of it per layer.
+    #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if self.config.store.is_none() {
+            // Disabled: nothing to decide.
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        self.cached(req)
+    }
+}
+
+impl<S> ResponseCache<S> {
+    /// Decides what the cache does with `req` and starts it: a lookup, or a pass-through.
+    #[inline(never)]
+    fn cached<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let Some((key, ttl, clear)) = decide(&self.config, &req) else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };

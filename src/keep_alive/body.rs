@@ -99,19 +99,26 @@ pin_project! {
 }
 
 pin_project! {
+    /// Head sent, inner answer awaited: a comment at once, then one per `interval` (boxed, as
+    /// [`Failed`] is: every body of the layer is then the inner body and a word).
+    #[project = WaitingProj]
+    struct Waiting<F> {
+        future: SyncWrapper<Pin<Box<F>>>,
+        #[pin]
+        tick: Sleep,
+        interval: Duration,
+        first: bool,
+        context: ChunkContext,
+    }
+}
+
+pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         /// The inner body.
         Inner { #[pin] body: B },
-        /// Head sent, inner answer awaited: a comment at once, then one per `interval`.
-        Waiting {
-            future: SyncWrapper<Pin<Box<F>>>,
-            #[pin]
-            tick: Sleep,
-            interval: Duration,
-            first: bool,
-            context: ChunkContext,
-        },
+        /// Head sent, inner answer awaited.
+        Waiting { waiting: Pin<Box<Waiting<F>>> },
         /// Head sent, the inner answer is an error: reading it to send it in-band.
         Failing {
             #[pin]
@@ -124,6 +131,7 @@ pin_project! {
 }
 
 impl<F, B> KeepAliveBody<F, B> {
+    #[inline]
     pub(crate) fn inner(body: B) -> Self {
         KeepAliveBody {
             state: State::Inner { body },
@@ -133,30 +141,27 @@ impl<F, B> KeepAliveBody<F, B> {
     pub(crate) fn waiting(future: Pin<Box<F>>, interval: Duration, context: ChunkContext) -> Self {
         KeepAliveBody {
             state: State::Waiting {
-                future: SyncWrapper::new(future),
-                tick: tokio::time::sleep(interval),
-                interval,
-                first: true,
-                context,
+                waiting: Box::pin(Waiting {
+                    future: SyncWrapper::new(future),
+                    tick: tokio::time::sleep(interval),
+                    interval,
+                    first: true,
+                    context,
+                }),
             },
         }
     }
 }
 
-fn data<E>(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, E>>> {
-    Poll::Ready(Some(Ok(Frame::data(bytes))))
-}
-
-impl<F, B, E> Body for KeepAliveBody<F, B>
+impl<F, B, E> KeepAliveBody<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
     B: Body<Data = Bytes>,
 {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
+    /// After an early head: the comments, then the inner answer's stream or its in-band error.
+    #[inline(never)]
+    fn poll_kept(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
@@ -164,13 +169,14 @@ where
             let mut state = self.as_mut().project().state;
             let next = match state.as_mut().project() {
                 StateProj::Inner { body } => return body.poll_frame(cx),
-                StateProj::Waiting {
-                    future,
-                    mut tick,
-                    interval,
-                    first,
-                    context,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let WaitingProj {
+                        future,
+                        mut tick,
+                        interval,
+                        first,
+                        context,
+                    } = waiting.as_mut().project();
                     if std::mem::take(first) {
                         return data(Bytes::from_static(KEEP_ALIVE_COMMENT));
                     }
@@ -215,6 +221,30 @@ where
             };
             state.set(next);
         }
+    }
+}
+
+fn data<E>(bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    Poll::Ready(Some(Ok(Frame::data(bytes))))
+}
+
+impl<F, B, E> Body for KeepAliveBody<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let StateProj::Inner { body } = self.as_mut().project().state.project() {
+            return body.poll_frame(cx);
+        }
+        self.poll_kept(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -36,6 +36,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn pass(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Pass { future },
@@ -63,30 +64,43 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Pass { future } => {
-                let res = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(res.map(KeepAliveBody::inner)))
+                future.poll(cx).map_ok(|res| res.map(KeepAliveBody::inner))
             }
             KindProj::Watch {
                 future,
                 delay,
                 config,
                 context,
-            } => {
-                let Some(inner) = future.as_mut() else {
-                    panic!("keep_alive::ResponseFuture polled after completion");
-                };
-                if let Poll::Ready(res) = inner.as_mut().poll(cx) {
-                    *future = None;
-                    return Poll::Ready(Ok(res?.map(KeepAliveBody::inner)));
-                }
-                ready!(delay.poll(cx));
-                let (Some(inner), Some(context)) = (future.take(), context.take()) else {
-                    panic!("keep_alive::ResponseFuture polled after completion");
-                };
-                Poll::Ready(Ok(early_head(inner, config, context)))
-            }
+            } => watch(future, delay, config, context, cx),
         }
     }
+}
+
+/// Polls a stream's inner future; once `delay` has passed without its answer, answers with the
+/// early head.
+#[inline(never)]
+fn watch<F, B, E>(
+    future: &mut Option<Pin<Box<F>>>,
+    delay: Pin<&mut Sleep>,
+    config: &Config,
+    context: &mut Option<ChunkContext>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<KeepAliveBody<F, B>>, E>>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    let Some(inner) = future.as_mut() else {
+        panic!("keep_alive::ResponseFuture polled after completion");
+    };
+    if let Poll::Ready(res) = inner.as_mut().poll(cx) {
+        *future = None;
+        return Poll::Ready(Ok(res?.map(KeepAliveBody::inner)));
+    }
+    ready!(delay.poll(cx));
+    let (Some(inner), Some(context)) = (future.take(), context.take()) else {
+        panic!("keep_alive::ResponseFuture polled after completion");
+    };
+    Poll::Ready(Ok(early_head(inner, config, context)))
 }
 
 /// The `200` event-stream head sent before the inner answer, with a body that comments until it

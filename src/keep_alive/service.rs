@@ -41,18 +41,36 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let stream = self.config.enabled
-            && req
-                .extensions()
-                .get::<Route>()
-                .is_some_and(|r| r.view().stream)
-            // A Messages caller may be answered on the Messages wire, passed through from an
-            // Anthropic-wire provider: the layer cannot know that before the answer comes.
-            && req.extensions().get::<OriginalMessages>().is_none();
-        if !stream {
-            return ResponseFuture::pass(self.inner.call(req));
+    // Not inlined: a call of its own lets the inner service build its (large) future right in
+    // the one returned, where an inlined one costs a copy of it per layer.
+    #[inline(never)]
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if self.config.enabled && streamed(&req) {
+            self.watch(req)
+        } else {
+            ResponseFuture::pass(self.inner.call(req))
         }
+    }
+}
+
+/// Whether the answer will be a stream this layer keeps warm.
+#[inline]
+fn streamed<B>(req: &Request<B>) -> bool {
+    req.extensions()
+        .get::<Route>()
+        .is_some_and(|r| r.view().stream)
+        // A Messages caller may be answered on the Messages wire, passed through from an
+        // Anthropic-wire provider: the layer cannot know that before the answer comes.
+        && req.extensions().get::<OriginalMessages>().is_none()
+}
+
+impl<S> KeepAlive<S> {
+    /// Calls the inner service for a stream, watching for its answer to come in time.
+    #[inline(never)]
+    fn watch<ReqBody, ResBody>(&mut self, mut req: Request<ReqBody>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let id = match req.extensions().get::<GenerationId>() {
             Some(id) => id.clone(),
             None => {

@@ -33,13 +33,15 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody, S::Future>,
-        grant: Option<(Grant, Arc<dyn RateLimitStore>)>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody, F> {
+        /// Nothing to limit: the inner future, its answer untouched.
+        Pass { #[pin] future: F },
+        /// Waiting for the store's decision.
         Checking {
             decision: StoreFuture<Decision>,
             svc: Option<S>,
@@ -48,7 +50,13 @@ pin_project! {
             now: i64,
             store: Option<Arc<dyn RateLimitStore>>,
         },
-        Calling { #[pin] future: F },
+        /// Admitted: the inner future, and what to refund if a layer further in refuses.
+        Calling {
+            #[pin]
+            future: F,
+            grant: Option<Grant>,
+            store: Arc<dyn RateLimitStore>,
+        },
     }
 }
 
@@ -56,10 +64,11 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn calling(future: S::Future) -> Self {
+    /// Passes the request through: nothing limits it.
+    #[inline]
+    pub(crate) fn pass(future: S::Future) -> Self {
         ResponseFuture {
-            state: State::Calling { future },
-            grant: None,
+            state: State::Pass { future },
         }
     }
 
@@ -80,7 +89,6 @@ where
                 now,
                 store: Some(store),
             },
-            grant: None,
         }
     }
 }
@@ -92,9 +100,12 @@ where
     type Output = Result<Response<GatewayBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
+            match state.as_mut().project() {
+                StateProj::Pass { future } => {
+                    return future.poll(cx).map_ok(|res| res.map(GatewayBody::new));
+                }
                 StateProj::Checking {
                     decision,
                     svc,
@@ -105,11 +116,14 @@ where
                 } => match ready!(decision.as_mut().poll(cx)) {
                     Decision::Allowed(grant) => {
                         let store = store.take().expect("polled after completion");
-                        *this.grant = Some((grant, store));
                         let mut svc = svc.take().expect("polled after completion");
                         let req = req.take().expect("polled after completion");
                         let future = svc.call(req);
-                        this.state.set(State::Calling { future });
+                        state.set(State::Calling {
+                            future,
+                            grant: Some(grant),
+                            store,
+                        });
                     }
                     Decision::Refused(r) => {
                         let error = refusal(&checks[r.index.min(checks.len() - 1)], &r, *now);
@@ -119,11 +133,14 @@ where
                         return Poll::Ready(Ok(unavailable(&why).into_response()));
                     }
                 },
-                StateProj::Calling { future } => {
+                StateProj::Calling {
+                    future,
+                    grant,
+                    store,
+                } => {
                     let res = ready!(future.poll(cx))?;
-                    // Without a grant (no limits) there is nothing to refund: no lookups then.
-                    if this.grant.is_some() && refused_further_in(&res) {
-                        if let Some((grant, store)) = this.grant.take() {
+                    if refused_further_in(&res) {
+                        if let Some(grant) = grant.take() {
                             store.refund(grant);
                         }
                     }

@@ -13,7 +13,7 @@ use crate::usage_meter::CallerKey;
 
 /// Layer that applies the [`RateLimit`] middleware. See the [module docs](super) for the rules.
 ///
-/// With no limit configured, the layer lets every request through at the cost of one map lookup.
+/// With no limit configured, the layer passes every request through without looking at it.
 #[derive(Clone)]
 #[must_use]
 pub struct RateLimitLayer {
@@ -148,10 +148,7 @@ impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            layer: self.clone(),
-        }
+        RateLimit::new(inner, self.clone())
     }
 }
 
@@ -160,12 +157,20 @@ impl<S> Layer<S> for RateLimitLayer {
 pub struct RateLimit<S> {
     pub(crate) inner: S,
     pub(crate) layer: RateLimitLayer,
+    /// False when the layer has no limit at all: every request is then passed through without
+    /// looking at it.
+    pub(crate) limited: bool,
 }
 
 impl<S> RateLimit<S> {
     /// Wraps `inner` with the rules of `layer`.
     pub fn new(inner: S, layer: RateLimitLayer) -> Self {
-        RateLimit { inner, layer }
+        let limited = !layer.rules.is_empty();
+        RateLimit {
+            inner,
+            layer,
+            limited,
+        }
     }
 
     /// A layer with no limits (configure it with its builder methods).
