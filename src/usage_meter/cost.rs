@@ -1,5 +1,6 @@
 //! Token usage as the upstream reports it, and its price.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
@@ -265,6 +266,32 @@ impl Exact {
         }
         let d = Decimal::try_from_i128_with_scale(i128::from(m), scale);
         Usd::from_decimal(d.unwrap_or_default())
+    }
+}
+
+/// A finish reason as the meter keeps it: the usual ones borrowed from [`FINISH_REASONS`], others
+/// owned. Only the generation record needs a `String` of it (made when there is one).
+pub(crate) type FinishReason = Cow<'static, str>;
+
+/// The finish reasons kept without an allocation: OpenAI's and Anthropic's.
+const FINISH_REASONS: [&str; 10] = [
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+    "error",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+];
+
+/// `s` as a [`FinishReason`]: borrowed when it is one of [`FINISH_REASONS`], else owned.
+pub(crate) fn finish_reason(s: Cow<'_, str>) -> FinishReason {
+    match FINISH_REASONS.iter().find(|r| **r == s) {
+        Some(r) => Cow::Borrowed(r),
+        None => Cow::Owned(s.into_owned()),
     }
 }
 
