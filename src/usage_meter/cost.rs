@@ -648,6 +648,28 @@ mod tests {
 
     use super::*;
 
+    proptest! {
+        /// A kept finish reason is the text it was made of, borrowed (no allocation) exactly when
+        /// it is one of the usual ones.
+        #[test]
+        fn finish_reasons_keep_their_text(
+            s in prop_oneof![
+                proptest::sample::select(FINISH_REASONS.to_vec()).prop_map(str::to_owned),
+                "[a-z_]{0,15}",
+                "\\PC{0,8}",
+            ],
+            owned in any::<bool>(),
+        ) {
+            let input = if owned { Cow::Owned(s.clone()) } else { Cow::Borrowed(s.as_str()) };
+            let kept = finish_reason(input);
+            prop_assert_eq!(&*kept, s.as_str());
+            prop_assert_eq!(
+                matches!(kept, Cow::Borrowed(_)),
+                FINISH_REASONS.contains(&s.as_str())
+            );
+        }
+    }
+
     /// Usage objects, mostly well-formed, with what the hand reader must read as serde does or
     /// give up on: floats, negatives, huge numbers, nulls, strings, duplicates, escapes, details
     /// of every shape.
