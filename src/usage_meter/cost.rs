@@ -1,5 +1,6 @@
 //! Token usage as the upstream reports it, and its price.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
@@ -265,6 +266,32 @@ impl Exact {
         }
         let d = Decimal::try_from_i128_with_scale(i128::from(m), scale);
         Usd::from_decimal(d.unwrap_or_default())
+    }
+}
+
+/// A finish reason as the meter keeps it: the usual ones borrowed from [`FINISH_REASONS`], others
+/// owned. Only the generation record needs a `String` of it (made when there is one).
+pub(crate) type FinishReason = Cow<'static, str>;
+
+/// The finish reasons kept without an allocation: OpenAI's and Anthropic's.
+const FINISH_REASONS: [&str; 10] = [
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+    "error",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+];
+
+/// `s` as a [`FinishReason`]: borrowed when it is one of [`FINISH_REASONS`], else owned.
+pub(crate) fn finish_reason(s: Cow<'_, str>) -> FinishReason {
+    match FINISH_REASONS.iter().find(|r| **r == s) {
+        Some(r) => Cow::Borrowed(r),
+        None => Cow::Owned(s.into_owned()),
     }
 }
 
@@ -620,6 +647,28 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    proptest! {
+        /// A kept finish reason is the text it was made of, borrowed (no allocation) exactly when
+        /// it is one of the usual ones.
+        #[test]
+        fn finish_reasons_keep_their_text(
+            s in prop_oneof![
+                proptest::sample::select(FINISH_REASONS.to_vec()).prop_map(str::to_owned),
+                "[a-z_]{0,15}",
+                "\\PC{0,8}",
+            ],
+            owned in any::<bool>(),
+        ) {
+            let input = if owned { Cow::Owned(s.clone()) } else { Cow::Borrowed(s.as_str()) };
+            let kept = finish_reason(input);
+            prop_assert_eq!(&*kept, s.as_str());
+            prop_assert_eq!(
+                matches!(kept, Cow::Borrowed(_)),
+                FINISH_REASONS.contains(&s.as_str())
+            );
+        }
+    }
 
     /// Usage objects, mostly well-formed, with what the hand reader must read as serde does or
     /// give up on: floats, negatives, huge numbers, nulls, strings, duplicates, escapes, details

@@ -557,7 +557,7 @@ impl Handler<'_> {
         if self.obs.finish_reason.is_none() {
             // In OpenAI chunks `finish_reason` follows the delta: search after the content.
             if let Some(fr) = scan::finish_reason_around(d, after) {
-                self.obs.finish_reason = Some(String::from_utf8_lossy(fr).into_owned());
+                self.obs.finish_reason = Some(cost::finish_reason(String::from_utf8_lossy(fr)));
                 // The last content arrives with (or just before) the finish reason: its time
                 // ends the generation, without reading the clock for every event.
                 self.obs.last_content = Some(self.now());
@@ -645,7 +645,7 @@ impl Handler<'_> {
             .and_then(|d| serde_json::from_str::<AnthropicDelta<'_>>(d.get()).ok())
         {
             if let Some(r) = delta.stop_reason {
-                self.obs.finish_reason = Some(r.into_owned());
+                self.obs.finish_reason = Some(cost::finish_reason(r));
             }
         }
         let u = top.usage?;

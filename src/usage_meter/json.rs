@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::cost::{Cost, TokenUsage, WireUsage};
+use super::cost::{finish_reason, Cost, FinishReason, TokenUsage, WireUsage};
 use crate::route::{plain_json_str, skim, splice, Piece, Pieces};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
@@ -248,7 +248,7 @@ fn skim_choice(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usiz
         }
     })?;
     if summary.finish_reason.is_none() {
-        summary.finish_reason = finish.map(str::to_owned);
+        summary.finish_reason = finish.map(|f| finish_reason(Cow::Borrowed(f)));
     }
     summary.content_bytes += content;
     Some(end)
@@ -548,7 +548,7 @@ pub(crate) type Splice<'a> = (Range<usize>, Pieces<'a, PIECES>);
 /// What a non-streamed body's `choices` say: the first finish reason, and the bytes of content.
 #[derive(Debug, Default)]
 pub(crate) struct ChoicesSummary {
-    pub(crate) finish_reason: Option<String>,
+    pub(crate) finish_reason: Option<FinishReason>,
     pub(crate) content_bytes: u64,
     /// The `usage` object's counts when the skimmer read them on the way (else `None`: read
     /// them from `Top::usage`).
@@ -588,7 +588,10 @@ fn summarize(list: &[Choice<'_>]) -> ChoicesSummary {
     let mut s = ChoicesSummary::default();
     for c in list {
         if s.finish_reason.is_none() {
-            s.finish_reason = c.finish_reason.as_deref().map(str::to_owned);
+            s.finish_reason = c
+                .finish_reason
+                .as_deref()
+                .map(|f| finish_reason(Cow::Borrowed(f)));
         }
         if let Some(t) = c.text.filter(|t| t.get() != "null") {
             s.content_bytes += t.get().len() as u64;

@@ -45,9 +45,17 @@ struct Core {
     ctx: Ctx,
     obs: Obs,
     mode: Mode,
-    sse: SseScanner,
-    edits: StreamEdits,
+    /// An event stream's reader (`Some` in [`Mode::Sse`] only): boxed, so that the core of every
+    /// other response stays small enough for the allocator's fast path.
+    sse: Option<Box<Stream>>,
     json: JsonState,
+}
+
+/// What reading an event stream keeps between frames.
+#[derive(Default)]
+struct Stream {
+    scanner: SseScanner,
+    edits: StreamEdits,
 }
 
 impl fmt::Debug for Meter {
@@ -78,8 +86,7 @@ impl Pending {
             ctx,
             obs: Obs::default(),
             mode: Mode::Pass,
-            sse: SseScanner::default(),
-            edits: StreamEdits::default(),
+            sse: None,
             json: JsonState::Accumulating(BytesMut::new()),
         }))
     }
@@ -97,6 +104,9 @@ impl Pending {
     /// The meter of the response, read in `mode`.
     pub(crate) fn start(mut self, mode: Mode) -> Meter {
         self.0.mode = mode;
+        if mode == Mode::Sse {
+            self.0.sse = Some(Box::default());
+        }
         Meter { core: Some(self.0) }
     }
 }
@@ -121,9 +131,14 @@ impl Meter {
     #[inline(always)]
     pub(crate) fn data(&mut self, data: Bytes) -> Bytes {
         match self.core.as_deref_mut() {
-            Some(core) if core.mode == Mode::Sse => {
-                let mut h = Handler::new(&core.ctx, &mut core.obs, &mut core.edits);
-                core.sse.feed(data, &mut h)
+            Some(Core {
+                ctx,
+                obs,
+                sse: Some(s),
+                ..
+            }) => {
+                let mut h = Handler::new(ctx, obs, &mut s.edits);
+                s.scanner.feed(data, &mut h)
             }
             Some(core) => core.other_data(data),
             None => data,
@@ -212,10 +227,13 @@ impl Core {
     fn flush(&mut self) -> Bytes {
         match self.mode {
             Mode::Pass => Bytes::new(),
-            Mode::Sse => {
-                let mut h = Handler::new(&self.ctx, &mut self.obs, &mut self.edits);
-                self.sse.finish(&mut h)
-            }
+            Mode::Sse => match self.sse.as_deref_mut() {
+                Some(s) => {
+                    let mut h = Handler::new(&self.ctx, &mut self.obs, &mut s.edits);
+                    s.scanner.finish(&mut h)
+                }
+                None => Bytes::new(),
+            },
             Mode::Json => match &mut self.json {
                 JsonState::Accumulating(buf) => {
                     let body = std::mem::take(buf).freeze();

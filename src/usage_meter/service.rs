@@ -59,20 +59,22 @@ pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
     let mut id = [0u8; 45];
     let mut secs = itoa::Buffer::new();
     let secs = secs.format(unix_millis.div_euclid(1000)).as_bytes();
-    let mut at = 4 + secs.len() + 1;
+    let at = 4 + secs.len() + 1;
     id[..4].copy_from_slice(b"gen-");
     id[4..at - 1].copy_from_slice(secs);
     id[at - 1] = b'-';
     let end = at + 20;
+    let out = &mut id[at..end];
+    let mut n = 0;
     let rng = &mut rand::thread_rng();
-    while at < end {
+    while n < out.len() {
         // Ten draws of six bits from each random word.
         let mut bits = rng.next_u64();
         for _ in 0..10 {
-            let c = ID_CHARS.get((bits & 63) as usize).filter(|_| at < end);
-            if let (Some(c), Some(slot)) = (c, id.get_mut(at)) {
-                *slot = *c;
-                at += 1;
+            let i = (bits & 63) as usize;
+            if i < ID_CHARS.len() && n < out.len() {
+                out[n] = ID_CHARS[i];
+                n += 1;
             }
             bits >>= 6;
         }

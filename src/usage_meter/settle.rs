@@ -4,6 +4,7 @@
 //!
 //! Imports `config`, `content`, `cost`, `ledger`, `metadata` and `record` only.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 
 use super::config::Config;
 use super::content;
-use super::cost::{self, Cost, TokenUsage};
+use super::cost::{self, Cost, FinishReason, TokenUsage};
 use super::ledger::{CallerKey, Ledger, Reservation};
 use super::metadata::Plan;
 use super::record::{App, GenerationRecord};
@@ -141,7 +142,7 @@ pub(crate) struct Obs {
     pub(crate) content_bytes: u64,
     pub(crate) usage: Option<TokenUsage>,
     pub(crate) anthropic: Option<TokenUsage>,
-    pub(crate) finish_reason: Option<String>,
+    pub(crate) finish_reason: Option<FinishReason>,
     pub(crate) error: bool,
     pub(crate) upstream_id: Option<String>,
     /// Offset of `"content":` in the previous event (chunks from one serializer repeat it).
@@ -229,7 +230,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         ttft: t.ttft,
         generation_time: t.generation_time,
         throughput: t.generation.tokens_per_second(),
-        finish_reason: obs.finish_reason.take(),
+        finish_reason: obs.finish_reason.take().map(Cow::into_owned),
         streamed: ctx.streamed,
         cancelled: end == End::Cancelled,
         usage_missing,
