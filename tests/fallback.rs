@@ -874,6 +874,78 @@ async fn credentials_headers_and_body_per_provider() {
     assert_eq!(bj["messages"][0]["content"], "hello there");
 }
 
+/// Every header of a request, sorted by name (the values of one name in their order).
+fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = h
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// The exact header set of the first attempt's request and of a fallback attempt's: the
+/// forwarded caller headers (several values of one name in order), the content type and the
+/// provider's credentials, nothing else of the caller's.
+#[tokio::test(start_paused = true)]
+async fn upstream_requests_carry_exactly_their_headers() {
+    let sim = sim(&[("alpha", &[SimOutcome::Status(503)])]);
+    let fallback = layer().forward_header(HeaderName::from_static("x-custom-forwarded"));
+    let mut req = request(body(&["alpha", "beta"], false, ""));
+    for (k, v) in [
+        ("accept", "application/json"),
+        ("x-custom-forwarded", "one"),
+        ("accept", "text/event-stream"),
+        ("x-custom-kept-home", "no"),
+        ("x-request-id", "req-1"),
+        ("host", "gateway.local"),
+        ("content-length", "99"),
+        ("content-type", "text/plain"),
+        ("x-custom-forwarded", "two"),
+        ("proxy-authorization", "Basic x"),
+    ] {
+        req.headers_mut().append(
+            HeaderName::from_static(k),
+            http::HeaderValue::from_static(v),
+        );
+    }
+    let res = stack(sim.clone(), fallback).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let from_caller = [
+        ("accept", "application/json"),
+        ("accept", "text/event-stream"),
+        ("content-type", "application/json"),
+        ("user-agent", "test-agent/1.0"),
+        ("x-custom-forwarded", "one"),
+        ("x-custom-forwarded", "two"),
+        ("x-request-id", "req-1"),
+    ];
+    let expected = |auth: (&str, String)| {
+        let mut v: Vec<(String, String)> = from_caller
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([(auth.0.to_string(), auth.1)])
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let alpha = sim.handle("alpha.sim").unwrap().last_request().unwrap();
+    assert_eq!(
+        header_list(&alpha.headers),
+        expected(("authorization", format!("Bearer {}", key("alpha"))))
+    );
+    let beta = sim.handle("beta.sim").unwrap().last_request().unwrap();
+    assert_eq!(
+        header_list(&beta.headers),
+        expected(("x-api-key", key("beta")))
+    );
+}
+
 // ===== secrets in responses and logs =====
 
 #[derive(Clone, Default)]

@@ -19,8 +19,9 @@ use crate::route::{AnswerReader, AnswerReading, ReadAnswer};
 pub(crate) struct Reading {
     /// The body read: a reading applies to these very bytes only.
     at: (usize, usize),
-    /// `id`, `model`, `provider`, `service_tier`, `usage`, `choices`, `error`, `message`, `delta`.
-    spans: [Option<Range<usize>>; 9],
+    /// `id`, `model`, `provider`, `service_tier`, `usage`, `choices`, `error`, `message`, `delta`
+    /// (`u32` offsets: 108 bytes less to allocate per reading; a body of 4 GiB or more is not read).
+    spans: [Option<Range<u32>>; 9],
     kind: Option<String>,
     summary: ChoicesSummary,
 }
@@ -31,14 +32,21 @@ pub(crate) fn reader() -> AnswerReader {
 }
 
 fn read(body: &Bytes) -> Option<ReadAnswer> {
-    // Objects only (serde would read an array into `Top` by position): the judge decides the rest.
-    if body.get(crate::route::skim::ws(body, 0)) != Some(&b'{') {
+    // Objects only (serde would read an array into `Top` by position): the judge decides the rest,
+    // and a body too long for the reading's offsets is left to it and to the meter.
+    if u32::try_from(body.len()).is_err()
+        || body.get(crate::route::skim::ws(body, 0)) != Some(&b'{')
+    {
         return None;
     }
     let (top, summary) = Top::parse_with_choices(body)?;
     let error = top.error.is_some_and(|e| !e.is_null());
     let message = top.kind.as_deref() == Some("message");
-    let span = |v: Option<Raw<'_>>| v.and_then(|v| super::json::span(body, v));
+    // Within the body, so within `u32`.
+    let span = |v: Option<Raw<'_>>| {
+        let s = super::json::span(body, v?)?;
+        Some(s.start as u32..s.end as u32)
+    };
     let reading = Reading {
         at: (body.as_ptr() as usize, body.len()),
         spans: [
@@ -74,9 +82,11 @@ impl Reading {
     /// The reading over `body` (the bytes it was made of: [`Reading::of`] checks that).
     pub(crate) fn parts(self, body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         let [id, model, provider, service_tier, usage, choices, error, message, delta] = self.spans;
-        let raw = |s: Option<Range<usize>>| match s {
+        let raw = |s: Option<Range<u32>>| match s {
             None => Some(None),
-            Some(r) => body.get(r).map(|v| Some(Raw::new(v))),
+            Some(r) => body
+                .get(r.start as usize..r.end as usize)
+                .map(|v| Some(Raw::new(v))),
         };
         let top = Top {
             id: raw(id)?,
