@@ -247,3 +247,136 @@ impl fmt::Debug for GatewayLayer {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use proptest::prelude::*;
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::data_policy::DataFloor;
+    use crate::route::MaxPrice;
+    use crate::stats::{Attempt, Outcome};
+
+    const MODELS: [&str; 4] = [
+        "meta-llama/llama-3.3-70b-instruct",
+        "openai/gpt-4o-mini",
+        "deepseek/deepseek-chat",
+        "qwen/qwen3-coder",
+    ];
+
+    /// Provider preferences that each step acts on, alone or together.
+    fn prefs() -> impl Strategy<Value = serde_json::Value> {
+        let one = prop_oneof![
+            Just(serde_json::json!({"data_collection": "deny"})),
+            Just(serde_json::json!({"zdr": true})),
+            Just(serde_json::json!({"max_price": {"prompt": 0.3, "completion": 1.0}})),
+            Just(serde_json::json!({"max_price": {"prompt": 0.01}})),
+            Just(serde_json::json!({"preferred_max_latency": 0.3})),
+            Just(serde_json::json!({"preferred_min_throughput": {"p90": 80}})),
+            Just(serde_json::json!({"sort": "price"})),
+        ];
+        proptest::collection::vec(one, 0..4).prop_map(|all| {
+            let mut merged = serde_json::Map::new();
+            for p in all {
+                merged.extend(p.as_object().cloned().unwrap_or_default());
+            }
+            serde_json::Value::Object(merged)
+        })
+    }
+
+    /// What the stack decided: the route the innermost service saw, or the refusal.
+    async fn decided<S, B>(svc: S, body: &serde_json::Value) -> String
+    where
+        S: tower::Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        let req = Request::post("/v1/chat/completions")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request");
+        let res = svc.oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        format!("{status} {}", String::from_utf8_lossy(&bytes))
+    }
+
+    /// The route's candidates and exclusions, as the innermost service sees them.
+    async fn seen(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let text = match req.extensions().get::<Route>() {
+            Some(r) => format!("{:?} {:?}", r.candidates(), r.exclusions()),
+            None => "no route".to_string(),
+        };
+        Ok(Response::new(Full::new(Bytes::from(text))))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The route steps run inside ModelRouting decide what the same steps as layers of their
+        /// own decide (the same candidates, in the same order, the same exclusions, the same
+        /// refusals), with and without operator floors and caps.
+        #[test]
+        fn route_steps_inside_routing_are_the_layers(
+            model in 0..MODELS.len(),
+            prefs in prefs(),
+            floor in any::<bool>(),
+            cap in any::<bool>(),
+        ) {
+            let catalog = Catalog::from_json(include_bytes!(
+                "../tests/fixtures/catalog/demo-catalog.json"
+            ))
+            .expect("demo catalog");
+            let stats = Stats::default();
+            let now = tokio::time::Instant::now();
+            for (i, e) in catalog.endpoints(MODELS[model]).iter().enumerate() {
+                let ms = 100 + 200 * i as u64;
+                for _ in 0..30 {
+                    let a = Attempt::new(Outcome::Success).latency(Duration::from_millis(ms));
+                    stats.record_attempt(e.key(), a, now);
+                }
+            }
+            let data_policy = DataPolicyLayer::new().floor(if floor {
+                DataFloor::deny_data_collection()
+            } else {
+                DataFloor::default()
+            });
+            let price_cap = PriceCapLayer::new().cap(if cap {
+                MaxPrice { prompt: Some(crate::catalog::Usd::from_micros(500_000)), ..MaxPrice::default() }
+            } else {
+                MaxPrice::default()
+            });
+            let percentile = PercentileDeprioritizeLayer::new(stats.clone());
+            // Two layers alike (each has its own draw counter): the same seed, the same draws.
+            let routing = || ModelRoutingLayer::new(catalog.clone()).seed(7);
+            let body = serde_json::json!({
+                "model": MODELS[model],
+                "messages": [{"role": "user", "content": "hi"}],
+                "provider": prefs,
+            });
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let layered = rt.block_on(decided(
+                ServiceBuilder::new()
+                    .layer(routing())
+                    .layer(data_policy)
+                    .layer(price_cap)
+                    .layer(percentile.clone())
+                    .service_fn(seen),
+                &body,
+            ));
+            let steps = RouteSteps { data_policy, price_cap, percentile };
+            let inside = rt.block_on(decided(
+                routing().route_steps(steps).layer(service_fn(seen)),
+                &body,
+            ));
+            prop_assert_eq!(inside, layered);
+        }
+    }
+}
