@@ -966,3 +966,60 @@ async fn repick_after_filter_keeps_the_distribution_among_survivors() {
         expected
     );
 }
+
+/// A request body that never sends a byte, with a size hint.
+struct Silent(http_body::SizeHint);
+
+impl http_body::Body for Silent {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Pending
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.clone()
+    }
+}
+
+/// A body over the limit is refused before a byte of it is read: by the body's own bound when it
+/// knows one, else by the declared `Content-Length`. A stale, larger `Content-Length` on a body
+/// that knows its size (a `Full` rewritten by a layer in front) does not refuse it.
+#[tokio::test(start_paused = true)]
+async fn over_the_limit_is_refused_before_reading() {
+    use std::time::Duration;
+    let layer = ModelRoutingLayer::new(demo()).seed(1).body_limit(1000);
+    let refused = |hint: http_body::SizeHint, declared: Option<&str>| {
+        let mut req = Request::post("/api/v1/chat/completions");
+        if let Some(n) = declared {
+            req = req.header("content-length", n);
+        }
+        let req = req.body(Silent(hint)).unwrap();
+        let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(echo);
+        async move {
+            let res = tokio::time::timeout(Duration::from_secs(5), svc.oneshot(req))
+                .await
+                .expect("refused at once, not waiting for the body")
+                .unwrap();
+            res.status().as_u16()
+        }
+    };
+    assert_eq!(
+        refused(http_body::SizeHint::with_exact(5000), None).await,
+        413
+    );
+    assert_eq!(refused(http_body::SizeHint::new(), Some("5000")).await, 413);
+    let mut at_least = http_body::SizeHint::new();
+    at_least.set_lower(2000);
+    assert_eq!(refused(at_least, Some("5000")).await, 413);
+
+    let body = json!({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]});
+    let req = Request::post("/api/v1/chat/completions")
+        .header("content-length", "5000")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service_fn(echo);
+    assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
+}
