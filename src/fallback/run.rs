@@ -410,8 +410,14 @@ impl<S> Run<S> {
         self.history.answer(route(&self.extensions))
     }
 
-    /// Success: the served-by record, with this attempt last.
-    fn served(&mut self, a: Attempt, latency: Duration, streamed: bool) -> ServedBy {
+    /// Success: the served-by record, with this attempt last, and the upstream's request id
+    /// taken from the answer's `headers` (which are cleaned).
+    fn served(
+        &mut self,
+        a: Attempt,
+        (latency, streamed): (Duration, bool),
+        headers: &mut HeaderMap,
+    ) -> ServedBy {
         let route = route(&self.extensions);
         let c = route.candidates()[a.ci as usize];
         let e = route.endpoint(&c);
@@ -445,23 +451,22 @@ impl<S> Run<S> {
             streamed,
             latency: Some(latency),
             attempts: std::mem::take(&mut self.history.records),
-            upstream_request_id: None,
+            upstream_request_id: take_response_headers(headers, secret(route, a)),
             answer: None,
         }
     }
 
-    /// The response for a served attempt: headers cleaned, `served` (made by [`Run::served`]) and
-    /// the wire's mark added. No attempt follows a served one: an answer with no headers or no
+    /// The response for a served attempt: `served` (made by [`Run::served`]) and the wire's mark
+    /// added. No attempt follows a served one: an answer with no headers or no
     /// extensions gets the request's maps, emptied, so that what the layers above add to them
     /// (`X-Generation-Id`, [`ServedBy`]) reuses their allocations.
     fn respond<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        mut served: ServedBy,
+        served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        served.upstream_request_id = take_response_headers(&mut head.headers, self.secret(a));
         if head.headers.is_empty() {
             self.headers.clear();
             head.headers = std::mem::take(&mut self.headers);
@@ -482,7 +487,7 @@ impl<S> Run<S> {
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
-        head: Parts,
+        mut head: Parts,
         (bytes, reading): (Bytes, Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
@@ -491,13 +496,11 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
+        let mut served = self.served(a, (latency, false), &mut head.headers);
         if let Some(stats) = &self.config.stats {
-            let route = self.route();
-            let key = route.endpoint(&route.candidates()[a.ci as usize]).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
-            stats.record_attempt(key, sample, now);
+            stats.record_attempt(&served.endpoint, sample, now);
         }
-        let mut served = self.served(a, latency, false);
         served.answer = reading;
         self.respond(a, head, served, ResponseBody::full(bytes))
     }
@@ -506,7 +509,7 @@ impl<S> Run<S> {
     pub(crate) fn streamed<B>(
         &mut self,
         a: Attempt,
-        head: Parts,
+        mut head: Parts,
         prime: Prime<B>,
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
@@ -530,7 +533,7 @@ impl<S> Run<S> {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        let served = self.served(a, latency, true);
+        let served = self.served(a, (latency, true), &mut head.headers);
         self.respond(a, head, served, ResponseBody::stream(s))
     }
 }
