@@ -55,10 +55,11 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    pub(crate) fn new(limit: Duration) -> Self {
+    /// The timeout `limit`, counted from `last`.
+    pub(crate) fn since(limit: Duration, last: Instant) -> Self {
         Idle {
             limit,
-            last: Instant::now(),
+            last,
             timer: None,
         }
     }
@@ -198,6 +199,32 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder for the endpoint `key` that records nothing until [`arm`](Self::arm)ed (a
+    /// stream that fails before its first content is recorded by the fallback instead).
+    pub(crate) fn disarmed(key: EndpointKey) -> Self {
+        Recorder {
+            stats: None,
+            key,
+            latency: None,
+            done: true,
+            span: tracing::Span::none(),
+        }
+    }
+
+    /// The stream started: its outcome will be recorded in `stats`, with `latency`, and `span`
+    /// closed.
+    pub(crate) fn arm(
+        &mut self,
+        stats: Option<Stats>,
+        latency: Option<Duration>,
+        span: tracing::Span,
+    ) {
+        self.stats = stats;
+        self.latency = latency;
+        self.span = span;
+        self.done = false;
+    }
+
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         if std::mem::replace(&mut self.done, true) {
             return;
@@ -230,9 +257,9 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn stream(s: StreamBody<B>) -> Self {
+    pub(crate) fn stream(s: Box<StreamBody<B>>) -> Self {
         ResponseBody {
-            kind: Kind::Stream(Box::new(s)),
+            kind: Kind::Stream(s),
         }
     }
 }
@@ -481,7 +508,7 @@ mod tests {
     /// exactly `limit` after it, though the timer was armed long before that frame.
     #[tokio::test(start_paused = true)]
     async fn idle_counts_from_the_last_frame() {
-        let mut idle = Idle::new(Duration::from_secs(5));
+        let mut idle = Idle::since(Duration::from_secs(5), Instant::now());
         for _ in 0..10 {
             assert!(!expired(&mut idle).await);
             tokio::time::advance(Duration::from_secs(3)).await;

@@ -25,8 +25,9 @@ pub(crate) struct LastFailure {
 pub(crate) struct History {
     /// Every attempt and skipped candidate, in order.
     pub(crate) records: Vec<AttemptRecord>,
-    /// The failure the answer describes: the last provider actually called, if any was.
-    pub(crate) last: Option<LastFailure>,
+    /// The failure the answer describes: the last provider actually called, if any was (boxed:
+    /// failures are rare, and the request's future stays smaller).
+    pub(crate) last: Option<Box<LastFailure>>,
     /// The retry budget stopped further attempts: the providers (names) left untried.
     pub(crate) budget_exhausted: Option<Vec<String>>,
     /// The overall deadline passed.
@@ -37,7 +38,10 @@ impl History {
     /// Keeps `failure` as the one to answer with unless it was not sent and an earlier one was.
     pub(crate) fn remember(&mut self, failure: LastFailure) {
         if failure.sent || self.last.as_ref().is_none_or(|l| !l.sent) {
-            self.last = Some(failure);
+            match &mut self.last {
+                Some(last) => **last = failure,
+                None => self.last = Some(Box::new(failure)),
+            }
         }
     }
 

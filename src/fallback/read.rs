@@ -5,15 +5,17 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
+use tokio::time::Instant;
 
-use super::body::{observe, Framer};
+use super::body::{observe, Framer, Idle, Recorder, StreamBody};
 use super::sse::{Phase, Watch};
 use crate::body::{Frames, Gather};
+use crate::catalog::EndpointKey;
 use crate::error::GatewayError;
-use crate::wire::StreamReader;
 use crate::wire::Wire;
 use crate::BoxError;
 
@@ -101,16 +103,13 @@ impl Buffer {
     }
 }
 
-/// A stream being read until its first content-bearing event; what it sent is held.
+/// A stream being read until its first content-bearing event; what it sent is held. It is read
+/// into the [`StreamBody`] its answer will have, allocated at once: moved into the future (which
+/// ModelRouting boxes) instead, the stream's state would make that box larger.
 pub(crate) struct Prime<B> {
-    pub(crate) body: Pin<Box<B>>,
-    pub(crate) held: VecDeque<Bytes>,
+    /// The stream's body, its recorder [`disarmed`](Recorder::disarmed) until the stream starts.
+    pub(crate) stream: Box<StreamBody<B>>,
     held_bytes: usize,
-    pub(crate) watch: Watch,
-    /// The wire's stream reader (Anthropic-wire providers).
-    pub(crate) translate: Option<Box<dyn StreamReader>>,
-    /// Cuts what is held at event boundaries.
-    pub(crate) framer: Framer,
 }
 
 /// How priming a stream ended.
@@ -126,35 +125,53 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    pub(crate) fn new(body: B, wire: Wire, created: u64) -> Self {
-        Prime {
-            body: Box::pin(body),
+    /// Priming `body`, an answer on `wire` from the endpoint `key`, made at `start` (the stream's
+    /// idle timeout is counted from there until it starts).
+    pub(crate) fn new(
+        body: B,
+        wire: Wire,
+        (created, start): (u64, Instant),
+        key: EndpointKey,
+    ) -> Self {
+        let stream = StreamBody {
+            body: Some(Box::pin(body)),
             held: VecDeque::new(),
-            held_bytes: 0,
             watch: Watch::new(),
+            provider_name: String::new(),
+            recorder: Recorder::disarmed(key),
+            ended: false,
             translate: wire.stream(created),
             framer: Framer::default(),
+            idle: Idle::since(Duration::ZERO, start),
+        };
+        Prime {
+            stream: Box::new(stream),
+            held_bytes: 0,
         }
     }
 
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Primed> {
         loop {
-            let frame = match std::task::ready!(self.body.as_mut().poll_frame(cx)) {
+            let s = &mut *self.stream;
+            let Some(body) = s.body.as_mut() else {
+                return Poll::Ready(Primed::Failed);
+            };
+            let frame = match std::task::ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
                 Some(Err(_)) => return Poll::Ready(Primed::Failed),
                 None => {
-                    self.watch.finish();
+                    s.watch.finish();
                     return Poll::Ready(self.verdict().unwrap_or(Primed::Failed));
                 }
             };
             let Ok(data) = frame.into_data() else {
                 continue; // trailers before content: ignored
             };
-            let translate = self.translate.as_deref_mut();
-            let data = observe(translate, &mut self.watch, &mut self.framer, data);
+            let translate = s.translate.as_deref_mut();
+            let data = observe(translate, &mut s.watch, &mut s.framer, data);
             self.held_bytes += data.len();
             if !data.is_empty() {
-                self.held.push_back(data);
+                s.held.push_back(data);
             }
             if let Some(v) = self.verdict() {
                 return Poll::Ready(v);
@@ -164,7 +181,7 @@ where
 
     /// What the stream's phase says, or `None` to keep reading.
     fn verdict(&self) -> Option<Primed> {
-        match self.watch.phase {
+        match self.stream.watch.phase {
             Phase::Started | Phase::Done | Phase::UpstreamError | Phase::Invalid => {
                 Some(Primed::Started)
             }

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::body::{Idle, Recorder, ResponseBody, StreamBody};
+use super::body::{Idle, ResponseBody};
 use super::classify::{error_type_of, stats_attempt, was_sent};
 use super::exhausted::{History, LastFailure};
 use super::layer::{Config, CooldownMode};
@@ -20,7 +20,7 @@ use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
 use super::rewrite::{passthrough_body, upstream_body, Fit};
 use super::upstream::{build_request, take_response_headers};
-use crate::catalog::Secret;
+use crate::catalog::{EndpointKey, Secret};
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
 use crate::route::{
@@ -37,7 +37,7 @@ use tracing::Span;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Attempt {
     /// Index into `route.candidates()`.
-    ci: usize,
+    ci: u32,
     /// The wire adapter, chosen once for the attempt.
     pub(crate) wire: Wire,
     /// When the attempt was started.
@@ -70,50 +70,50 @@ enum Source {
 pub(crate) struct Run<S> {
     pub(crate) svc: S,
     pub(crate) config: Arc<Config>,
-    pub(crate) route: Route,
     headers: HeaderMap,
-    /// The request's extension map, emptied (ProviderFallback sends none of it upstream): the
-    /// served answer's extensions when the answer brings none, so that its allocation is reused.
-    spare: Extensions,
-    /// The caller's Messages body, for passed-through Messages attempts.
-    original: Option<OriginalMessages>,
+    /// The request's extension map, none of which goes upstream. The [`Route`] and the caller's
+    /// Messages body ([`OriginalMessages`], for passed-through Messages attempts) are read from it
+    /// in place: moved out of their boxes, they would make the future (which ModelRouting boxes)
+    /// larger. Emptied, it carries the served answer's extensions when the answer brings none, so
+    /// that its allocation is reused.
+    extensions: Extensions,
     source: Source,
+    /// The chat body asks for a stream.
+    stream: bool,
     /// Indices into `route.candidates()`, with whether each is cooling down.
     order: Order,
     next: usize,
-    pub(crate) history: History,
+    history: History,
     pub(crate) deadline: Instant,
     sent: u32,
-    /// Slugs of the providers this request has sent to (their first attempt is exempt from the
-    /// retry budget), shared with the catalog.
-    tried: SmallVec<[Arc<str>; 4]>,
+    /// The providers this request has sent to (their first attempt is exempt from the retry
+    /// budget): for each, the index into `route.candidates()` of the first candidate sent.
+    tried: SmallVec<[u32; 4]>,
     /// The current attempt's `gen_ai.attempt` span ([`telemetry`]).
     span: Span,
 }
 
 impl<S> Run<S> {
     #[inline]
+    /// A run for a request whose `extensions` hold its [`Route`] (checked by the caller).
     pub(crate) fn new(
         svc: S,
         config: Arc<Config>,
-        route: Route,
-        (headers, spare): (HeaderMap, Extensions),
-        original: Option<OriginalMessages>,
+        (headers, extensions): (HeaderMap, Extensions),
     ) -> Self {
         let now = Instant::now();
         if let Some(b) = &config.budget {
             b.deposit_at(now);
         }
-        let order = order(&config, &route, now);
+        let order = order(&config, route(&extensions), now);
         Run {
             svc,
             deadline: now + config.overall_timeout,
             config,
-            route,
             headers,
-            spare,
-            original,
+            extensions,
             source: Source::Route,
+            stream: false,
             order,
             next: 0,
             history: History::default(),
@@ -126,33 +126,53 @@ impl<S> Run<S> {
     /// Takes the body received from the layer above: the route's own bytes (same buffer, or
     /// equal), or an edited body, which must still parse.
     pub(crate) fn receive(&mut self, body: Bytes) -> Result<(), GatewayError> {
-        let own = self.route.body();
+        let route = route(&self.extensions);
+        let own = route.body();
         let same = (body.as_ptr() == own.as_ptr() && body.len() == own.len()) || body == *own;
-        if !same {
+        if same {
+            self.stream = route.view().stream;
+        } else {
             let view = RequestView::parse(&body)?.into_owned();
+            self.stream = view.stream;
             self.source = Source::Edited(Box::new((body, view)));
         }
         Ok(())
     }
 
-    fn chat(&self) -> (&[u8], &RequestView<'static>) {
+    /// The request's route.
+    pub(crate) fn route(&self) -> &Route {
+        route(&self.extensions)
+    }
+
+    /// The caller's Messages body, if the request came on the Messages wire.
+    fn original(&self) -> Option<&OriginalMessages> {
+        self.extensions.get()
+    }
+
+    /// The chat body to send, and its view (`route`: the request's).
+    fn chat<'a>(&'a self, route: &'a Route) -> (&'a [u8], &'a RequestView<'static>) {
         match &self.source {
-            Source::Route => (self.route.body(), self.route.view()),
+            Source::Route => (route.body(), route.view()),
             Source::Edited(edited) => (&edited.0, &edited.1),
         }
     }
 
-    /// Whether the request asks for a stream.
+    /// Whether the request asks for a stream (known once the body is received).
     pub(crate) fn stream(&self) -> bool {
-        self.chat().1.stream
+        self.stream
     }
 
-    fn candidate(&self, a: Attempt) -> Candidate {
-        self.route.candidates()[a.ci]
+    /// The key of the attempt's endpoint.
+    pub(crate) fn endpoint_key(&self, a: Attempt) -> EndpointKey {
+        let route = self.route();
+        route
+            .endpoint(&route.candidates()[a.ci as usize])
+            .key()
+            .clone()
     }
 
     pub(crate) fn secret(&self, a: Attempt) -> Option<&Secret> {
-        self.route.provider(&self.candidate(a)).credentials.secret()
+        secret(self.route(), a)
     }
 
     /// The next attempt and its request, or `None` when no candidate is left (or the deadline,
@@ -161,8 +181,14 @@ impl<S> Run<S> {
         loop {
             let &(ci, cooling) = self.order.get(self.next)?;
             self.next += 1;
-            let c = self.route.candidates()[ci];
-            let wire = Wire::choose(self.route.provider(&c).wire_format, self.original.as_ref());
+            let (c, wire) = {
+                let route = route(&self.extensions);
+                let c = route.candidates()[ci as usize];
+                (
+                    c,
+                    Wire::choose(route.provider(&c).wire_format, self.original()),
+                )
+            };
             let now = Instant::now();
             let attempt = Attempt {
                 ci,
@@ -186,12 +212,13 @@ impl<S> Run<S> {
                 Ok(_) if !self.withdraw(&c) => return None,
                 Ok(mut req) => {
                     self.sent += 1;
-                    let slug = &self.route.provider(&c).slug;
-                    let model = self.route.endpoint(&c).upstream_model();
+                    let route = route(&self.extensions);
+                    let slug = &route.provider(&c).slug;
+                    let model = route.endpoint(&c).upstream_model();
                     self.span = telemetry::attempt_span(slug, model, attempt.number);
                     telemetry::inject_context(&self.span, req.headers_mut());
-                    if !self.tried(slug) {
-                        self.tried.push(self.route.provider_slug(&c));
+                    if !tried(route, &self.tried, slug) {
+                        self.tried.push(ci);
                     }
                     return Some((attempt, req));
                 }
@@ -200,9 +227,10 @@ impl<S> Run<S> {
     }
 
     fn build(&self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
-        let e = self.route.endpoint(c);
+        let route = self.route();
+        let e = route.endpoint(c);
         // Embeddings and legacy completions exist on the OpenAI wire only.
-        let view = self.chat().1;
+        let view = self.chat(route).1;
         let path = if view.embeddings {
             Some("/embeddings")
         } else if view.completions {
@@ -213,11 +241,11 @@ impl<S> Run<S> {
         if path.is_some() && wire != Wire::Chat {
             return Err(AttemptError::UnsupportedWireFormat);
         }
-        let body = match self.original.as_ref().filter(|_| wire.passthrough()) {
+        let body = match self.original().filter(|_| wire.passthrough()) {
             Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
                 .ok_or(AttemptError::NotCallable)?,
             None => {
-                let (body, view) = self.chat();
+                let (body, view) = self.chat(route);
                 let chat = upstream_body(
                     body,
                     view,
@@ -233,25 +261,14 @@ impl<S> Run<S> {
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };
-        build_request(
-            &self.route,
-            c,
-            &self.headers,
-            &self.config,
-            (wire, path),
-            body,
-        )
-    }
-
-    /// Whether the provider `slug` was sent to already.
-    fn tried(&self, slug: &str) -> bool {
-        self.tried.iter().any(|t| **t == *slug)
+        build_request(route, c, &self.headers, &self.config, (wire, path), body)
     }
 
     fn skip_cooling(&mut self, c: &Candidate) {
+        let route = route(&self.extensions);
         self.history.records.push(AttemptRecord {
-            provider: self.route.names(c).provider_name,
-            endpoint: self.route.endpoint(c).key().clone(),
+            provider: route.names(c).provider_name,
+            endpoint: route.endpoint(c).key().clone(),
             status: None,
             error_type: Some(ErrorType::ProviderOverloaded),
             kind: AttemptKind::Cooldown,
@@ -266,15 +283,18 @@ impl<S> Run<S> {
     /// at a provider already tried takes a retry from the budget. False (and recorded, with the
     /// providers not tried) when the budget is empty.
     fn withdraw(&mut self, c: &Candidate) -> bool {
-        let slug = &self.route.provider(c).slug;
-        if self.sent == 0 || !self.tried(slug) {
+        if self.sent == 0 {
+            return true;
+        }
+        let route = route(&self.extensions);
+        if !tried(route, &self.tried, &route.provider(c).slug) {
             return true;
         }
         match &self.config.budget {
             Some(b) if !b.withdraw() => {
                 let mut not_tried: Vec<String> = Vec::new();
                 for &(ci, _) in &self.order[self.next - 1..] {
-                    let name = &self.route.provider(&self.route.candidates()[ci]).name;
+                    let name = &route.provider(&route.candidates()[ci as usize]).name;
                     if !not_tried.contains(name) {
                         not_tried.push(name.clone());
                     }
@@ -293,10 +313,11 @@ impl<S> Run<S> {
     /// The inner client failed before a response head: logged with the attempt, recorded as a
     /// connect failure.
     pub(crate) fn client_failed(&mut self, a: Attempt, error: BoxError) -> Decision {
-        let c = self.candidate(a);
+        let route = self.route();
+        let c = route.candidates()[a.ci as usize];
         tracing::debug!(
-            endpoint = %self.route.endpoint(&c).key(),
-            provider = %self.route.provider(&c).slug,
+            endpoint = %route.endpoint(&c).key(),
+            provider = %route.provider(&c).slug,
             attempt = a.number,
             %error,
             "the inner client failed"
@@ -321,8 +342,9 @@ impl<S> Run<S> {
         message: Option<String>,
     ) -> Decision {
         let now = Instant::now();
-        let c = self.candidate(a);
-        let (e, p) = (self.route.endpoint(&c), self.route.provider(&c));
+        let route = route(&self.extensions);
+        let c = route.candidates()[a.ci as usize];
+        let (e, p) = (route.endpoint(&c), route.provider(&c));
         let duration = now.saturating_duration_since(a.start);
         let sent = was_sent(error);
         let retry_after = head.and_then(crate::stats::parse_retry_after);
@@ -349,7 +371,7 @@ impl<S> Run<S> {
             "provider attempt failed"
         );
         self.history.records.push(AttemptRecord {
-            provider: self.route.names(&c).provider_name,
+            provider: route.names(&c).provider_name,
             endpoint: e.key().clone(),
             status: error.status(),
             error_type: Some(error_type_of(error)),
@@ -361,7 +383,7 @@ impl<S> Run<S> {
         let next = self
             .order
             .get(self.next)
-            .map(|&(i, _)| self.route.candidates()[i]);
+            .map(|&(i, _)| route.candidates()[i as usize]);
         let failure = Failure {
             error,
             retry_after,
@@ -383,11 +405,23 @@ impl<S> Run<S> {
         decision
     }
 
-    /// Success: the served-by record, with this attempt last.
-    fn served(&mut self, a: Attempt, latency: Duration, streamed: bool) -> ServedBy {
-        let c = self.candidate(a);
-        let e = self.route.endpoint(&c);
-        let names = self.route.names(&c);
+    /// The answer when no candidate served the request.
+    pub(crate) fn exhausted<B>(&mut self) -> Response<ResponseBody<B>> {
+        self.history.answer(route(&self.extensions))
+    }
+
+    /// Success: the served-by record, with this attempt last, and the upstream's request id
+    /// taken from the answer's `headers` (which are cleaned).
+    fn served(
+        &mut self,
+        a: Attempt,
+        (latency, streamed): (Duration, bool),
+        headers: &mut HeaderMap,
+    ) -> ServedBy {
+        let route = route(&self.extensions);
+        let c = route.candidates()[a.ci as usize];
+        let e = route.endpoint(&c);
+        let names = route.names(&c);
         if self.history.records.capacity() == 0 {
             // Usually the only record: room for it alone.
             self.history.records.reserve_exact(1);
@@ -417,29 +451,30 @@ impl<S> Run<S> {
             streamed,
             latency: Some(latency),
             attempts: std::mem::take(&mut self.history.records),
-            upstream_request_id: None,
+            upstream_request_id: take_response_headers(headers, secret(route, a)),
             answer: None,
         }
     }
 
-    /// The response for a served attempt: headers cleaned, `served` (made by [`Run::served`]) and
-    /// the wire's mark added. No attempt follows a served one: an answer with no headers or no
+    /// The response for a served attempt: `served` (made by [`Run::served`]) and the wire's mark
+    /// added. No attempt follows a served one: an answer with no headers or no
     /// extensions gets the request's maps, emptied, so that what the layers above add to them
     /// (`X-Generation-Id`, [`ServedBy`]) reuses their allocations.
     fn respond<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        mut served: ServedBy,
+        served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        served.upstream_request_id = take_response_headers(&mut head.headers, self.secret(a));
         if head.headers.is_empty() {
             self.headers.clear();
             head.headers = std::mem::take(&mut self.headers);
         }
         if head.extensions.is_empty() {
-            head.extensions = std::mem::take(&mut self.spare);
+            // Takes the route with it: nothing reads it after the answer.
+            self.extensions.clear();
+            head.extensions = std::mem::take(&mut self.extensions);
         }
         head.extensions.insert(served);
         a.wire.mark(&mut head.extensions);
@@ -452,7 +487,7 @@ impl<S> Run<S> {
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
-        head: Parts,
+        mut head: Parts,
         (bytes, reading): (Bytes, Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
@@ -461,12 +496,11 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
+        let mut served = self.served(a, (latency, false), &mut head.headers);
         if let Some(stats) = &self.config.stats {
-            let key = self.route.endpoint(&self.candidate(a)).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
-            stats.record_attempt(key, sample, now);
+            stats.record_attempt(&served.endpoint, sample, now);
         }
-        let mut served = self.served(a, latency, false);
         served.answer = reading;
         self.respond(a, head, served, ResponseBody::full(bytes))
     }
@@ -475,46 +509,39 @@ impl<S> Run<S> {
     pub(crate) fn streamed<B>(
         &mut self,
         a: Attempt,
-        head: Parts,
+        mut head: Parts,
         prime: Prime<B>,
     ) -> Response<ResponseBody<B>> {
-        let latency = Instant::now().saturating_duration_since(a.start);
-        let c = self.candidate(a);
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(a.start);
         let span = std::mem::replace(&mut self.span, Span::none());
         telemetry::record_status(&span, head.status.as_u16());
         if !span.is_disabled() {
             span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
         }
-        let recorder = Recorder {
-            stats: self.config.stats.clone(),
-            key: self.route.endpoint(&c).key().clone(),
-            latency: self.config.stream_latency.then_some(latency),
-            done: false,
-            span,
-        };
-        let mut s = StreamBody {
-            body: Some(prime.body),
-            held: prime.held,
-            watch: prime.watch,
-            provider_name: self.route.provider(&c).name.clone(),
-            recorder,
-            ended: false,
-            translate: prime.translate,
-            framer: prime.framer,
-            idle: Idle::new(self.config.stream_idle_timeout),
-        };
+        let mut s = prime.stream;
+        let stream_latency = self.config.stream_latency.then_some(latency);
+        s.recorder
+            .arm(self.config.stats.clone(), stream_latency, span);
+        let route = self.route();
+        s.provider_name = route
+            .provider(&route.candidates()[a.ci as usize])
+            .name
+            .clone();
+        s.idle = Idle::since(self.config.stream_idle_timeout, now);
         if s.watch.bad() {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        let served = self.served(a, latency, true);
+        let served = self.served(a, (latency, true), &mut head.headers);
         self.respond(a, head, served, ResponseBody::stream(s))
     }
 }
 
 /// Indices into a route's candidates, with whether each is cooling down (inline: a request has a
 /// handful of candidates).
-type Order = SmallVec<[(usize, bool); 8]>;
+/// (`u32`: a smaller future; no route has billions of candidates.)
+type Order = SmallVec<[(u32, bool); 8]>;
 
 /// The candidates in the order they are tried: as routed, cooling endpoints last
 /// ([`CooldownMode::Defer`]).
@@ -526,10 +553,11 @@ fn order(config: &Config, route: &Route, now: Instant) -> Order {
         (None, Some(s)) if s.any_cooling(now) => Some(s),
         _ => None,
     };
-    let mut order: Order = (0..route.candidates().len())
+    let mut order: Order = (0..route.candidates().len() as u32)
         .map(|i| {
-            let cooling = health
-                .is_some_and(|h| h.in_cooldown(route.endpoint(&route.candidates()[i]).key(), now));
+            let cooling = health.is_some_and(|h| {
+                h.in_cooldown(route.endpoint(&route.candidates()[i as usize]).key(), now)
+            });
             (i, cooling)
         })
         .collect();
@@ -538,4 +566,29 @@ fn order(config: &Config, route: &Route, now: Instant) -> Order {
         order.sort_by_key(|(_, cooling)| *cooling);
     }
     order
+}
+
+/// The route in a run's extensions: [`ProviderFallback`](super::ProviderFallback) makes a run only
+/// for a request that has one, and the map is emptied only when the answer is made, after which
+/// the run is done.
+fn route(extensions: &Extensions) -> &Route {
+    extensions
+        .get::<Route>()
+        .expect("a run's extensions hold its route until the answer")
+}
+
+/// The credentials of the attempt's provider.
+fn secret(route: &Route, a: Attempt) -> Option<&Secret> {
+    route
+        .provider(&route.candidates()[a.ci as usize])
+        .credentials
+        .secret()
+}
+
+/// Whether the provider `slug` was sent to already (`tried`: candidates sent to).
+fn tried(route: &Route, tried: &[u32], slug: &str) -> bool {
+    let candidates = route.candidates();
+    tried
+        .iter()
+        .any(|&ci| *route.provider(&candidates[ci as usize]).slug == *slug)
 }

@@ -12,7 +12,6 @@ use super::future::ResponseFuture;
 use super::layer::{Config, ProviderFallbackLayer};
 use crate::error::GatewayError;
 use crate::route::Route;
-use crate::wire::OriginalMessages;
 use crate::BoxError;
 
 /// Middleware that sends a routed request to its candidate endpoints in order until one answers.
@@ -67,21 +66,19 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        let Some(route) = parts.extensions.remove::<Route>() else {
+        let (parts, body) = req.into_parts();
+        if parts.extensions.get::<Route>().is_none() {
             return ResponseFuture::rejected(GatewayError::invalid_request(
                 "",
                 "no route: put ModelRouting in front of ProviderFallback",
             ));
-        };
+        }
         // The ready service goes into the future; a fresh clone stays here.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let messages = parts.extensions.remove::<OriginalMessages>();
-        // Nothing else of the request's extensions goes upstream: emptied, the map's allocation
-        // can carry the answer's extensions.
-        parts.extensions.clear();
+        // None of the request's extensions goes upstream; the route (and the caller's Messages
+        // body) are read from the map in place.
         let request = (parts.headers, parts.extensions, body);
-        ResponseFuture::new(inner, self.config.clone(), route, request, messages)
+        ResponseFuture::new(inner, self.config.clone(), request)
     }
 }

@@ -228,15 +228,6 @@ impl Route {
         self.catalog.endpoint_call(c.index)
     }
 
-    /// A candidate's provider slug, shared with the catalog (made for a candidate of another
-    /// route): [`Names::provider_slug`] without the other names.
-    pub(crate) fn provider_slug(&self, c: &Candidate) -> Arc<str> {
-        match self.call(c) {
-            Some(call) => call.slug.clone(),
-            None => Arc::from(self.provider(c).slug.as_str()),
-        }
-    }
-
     /// A candidate's provider name and slug and its upstream model id, shared with the catalog
     /// (made for a candidate of another route).
     pub(crate) fn names(&self, c: &Candidate) -> Names {
