@@ -290,10 +290,13 @@ impl Template {
     fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
         let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
         let n = frame.len().checked_sub(p.len() + s.len())?;
-        if !self.one_line || !frame.ends_with(s) || !frame.starts_with(p) {
+        if !self.one_line {
             return None;
         }
-        plain_line(&frame[p.len()..], n).then(|| &frame[p.len()..p.len() + n])
+        // Split once: the comparisons and the content then need no bounds checks of their own.
+        let (head, rest) = frame.split_at(p.len());
+        let (content, tail) = rest.split_at(n);
+        (tail == s && head == p && plain_line(rest, n)).then_some(content)
     }
 }
 
@@ -304,15 +307,26 @@ impl Template {
 /// the first and the last 8 of the `n` bytes (overlapping).
 #[inline(always)]
 pub(super) fn plain_line(s: &[u8], n: usize) -> bool {
-    let word = |w: &[u8]| special_bytes(u64::from_le_bytes(w.try_into().unwrap_or_default()));
-    let clean = match s.get(..8) {
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
+    // The last of the `n` bytes is taken from the word that holds it, where there is one.
+    let (clean, last) = match s.get(..8) {
         // The lowest flagged byte is a true one: none among the first `n` bytes means none is
         // there (no mask needed for the bytes after them).
-        Some(w) if n <= 8 => word(w).trailing_zeros() as usize >= 8 * n,
-        Some(w) if n <= 16 => word(w) | word(&s[n - 8..n]) == 0,
-        _ => plain_long(s, n),
+        Some(w) if n <= 8 => {
+            let w = word(w);
+            let clean = special_bytes(w).trailing_zeros() as usize >= 8 * n;
+            (clean, n.checked_sub(1).map(|i| (w >> (8 * i)) as u8))
+        }
+        Some(w) if n <= 16 => {
+            let end = word(&s[n - 8..n]);
+            (
+                special_bytes(word(w)) | special_bytes(end) == 0,
+                Some((end >> 56) as u8),
+            )
+        }
+        _ => (plain_long(s, n), n.checked_sub(1).map(|i| s[i])),
     };
-    clean && (n == 0 || s[n - 1] != b'\\' || escapes_even(&s[..n]))
+    clean && (last != Some(b'\\') || escapes_even(&s[..n]))
 }
 
 /// True if `s` does not end in an escape: its final run of backslashes is even.
@@ -725,30 +739,28 @@ impl Handler<'_> {
         let Some(content) = t.frame_content(&frame) else {
             return Err(frame);
         };
+        if self.st.rules.is_empty() || (t.prefix_kept && t.suffix_kept) {
+            // Nothing to rewrite: the frame goes out as it is.
+            self.template_content(content);
+            return Ok(frame);
+        }
         let p = t.raw_prefix.len();
         // The rules usually match on one side of the content only: the other side is copied
-        // with the content, in one piece. When they match on neither, the frame goes out as it is.
-        let parts: Option<[&[u8]; 3]> = match (t.prefix_kept, t.suffix_kept) {
-            _ if self.st.rules.is_empty() => None,
-            (true, true) => None,
-            (true, false) => Some([&frame[..p + content.len()], &t.rewritten_suffix, &[]]),
-            (false, true) => Some([&t.rewritten_prefix, &frame[p..], &[]]),
-            (false, false) => Some([&t.rewritten_prefix, content, &t.rewritten_suffix]),
+        // with the content, in one piece.
+        let (a, b, c): (&[u8], &[u8], &[u8]) = match (t.prefix_kept, t.suffix_kept) {
+            (true, _) => (&frame[..p + content.len()], &t.rewritten_suffix, &[]),
+            (false, true) => (&t.rewritten_prefix, &frame[p..], &[]),
+            (false, false) => (&t.rewritten_prefix, content, &t.rewritten_suffix),
         };
-        let emit = match parts {
-            Some([a, b, c]) => {
-                out_reserve(out, a.len() + b.len() + c.len());
-                out.extend_from_slice(a);
-                out.extend_from_slice(b);
-                if !c.is_empty() {
-                    out.extend_from_slice(c);
-                }
-                Some(out.split().freeze())
-            }
-            None => None,
-        };
+        out_reserve(out, a.len() + b.len() + c.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        if !c.is_empty() {
+            out.extend_from_slice(c);
+        }
+        let emit = out.split().freeze();
         self.template_content(content);
-        Ok(emit.unwrap_or(frame))
+        Ok(emit)
     }
 }
 

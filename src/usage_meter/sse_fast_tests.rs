@@ -298,6 +298,30 @@ proptest! {
     }
 }
 
+/// [`plain_line`] at every length its word tests cover and past them, for strings that end in
+/// one or two backslashes (an escape or not) or in a plain byte, followed by bytes it must not read
+/// as part of the string.
+#[test]
+fn plain_line_reads_the_last_byte_at_every_length() {
+    let slow = |s: &[u8]| {
+        !s.iter().any(|b| *b == b'"' || *b < 0x20)
+            && s.iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    };
+    for n in 0..=40 {
+        for end in [&b""[..], b"\\", b"\\\\", b"\\a", b"\""] {
+            if end.len() > n {
+                continue;
+            }
+            let mut s = vec![b'x'; n - end.len()];
+            s.extend_from_slice(end);
+            for after in [&b""[..], b"\\", b"\"\\\\\\\\\\\\\\\\\\\\\\\\\\\\"] {
+                let full = [&s[..], after].concat();
+                assert_eq!(plain_line(&full, n), slow(&s), "{s:?} then {after:?}");
+            }
+        }
+    }
+}
+
 /// The fast path does take the usual stream: every content chunk after the one the template is
 /// learned from, rewritten or not.
 #[test]
