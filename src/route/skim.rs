@@ -63,16 +63,40 @@ fn stop(s: &[u8]) -> Option<usize> {
     }
     let rest = &s[SHORT..];
     let k = memchr::memchr2(b'"', b'\\', rest)?;
-    // One pass for both: the smallest byte (a control character?) and the bits of all of them
-    // (a byte above ASCII?), a reduction without early exit that the compiler vectorises.
-    let (min, any) = rest[..k]
-        .iter()
-        .fold((u8::MAX, 0), |(m, o), c| (m.min(*c), o | *c));
+    let (min, any) = min_and_bits(&rest[..k]);
     if any >= 0x80 {
         // Rare: the caller goes over the string again, UTF-8 aware.
         return rest.iter().position(|c| *c >= 0x80).map(|n| SHORT + n);
     }
     (min >= 0x20).then_some(SHORT + k)
+}
+
+/// How many bytes [`min_and_bits`] takes at a time.
+const LANES: usize = 32;
+
+/// The smallest byte of `s` (a control character?) and the bits of all of them (a byte above
+/// ASCII?), in one pass: a reduction without early exit that the compiler vectorises, over
+/// [`LANES`] bytes at a time. The last lanes overlap the ones before them rather than leave a
+/// byte-by-byte tail (a byte seen twice changes neither result).
+#[inline]
+fn min_and_bits(s: &[u8]) -> (u8, u8) {
+    let fold = |acc: (u8, u8), c: &[u8]| c.iter().fold(acc, |(m, o), c| (m.min(*c), o | *c));
+    let Some(last) = s.len().checked_sub(LANES) else {
+        return fold((u8::MAX, 0), s);
+    };
+    let (mut min, mut bits) = ([u8::MAX; LANES], [0u8; LANES]);
+    let mut lanes = |chunk: &[u8]| {
+        if let Ok(c) = <&[u8; LANES]>::try_from(chunk) {
+            for k in 0..LANES {
+                min[k] = min[k].min(c[k]);
+                bits[k] |= c[k];
+            }
+        }
+    };
+    s.chunks_exact(LANES).for_each(&mut lanes);
+    lanes(&s[last..]);
+    let min = min.iter().fold(u8::MAX, |m, c| m.min(*c));
+    (min, bits.iter().fold(0, |o, c| o | *c))
 }
 
 /// The string starting at `i` (`b[i]` is its opening quote): the index just past its closing
@@ -98,17 +122,19 @@ pub(crate) fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
         }
         at += 8;
     }
-    any_string(b, i)
+    // The bytes before `at` are plain ASCII: the rest of the string is read from there.
+    any_string(b, i, at)
 }
 
 /// How far [`string`] looks inline for the closing quote.
 const INLINE: usize = 16;
 
-/// [`string`] for any string: plain ASCII runs found by [`stop`], escapes checked, and a string
-/// with a byte above ASCII left to [`wide_string`].
+/// [`string`] for any string, read from `from` on (the bytes after the opening quote at `i` and
+/// before `from` are plain ASCII): plain ASCII runs found by [`stop`], escapes checked, and a
+/// string with a byte above ASCII left to [`wide_string`].
 #[inline(never)]
-fn any_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
-    let mut j = i + 1;
+fn any_string(b: &[u8], i: usize, from: usize) -> Option<(usize, bool)> {
+    let mut j = from;
     let mut escaped = false;
     loop {
         let k = j + stop(b.get(j..)?)?;
@@ -217,9 +243,18 @@ fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
 }
 
 /// The end of the value starting at `i` (no leading whitespace), `depth` containers deep.
+#[inline]
 pub(crate) fn value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
+    // Strings, most of the values skimmed, without a call; the others out of line.
+    if b.get(i) == Some(&b'"') {
+        return string(b, i).map(|(end, _)| end);
+    }
+    other_value(b, i, depth)
+}
+
+/// [`value`] for a value that is not a string.
+fn other_value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
     match *b.get(i)? {
-        b'"' => string(b, i).map(|(end, _)| end),
         b'{' => members(b, i, depth, |_, at| value(b, at, depth + 1)),
         b'[' => elements(b, i, depth, |at| value(b, at, depth + 1)),
         b't' => literal(b, i, b"true"),
@@ -227,6 +262,19 @@ pub(crate) fn value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
         b'n' => literal(b, i, b"null"),
         b'-' | b'0'..=b'9' => number(b, i),
         _ => None,
+    }
+}
+
+/// The index after the byte `c` found at `i`, whitespace allowed before it; `None` if another
+/// byte comes first. Compact JSON has `c` right at `i`: one look, no whitespace scan.
+#[inline(always)]
+fn after(b: &[u8], i: usize, c: u8) -> Option<usize> {
+    match b.get(i) {
+        Some(&x) if x == c => Some(i + 1),
+        _ => {
+            let j = ws(b, i);
+            (b.get(j) == Some(&c)).then_some(j + 1)
+        }
     }
 }
 
@@ -256,11 +304,7 @@ pub(crate) fn members<'a>(
             return None;
         }
         let key = &b[j + 1..end - 1];
-        j = ws(b, end);
-        if b.get(j) != Some(&b':') {
-            return None;
-        }
-        j = ws(b, member(key, ws(b, j + 1))?);
+        j = ws(b, member(key, ws(b, after(b, end, b':')?))?);
         match *b.get(j)? {
             b',' => j = ws(b, j + 1),
             b'}' => return Some(j + 1),
@@ -451,6 +495,22 @@ mod tests {
     }
 
     proptest! {
+        /// The lane-wise reduction of long runs is the plain fold, for any length (around the
+        /// lane size and its multiples too) and any bytes.
+        #[test]
+        fn min_and_bits_is_the_fold(s in prop::collection::vec(any::<u8>(), 0..200)) {
+            let fold = |s: &[u8]| s.iter().fold((u8::MAX, 0), |(m, o), c| (m.min(*c), o | *c));
+            prop_assert_eq!(min_and_bits(&s), fold(&s));
+            // One other byte in a plain run, first, in the middle or last.
+            for at in [0, s.len() / 2, s.len().saturating_sub(1)] {
+                let mut t = vec![b'a'; s.len()];
+                if let Some(c) = t.get_mut(at) {
+                    *c = s[at];
+                    prop_assert_eq!(min_and_bits(&t), fold(&t));
+                }
+            }
+        }
+
         /// Never more lenient than serde_json.
         #[test]
         fn stricter_than_serde(s in "[\\[\\]{}\",:0-9a-z.eE+\\- \\\\\u{1}]{0,24}") {

@@ -295,6 +295,15 @@ pub(crate) fn finish_reason(s: Cow<'_, str>) -> FinishReason {
     }
 }
 
+/// [`finish_reason`] of a string's raw bytes (`None` if they are not UTF-8): a known reason is
+/// found without checking the bytes as text.
+pub(crate) fn finish_reason_bytes(s: &[u8]) -> Option<FinishReason> {
+    match FINISH_REASONS.iter().find(|r| r.as_bytes() == s) {
+        Some(r) => Some(Cow::Borrowed(r)),
+        None => Some(Cow::Owned(std::str::from_utf8(s).ok()?.to_owned())),
+    }
+}
+
 /// Zero-completion insurance (<https://openrouter.ai/docs/features/zero-completion-insurance>):
 /// true when the tokens are not charged.
 pub(crate) fn insured(usage: Option<&TokenUsage>, finish_reason: Option<&str>) -> bool {
@@ -667,6 +676,10 @@ mod tests {
                 matches!(kept, Cow::Borrowed(_)),
                 FINISH_REASONS.contains(&s.as_str())
             );
+            // Read from the bytes, the same reason, borrowed alike.
+            let from_bytes = finish_reason_bytes(s.as_bytes()).expect("UTF-8");
+            prop_assert_eq!(&*from_bytes, s.as_str());
+            prop_assert_eq!(matches!(from_bytes, Cow::Borrowed(_)), matches!(kept, Cow::Borrowed(_)));
         }
     }
 

@@ -7,7 +7,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::cost::{finish_reason, Cost, FinishReason, TokenUsage, WireUsage};
+use super::cost::{finish_reason, finish_reason_bytes, Cost, FinishReason, TokenUsage, WireUsage};
 use crate::route::{plain_json_str, skim, splice, Piece, Pieces};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
@@ -128,23 +128,45 @@ impl<'a> Top<'a> {
     }
 }
 
-/// The members of [`Top`], in the order of the bits of `seen` in [`skimmed`].
-const TOP_KEYS: [&[u8]; 10] = [
-    b"id",
-    b"model",
-    b"provider",
-    b"service_tier",
-    b"usage",
-    b"choices",
-    b"error",
-    b"message",
-    b"delta",
-    b"type",
-];
-/// The members of a choice that [`summarize`] reads.
-const CHOICE_KEYS: [&[u8]; 4] = [b"finish_reason", b"message", b"delta", b"text"];
-/// The members of a choice's message (or delta) whose bytes count as content.
-const MESSAGE_KEYS: [&[u8]; 3] = [b"content", b"reasoning", b"tool_calls"];
+/// The index of the member of [`Top`] named `key` (the bit of `seen` in [`skimmed`]). A `match`
+/// on literals: each compare has a constant length, made inline after the length check.
+fn top_key(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"id" => 0,
+        b"model" => 1,
+        b"provider" => 2,
+        b"service_tier" => 3,
+        b"usage" => 4,
+        b"choices" => 5,
+        b"error" => 6,
+        b"message" => 7,
+        b"delta" => 8,
+        b"type" => 9,
+        _ => return None,
+    })
+}
+
+/// The index of the member of a choice named `key`, if [`summarize`] reads it.
+fn choice_key(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"finish_reason" => 0,
+        b"message" => 1,
+        b"delta" => 2,
+        b"text" => 3,
+        _ => return None,
+    })
+}
+
+/// The index of the member of a choice's message (or delta) named `key`, if its bytes count as
+/// content.
+fn message_key(key: &[u8]) -> Option<u32> {
+    Some(match key {
+        b"content" => 0,
+        b"reasoning" => 1,
+        b"tool_calls" => 2,
+        _ => return None,
+    })
+}
 
 /// [`Top::parse_with_choices`] by the [`skim`]mer, without serde: `None` when the body is not
 /// UTF-8, not well-formed to the skimmer, or not of the usual shape (a duplicate member, an
@@ -161,7 +183,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
     let mut summary = ChoicesSummary::default();
     let mut seen = 0u16;
     let end = skim::members(b, start, 0, |key, at| {
-        let Some(k) = TOP_KEYS.iter().position(|n| *n == key) else {
+        let Some(k) = top_key(key) else {
             return skim::value(b, at, 1);
         };
         if seen & (1 << k) != 0 {
@@ -223,7 +245,7 @@ fn skim_choice(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usiz
     }
     let (mut seen, mut finish, mut content) = (0u8, None, 0);
     let end = skim::members(b, at, 2, |key, i| {
-        let Some(k) = CHOICE_KEYS.iter().position(|n| *n == key) else {
+        let Some(k) = choice_key(key) else {
             return skim::value(b, i, 3);
         };
         if seen & (1 << k) != 0 {
@@ -233,7 +255,7 @@ fn skim_choice(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usiz
         match (k, b.get(i)?) {
             (0, _) => {
                 let end = skim::value(b, i, 3)?;
-                finish = skim::plain_string(skim::text(b, i..end)?)?;
+                finish = skim::plain_bytes(&b[i..end])?;
                 Some(end)
             }
             (_, b'n') => skim::value(b, i, 3),
@@ -248,7 +270,10 @@ fn skim_choice(b: &[u8], at: usize, summary: &mut ChoicesSummary) -> Option<usiz
         }
     })?;
     if summary.finish_reason.is_none() {
-        summary.finish_reason = finish.map(|f| finish_reason(Cow::Borrowed(f)));
+        summary.finish_reason = match finish {
+            Some(f) => Some(finish_reason_bytes(f)?),
+            None => None,
+        };
     }
     summary.content_bytes += content;
     Some(end)
@@ -260,7 +285,7 @@ fn skim_message(b: &[u8], at: usize, content: &mut u64) -> Option<usize> {
     let mut seen = 0u8;
     skim::members(b, at, 3, |key, i| {
         let end = skim::value(b, i, 4)?;
-        if let Some(k) = MESSAGE_KEYS.iter().position(|n| *n == key) {
+        if let Some(k) = message_key(key) {
             if seen & (1 << k) != 0 {
                 return None;
             }
