@@ -984,9 +984,8 @@ impl http_body::Body for Silent {
     }
 }
 
-/// A body over the limit is refused before a byte of it is read: by the body's own bound when it
-/// knows one, else by the declared `Content-Length`. A stale, larger `Content-Length` on a body
-/// that knows its size (a `Full` rewritten by a layer in front) does not refuse it.
+/// A body over the limit is refused before a byte of it is read: by its declared
+/// `Content-Length`, or by its own size hint when that says it is at least that large.
 #[tokio::test(start_paused = true)]
 async fn over_the_limit_is_refused_before_reading() {
     use std::time::Duration;
@@ -1013,13 +1012,5 @@ async fn over_the_limit_is_refused_before_reading() {
     assert_eq!(refused(http_body::SizeHint::new(), Some("5000")).await, 413);
     let mut at_least = http_body::SizeHint::new();
     at_least.set_lower(2000);
-    assert_eq!(refused(at_least, Some("5000")).await, 413);
-
-    let body = json!({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]});
-    let req = Request::post("/api/v1/chat/completions")
-        .header("content-length", "5000")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let svc = ServiceBuilder::new().layer(layer).service_fn(echo);
-    assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
+    assert_eq!(refused(at_least, None).await, 413);
 }

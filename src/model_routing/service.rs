@@ -72,15 +72,15 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limit = self.config.body_limit;
-        // The body's own bound when it knows one (a `Full`; hyper's body of a request with a
-        // `Content-Length`), else the declared length: refused before a byte is read.
-        let declared = req.body().size_hint().upper().or_else(|| {
-            req.headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-        });
-        if declared.is_some_and(|n| n > limit as u64) {
+        // Declared too large, or known to be by the body itself (at least its size hint's lower
+        // bound): refused before a byte is read.
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let known = req.body().size_hint().lower();
+        if declared.is_some_and(|n| n > limit as u64) || known > limit as u64 {
             return ResponseFuture::rejected(GatewayError::payload_too_large(limit));
         }
         // The ready service goes into the future; a fresh clone stays here.
