@@ -980,7 +980,7 @@ impl http_body::Body for Silent {
         std::task::Poll::Pending
     }
     fn size_hint(&self) -> http_body::SizeHint {
-        self.0.clone()
+        self.0
     }
 }
 
