@@ -4,7 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::header::AsHeaderName;
+use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
 /// `X-OpenRouter-Cache: true|false` — turns the cache on (or off, over an operator rule) for one
@@ -20,6 +21,11 @@ pub const CACHE_STATUS: &str = "x-openrouter-cache-status";
 pub const CACHE_AGE: &str = "x-openrouter-cache-age";
 /// `X-OpenRouter-Cache-Source-Id: <generation id>` — the generation a HIT replays (response).
 pub const CACHE_SOURCE_ID: &str = "x-openrouter-cache-source-id";
+
+/// The request headers above as parsed names: a lookup by a `&str` parses the name first.
+pub(crate) const CACHE_NAME: HeaderName = HeaderName::from_static(CACHE);
+pub(crate) const CACHE_TTL_NAME: HeaderName = HeaderName::from_static(CACHE_TTL);
+pub(crate) const CACHE_CLEAR_NAME: HeaderName = HeaderName::from_static(CACHE_CLEAR);
 
 /// The default TTL: 300 seconds.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -144,7 +150,7 @@ pub fn parse_ttl(value: &[u8]) -> Option<Duration> {
 
 /// A boolean request header: `Some(true)` for `true`, `Some(false)` for `false` (any case), `None`
 /// when absent or anything else.
-pub(crate) fn flag(headers: &HeaderMap, name: &str) -> Option<bool> {
+pub(crate) fn flag(headers: &HeaderMap, name: impl AsHeaderName) -> Option<bool> {
     let v = headers.get(name)?.as_bytes().trim_ascii();
     if v.eq_ignore_ascii_case(b"true") {
         Some(true)

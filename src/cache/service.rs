@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::future::{Ctx, ResponseFuture};
-use super::key::{flag, parse_ttl, CacheKey, CACHE, CACHE_CLEAR, CACHE_TTL};
+use super::key::{flag, parse_ttl, CacheKey, CACHE_CLEAR_NAME, CACHE_NAME, CACHE_TTL_NAME};
 use super::layer::Config;
 use crate::route::Route;
 use crate::usage_meter::{metadata_requested, CallerKey};
@@ -47,22 +47,23 @@ pub(crate) fn decide<B>(cfg: &Config, req: &Request<B>) -> Option<(CacheKey, Dur
     let view = route.view();
     let model = view.model.as_deref().unwrap_or("");
     let headers = req.headers();
+    // First what the usual request settles at once: no cache header and no operator rule.
+    let rule_ttl = match flag(headers, CACHE_NAME) {
+        Some(false) => return None,
+        Some(true) => cfg.rule.as_ref().and_then(|r| r.ttl(caller, model)),
+        None => Some(cfg.rule.as_ref()?.ttl(caller, model)?),
+    };
     // `openrouter_metadata` describes this request's own routing and is never sent on a cache
     // hit: a request that asks for it neither reads nor fills the cache.
     if metadata_requested(headers) {
         return None;
     }
-    let rule_ttl = match flag(headers, CACHE) {
-        Some(false) => return None,
-        Some(true) => cfg.rule.as_ref().and_then(|r| r.ttl(caller, model)),
-        None => Some(cfg.rule.as_ref()?.ttl(caller, model)?),
-    };
     let ttl = headers
-        .get(CACHE_TTL)
+        .get(CACHE_TTL_NAME)
         .and_then(|v| parse_ttl(v.as_bytes()))
         .or(rule_ttl.map(super::layer::clamp_ttl))
         .unwrap_or(cfg.default_ttl);
-    let clear = flag(headers, CACHE_CLEAR) == Some(true);
+    let clear = flag(headers, CACHE_CLEAR_NAME) == Some(true);
     let key = CacheKey::new(
         caller.as_str(),
         model,

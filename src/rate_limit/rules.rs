@@ -279,7 +279,12 @@ impl Rules {
                 push(&mut out, "model", &m.id, l, tokens);
             }
         }
-        if let Some(c) = route.candidates().first() {
+        // The endpoint's name is formatted only when some endpoint has limits.
+        if let Some(c) = route
+            .candidates()
+            .first()
+            .filter(|_| !self.endpoints.is_empty())
+        {
             if let Some(e) = route.get_endpoint(c) {
                 let name = e.key().to_string();
                 if let Some(l) = self.endpoints.get(&name) {
