@@ -115,6 +115,18 @@ pub struct Metrics {
     /// The handles of each model and provider that served, so that a generation costs one
     /// lookup instead of five label hashes and ten string copies (see [`Served`]).
     served: RwLock<HashMap<String, Vec<(String, Served)>>>,
+    /// The handles every answer counts with, taken from their families once (as `served`).
+    answers: RwLock<Answers>,
+}
+
+/// The `gateway_requests_total` series by route and status, and the `gateway_attempts_total`
+/// series by provider and outcome, as handles: counting an answer then costs a short scan
+/// instead of two label hashes and a string copy. Both are small (a few routes and statuses;
+/// the catalog's providers, each with its outcomes seen).
+#[derive(Default)]
+struct Answers {
+    requests: Vec<(&'static str, u16, Counter)>,
+    attempts: HashMap<String, Vec<(&'static str, Counter)>>,
 }
 
 /// The metrics one model on one provider observes at every finished generation: handles that
@@ -142,9 +154,44 @@ impl Default for Metrics {
             requests: Family::default(),
             cost: Family::default(),
             served: RwLock::default(),
+            answers: RwLock::default(),
         };
         m.register();
         m
+    }
+}
+
+impl Answers {
+    fn request(&self, route: &str, status: u16) -> Option<&Counter> {
+        self.requests
+            .iter()
+            .find(|(r, s, _)| *s == status && *r == route)
+            .map(|(_, _, c)| c)
+    }
+
+    fn attempt(&self, provider: &str, outcome: &str) -> Option<&Counter> {
+        self.attempts
+            .get(provider)?
+            .iter()
+            .find(|(o, _)| *o == outcome)
+            .map(|(_, c)| c)
+    }
+
+    /// Counts an answer and its sent attempts; false (nothing counted) when a handle is missing.
+    fn count(&self, route: &str, status: u16, attempts: &[AttemptRecord]) -> bool {
+        let sent = || attempts.iter().filter(|a| a.sent);
+        let handle = |a: &AttemptRecord| self.attempt(provider_of(&a.endpoint), a.kind.as_str());
+        let Some(request) = self.request(route, status) else {
+            return false;
+        };
+        if !sent().all(|a| handle(a).is_some()) {
+            return false;
+        }
+        request.inc();
+        sent().filter_map(handle).for_each(|c| {
+            c.inc();
+        });
+        true
     }
 }
 
@@ -210,18 +257,17 @@ impl Metrics {
         error_type: Option<&'static str>,
         elapsed: Duration,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
         let sent = attempts.iter().filter(|a| a.sent).count() as u64;
         self.fallbacks.inc_by(sent.saturating_sub(1));
-        for a in attempts.iter().filter(|a| a.sent) {
-            self.attempts
-                .get_or_create(&AttemptLabels {
-                    gen_ai_provider_name: provider_of(&a.endpoint).to_owned(),
-                    outcome: a.kind.as_str(),
-                })
-                .inc();
+        {
+            let answers = self.answers.read().unwrap_or_else(|e| e.into_inner());
+            let counted = answers.count(route, status, attempts);
+            drop(answers);
+            if !counted {
+                self.add_answer_handles(route, status, attempts);
+                let answers = self.answers.read().unwrap_or_else(|e| e.into_inner());
+                answers.count(route, status, attempts);
+            }
         }
         if error_type == Some("payment_required") {
             self.budget_refusals.inc();
@@ -313,6 +359,32 @@ impl Metrics {
         let providers = map.entry(model.to_owned()).or_default();
         if !providers.iter().any(|(p, _)| p == provider) {
             providers.push((provider.to_owned(), served));
+        }
+    }
+
+    /// Takes the handles an answer counts with (its route and status, each sent attempt's
+    /// provider and outcome) from the families.
+    #[cold]
+    fn add_answer_handles(&self, route: &'static str, status: u16, attempts: &[AttemptRecord]) {
+        let mut answers = self.answers.write().unwrap_or_else(|e| e.into_inner());
+        if answers.request(route, status).is_none() {
+            let c = self
+                .requests
+                .get_or_create(&RequestLabels { route, status });
+            answers.requests.push((route, status, c.clone()));
+        }
+        for a in attempts.iter().filter(|a| a.sent) {
+            let provider = provider_of(&a.endpoint);
+            let outcome = a.kind.as_str();
+            if answers.attempt(provider, outcome).is_none() {
+                let labels = AttemptLabels {
+                    gen_ai_provider_name: provider.to_owned(),
+                    outcome,
+                };
+                let c = self.attempts.get_or_create(&labels).clone();
+                let entry = answers.attempts.entry(provider.to_owned()).or_default();
+                entry.push((outcome, c));
+            }
         }
     }
 
