@@ -358,6 +358,9 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// `x-api-key` (a constant: a lookup by `&str` parses the name every time).
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
@@ -374,7 +377,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         }
     }
     headers
-        .get("x-api-key")
+        .get(X_API_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
