@@ -368,7 +368,7 @@ async fn a_burst_of_upstream_events_leaves_in_few_writes() {
 /// trailers and before an error, and the end last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn coalesce_keeps_order_before_trailers_and_errors() {
-    use app::coalesce::Coalesce;
+    use app::coalesce::coalesce;
     use http_body::Frame;
     use http_body_util::StreamBody;
     type Item = Result<Frame<Bytes>, std::io::Error>;
@@ -382,7 +382,7 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
         Ok(Frame::trailers(trailers)),
         data("c"),
     ];
-    let mut body = Coalesce::new(StreamBody::new(futures_util::stream::iter(items)));
+    let mut body = std::pin::pin!(coalesce(StreamBody::new(futures_util::stream::iter(items))));
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "0", "the first data at once");
     let next = body.frame().await.unwrap().unwrap();
@@ -403,7 +403,9 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
         data("x"),
         Err(std::io::Error::other("upstream broke")),
     ];
-    let mut body = Coalesce::new(StreamBody::new(futures_util::stream::iter(failing)));
+    let mut body = std::pin::pin!(coalesce(StreamBody::new(futures_util::stream::iter(
+        failing
+    ))));
     for want in ["0", "x"] {
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), want);

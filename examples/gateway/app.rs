@@ -42,7 +42,7 @@ mod embeddings;
 pub mod replicas;
 #[path = "responses.rs"]
 mod responses;
-use coalesce::Coalesce;
+use coalesce::coalesce;
 pub use metrics::Metrics;
 use tower_ai_gateway::fallback::Attempts;
 use tower_ai_gateway::route::ServedBy;
@@ -251,7 +251,7 @@ pub fn build_with_client(
     let stack = ServiceBuilder::new().layer(gateway).service(client);
     // Events that are ready together leave in one write (see `Coalesce`).
     let stack =
-        ServiceExt::<Request>::map_response(stack, |res| res.map(|b| Body::new(Coalesce::new(b))));
+        ServiceExt::<Request>::map_response(stack, |res| res.map(|b| Body::new(coalesce(b))));
     let stack = Stack::new(stack);
 
     let state = AppState(Arc::new(AppStateInner {

@@ -37,7 +37,7 @@ pin_project! {
     ///
     /// Bounded by `B: Body` (like tower-http's `DecompressionBody`) because it may hold the
     /// trailers or the error it read from `B` after data it still has to hand on.
-    pub struct Coalesce<B>
+    pub struct Coalesce<B, Y>
     where
         B: Body,
     {
@@ -46,8 +46,12 @@ pin_project! {
         held: Held,
         // What the inner body gave after the held data: handed on at the next poll.
         next: Option<Next<B>>,
-        // The yield in progress while data is held.
-        yielding: Option<Yield>,
+        // The yield in progress while data is held: kept in place, each yield where the last one
+        // was (no allocation per yield).
+        #[pin]
+        yielding: Option<Y>,
+        // Makes a yield (`tokio::task::yield_now`, whose future type has no name).
+        yield_now: fn() -> Y,
         // Yields since the inner body last gave data.
         idle_yields: u8,
         // The inner body ended.
@@ -56,9 +60,6 @@ pin_project! {
         started: bool,
     }
 }
-
-/// One `yield_now`, boxed (its type has no name).
-type Yield = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What a poll of the inner body gave after data that is still held.
 type Next<B> = Result<Frame<Bytes>, <B as Body>::Error>;
@@ -106,7 +107,7 @@ impl Held {
     }
 }
 
-impl<B: Body> std::fmt::Debug for Coalesce<B> {
+impl<B: Body, Y> std::fmt::Debug for Coalesce<B, Y> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coalesce")
             .field("held", &self.held.len())
@@ -115,25 +116,25 @@ impl<B: Body> std::fmt::Debug for Coalesce<B> {
     }
 }
 
-impl<B: Body> Coalesce<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B) -> Self {
-        Coalesce {
-            inner,
-            held: Held::Empty,
-            next: None,
-            yielding: None,
-            idle_yields: 0,
-            ended: false,
-            started: false,
-        }
+/// Wraps `inner` in a [`Coalesce`] that yields with `tokio::task::yield_now`.
+pub fn coalesce<B: Body>(inner: B) -> Coalesce<B, impl Future<Output = ()> + Send> {
+    Coalesce {
+        inner,
+        held: Held::Empty,
+        next: None,
+        yielding: None,
+        yield_now: tokio::task::yield_now,
+        idle_yields: 0,
+        ended: false,
+        started: false,
     }
 }
 
-impl<B> Body for Coalesce<B>
+impl<B, Y> Body for Coalesce<B, Y>
 where
     B: Body,
     B::Data: Buf,
+    Y: Future<Output = ()>,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -179,19 +180,21 @@ where
                     // Let the producer run before the held data goes out: after the data it
                     // gave, the upstream connection's task takes two turns to hand on the next
                     // chunk it has already read.
-                    if let Some(fut) = this.yielding.as_mut() {
-                        if fut.as_mut().poll(cx).is_pending() {
+                    if let Some(fut) = this.yielding.as_mut().as_pin_mut() {
+                        if fut.poll(cx).is_pending() {
                             return Poll::Pending;
                         }
-                        *this.yielding = None;
+                        this.yielding.set(None);
                     }
                     if *this.idle_yields < IDLE_YIELDS {
                         *this.idle_yields += 1;
-                        let mut fut: Yield = Box::pin(tokio::task::yield_now());
-                        if fut.as_mut().poll(cx).is_pending() {
-                            *this.yielding = Some(fut);
-                            return Poll::Pending;
+                        this.yielding.set(Some((this.yield_now)()));
+                        if let Some(fut) = this.yielding.as_mut().as_pin_mut() {
+                            if fut.poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
                         }
+                        this.yielding.set(None);
                         continue;
                     }
                     *this.idle_yields = 0;
