@@ -1,5 +1,6 @@
 //! The generation record and where it goes.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -69,27 +70,108 @@ impl App {
     }
 }
 
-/// The id the meter gives a request, chosen before the request reaches it: a layer above that
-/// answers before the meter does (the [`KeepAlive`](crate::keep_alive) head, which carries
-/// `X-Generation-Id`) puts it in the request's extensions, and the meter adopts it instead of
-/// drawing its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GenerationId(Arc<str>);
+/// A generation id, `gen-<unix secs>-<20 random alphanumerics>`: the id the meter gives a
+/// request (the response's `id`, `X-Generation-Id`, [`GenerationRecord::id`] and the
+/// [`GenerationStore`]'s key).
+///
+/// Held inline (no allocation; `Copy`), and read as a `&str` ([`as_str`](Self::as_str), or
+/// through `Deref`): it compares, hashes and borrows as its text, so a map keyed by it is looked
+/// up by a `&str`.
+///
+/// A layer above the meter that answers before the meter does (the
+/// [`KeepAlive`](crate::keep_alive) head, which carries `X-Generation-Id`) puts one in the
+/// request's extensions, and the meter adopts it instead of drawing its own.
+#[derive(Clone, Copy)]
+pub struct GenerationId {
+    len: u8,
+    bytes: [u8; GenerationId::MAX_LEN],
+}
 
 impl GenerationId {
+    /// The longest id: `gen-`, an `i64` (at most 20 characters), `-` and 20 characters.
+    const MAX_LEN: usize = 45;
+
     /// A fresh id, `gen-<unix secs>-<20 random alphanumerics>`, for a request made at
     /// `unix_millis`.
     pub fn new(unix_millis: i64) -> Self {
-        GenerationId(super::service::generation_id(unix_millis))
+        super::service::generation_id(unix_millis)
+    }
+
+    /// The id `bytes` (ASCII, at most [`MAX_LEN`](Self::MAX_LEN) long: callers ensure it).
+    pub(crate) fn from_ascii(bytes: &[u8]) -> Self {
+        debug_assert!(bytes.len() <= Self::MAX_LEN && bytes.is_ascii());
+        let len = bytes.len().min(Self::MAX_LEN);
+        let mut id = GenerationId {
+            len: len as u8,
+            bytes: [0; Self::MAX_LEN],
+        };
+        id.bytes[..len].copy_from_slice(&bytes[..len]);
+        id
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII (`from_ascii`), so never the empty fallback.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
+}
 
-    pub(crate) fn shared(&self) -> Arc<str> {
-        self.0.clone()
+impl std::ops::Deref for GenerationId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for GenerationId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for GenerationId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for GenerationId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for GenerationId {}
+
+impl PartialEq<str> for GenerationId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for GenerationId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::hash::Hash for GenerationId {
+    /// Hashes as its text (what `Borrow<str>` requires).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Display for GenerationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Debug for GenerationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -99,7 +181,7 @@ impl GenerationId {
 #[non_exhaustive]
 pub struct GenerationRecord {
     /// `gen-<unix secs>-<random>`; also the response's `id` and `X-Generation-Id`.
-    pub id: Arc<str>,
+    pub id: GenerationId,
     /// When the request arrived (Unix milliseconds, UTC).
     pub created_unix_millis: i64,
     /// The caller, if the request carried a [`CallerKey`].
@@ -133,8 +215,9 @@ pub struct GenerationRecord {
     pub generation_time: Duration,
     /// Completion tokens per second between the first and the last content, when measurable.
     pub throughput: Option<f64>,
-    /// The first choice's finish reason.
-    pub finish_reason: Option<String>,
+    /// The first choice's finish reason (the usual ones, `stop`, `length`, `tool_calls`, …,
+    /// borrowed: no allocation).
+    pub finish_reason: Option<Cow<'static, str>>,
     /// True for SSE responses.
     pub streamed: bool,
     /// True when the client dropped the body before its end.
@@ -148,9 +231,10 @@ pub struct GenerationRecord {
     pub error: bool,
     /// Upstream attempts sent (from `ServedBy::attempts`; 1 when the serving layer gives none).
     pub attempts: u32,
-    /// Every attempt of the request, the serving one last (`ServedBy::attempts`; empty when the
-    /// serving layer gives none): `provider_responses` in the `/generation` shape.
-    pub provider_responses: Vec<AttemptRecord>,
+    /// Every attempt of the request, the serving one last (`ServedBy::attempts`, shared with
+    /// it; empty when the serving layer gives none): `provider_responses` in the `/generation`
+    /// shape.
+    pub provider_responses: Arc<[AttemptRecord]>,
     /// The app that sent the request (attribution headers).
     pub app: App,
     /// `session_id` from the body, else the `x-session-id` header.
@@ -280,10 +364,10 @@ pub struct GenerationStore {
 #[derive(Default)]
 struct StoreInner {
     capacity: usize,
-    order: VecDeque<Arc<str>>,
+    order: VecDeque<GenerationId>,
     /// Keyed by generation id: the meter draws ids at random (`gen-<secs>-<20 random
     /// characters>`), callers cannot choose them, so the fast non-keyed hasher is safe here.
-    by_id: FastMap<Arc<str>, Arc<GenerationRecord>>,
+    by_id: FastMap<GenerationId, Arc<GenerationRecord>>,
 }
 
 impl GenerationStore {
@@ -334,8 +418,8 @@ impl GenerationSink for GenerationStore {
                 s.by_id.remove(&old);
             }
         }
-        s.order.push_back(record.id.clone());
-        s.by_id.insert(record.id.clone(), record.clone());
+        s.order.push_back(record.id);
+        s.by_id.insert(record.id, record.clone());
     }
 }
 
@@ -424,7 +508,7 @@ mod tests {
 
     fn rec(id: &str) -> Arc<GenerationRecord> {
         Arc::new(GenerationRecord {
-            id: id.into(),
+            id: GenerationId::from_ascii(id.as_bytes()),
             created_unix_millis: 0,
             key: None,
             requested_model: None,
@@ -448,7 +532,7 @@ mod tests {
             insured: false,
             error: false,
             attempts: 1,
-            provider_responses: Vec::new(),
+            provider_responses: Arc::default(),
             app: App::default(),
             session_id: None,
             service_tier: None,

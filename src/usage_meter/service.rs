@@ -51,10 +51,10 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
 /// The characters of a generation id's random part (those of `rand`'s `Alphanumeric`).
 const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
-/// allocated once. Each character is six random bits, drawn again when they fall outside
+/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written in place (no
+/// allocation). Each character is six random bits, drawn again when they fall outside
 /// [`ID_CHARS`] (so uniform), ten of them from each random word.
-pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
+pub(crate) fn generation_id(unix_millis: i64) -> GenerationId {
     // Room for `gen-`, an `i64` (at most 20 characters) and `-`, and 20 characters.
     let mut id = [0u8; 45];
     let mut secs = itoa::Buffer::new();
@@ -79,7 +79,7 @@ pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
             bits >>= 6;
         }
     }
-    Arc::from(std::str::from_utf8(&id[..end]).unwrap_or("gen-"))
+    GenerationId::from_ascii(&id[..end])
 }
 
 /// Which of the optional request headers the meter reads are there, found in one pass over the
@@ -215,7 +215,7 @@ where
             id: req
                 .extensions()
                 .get::<GenerationId>()
-                .map_or_else(|| generation_id(created_ms), GenerationId::shared),
+                .map_or_else(|| generation_id(created_ms), |id| *id),
             created_ms,
             start,
             key,
@@ -247,7 +247,7 @@ where
                 App::default()
             },
             session_id: None,
-            provider_responses: Vec::new(),
+            provider_responses: Arc::default(),
             preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
             metadata: None,
