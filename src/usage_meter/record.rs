@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrayvec::ArrayString;
 use serde_json::{json, Value};
 
 use super::cost::TokenUsage;
@@ -81,15 +82,12 @@ impl App {
 /// A layer above the meter that answers before the meter does (the
 /// [`KeepAlive`](crate::keep_alive) head, which carries `X-Generation-Id`) puts one in the
 /// request's extensions, and the meter adopts it instead of drawing its own.
-#[derive(Clone, Copy)]
-pub struct GenerationId {
-    len: u8,
-    bytes: [u8; GenerationId::MAX_LEN],
-}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GenerationId(ArrayString<{ GenerationId::MAX_LEN }>);
 
 impl GenerationId {
     /// The longest id: `gen-`, an `i64` (at most 20 characters), `-` and 20 characters.
-    const MAX_LEN: usize = 45;
+    pub(crate) const MAX_LEN: usize = 45;
 
     /// A fresh id, `gen-<unix secs>-<20 random alphanumerics>`, for a request made at
     /// `unix_millis`.
@@ -97,22 +95,23 @@ impl GenerationId {
         super::service::generation_id(unix_millis)
     }
 
-    /// The id `bytes` (ASCII, at most [`MAX_LEN`](Self::MAX_LEN) long: callers ensure it).
-    pub(crate) fn from_ascii(bytes: &[u8]) -> Self {
-        debug_assert!(bytes.len() <= Self::MAX_LEN && bytes.is_ascii());
-        let len = bytes.len().min(Self::MAX_LEN);
-        let mut id = GenerationId {
-            len: len as u8,
-            bytes: [0; Self::MAX_LEN],
-        };
-        id.bytes[..len].copy_from_slice(&bytes[..len]);
-        id
+    /// The id made of `parts`, joined (cut to [`MAX_LEN`](Self::MAX_LEN) bytes, at a character
+    /// boundary).
+    pub(crate) fn from_parts(parts: &[&str]) -> Self {
+        let mut id = ArrayString::new();
+        for p in parts {
+            let mut end = p.len().min(id.remaining_capacity());
+            while !p.is_char_boundary(end) {
+                end -= 1;
+            }
+            id.push_str(&p[..end]);
+        }
+        GenerationId(id)
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
-        // Always ASCII (`from_ascii`), so never the empty fallback.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        &self.0
     }
 }
 
@@ -120,29 +119,21 @@ impl std::ops::Deref for GenerationId {
     type Target = str;
 
     fn deref(&self) -> &str {
-        self.as_str()
+        &self.0
     }
 }
 
 impl AsRef<str> for GenerationId {
     fn as_ref(&self) -> &str {
-        self.as_str()
+        &self.0
     }
 }
 
 impl std::borrow::Borrow<str> for GenerationId {
     fn borrow(&self) -> &str {
-        self.as_str()
+        &self.0
     }
 }
-
-impl PartialEq for GenerationId {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for GenerationId {}
 
 impl PartialEq<str> for GenerationId {
     fn eq(&self, other: &str) -> bool {
@@ -156,22 +147,9 @@ impl PartialEq<&str> for GenerationId {
     }
 }
 
-impl std::hash::Hash for GenerationId {
-    /// Hashes as its text (what `Borrow<str>` requires).
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
 impl fmt::Display for GenerationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl fmt::Debug for GenerationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
+        f.pad(&self.0)
     }
 }
 
@@ -508,7 +486,7 @@ mod tests {
 
     fn rec(id: &str) -> Arc<GenerationRecord> {
         Arc::new(GenerationRecord {
-            id: GenerationId::from_ascii(id.as_bytes()),
+            id: GenerationId::from_parts(&[id]),
             created_unix_millis: 0,
             key: None,
             requested_model: None,

@@ -49,7 +49,7 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
     };
     Ctx {
         cfg: Arc::new(cfg),
-        id: super::record::GenerationId::from_ascii(b"gen-fast-1"),
+        id: super::record::GenerationId::from_parts(&["gen-fast-1"]),
         created_ms: 0,
         start: Instant::now(),
         key: None,
