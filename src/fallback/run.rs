@@ -432,12 +432,15 @@ impl<S> Run<S> {
             duration: latency,
             retry_after: None,
         };
-        // The failures before it and this attempt, in one allocation shared with the meter's
-        // generation record.
-        let attempts: Arc<[AttemptRecord]> = std::mem::take(&mut self.history.records)
-            .into_iter()
-            .chain(std::iter::once(served))
-            .collect();
+        // The failures before it (usually none) and this attempt, in one allocation shared
+        // with the meter's generation record.
+        let attempts: Arc<[AttemptRecord]> = if self.history.records.is_empty() {
+            Arc::new([served])
+        } else {
+            let mut records = std::mem::take(&mut self.history.records);
+            records.push(served);
+            Arc::from(records)
+        };
         tracing::debug!(
             endpoint = %e.key(),
             provider = %names.provider_slug,
