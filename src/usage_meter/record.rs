@@ -86,8 +86,9 @@ impl App {
 pub struct GenerationId(ArrayString<{ GenerationId::MAX_LEN }>);
 
 impl GenerationId {
-    /// The longest id: `gen-`, an `i64` (at most 20 characters), `-` and 20 characters.
-    pub(crate) const MAX_LEN: usize = 45;
+    /// The longest id: `gen-`, the Unix seconds of an `i64` of milliseconds (at most 17
+    /// characters, `-9223372036854776`), `-` and 20 characters.
+    pub(crate) const MAX_LEN: usize = 42;
 
     /// A fresh id, `gen-<unix secs>-<20 random alphanumerics>`, for a request made at
     /// `unix_millis`.
@@ -529,6 +530,117 @@ mod tests {
         assert!(store.get("b").is_some() && store.get("c").is_some());
         let ids: Vec<String> = store.records().iter().map(|r| r.id.to_string()).collect();
         assert_eq!(ids, ["b", "c"]);
+    }
+
+    /// A generation id is its text: equal, hashed and borrowed as the `&str` (the store is
+    /// looked up by one), shown as it; `from_parts` joins and cuts at the longest id.
+    #[test]
+    fn generation_id_is_its_text() {
+        use std::hash::BuildHasher;
+        let id = GenerationId::from_parts(&["gen-", "1795315920", "-", "abcdefghijABCDEFGHIJ"]);
+        let text = "gen-1795315920-abcdefghijABCDEFGHIJ";
+        assert_eq!(id.as_str(), text);
+        assert_eq!(id, text);
+        assert_eq!(id, *text);
+        assert_eq!(id.to_string(), text);
+        assert_eq!(format!("{id:>40}"), format!("{text:>40}"));
+        assert_eq!(format!("{id:?}"), format!("GenerationId({text:?})"));
+        let hasher = std::hash::BuildHasherDefault::<crate::hash::FastHasher>::default();
+        assert_eq!(hasher.hash_one(id), hasher.hash_one(text));
+        let long = "x".repeat(60);
+        assert_eq!(
+            GenerationId::from_parts(&[&long]).len(),
+            GenerationId::MAX_LEN
+        );
+        // Cut at a character boundary: a two-byte character after the last byte but one.
+        let cut = GenerationId::from_parts(&[&long[..GenerationId::MAX_LEN - 1], "é"]);
+        assert_eq!(cut.as_str(), &long[..GenerationId::MAX_LEN - 1]);
+        // The longest id a clock can give fits whole.
+        let min = GenerationId::new(i64::MIN);
+        assert!(min.starts_with("gen--9223372036854776-"), "{min}");
+        assert_eq!(min.len(), "gen--9223372036854776-".len() + 20);
+    }
+
+    /// The `/api/v1/generation` shape of a full record, member by member (the finish reason
+    /// borrowed or owned, and the attempts shared with `ServedBy`, serialise the same).
+    #[test]
+    fn openrouter_json_shape() {
+        use crate::route::AttemptKind;
+        let endpoint = EndpointKey::new("acme/chat-1", "acme");
+        let attempt = AttemptRecord {
+            provider: "Acme".into(),
+            endpoint: endpoint.clone(),
+            status: Some(200),
+            error_type: None,
+            kind: AttemptKind::Ok,
+            sent: true,
+            duration: Duration::from_millis(120),
+            retry_after: None,
+        };
+        let mut r = (*rec("gen-1795315920-abcdefghijABCDEFGHIJ")).clone();
+        r.created_unix_millis = 1_795_315_920_123;
+        r.endpoint = Some(endpoint.clone());
+        r.upstream_id = Some("chatcmpl-1".into());
+        r.tokens = TokenUsage::new(10, 5);
+        r.cost = Usd::parse("0.000027").unwrap();
+        r.latency = Duration::from_millis(250);
+        r.generation_time = Duration::from_millis(200);
+        r.finish_reason = Some(Cow::Borrowed("stop"));
+        r.provider_responses = Arc::new([attempt]);
+        r.app.referer = Some("https://app.test".into());
+        r.session_id = Some("s-1".into());
+        r.service_tier = Some("default");
+        let expected = json!({
+            "id": "gen-1795315920-abcdefghijABCDEFGHIJ",
+            "created_at": "2026-11-22T02:52:00.123Z",
+            "model": "m",
+            "api_type": "completions",
+            "provider_name": "p",
+            "upstream_id": "chatcmpl-1",
+            "upstream_request_id": null,
+            "streamed": false,
+            "cancelled": false,
+            "finish_reason": "stop",
+            "native_finish_reason": "stop",
+            "latency": 250,
+            "generation_time": 200,
+            "moderation_latency": null,
+            "tokens_prompt": 10,
+            "tokens_completion": 5,
+            "native_tokens_prompt": 10,
+            "native_tokens_completion": 5,
+            "native_tokens_reasoning": 0,
+            "native_tokens_cached": 0,
+            "num_search_results": 0,
+            "total_cost": 0.000027,
+            "usage": 0.000027,
+            "upstream_inference_cost": null,
+            "is_byok": false,
+            "usage_missing": false,
+            "provider_responses": [{
+                "provider_name": "Acme",
+                "endpoint_id": endpoint.to_string(),
+                "model_permaslug": "acme/chat-1",
+                "status": 200,
+                "latency": 120,
+                "is_byok": false,
+                "sent": true,
+                "error_class": "ok",
+                "error_type": null,
+            }],
+            "http_referer": "https://app.test",
+            "app_name": null,
+            "session_id": "s-1",
+            "service_tier": "default",
+            "preset_id": null,
+            "router": null,
+            "response_cache_source_id": null,
+        });
+        assert_eq!(r.to_openrouter_json(), expected);
+        r.finish_reason = Some(Cow::Owned("stop".to_owned()));
+        assert_eq!(r.to_openrouter_json(), expected);
+        r.provider_responses = Arc::default();
+        assert_eq!(r.to_openrouter_json()["provider_responses"], Value::Null);
     }
 
     #[test]
