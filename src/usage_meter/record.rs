@@ -101,11 +101,15 @@ impl GenerationId {
     pub(crate) fn from_parts(parts: &[&str]) -> Self {
         let mut id = ArrayString::new();
         for p in parts {
-            let mut end = p.len().min(id.remaining_capacity());
-            while !p.is_char_boundary(end) {
-                end -= 1;
+            if id.try_push_str(p).is_err() {
+                // Too long: what fits, cut at a character boundary.
+                let mut end = id.remaining_capacity();
+                while !p.is_char_boundary(end) {
+                    end -= 1;
+                }
+                id.push_str(&p[..end]);
+                break;
             }
-            id.push_str(&p[..end]);
         }
         GenerationId(id)
     }
