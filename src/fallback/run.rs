@@ -422,11 +422,7 @@ impl<S> Run<S> {
         let c = route.candidates()[a.ci as usize];
         let e = route.endpoint(&c);
         let names = route.names(&c);
-        if self.history.records.capacity() == 0 {
-            // Usually the only record: room for it alone.
-            self.history.records.reserve_exact(1);
-        }
-        self.history.records.push(AttemptRecord {
+        let served = AttemptRecord {
             provider: names.provider_name.clone(),
             endpoint: e.key().clone(),
             status: Some(200),
@@ -435,11 +431,20 @@ impl<S> Run<S> {
             sent: true,
             duration: latency,
             retry_after: None,
-        });
+        };
+        // The failures before it (usually none) and this attempt, in one allocation shared
+        // with the meter's generation record.
+        let attempts: Arc<[AttemptRecord]> = if self.history.records.is_empty() {
+            Arc::new([served])
+        } else {
+            let mut records = std::mem::take(&mut self.history.records);
+            records.push(served);
+            Arc::from(records)
+        };
         tracing::debug!(
             endpoint = %e.key(),
             provider = %names.provider_slug,
-            attempts = self.history.records.len(),
+            attempts = attempts.len(),
             elapsed_ms = latency.as_millis() as u64,
             "provider served the request"
         );
@@ -450,7 +455,7 @@ impl<S> Run<S> {
             upstream_model: names.upstream_model,
             streamed,
             latency: Some(latency),
-            attempts: std::mem::take(&mut self.history.records),
+            attempts,
             upstream_request_id: take_response_headers(headers, secret(route, a)),
             answer: None,
         }

@@ -72,14 +72,14 @@ impl<S> KeepAlive<S> {
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
         let id = match req.extensions().get::<GenerationId>() {
-            Some(id) => id.clone(),
+            Some(id) => *id,
             None => {
                 let unix_millis = req
                     .extensions()
                     .get::<Route>()
                     .map_or(0, Route::unix_millis);
                 let id = GenerationId::new(unix_millis);
-                req.extensions_mut().insert(id.clone());
+                req.extensions_mut().insert(id);
                 id
             }
         };

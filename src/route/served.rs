@@ -26,8 +26,10 @@ pub struct ServedBy {
     /// Time from sending the request to the serving endpoint until its response head (non-streamed)
     /// or its first content-bearing event (streamed).
     pub latency: Option<Duration>,
-    /// Every attempt made for this request, the serving one last.
-    pub attempts: Vec<AttemptRecord>,
+    /// Every attempt made for this request, the serving one last (shared: the
+    /// [`GenerationRecord`](crate::usage_meter::GenerationRecord)'s `provider_responses` is the
+    /// same list).
+    pub attempts: Arc<[AttemptRecord]>,
     /// The provider's own request id (`x-request-id`, `request-id`, `cf-ray`, …) from the serving
     /// response's headers, which never reach the caller.
     pub upstream_request_id: Option<String>,
@@ -47,7 +49,7 @@ impl ServedBy {
             upstream_model: Arc::from(""),
             streamed: false,
             latency: None,
-            attempts: Vec::new(),
+            attempts: Arc::default(),
             upstream_request_id: None,
             answer: None,
         }

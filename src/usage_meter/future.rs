@@ -311,7 +311,7 @@ fn served_by(ctx: &mut Ctx, s: &ServedBy, model: Option<Arc<str>>) {
     ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
     ctx.upstream_request_id = s.upstream_request_id.clone();
     if !ctx.cfg.sinks.is_empty() {
-        ctx.provider_responses = s.attempts.clone();
+        ctx.provider_responses = Arc::clone(&s.attempts);
     }
     if let Some(m) = ctx.metadata.as_mut() {
         m.set_attempts(&s.attempts);
@@ -352,7 +352,7 @@ fn head_span(ctx: &Ctx, parts: &http::response::Parts, served: Option<&ServedBy>
         span.record("gen_ai.response.model", &*ctx.model);
     }
     if parts.status.is_success() {
-        span.record("gen_ai.response.id", &*ctx.id);
+        span.record("gen_ai.response.id", ctx.id.as_str());
     } else {
         match parts.extensions.get::<GatewayError>() {
             Some(e) => telemetry::record_error(span, e.error_type().as_str()),

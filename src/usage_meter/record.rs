@@ -1,10 +1,12 @@
 //! The generation record and where it goes.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrayvec::ArrayString;
 use serde_json::{json, Value};
 
 use super::cost::TokenUsage;
@@ -69,27 +71,90 @@ impl App {
     }
 }
 
-/// The id the meter gives a request, chosen before the request reaches it: a layer above that
-/// answers before the meter does (the [`KeepAlive`](crate::keep_alive) head, which carries
-/// `X-Generation-Id`) puts it in the request's extensions, and the meter adopts it instead of
-/// drawing its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GenerationId(Arc<str>);
+/// A generation id, `gen-<unix secs>-<20 random alphanumerics>`: the id the meter gives a
+/// request (the response's `id`, `X-Generation-Id`, [`GenerationRecord::id`] and the
+/// [`GenerationStore`]'s key).
+///
+/// Held inline (no allocation; `Copy`), and read as a `&str` ([`as_str`](Self::as_str), or
+/// through `Deref`): it compares, hashes and borrows as its text, so a map keyed by it is looked
+/// up by a `&str`.
+///
+/// A layer above the meter that answers before the meter does (the
+/// [`KeepAlive`](crate::keep_alive) head, which carries `X-Generation-Id`) puts one in the
+/// request's extensions, and the meter adopts it instead of drawing its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GenerationId(ArrayString<{ GenerationId::MAX_LEN }>);
 
 impl GenerationId {
+    /// The longest id: `gen-`, the Unix seconds of an `i64` of milliseconds (at most 17
+    /// characters, `-9223372036854776`), `-` and 20 characters.
+    pub(crate) const MAX_LEN: usize = 42;
+
     /// A fresh id, `gen-<unix secs>-<20 random alphanumerics>`, for a request made at
     /// `unix_millis`.
     pub fn new(unix_millis: i64) -> Self {
-        GenerationId(super::service::generation_id(unix_millis))
+        super::service::generation_id(unix_millis)
+    }
+
+    /// The id made of `parts`, joined (cut to [`MAX_LEN`](Self::MAX_LEN) bytes, at a character
+    /// boundary).
+    pub(crate) fn from_parts(parts: &[&str]) -> Self {
+        let mut id = ArrayString::new();
+        for p in parts {
+            if id.try_push_str(p).is_err() {
+                // Too long: what fits, cut at a character boundary.
+                let mut end = id.remaining_capacity();
+                while !p.is_char_boundary(end) {
+                    end -= 1;
+                }
+                id.push_str(&p[..end]);
+                break;
+            }
+        }
+        GenerationId(id)
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
 
-    pub(crate) fn shared(&self) -> Arc<str> {
-        self.0.clone()
+impl std::ops::Deref for GenerationId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for GenerationId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for GenerationId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for GenerationId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for GenerationId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for GenerationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
     }
 }
 
@@ -99,7 +164,7 @@ impl GenerationId {
 #[non_exhaustive]
 pub struct GenerationRecord {
     /// `gen-<unix secs>-<random>`; also the response's `id` and `X-Generation-Id`.
-    pub id: Arc<str>,
+    pub id: GenerationId,
     /// When the request arrived (Unix milliseconds, UTC).
     pub created_unix_millis: i64,
     /// The caller, if the request carried a [`CallerKey`].
@@ -133,8 +198,9 @@ pub struct GenerationRecord {
     pub generation_time: Duration,
     /// Completion tokens per second between the first and the last content, when measurable.
     pub throughput: Option<f64>,
-    /// The first choice's finish reason.
-    pub finish_reason: Option<String>,
+    /// The first choice's finish reason (the usual ones, `stop`, `length`, `tool_calls`, …,
+    /// borrowed: no allocation).
+    pub finish_reason: Option<Cow<'static, str>>,
     /// True for SSE responses.
     pub streamed: bool,
     /// True when the client dropped the body before its end.
@@ -148,9 +214,10 @@ pub struct GenerationRecord {
     pub error: bool,
     /// Upstream attempts sent (from `ServedBy::attempts`; 1 when the serving layer gives none).
     pub attempts: u32,
-    /// Every attempt of the request, the serving one last (`ServedBy::attempts`; empty when the
-    /// serving layer gives none): `provider_responses` in the `/generation` shape.
-    pub provider_responses: Vec<AttemptRecord>,
+    /// Every attempt of the request, the serving one last (`ServedBy::attempts`, shared with
+    /// it; empty when the serving layer gives none): `provider_responses` in the `/generation`
+    /// shape.
+    pub provider_responses: Arc<[AttemptRecord]>,
     /// The app that sent the request (attribution headers).
     pub app: App,
     /// `session_id` from the body, else the `x-session-id` header.
@@ -280,10 +347,10 @@ pub struct GenerationStore {
 #[derive(Default)]
 struct StoreInner {
     capacity: usize,
-    order: VecDeque<Arc<str>>,
+    order: VecDeque<GenerationId>,
     /// Keyed by generation id: the meter draws ids at random (`gen-<secs>-<20 random
     /// characters>`), callers cannot choose them, so the fast non-keyed hasher is safe here.
-    by_id: FastMap<Arc<str>, Arc<GenerationRecord>>,
+    by_id: FastMap<GenerationId, Arc<GenerationRecord>>,
 }
 
 impl GenerationStore {
@@ -334,8 +401,8 @@ impl GenerationSink for GenerationStore {
                 s.by_id.remove(&old);
             }
         }
-        s.order.push_back(record.id.clone());
-        s.by_id.insert(record.id.clone(), record.clone());
+        s.order.push_back(record.id);
+        s.by_id.insert(record.id, record.clone());
     }
 }
 
@@ -424,7 +491,7 @@ mod tests {
 
     fn rec(id: &str) -> Arc<GenerationRecord> {
         Arc::new(GenerationRecord {
-            id: id.into(),
+            id: GenerationId::from_parts(&[id]),
             created_unix_millis: 0,
             key: None,
             requested_model: None,
@@ -448,7 +515,7 @@ mod tests {
             insured: false,
             error: false,
             attempts: 1,
-            provider_responses: Vec::new(),
+            provider_responses: Arc::default(),
             app: App::default(),
             session_id: None,
             service_tier: None,
@@ -467,6 +534,117 @@ mod tests {
         assert!(store.get("b").is_some() && store.get("c").is_some());
         let ids: Vec<String> = store.records().iter().map(|r| r.id.to_string()).collect();
         assert_eq!(ids, ["b", "c"]);
+    }
+
+    /// A generation id is its text: equal, hashed and borrowed as the `&str` (the store is
+    /// looked up by one), shown as it; `from_parts` joins and cuts at the longest id.
+    #[test]
+    fn generation_id_is_its_text() {
+        use std::hash::BuildHasher;
+        let id = GenerationId::from_parts(&["gen-", "1795315920", "-", "abcdefghijABCDEFGHIJ"]);
+        let text = "gen-1795315920-abcdefghijABCDEFGHIJ";
+        assert_eq!(id.as_str(), text);
+        assert_eq!(id, text);
+        assert_eq!(id, *text);
+        assert_eq!(id.to_string(), text);
+        assert_eq!(format!("{id:>40}"), format!("{text:>40}"));
+        assert_eq!(format!("{id:?}"), format!("GenerationId({text:?})"));
+        let hasher = std::hash::BuildHasherDefault::<crate::hash::FastHasher>::default();
+        assert_eq!(hasher.hash_one(id), hasher.hash_one(text));
+        let long = "x".repeat(60);
+        assert_eq!(
+            GenerationId::from_parts(&[&long]).len(),
+            GenerationId::MAX_LEN
+        );
+        // Cut at a character boundary: a two-byte character after the last byte but one.
+        let cut = GenerationId::from_parts(&[&long[..GenerationId::MAX_LEN - 1], "é"]);
+        assert_eq!(cut.as_str(), &long[..GenerationId::MAX_LEN - 1]);
+        // The longest id a clock can give fits whole.
+        let min = GenerationId::new(i64::MIN);
+        assert!(min.starts_with("gen--9223372036854776-"), "{min}");
+        assert_eq!(min.len(), "gen--9223372036854776-".len() + 20);
+    }
+
+    /// The `/api/v1/generation` shape of a full record, member by member (the finish reason
+    /// borrowed or owned, and the attempts shared with `ServedBy`, serialise the same).
+    #[test]
+    fn openrouter_json_shape() {
+        use crate::route::AttemptKind;
+        let endpoint = EndpointKey::new("acme/chat-1", "acme");
+        let attempt = AttemptRecord {
+            provider: "Acme".into(),
+            endpoint: endpoint.clone(),
+            status: Some(200),
+            error_type: None,
+            kind: AttemptKind::Ok,
+            sent: true,
+            duration: Duration::from_millis(120),
+            retry_after: None,
+        };
+        let mut r = (*rec("gen-1795315920-abcdefghijABCDEFGHIJ")).clone();
+        r.created_unix_millis = 1_795_315_920_123;
+        r.endpoint = Some(endpoint.clone());
+        r.upstream_id = Some("chatcmpl-1".into());
+        r.tokens = TokenUsage::new(10, 5);
+        r.cost = Usd::parse("0.000027").unwrap();
+        r.latency = Duration::from_millis(250);
+        r.generation_time = Duration::from_millis(200);
+        r.finish_reason = Some(Cow::Borrowed("stop"));
+        r.provider_responses = Arc::new([attempt]);
+        r.app.referer = Some("https://app.test".into());
+        r.session_id = Some("s-1".into());
+        r.service_tier = Some("default");
+        let expected = json!({
+            "id": "gen-1795315920-abcdefghijABCDEFGHIJ",
+            "created_at": "2026-11-22T02:52:00.123Z",
+            "model": "m",
+            "api_type": "completions",
+            "provider_name": "p",
+            "upstream_id": "chatcmpl-1",
+            "upstream_request_id": null,
+            "streamed": false,
+            "cancelled": false,
+            "finish_reason": "stop",
+            "native_finish_reason": "stop",
+            "latency": 250,
+            "generation_time": 200,
+            "moderation_latency": null,
+            "tokens_prompt": 10,
+            "tokens_completion": 5,
+            "native_tokens_prompt": 10,
+            "native_tokens_completion": 5,
+            "native_tokens_reasoning": 0,
+            "native_tokens_cached": 0,
+            "num_search_results": 0,
+            "total_cost": 0.000027,
+            "usage": 0.000027,
+            "upstream_inference_cost": null,
+            "is_byok": false,
+            "usage_missing": false,
+            "provider_responses": [{
+                "provider_name": "Acme",
+                "endpoint_id": endpoint.to_string(),
+                "model_permaslug": "acme/chat-1",
+                "status": 200,
+                "latency": 120,
+                "is_byok": false,
+                "sent": true,
+                "error_class": "ok",
+                "error_type": null,
+            }],
+            "http_referer": "https://app.test",
+            "app_name": null,
+            "session_id": "s-1",
+            "service_tier": "default",
+            "preset_id": null,
+            "router": null,
+            "response_cache_source_id": null,
+        });
+        assert_eq!(r.to_openrouter_json(), expected);
+        r.finish_reason = Some(Cow::Owned("stop".to_owned()));
+        assert_eq!(r.to_openrouter_json(), expected);
+        r.provider_responses = Arc::default();
+        assert_eq!(r.to_openrouter_json()["provider_responses"], Value::Null);
     }
 
     #[test]

@@ -51,35 +51,29 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
 /// The characters of a generation id's random part (those of `rand`'s `Alphanumeric`).
 const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written on the stack and
-/// allocated once. Each character is six random bits, drawn again when they fall outside
+/// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written in place (no
+/// allocation). Each character is six random bits, drawn again when they fall outside
 /// [`ID_CHARS`] (so uniform), ten of them from each random word.
-pub(crate) fn generation_id(unix_millis: i64) -> Arc<str> {
-    // Room for `gen-`, an `i64` (at most 20 characters) and `-`, and 20 characters.
-    let mut id = [0u8; 45];
+pub(crate) fn generation_id(unix_millis: i64) -> GenerationId {
     let mut secs = itoa::Buffer::new();
-    let secs = secs.format(unix_millis.div_euclid(1000)).as_bytes();
-    let at = 4 + secs.len() + 1;
-    id[..4].copy_from_slice(b"gen-");
-    id[4..at - 1].copy_from_slice(secs);
-    id[at - 1] = b'-';
-    let end = at + 20;
-    let out = &mut id[at..end];
+    let secs = secs.format(unix_millis.div_euclid(1000));
+    let mut random = [0u8; 20];
     let mut n = 0;
     let rng = &mut rand::thread_rng();
-    while n < out.len() {
+    while n < random.len() {
         // Ten draws of six bits from each random word.
         let mut bits = rng.next_u64();
         for _ in 0..10 {
             let i = (bits & 63) as usize;
-            if i < ID_CHARS.len() && n < out.len() {
-                out[n] = ID_CHARS[i];
+            if i < ID_CHARS.len() && n < random.len() {
+                random[n] = ID_CHARS[i];
                 n += 1;
             }
             bits >>= 6;
         }
     }
-    Arc::from(std::str::from_utf8(&id[..end]).unwrap_or("gen-"))
+    let random = std::str::from_utf8(&random).unwrap_or_default();
+    GenerationId::from_parts(&["gen-", secs, "-", random])
 }
 
 /// Which of the optional request headers the meter reads are there, found in one pass over the
@@ -215,7 +209,7 @@ where
             id: req
                 .extensions()
                 .get::<GenerationId>()
-                .map_or_else(|| generation_id(created_ms), GenerationId::shared),
+                .map_or_else(|| generation_id(created_ms), |id| *id),
             created_ms,
             start,
             key,
@@ -247,7 +241,7 @@ where
                 App::default()
             },
             session_id: None,
-            provider_responses: Vec::new(),
+            provider_responses: Arc::default(),
             preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
             metadata: None,

@@ -4,7 +4,6 @@
 //!
 //! Imports `config`, `content`, `cost`, `ledger`, `metadata` and `record` only.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use super::content;
 use super::cost::{self, Cost, FinishReason, TokenUsage};
 use super::ledger::{CallerKey, Ledger, Reservation};
 use super::metadata::Plan;
-use super::record::{App, GenerationRecord};
+use super::record::{App, GenerationId, GenerationRecord};
 use crate::catalog::{Catalog, EndpointKey, Usd};
 use crate::route::AttemptRecord;
 use crate::stats::Generation;
@@ -63,7 +62,7 @@ impl fmt::Debug for Hold {
 /// head arrives.
 pub(crate) struct Ctx {
     pub(crate) cfg: Arc<Config>,
-    pub(crate) id: Arc<str>,
+    pub(crate) id: GenerationId,
     pub(crate) created_ms: i64,
     pub(crate) start: Instant,
     pub(crate) key: Option<CallerKey>,
@@ -107,8 +106,8 @@ pub(crate) struct Ctx {
     pub(crate) app: App,
     /// `session_id` from the body, else `x-session-id`.
     pub(crate) session_id: Option<String>,
-    /// Every attempt (`ServedBy::attempts`).
-    pub(crate) provider_responses: Vec<AttemptRecord>,
+    /// Every attempt (`ServedBy::attempts`, shared with it; empty when there is none).
+    pub(crate) provider_responses: Arc<[AttemptRecord]>,
     /// The preset the request used (ModelRouting's `AppliedPreset`).
     pub(crate) preset: Option<Arc<str>>,
     /// The request's `gen_ai.request` span: closed when the meter finishes (it is dropped with
@@ -213,7 +212,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         return;
     }
     let record = Arc::new(GenerationRecord {
-        id: ctx.id.clone(),
+        id: ctx.id,
         created_unix_millis: ctx.created_ms,
         key: ctx.key.take(),
         requested_model: ctx.requested_model.take(),
@@ -230,7 +229,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         ttft: t.ttft,
         generation_time: t.generation_time,
         throughput: t.generation.tokens_per_second(),
-        finish_reason: obs.finish_reason.take().map(Cow::into_owned),
+        finish_reason: obs.finish_reason.take(),
         streamed: ctx.streamed,
         cancelled: end == End::Cancelled,
         usage_missing,

@@ -49,7 +49,7 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
     };
     Ctx {
         cfg: Arc::new(cfg),
-        id: "gen-fast-1".into(),
+        id: super::record::GenerationId::from_parts(&["gen-fast-1"]),
         created_ms: 0,
         start: Instant::now(),
         key: None,
@@ -77,7 +77,7 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
         served_tier: None,
         app: App::default(),
         session_id: None,
-        provider_responses: Vec::new(),
+        provider_responses: Arc::default(),
         preset: None,
         span: tracing::Span::none(),
         metadata: None,
