@@ -154,15 +154,16 @@ impl<B: Body> From<Bytes> for ResponseBody<B> {
 
 impl Metering {
     /// Reads the inner body to its next output: `first` (a frame read ahead) is handled before
-    /// the inner body is polled again. (Inlined into both callers: the one without `first` then
-    /// costs nothing for it.)
+    /// the inner body is polled again. (Inlined into the caller without `first`, where it then
+    /// costs nothing; the usual data frame in the middle of the body is handled here, all else
+    /// out of line.)
     #[inline(always)]
     fn poll<I: Body<Data = Bytes>>(
         &mut self,
         mut inner: Pin<&mut I>,
         mut first: Option<&mut Option<Box<Polled<I::Error>>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, I::Error>>> {
+    ) -> Poll<Polled<I::Error>> {
         loop {
             if self.done {
                 return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
@@ -171,36 +172,61 @@ impl Metering {
                 Some(p) => *p,
                 None => ready!(inner.as_mut().poll_frame(cx)),
             };
-            match polled {
+            let data = match polled {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let out = self.meter.data(data);
-                        if inner.is_end_stream() {
-                            // The consumer may not poll again (exact Content-Length): end here.
-                            self.done = true;
-                            let rest = self.meter.finish(End::Complete);
-                            return Poll::Ready(non_empty(concat(out, rest)).map(Ok));
-                        }
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    }
+                    Ok(data) => data,
                     Err(frame) => return Poll::Ready(self.on_trailers(frame).map(Ok)),
                 },
-                Some(Err(e)) => {
-                    self.done = true;
-                    let _ = self.meter.finish(End::Error);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => {
-                    self.done = true;
-                    return Poll::Ready(non_empty(self.meter.finish(End::Complete)).map(Ok));
-                }
+                Some(Err(e)) => return Poll::Ready(self.on_end(Some(e))),
+                None => return Poll::Ready(self.on_end(None)),
+            };
+            let out = self.meter.data(data);
+            if inner.is_end_stream() {
+                return Poll::Ready(self.last_data(out).map(Ok));
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
             }
         }
     }
 
+    /// The output of the inner body's last data frame: the consumer may not poll again (exact
+    /// Content-Length), so the body ends here.
+    #[inline(never)]
+    fn last_data(&mut self, out: Bytes) -> Option<Frame<Bytes>> {
+        self.done = true;
+        let rest = self.meter.finish(End::Complete);
+        non_empty(concat(out, rest))
+    }
+
+    /// The inner body ended, or failed with `error`.
+    #[cold]
+    #[inline(never)]
+    fn on_end<E>(&mut self, error: Option<E>) -> Polled<E> {
+        self.done = true;
+        match error {
+            Some(e) => {
+                let _ = self.meter.finish(End::Error);
+                Some(Err(e))
+            }
+            None => non_empty(self.meter.finish(End::Complete)).map(Ok),
+        }
+    }
+
+    /// [`Metering::poll`] for a body read ahead, out of line: the usual body (not read ahead)
+    /// then has the only inlined copy.
+    #[inline(never)]
+    fn poll_peeked<I: Body<Data = Bytes>>(
+        &mut self,
+        inner: Pin<&mut I>,
+        first: &mut Option<Box<Polled<I::Error>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Polled<I::Error>> {
+        self.poll(inner, Some(first), cx)
+    }
+
     /// A frame that is not data (trailers) ends the body: what is still to emit goes first.
+    #[inline(never)]
     fn on_trailers(&mut self, frame: Frame<Bytes>) -> Option<Frame<Bytes>> {
         self.done = true;
         let rest = self.meter.finish(End::Complete);
@@ -247,7 +273,7 @@ where
                 Poll::Ready(out)
             }
             KindProj::Metered { inner, st } => st.poll(inner, None, cx),
-            KindProj::Peeked { inner, first, st } => st.poll(inner.as_mut(), Some(first), cx),
+            KindProj::Peeked { inner, first, st } => st.poll_peeked(inner.as_mut(), first, cx),
         }
     }
 

@@ -285,16 +285,17 @@ impl Template {
     /// The content of `frame` if it is exactly `raw_prefix`, a plain string on one line (no
     /// quote or control byte, not ending in an escape), then `raw_suffix`: one event of one `data:`
     /// line whose data [`Template::content`] takes for an ordinary chunk. The cheapest tests
-    /// come first: the length, the (short) suffix, the prefix.
+    /// come first: the length, the suffix, the prefix.
     #[inline(always)]
     fn frame_content<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
-        let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
-        let n = frame.len().checked_sub(p.len() + s.len())?;
         if !self.one_line {
             return None;
         }
-        // Split once: the comparisons and the content then need no bounds checks of their own.
-        let (head, rest) = frame.split_at(p.len());
+        let (p, s) = (&self.raw_prefix[..], &self.raw_suffix[..]);
+        // Checked splits: the comparisons and the content then need no bounds checks (nor
+        // panics) of their own.
+        let (head, rest) = frame.split_at_checked(p.len())?;
+        let n = rest.len().checked_sub(s.len())?;
         let (content, tail) = rest.split_at(n);
         (tail == s && head == p && plain_line(rest, n)).then_some(content)
     }

@@ -181,6 +181,11 @@ fn event(shape: u8) -> impl Strategy<Value = String> {
             "data: {}\n\n",
             chunk(shape, &format!(r#"{{"content":"{c}"}}"#), "\"stop\"")
         )),
+        // Not content, with a prefix as long as the content chunk's: only its bytes differ.
+        1 => content().prop_map(move |c| format!(
+            "data: {}\n\n",
+            chunk(shape, &format!(r#"{{"refusal":"{c}"}}"#), "null")
+        )),
         1 => Just(": keep-alive\n\n".to_owned()),
         1 => Just("data: [DONE]\n\n".to_owned()),
         1 => content().prop_map(move |c| format!(
