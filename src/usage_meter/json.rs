@@ -98,12 +98,27 @@ impl<'a> Top<'a> {
     /// is not a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the
     /// returned `Top` has no `choices`: the summary replaces them).
     pub(crate) fn parse_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
-        // The skimmer first: a well-formed body of the usual shape, split without serde. It
-        // fills the result in place (a returned one would be moved, a few hundred bytes, twice).
-        let mut read = (Top::default(), ChoicesSummary::default());
-        match skimmed(body, &mut read) {
-            Some(()) => Some(read),
-            None => Top::deserialize_with_choices(body),
+        let mut read = Default::default();
+        Top::parse_with_choices_into(body, &mut read).then_some(read)
+    }
+
+    /// [`Top::parse_with_choices`] written into `read`, which must be the default one (the
+    /// result is filled in place: a returned one would be moved, a few hundred bytes, more than
+    /// once); false, with `read` left as it may be, if the body is not a JSON object.
+    pub(crate) fn parse_with_choices_into(
+        body: &'a [u8],
+        read: &mut (Top<'a>, ChoicesSummary),
+    ) -> bool {
+        // The skimmer first: a well-formed body of the usual shape, split without serde.
+        if skimmed(body, read).is_some() {
+            return true;
+        }
+        match Top::deserialize_with_choices(body) {
+            Some(r) => {
+                *read = r;
+                true
+            }
+            None => false,
         }
     }
 
