@@ -77,14 +77,15 @@ pub(crate) fn edit_body(
     body: Bytes,
     reading: Option<crate::route::AnswerReading>,
 ) -> Bytes {
-    // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own.
-    let read = reading
-        .and_then(|r| Reading::of(r, &body))
-        .and_then(|r| r.parts(&body));
-    let Some((top, choices)) = read.or_else(|| Top::parse_with_choices(&body)) else {
+    // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own,
+    // written in place.
+    let mut read = Default::default();
+    let found = reading.is_some_and(|r| Reading::read_into(r, &body, &mut read));
+    if !found && !Top::parse_with_choices_into(&body, &mut read) {
         obs.content_bytes += body.len() as u64;
         return body;
-    };
+    }
+    let (top, choices) = read;
     if !ctx.success {
         // An error answer, read only to add its `openrouter_metadata`.
         return match metadata_edit(ctx, &body) {

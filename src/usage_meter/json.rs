@@ -98,8 +98,28 @@ impl<'a> Top<'a> {
     /// is not a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the
     /// returned `Top` has no `choices`: the summary replaces them).
     pub(crate) fn parse_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
+        let mut read = Default::default();
+        Top::parse_with_choices_into(body, &mut read).then_some(read)
+    }
+
+    /// [`Top::parse_with_choices`] written into `read`, which must be the default one (the
+    /// result is filled in place: a returned one would be moved, a few hundred bytes, more than
+    /// once); false, with `read` left as it may be, if the body is not a JSON object.
+    pub(crate) fn parse_with_choices_into(
+        body: &'a [u8],
+        read: &mut (Top<'a>, ChoicesSummary),
+    ) -> bool {
         // The skimmer first: a well-formed body of the usual shape, split without serde.
-        skimmed(body).or_else(|| Top::deserialize_with_choices(body))
+        if skimmed(body, read).is_some() {
+            return true;
+        }
+        match Top::deserialize_with_choices(body) {
+            Some(r) => {
+                *read = r;
+                true
+            }
+            None => false,
+        }
     }
 
     /// [`Top::parse_with_choices`] by serde_json.
@@ -171,16 +191,16 @@ fn message_key(key: &[u8]) -> Option<u32> {
 /// [`Top::parse_with_choices`] by the [`skim`]mer, without serde: `None` when the body is not
 /// UTF-8, not well-formed to the skimmer, or not of the usual shape (a duplicate member, an
 /// escaped `type` or finish reason, `choices` not an array of objects, …) — the serde path then
-/// reads it, so the result is always the serde path's.
-fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
+/// reads it, so the result is always the serde path's. The result is written into `read`, which
+/// must be the default one (and is left partly written when this gives up).
+fn skimmed<'a>(body: &'a [u8], read: &mut (Top<'a>, ChoicesSummary)) -> Option<()> {
     // No UTF-8 check of the whole body: the skimmer accepts only UTF-8 (see `skim`).
     let b = body;
     let start = skim::ws(b, 0);
     if b.get(start) != Some(&b'{') {
         return None;
     }
-    let mut top = Top::default();
-    let mut summary = ChoicesSummary::default();
+    let (top, summary) = read;
     let mut seen = 0u16;
     let end = skim::members(b, start, 0, |key, at| {
         let Some(k) = top_key(key) else {
@@ -191,7 +211,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         }
         seen |= 1 << k;
         if k == 5 {
-            return skim_choices(b, at, &mut summary);
+            return skim_choices(b, at, summary);
         }
         // The usage's counts are read as it is skimmed, when the hand reader can.
         let wire = (k == 4)
@@ -225,7 +245,7 @@ fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         *slot = (raw != b"null").then_some(Raw(raw));
         Some(end)
     })?;
-    (skim::ws(b, end) == b.len()).then_some((top, summary))
+    (skim::ws(b, end) == b.len()).then_some(())
 }
 
 /// `choices` at `at` in `b`: `null`, or an array of choice objects summarised into `summary`.
@@ -637,6 +657,12 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The skimmer's reading of `body`, if it reads it.
+    fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
+        let mut read = Default::default();
+        super::skimmed(body, &mut read).map(|()| read)
+    }
 
     /// Bodies whose `choices` may or may not have the expected shape (and some that are not
     /// objects at all).

@@ -71,36 +71,52 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
 }
 
 impl Reading {
-    /// The reading in `reading` if it is the meter's, of `body` (same bytes, same place), and not
-    /// shared (it travels alone in the response extensions; a shared one is left to its owners).
-    pub(crate) fn of(reading: AnswerReading, body: &[u8]) -> Option<Reading> {
-        let r = Arc::downcast::<Reading>(reading.0).ok()?;
-        let r = Arc::try_unwrap(r).ok()?;
-        (r.at == (body.as_ptr() as usize, body.len())).then_some(r)
-    }
-
-    /// The reading over `body` (the bytes it was made of: [`Reading::of`] checks that).
-    pub(crate) fn parts(self, body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
-        let [id, model, provider, service_tier, usage, choices, error, message, delta] = self.spans;
-        let raw = |s: Option<Range<u32>>| match s {
+    /// Writes the reading in `reading` into `read` (a default one) if it is the meter's, of `body`
+    /// (same bytes, same place), and not shared (it travels alone in the response extensions; a
+    /// shared one is left to its owners); false, with `read` untouched, otherwise.
+    pub(crate) fn read_into<'b>(
+        reading: AnswerReading,
+        body: &'b [u8],
+        read: &mut (Top<'b>, ChoicesSummary),
+    ) -> bool {
+        let Ok(mut r) = Arc::downcast::<Reading>(reading.0) else {
+            return false;
+        };
+        // Taken from the shared allocation in place, not moved out of it whole.
+        let Some(r) = Arc::get_mut(&mut r) else {
+            return false;
+        };
+        if r.at != (body.as_ptr() as usize, body.len()) {
+            return false;
+        }
+        let raw = |s: &Option<Range<u32>>| match s {
             None => Some(None),
             Some(r) => body
                 .get(r.start as usize..r.end as usize)
                 .map(|v| Some(Raw::new(v))),
         };
-        let top = Top {
-            id: raw(id)?,
-            model: raw(model)?,
-            provider: raw(provider)?,
-            service_tier: raw(service_tier)?,
-            usage: raw(usage)?,
-            choices: raw(choices)?,
-            error: raw(error)?,
-            message: raw(message)?,
-            delta: raw(delta)?,
-            kind: self.kind.map(Cow::Owned),
+        let [id, model, provider, service_tier, usage, choices, error, message, delta] = &r.spans;
+        let (Some(id), Some(model), Some(provider), Some(service_tier), Some(usage)) = (
+            raw(id),
+            raw(model),
+            raw(provider),
+            raw(service_tier),
+            raw(usage),
+        ) else {
+            return false;
         };
-        Some((top, self.summary))
+        let (Some(choices), Some(error), Some(message), Some(delta)) =
+            (raw(choices), raw(error), raw(message), raw(delta))
+        else {
+            return false;
+        };
+        let top = &mut read.0;
+        (top.id, top.model, top.provider, top.service_tier) = (id, model, provider, service_tier);
+        (top.usage, top.choices, top.error) = (usage, choices, error);
+        (top.message, top.delta) = (message, delta);
+        top.kind = r.kind.take().map(Cow::Owned);
+        read.1 = std::mem::take(&mut r.summary);
+        true
     }
 }
 
@@ -141,8 +157,8 @@ mod tests {
             let body = Bytes::from(b);
             let expected = Top::parse_with_choices(&body).map(|(t, s)| format!("{t:?} {s:?}"));
             let got = read(&body).and_then(|r| {
-                let (t, s) = Reading::of(r.reading, &body)?.parts(&body)?;
-                Some(format!("{t:?} {s:?}"))
+                let mut got = Default::default();
+                Reading::read_into(r.reading, &body, &mut got).then(|| format!("{:?} {:?}", got.0, got.1))
             });
             prop_assert_eq!(got, expected);
         }
@@ -164,14 +180,20 @@ mod tests {
             let expected = Top::parse_with_choices(&body).expect("parsed");
             assert_eq!(first.error, b.starts_with(br#"{"error""#));
             assert_eq!(first.message, b.starts_with(br#"{"type":"message""#));
-            let got = Reading::of(first.reading, &body)
-                .and_then(|r| r.parts(&body))
-                .expect("the reading of these bytes");
+            let mut got = Default::default();
+            assert!(
+                Reading::read_into(first.reading, &body, &mut got),
+                "the reading of these bytes"
+            );
             assert_eq!(format!("{got:?}"), format!("{expected:?}"));
             // The same text elsewhere (a translated or copied answer) is not this reading's.
             let again = read(&body).expect("read");
             let copy = Bytes::copy_from_slice(b);
-            assert!(Reading::of(again.reading, &copy).is_none());
+            assert!(!Reading::read_into(
+                again.reading,
+                &copy,
+                &mut Default::default()
+            ));
         }
         assert!(read(&Bytes::from_static(b"[1,2]")).is_none());
         assert!(read(&Bytes::from_static(b"{\"id\":")).is_none());
