@@ -179,18 +179,21 @@ impl Answers {
 
     /// Counts an answer and its sent attempts; false (nothing counted) when a handle is missing.
     fn count(&self, route: &str, status: u16, attempts: &[AttemptRecord]) -> bool {
-        let sent = || attempts.iter().filter(|a| a.sent);
-        let handle = |a: &AttemptRecord| self.attempt(provider_of(&a.endpoint), a.kind.as_str());
         let Some(request) = self.request(route, status) else {
             return false;
         };
-        if !sent().all(|a| handle(a).is_some()) {
-            return false;
+        // Every handle first (one lookup per attempt), so that a missing one counts nothing.
+        let mut handles: smallvec::SmallVec<[&Counter; 2]> = smallvec::SmallVec::new();
+        for a in attempts.iter().filter(|a| a.sent) {
+            match self.attempt(provider_of(&a.endpoint), a.kind.as_str()) {
+                Some(c) => handles.push(c),
+                None => return false,
+            }
         }
         request.inc();
-        sent().filter_map(handle).for_each(|c| {
+        for c in handles {
             c.inc();
-        });
+        }
         true
     }
 }
