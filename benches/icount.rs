@@ -131,6 +131,25 @@ fn stack(which: &str, n: usize) {
                     .usage_meter(|u| u.sink(GenerationStore::new(1024))),
             )
             .service_fn(fixed_with_headers)),
+        // Every request billed to one key of an in-memory ledger, under a limit never reached.
+        "all6+ledger" => {
+            use tower_ai_gateway::catalog::Usd;
+            use tower_ai_gateway::clock::ManualClock;
+            use tower_ai_gateway::usage_meter::{CallerKey, InMemoryLedger, KeyLimits, Period};
+            let ledger = InMemoryLedger::new(ManualClock::new(1_795_315_920_000))
+                .default_limits(KeyLimits::new().limit(Period::Day, Usd::from_int(1_000_000_000)));
+            run!(ServiceBuilder::new()
+                .map_request(|mut req: Request<Full<Bytes>>| {
+                    req.extensions_mut().insert(CallerKey::new("caller"));
+                    req
+                })
+                .layer(
+                    GatewayLayer::new(stack_catalog())
+                        .routing(|r| r.seed(1))
+                        .usage_meter(|u| u.sink(GenerationStore::new(1024)).ledger(ledger)),
+                )
+                .service_fn(fixed))
+        }
         "routing" => run!(ServiceBuilder::new()
             .layer(ModelRoutingLayer::new(stack_catalog()).seed(1))
             .service_fn(fixed)),
@@ -205,7 +224,7 @@ fn rate_limit(which: &str, n: usize) {
 
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
                          routing/{bare,parse,demo} \
-                         stack/{bare,routing,routing+fallback,all6,all6+subscriber,bare+headers,all6+headers} \
+                         stack/{bare,routing,routing+fallback,all6,all6+subscriber,all6+ledger,bare+headers,all6+headers} \
                          rate_limit/{bare,off,allowed,refused} \
                          cache/{bare,miss,hit,key1k,key100k}";
 

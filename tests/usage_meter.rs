@@ -21,8 +21,8 @@ use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::route::{Route, ServedBy};
 use tower_ai_gateway::sim::{SimProfile, SimulatedProvider};
 use tower_ai_gateway::usage_meter::{
-    price, CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, Period,
-    TokenUsage, UsageMeterLayer,
+    price, CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, KeyUsage,
+    Ledger, LedgerFuture, Period, Refusal, Reservation, TokenUsage, UsageMeterLayer,
 };
 
 const DEMO: &[u8] = include_bytes!("fixtures/catalog/demo-catalog.json");
@@ -1453,5 +1453,144 @@ proptest::proptest! {
         proptest::prop_assert!(rec.usage_missing);
         proptest::prop_assert_eq!(rec.tokens.completion, (written as u64).div_ceil(4));
         proptest::prop_assert_eq!(rec.finish_reason.as_deref(), Some("stop"));
+    }
+}
+
+/// An in-memory ledger without [`Ledger::reserve_ready`]: the meter takes the async path
+/// (a boxed reservation future, awaited before the inner service is called).
+#[derive(Clone)]
+struct AsyncOnly(InMemoryLedger);
+
+impl Ledger for AsyncOnly {
+    fn reserve(
+        &self,
+        key: &CallerKey,
+        amount: Usd,
+        unix_millis: i64,
+    ) -> LedgerFuture<Result<Reservation, Refusal>> {
+        self.0.reserve(key, amount, unix_millis)
+    }
+
+    fn settle(&self, reservation: Reservation, actual: Usd) {
+        self.0.settle(reservation, actual);
+    }
+
+    fn release(&self, reservation: Reservation) {
+        self.0.release(reservation);
+    }
+
+    fn usage(&self, key: &CallerKey, unix_millis: i64) -> LedgerFuture<KeyUsage> {
+        self.0.usage(key, unix_millis)
+    }
+}
+
+/// Keys with a daily limit, a weekly one, a per-request cap, and none of their own (the
+/// default limits).
+fn differential_ledger() -> InMemoryLedger {
+    InMemoryLedger::new(ManualClock::new(NOW))
+        .limit("day", Period::Day, usd("0.004"))
+        .limit("week", Period::Week, usd("0.006"))
+        .limits("capped", KeyLimits::new().per_request(usd("0.0012")))
+        .default_limits(KeyLimits::new().limit(Period::Total, usd("0.005")))
+}
+
+/// One request of a differential run: what becomes of it.
+#[derive(Clone, Copy, Debug)]
+enum Fate {
+    /// Answered 200 and read to its end.
+    Read,
+    /// Answered 502 by the upstream.
+    Failed,
+    /// The response future dropped before it is polled.
+    DroppedUnpolled,
+    /// The response dropped with its body unread.
+    DroppedUnread,
+}
+
+/// Sends the request `(key, max_tokens, completion tokens, fate)` through a meter over
+/// `ledger`: its status and body (when it was read), with the generation id taken out.
+async fn differential_step(
+    ledger: Arc<dyn Ledger>,
+    (key, max_tokens, completion, fate): (&str, u64, u64, Fate),
+) -> Option<(u16, Value)> {
+    let mut svc = ServiceBuilder::new()
+        // Seeded: both runs route each request to the same endpoint.
+        .layer(ModelRoutingLayer::new(demo()).seed(1))
+        .layer(
+            UsageMeterLayer::new()
+                .clock(ManualClock::new(NOW))
+                .shared_ledger(ledger),
+        )
+        .service(tower::service_fn(
+            move |req: Request<Full<Bytes>>| async move {
+                let route = req.extensions().get::<Route>().unwrap().clone();
+                let c = route.candidates()[0];
+                let body = json!({"id": "x", "model": "m",
+                "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": completion}})
+                .to_string();
+                let mut res = Response::new(Full::new(Bytes::from(body)));
+                if matches!(fate, Fate::Failed) {
+                    *res.status_mut() = http::StatusCode::BAD_GATEWAY;
+                }
+                res.extensions_mut().insert(ServedBy::new(
+                    route.endpoint(&c).key().clone(),
+                    route.provider(&c).name.clone(),
+                ));
+                Ok::<_, Infallible>(res)
+            },
+        ));
+    let mut req = request(json!({"model": SONNET, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "hello"}]}));
+    req.extensions_mut().insert(CallerKey::new(key));
+    let fut = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(req);
+    match fate {
+        Fate::DroppedUnpolled => None,
+        Fate::DroppedUnread => {
+            let status = fut.await.unwrap().status().as_u16();
+            Some((status, Value::Null))
+        }
+        Fate::Read | Fate::Failed => {
+            let res = fut.await.unwrap();
+            let status = res.status().as_u16();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("id");
+            }
+            Some((status, v))
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// The meter's synchronous reservation (`reserve_ready`) and its async one (`reserve`,
+    /// awaited) give the same answers — refusals and their figures included — and leave the
+    /// same spend and reservations behind, whatever becomes of each request.
+    #[test]
+    fn sync_and_async_reservations_agree(
+        steps in proptest::collection::vec(
+            (0..4usize, 1..120u64, 0..130u64, 0..4usize), 1..24),
+    ) {
+        let keys = ["day", "week", "capped", "other"];
+        let fates = [Fate::Read, Fate::Failed, Fate::DroppedUnpolled, Fate::DroppedUnread];
+        let sync = differential_ledger();
+        let async_only = AsyncOnly(differential_ledger());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (k, max, completion, fate) in steps {
+            let step = (keys[k], max, completion, fates[fate]);
+            let a = rt.block_on(differential_step(Arc::new(sync.clone()), step));
+            let b = rt.block_on(differential_step(Arc::new(async_only.clone()), step));
+            proptest::prop_assert_eq!(&a, &b, "{:?}", step);
+            for key in keys {
+                let key = CallerKey::new(key);
+                proptest::prop_assert_eq!(sync.usage_now(&key), async_only.0.usage_now(&key));
+            }
+        }
     }
 }

@@ -75,6 +75,15 @@ where
         }
     }
 
+    /// The answer `error` (a refused reservation), given when polled.
+    pub(crate) fn rejected(error: GatewayError, ctx: Pending, span: Span) -> Self {
+        ResponseFuture {
+            state: State::Rejected { error: Some(error) },
+            ctx: Some(ctx),
+            span,
+        }
+    }
+
     pub(crate) fn reserving(
         reserve: LedgerFuture<Result<Reservation, Refusal>>,
         ledger: Arc<dyn Ledger>,

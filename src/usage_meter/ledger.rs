@@ -330,6 +330,22 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// The key's spend and limits at `unix_millis`.
     fn usage(&self, key: &CallerKey, unix_millis: i64) -> LedgerFuture<KeyUsage>;
+
+    /// What [`reserve`](Ledger::reserve) would answer, when the ledger can decide at once without
+    /// waiting (an in-memory ledger); `None`, the default, when it cannot (a remote store), and the
+    /// meter then awaits [`reserve`](Ledger::reserve).
+    ///
+    /// An answer here spares the meter a boxed future and a clone of the service below it. It must
+    /// be the one `reserve` would give: the same checks, the same reservation.
+    fn reserve_ready(
+        &self,
+        key: &CallerKey,
+        amount: Usd,
+        unix_millis: i64,
+    ) -> Option<Result<Reservation, Refusal>> {
+        let _ = (key, amount, unix_millis);
+        None
+    }
 }
 
 #[derive(Debug, Default)]
@@ -476,13 +492,52 @@ pub struct InMemoryLedger {
 struct Shared {
     clock: SharedClock,
     limits: LimitTable,
-    state: Mutex<HashMap<Arc<str>, KeyState>>,
+    state: Mutex<Keys>,
     next_id: AtomicU64,
+}
+
+/// The low bits of an in-memory reservation's id: the slot of its key's state in [`Keys`].
+const SLOT_BITS: u64 = 0xFFFF_FFFF;
+
+/// The spend of every key seen: each key's state in a slot that never moves, found by name once
+/// per reservation. The reservation's id carries the slot, so settling it hashes nothing.
+#[derive(Default)]
+struct Keys {
+    slots: HashMap<Arc<str>, usize>,
+    states: Vec<(Arc<str>, KeyState)>,
+}
+
+impl Keys {
+    /// The slot of `key`'s state, made empty when the key is new.
+    fn slot(&mut self, key: &Arc<str>) -> usize {
+        if let Some(&i) = self.slots.get(key) {
+            return i;
+        }
+        self.states.push((key.clone(), KeyState::default()));
+        self.slots.insert(key.clone(), self.states.len() - 1);
+        self.states.len() - 1
+    }
+
+    /// The state of the key `r` was made for: at the slot its id names when that slot is the
+    /// key's (a reservation made by this ledger), else looked up by name.
+    fn of(&mut self, r: &Reservation) -> &mut KeyState {
+        let at = usize::try_from(r.id & SLOT_BITS).unwrap_or(usize::MAX);
+        let i = match self.states.get(at) {
+            Some((k, _)) if **k == *r.key.0 => at,
+            _ => self.slot(&r.key.0),
+        };
+        &mut self.states[i].1
+    }
+
+    /// `key`'s state, if it was seen.
+    fn get(&self, key: &str) -> Option<&KeyState> {
+        self.slots.get(key).map(|&i| &self.states[i].1)
+    }
 }
 
 impl fmt::Debug for InMemoryLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = self.shared.state.lock().map_or(0, |s| s.len());
+        let keys = self.shared.state.lock().map_or(0, |s| s.states.len());
         f.debug_struct("InMemoryLedger")
             .field("keys", &keys)
             .finish_non_exhaustive()
@@ -497,7 +552,7 @@ impl InMemoryLedger {
             shared: Arc::new(Shared {
                 clock: Arc::new(clock),
                 limits: LimitTable::default(),
-                state: Mutex::new(HashMap::new()),
+                state: Mutex::new(Keys::default()),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -553,7 +608,8 @@ impl InMemoryLedger {
             // A poisoned lock: refuse rather than let spend through unchecked.
             return Err(Refusal::unavailable(amount, "ledger lock poisoned"));
         };
-        let s = state.entry(key.0.clone()).or_default();
+        let slot = state.slot(&key.0);
+        let s = &mut state.states[slot].1;
         for p in PERIODS {
             if let Some(limit) = limits.get(p) {
                 let used = s.spent(p, unix_millis).add(s.reserved);
@@ -569,7 +625,10 @@ impl InMemoryLedger {
             }
         }
         s.reserved = s.reserved.add(amount);
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // A sequence number above the slot; bit 63 stays clear (`RedisLedger` marks its local
+        // reservations with it).
+        let seq = self.shared.next_id.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+        let id = seq << 32 | (slot as u64 & SLOT_BITS);
         Ok(Reservation::new(key.clone(), amount, unix_millis, id))
     }
 
@@ -593,7 +652,7 @@ impl InMemoryLedger {
         let Ok(mut state) = self.shared.state.lock() else {
             return;
         };
-        let s = state.entry(r.key.0.clone()).or_default();
+        let s = state.of(&r);
         s.reserved = s.reserved.sub(r.amount).max(Usd::ZERO);
         if let Some(actual) = actual {
             s.charge(actual.max(Usd::ZERO), r.unix_millis);
@@ -626,6 +685,15 @@ impl Ledger for InMemoryLedger {
     fn usage(&self, key: &CallerKey, unix_millis: i64) -> LedgerFuture<KeyUsage> {
         Box::pin(std::future::ready(self.usage_at(key, unix_millis)))
     }
+
+    fn reserve_ready(
+        &self,
+        key: &CallerKey,
+        amount: Usd,
+        unix_millis: i64,
+    ) -> Option<Result<Reservation, Refusal>> {
+        Some(self.try_reserve(key, amount, unix_millis))
+    }
 }
 
 #[cfg(test)]
@@ -657,6 +725,26 @@ mod tests {
         l.release(r);
         assert_eq!(l.usage_at(&k, monday).reserved, Usd::ZERO);
         assert_eq!(l.usage_at(&k, monday).usage, Usd::parse("0.75").unwrap());
+    }
+
+    /// A reservation whose id names another key's slot, or none (made by hand, or by another
+    /// ledger), settles on its own key all the same.
+    #[test]
+    fn settling_finds_the_key_whatever_the_id() {
+        let l = InMemoryLedger::new(crate::clock::ManualClock::new(0));
+        let (a, b) = (CallerKey::new("a"), CallerKey::new("b"));
+        let ra = l.try_reserve(&a, Usd::from_int(1), 0).unwrap();
+        let rb = l.try_reserve(&b, Usd::from_int(2), 0).unwrap();
+        l.settle(
+            Reservation::new(b.clone(), rb.amount(), 0, ra.id()),
+            Usd::from_int(2),
+        );
+        let rb = l.try_reserve(&b, Usd::from_int(3), 0).unwrap();
+        l.release(Reservation::new(b.clone(), rb.amount(), 0, u64::MAX));
+        l.settle(ra, Usd::from_int(1));
+        let (ua, ub) = (l.usage_at(&a, 0), l.usage_at(&b, 0));
+        assert_eq!((ua.usage, ua.reserved), (Usd::from_int(1), Usd::ZERO));
+        assert_eq!((ub.usage, ub.reserved), (Usd::from_int(2), Usd::ZERO));
     }
 
     #[test]

@@ -11,14 +11,14 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::config::Config;
 use super::content;
-use super::future::{Estimate, ResponseFuture};
+use super::future::{refusal_error, Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA_HEADER};
 use super::meter::Pending;
 use super::record::{
     header_str, App, GenerationId, HTTP_REFERER, X_OPENROUTER_TITLE, X_SESSION_ID, X_TITLE,
 };
-use super::settle::Ctx;
+use super::settle::{Ctx, Hold};
 use crate::catalog::Usd;
 use crate::route::{AppliedPreset, Route};
 use crate::telemetry;
@@ -255,25 +255,39 @@ where
         }
         open_span(&mut ctx, &req);
         let span = ctx.span.clone();
-        match (&cfg.ledger, &ctx.key) {
-            (Some(ledger), Some(key)) => {
-                let est = est.unwrap_or_default();
-                let fut = ledger.reserve(key, est.amount, created_ms);
-                // Clone-and-swap: the service that was polled ready is the one that is called.
-                let clone = self.inner.clone();
-                let svc = std::mem::replace(&mut self.inner, clone);
-                let ctx = Pending::new(ctx);
-                ResponseFuture::reserving(fut, ledger.clone(), svc, req, est, ctx, span)
-            }
-            _ => {
-                // The context moves as a pointer from here on.
-                let ctx = Pending::new(ctx);
-                // Entered while the layers below build their futures. Built as the argument, not
-                // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
-                let _entered = span.enter();
-                ResponseFuture::calling(self.inner.call(req), ctx, span.clone())
+        if let (Some(ledger), Some(key)) = (&cfg.ledger, &ctx.key) {
+            let est = est.unwrap_or_default();
+            match ledger.reserve_ready(key, est.amount, created_ms) {
+                Some(Ok(reservation)) => ctx.hold = Some(Hold::new(ledger.clone(), reservation)),
+                Some(Err(refusal)) => {
+                    let error = refusal_error(&refusal, &est);
+                    telemetry::record_error(&span, error.error_type().as_str());
+                    return ResponseFuture::rejected(error, Pending::new(ctx), span);
+                }
+                None => {
+                    let fut = ledger.reserve(key, est.amount, created_ms);
+                    // Clone-and-swap: the service that was polled ready is the one that is called.
+                    let clone = self.inner.clone();
+                    let svc = std::mem::replace(&mut self.inner, clone);
+                    let ctx = Pending::new(ctx);
+                    return ResponseFuture::reserving(
+                        fut,
+                        ledger.clone(),
+                        svc,
+                        req,
+                        est,
+                        ctx,
+                        span,
+                    );
+                }
             }
         }
+        // The context moves as a pointer from here on.
+        let ctx = Pending::new(ctx);
+        // Entered while the layers below build their futures. Built as the argument, not
+        // returned from an `in_scope` closure: the future is kilobytes, each return a copy.
+        let _entered = span.enter();
+        ResponseFuture::calling(self.inner.call(req), ctx, span.clone())
     }
 }
 
