@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use std::future::Future;
@@ -52,6 +52,9 @@ pub(crate) struct Idle {
     limit: Duration,
     last: Instant,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The waker the timer was last polled pending with, its deadline unchanged since: until it
+    /// fires (and wakes that waker), another poll with it would find the timer pending again.
+    waiting: Option<Waker>,
 }
 
 impl Idle {
@@ -61,6 +64,7 @@ impl Idle {
             limit,
             last,
             timer: None,
+            waiting: None,
         }
     }
 
@@ -74,6 +78,9 @@ impl Idle {
     /// The deadline moves at every frame, but the timer is not moved with it: a timer set before
     /// the deadline fires early, and is only then set again, so a busy stream re-arms it about
     /// once per `limit`, not at every frame (each reset is a trip through the timer wheel).
+    ///
+    /// A timer polled pending with the task's waker and not moved since is not polled again
+    /// until it has fired (an atomic load): it wakes the task when it does.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self.last + self.limit;
         let timer = self
@@ -81,11 +88,18 @@ impl Idle {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
+            self.waiting = None;
+        }
+        let armed = |w: &Waker| w.will_wake(cx.waker());
+        if !timer.is_elapsed() && self.waiting.as_ref().is_some_and(armed) {
+            return false;
         }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
+                self.waiting = Some(cx.waker().clone());
                 return false;
             }
+            self.waiting = None;
             if timer.deadline() >= deadline {
                 return true;
             }

@@ -284,17 +284,18 @@ impl Watch {
             return;
         }
         match self.phase {
-            Phase::Waiting => match serde_json::from_slice::<Chunk<'_>>(trimmed) {
-                Ok(c) if nonnull(c.error) => self.fail(PreContentFailure::InBandError),
-                Ok(c) => {
-                    if c.has_content() {
+            // The skimmer reads the usual event; serde the rest (and decides what is not JSON).
+            Phase::Waiting => match skim_first(trimmed).or_else(|| First::parse(trimmed)) {
+                Some(f) if f.error => self.fail(PreContentFailure::InBandError),
+                Some(f) => {
+                    if f.content {
                         self.phase = Phase::Started;
-                        self.id = c.id.map(Cow::into_owned);
-                        self.model = c.model.map(Cow::into_owned);
-                        self.created = c.created;
+                        self.id = f.id.map(Cow::into_owned);
+                        self.model = f.model.map(Cow::into_owned);
+                        self.created = f.created;
                     }
                 }
-                Err(_) => self.fail(PreContentFailure::Invalid),
+                None => self.fail(PreContentFailure::Invalid),
             },
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
@@ -325,6 +326,157 @@ impl Watch {
         self.phase = Phase::Failed;
         self.failed = Some(f);
     }
+}
+
+/// What an event before content tells: whether it has a non-null `error`, whether it bears content
+/// (see [`Chunk::has_content`]), and its `id`, `model` and `created`.
+#[derive(Debug, Default, PartialEq)]
+struct First<'a> {
+    error: bool,
+    content: bool,
+    id: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
+    created: Option<i64>,
+}
+
+impl<'a> First<'a> {
+    /// Reads `d` with serde as a [`Chunk`]; `None` if it is not one (not JSON, or a member of the
+    /// wrong type).
+    fn parse(d: &'a [u8]) -> Option<First<'a>> {
+        let c = serde_json::from_slice::<Chunk<'a>>(d).ok()?;
+        Some(First {
+            error: nonnull(c.error),
+            content: c.has_content(),
+            id: c.id,
+            model: c.model,
+            created: c.created,
+        })
+    }
+}
+
+/// Marks the member `bit` of a struct as seen in `seen`; `None` if it was seen already (serde
+/// refuses a duplicate field: the skimmer leaves the event to it).
+fn once(seen: &mut u8, bit: u8) -> Option<()> {
+    (*seen & bit == 0).then(|| *seen |= bit)
+}
+
+/// A string-or-null member as serde reads an `Option<Cow<str>>`; `None` (give up) for another
+/// type or a string with escapes.
+fn plain_text(d: &[u8], at: usize, end: usize) -> Option<Option<Cow<'_, str>>> {
+    match skim::plain_bytes(&d[at..end])? {
+        None => Some(None),
+        Some(s) => Some(Some(Cow::Borrowed(std::str::from_utf8(s).ok()?))),
+    }
+}
+
+/// True for a string-or-null member that is a non-empty string; `None` as [`plain_text`].
+fn nonempty_text(d: &[u8], at: usize, end: usize) -> Option<bool> {
+    Some(skim::plain_bytes(&d[at..end])?.is_some_and(|s| !s.is_empty()))
+}
+
+/// A number member as serde reads an `i64`; `None` (give up) for a fraction, an exponent, a value
+/// out of range, or `-0` (which serde_json reads as a float).
+fn integer(d: &[u8], at: usize, end: usize) -> Option<i64> {
+    let t = skim::text(d, at..end)?;
+    if t.starts_with("-0") {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// Reads an event before content with the strict skimmer: what [`First::parse`] reads, when the
+/// event has the usual plain shape. `None` sends the event to serde, which decides as before:
+/// anything the skimmer gives up on, a member of [`Chunk`] of another type than the usual one or
+/// given twice, a string member with escapes, a `created` that is not a plain integer, a
+/// top-level array, bad JSON or bad UTF-8.
+fn skim_first(d: &[u8]) -> Option<First<'_>> {
+    if d.first() != Some(&b'{') {
+        return None;
+    }
+    let mut f = First::default();
+    let mut seen = 0;
+    let end = skim::members(d, 0, 0, |key, at| {
+        let bit = match key {
+            b"id" => 1,
+            b"model" => 2,
+            b"created" => 4,
+            b"error" => 8,
+            b"choices" => 16,
+            b"usage" => 32,
+            _ => return skim::value(d, at, 1),
+        };
+        once(&mut seen, bit)?;
+        if bit == 16 && d.get(at) == Some(&b'[') {
+            return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content));
+        }
+        let end = skim::value(d, at, 1)?;
+        let nonnull = &d[at..end] != b"null";
+        match bit {
+            1 => f.id = plain_text(d, at, end)?,
+            2 => f.model = plain_text(d, at, end)?,
+            4 if nonnull => f.created = Some(integer(d, at, end)?),
+            8 => f.error = nonnull,
+            16 if nonnull => return None,
+            32 => f.content |= nonnull,
+            _ => {}
+        }
+        Some(end)
+    })?;
+    (end == d.len()).then_some(f)
+}
+
+/// Skims one element of `choices` before content, as serde reads a [`Choice`]: `content` is set
+/// if it bears content.
+fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+    if d.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut seen = 0;
+    skim::members(d, i, 2, |key, at| {
+        let bit = match key {
+            b"delta" => 1,
+            b"finish_reason" => 2,
+            b"text" => 4,
+            _ => return skim::value(d, at, 3),
+        };
+        once(&mut seen, bit)?;
+        if bit == 1 && d.get(at) == Some(&b'{') {
+            return first_delta(d, at, content);
+        }
+        let end = skim::value(d, at, 3)?;
+        let nonnull = &d[at..end] != b"null";
+        match bit {
+            1 if nonnull => return None,
+            2 => *content |= nonnull,
+            4 => *content |= nonempty_text(d, at, end)?,
+            _ => {}
+        }
+        Some(end)
+    })
+}
+
+/// Skims a choice's `delta` before content, as serde reads a [`Delta`]: `content` is set if it
+/// bears content.
+fn first_delta(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+    let mut seen = 0;
+    skim::members(d, i, 3, |key, at| {
+        let bit = match key {
+            b"content" => 1,
+            b"reasoning" => 2,
+            b"refusal" => 4,
+            b"tool_calls" => 8,
+            _ => return skim::value(d, at, 4),
+        };
+        once(&mut seen, bit)?;
+        let end = skim::value(d, at, 4)?;
+        let raw = &d[at..end];
+        *content |= if bit == 8 {
+            raw != b"null" && raw != b"[]"
+        } else {
+            nonempty_text(d, at, end)?
+        };
+        Some(end)
+    })
 }
 
 /// Reads `d` with the strict skimmer: `Some(hole)` if it is a JSON object without an `error`
@@ -554,7 +706,128 @@ mod tests {
         assert_eq!(w.phase, Phase::UpstreamError);
     }
 
+    /// The usual first events are read by the skimmer, as serde reads them.
+    #[test]
+    fn the_skimmer_reads_the_usual_first_events() {
+        for d in [
+            &br#"{"id":"c1","object":"chat.completion.chunk","created":1700000000,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#[..],
+            br#"{"id":"c1","created":-3,"model":null,"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,
+            br#"{"choices":[{"text":"x"},{"delta":{"tool_calls":[{"id":"t"}]}}]}"#,
+            br#"{"choices":[],"usage":{"total_tokens":3}}"#,
+            br#"{"error":{"code":429},"choices":null}"#,
+            br#"{"choices":[{"delta":{"tool_calls":[]},"finish_reason":null}]}"#,
+            br#"{"choices":[{"delta":{"tool_calls":null,"refusal":""},"text":null}]}"#,
+            br#"{"choices":[{"delta":null,"finish_reason":"stop"}],"error":null}"#,
+        ] {
+            let f = skim_first(d);
+            assert!(f.is_some(), "{}", String::from_utf8_lossy(d));
+            assert_eq!(f, First::parse(d));
+        }
+    }
+
+    /// Pieces of first events: members of [`Chunk`], [`Choice`] and [`Delta`] with values of the
+    /// usual types and others, given twice at times, with escapes, odd numbers and bad JSON.
+    fn first_event() -> impl Strategy<Value = Vec<u8>> {
+        // The usual values three times in four, odd ones (which serde may refuse) otherwise.
+        let text = prop_oneof![
+            3 => prop::sample::select(vec!["null", "\"\"", "\"a\"", "\"é\""]),
+            1 => prop::sample::select(vec!["1", "[]", "{}", "\"\\u0041\""]),
+        ];
+        let raw = prop_oneof![
+            3 => prop::sample::select(vec![
+                "null", "[]", "[ ]", "[1]", "{}", "\"x\"", "0", "true", "[{\"a\":[]}]",
+                "-9223372036854775808",
+            ]),
+            1 => prop::sample::select(vec![
+                "1.5", "-0", "99999999999999999999", "1e3", "01", "\"\\ud800\"",
+            ]),
+        ];
+        let delta_key = prop::sample::select(vec![
+            "content",
+            "reasoning",
+            "refusal",
+            "tool_calls",
+            "role",
+        ]);
+        let delta =
+            prop::collection::vec((delta_key, text.clone(), raw.clone(), any::<bool>()), 1..4)
+                .prop_map(|ms| {
+                    let ms: Vec<String> = ms
+                        .into_iter()
+                        .map(|(k, t, r, pick)| {
+                            format!("\"{k}\":{}", if pick || k == "tool_calls" { r } else { t })
+                        })
+                        .collect();
+                    format!("{{{}}}", ms.join(","))
+                });
+        let choice_key =
+            prop::sample::select(vec!["delta", "delta", "finish_reason", "text", "index"]);
+        let choice = prop::collection::vec(
+            (choice_key, delta.clone(), text.clone(), raw.clone(), 0u8..3),
+            1..3,
+        )
+        .prop_map(|ms| {
+            let ms: Vec<String> = ms
+                .into_iter()
+                .map(|(k, d, t, r, pick)| {
+                    let v = match (k, pick) {
+                        ("delta", 0) | ("delta", 1) => d,
+                        ("text", 0 | 1) => t.to_string(),
+                        _ => r.to_string(),
+                    };
+                    format!("\"{k}\":{v}")
+                })
+                .collect();
+            format!("{{{}}}", ms.join(","))
+        });
+        let choices =
+            prop::collection::vec(choice, 0..3).prop_map(|cs| format!("[{}]", cs.join(",")));
+        let key = prop::sample::select(vec![
+            "id", "model", "created", "error", "choices", "choices", "choices", "usage", "object",
+        ]);
+        let members =
+            prop::collection::vec((key, choices, text, raw, 0u8..3), 0..5).prop_map(|ms| {
+                let ms: Vec<String> = ms
+                    .into_iter()
+                    .map(|(k, c, t, r, pick)| {
+                        let v = match (k, pick) {
+                            ("choices", 0) | ("choices", 1) => c,
+                            ("id" | "model", 0 | 1) => t.to_string(),
+                            _ => r.to_string(),
+                        };
+                        format!("\"{k}\":{v}")
+                    })
+                    .collect();
+                format!("{{{}}}", ms.join(", "))
+            });
+        (members, any::<prop::sample::Index>(), 0u8..8).prop_map(|(m, at, how)| {
+            let mut b = m.into_bytes();
+            let i = at.index(b.len());
+            match how {
+                0 => b.truncate(i),
+                1 => b[i] = b'"',
+                2 => b[i] = 0xff,
+                _ => {}
+            }
+            b
+        })
+    }
+
     proptest! {
+        // Cheap cases, and the rarer shapes (a delta's `tool_calls: []`) need many.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Wherever the skimmer reads a first event, serde reads it the same.
+        #[test]
+        fn the_first_event_skims_as_serde_reads_it(d in first_event()) {
+            if let Some(f) = skim_first(&d) {
+                prop_assert_eq!(Some(f), First::parse(&d), "{}", String::from_utf8_lossy(&d));
+            }
+        }
+    }
+
+    proptest! {
+
         /// An event the learned shape takes is one serde takes, without an error.
         #[test]
         fn the_shape_agrees_with_serde(middle in proptest::collection::vec(prop::sample::select(b"\"\\/unbx0aD8\x01\x7f\xc3\xa9\xff ".to_vec()), 0..12)) {

@@ -467,12 +467,14 @@ impl Handler<'_> {
         let mut add = |key: &str, raw: json::Raw<'_>, value: Vec<u8>| {
             let Some(v) = json::span(d, raw) else { return };
             let m = json::member_span(d, key, v.clone());
-            let mut replacement = d[m.start..v.start].to_vec();
+            let mut replacement = Vec::with_capacity(v.start - m.start + value.len());
+            replacement.extend_from_slice(&d[m.start..v.start]);
             replacement.extend_from_slice(&value);
             self.st.rules.push(Rule {
-                finder: Finder::new(&d[m]).into_owned(),
+                finder: Finder::new(&d[m.clone()]).into_owned(),
                 replacement,
-                hint: usize::MAX,
+                // The event is rewritten next, from its bytes: `data: ` and `d`, usually.
+                hint: m.start + b"data: ".len(),
             });
         };
         if let Some(id) = top.id {
