@@ -959,14 +959,15 @@ mod tests {
             proptest::option::of(usd()),
         )
             .prop_map(|(min, start, prompt, completion, read, write)| {
-                let mut o = crate::catalog::PricingOverride::default();
-                o.min_prompt_tokens = min;
-                o.utc_start = start;
-                o.prompt = prompt;
-                o.completion = completion;
-                o.input_cache_read = read;
-                o.input_cache_write = write;
-                o
+                crate::catalog::PricingOverride {
+                    min_prompt_tokens: min,
+                    utc_start: start,
+                    prompt,
+                    completion,
+                    input_cache_read: read,
+                    input_cache_write: write,
+                    ..Default::default()
+                }
             });
         (
             (usd(), usd(), opt(), opt(), opt(), opt()),
@@ -979,19 +980,20 @@ mod tests {
                     (write, reasoning, search, discount),
                     overrides,
                 )| {
-                    let mut x = Pricing::default();
-                    x.prompt = p;
-                    x.completion = c;
-                    x.request = req;
-                    x.image = img;
-                    x.audio = audio;
-                    x.input_cache_read = read;
-                    x.input_cache_write = write;
-                    x.internal_reasoning = reasoning;
-                    x.web_search = search;
-                    x.discount = discount;
-                    x.overrides = overrides;
-                    x
+                    Pricing {
+                        prompt: p,
+                        completion: c,
+                        request: req,
+                        image: img,
+                        audio,
+                        input_cache_read: read,
+                        input_cache_write: write,
+                        internal_reasoning: reasoning,
+                        web_search: search,
+                        discount,
+                        overrides,
+                        ..Default::default()
+                    }
                 },
             )
     }
