@@ -228,7 +228,11 @@ impl Pricing {
                 audio = o.audio.or(audio);
             }
         }
-        let multiplier = Decimal::ONE - self.discount.unwrap_or(Decimal::ZERO);
+        // `1 - 0` is `1` to the bit: no subtraction without a discount.
+        let multiplier = match self.discount {
+            None => Decimal::ONE,
+            Some(d) => Decimal::ONE - d,
+        };
         EffectivePricing {
             prompt: p,
             completion: c,

@@ -286,15 +286,36 @@ pub(crate) fn members<'a>(
     b: &'a [u8],
     i: usize,
     depth: usize,
+    member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
+    resume_members(b, i, depth, None, member)
+}
+
+/// [`members`] for a reader that may have taken the object's first members itself: from
+/// `resume` (just past the comma after them) when it did, else from the opening brace at `i`.
+/// Always inlined, with one call of `member`: [`members`] is this loop, and its callers'
+/// closures must stay inlined in it.
+#[inline(always)]
+pub(crate) fn resume_members<'a>(
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+    resume: Option<usize>,
     mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
 ) -> Option<usize> {
-    if depth >= MAX_DEPTH {
-        return None;
-    }
-    let mut j = ws(b, i + 1);
-    if b.get(j) == Some(&b'}') {
-        return Some(j + 1);
-    }
+    let mut j = match resume {
+        Some(j) => ws(b, j),
+        None => {
+            if depth >= MAX_DEPTH {
+                return None;
+            }
+            let j = ws(b, i + 1);
+            if b.get(j) == Some(&b'}') {
+                return Some(j + 1);
+            }
+            j
+        }
+    };
     loop {
         if b.get(j) != Some(&b'"') {
             return None;

@@ -215,7 +215,12 @@ impl Exact {
     }
 
     /// `self × other`, at the sum of the scales (as `Decimal` multiplies).
+    #[inline]
     fn mul(self, other: Exact) -> Option<Exact> {
+        // A multiplier of exactly 1 (no discount) changes nothing: `self` is already within bounds.
+        if other.m == 1 && other.scale == 0 {
+            return Some(self);
+        }
         let m = match (u64::try_from(self.m), u64::try_from(other.m)) {
             // The usual case: a 64-bit product cannot overflow 128 bits.
             (Ok(a), Ok(b)) => u128::from(a) * u128::from(b),
@@ -233,6 +238,7 @@ impl Exact {
     }
 
     /// `self + other`, at the larger scale (as `Decimal` adds).
+    #[inline]
     fn add(self, other: Exact) -> Option<Exact> {
         // Adding a zero of no larger scale (most fees and cache terms) changes nothing.
         if other.m == 0 && other.scale <= self.scale {
@@ -456,8 +462,14 @@ impl WireUsage {
         if b.get(at) != Some(&b'{') {
             return None;
         }
+        let usual = usual_start(b, at, depth);
         let mut seen = 0u16;
-        skim::members(b, at, depth, |key, at| {
+        if let Some((prompt, completion, _)) = usual {
+            w.prompt_tokens = prompt;
+            w.completion_tokens = completion;
+            seen = 0b11;
+        }
+        let member = |key: &[u8], at: usize| {
             let Some(k) = usage_key(key) else {
                 return skim::value(b, at, depth + 1);
             };
@@ -484,8 +496,40 @@ impl WireUsage {
             let (count, end) = skim_count(b, at)?;
             *slot = count;
             Some(end)
-        })
+        };
+        let resume = match usual {
+            Some((_, _, end)) if b[end] == b'}' => return Some(end + 1),
+            Some((_, _, comma)) => Some(comma + 1),
+            None => None,
+        };
+        skim::resume_members(b, at, depth, resume, member)
     }
+}
+
+/// How the usual OpenAI usage object starts, compact: its first two members.
+const USUAL_PROMPT: &[u8] = b"{\"prompt_tokens\":";
+/// The second of [`USUAL_PROMPT`]'s members.
+const USUAL_COMPLETION: &[u8] = b",\"completion_tokens\":";
+
+/// The usual start of a usage object at `at` in `b`, `depth` deep: `{"prompt_tokens":N,
+/// "completion_tokens":N` (no whitespace; counts as [`skim_count`] reads them) followed by a
+/// comma or the closing brace. Its two counts and where that comma or brace is; `None` for any
+/// other start (the member-by-member reading decides, which reads these bytes the same way).
+#[inline]
+fn usual_start(
+    b: &[u8],
+    at: usize,
+    depth: usize,
+) -> Option<(Option<Tokens>, Option<Tokens>, usize)> {
+    if depth >= skim::MAX_DEPTH || !b.get(at..)?.starts_with(USUAL_PROMPT) {
+        return None;
+    }
+    let (prompt, i) = skim_count(b, at + USUAL_PROMPT.len())?;
+    if !b.get(i..)?.starts_with(USUAL_COMPLETION) {
+        return None;
+    }
+    let (completion, end) = skim_count(b, i + USUAL_COMPLETION.len())?;
+    matches!(b.get(end), Some(b',' | b'}')).then_some((prompt, completion, end))
 }
 
 /// The members of [`WireUsage`] that [`WireUsage::skim`] reads, by index: six counts, three
@@ -736,7 +780,13 @@ mod tests {
             Just("prompt_\\u0074okens"),
         ];
         let member = prop_oneof![
-            (key, count).prop_map(|(k, v)| format!("\"{k}\" : {v}")),
+            (key, count.clone(), any::<bool>()).prop_map(|(k, v, compact)| {
+                if compact {
+                    format!("\"{k}\":{v}")
+                } else {
+                    format!("\"{k}\" : {v}")
+                }
+            }),
             (
                 prop_oneof![
                     Just("prompt_tokens_details"),
@@ -748,9 +798,21 @@ mod tests {
                 .prop_map(|(k, v)| format!("\"{k}\":{v}")),
             Just("\"cost\":0.00012".to_string()),
         ];
+        let members = proptest::collection::vec(member, 0..6);
+        // The usual compact start (see `usual_start`), with what may follow it.
+        let usual =
+            (count.clone(), count, members.clone(), 0..4usize).prop_map(|(p, c, m, end)| {
+                let rest = match end {
+                    0 => "}".to_string(),
+                    1 => format!(",{}}}", m.join(",")),
+                    2 => format!(" ,{}}}", m.join(",")),
+                    _ => format!(",{}", m.join(",")),
+                };
+                format!("{{\"prompt_tokens\":{p},\"completion_tokens\":{c}{rest}")
+            });
         prop_oneof![
-            8 => proptest::collection::vec(member, 0..6)
-                .prop_map(|m| format!("{{{}}}", m.join(","))),
+            8 => members.prop_map(|m| format!("{{{}}}", m.join(","))),
+            4 => usual,
             1 => Just("null".to_string()),
             1 => Just("[1]".to_string()),
             1 => Just("{\"prompt_tokens\":1".to_string()),
@@ -842,6 +904,129 @@ mod tests {
         }
     }
 
+    /// [`Pricing::effective`] written out the long way (every override looked at, the discount
+    /// always subtracted): the reference for [`price`].
+    fn effective_by_hand(
+        pricing: &Pricing,
+        prompt_tokens: u64,
+        unix_millis: i64,
+    ) -> EffectivePricing {
+        let applying: Vec<_> = pricing
+            .overrides
+            .iter()
+            .filter(|o| o.applies(prompt_tokens, unix_millis))
+            .collect();
+        let last = |f: &dyn Fn(&crate::catalog::PricingOverride) -> Option<Usd>,
+                    base: Option<Usd>| {
+            applying.iter().rev().find_map(|o| f(o)).or(base)
+        };
+        let prompt = last(&|o| o.prompt, Some(pricing.prompt)).unwrap_or_default();
+        let completion = last(&|o| o.completion, Some(pricing.completion)).unwrap_or_default();
+        EffectivePricing {
+            prompt,
+            completion,
+            request: pricing.request.unwrap_or_default(),
+            image: pricing.image.unwrap_or_default(),
+            audio: last(&|o| o.audio, pricing.audio).unwrap_or_default(),
+            input_cache_read: last(&|o| o.input_cache_read, pricing.input_cache_read)
+                .unwrap_or(prompt),
+            input_cache_write: last(&|o| o.input_cache_write, pricing.input_cache_write)
+                .unwrap_or(prompt),
+            internal_reasoning: pricing.internal_reasoning.unwrap_or(completion),
+            web_search: pricing.web_search.unwrap_or_default(),
+            multiplier: Decimal::ONE - pricing.discount.unwrap_or(Decimal::ZERO),
+        }
+    }
+
+    /// Pricing as a catalog may have it: optional prices, a discount or none (zero of any
+    /// scale too), overrides by prompt size and by time.
+    fn pricing() -> impl Strategy<Value = Pricing> {
+        let opt = || proptest::option::of(usd());
+        let discount = prop_oneof![
+            Just(None),
+            Just(Some(Decimal::ZERO)),
+            Just(Some(Decimal::new(0, 2))),
+            Just(Some(Decimal::new(9, 1))),
+            Just(Some(Decimal::new(99, 2))),
+            (0i64..100, 0u32..=3).prop_map(|(m, s)| Some(Decimal::new(m, s))),
+        ];
+        let o = (
+            proptest::option::of(0u64..2_000),
+            proptest::option::of((0u16..24, 0u16..60).prop_map(|(h, m)| h * 100 + m)),
+            proptest::option::of(usd()),
+            proptest::option::of(usd()),
+            proptest::option::of(usd()),
+            proptest::option::of(usd()),
+        )
+            .prop_map(|(min, start, prompt, completion, read, write)| {
+                crate::catalog::PricingOverride {
+                    min_prompt_tokens: min,
+                    utc_start: start,
+                    prompt,
+                    completion,
+                    input_cache_read: read,
+                    input_cache_write: write,
+                    ..Default::default()
+                }
+            });
+        (
+            (usd(), usd(), opt(), opt(), opt(), opt()),
+            (opt(), opt(), opt(), discount),
+            proptest::collection::vec(o, 0..3),
+        )
+            .prop_map(
+                |(
+                    (p, c, req, img, audio, read),
+                    (write, reasoning, search, discount),
+                    overrides,
+                )| {
+                    Pricing {
+                        prompt: p,
+                        completion: c,
+                        request: req,
+                        image: img,
+                        audio,
+                        input_cache_read: read,
+                        input_cache_write: write,
+                        internal_reasoning: reasoning,
+                        web_search: search,
+                        discount,
+                        overrides,
+                        ..Default::default()
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// A price is the `Decimal` computation at the prices written out by hand, to the digit:
+        /// overrides, discounts (or none), cache and reasoning prices, fees, insured or not.
+        #[test]
+        fn price_is_the_long_way(
+            pricing in pricing(),
+            counts in proptest::collection::vec(prop_oneof![0u64..3_000, tokens()], 7),
+            unix_millis in 0i64..1_000_000_000_000,
+            insured in any::<bool>(),
+        ) {
+            let usage = TokenUsage {
+                prompt: counts[0],
+                completion: counts[1],
+                reasoning: counts[2],
+                cached: counts[3],
+                cache_write: counts[4],
+                web_searches: counts[5],
+            };
+            let images = counts[6];
+            let by_hand = effective_by_hand(&pricing, usage.prompt, unix_millis);
+            prop_assert_eq!(pricing.effective(usage.prompt, unix_millis), by_hand);
+            let slow = decimal_price(&by_hand, &usage, images, insured);
+            let fast = price(&pricing, &usage, unix_millis, images, insured);
+            for (f, s) in [(fast.total, slow.total), (fast.prompt, slow.prompt), (fast.completion, slow.completion)] {
+                prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
+            }
+        }
+    }
+
     #[test]
     fn usual_price_is_exact() {
         let price = |s: &str| Usd::parse(s).unwrap();
@@ -877,6 +1062,18 @@ mod tests {
         );
         assert!(WireUsage::skim(r#"{"prompt_tokens":1,"prompt_tokens":2}"#).is_none());
         assert!(WireUsage::skim(r#"{"prompt_tokens":1.0}"#).is_none());
+        // The usual start read at once, then the members after it one by one.
+        let w = WireUsage::skim(r#"{"prompt_tokens":7,"completion_tokens":null,"input_tokens":3}"#)
+            .expect("the usual start");
+        assert_eq!(
+            (w.to_usage(), w.anthropic_input().0),
+            (TokenUsage::new(7, 0), Some(3))
+        );
+        assert!(
+            WireUsage::skim(r#"{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens":3}"#)
+                .is_none()
+        );
+        assert!(WireUsage::skim(r#"{"prompt_tokens":1,"completion_tokens":2,}"#).is_none());
     }
 
     #[test]
