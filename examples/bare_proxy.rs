@@ -7,8 +7,7 @@
 //! It does what any proxy in front of an upstream must do, and nothing else: hyper-util's server
 //! (HTTP/1.1 and HTTP/2, `TCP_NODELAY`) reads each request's body, sends the request to the same
 //! path on the upstream (a leading `/api` dropped) with the crate's [`HttpsClient`], and streams the
-//! answer back frame by frame. No routing, no layers, no axum, no metering. Its allocator is the
-//! gateway's (mimalloc).
+//! answer back frame by frame. No routing, no layers, no axum, no metering.
 //!
 //! `PROXY=bare scripts/proxy-bench.sh` runs the benchmark's scenarios through it instead of the
 //! example gateway: the difference between the two tables is what the gateway itself costs; what
@@ -28,10 +27,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-
-/// The example gateway's allocator (mimalloc), so that the floor is measured as the gateway is.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tower_ai_gateway::client::HttpsClient;
 use tower_ai_gateway::BoxError;
 

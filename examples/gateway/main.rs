@@ -24,12 +24,6 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
-/// mimalloc: a request's many small, short-lived allocations (hyper's, axum's and the layers')
-/// cost about a third of glibc's malloc and free. The library does not choose an allocator; an
-/// application does, as here.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 struct Args {
     listen: Option<SocketAddr>,
     config: Option<PathBuf>,
