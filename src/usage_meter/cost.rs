@@ -844,6 +844,19 @@ mod tests {
         ]
     }
 
+    /// The token counts of `counts` (prompt, completion, reasoning, cached, cache writes, web
+    /// searches; a seventh, the images, is the caller's).
+    fn usage_of(counts: &[u64]) -> TokenUsage {
+        TokenUsage {
+            prompt: counts[0],
+            completion: counts[1],
+            reasoning: counts[2],
+            cached: counts[3],
+            cache_write: counts[4],
+            web_searches: counts[5],
+        }
+    }
+
     fn tokens() -> impl Strategy<Value = u64> {
         prop_oneof![0u64..1_000_000, any::<u64>(), Just(0), Just(u64::MAX)]
     }
@@ -885,14 +898,7 @@ mod tests {
                 web_search: prices[8],
                 multiplier: Decimal::ONE - discount.unwrap_or(Decimal::ZERO),
             };
-            let usage = TokenUsage {
-                prompt: counts[0],
-                completion: counts[1],
-                reasoning: counts[2],
-                cached: counts[3],
-                cache_write: counts[4],
-                web_searches: counts[5],
-            };
+            let usage = usage_of(&counts);
             let images = counts[6];
             let slow = decimal_price(&p, &usage, images, insured);
             if let Some(fast) = exact_price(&p, &usage, images, insured) {
@@ -1008,14 +1014,7 @@ mod tests {
             unix_millis in 0i64..1_000_000_000_000,
             insured in any::<bool>(),
         ) {
-            let usage = TokenUsage {
-                prompt: counts[0],
-                completion: counts[1],
-                reasoning: counts[2],
-                cached: counts[3],
-                cache_write: counts[4],
-                web_searches: counts[5],
-            };
+            let usage = usage_of(&counts);
             let images = counts[6];
             let by_hand = effective_by_hand(&pricing, usage.prompt, unix_millis);
             prop_assert_eq!(pricing.effective(usage.prompt, unix_millis), by_hand);
