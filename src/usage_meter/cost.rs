@@ -293,9 +293,14 @@ const FINISH_REASONS: [&str; 10] = [
     "tool_use",
 ];
 
+/// The one of [`FINISH_REASONS`] whose bytes are `s`, if any.
+fn known_reason(s: &[u8]) -> Option<&'static str> {
+    FINISH_REASONS.iter().find(|r| r.as_bytes() == s).copied()
+}
+
 /// `s` as a [`FinishReason`]: borrowed when it is one of [`FINISH_REASONS`], else owned.
 pub(crate) fn finish_reason(s: Cow<'_, str>) -> FinishReason {
-    match FINISH_REASONS.iter().find(|r| **r == s) {
+    match known_reason(s.as_bytes()) {
         Some(r) => Cow::Borrowed(r),
         None => Cow::Owned(s.into_owned()),
     }
@@ -304,7 +309,7 @@ pub(crate) fn finish_reason(s: Cow<'_, str>) -> FinishReason {
 /// [`finish_reason`] of a string's raw bytes (`None` if they are not UTF-8): a known reason is
 /// found without checking the bytes as text.
 pub(crate) fn finish_reason_bytes(s: &[u8]) -> Option<FinishReason> {
-    match FINISH_REASONS.iter().find(|r| r.as_bytes() == s) {
+    match known_reason(s) {
         Some(r) => Some(Cow::Borrowed(r)),
         None => Some(Cow::Owned(std::str::from_utf8(s).ok()?.to_owned())),
     }
