@@ -292,7 +292,9 @@ fn prepare(
     // parse refuses may still be completed by its preset: it goes the long way, as one that
     // names a preset does (the preset merged, then parsed).
     // Matched, not chained through `Option` adapters: each adapter moves the (large) view again.
-    let mut parsed = RequestView::parse(&bytes);
+    // Read in place (not returned by value): the view is large.
+    let mut parsed = Ok(RequestView::default());
+    RequestView::parse_in_place(&bytes, &mut parsed);
     let (bytes, view) = match &mut parsed {
         Ok(view) if !view.names_preset() => {
             // Moved into its box field by field, never whole (it is large).

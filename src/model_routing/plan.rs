@@ -3,7 +3,7 @@
 //! stickiness) → a [`Route`].
 
 use bytes::Bytes;
-use http::{Extensions, HeaderMap};
+use http::{Extensions, HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
@@ -43,13 +43,26 @@ fn hash_str(s: &str) -> u64 {
 /// `X-Session-Id` (a constant: looking a `&str` name up parses it on every request).
 const X_SESSION_ID: http::HeaderName = http::HeaderName::from_static("x-session-id");
 
+/// The first `X-Session-Id` value, as [`HeaderMap::get`] answers it. A request carries a few
+/// headers: comparing their names (most are standard ones, told apart from a custom name by
+/// their tag) costs less than hashing the name for the map's index, which a larger map uses.
+fn session_header(headers: &HeaderMap) -> Option<&HeaderValue> {
+    const SCANNED: usize = 8;
+    if headers.keys_len() > SCANNED {
+        return headers.get(&X_SESSION_ID);
+    }
+    headers
+        .iter()
+        .find_map(|(name, value)| (*name == X_SESSION_ID).then_some(value))
+}
+
 /// The explicit or declared conversation key; the first-messages hash is computed separately, only
 /// when some candidate could stick by it.
 pub(crate) fn session_key(view: &RequestView<'_>, headers: &HeaderMap) -> Option<Session> {
     if let Some(s) = &view.session_id {
         return Some(Session::Explicit(hash_str(s)));
     }
-    if let Some(s) = headers.get(&X_SESSION_ID).and_then(|v| v.to_str().ok()) {
+    if let Some(s) = session_header(headers).and_then(|v| v.to_str().ok()) {
         if !s.is_empty() {
             return Some(Session::Explicit(hash_str(s)));
         }
@@ -311,4 +324,34 @@ pub(crate) fn plan(
     }
     extensions.insert(route);
     Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::{session_header, X_SESSION_ID};
+
+    proptest! {
+        /// The scan of a small map finds what the map's index finds: the first value of the
+        /// first `x-session-id`, among standard and custom names, repeated or not.
+        #[test]
+        fn session_header_is_the_maps(
+            headers in proptest::collection::vec((0usize..5, "[a-z0-9]{0,6}"), 0..14),
+        ) {
+            let names = [
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                X_SESSION_ID,
+                HeaderName::from_static("x-session"),
+                HeaderName::from_static("x-session-idx"),
+            ];
+            let mut map = HeaderMap::new();
+            for (name, value) in &headers {
+                map.append(names[*name].clone(), HeaderValue::from_str(value).unwrap());
+            }
+            prop_assert_eq!(session_header(&map), map.get(&X_SESSION_ID));
+        }
+    }
 }

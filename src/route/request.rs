@@ -218,20 +218,26 @@ impl<'a> RequestView<'a> {
     /// transforms, plugins the gateway cannot run) are a 400 `invalid_request` naming the field and
     /// what was expected there.
     pub fn parse(body: &'a [u8]) -> Result<RequestView<'a>, GatewayError> {
-        // Built in the value returned, which the compiler may then build in place: the view is big
-        // enough that a move shows in the parse's cost.
         let mut out = Ok(RequestView::default());
-        if let Ok(view) = &mut out {
-            if super::fast::read_into(body, view).is_none() {
-                out = Self::parse_serde(body);
-            }
-        }
-        if let Ok(view) = &mut out {
-            if let Err(e) = view.finish(body) {
-                out = Err(e);
-            }
-        }
+        Self::parse_in_place(body, &mut out);
         out
+    }
+
+    /// [`parse`](Self::parse) into `out`, which must be `Ok` with a default view: the view is
+    /// read where the caller keeps it, not moved there on return (it is big enough that each
+    /// move shows in the cost of a request).
+    #[inline]
+    pub(crate) fn parse_in_place(body: &'a [u8], out: &mut Result<RequestView<'a>, GatewayError>) {
+        if let Ok(view) = out {
+            if super::fast::read_into(body, view).is_none() {
+                *out = Self::parse_serde(body);
+            }
+        }
+        if let Ok(view) = out {
+            if let Err(e) = view.finish(body) {
+                *out = Err(e);
+            }
+        }
     }
 
     /// [`parse`](Self::parse)'s final checks, on the view read from `body`.
