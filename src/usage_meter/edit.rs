@@ -85,7 +85,8 @@ pub(crate) fn edit_body(
         obs.content_bytes += body.len() as u64;
         return body;
     }
-    let (top, choices) = read;
+    // Read in place: the summary (with its wire usage) is not moved out of `read`.
+    let (top, choices) = &mut read;
     if !ctx.success {
         // An error answer, read only to add its `openrouter_metadata`.
         return match metadata_edit(ctx, &body) {
@@ -93,7 +94,7 @@ pub(crate) fn edit_body(
             None => body,
         };
     }
-    let wire = observe_body(obs, &top, choices, !ctx.cfg.sinks.is_empty());
+    let wire = observe_body(obs, top, choices, !ctx.cfg.sinks.is_empty());
     content::record_body_output(&ctx.span, &body, ctx.cfg.content_limit);
     if !ctx.rewrite {
         return body;
@@ -115,12 +116,12 @@ pub(crate) fn edit_body(
         top.model
             .filter(|_| !ctx.model.is_empty())
             .and_then(|v| json::span(&body, v))
-            .map(|r| model_splice(ctx, &top, r)),
+            .map(|r| model_splice(ctx, top, r)),
     );
-    push(tier_splice(ctx, &top, &body));
+    push(tier_splice(ctx, top, &body));
     let provider = top.provider.filter(|_| !ctx.provider_name.is_empty());
     push(quoted(&body, provider, &ctx.provider_name));
-    if let (Some(u), Some(w)) = (top.usage, wire.as_ref()) {
+    if let (Some(u), Some(w)) = (top.usage, wire) {
         let held = (&mut members, &mut object);
         push(body_usage_splice(ctx, obs, (&body, u), w, held));
     }
@@ -156,25 +157,26 @@ fn model_splice<'c>(ctx: &'c Ctx, top: &Top<'_>, r: Range<usize>) -> json::Splic
 
 /// Records what a non-streamed body says (upstream id — only when `recorded`: the generation
 /// record alone keeps it —, error, finish reason, content bytes, usage); returns its wire usage,
-/// if readable.
-fn observe_body(
+/// if readable: the one in `choices` (read there now if the skimmer did not read it on the way),
+/// borrowed rather than moved out.
+fn observe_body<'c>(
     obs: &mut Obs,
     top: &Top<'_>,
-    choices: ChoicesSummary,
+    choices: &'c mut ChoicesSummary,
     recorded: bool,
-) -> Option<WireUsage> {
+) -> Option<&'c WireUsage> {
     if let Some(id) = top.id.filter(|_| recorded) {
         obs.upstream_id = id.string();
     }
     if top.error.is_some_and(|e| !e.is_null()) {
         obs.error = true;
     }
-    obs.finish_reason = choices.finish_reason;
+    obs.finish_reason = choices.finish_reason.take();
     obs.content_bytes += choices.content_bytes;
-    let w = match choices.usage {
-        Some(w) => w,
-        None => WireUsage::read(top.usage?.get())?,
-    };
+    if choices.usage.is_none() {
+        choices.usage = Some(WireUsage::read(top.usage?.get())?);
+    }
+    let w = choices.usage.as_ref()?;
     if w.is_openai() {
         obs.usage = Some(w.to_usage());
     } else if w.has_counts() {
