@@ -16,8 +16,8 @@
 
 use std::ops::Range;
 
+use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
-use memchr::memmem::Finder;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -221,13 +221,38 @@ fn event_top(d: &[u8]) -> Option<Top<'_>> {
     Top::parse_with_choices(d).map(|(top, _)| top)
 }
 
-/// A byte-pattern replacement learned from the first event of a stream.
+/// The most [`Rule`]s a stream learns: one per member it rewrites (`id`, `model`, `provider`,
+/// `service_tier`).
+const MAX_RULES: usize = 4;
+
+/// A byte-pattern replacement learned from the first event of a stream: the member as the
+/// upstream wrote it (`"id":"…"`) and what replaces it, in one buffer.
 struct Rule {
-    finder: Finder<'static>,
-    replacement: Vec<u8>,
+    /// The member's bytes, then the replacement's.
+    bytes: Vec<u8>,
+    /// The member's length: where the replacement starts in `bytes`.
+    needle_len: usize,
     /// Where the pattern was found in the previous event: chunks from one serializer put the
     /// member at the same offset, so a comparison there usually saves the search.
     hint: usize,
+}
+
+impl Rule {
+    /// The member's bytes, as the upstream wrote them.
+    fn needle(&self) -> &[u8] {
+        &self.bytes[..self.needle_len]
+    }
+
+    /// What replaces the member.
+    fn replacement(&self) -> &[u8] {
+        &self.bytes[self.needle_len..]
+    }
+
+    /// The first occurrence of the member in `src`. A search usually happens at most once or
+    /// twice a stream (the hint saves the others), too few to pay for building a `Finder`.
+    fn find(&self, src: &[u8]) -> Option<usize> {
+        memchr::memmem::find(src, self.needle())
+    }
 }
 
 /// The shape of an ordinary content chunk, learned from the first one: its bytes before the
@@ -363,8 +388,8 @@ fn special_bytes(w: u64) -> u64 {
 /// What the editing of one stream has learned so far, kept between frames.
 #[derive(Default)]
 pub(crate) struct StreamEdits {
-    /// Replacements of the upstream's `id` / `model` / `provider` members.
-    rules: Vec<Rule>,
+    /// Replacements of the upstream's `id` / `model` / `provider` / `service_tier` members.
+    rules: ArrayVec<Rule, MAX_RULES>,
     /// True once the first JSON event was seen.
     learned: bool,
     /// True when the first JSON event was compact (no space after `:`).
@@ -375,6 +400,30 @@ pub(crate) struct StreamEdits {
     /// ordinary content chunk: its rewrite then needs no second match (see
     /// [`Handler::rewrite_ordinary`]).
     ordinary: Option<(usize, usize)>,
+}
+
+#[cfg(test)]
+impl StreamEdits {
+    /// Edits that never learn a content chunk's [`Template`] (one that no event matches stands in
+    /// for it): every event is read by the scanners and rewritten by the rules alone, the
+    /// reference that the template's copies must equal.
+    pub(super) fn without_template() -> Self {
+        let never = Template {
+            prefix: b"\0".to_vec(),
+            suffix: Vec::new(),
+            raw_prefix: b"\0".to_vec(),
+            raw_suffix: Vec::new(),
+            rewritten_prefix: Vec::new(),
+            rewritten_suffix: Vec::new(),
+            prefix_kept: false,
+            suffix_kept: false,
+            one_line: false,
+        };
+        StreamEdits {
+            template: Some(never),
+            ..Default::default()
+        }
+    }
 }
 
 /// The SSE event observer and editor: the stream's [`StreamEdits`] over the request's context and
@@ -460,38 +509,41 @@ impl Handler<'_> {
                 self.learn(&top, d);
             }
         }
-        self.st.compact = memchr::memmem::find(d, b"\": ").is_none();
+        self.st.compact = !scan::spaced(d);
     }
 
     fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
-        let mut add = |key: &str, raw: json::Raw<'_>, value: Vec<u8>| {
+        // Each member is added once: at most `MAX_RULES` rules.
+        let mut add = |key: &str, raw: json::Raw<'_>, value: &[u8]| {
             let Some(v) = json::span(d, raw) else { return };
             let m = json::member_span(d, key, v.clone());
-            let mut replacement = Vec::with_capacity(v.start - m.start + value.len());
-            replacement.extend_from_slice(&d[m.start..v.start]);
-            replacement.extend_from_slice(&value);
+            // The member, then its key as written (`"id":`) and the new value.
+            let mut bytes = Vec::with_capacity(m.len() + v.start - m.start + value.len());
+            bytes.extend_from_slice(&d[m.clone()]);
+            bytes.extend_from_slice(&d[m.start..v.start]);
+            bytes.extend_from_slice(value);
             self.st.rules.push(Rule {
-                finder: Finder::new(&d[m.clone()]).into_owned(),
-                replacement,
+                bytes,
+                needle_len: m.len(),
                 // The event is rewritten next, from its bytes: `data: ` and `d`, usually.
                 hint: m.start + b"data: ".len(),
             });
         };
         if let Some(id) = top.id {
-            add("id", id, json::quote(&self.ctx.id).into_bytes());
+            add("id", id, json::quote(&self.ctx.id).as_bytes());
         }
         if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
-            add("model", m, model_value(self.ctx, top));
+            add("model", m, &model_value(self.ctx, top));
         }
         if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
             add(
                 "provider",
                 p,
-                json::quote(&self.ctx.provider_name).into_bytes(),
+                json::quote(&self.ctx.provider_name).as_bytes(),
             );
         }
         if let (Some(t), Some(tier)) = (top.service_tier, &self.ctx.service_tier) {
-            add("service_tier", t, tier.clone().into_bytes());
+            add("service_tier", t, tier.as_bytes());
         }
     }
 
@@ -515,15 +567,18 @@ impl Handler<'_> {
         raw_suffix.extend_from_slice(b"\n\n");
         let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
         if self.ctx.rewrite {
+            let hints: ArrayVec<usize, MAX_RULES> = self.st.rules.iter().map(|r| r.hint).collect();
+            let in_prefix = self.st.rewrite_by_rules(&raw_prefix, &mut rewritten_prefix);
+            let in_suffix = self.st.rewrite_by_rules(&raw_suffix, &mut rewritten_suffix);
             // A rule found in both parts applies to the first occurrence only: not ordinary.
-            // (None can match across the content, which has no quote.)
-            if self.st.rules.iter().any(|r| {
-                r.finder.find(&raw_prefix).is_some() && r.finder.find(&raw_suffix).is_some()
-            }) {
+            // (None can match across the content, which has no quote.) The rules keep the hints
+            // they had, as if these parts had not been rewritten.
+            if in_prefix & in_suffix != 0 {
+                for (r, hint) in self.st.rules.iter_mut().zip(hints) {
+                    r.hint = hint;
+                }
                 return;
             }
-            self.rewrite(&raw_prefix, &mut rewritten_prefix);
-            self.rewrite(&raw_suffix, &mut rewritten_suffix);
         }
         let prefix_kept = rewritten_prefix[..] == raw_prefix[..];
         let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
@@ -821,31 +876,35 @@ impl OnEvent for Handler<'_> {
             out_put(out, src);
             return;
         }
-        if self.rewrite_ordinary(src, out) {
-            return;
+        if !self.rewrite_ordinary(src, out) {
+            self.st.rewrite_by_rules(src, out);
         }
-        let rules = &mut self.st.rules;
-        let mut next: [Option<usize>; 4] = [None; 4];
-        let len = rules.len().min(4);
-        for (i, r) in rules[..len].iter_mut().enumerate() {
-            let needle = r.finder.needle();
+    }
+}
+
+impl StreamEdits {
+    /// Appends `src` with each rule applied once, at the member's hint or first occurrence;
+    /// returns the rules whose member `src` holds (bit `i` for rule `i`).
+    fn rewrite_by_rules(&mut self, src: &[u8], out: &mut BytesMut) -> u8 {
+        let rules = &mut self.rules;
+        let mut next: [Option<usize>; MAX_RULES] = [None; MAX_RULES];
+        let mut found = 0;
+        for (i, r) in rules.iter_mut().enumerate() {
+            let needle = r.needle();
             let at_hint = r
                 .hint
                 .checked_add(needle.len())
                 .and_then(|end| src.get(r.hint..end))
                 == Some(needle);
-            next[i] = if at_hint {
-                Some(r.hint)
-            } else {
-                r.finder.find(src)
-            };
+            next[i] = if at_hint { Some(r.hint) } else { r.find(src) };
             if let Some(p) = next[i] {
                 r.hint = p;
+                found |= 1 << i;
             }
         }
-        let rules = &rules[..len];
+        let rules = &rules[..];
         // One reservation for the whole event; the copies below then never reallocate.
-        let longest = src.len() + rules.iter().map(|r| r.replacement.len()).sum::<usize>();
+        let longest = src.len() + rules.iter().map(|r| r.replacement().len()).sum::<usize>();
         out_reserve(out, longest);
         let mut at = 0;
         loop {
@@ -856,16 +915,17 @@ impl OnEvent for Handler<'_> {
                 .min();
             let Some((p, i)) = best else { break };
             out.extend_from_slice(&src[at..p]);
-            out.extend_from_slice(&rules[i].replacement);
-            at = p + rules[i].finder.needle().len();
+            out.extend_from_slice(rules[i].replacement());
+            at = p + rules[i].needle_len;
             // A top-level member occurs once per JSON object: each rule applies once per event.
             next[i] = None;
             for (j, r) in rules.iter().enumerate() {
                 if next[j].is_some_and(|q| q < at) {
-                    next[j] = r.finder.find(&src[at..]).map(|q| q + at);
+                    next[j] = r.find(&src[at..]).map(|q| q + at);
                 }
             }
         }
         out.extend_from_slice(&src[at..]);
+        found
     }
 }
