@@ -262,13 +262,11 @@ impl Rule {
 /// no finish reason, usage or error, and each rewrite rule matches in the prefix or the suffix
 /// alone; `learn_template` checks both on the learned chunk.)
 struct Template {
-    /// The data payload up to and including the content string's opening quote.
-    prefix: Vec<u8>,
-    /// The data payload from the content string's closing quote on.
-    suffix: Vec<u8>,
-    /// `data: ` and the prefix, as the event's bytes start.
+    /// `data: ` and the prefix (the data payload up to and including the content string's
+    /// opening quote), as the event's bytes start.
     raw_prefix: Vec<u8>,
-    /// The suffix and the blank line, as the event's bytes end.
+    /// The suffix (the data payload from the content string's closing quote on) and the blank
+    /// line, as the event's bytes end.
     raw_suffix: Vec<u8>,
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
@@ -283,6 +281,16 @@ struct Template {
 }
 
 impl Template {
+    /// The data payload up to and including the content string's opening quote.
+    fn prefix(&self) -> &[u8] {
+        &self.raw_prefix[b"data: ".len()..]
+    }
+
+    /// The data payload from the content string's closing quote on.
+    fn suffix(&self) -> &[u8] {
+        &self.raw_suffix[..self.raw_suffix.len() - b"\n\n".len()]
+    }
+
     /// The content of `d` if `d` is `prefix`, a plain string (no quote, not ending in an escape),
     /// then `suffix`.
     fn content<'d>(d: &'d [u8], prefix: &[u8], suffix: &[u8]) -> Option<&'d [u8]> {
@@ -409,10 +417,8 @@ impl StreamEdits {
     /// reference that the template's copies must equal.
     pub(super) fn without_template() -> Self {
         let never = Template {
-            prefix: b"\0".to_vec(),
-            suffix: Vec::new(),
-            raw_prefix: b"\0".to_vec(),
-            raw_suffix: Vec::new(),
+            raw_prefix: b"data: \0".to_vec(),
+            raw_suffix: b"\n\n".to_vec(),
             rewritten_prefix: Vec::new(),
             rewritten_suffix: Vec::new(),
             prefix_kept: false,
@@ -504,7 +510,7 @@ impl Handler<'_> {
         if self.ctx.rewrite {
             if let Some(top) = event_top(d) {
                 if let Some(id) = top.id {
-                    self.obs.upstream_id = serde_json::from_str(id.get()).ok();
+                    self.obs.upstream_id = id.string();
                 }
                 self.learn(&top, d);
             }
@@ -561,12 +567,14 @@ impl Handler<'_> {
         if trim_start(&suffix[1..]).starts_with(b":") {
             return;
         }
-        let mut raw_prefix = b"data: ".to_vec();
-        raw_prefix.extend_from_slice(prefix);
-        let mut raw_suffix = suffix.to_vec();
-        raw_suffix.extend_from_slice(b"\n\n");
+        let raw_prefix = [&b"data: "[..], prefix].concat();
+        let raw_suffix = [suffix, b"\n\n"].concat();
         let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
         if self.ctx.rewrite {
+            // Room for every rule's replacement: the rewrites then allocate exactly once.
+            let added: usize = self.st.rules.iter().map(|r| r.replacement().len()).sum();
+            rewritten_prefix.reserve(raw_prefix.len() + added);
+            rewritten_suffix.reserve(raw_suffix.len() + added);
             let hints: ArrayVec<usize, MAX_RULES> = self.st.rules.iter().map(|r| r.hint).collect();
             let in_prefix = self.st.rewrite_by_rules(&raw_prefix, &mut rewritten_prefix);
             let in_suffix = self.st.rewrite_by_rules(&raw_suffix, &mut rewritten_suffix);
@@ -583,12 +591,10 @@ impl Handler<'_> {
         let prefix_kept = rewritten_prefix[..] == raw_prefix[..];
         let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
         self.st.template = Some(Template {
-            prefix: prefix.to_vec(),
-            suffix: suffix.to_vec(),
             raw_prefix,
             raw_suffix,
-            rewritten_prefix: rewritten_prefix.to_vec(),
-            rewritten_suffix: rewritten_suffix.to_vec(),
+            rewritten_prefix: rewritten_prefix.into(),
+            rewritten_suffix: rewritten_suffix.into(),
             prefix_kept,
             suffix_kept,
             one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
@@ -603,7 +609,7 @@ impl Handler<'_> {
         let Some(t) = self.st.template.as_ref() else {
             return false;
         };
-        match Template::content(d, &t.prefix, &t.suffix) {
+        match Template::content(d, t.prefix(), t.suffix()) {
             Some(content) => {
                 self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
                 self.content(content.len() as u64);
