@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -235,6 +236,9 @@ struct Rule {
     /// Where the pattern was found in the previous event: chunks from one serializer put the
     /// member at the same offset, so a comparison there usually saves the search.
     hint: usize,
+    /// The member's searcher, built on the first search of a long event (see [`Rule::find`]);
+    /// boxed, as most streams never build it and a `Finder` is large.
+    finder: Option<Box<Finder<'static>>>,
 }
 
 impl Rule {
@@ -248,10 +252,18 @@ impl Rule {
         &self.bytes[self.needle_len..]
     }
 
-    /// The first occurrence of the member in `src`. A search usually happens at most once or
-    /// twice a stream (the hint saves the others), too few to pay for building a `Finder`.
-    fn find(&self, src: &[u8]) -> Option<usize> {
-        memchr::memmem::find(src, self.needle())
+    /// The first occurrence of the member in `src`. The hint saves most searches: a short `src`
+    /// is searched without setup (as `memmem::find` does below 64 bytes), a longer one by a
+    /// `Finder` built once, when first needed.
+    fn find(&mut self, src: &[u8]) -> Option<usize> {
+        if src.len() < 64 {
+            return memchr::memmem::find(src, self.needle());
+        }
+        let needle = &self.bytes[..self.needle_len];
+        let finder = self
+            .finder
+            .get_or_insert_with(|| Box::new(Finder::new(needle).into_owned()));
+        finder.find(src)
     }
 }
 
@@ -533,6 +545,7 @@ impl Handler<'_> {
                 needle_len: m.len(),
                 // The event is rewritten next, from its bytes: `data: ` and `d`, usually.
                 hint: m.start + b"data: ".len(),
+                finder: None,
             });
         };
         if let Some(id) = top.id {
@@ -908,7 +921,6 @@ impl StreamEdits {
                 found |= 1 << i;
             }
         }
-        let rules = &rules[..];
         // One reservation for the whole event; the copies below then never reallocate.
         let longest = src.len() + rules.iter().map(|r| r.replacement().len()).sum::<usize>();
         out_reserve(out, longest);
@@ -925,7 +937,7 @@ impl StreamEdits {
             at = p + rules[i].needle_len;
             // A top-level member occurs once per JSON object: each rule applies once per event.
             next[i] = None;
-            for (j, r) in rules.iter().enumerate() {
+            for (j, r) in rules.iter_mut().enumerate() {
                 if next[j].is_some_and(|q| q < at) {
                     next[j] = r.find(&src[at..]).map(|q| q + at);
                 }
