@@ -16,6 +16,7 @@
 
 use std::ops::Range;
 
+use arrayvec::ArrayVec;
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
 use serde::Deserialize;
@@ -223,13 +224,49 @@ fn event_top(d: &[u8]) -> Option<Top<'_>> {
     Top::parse_with_choices(d).map(|(top, _)| top)
 }
 
-/// A byte-pattern replacement learned from the first event of a stream.
+/// The most [`Rule`]s a stream learns: one per member it rewrites (`id`, `model`, `provider`,
+/// `service_tier`).
+const MAX_RULES: usize = 4;
+
+/// A byte-pattern replacement learned from the first event of a stream: the member as the
+/// upstream wrote it (`"id":"…"`) and what replaces it, in one buffer.
 struct Rule {
-    finder: Finder<'static>,
-    replacement: Vec<u8>,
+    /// The member's bytes, then the replacement's.
+    bytes: Vec<u8>,
+    /// The member's length: where the replacement starts in `bytes`.
+    needle_len: usize,
     /// Where the pattern was found in the previous event: chunks from one serializer put the
     /// member at the same offset, so a comparison there usually saves the search.
     hint: usize,
+    /// The member's searcher, built on the first search of a long event (see [`Rule::find`]);
+    /// boxed, as most streams never build it and a `Finder` is large.
+    finder: Option<Box<Finder<'static>>>,
+}
+
+impl Rule {
+    /// The member's bytes, as the upstream wrote them.
+    fn needle(&self) -> &[u8] {
+        &self.bytes[..self.needle_len]
+    }
+
+    /// What replaces the member.
+    fn replacement(&self) -> &[u8] {
+        &self.bytes[self.needle_len..]
+    }
+
+    /// The first occurrence of the member in `src`. The hint saves most searches: a short `src`
+    /// is searched without setup (as `memmem::find` does below 64 bytes), a longer one by a
+    /// `Finder` built once, when first needed.
+    fn find(&mut self, src: &[u8]) -> Option<usize> {
+        if src.len() < 64 {
+            return memchr::memmem::find(src, self.needle());
+        }
+        let needle = &self.bytes[..self.needle_len];
+        let finder = self
+            .finder
+            .get_or_insert_with(|| Box::new(Finder::new(needle).into_owned()));
+        finder.find(src)
+    }
 }
 
 /// The shape of an ordinary content chunk, learned from the first one: its bytes before the
@@ -239,13 +276,11 @@ struct Rule {
 /// no finish reason, usage or error, and each rewrite rule matches in the prefix or the suffix
 /// alone; `learn_template` checks both on the learned chunk.)
 struct Template {
-    /// The data payload up to and including the content string's opening quote.
-    prefix: Vec<u8>,
-    /// The data payload from the content string's closing quote on.
-    suffix: Vec<u8>,
-    /// `data: ` and the prefix, as the event's bytes start.
+    /// `data: ` and the prefix (the data payload up to and including the content string's
+    /// opening quote), as the event's bytes start.
     raw_prefix: Vec<u8>,
-    /// The suffix and the blank line, as the event's bytes end.
+    /// The suffix (the data payload from the content string's closing quote on) and the blank
+    /// line, as the event's bytes end.
     raw_suffix: Vec<u8>,
     /// `raw_prefix` and `raw_suffix` with the rewrite rules applied.
     rewritten_prefix: Vec<u8>,
@@ -260,6 +295,16 @@ struct Template {
 }
 
 impl Template {
+    /// The data payload up to and including the content string's opening quote.
+    fn prefix(&self) -> &[u8] {
+        &self.raw_prefix[b"data: ".len()..]
+    }
+
+    /// The data payload from the content string's closing quote on.
+    fn suffix(&self) -> &[u8] {
+        &self.raw_suffix[..self.raw_suffix.len() - b"\n\n".len()]
+    }
+
     /// The content of `d` if `d` is `prefix`, a plain string (no quote, not ending in an escape),
     /// then `suffix`.
     fn content<'d>(d: &'d [u8], prefix: &[u8], suffix: &[u8]) -> Option<&'d [u8]> {
@@ -365,8 +410,8 @@ fn special_bytes(w: u64) -> u64 {
 /// What the editing of one stream has learned so far, kept between frames.
 #[derive(Default)]
 pub(crate) struct StreamEdits {
-    /// Replacements of the upstream's `id` / `model` / `provider` members.
-    rules: Vec<Rule>,
+    /// Replacements of the upstream's `id` / `model` / `provider` / `service_tier` members.
+    rules: ArrayVec<Rule, MAX_RULES>,
     /// True once the first JSON event was seen.
     learned: bool,
     /// True when the first JSON event was compact (no space after `:`).
@@ -377,6 +422,28 @@ pub(crate) struct StreamEdits {
     /// ordinary content chunk: its rewrite then needs no second match (see
     /// [`Handler::rewrite_ordinary`]).
     ordinary: Option<(usize, usize)>,
+}
+
+#[cfg(test)]
+impl StreamEdits {
+    /// Edits that never learn a content chunk's [`Template`] (one that no event matches stands in
+    /// for it): every event is read by the scanners and rewritten by the rules alone, the
+    /// reference that the template's copies must equal.
+    pub(super) fn without_template() -> Self {
+        let never = Template {
+            raw_prefix: b"data: \0".to_vec(),
+            raw_suffix: b"\n\n".to_vec(),
+            rewritten_prefix: Vec::new(),
+            rewritten_suffix: Vec::new(),
+            prefix_kept: false,
+            suffix_kept: false,
+            one_line: false,
+        };
+        StreamEdits {
+            template: Some(never),
+            ..Default::default()
+        }
+    }
 }
 
 /// The SSE event observer and editor: the stream's [`StreamEdits`] over the request's context and
@@ -457,43 +524,47 @@ impl Handler<'_> {
         if self.ctx.rewrite {
             if let Some(top) = event_top(d) {
                 if let Some(id) = top.id {
-                    self.obs.upstream_id = serde_json::from_str(id.get()).ok();
+                    self.obs.upstream_id = id.string();
                 }
                 self.learn(&top, d);
             }
         }
-        self.st.compact = memchr::memmem::find(d, b"\": ").is_none();
+        self.st.compact = !scan::spaced(d);
     }
 
     fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
-        let mut add = |key: &str, raw: json::Raw<'_>, value: Vec<u8>| {
+        // Each member is added once: at most `MAX_RULES` rules.
+        let mut add = |key: &str, raw: json::Raw<'_>, value: &[u8]| {
             let Some(v) = json::span(d, raw) else { return };
             let m = json::member_span(d, key, v.clone());
-            let mut replacement = Vec::with_capacity(v.start - m.start + value.len());
-            replacement.extend_from_slice(&d[m.start..v.start]);
-            replacement.extend_from_slice(&value);
+            // The member, then its key as written (`"id":`) and the new value.
+            let mut bytes = Vec::with_capacity(m.len() + v.start - m.start + value.len());
+            bytes.extend_from_slice(&d[m.clone()]);
+            bytes.extend_from_slice(&d[m.start..v.start]);
+            bytes.extend_from_slice(value);
             self.st.rules.push(Rule {
-                finder: Finder::new(&d[m.clone()]).into_owned(),
-                replacement,
+                bytes,
+                needle_len: m.len(),
                 // The event is rewritten next, from its bytes: `data: ` and `d`, usually.
                 hint: m.start + b"data: ".len(),
+                finder: None,
             });
         };
         if let Some(id) = top.id {
-            add("id", id, json::quote(&self.ctx.id).into_bytes());
+            add("id", id, json::quote(&self.ctx.id).as_bytes());
         }
         if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
-            add("model", m, model_value(self.ctx, top));
+            add("model", m, &model_value(self.ctx, top));
         }
         if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
             add(
                 "provider",
                 p,
-                json::quote(&self.ctx.provider_name).into_bytes(),
+                json::quote(&self.ctx.provider_name).as_bytes(),
             );
         }
         if let (Some(t), Some(tier)) = (top.service_tier, &self.ctx.service_tier) {
-            add("service_tier", t, tier.clone().into_bytes());
+            add("service_tier", t, tier.as_bytes());
         }
     }
 
@@ -511,31 +582,34 @@ impl Handler<'_> {
         if trim_start(&suffix[1..]).starts_with(b":") {
             return;
         }
-        let mut raw_prefix = b"data: ".to_vec();
-        raw_prefix.extend_from_slice(prefix);
-        let mut raw_suffix = suffix.to_vec();
-        raw_suffix.extend_from_slice(b"\n\n");
+        let raw_prefix = [&b"data: "[..], prefix].concat();
+        let raw_suffix = [suffix, b"\n\n"].concat();
         let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
         if self.ctx.rewrite {
+            // Room for every rule's replacement: the rewrites then allocate exactly once.
+            let added: usize = self.st.rules.iter().map(|r| r.replacement().len()).sum();
+            rewritten_prefix.reserve(raw_prefix.len() + added);
+            rewritten_suffix.reserve(raw_suffix.len() + added);
+            let hints: ArrayVec<usize, MAX_RULES> = self.st.rules.iter().map(|r| r.hint).collect();
+            let in_prefix = self.st.rewrite_by_rules(&raw_prefix, &mut rewritten_prefix);
+            let in_suffix = self.st.rewrite_by_rules(&raw_suffix, &mut rewritten_suffix);
             // A rule found in both parts applies to the first occurrence only: not ordinary.
-            // (None can match across the content, which has no quote.)
-            if self.st.rules.iter().any(|r| {
-                r.finder.find(&raw_prefix).is_some() && r.finder.find(&raw_suffix).is_some()
-            }) {
+            // (None can match across the content, which has no quote.) The rules keep the hints
+            // they had, as if these parts had not been rewritten.
+            if in_prefix & in_suffix != 0 {
+                for (r, hint) in self.st.rules.iter_mut().zip(hints) {
+                    r.hint = hint;
+                }
                 return;
             }
-            self.rewrite(&raw_prefix, &mut rewritten_prefix);
-            self.rewrite(&raw_suffix, &mut rewritten_suffix);
         }
         let prefix_kept = rewritten_prefix[..] == raw_prefix[..];
         let suffix_kept = rewritten_suffix[..] == raw_suffix[..];
         self.st.template = Some(Template {
-            prefix: prefix.to_vec(),
-            suffix: suffix.to_vec(),
             raw_prefix,
             raw_suffix,
-            rewritten_prefix: rewritten_prefix.to_vec(),
-            rewritten_suffix: rewritten_suffix.to_vec(),
+            rewritten_prefix: rewritten_prefix.into(),
+            rewritten_suffix: rewritten_suffix.into(),
             prefix_kept,
             suffix_kept,
             one_line: memchr::memchr2(b'\r', b'\n', prefix).is_none()
@@ -550,7 +624,7 @@ impl Handler<'_> {
         let Some(t) = self.st.template.as_ref() else {
             return false;
         };
-        match Template::content(d, &t.prefix, &t.suffix) {
+        match Template::content(d, t.prefix(), t.suffix()) {
             Some(content) => {
                 self.st.ordinary = Some((content.as_ptr() as usize, content.len()));
                 self.content(content.len() as u64);
@@ -823,31 +897,34 @@ impl OnEvent for Handler<'_> {
             out_put(out, src);
             return;
         }
-        if self.rewrite_ordinary(src, out) {
-            return;
+        if !self.rewrite_ordinary(src, out) {
+            self.st.rewrite_by_rules(src, out);
         }
-        let rules = &mut self.st.rules;
-        let mut next: [Option<usize>; 4] = [None; 4];
-        let len = rules.len().min(4);
-        for (i, r) in rules[..len].iter_mut().enumerate() {
-            let needle = r.finder.needle();
+    }
+}
+
+impl StreamEdits {
+    /// Appends `src` with each rule applied once, at the member's hint or first occurrence;
+    /// returns the rules whose member `src` holds (bit `i` for rule `i`).
+    fn rewrite_by_rules(&mut self, src: &[u8], out: &mut BytesMut) -> u8 {
+        let rules = &mut self.rules;
+        let mut next: [Option<usize>; MAX_RULES] = [None; MAX_RULES];
+        let mut found = 0;
+        for (i, r) in rules.iter_mut().enumerate() {
+            let needle = r.needle();
             let at_hint = r
                 .hint
                 .checked_add(needle.len())
                 .and_then(|end| src.get(r.hint..end))
                 == Some(needle);
-            next[i] = if at_hint {
-                Some(r.hint)
-            } else {
-                r.finder.find(src)
-            };
+            next[i] = if at_hint { Some(r.hint) } else { r.find(src) };
             if let Some(p) = next[i] {
                 r.hint = p;
+                found |= 1 << i;
             }
         }
-        let rules = &rules[..len];
         // One reservation for the whole event; the copies below then never reallocate.
-        let longest = src.len() + rules.iter().map(|r| r.replacement.len()).sum::<usize>();
+        let longest = src.len() + rules.iter().map(|r| r.replacement().len()).sum::<usize>();
         out_reserve(out, longest);
         let mut at = 0;
         loop {
@@ -858,16 +935,17 @@ impl OnEvent for Handler<'_> {
                 .min();
             let Some((p, i)) = best else { break };
             out.extend_from_slice(&src[at..p]);
-            out.extend_from_slice(&rules[i].replacement);
-            at = p + rules[i].finder.needle().len();
+            out.extend_from_slice(rules[i].replacement());
+            at = p + rules[i].needle_len;
             // A top-level member occurs once per JSON object: each rule applies once per event.
             next[i] = None;
-            for (j, r) in rules.iter().enumerate() {
+            for (j, r) in rules.iter_mut().enumerate() {
                 if next[j].is_some_and(|q| q < at) {
-                    next[j] = r.finder.find(&src[at..]).map(|q| q + at);
+                    next[j] = r.find(&src[at..]).map(|q| q + at);
                 }
             }
         }
         out.extend_from_slice(&src[at..]);
+        found
     }
 }

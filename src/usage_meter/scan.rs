@@ -14,11 +14,17 @@ static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"fini
 static OPEN_OBJECT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\":{"));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
 static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\":"));
+static SPACED_COLON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\": "));
 
 /// `b` without its leading ASCII whitespace.
 pub(crate) fn trim_start(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
+}
+
+/// True if `d` has a space after a member's key and colon (`": `): its JSON is not compact.
+pub(crate) fn spaced(d: &[u8]) -> bool {
+    SPACED_COLON.find(d).is_some()
 }
 
 /// True if `d` has a `"usage"` or `"error"` member with a value other than `null`.

@@ -1,7 +1,8 @@
 //! The SSE fast path (whole ordinary content chunk frames, [`OnEvent::whole_event`]) against the
 //! scanner's own path: random streams of the usual chunk shape, cut into random frames, fed to a
 //! handler with the fast path and to one without it, must emit the same bytes frame by frame and
-//! leave the same observations.
+//! leave the same observations. And the template's copies against the rules alone: a handler
+//! that never learns the template must emit the same bytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -117,6 +118,15 @@ impl Side {
         }
     }
 
+    /// A side that never learns the content chunk template (see
+    /// [`StreamEdits::without_template`]).
+    fn without_template(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Self {
+        Side {
+            edits: StreamEdits::without_template(),
+            ..Side::new(clock, rewrite, content_limit)
+        }
+    }
+
     /// Feeds a frame (`last`: then ends the stream); returns what was emitted.
     fn feed(&mut self, frame: Option<Bytes>, fast: bool) -> Bytes {
         let mut h = Handler::new(&self.ctx, &mut self.obs, &mut self.edits);
@@ -131,10 +141,17 @@ impl Side {
 
 /// A chunk of the usual shape around `delta` and `finish`: compact like OpenAI's (`shape` bit 0
 /// clear) or spaced, with its `model` (bit 1) and `id` (bit 2) members before the choices or
-/// after them, where the rewrite then edits the bytes after the content.
+/// after them, where the rewrite then edits the bytes after the content. With bit 3 (and the `id`
+/// before the choices), the choice repeats the `id` member after the content: the `id` rule then
+/// matches on both sides of the content, and no template may be learned.
 fn chunk(shape: u8, delta: &str, finish: &str) -> String {
+    let repeat = if shape & 12 == 8 {
+        r#","id":"chatcmpl-abc""#
+    } else {
+        ""
+    };
     let mut c = format!(
-        r#"{{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1763780000,"model":"up/model","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        r#"{{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1763780000,"model":"up/model","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}{repeat}}}]}}"#
     );
     for (bit, member) in [(2, r#""model":"up/model""#), (4, r#""id":"chatcmpl-abc""#)] {
         if shape & bit != 0 {
@@ -212,7 +229,7 @@ fn event(shape: u8) -> impl Strategy<Value = String> {
 
 /// A stream: the role chunk, then events; and how to cut it into frames.
 fn stream() -> impl Strategy<Value = (Vec<String>, Vec<u8>, bool, usize)> {
-    (0u8..8).prop_flat_map(|shape| {
+    (0u8..16).prop_flat_map(|shape| {
         let first = chunk(shape, r#"{"role":"assistant","content":""}"#, "null");
         let events = proptest::collection::vec(event(shape), 0..40).prop_map(move |mut e| {
             e.insert(0, format!("data: {first}\n\n"));
@@ -300,6 +317,28 @@ proptest! {
         }
         prop_assert_eq!(fast.feed(None, true), slow.feed(None, false));
         prop_assert_eq!(format!("{:?}", fast.obs), format!("{:?}", slow.obs));
+    }
+
+    #[test]
+    fn template_is_the_rules((events, cuts, rewrite, limit) in stream()) {
+        let clock = Arc::new(Ticks { base: Instant::now(), ticks: AtomicU64::new(0) });
+        let mut fast = Side::new(clock.clone(), rewrite, limit);
+        let mut rules = Side::without_template(clock.clone(), rewrite, limit);
+        for (i, f) in frames(&events, &cuts).into_iter().enumerate() {
+            let a = fast.feed(Some(f.clone()), true);
+            let b = rules.feed(Some(f), true);
+            prop_assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "frame {}",
+                i
+            );
+            clock.tick();
+        }
+        prop_assert_eq!(fast.feed(None, true), rules.feed(None, true));
+        prop_assert_eq!(fast.obs.content_bytes, rules.obs.content_bytes);
+        prop_assert_eq!(fast.obs.usage, rules.obs.usage);
+        prop_assert_eq!(&fast.obs.finish_reason, &rules.obs.finish_reason);
     }
 }
 
