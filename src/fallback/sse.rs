@@ -58,8 +58,12 @@ pub(crate) struct Watch {
     /// The end of the last complete event in the bytes of the last [`feed`](Self::feed) (the
     /// bytes after it belong to an event not finished yet, or to a bad one).
     last_end: Option<usize>,
-    /// The usual event after content, once learned.
+    /// The usual event after content, once learned: tried first on the first content event's
+    /// (the usual one, most often), learned from the next event read whole when that one did not
+    /// fit, then kept.
     shape: Option<Shape>,
+    /// The shape is the first content event's and has not fit an event yet.
+    tentative: bool,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +156,7 @@ impl Watch {
             upstream_code: None,
             last_end: None,
             shape: None,
+            tentative: false,
         }
     }
 
@@ -192,6 +197,7 @@ impl Watch {
         if !self.has_data && self.lines.at_line_start() {
             if self.usual_event(bytes) {
                 self.last_end = Some(bytes.len());
+                self.tentative = false;
                 return;
             }
             if let Some(data) = one_data_event(bytes) {
@@ -282,26 +288,36 @@ impl Watch {
         }
         match self.phase {
             // The skimmer reads the usual event; serde the rest (and decides what is not JSON).
-            Phase::Waiting => match skim_first(trimmed).or_else(|| First::parse(trimmed)) {
-                Some(f) if f.error => self.fail(PreContentFailure::InBandError),
-                Some(f) => {
-                    if f.content {
-                        self.phase = Phase::Started;
-                        self.id = f.id.map(Cow::into_owned);
-                        self.model = f.model.map(Cow::into_owned);
-                        self.created = f.created;
+            Phase::Waiting => {
+                let (first, hole) = match skim_first(trimmed) {
+                    Some((f, hole)) => (Some(f), hole),
+                    None => (First::parse(trimmed), None),
+                };
+                match first {
+                    Some(f) if f.error => self.fail(PreContentFailure::InBandError),
+                    Some(f) => {
+                        if f.content {
+                            self.phase = Phase::Started;
+                            self.id = f.id.map(Cow::into_owned);
+                            self.model = f.model.map(Cow::into_owned);
+                            self.created = f.created;
+                            // The first content event's shape, tried on the next event.
+                            self.shape = hole.map(|h| Shape::around(trimmed, h));
+                            self.tentative = self.shape.is_some();
+                        }
                     }
+                    None => self.fail(PreContentFailure::Invalid),
                 }
-                None => self.fail(PreContentFailure::Invalid),
-            },
+            }
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
             Phase::Started => {
                 if self.shape.as_ref().is_some_and(|s| s.fits(trimmed)) {
+                    self.tentative = false;
                     return;
                 }
                 if let Some(hole) = skim_event(trimmed) {
-                    if self.shape.is_none() {
+                    if self.shape.is_none() || std::mem::take(&mut self.tentative) {
                         self.shape = hole.map(|h| Shape::around(trimmed, h));
                     }
                     return;
@@ -386,11 +402,15 @@ fn integer(d: &[u8], at: usize, end: usize) -> Option<i64> {
 /// anything the skimmer gives up on, a member of [`Chunk`] of another type than the usual one or
 /// given twice, a string member with escapes, a `created` that is not a plain integer, a
 /// top-level array, bad JSON or bad UTF-8.
-fn skim_first(d: &[u8]) -> Option<First<'_>> {
+///
+/// With it, where its first `choices[i].delta.content` string is (quotes included), as
+/// [`skim_event`] finds it, if it has one and no `error` member.
+fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Range<usize>>)> {
     if d.first() != Some(&b'{') {
         return None;
     }
     let mut f = First::default();
+    let mut hole = None;
     let mut seen = 0;
     let end = skim::members(d, 0, 0, |key, at| {
         let bit = match key {
@@ -404,7 +424,7 @@ fn skim_first(d: &[u8]) -> Option<First<'_>> {
         };
         once(&mut seen, bit)?;
         if bit == 16 && d.get(at) == Some(&b'[') {
-            return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content));
+            return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content, &mut hole));
         }
         let end = skim::value(d, at, 1)?;
         let nonnull = &d[at..end] != b"null";
@@ -419,12 +439,18 @@ fn skim_first(d: &[u8]) -> Option<First<'_>> {
         }
         Some(end)
     })?;
-    (end == d.len()).then_some(f)
+    let hole = hole.filter(|_| seen & 8 == 0);
+    (end == d.len()).then_some((f, hole))
 }
 
 /// Skims one element of `choices` before content, as serde reads a [`Choice`]: `content` is set
-/// if it bears content.
-fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+/// if it bears content, `hole` to its `delta.content` string if none was found before.
+fn first_choice(
+    d: &[u8],
+    i: usize,
+    content: &mut bool,
+    hole: &mut Option<Range<usize>>,
+) -> Option<usize> {
     if d.get(i) != Some(&b'{') {
         return None;
     }
@@ -438,7 +464,7 @@ fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
         };
         once(&mut seen, bit)?;
         if bit == 1 && d.get(at) == Some(&b'{') {
-            return first_delta(d, at, content);
+            return first_delta(d, at, content, hole);
         }
         let end = skim::value(d, at, 3)?;
         let nonnull = &d[at..end] != b"null";
@@ -453,8 +479,13 @@ fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
 }
 
 /// Skims a choice's `delta` before content, as serde reads a [`Delta`]: `content` is set if it
-/// bears content.
-fn first_delta(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+/// bears content, `hole` to its `content` string if none was found before.
+fn first_delta(
+    d: &[u8],
+    i: usize,
+    content: &mut bool,
+    hole: &mut Option<Range<usize>>,
+) -> Option<usize> {
     let mut seen = 0;
     skim::members(d, i, 3, |key, at| {
         let bit = match key {
@@ -472,6 +503,9 @@ fn first_delta(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
         } else {
             nonempty_text(d, at, end)?
         };
+        if bit == 1 && raw[0] == b'"' && hole.is_none() {
+            *hole = Some(at..end);
+        }
         Some(end)
     })
 }
@@ -515,8 +549,9 @@ fn choice(d: &[u8], i: usize, hole: &mut Option<Range<usize>>) -> Option<usize> 
     })
 }
 
-/// The usual event after content, learned from the first one [`skim_event`] read whole: its
-/// bytes before the content string and after it. Chunks from one serializer repeat both, and a
+/// The usual event after content, learned from the first content event (read by [`skim_first`])
+/// or from the first event after it that [`skim_event`] read whole: its bytes before the content
+/// string and after it. Chunks from one serializer repeat both, and a
 /// later event made of the same two pieces around another string is as good as that one (a JSON
 /// object without `error`) without being read again: only its string is checked.
 ///
@@ -768,10 +803,16 @@ mod tests {
             br#"{"choices":[{"delta":{"tool_calls":[]},"finish_reason":null}]}"#,
             br#"{"choices":[{"delta":{"tool_calls":null,"refusal":""},"text":null}]}"#,
             br#"{"choices":[{"delta":null,"finish_reason":"stop"}],"error":null}"#,
+            br#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+            br#"{"error":null,"choices":[{"delta":{"content":"a"}}]}"#,
         ] {
             let f = skim_first(d);
             assert!(f.is_some(), "{}", String::from_utf8_lossy(d));
-            assert_eq!(f, First::parse(d));
+            // Its content string, if any, is the one read after content.
+            let hole = f.as_ref().and_then(|(_, h)| h.clone());
+            let after = skim_event(d).flatten();
+            assert_eq!(hole, after, "{}", String::from_utf8_lossy(d));
+            assert_eq!(f.map(|(f, _)| f), First::parse(d));
         }
     }
 
@@ -870,8 +911,12 @@ mod tests {
         /// Wherever the skimmer reads a first event, serde reads it the same.
         #[test]
         fn the_first_event_skims_as_serde_reads_it(d in first_event()) {
-            if let Some(f) = skim_first(&d) {
+            if let Some((f, hole)) = skim_first(&d) {
                 prop_assert_eq!(Some(f), First::parse(&d), "{}", String::from_utf8_lossy(&d));
+                // The content string found is the one found after content (the learned shape's).
+                if let Some(hole) = hole {
+                    prop_assert_eq!(skim_event(&d), Some(Some(hole)), "{}", String::from_utf8_lossy(&d));
+                }
             }
         }
     }
