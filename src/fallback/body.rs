@@ -124,6 +124,11 @@ impl Framer {
     /// read `data` says.
     fn cut(&mut self, data: Bytes, watch: &mut Watch) -> Bytes {
         let end = watch.take_end(data.len());
+        if end == Some(data.len()) && self.pending.is_empty() {
+            // The usual frame: whole events, nothing held before them. Sent on as it is (what
+            // the cases below give too, whatever the phase).
+            return data;
+        }
         if watch.bad() || watch.phase == Phase::Done {
             // What follows the last good event belongs to the bad one, or comes after `[DONE]`:
             // dropped.

@@ -58,8 +58,12 @@ pub(crate) struct Watch {
     /// The end of the last complete event in the bytes of the last [`feed`](Self::feed) (the
     /// bytes after it belong to an event not finished yet, or to a bad one).
     last_end: Option<usize>,
-    /// The usual event after content, once learned.
+    /// The usual event after content, once learned: tried first on the first content event's
+    /// (the usual one, most often), learned from the next event read whole when that one did not
+    /// fit, then kept.
     shape: Option<Shape>,
+    /// The shape is the first content event's and has not fit an event yet.
+    tentative: bool,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +156,7 @@ impl Watch {
             upstream_code: None,
             last_end: None,
             shape: None,
+            tentative: false,
         }
     }
 
@@ -189,9 +194,19 @@ impl Watch {
         if !self.live() {
             return;
         }
-        if self.usual_event(bytes) {
-            self.last_end = Some(bytes.len());
-            return;
+        if !self.has_data && self.lines.at_line_start() {
+            if self.usual_event(bytes) {
+                self.last_end = Some(bytes.len());
+                self.tentative = false;
+                return;
+            }
+            if let Some(data) = one_data_event(bytes) {
+                self.event(data);
+                if self.live() || self.phase == Phase::Done {
+                    self.last_end = Some(bytes.len());
+                }
+                return;
+            }
         }
         let mut lines = std::mem::take(&mut self.lines);
         lines.feed(bytes, |line, end| {
@@ -203,24 +218,12 @@ impl Watch {
         self.lines = lines;
     }
 
-    /// True if `bytes` is one whole event that the line scan would find good without a look at
-    /// anything but its string: `data: `, one line that fits the learned [`Shape`], a blank line,
-    /// where no line or event is pending. Most upstreams send one event per frame; such a frame
-    /// then costs a memchr and the shape's check, not a line scan and a copy of its data.
+    /// True if `bytes`, at the start of a line with no event pending, is one whole event that the
+    /// line scan would find good without a look at anything but its string: `data: `, the learned
+    /// [`Shape`] (around a string), a blank line. Most upstreams send one event per frame; such a
+    /// frame then costs the shape's check, not a line scan and a copy of its data.
     fn usual_event(&self, bytes: &[u8]) -> bool {
-        let Some(shape) = &self.shape else {
-            return false;
-        };
-        if self.phase != Phase::Started || self.has_data || !self.lines.at_line_start() {
-            return false;
-        }
-        let Some(value) = bytes
-            .strip_prefix(b"data: ")
-            .and_then(|b| b.strip_suffix(b"\n\n"))
-        else {
-            return false;
-        };
-        memchr::memchr2(b'\n', b'\r', value).is_none() && shape.fits(trim_json_whitespace(value))
+        self.phase == Phase::Started && self.shape.as_ref().is_some_and(|s| s.fits_frame(bytes))
     }
 
     /// The body ended: a last unterminated line or event is taken as complete.
@@ -285,26 +288,36 @@ impl Watch {
         }
         match self.phase {
             // The skimmer reads the usual event; serde the rest (and decides what is not JSON).
-            Phase::Waiting => match skim_first(trimmed).or_else(|| First::parse(trimmed)) {
-                Some(f) if f.error => self.fail(PreContentFailure::InBandError),
-                Some(f) => {
-                    if f.content {
-                        self.phase = Phase::Started;
-                        self.id = f.id.map(Cow::into_owned);
-                        self.model = f.model.map(Cow::into_owned);
-                        self.created = f.created;
+            Phase::Waiting => {
+                let (first, hole) = match skim_first(trimmed) {
+                    Some((f, hole)) => (Some(f), hole),
+                    None => (First::parse(trimmed), None),
+                };
+                match first {
+                    Some(f) if f.error => self.fail(PreContentFailure::InBandError),
+                    Some(f) => {
+                        if f.content {
+                            self.phase = Phase::Started;
+                            self.id = f.id.map(Cow::into_owned);
+                            self.model = f.model.map(Cow::into_owned);
+                            self.created = f.created;
+                            // The first content event's shape, tried on the next event.
+                            self.shape = hole.map(|h| Shape::around(trimmed, h));
+                            self.tentative = self.shape.is_some();
+                        }
                     }
+                    None => self.fail(PreContentFailure::Invalid),
                 }
-                None => self.fail(PreContentFailure::Invalid),
-            },
+            }
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
             Phase::Started => {
                 if self.shape.as_ref().is_some_and(|s| s.fits(trimmed)) {
+                    self.tentative = false;
                     return;
                 }
                 if let Some(hole) = skim_event(trimmed) {
-                    if self.shape.is_none() {
+                    if self.shape.is_none() || std::mem::take(&mut self.tentative) {
                         self.shape = hole.map(|h| Shape::around(trimmed, h));
                     }
                     return;
@@ -389,11 +402,15 @@ fn integer(d: &[u8], at: usize, end: usize) -> Option<i64> {
 /// anything the skimmer gives up on, a member of [`Chunk`] of another type than the usual one or
 /// given twice, a string member with escapes, a `created` that is not a plain integer, a
 /// top-level array, bad JSON or bad UTF-8.
-fn skim_first(d: &[u8]) -> Option<First<'_>> {
+///
+/// With it, where its first `choices[i].delta.content` string is (quotes included), as
+/// [`skim_event`] finds it, if it has one and no `error` member.
+fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Range<usize>>)> {
     if d.first() != Some(&b'{') {
         return None;
     }
     let mut f = First::default();
+    let mut hole = None;
     let mut seen = 0;
     let end = skim::members(d, 0, 0, |key, at| {
         let bit = match key {
@@ -407,7 +424,7 @@ fn skim_first(d: &[u8]) -> Option<First<'_>> {
         };
         once(&mut seen, bit)?;
         if bit == 16 && d.get(at) == Some(&b'[') {
-            return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content));
+            return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content, &mut hole));
         }
         let end = skim::value(d, at, 1)?;
         let nonnull = &d[at..end] != b"null";
@@ -422,12 +439,18 @@ fn skim_first(d: &[u8]) -> Option<First<'_>> {
         }
         Some(end)
     })?;
-    (end == d.len()).then_some(f)
+    let hole = hole.filter(|_| seen & 8 == 0);
+    (end == d.len()).then_some((f, hole))
 }
 
 /// Skims one element of `choices` before content, as serde reads a [`Choice`]: `content` is set
-/// if it bears content.
-fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+/// if it bears content, `hole` to its `delta.content` string if none was found before.
+fn first_choice(
+    d: &[u8],
+    i: usize,
+    content: &mut bool,
+    hole: &mut Option<Range<usize>>,
+) -> Option<usize> {
     if d.get(i) != Some(&b'{') {
         return None;
     }
@@ -441,7 +464,7 @@ fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
         };
         once(&mut seen, bit)?;
         if bit == 1 && d.get(at) == Some(&b'{') {
-            return first_delta(d, at, content);
+            return first_delta(d, at, content, hole);
         }
         let end = skim::value(d, at, 3)?;
         let nonnull = &d[at..end] != b"null";
@@ -456,8 +479,13 @@ fn first_choice(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
 }
 
 /// Skims a choice's `delta` before content, as serde reads a [`Delta`]: `content` is set if it
-/// bears content.
-fn first_delta(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
+/// bears content, `hole` to its `content` string if none was found before.
+fn first_delta(
+    d: &[u8],
+    i: usize,
+    content: &mut bool,
+    hole: &mut Option<Range<usize>>,
+) -> Option<usize> {
     let mut seen = 0;
     skim::members(d, i, 3, |key, at| {
         let bit = match key {
@@ -475,6 +503,9 @@ fn first_delta(d: &[u8], i: usize, content: &mut bool) -> Option<usize> {
         } else {
             nonempty_text(d, at, end)?
         };
+        if bit == 1 && raw[0] == b'"' && hole.is_none() {
+            *hole = Some(at..end);
+        }
         Some(end)
     })
 }
@@ -518,34 +549,75 @@ fn choice(d: &[u8], i: usize, hole: &mut Option<Range<usize>>) -> Option<usize> 
     })
 }
 
-/// The usual event after content, learned from the first one [`skim_event`] read whole: its
-/// bytes before the content string and after it. Chunks from one serializer repeat both, and a
+/// The usual event after content, learned from the first content event (read by [`skim_first`])
+/// or from the first event after it that [`skim_event`] read whole: its bytes before the content
+/// string and after it. Chunks from one serializer repeat both, and a
 /// later event made of the same two pieces around another string is as good as that one (a JSON
 /// object without `error`) without being read again: only its string is checked.
+///
+/// Kept as the usual frame carries it, `data: `, the prefix, the suffix and a blank line, so that
+/// such a frame is checked as it comes (see [`Shape::fits_frame`]).
 #[derive(Debug)]
 struct Shape {
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
+    /// [`FRAME_HEAD`], the prefix, the suffix, [`FRAME_TAIL`].
+    framed: Vec<u8>,
+    /// Where the string goes in `framed`: the end of the prefix.
+    split: usize,
+    /// True if neither piece has a line end (`\n` or `\r`).
+    one_line: bool,
 }
+
+/// What a frame carrying one `data:` line has before its data.
+const FRAME_HEAD: &[u8] = b"data: ";
+/// What a frame carrying one whole event ends with: the line end of its data line, a blank line.
+const FRAME_TAIL: &[u8] = b"\n\n";
 
 impl Shape {
     fn around(d: &[u8], hole: Range<usize>) -> Shape {
+        let (prefix, suffix) = (&d[..hole.start], &d[hole.end..]);
+        let framed = [FRAME_HEAD, prefix, suffix, FRAME_TAIL].concat();
+        let line_end = |p: &[u8]| memchr::memchr2(b'\n', b'\r', p).is_some();
         Shape {
-            prefix: d[..hole.start].to_vec(),
-            suffix: d[hole.end..].to_vec(),
+            framed,
+            split: FRAME_HEAD.len() + prefix.len(),
+            one_line: !line_end(prefix) && !line_end(suffix),
         }
+    }
+
+    /// The event's bytes before the content string.
+    fn prefix(&self) -> &[u8] {
+        &self.framed[FRAME_HEAD.len()..self.split]
+    }
+
+    /// The event's bytes after the content string.
+    fn suffix(&self) -> &[u8] {
+        &self.framed[self.split..self.framed.len() - FRAME_TAIL.len()]
     }
 
     /// True if `d` is the prefix, a JSON string (valid escapes, valid UTF-8: the skimmer checks
     /// both), then the suffix.
     fn fits(&self, d: &[u8]) -> bool {
-        let (p, s) = (self.prefix.len(), self.suffix.len());
-        d.len() >= p + s + 2
-            && d.ends_with(&self.suffix)
-            && d.starts_with(&self.prefix)
-            && d[p] == b'"'
-            && skim::string(d, p).map(|(end, _)| end) == Some(d.len() - s)
+        around_string(d, self.prefix(), self.suffix())
     }
+
+    /// True if `frame` is `data: `, an event that [`fits`](Self::fits), then a blank line, with no
+    /// other line end: one data line and a blank line, whose data is taken as is (the prefix
+    /// starts with `{`, the suffix ends with `}`: no whitespace to trim). A JSON string has no
+    /// raw control character, so when neither piece has a line end, no line ends inside.
+    fn fits_frame(&self, frame: &[u8]) -> bool {
+        let (head, tail) = self.framed.split_at(self.split);
+        self.one_line && around_string(frame, head, tail)
+    }
+}
+
+/// True if `d` is `head`, a JSON string, then `tail`.
+fn around_string(d: &[u8], head: &[u8], tail: &[u8]) -> bool {
+    let (h, t) = (head.len(), tail.len());
+    d.len() >= h + t + 2
+        && d.ends_with(tail)
+        && d.starts_with(head)
+        && d[h] == b'"'
+        && skim::string(d, h).map(|(end, _)| end) == Some(d.len() - t)
 }
 
 /// An in-band error's `code`, if it is a number or a short lowercase word such as
@@ -563,6 +635,19 @@ fn error_code(error: &RawValue) -> Option<serde_json::Value> {
         serde_json::Value::String(s) if token(s) => Some(code),
         _ => None,
     }
+}
+
+/// The data of `bytes` when, read at the start of a line with no event pending, they are one
+/// `data:` line and a blank line (`data:`, an optional space, the data without any line end,
+/// `\n\n`): what the line scan would dispatch, read in place. Other frames (other fields,
+/// comments, CR line ends, several lines or events, a part of one) take the line scan.
+fn one_data_event(bytes: &[u8]) -> Option<&[u8]> {
+    let rest = bytes.strip_prefix(b"data:")?;
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let data = rest.strip_suffix(b"\n\n")?;
+    memchr::memchr2(b'\n', b'\r', data)
+        .is_none()
+        .then_some(data)
 }
 
 /// `data` without JSON's whitespace (space, tab, line feed, carriage return) at either end. Not
@@ -666,9 +751,9 @@ mod tests {
     fn the_learned_shape_takes_its_siblings_only() {
         let s = shape();
         let with = |content: &[u8]| {
-            let mut d = s.prefix.clone();
+            let mut d = s.prefix().to_vec();
             d.extend_from_slice(content);
-            d.extend_from_slice(&s.suffix);
+            d.extend_from_slice(s.suffix());
             d
         };
         for good in [&b"\"\""[..], b"\" x \\\" \\u00e9 \xc3\xa9\"", b"\"\\n\""] {
@@ -718,10 +803,16 @@ mod tests {
             br#"{"choices":[{"delta":{"tool_calls":[]},"finish_reason":null}]}"#,
             br#"{"choices":[{"delta":{"tool_calls":null,"refusal":""},"text":null}]}"#,
             br#"{"choices":[{"delta":null,"finish_reason":"stop"}],"error":null}"#,
+            br#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+            br#"{"error":null,"choices":[{"delta":{"content":"a"}}]}"#,
         ] {
             let f = skim_first(d);
             assert!(f.is_some(), "{}", String::from_utf8_lossy(d));
-            assert_eq!(f, First::parse(d));
+            // Its content string, if any, is the one read after content.
+            let hole = f.as_ref().and_then(|(_, h)| h.clone());
+            let after = skim_event(d).flatten();
+            assert_eq!(hole, after, "{}", String::from_utf8_lossy(d));
+            assert_eq!(f.map(|(f, _)| f), First::parse(d));
         }
     }
 
@@ -820,8 +911,12 @@ mod tests {
         /// Wherever the skimmer reads a first event, serde reads it the same.
         #[test]
         fn the_first_event_skims_as_serde_reads_it(d in first_event()) {
-            if let Some(f) = skim_first(&d) {
+            if let Some((f, hole)) = skim_first(&d) {
                 prop_assert_eq!(Some(f), First::parse(&d), "{}", String::from_utf8_lossy(&d));
+                // The content string found is the one found after content (the learned shape's).
+                if let Some(hole) = hole {
+                    prop_assert_eq!(skim_event(&d), Some(Some(hole)), "{}", String::from_utf8_lossy(&d));
+                }
             }
         }
     }
@@ -832,7 +927,7 @@ mod tests {
         #[test]
         fn the_shape_agrees_with_serde(middle in proptest::collection::vec(prop::sample::select(b"\"\\/unbx0aD8\x01\x7f\xc3\xa9\xff ".to_vec()), 0..12)) {
             let s = shape();
-            let d = [&s.prefix[..], b"\"", &middle, b"\"", &s.suffix].concat();
+            let d = [s.prefix(), b"\"", &middle, b"\"", s.suffix()].concat();
             if s.fits(&d) {
                 let e = serde_json::from_slice::<ErrorOnly<'_>>(&d);
                 prop_assert!(e.is_ok_and(|e| e.error.is_none()), "{}", String::from_utf8_lossy(&d));
@@ -859,7 +954,7 @@ mod tests {
             for (kind, content) in events {
                 let content = [&b"\""[..], &content, b"\""].concat();
                 let frame = match kind {
-                    0..=2 => [&shape().prefix[..], &content, &shape().suffix, b"\n\n"].concat(),
+                    0..=2 => [shape().prefix(), &content, shape().suffix(), b"\n\n"].concat(),
                     3 => [&br#"{"id":"c1","error":{"code":502},"choices":[]}"#[..], b"\n\n"].concat(),
                     4 => [&br#"{"id":"c9","choices":[{"delta":{"content":"#[..], &content, b"}}]}\n\n"].concat(),
                     _ => b"[DONE]\n\n".to_vec(),
@@ -894,6 +989,157 @@ mod tests {
             }
             prop_assert_eq!(w.phase, Phase::Done);
             prop_assert_eq!(w.id.as_deref(), Some("c1"));
+        }
+    }
+
+    /// The events of a stream, as an upstream may send them: the usual chunks, a first one, a
+    /// finish and usage one, an error, a garbled payload, `[DONE]`, each with one of the three
+    /// line ends, `data:` with or without its space, at times after a comment or with its data on
+    /// two `data:` lines.
+    fn sse_events() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        // The usual frame (a content chunk, `data: `, LF line ends, nothing else) most often.
+        let event = (
+            0u8..10,
+            "[a-z \"\\\\é]{0,6}",
+            prop::sample::select(vec!["\n", "\n", "\n", "\n", "\r\n", "\r"]),
+            0u8..4,
+            0u8..8,
+            any::<prop::sample::Index>(),
+        );
+        prop::collection::vec(event, 1..10).prop_map(|events| {
+            let mut all = Vec::new();
+            for (kind, word, end, colon, extra, at) in events {
+                let mut text = Vec::new();
+                let data = match kind {
+                    0..=5 => format!(
+                        r#"{{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{{"index":0,"delta":{{"content":"{word}"}},"finish_reason":null}}]}}"#
+                    ),
+                    6 => r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#.to_owned(),
+                    7 => r#"{"id":"c1","error":{"code":502,"message":"down"}}"#.to_owned(),
+                    8 => format!("{{nope {word}"),
+                    _ => "[DONE]".to_owned(),
+                };
+                let colon = if colon == 0 { "data:" } else { "data: " };
+                if extra == 0 {
+                    text.extend_from_slice(format!(": keep-alive{end}").as_bytes());
+                }
+                if extra == 1 {
+                    // Two data lines, joined with a line feed by the line scan.
+                    let mut cut = at.index(data.len() + 1);
+                    while !data.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    let (a, b) = data.split_at(cut);
+                    text.extend_from_slice(format!("{colon}{a}{end}{colon}{b}{end}").as_bytes());
+                } else {
+                    text.extend_from_slice(format!("{colon}{data}{end}").as_bytes());
+                }
+                text.extend_from_slice(end.as_bytes());
+                all.push(text);
+            }
+            all
+        })
+    }
+
+    /// What a watch tells after a frame, with the end of the last good event in it.
+    type Seen = (
+        Phase,
+        Option<PreContentFailure>,
+        Option<serde_json::Value>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<usize>,
+    );
+
+    fn seen(w: &Watch, end: Option<usize>) -> Seen {
+        let (id, model) = (w.id.clone(), w.model.clone());
+        (
+            w.phase,
+            w.failed,
+            w.upstream_code.clone(),
+            id,
+            model,
+            w.created,
+            end,
+        )
+    }
+
+    /// Feeds `frame` a byte at a time (one byte is never a whole event: no fast path is taken),
+    /// and tells what feeding it at once should: the end of the last good event is the offset
+    /// past the last byte that ended one (its LF for a CRLF); once done, 0 unless `[DONE]` ended
+    /// in this frame.
+    fn by_bytes(w: &mut Watch, frame: &[u8]) -> Seen {
+        let mut end = None;
+        for (i, b) in frame.iter().enumerate() {
+            w.feed(std::slice::from_ref(b));
+            match w.take_end(1) {
+                Some(1) => end = Some(i + 1),
+                Some(_) => end = end.or(Some(0)),
+                None => {}
+            }
+            // A CRLF cut after its CR ends the event there; read at once, after its LF.
+            if *b == b'\n' && i > 0 && frame[i - 1] == b'\r' && end == Some(i) {
+                end = Some(i + 1);
+            }
+        }
+        seen(w, end)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// A stream read frame by frame, each frame fed at once (where the usual frame, one
+        /// whole `data:` event, is read in place or by the learned shape), reads as the same
+        /// frames fed byte by byte (the line scan alone), after every frame: same phase,
+        /// failure, error code, `id`, `model`, `created`, and end of the last good event. The
+        /// frames are one per event or cut anywhere.
+        #[test]
+        fn frames_read_as_their_bytes(events in sse_events(), per_event in any::<bool>(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+            let text = events.concat();
+            let frames: Vec<&[u8]> = if per_event {
+                events.iter().map(Vec::as_slice).collect()
+            } else {
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(text.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut at = 0;
+                cuts.into_iter().chain([text.len()]).map(|c| {
+                    let f = &text[at..c];
+                    at = c;
+                    f
+                }).collect()
+            };
+            let (mut whole, mut bytes) = (Watch::new(), Watch::new());
+            for frame in frames.into_iter().filter(|f| !f.is_empty()) {
+                whole.feed(frame);
+                let end = whole.take_end(frame.len());
+                prop_assert_eq!(seen(&whole, end), by_bytes(&mut bytes, frame), "{}", String::from_utf8_lossy(frame));
+            }
+            whole.finish();
+            bytes.finish();
+            prop_assert_eq!(seen(&whole, None), seen(&bytes, None));
+        }
+    }
+
+    proptest! {
+        /// The bytes sent on for each frame of a stream sent one event per frame (where the
+        /// usual frame is sent on as it is) are the ones sent for it when it comes cut after its
+        /// first byte (the line scan, and the framer joining the held byte to the rest).
+        #[test]
+        fn event_frames_are_sent_on_as_their_bytes(events in sse_events()) {
+            use crate::fallback::body::{observe, Framer};
+            let (mut whole, mut framer) = (Watch::new(), Framer::default());
+            let (mut cut, mut cut_framer) = (Watch::new(), Framer::default());
+            for frame in events.into_iter().map(bytes::Bytes::from) {
+                let out = observe(None, &mut whole, &mut framer, frame.clone());
+                let head = observe(None, &mut cut, &mut cut_framer, frame.slice(..1));
+                let tail = observe(None, &mut cut, &mut cut_framer, frame.slice(1..));
+                prop_assert_eq!(out, [head, tail].concat(), "{}", String::from_utf8_lossy(&frame));
+                prop_assert_eq!(whole.phase, cut.phase);
+            }
+            whole.finish();
+            cut.finish();
+            prop_assert_eq!(framer.flush(&whole), cut_framer.flush(&cut));
         }
     }
 }
