@@ -46,14 +46,21 @@ pub(crate) struct StreamBody<B> {
     pub(crate) idle: Idle,
 }
 
-/// The stream idle timeout: the time of the last upstream frame, and a timer armed only when the
+/// The stream idle timeout: when the upstream's silence began, and a timer armed only when the
 /// upstream is pending (a busy stream never touches the timer wheel).
+///
+/// The silence begins at the first poll that finds the upstream pending after a frame: a frame
+/// only sets a flag, and the clock is read at that poll (a stream whose frames come in bursts
+/// reads it once per burst, not once per frame).
 pub(crate) struct Idle {
     limit: Duration,
+    /// When the silence began, as last read (the start of the stream at first).
     last: Instant,
+    /// A frame came since `last` was read: the silence begins at the next pending poll.
+    active: bool,
     timer: Option<Pin<Box<Sleep>>>,
-    /// The waker the timer was last polled pending with, its deadline unchanged since: until it
-    /// fires (and wakes that waker), another poll with it would find the timer pending again.
+    /// The waker the timer was last polled pending with: until it fires (and wakes that waker),
+    /// another poll with it would find the timer pending again.
     waiting: Option<Waker>,
 }
 
@@ -63,37 +70,44 @@ impl Idle {
         Idle {
             limit,
             last,
+            active: false,
             timer: None,
             waiting: None,
         }
     }
 
+    /// An upstream frame came: the silence, if any, begins again at the next pending poll.
     fn activity(&mut self) {
-        self.last = Instant::now();
+        self.active = true;
     }
 
     /// The upstream is pending: true if it has now been silent for too long (else the timer is
     /// armed to wake the task when it will have been).
     ///
-    /// The deadline moves at every frame, but the timer is not moved with it: a timer set before
-    /// the deadline fires early, and is only then set again, so a busy stream re-arms it about
-    /// once per `limit`, not at every frame (each reset is a trip through the timer wheel).
+    /// The deadline moves with the silence's start, but the timer is not moved with it: a timer
+    /// set before the deadline fires early, and is only then set again, so a busy stream re-arms
+    /// it about once per `limit`, not at every burst (each reset is a trip through the timer
+    /// wheel). The deadline never moves earlier (the silence's start only moves later).
     ///
-    /// A timer polled pending with the task's waker and not moved since is not polled again
-    /// until it has fired (an atomic load): it wakes the task when it does.
+    /// A timer polled pending with the task's waker is not polled again until it has fired (an
+    /// atomic load): it wakes the task when it does.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if std::mem::take(&mut self.active) {
+            self.last = Instant::now();
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                let armed = |w: &Waker| w.will_wake(cx.waker());
+                if self.waiting.as_ref().is_some_and(armed) && !timer.is_elapsed() {
+                    return false;
+                }
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(self.last + self.limit))),
+        };
         let deadline = self.last + self.limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-            self.waiting = None;
-        }
-        let armed = |w: &Waker| w.will_wake(cx.waker());
-        if !timer.is_elapsed() && self.waiting.as_ref().is_some_and(armed) {
-            return false;
-        }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 self.waiting = Some(cx.waker().clone());
@@ -543,5 +557,48 @@ mod tests {
         })
         .await;
         assert_eq!(last.elapsed(), Duration::from_secs(5));
+    }
+
+    /// Polls `idle` until it expires; the time it took.
+    async fn until_expired(idle: &mut Idle) -> Duration {
+        let start = Instant::now();
+        std::future::poll_fn(|cx| {
+            if idle.expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    /// A frame just before the armed timer fires moves the deadline: the timer, firing early, is
+    /// set again, and the silence is counted in full from the poll after that frame.
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_just_before_the_timer_fires_restarts_the_count() {
+        let mut idle = Idle::since(Duration::from_secs(5), Instant::now());
+        assert!(!expired(&mut idle).await, "the timer is armed");
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        idle.activity();
+        assert!(!expired(&mut idle).await);
+        assert_eq!(until_expired(&mut idle).await, Duration::from_secs(5));
+    }
+
+    /// A stream with no frame at all times out `limit` after its start; frames that come in a
+    /// burst, with no pending poll between them, count as one: the silence begins at the pending
+    /// poll after the last.
+    #[tokio::test(start_paused = true)]
+    async fn the_silence_begins_at_the_first_pending_poll_after_frames() {
+        let mut idle = Idle::since(Duration::from_secs(5), Instant::now());
+        assert_eq!(until_expired(&mut idle).await, Duration::from_secs(5));
+
+        let mut idle = Idle::since(Duration::from_secs(5), Instant::now());
+        assert!(!expired(&mut idle).await);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        idle.activity();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        idle.activity();
+        assert_eq!(until_expired(&mut idle).await, Duration::from_secs(5));
     }
 }
