@@ -83,7 +83,7 @@
 //! let view = RequestView::parse(body)?;
 //! let endpoint = &catalog.endpoints(view.model.as_deref().unwrap())[0];
 //! // Catalog prices are USD per token; `max_price` is USD per million tokens.
-//! let cap = view.provider.max_price.and_then(|m| m.prompt).unwrap();
+//! let cap = view.provider.max_price.as_ref().and_then(|m| m.prompt).unwrap();
 //! assert!(endpoint.pricing.prompt.per_million() <= cap);
 //! // The upstream body carries the provider's own model id.
 //! let upstream = view.splice_model(body, endpoint.upstream_model());

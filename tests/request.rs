@@ -88,13 +88,13 @@ fn reads_every_routing_field() {
         (sort.by, sort.partition),
         (SortBy::Throughput, Some(Partition::None))
     );
-    let t = p.preferred_min_throughput.unwrap();
+    let t = p.preferred_min_throughput.as_deref().unwrap();
     assert_eq!(
         t.iter().collect::<Vec<_>>(),
         [(Percentile::P50, 50.0), (Percentile::P90, 20.5)]
     );
-    assert_eq!(p.preferred_max_latency.unwrap().p50, Some(2.0));
-    let mp = p.max_price.unwrap();
+    assert_eq!(p.preferred_max_latency.as_deref().unwrap().p50, Some(2.0));
+    let mp = p.max_price.as_deref().unwrap();
     assert_eq!(mp.prompt, Some(Usd::from_int(1)));
     assert_eq!(mp.completion, Some(Usd::from_int(2)));
     assert_eq!(mp.request, Some(Usd::parse("0.01").unwrap()));

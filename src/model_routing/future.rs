@@ -5,6 +5,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
+use http::Extensions;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -71,7 +72,6 @@ pub(crate) struct Pending<S> {
     parts: Parts,
     inner: S,
     bytes: Bytes,
-    view: Box<RequestView<'static>>,
     session: u64,
 }
 
@@ -151,14 +151,14 @@ where
 {
     /// Parses the body; then loads the session's shared sticky endpoints, or routes at once.
     fn start(config: Arc<Config>, mut parts: Parts, inner: S, bytes: Bytes) -> State<B, S, F> {
-        let (bytes, view) = match prepare(&config, &mut parts, bytes) {
-            Ok(prepared) => prepared,
+        let bytes = match prepare(&config, &mut parts, bytes) {
+            Ok(bytes) => bytes,
             Err(e) => return State::Rejected { error: Some(e) },
         };
         let shared = config
             .sticky_store
             .as_ref()
-            .and_then(|store| Some((store, session_key(&view, &parts.headers)?)));
+            .and_then(|store| Some((store, session_key(view(&parts)?, &parts.headers)?)));
         match shared {
             Some((store, session)) => State::Loading {
                 load: store.load(session.id()),
@@ -167,30 +167,22 @@ where
                     parts,
                     inner,
                     bytes,
-                    view,
                     session: session.id(),
                 }),
             },
-            _ => Self::route(config, parts, inner, bytes, view),
+            _ => Self::route(config, parts, inner, bytes),
         }
     }
 
     /// Plans the route of a parsed request and calls `inner` with it.
-    fn route(
-        config: Arc<Config>,
-        mut parts: Parts,
-        mut inner: S,
-        bytes: Bytes,
-        view: Box<RequestView<'static>>,
-    ) -> State<B, S, F> {
+    fn route(config: Arc<Config>, mut parts: Parts, mut inner: S, bytes: Bytes) -> State<B, S, F> {
         // Only a shared store keeps declared sessions apart from the hashed ones.
-        let shared = config.sticky_store.is_some() && session_key(&view, &parts.headers).is_some();
-        let catalog = config.catalog.load();
+        let shared = config.sticky_store.is_some()
+            && view(&parts)
+                .and_then(|v| session_key(v, &parts.headers))
+                .is_some();
         let planned = plan(
             &config,
-            catalog,
-            bytes.clone(),
-            view,
             &parts.headers,
             Instant::now(),
             &mut parts.extensions,
@@ -264,7 +256,12 @@ where
                         let key = sticky_key(sticky.seed, p.session, endpoint.model());
                         sticky.put(key, endpoint, now);
                     }
-                    let next = Self::route(p.config, p.parts, p.inner, p.bytes, p.view);
+                    let mut parts = p.parts;
+                    // Planned against the catalog of now: a reload may have come while loading.
+                    if let Some(route) = parts.extensions.get_mut::<Route>() {
+                        route.set_catalog(p.config.catalog.load());
+                    }
+                    let next = Self::route(p.config, parts, p.inner, p.bytes);
                     this.state.set(next);
                 }
                 StateProj::Calling { future, sticky } => {
@@ -284,13 +281,9 @@ where
 }
 
 /// The buffered body with the preset it names merged in (see
-/// [`Presets::apply`](crate::route::Presets::apply); the preset's name goes in the extensions),
-/// parsed.
-fn prepare(
-    config: &Config,
-    parts: &mut Parts,
-    bytes: Bytes,
-) -> Result<(Bytes, Box<RequestView<'static>>), GatewayError> {
+/// [`Presets::apply`](crate::route::Presets::apply); the preset's name goes in the extensions);
+/// its [`Route`] begun in the extensions with the body parsed into its view.
+fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, GatewayError> {
     // Parsed first: a body that names no preset (the usual) is not searched for one. A body the
     // parse refuses may still be completed by its preset: it goes the long way, as one that
     // names a preset does (the preset merged, then parsed).
@@ -298,13 +291,13 @@ fn prepare(
     // Read in place (not returned by value): the view is large.
     let mut parsed = Ok(RequestView::default());
     RequestView::parse_in_place(&bytes, &mut parsed);
-    let (bytes, view) = match &mut parsed {
+    let (bytes, completions) = match &mut parsed {
         Ok(view) if !view.names_preset() => {
-            // Moved into its box field by field, never whole (it is large).
-            let mut owned = Box::<RequestView<'static>>::default();
-            view.own_into(&mut owned);
+            // Moved into the route's view field by field, never whole (it is large).
+            let completions = view.completions;
+            view.own_into(begin(config, &mut parts.extensions, bytes.clone()).view_mut());
             drop(parsed);
-            (bytes, owned)
+            (bytes, completions)
         }
         _ => {
             let bytes = match config.presets.apply(&bytes)? {
@@ -314,17 +307,34 @@ fn prepare(
                 }
                 None => bytes,
             };
-            let view = Box::new(RequestView::parse(&bytes)?.into_owned());
-            (bytes, view)
+            let mut view = RequestView::parse(&bytes)?;
+            let completions = view.completions;
+            view.own_into(begin(config, &mut parts.extensions, bytes.clone()).view_mut());
+            drop(view);
+            (bytes, completions)
         }
     };
-    if legacy_path(&parts.uri) && !view.completions {
+    if legacy_path(&parts.uri) && !completions {
         return Err(GatewayError::invalid_request(
             "prompt",
             "a `prompt` (a string or an array of strings) is required by /completions",
         ));
     }
-    Ok((bytes, view))
+    Ok(bytes)
+}
+
+/// Puts a new [`Route`] for `body` into `extensions` (replacing any other) and answers it, to be
+/// filled in place there.
+fn begin<'e>(config: &Config, extensions: &'e mut Extensions, body: Bytes) -> &'e mut Route {
+    let (catalog, balance) = (config.catalog.load(), config.balance.clone());
+    extensions.remove::<Route>();
+    // Built in its box (`insert` would move the large route in).
+    extensions.get_or_insert_with(move || Route::begin(body, catalog, balance))
+}
+
+/// The view of the request's begun route.
+fn view(parts: &Parts) -> Option<&RequestView<'static>> {
+    parts.extensions.get::<Route>().map(Route::view)
 }
 
 /// A legacy completions path (`…/completions`, not `…/chat/completions`): its body must have a

@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, Endpoint};
 use crate::error::GatewayError;
 use crate::health::HealthSource;
 use crate::route::{
-    Candidates, Exclusion, Partition, RequestView, ResolvedModel, Route, RouteField, RouteParts,
+    Candidates, Exclusion, Partition, Planned, RequestView, ResolvedModel, Route, RouteField,
     SortBy,
 };
 
@@ -263,28 +263,47 @@ fn check_kind(
     Ok(())
 }
 
-/// Resolves, filters and orders the candidates of a request, and puts the [`Route`] in
-/// `extensions` (built in place there, not returned: it is large); answers the session key.
+/// Resolves, filters and orders the candidates of a request into its [`Route`], begun in
+/// `extensions` (planned in place there, not moved: it is large); answers the session key.
 pub(crate) fn plan(
     cfg: &Config,
-    catalog: Catalog,
-    body: Bytes,
-    view: Box<RequestView<'static>>,
     headers: &HeaderMap,
     now: Instant,
     extensions: &mut Extensions,
 ) -> Result<Option<Session>, GatewayError> {
+    let Some(route) = extensions.get_mut::<Route>() else {
+        unreachable!("ModelRouting begins the route before planning it");
+    };
+    let (planned, session) = decide(cfg, route, headers, now)?;
+    route.set_planned(planned);
+    if route.candidates().is_empty() {
+        return Err(route.unavailable());
+    }
+    if let Some(steps) = &cfg.steps {
+        steps.apply(route)?;
+    }
+    Ok(session)
+}
+
+/// The candidates (and the rest of the plan) of a begun route, and its session key.
+fn decide(
+    cfg: &Config,
+    route: &Route,
+    headers: &HeaderMap,
+    now: Instant,
+) -> Result<(Planned, Option<Session>), GatewayError> {
+    let (view, catalog) = (route.view(), route.catalog());
     if view.models.len() > cfg.max_models {
         return Err(GatewayError::invalid_request(
             "models",
             &format!("'models' array must have {} items or fewer", cfg.max_models),
         ));
     }
-    let tiers = tier_request(&view)?;
-    let plans = resolve_all(cfg, &catalog, &view)?;
-    check_kind(&catalog, &view, &plans)?;
+    let tiers = tier_request(view)?;
+    let plans = resolve_all(cfg, catalog, view)?;
+    check_kind(catalog, view, &plans)?;
     // The generator's counter advances only for requests that get this far.
-    let mut planner = Planner::new(cfg, &catalog, &body, &view, headers, now, tiers);
+    let mut planner = Planner::new(cfg, catalog, route.body(), view, headers, now, tiers);
     let candidates = planner.place_all(&plans);
     let Planner {
         exclusions,
@@ -295,7 +314,6 @@ pub(crate) fn plan(
         admission,
         ..
     } = planner;
-    let prompt_tokens = admission.prompt_tokens;
     let models = plans
         .into_iter()
         .map(|p| ResolvedModel {
@@ -303,27 +321,16 @@ pub(crate) fn plan(
             id: p.id,
         })
         .collect();
-    let mut route = Route::from_parts(RouteParts {
-        body,
-        view,
-        catalog,
+    let planned = Planned {
         models,
         candidates,
         exclusions,
         partition,
-        prompt_tokens,
+        prompt_tokens: admission.prompt_tokens,
         unix_millis,
         rng,
-        balance: cfg.balance.clone(),
-    });
-    if route.candidates().is_empty() {
-        return Err(route.unavailable());
-    }
-    if let Some(steps) = &cfg.steps {
-        steps.apply(&mut route)?;
-    }
-    extensions.insert(route);
-    Ok(session)
+    };
+    Ok((planned, session))
 }
 
 #[cfg(test)]

@@ -107,10 +107,15 @@ impl PercentileDeprioritizeLayer {
 impl RouteStep for PercentileDeprioritizeLayer {
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
         let prefs = &route.view().provider;
-        let latency = prefs.preferred_max_latency.or(self.max_latency);
-        let throughput = prefs.preferred_min_throughput.or(self.min_throughput);
-        let latency = latency.filter(|c| !c.is_empty());
-        let throughput = throughput.filter(|c| !c.is_empty());
+        // Copied (out of the route, which is reordered below) only when set.
+        let latency = (prefs.preferred_max_latency.as_deref())
+            .or(self.max_latency.as_ref())
+            .filter(|c| !c.is_empty())
+            .copied();
+        let throughput = (prefs.preferred_min_throughput.as_deref())
+            .or(self.min_throughput.as_ref())
+            .filter(|c| !c.is_empty())
+            .copied();
         if latency.is_none() && throughput.is_none() {
             return Ok(());
         }

@@ -76,8 +76,8 @@ impl PriceCapLayer {
 
 impl RouteStep for PriceCapLayer {
     fn apply(&self, route: &mut Route) -> Result<(), GatewayError> {
-        let req = match route.view().provider.max_price {
-            Some(req) => req,
+        let req = match route.view().provider.max_price.as_deref() {
+            Some(&req) => req,
             // No cap at all (the usual case): nothing to compare.
             None if self.cap.is_empty() => return Ok(()),
             None => MaxPrice::default(),

@@ -305,7 +305,7 @@ fn provider<'a>(b: &'a [u8], at: usize, p: &mut ProviderPrefs<'a>) -> Option<usi
         seen |= 1 << bit;
         // `max_price` is read where it is skimmed; every other value is skimmed first.
         if bit == 9 {
-            return max_price(b, i, p.max_price.insert(MaxPrice::default()));
+            return max_price(b, i, p.max_price.insert(Box::default()));
         }
         let end = skim::value(b, i, 2)?;
         let raw = &b[i..end];

@@ -67,7 +67,7 @@ pub use request::{
 };
 pub(crate) use route::splitmix;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
-pub(crate) use route::{Candidates, RouteParts};
+pub(crate) use route::{Candidates, Planned};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
 pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece, Pieces};
 pub use validate::MAX_DEPTH;

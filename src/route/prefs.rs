@@ -311,15 +311,17 @@ pub struct ProviderPrefs<'a> {
     /// Deterministic ordering.
     #[serde(default)]
     pub sort: Option<Sort>,
-    /// Throughput cutoffs (tokens/s).
+    /// Throughput cutoffs (tokens/s). Boxed, as the other rarely given preferences: the usual
+    /// request carries a null pointer, and the view (inline in the [`Route`](super::Route)) stays
+    /// small.
     #[serde(default)]
-    pub preferred_min_throughput: Option<Cutoffs>,
-    /// Latency cutoffs (seconds).
+    pub preferred_min_throughput: Option<Box<Cutoffs>>,
+    /// Latency cutoffs (seconds). Boxed (rarely given).
     #[serde(default)]
-    pub preferred_max_latency: Option<Cutoffs>,
-    /// Price caps.
+    pub preferred_max_latency: Option<Box<Cutoffs>>,
+    /// Price caps. Boxed (rarely given).
     #[serde(default)]
-    pub max_price: Option<MaxPrice>,
+    pub max_price: Option<Box<MaxPrice>>,
     /// Per-provider options, raw (`{"openai": {…}}`).
     #[serde(default, borrow, deserialize_with = "options_span")]
     pub options: Option<&'a serde_json::value::RawValue>,

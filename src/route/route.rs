@@ -72,8 +72,9 @@ pub(crate) type Models = SmallVec<[ResolvedModel; 1]>;
 #[derive(Clone)]
 pub struct Route {
     body: Bytes,
-    // Boxed: the view is large (~700 bytes) and the route moves through every layer's future.
-    view: Box<RequestView<'static>>,
+    // Inline (one allocation with the route's own, in the extensions): the route is built where
+    // it is kept (see `Route::begin`) and never moved whole after.
+    view: RequestView<'static>,
     catalog: Catalog,
     models: Models,
     candidates: Candidates,
@@ -85,11 +86,8 @@ pub struct Route {
     balance: Arc<dyn super::BalancePolicy>,
 }
 
-/// Everything a [`Route`] is built from (ModelRouting fills it in).
-pub(crate) struct RouteParts {
-    pub(crate) body: Bytes,
-    pub(crate) view: Box<RequestView<'static>>,
-    pub(crate) catalog: Catalog,
+/// What ModelRouting's planning adds to a [`Route`] begun by [`Route::begin`].
+pub(crate) struct Planned {
     pub(crate) models: Models,
     pub(crate) candidates: Candidates,
     pub(crate) exclusions: Vec<Exclusion>,
@@ -98,7 +96,6 @@ pub(crate) struct RouteParts {
     pub(crate) unix_millis: i64,
     /// The generator state for later re-draws of the first pick.
     pub(crate) rng: u64,
-    pub(crate) balance: Arc<dyn super::BalancePolicy>,
 }
 
 impl fmt::Debug for Route {
@@ -136,25 +133,42 @@ fn placeholder() -> &'static (Endpoint, Provider) {
 
 /// The routing decision, read side: what every layer may look at.
 impl Route {
-    /// A route from its parts; the candidates must index `parts.catalog`.
-    pub(crate) fn from_parts(parts: RouteParts) -> Self {
-        let RouteParts {
-            body,
-            view,
-            catalog,
-            models,
-            candidates,
-            exclusions,
-            partition,
-            prompt_tokens,
-            unix_millis,
-            rng,
-            balance,
-        } = parts;
+    /// A route for `body` with a default view and no candidates yet: ModelRouting puts it into
+    /// the request extensions, then reads the view into it ([`Route::view_mut`]) and plans it
+    /// ([`Route::set_planned`]) there, so that the (large) route is not moved on the way.
+    pub(crate) fn begin(
+        body: Bytes,
+        catalog: Catalog,
+        balance: Arc<dyn super::BalancePolicy>,
+    ) -> Self {
         Route {
             body,
-            view,
+            view: RequestView::default(),
             catalog,
+            models: Models::new(),
+            candidates: Candidates::new(),
+            exclusions: Vec::new(),
+            partition: Partition::default(),
+            prompt_tokens: 0,
+            unix_millis: 0,
+            rng: 0,
+            balance,
+        }
+    }
+
+    /// The view, to be read into (by ModelRouting, before planning).
+    pub(crate) fn view_mut(&mut self) -> &mut RequestView<'static> {
+        &mut self.view
+    }
+
+    /// Replaces the catalog snapshot (by ModelRouting, before planning: the current one).
+    pub(crate) fn set_catalog(&mut self, catalog: Catalog) {
+        self.catalog = catalog;
+    }
+
+    /// Sets what planning decided; the candidates must index the route's catalog.
+    pub(crate) fn set_planned(&mut self, planned: Planned) {
+        let Planned {
             models,
             candidates,
             exclusions,
@@ -162,8 +176,14 @@ impl Route {
             prompt_tokens,
             unix_millis,
             rng,
-            balance,
-        }
+        } = planned;
+        self.models = models;
+        self.candidates = candidates;
+        self.exclusions = exclusions;
+        self.partition = partition;
+        self.prompt_tokens = prompt_tokens;
+        self.unix_millis = unix_millis;
+        self.rng = rng;
     }
 
     /// The buffered request body, exactly as received.
@@ -487,4 +507,19 @@ pub(crate) struct Names {
     pub(crate) provider_name: Arc<str>,
     pub(crate) provider_slug: Arc<str>,
     pub(crate) upstream_model: Arc<str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ModelRouting allocates the route (its view inline) once per request, in the extensions:
+    /// it must stay within glibc's per-thread cache (requests of up to 1,032 bytes), or every
+    /// request takes malloc's slow path (1,008 B when written: a field or two more at most).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn route_fits_the_malloc_fast_path() {
+        let (route, view) = (size_of::<Route>(), size_of::<RequestView<'static>>());
+        assert!(route <= 1032, "Route {route} B (its view {view} B)");
+    }
 }
