@@ -219,9 +219,15 @@ fn body_usage_splice<'m>(
 
 /// An event's top-level members, read by the skimmer when it can (serde otherwise): what
 /// [`Top::parse`] reads, but for `choices`, which the stream path does not look at (the equality
-/// is `json.rs`'s `one_pass_parse_is_parse_then_choices` proptest).
-fn event_top(d: &[u8]) -> Option<Top<'_>> {
-    Top::parse_with_choices(d).map(|(top, _)| top)
+/// is `json.rs`'s `one_pass_parse_is_parse_then_choices` proptest); and its `usage` counts when
+/// the skimmer read them on the way (`None`: read them from `Top::usage`).
+fn event_top(d: &[u8]) -> Option<(Top<'_>, Option<WireUsage>)> {
+    Top::parse_with_choices(d).map(|(top, s)| (top, s.usage))
+}
+
+/// `usage`'s counts: `skimmed` if the skimmer read them, else read from `raw`.
+fn wire_usage(skimmed: Option<WireUsage>, raw: json::Raw<'_>) -> Option<WireUsage> {
+    skimmed.or_else(|| WireUsage::read(raw.get()))
 }
 
 /// The most [`Rule`]s a stream learns: one per member it rewrites (`id`, `model`, `provider`,
@@ -522,7 +528,8 @@ impl Handler<'_> {
     fn learn_first(&mut self, d: &[u8]) {
         self.st.learned = true;
         if self.ctx.rewrite {
-            if let Some(top) = event_top(d) {
+            // The members only: the first event's choices are metered by the scanners.
+            if let Some(top) = Top::parse_members(d) {
                 if let Some(id) = top.id {
                     self.obs.upstream_id = id.string();
                 }
@@ -662,7 +669,7 @@ impl Handler<'_> {
 
     /// An event that may carry usage or an error: parsed, observed, and edited if it has usage.
     fn parsed_event(&mut self, d: &[u8]) -> Option<Vec<u8>> {
-        let top = event_top(d)?;
+        let (top, wire) = event_top(d)?;
         if top.error.is_some_and(|e| e.get() != "null") {
             self.obs.error = true;
             if top.kind.is_none() && top.usage.is_none() {
@@ -671,12 +678,12 @@ impl Handler<'_> {
         }
         match top.kind.as_deref() {
             Some("message_start") => self.message_start(&top, d),
-            Some("message_delta") => self.message_delta(&top, d),
+            Some("message_delta") => self.message_delta(&top, wire, d),
             Some("error") => {
                 self.obs.error = true;
                 None
             }
-            _ => self.openai_usage(&top, d),
+            _ => self.openai_usage(&top, wire, d),
         }
     }
 
@@ -732,8 +739,14 @@ impl Handler<'_> {
     }
 
     /// Anthropic's `message_delta`: the stop reason and the cumulative usage, which gets the
-    /// input side and the cost, as a translated stream's does.
-    fn message_delta(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+    /// input side and the cost, as a translated stream's does. `wire`: the usage's counts if
+    /// already read.
+    fn message_delta(
+        &mut self,
+        top: &Top<'_>,
+        wire: Option<WireUsage>,
+        d: &[u8],
+    ) -> Option<Vec<u8>> {
         if let Some(delta) = top
             .delta
             .and_then(|d| serde_json::from_str::<AnthropicDelta<'_>>(d.get()).ok())
@@ -743,7 +756,7 @@ impl Handler<'_> {
             }
         }
         let u = top.usage?;
-        let wire = WireUsage::read(u.get())?;
+        let wire = wire_usage(wire, u)?;
         let t = self.obs.anthropic.get_or_insert_with(Default::default);
         wire.merge_anthropic(t);
         let t = *t;
@@ -756,10 +769,16 @@ impl Handler<'_> {
         Some(json::apply(d, &mut [edit]))
     }
 
-    /// An OpenAI usage chunk: the usage, and `cost` / `cost_details` inserted into it.
-    fn openai_usage(&mut self, top: &Top<'_>, d: &[u8]) -> Option<Vec<u8>> {
+    /// An OpenAI usage chunk: the usage, and `cost` / `cost_details` inserted into it. `wire`:
+    /// the usage's counts if already read.
+    fn openai_usage(
+        &mut self,
+        top: &Top<'_>,
+        wire: Option<WireUsage>,
+        d: &[u8],
+    ) -> Option<Vec<u8>> {
         let u = top.usage?;
-        let wire = WireUsage::read(u.get())?;
+        let wire = wire_usage(wire, u)?;
         if !wire.is_openai() {
             return None;
         }

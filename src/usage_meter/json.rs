@@ -102,6 +102,20 @@ impl<'a> Top<'a> {
         Top::parse_with_choices_into(body, &mut read).then_some(read)
     }
 
+    /// The top-level members of `body` without reading its `choices`: [`Top::parse_with_choices`]'s
+    /// `Top` (the same for every body: `members_parse_is_parse_with_choices`), for a reader that
+    /// wants the members only (a stream's first event, learned from). The skimmer passes over
+    /// `choices` as over any other value.
+    pub(crate) fn parse_members(body: &'a [u8]) -> Option<Top<'a>> {
+        let mut read = Default::default();
+        if skimmed(body, &mut read, false).is_some() {
+            return Some(read.0);
+        }
+        let mut top = Top::parse(body)?;
+        top.choices = None;
+        Some(top)
+    }
+
     /// [`Top::parse_with_choices`] written into `read`, which must be the default one (the
     /// result is filled in place: a returned one would be moved, a few hundred bytes, more than
     /// once); false, with `read` left as it may be, if the body is not a JSON object.
@@ -110,7 +124,7 @@ impl<'a> Top<'a> {
         read: &mut (Top<'a>, ChoicesSummary),
     ) -> bool {
         // The skimmer first: a well-formed body of the usual shape, split without serde.
-        if skimmed(body, read).is_some() {
+        if skimmed(body, read, true).is_some() {
             return true;
         }
         match Top::deserialize_with_choices(body) {
@@ -192,8 +206,14 @@ fn message_key(key: &[u8]) -> Option<u32> {
 /// UTF-8, not well-formed to the skimmer, or not of the usual shape (a duplicate member, an
 /// escaped `type` or finish reason, `choices` not an array of objects, …) — the serde path then
 /// reads it, so the result is always the serde path's. The result is written into `read`, which
-/// must be the default one (and is left partly written when this gives up).
-fn skimmed<'a>(body: &'a [u8], read: &mut (Top<'a>, ChoicesSummary)) -> Option<()> {
+/// must be the default one (and is left partly written when this gives up). Without
+/// `with_choices`, `choices` is skimmed past as any value and not summarised (the summary's
+/// finish reason and content bytes stay empty).
+fn skimmed<'a>(
+    body: &'a [u8],
+    read: &mut (Top<'a>, ChoicesSummary),
+    with_choices: bool,
+) -> Option<()> {
     // No UTF-8 check of the whole body: the skimmer accepts only UTF-8 (see `skim`).
     let b = body;
     let start = skim::ws(b, 0);
@@ -211,7 +231,11 @@ fn skimmed<'a>(body: &'a [u8], read: &mut (Top<'a>, ChoicesSummary)) -> Option<(
         }
         seen |= 1 << k;
         if k == 5 {
-            return skim_choices(b, at, summary);
+            return if with_choices {
+                skim_choices(b, at, summary)
+            } else {
+                skim::value(b, at, 1)
+            };
         }
         // The usage's counts are read as it is skimmed, when the hand reader can.
         let wire = (k == 4)
@@ -661,7 +685,7 @@ mod tests {
     /// The skimmer's reading of `body`, if it reads it.
     fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
         let mut read = Default::default();
-        super::skimmed(body, &mut read).map(|()| read)
+        super::skimmed(body, &mut read, true).map(|()| read)
     }
 
     /// Bodies whose `choices` may or may not have the expected shape (and some that are not
@@ -811,6 +835,21 @@ mod tests {
                     let serde = serde_json::from_str::<WireUsage>(raw).expect("serde reads it");
                     prop_assert_eq!(format!("{w:?}"), format!("{serde:?}"));
                 }
+            }
+        }
+
+        /// The members-only reading is the one-pass reading's `Top`, whoever reads the body
+        /// (the skimmer, serde), and the members-only skimmer reads what serde does.
+        #[test]
+        fn members_parse_is_parse_with_choices(b in prop_oneof![answer(), body()]) {
+            let members = Top::parse_members(b.as_bytes()).map(|t| format!("{t:?}"));
+            let full = Top::parse_with_choices(b.as_bytes()).map(|(t, _)| format!("{t:?}"));
+            prop_assert_eq!(members, full);
+            let mut read = Default::default();
+            if super::skimmed(b.as_bytes(), &mut read, false).is_some() {
+                let serde = Top::parse(b.as_bytes()).expect("serde reads it too");
+                let serde = Top { choices: None, ..serde };
+                prop_assert_eq!(format!("{:?}", read.0), format!("{serde:?}"));
             }
         }
 
