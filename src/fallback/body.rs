@@ -547,16 +547,7 @@ mod tests {
             tokio::time::advance(Duration::from_secs(3)).await;
             idle.activity();
         }
-        let last = Instant::now();
-        std::future::poll_fn(|cx| {
-            if idle.expired(cx) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        assert_eq!(last.elapsed(), Duration::from_secs(5));
+        assert_eq!(until_expired(&mut idle).await, Duration::from_secs(5));
     }
 
     /// Polls `idle` until it expires; the time it took.
