@@ -293,9 +293,7 @@ fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, Ga
     RequestView::parse_in_place(&bytes, &mut parsed);
     let (bytes, completions) = match &mut parsed {
         Ok(view) if !view.names_preset() => {
-            // Moved into the route's view field by field, never whole (it is large).
-            let completions = view.completions;
-            view.own_into(begin(config, &mut parts.extensions, bytes.clone()).view_mut());
+            let completions = begin(config, &mut parts.extensions, &bytes, view);
             drop(parsed);
             (bytes, completions)
         }
@@ -308,8 +306,7 @@ fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, Ga
                 None => bytes,
             };
             let mut view = RequestView::parse(&bytes)?;
-            let completions = view.completions;
-            view.own_into(begin(config, &mut parts.extensions, bytes.clone()).view_mut());
+            let completions = begin(config, &mut parts.extensions, &bytes, &mut view);
             drop(view);
             (bytes, completions)
         }
@@ -323,13 +320,21 @@ fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, Ga
     Ok(bytes)
 }
 
-/// Puts a new [`Route`] for `body` into `extensions` (replacing any other) and answers it, to be
-/// filled in place there.
-fn begin<'e>(config: &Config, extensions: &'e mut Extensions, body: Bytes) -> &'e mut Route {
+/// Puts a new [`Route`] for `body` into `extensions` (replacing any other), with `view` (parsed
+/// from `body`) moved into it field by field, never whole (it is large); whether the request is a
+/// legacy completions one.
+fn begin(
+    config: &Config,
+    extensions: &mut Extensions,
+    body: &Bytes,
+    view: &mut RequestView<'_>,
+) -> bool {
     let (catalog, balance) = (config.catalog.load(), config.balance.clone());
     extensions.remove::<Route>();
     // Built in its box (`insert` would move the large route in).
-    extensions.get_or_insert_with(move || Route::begin(body, catalog, balance))
+    let route = extensions.get_or_insert_with(|| Route::begin(body.clone(), catalog, balance));
+    view.own_into(route.view_mut());
+    view.completions
 }
 
 /// The view of the request's begun route.

@@ -107,12 +107,20 @@ where
     }
 }
 
+/// The answer to a refused reservation ([`refusal_error`]), its error type recorded on the
+/// request's span.
+pub(crate) fn refused(r: &Refusal, e: &Estimate, span: &Span) -> GatewayError {
+    let error = refusal_error(r, e);
+    telemetry::record_error(span, error.error_type().as_str());
+    error
+}
+
 /// 402 `payment_required` in OpenRouter's words
 /// (<https://openrouter.ai/docs/api/reference/errors-and-debugging>): "This request requires more
 /// credits, or fewer max_tokens. You requested up to N tokens, but can only afford M." — M being
 /// what the remaining budget (or the per-request cap) pays for at the output price, after the
 /// request's fixed part. Which limit refused, and its figures, are in `metadata`.
-pub(crate) fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
+fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
     if let Some(why) = &r.unavailable {
         // Not the caller's budget: the ledger could not check it (503, retry later).
         return GatewayError::new(
@@ -185,8 +193,7 @@ where
                         this.state.set(State::Calling { future });
                     }
                     Err(refusal) => {
-                        let error = refusal_error(&refusal, estimate);
-                        telemetry::record_error(this.span, error.error_type().as_str());
+                        let error = refused(&refusal, estimate, this.span);
                         this.state.set(State::Rejected { error: Some(error) });
                     }
                 },

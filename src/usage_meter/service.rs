@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::config::Config;
 use super::content;
-use super::future::{refusal_error, Estimate, ResponseFuture};
+use super::future::{refused, Estimate, ResponseFuture};
 use super::ledger::CallerKey;
 use super::metadata::{metadata_requested, Plan, LEGACY_METADATA_HEADER, METADATA_HEADER};
 use super::meter::Pending;
@@ -260,8 +260,7 @@ where
             match ledger.reserve_ready(key, est.amount, created_ms) {
                 Some(Ok(reservation)) => ctx.hold = Some(Hold::new(ledger.clone(), reservation)),
                 Some(Err(refusal)) => {
-                    let error = refusal_error(&refusal, &est);
-                    telemetry::record_error(&span, error.error_type().as_str());
+                    let error = refused(&refusal, &est, &span);
                     return ResponseFuture::rejected(error, Pending::new(ctx), span);
                 }
                 None => {
