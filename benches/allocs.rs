@@ -14,7 +14,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use common::{fixed, once, stack_body, stack_catalog};
+use common::{fixed, fixed_with_headers, once, stack_body, stack_catalog};
 use tower::ServiceBuilder;
 use tower_ai_gateway::usage_meter::GenerationStore;
 use tower_ai_gateway::GatewayLayer;
@@ -79,27 +79,30 @@ fn main() {
         .build()
         .expect("runtime");
     let body = stack_body();
-    let bare = measure(&rt, tower::service_fn(fixed), &body);
-    let gateway = ServiceBuilder::new()
-        .layer(
+    let gateway = || {
+        ServiceBuilder::new().layer(
             GatewayLayer::new(stack_catalog())
                 .routing(|r| r.seed(1))
                 .usage_meter(|u| u.sink(GenerationStore::new(1024))),
         )
-        .service_fn(fixed);
-    let all = measure(&rt, gateway, &body);
+    };
+    let bare = measure(&rt, tower::service_fn(fixed), &body);
+    let all = measure(&rt, gateway().service_fn(fixed), &body);
+    // The upstream answers with a provider's usual headers (what a real gateway sees: an HTTP
+    // client's answer always has some).
+    let bare_h = measure(&rt, tower::service_fn(fixed_with_headers), &body);
+    let all_h = measure(&rt, gateway().service_fn(fixed_with_headers), &body);
     println!("scenario (1 KB non-streamed request)        allocations/request   bytes/request");
-    println!(
-        "stack/bare                                  {:>19.1} {:>15.0}",
-        bare.0, bare.1
-    );
-    println!(
-        "stack/all (GatewayLayer)                    {:>19.1} {:>15.0}",
-        all.0, all.1
-    );
-    println!(
-        "added by the gateway                        {:>19.1} {:>15.0}",
-        all.0 - bare.0,
-        all.1 - bare.1
+    let row = |name: &str, (calls, bytes): (f64, f64)| {
+        println!("{name:<44}{calls:>19.1} {bytes:>15.0}");
+    };
+    row("stack/bare", bare);
+    row("stack/all (GatewayLayer)", all);
+    row("added by the gateway", (all.0 - bare.0, all.1 - bare.1));
+    row("stack/bare+headers", bare_h);
+    row("stack/all+headers (GatewayLayer)", all_h);
+    row(
+        "added by the gateway (answer with headers)",
+        (all_h.0 - bare_h.0, all_h.1 - bare_h.1),
     );
 }
