@@ -582,3 +582,95 @@ async fn tool_conversation_passes_through_both_turns() {
     }
     assert_eq!(store.records().len(), 2);
 }
+
+/// Every header of a request the upstream saw, sorted by name (the values of one name in their
+/// order).
+fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = h
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// A first attempt that fails with a 5xx and a second at a provider of the other wire, in both
+/// orders: each attempt gets the caller headers it would get alone (the default allow-list's, and
+/// the `anthropic-beta` flags on the passed-through Messages attempt, even when the first attempt
+/// did not forward them), its provider's credentials, and never the caller's gateway key.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_to_the_other_wire_forwards_the_same_caller_headers() {
+    let caller = [
+        ("authorization", "Bearer sk-gateway-caller"),
+        ("user-agent", "claude-cli/1.0"),
+        ("anthropic-beta", "context-management-2025-06-27"),
+        ("x-api-key", "sk-gateway-caller"),
+        ("accept", "application/json"),
+        ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
+        ("x-stainless-os", "Linux"),
+        ("x-request-id", "req-7"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    let common = [
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("user-agent", "claude-cli/1.0"),
+        ("x-request-id", "req-7"),
+    ];
+    let expected = |own: &[(&str, &str)]| {
+        let mut v: Vec<(String, String)> = common
+            .iter()
+            .chain(own)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let anthro = expected(&[
+        ("anthropic-beta", "context-management-2025-06-27"),
+        ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
+        ("anthropic-version", "2023-06-01"),
+        ("x-api-key", KEY),
+    ]);
+    let bearer = format!("Bearer {BACKUP_KEY}");
+    let backup = expected(&[("authorization", &bearer)]);
+    let backup_answer = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "backup-native",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "From the backup."}}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34},
+    })
+    .to_string();
+    let overloaded =
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    for anthro_first in [true, false] {
+        let (up, body) = if anthro_first {
+            let up = Upstream::default()
+                .answer("anthro.test", Answer::json(529, overloaded))
+                .answer("backup.test", Answer::json(200, &backup_answer));
+            (up, request(false))
+        } else {
+            let up = Upstream::default()
+                .answer(
+                    "backup.test",
+                    Answer::json(500, r#"{"error":{"message":"down"}}"#),
+                )
+                .answer("anthro.test", Answer::json(200, MESSAGE));
+            let body = request(false).replace(r#"["anthro", "backup"]"#, r#"["backup", "anthro"]"#);
+            (up, body)
+        };
+        let store = GenerationStore::new(8);
+        let r = send(up.clone(), &store, &body, &caller).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let seen = up.seen();
+        let hosts: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+        let (first, second) = if anthro_first {
+            (&anthro, &backup)
+        } else {
+            (&backup, &anthro)
+        };
+        assert_eq!(seen.len(), 2, "{hosts:?}");
+        assert_eq!(&header_list(&seen[0].headers), first, "{hosts:?}");
+        assert_eq!(&header_list(&seen[1].headers), second, "{hosts:?}");
+    }
+}
