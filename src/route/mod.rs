@@ -70,7 +70,7 @@ pub(crate) use route::splitmix;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub(crate) use route::{Candidates, Planned};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
-pub use short::{ShortString, ViewStr, VIEW_INLINE};
+pub use short::{ShortString, ViewStr, ID_INLINE, VIEW_INLINE};
 pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece, Pieces};
 pub use validate::MAX_DEPTH;
 

@@ -31,7 +31,7 @@ pub struct ServedBy {
     /// same list).
     pub attempts: Arc<[AttemptRecord]>,
     /// The provider's own request id (`x-request-id`, `request-id`, `cf-ray`, …) from the serving
-    /// response's headers, which never reach the caller (held inline up to 64 bytes: copying it
+    /// response's headers, which never reach the caller (held inline up to 40 bytes: copying it
     /// allocates nothing).
     pub upstream_request_id: Option<ShortString>,
     /// The lent reader's reading of a non-streamed answer, for the layer that lent it

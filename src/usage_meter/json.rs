@@ -780,7 +780,7 @@ mod tests {
         }
 
         /// A raw value's string is serde's reading of its text (and its text is the text), inline
-        /// or not (up to 80 characters: the inline capacity is 64 bytes).
+        /// or not (up to 80 characters: the inline capacity is 40 bytes).
         #[test]
         fn raw_string_is_serde(
             s in "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,80}",

@@ -177,7 +177,7 @@ pub struct GenerationRecord {
     pub provider_name: Arc<str>,
     /// The serving endpoint, when known.
     pub endpoint: Option<EndpointKey>,
-    /// The upstream's own response id (held inline up to 64 bytes).
+    /// The upstream's own response id (held inline up to 40 bytes).
     pub upstream_id: Option<ShortString>,
     /// The provider's request id from its response headers (`x-request-id`, `cf-ray`, …), kept
     /// here because provider headers never reach the caller.
