@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize, Serializer};
 /// ```
 /// use tower_ai_gateway::route::ShortString;
 ///
-/// let id = ShortString::from("chatcmpl-abc123");
+/// let id: ShortString = "chatcmpl-abc123".into();
 /// assert_eq!(&*id, "chatcmpl-abc123");
 /// assert!(id.is_inline());
 /// assert_eq!(serde_json::to_string(&id)?, r#""chatcmpl-abc123""#);
