@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use super::prefs::{DataCollection, MaxPrice, ProviderPrefs, Sort, SortBy};
 use super::request::{RequestView, ViewSeed};
+use super::short::ViewStr;
 use super::skim;
 use super::validate::{self, Seen};
 use crate::catalog::{Parameter, Usd};
@@ -276,7 +277,7 @@ fn model<'a>(
         if !escaped
             && (m.bytes().next().is_some_and(|c| c.is_ascii_graphic()) || !m.trim().is_empty())
         {
-            v.model = Some(Cow::Borrowed(m));
+            v.model = Some(ViewStr::Borrowed(m));
             v.model_span = Some(at..end);
             return Some(end);
         }

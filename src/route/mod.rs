@@ -38,6 +38,7 @@ mod request;
 #[allow(clippy::module_inception)]
 mod route;
 mod served;
+mod short;
 pub(crate) mod skim;
 mod splice;
 mod strip;
@@ -69,6 +70,7 @@ pub(crate) use route::splitmix;
 pub use route::{Candidate, Exclusion, Reason, ResolvedModel, Route};
 pub(crate) use route::{Candidates, Planned};
 pub use served::{AttemptKind, AttemptRecord, Attempts, ServedBy};
+pub use short::{ShortString, ViewStr, ID_INLINE, VIEW_INLINE};
 pub(crate) use splice::{plain_json_str, splice, write_json_str, Piece, Pieces};
 pub use validate::MAX_DEPTH;
 

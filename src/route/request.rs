@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use super::prefs::{span_of, str_list, ProviderPrefs, RouteField, Str};
+use super::short::ViewStr;
 use super::validate::{self, Seen};
 use crate::catalog::{ParamSet, Parameter};
 use crate::GatewayError;
@@ -47,8 +48,9 @@ pub(crate) const GATEWAY_ONLY: &[&str] = &[
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct RequestView<'a> {
-    /// `model`.
-    pub model: Option<Cow<'a, str>>,
+    /// `model` (borrowed from the body; an owned view holds the usual ids inline, without an
+    /// allocation).
+    pub model: Option<ViewStr<'a>>,
     /// Byte range of the `model` value (quotes included) in the body.
     pub model_span: Option<Range<usize>>,
     /// `models` (fallback models, in order, as sent).
@@ -357,9 +359,9 @@ impl<'a> RequestView<'a> {
     pub(crate) fn requested(&self) -> impl Iterator<Item = &str> {
         let all = || {
             self.model
-                .iter()
-                .chain(self.models.iter())
-                .map(|m| m.as_ref())
+                .as_deref()
+                .into_iter()
+                .chain(self.models.iter().map(|m| m.as_ref()))
         };
         all()
             .enumerate()
@@ -382,10 +384,8 @@ impl<'a> RequestView<'a> {
     /// The first requested model: `model`, else the first of `models`.
     pub fn first_requested_model(&self) -> Option<&str> {
         self.model
-            .iter()
-            .chain(self.models.iter())
-            .next()
-            .map(|m| m.as_ref())
+            .as_deref()
+            .or_else(|| self.models.first().map(|m| m.as_ref()))
     }
 
     /// A copy that owns its strings, for storing past the body's lifetime.
@@ -433,7 +433,7 @@ impl<'a> RequestView<'a> {
             completions,
             preset_member,
         } = self;
-        dst.model = own(model.take());
+        dst.model = model.take().map(ViewStr::into_owned);
         dst.model_span = model_span.take();
         if !models.is_empty() {
             dst.models = super::prefs::own_list(Some(std::mem::take(models))).unwrap_or_default();
@@ -726,7 +726,7 @@ impl<'de> ViewSeed<'de, '_> {
                 return Err(E::custom("expected a non-empty model id"));
             }
             Some(m) => {
-                v.model = Some(m.0);
+                v.model = Some(m.0.into());
                 v.model_span = self.member(raw);
             }
             None => v.model = None,

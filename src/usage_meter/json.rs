@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{finish_reason, finish_reason_bytes, Cost, FinishReason, TokenUsage, WireUsage};
-use crate::route::{plain_json_str, skim, splice, Piece, Pieces};
+use crate::route::{plain_json_str, skim, splice, Piece, Pieces, ShortString};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
 /// handle that the skimmer of [`Top::parse_with_choices`] can make too), kept as bytes: the
@@ -33,11 +33,13 @@ impl<'a> Raw<'a> {
         std::str::from_utf8(self.0).unwrap_or_default()
     }
 
-    /// The value as serde reads a `String` from it (`None` for `null` or another type): a string
-    /// without escapes is copied as it is, serde unescapes the others.
-    pub(crate) fn string(self) -> Option<String> {
+    /// The value as serde reads a `String` from it (`None` for `null` or another type), held
+    /// inline when short: a string without escapes is copied as it is, serde unescapes the others.
+    pub(crate) fn string(self) -> Option<ShortString> {
         match skim::plain_bytes(self.0) {
-            Some(s) => s.and_then(|s| String::from_utf8(s.to_vec()).ok()),
+            Some(s) => s
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .map(ShortString::from),
             None => serde_json::from_str(self.get()).ok(),
         }
     }
@@ -777,17 +779,19 @@ mod tests {
             prop_assert_eq!(splice(base.as_bytes(), &mut splices), apply(base.as_bytes(), &mut joined));
         }
 
-        /// A raw value's string is serde's reading of its text (and its text is the text).
+        /// A raw value's string is serde's reading of its text (and its text is the text), inline
+        /// or not (up to 80 characters: the inline capacity is 40 bytes).
         #[test]
         fn raw_string_is_serde(
-            s in "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,8}",
+            s in "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,80}",
             other in prop_oneof![Just("null"), Just("12"), Just("[\"a\"]"), Just("{}")],
         ) {
             let quoted = serde_json::to_string(&s).unwrap();
             for raw in [quoted.as_str(), other] {
                 let r = Raw::new(raw.as_bytes());
                 prop_assert_eq!(r.get(), raw);
-                prop_assert_eq!(r.string(), serde_json::from_str::<String>(raw).ok());
+                let (got, want) = (r.string(), serde_json::from_str::<String>(raw).ok());
+                prop_assert_eq!(got.as_deref(), want.as_deref());
             }
         }
 

@@ -245,3 +245,18 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The meter's core is allocated once per metered request (`Pending::new`): it must stay
+    /// within glibc's per-thread cache (requests of up to 1,032 bytes), or every request takes
+    /// malloc's slow path (1,024 B when written).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn core_fits_the_malloc_fast_path() {
+        let core = size_of::<Core>();
+        assert!(core <= 1032, "Core {core} B");
+    }
+}

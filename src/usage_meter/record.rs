@@ -13,7 +13,7 @@ use super::cost::TokenUsage;
 use super::ledger::{civil_from_days, CallerKey};
 use crate::catalog::{EndpointKey, Usd};
 use crate::hash::FastMap;
-use crate::route::AttemptRecord;
+use crate::route::{AttemptRecord, ShortString};
 
 /// The longest attribution header kept (longer values are cut at a character boundary).
 const MAX_APP_HEADER: usize = 256;
@@ -177,11 +177,11 @@ pub struct GenerationRecord {
     pub provider_name: Arc<str>,
     /// The serving endpoint, when known.
     pub endpoint: Option<EndpointKey>,
-    /// The upstream's own response id.
-    pub upstream_id: Option<String>,
+    /// The upstream's own response id (held inline up to 40 bytes).
+    pub upstream_id: Option<ShortString>,
     /// The provider's request id from its response headers (`x-request-id`, `cf-ray`, …), kept
     /// here because provider headers never reach the caller.
-    pub upstream_request_id: Option<String>,
+    pub upstream_request_id: Option<ShortString>,
     /// Token counts: reported by the upstream, or estimated when [`usage_missing`](Self::usage_missing).
     pub tokens: TokenUsage,
     /// What the request cost (the estimate's price when usage is missing).

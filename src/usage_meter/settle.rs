@@ -17,7 +17,7 @@ use super::ledger::{CallerKey, Ledger, Reservation};
 use super::metadata::Plan;
 use super::record::{App, GenerationId, GenerationRecord};
 use crate::catalog::{Catalog, EndpointKey, Usd};
-use crate::route::AttemptRecord;
+use crate::route::{AttemptRecord, ShortString};
 use crate::stats::Generation;
 use crate::telemetry;
 
@@ -94,7 +94,7 @@ pub(crate) struct Ctx {
     /// The served endpoint's service tier as a JSON string (`"priority"`), when it has one.
     pub(crate) service_tier: Option<String>,
     /// The provider's request id (`ServedBy::upstream_request_id`).
-    pub(crate) upstream_request_id: Option<String>,
+    pub(crate) upstream_request_id: Option<ShortString>,
     /// An embeddings request: it has no completion, so an answer without completion tokens is
     /// not an empty (insured) one.
     pub(crate) embeddings: bool,
@@ -143,7 +143,7 @@ pub(crate) struct Obs {
     pub(crate) anthropic: Option<TokenUsage>,
     pub(crate) finish_reason: Option<FinishReason>,
     pub(crate) error: bool,
-    pub(crate) upstream_id: Option<String>,
+    pub(crate) upstream_id: Option<ShortString>,
     /// Offset of `"content":` in the previous event (chunks from one serializer repeat it).
     pub(crate) content_hint: usize,
     /// The last cost computed, and for what: the body's edit and the settlement price the same
