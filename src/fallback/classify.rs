@@ -13,6 +13,9 @@ use crate::stats::{Attempt, FailureKind, Outcome};
 use crate::wire::Wire;
 
 /// What a buffered upstream answer turned out to be.
+// The reading travels by value (boxing it would cost the allocation it saves); a verdict lives on
+// the stack for one call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Verdict {
     /// A valid answer, on the caller's wire, with the reader's reading of it when there is one.
     Answer(Bytes, Option<AnswerReading>),

@@ -432,14 +432,14 @@ impl<S> Run<S> {
             duration: latency,
             retry_after: None,
         };
-        // The failures before it (usually none) and this attempt, in one allocation shared
-        // with the meter's generation record.
-        let attempts: Arc<[AttemptRecord]> = if self.history.records.is_empty() {
-            Arc::new([served])
+        // The failures before it (usually none) and this attempt: held inline when alone, else
+        // in the history's list (no copy).
+        let attempts: SmallVec<[AttemptRecord; 1]> = if self.history.records.is_empty() {
+            SmallVec::from_buf([served])
         } else {
             let mut records = std::mem::take(&mut self.history.records);
             records.push(served);
-            Arc::from(records)
+            SmallVec::from_vec(records)
         };
         tracing::debug!(
             endpoint = %e.key(),
