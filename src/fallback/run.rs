@@ -488,12 +488,12 @@ impl<S> Run<S> {
 
     /// A buffered answer that passed [`classify`](super::classify): one frame, exact size; the
     /// reader's reading of it goes to the layer that lent the reader in [`ServedBy`] (one
-    /// extension for both).
+    /// extension for both), moved once, into the extension.
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        (bytes, reading): (Bytes, Option<AnswerReading>),
+        (bytes, reading): (Bytes, &mut Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
         let latency = now.saturating_duration_since(a.start);
@@ -501,13 +501,18 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
-        let mut served = self.served(a, (latency, false), &mut head.headers);
+        let served = self.served(a, (latency, false), &mut head.headers);
         if let Some(stats) = &self.config.stats {
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
             stats.record_attempt(&served.endpoint, sample, now);
         }
-        served.answer = reading;
-        self.respond(a, head, served, ResponseBody::full(bytes))
+        let mut res = self.respond(a, head, served, ResponseBody::full(bytes));
+        if reading.is_some() {
+            if let Some(s) = res.extensions_mut().get_mut::<ServedBy>() {
+                s.answer = reading.take();
+            }
+        }
+        res
     }
 
     /// A stream whose first content arrived: the held frames, then the rest of the stream.

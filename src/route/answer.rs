@@ -15,10 +15,13 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-/// Reads a complete JSON answer: `None` when the reader does not take it (not a JSON object, or a
-/// shape it leaves to the judge's own reading).
+/// Reads a complete JSON answer, writing its reading into the slot it is given (in place: the
+/// reading is not moved from hand to hand): `None` when the reader does not take it (not a JSON
+/// object, or a shape it leaves to the judge's own reading).
 #[derive(Clone, Copy)]
-pub(crate) struct AnswerReader(pub(crate) fn(&Bytes) -> Option<ReadAnswer>);
+pub(crate) struct AnswerReader(
+    pub(crate) fn(&Bytes, &mut Option<AnswerReading>) -> Option<ReadAnswer>,
+);
 
 impl fmt::Debug for AnswerReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,8 +35,6 @@ pub(crate) struct ReadAnswer {
     pub(crate) error: bool,
     /// Its top-level `type` is `"message"` (an Anthropic Messages answer).
     pub(crate) message: bool,
-    /// The reading itself, for the layer that lent the reader.
-    pub(crate) reading: AnswerReading,
 }
 
 /// The meter's reading of an answer, passed on by value in [`ServedBy`](super::ServedBy): plain

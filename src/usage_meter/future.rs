@@ -309,13 +309,14 @@ fn wrap<B: Body<Data = Bytes>>(
         // known now (hyper then sets the header), else it is sent chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    // ProviderFallback's reading of the answer, for a body edited whole now (below); taken off
-    // `ServedBy` either way.
-    let mut answer = parts
-        .extensions
-        .get_mut::<ServedBy>()
-        .and_then(|s| s.answer.take());
-    let body = ResponseBody::new(body, pending.start(mode), cx, answer.as_mut());
+    // ProviderFallback's reading of the answer, for a body edited whole now (below), read in place
+    // (not moved); then cleared.
+    let mut served = parts.extensions.get_mut::<ServedBy>();
+    let answer = served.as_mut().and_then(|s| s.answer.as_mut());
+    let body = ResponseBody::new(body, pending.start(mode), cx, answer);
+    if let Some(s) = served {
+        s.answer = None;
+    }
     Response::from_parts(parts, body)
 }
 

@@ -19,9 +19,9 @@ pub(crate) fn reader() -> AnswerReader {
     AnswerReader(read)
 }
 
-/// [`Top::parse_with_choices`] of `body` as an [`AnswerReading`]: byte ranges for `Top`'s
-/// borrowed values, the summary's data as it is.
-fn read(body: &Bytes) -> Option<ReadAnswer> {
+/// [`Top::parse_with_choices`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
+/// for `Top`'s borrowed values, the summary's data as it is.
+fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
     // Objects only (serde would read an array into `Top` by position): the judge decides the rest,
     // and a body too long for the reading's offsets is left to it and to the meter.
     if u32::try_from(body.len()).is_err()
@@ -37,7 +37,7 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
         let s = super::json::span(body, v?)?;
         Some(s.start as u32..s.end as u32)
     };
-    let reading = AnswerReading {
+    *slot = Some(AnswerReading {
         at: (body.as_ptr() as usize, body.len()),
         spans: [
             span(top.id),
@@ -54,12 +54,8 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
         finish_reason: summary.finish_reason,
         content_bytes: summary.content_bytes,
         usage: summary.usage.as_ref().map(WireUsage::to_counts),
-    };
-    Some(ReadAnswer {
-        error,
-        message,
-        reading,
-    })
+    });
+    Some(ReadAnswer { error, message })
 }
 
 /// Writes `reading` into `read` (a default one) if it is a reading of `body` (same bytes, same
@@ -110,6 +106,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// What the reader gives, with the reading it wrote.
+    struct Read {
+        error: bool,
+        message: bool,
+        reading: AnswerReading,
+    }
+
+    /// The reader's answer and reading of `body`.
+    fn read(body: &Bytes) -> Option<Read> {
+        let mut slot = None;
+        let r = super::read(body, &mut slot)?;
+        let reading = slot.expect("a reading is written");
+        let (error, message) = (r.error, r.message);
+        Some(Read {
+            error,
+            message,
+            reading,
+        })
+    }
 
     /// Answers with what a reading's byte ranges must get right: text above ASCII, escapes,
     /// whitespace, `null`s, members in any order.
