@@ -14,8 +14,9 @@ use crate::wire::Wire;
 
 /// What a buffered upstream answer turned out to be.
 pub(crate) enum Verdict {
-    /// A valid answer, on the caller's wire, with the reader's reading of it when there is one.
-    Answer(Bytes, Option<AnswerReading>),
+    /// A valid answer, on the caller's wire (the reader's reading of it, when there is one, is in
+    /// the caller's slot).
+    Answer(Bytes),
     /// A failed attempt, with the provider's message when it is safe to show.
     Failed {
         error: AttemptError,
@@ -25,26 +26,27 @@ pub(crate) enum Verdict {
 
 /// Judges a buffered body: `status` is the upstream status, `broken` says the body failed or
 /// went over its cap while being read. A `2xx` answer is judged by `reader`'s reading when it
-/// takes the answer and finds no error in it (an error object is judged here, by its code).
+/// takes the answer and finds no error in it (an error object is judged here, by its code); the
+/// reading is left in `reading` (`None` on entry) for a valid answer, which it is then of (`None`
+/// otherwise).
 pub(crate) fn buffered(
     status: StatusCode,
     bytes: Bytes,
     broken: bool,
-    (wire, reader): (Wire, Option<AnswerReader>),
+    (wire, reader, reading): (Wire, Option<AnswerReader>, &mut Option<AnswerReading>),
     secret: Option<&Secret>,
 ) -> Verdict {
-    let mut reading = None;
     let judged = match (status.is_success(), broken) {
         (false, _) => Judged::Error(status.as_u16()),
         (true, true) => Judged::Invalid,
-        (true, false) => match reader.and_then(|r| (r.0)(&bytes)).filter(|r| !r.error) {
-            Some(read) => {
-                reading = Some(read.reading);
-                Judged::Answer {
-                    message: read.message,
-                }
+        (true, false) => match reader.and_then(|r| (r.0)(&bytes, reading)) {
+            Some(read) if !read.error => Judged::Answer {
+                message: read.message,
+            },
+            _ => {
+                *reading = None;
+                judge(&bytes)
             }
-            None => judge(&bytes),
         },
     };
     let invalid = Verdict::Failed {
@@ -63,8 +65,11 @@ pub(crate) fn buffered(
             },
         },
         Judged::Answer { message } => match wire.decode_answer(bytes, message, unix_now()) {
-            Some(answer) => Verdict::Answer(answer, reading),
-            None => invalid,
+            Some(answer) => Verdict::Answer(answer),
+            None => {
+                *reading = None;
+                invalid
+            }
         },
     }
 }

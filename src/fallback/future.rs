@@ -227,14 +227,15 @@ fn judged<S, B>(
 ) -> Result<Response<ResponseBody<B>>, Decision> {
     let (head, ()) = head.into_parts();
     let secret = run.secret(attempt);
+    let mut reading = None;
     match classify::buffered(
         head.status,
         buffer.into_bytes(),
         broken,
-        (attempt.wire, run.config.reader),
+        (attempt.wire, run.config.reader, &mut reading),
         secret,
     ) {
-        Verdict::Answer(bytes, reading) => Ok(run.answered(attempt, head, (bytes, reading))),
+        Verdict::Answer(bytes) => Ok(run.answered(attempt, head, (bytes, &mut reading))),
         Verdict::Failed { error, message } => {
             let headers = error.status().map(|_| &head.headers);
             Err(run.fail(attempt, error, headers, message))

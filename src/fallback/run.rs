@@ -432,14 +432,14 @@ impl<S> Run<S> {
             duration: latency,
             retry_after: None,
         };
-        // The failures before it (usually none) and this attempt, in one allocation shared
-        // with the meter's generation record.
-        let attempts: Arc<[AttemptRecord]> = if self.history.records.is_empty() {
-            Arc::new([served])
+        // The failures before it (usually none) and this attempt: held inline when alone, else
+        // in the history's list (no copy).
+        let attempts: SmallVec<[AttemptRecord; 1]> = if self.history.records.is_empty() {
+            SmallVec::from_buf([served])
         } else {
             let mut records = std::mem::take(&mut self.history.records);
             records.push(served);
-            Arc::from(records)
+            SmallVec::from_vec(records)
         };
         tracing::debug!(
             endpoint = %e.key(),
@@ -488,12 +488,12 @@ impl<S> Run<S> {
 
     /// A buffered answer that passed [`classify`](super::classify): one frame, exact size; the
     /// reader's reading of it goes to the layer that lent the reader in [`ServedBy`] (one
-    /// extension for both).
+    /// extension for both), moved once, into the extension.
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        (bytes, reading): (Bytes, Option<AnswerReading>),
+        (bytes, reading): (Bytes, &mut Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
         let latency = now.saturating_duration_since(a.start);
@@ -501,13 +501,18 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
-        let mut served = self.served(a, (latency, false), &mut head.headers);
+        let served = self.served(a, (latency, false), &mut head.headers);
         if let Some(stats) = &self.config.stats {
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
             stats.record_attempt(&served.endpoint, sample, now);
         }
-        served.answer = reading;
-        self.respond(a, head, served, ResponseBody::full(bytes))
+        let mut res = self.respond(a, head, served, ResponseBody::full(bytes));
+        if reading.is_some() {
+            if let Some(s) = res.extensions_mut().get_mut::<ServedBy>() {
+                s.answer = reading.take();
+            }
+        }
+        res
     }
 
     /// A stream whose first content arrived: the held frames, then the rest of the stream.

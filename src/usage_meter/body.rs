@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 
 use super::meter::{Meter, Mode};
 use super::settle::End;
+use crate::route::AnswerReading;
 
 pin_project! {
     /// Response body for [`UsageMeter`](super::UsageMeter): the upstream body, observed and edited
@@ -73,14 +74,20 @@ struct Metering {
 
 impl<B: Body<Data = Bytes>> ResponseBody<B> {
     /// The body of a response the meter reads: edited whole now if it is a non-streamed answer
-    /// that comes in one frame covering its exact `size_hint`, else read as it comes.
-    pub(crate) fn new(inner: B, meter: Meter, cx: &mut Context<'_>) -> Self {
+    /// that comes in one frame covering its exact `size_hint` (with `answer`, the reading that came
+    /// with it, if it is a reading of that frame), else read as it comes.
+    pub(crate) fn new(
+        inner: B,
+        meter: Meter,
+        cx: &mut Context<'_>,
+        answer: Option<&mut AnswerReading>,
+    ) -> Self {
         let whole = inner
             .size_hint()
             .exact()
             .filter(|&n| meter.mode() == Mode::Json && n > 0 && n <= meter.json_limit() as u64);
         match whole {
-            Some(n) => Self::peek(inner, meter, n, cx),
+            Some(n) => Self::peek(inner, meter, (n, answer), cx),
             None => Self::metered(inner, meter),
         }
     }
@@ -103,7 +110,12 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
 
     /// Reads the first frame of `inner` (`n` bytes long by its `size_hint`): when it is the whole
     /// body, edits it in place — no second buffer — so that the response reports its exact length.
-    fn peek(inner: B, mut meter: Meter, n: u64, cx: &mut Context<'_>) -> Self {
+    fn peek(
+        inner: B,
+        mut meter: Meter,
+        (n, answer): (u64, Option<&mut AnswerReading>),
+        cx: &mut Context<'_>,
+    ) -> Self {
         let mut inner = Box::pin(inner);
         let first = match inner.as_mut().poll_frame(cx) {
             Poll::Pending => None,
@@ -111,7 +123,7 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
                 Ok(data) if data.len() as u64 == n && inner.is_end_stream() => {
                     // Done with the inner body: free it before the edit allocates.
                     drop(inner);
-                    let data = meter.whole(data);
+                    let data = meter.whole(data, answer);
                     if data.is_empty() {
                         let _ = meter.finish(End::Complete);
                     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use rust_decimal::Decimal;
 
 use crate::catalog::{EffectivePricing, Pricing, Usd};
-use crate::route::skim;
+use crate::route::{skim, UsageCounts};
 
 /// Token counts of one generation, normalised to OpenAI's meaning.
 ///
@@ -508,6 +508,67 @@ impl WireUsage {
             None => None,
         };
         skim::resume_members(b, at, depth, resume, member)
+    }
+}
+
+/// [`WireUsage`] as the plain [`UsageCounts`] of the layers' shared reading (the meter's
+/// reading travels in `ServedBy`, which may not name the meter's types), and back: the same
+/// counts both ways.
+impl WireUsage {
+    /// The counts, as plain data.
+    pub(crate) fn to_counts(&self) -> UsageCounts {
+        let n = |t: &Option<Tokens>| t.map(|t| t.0);
+        UsageCounts {
+            prompt_tokens: n(&self.prompt_tokens),
+            completion_tokens: n(&self.completion_tokens),
+            prompt_tokens_details: self
+                .prompt_tokens_details
+                .as_ref()
+                .map(|d| (n(&d.0.cached_tokens), n(&d.0.cache_write_tokens))),
+            completion_tokens_details: self
+                .completion_tokens_details
+                .as_ref()
+                .map(|d| n(&d.0.reasoning_tokens)),
+            server_tool_use_details: self
+                .server_tool_use_details
+                .as_ref()
+                .map(|d| n(&d.0.web_search_requests)),
+            input_tokens: n(&self.input_tokens),
+            output_tokens: n(&self.output_tokens),
+            cache_read_input_tokens: n(&self.cache_read_input_tokens),
+            cache_creation_input_tokens: n(&self.cache_creation_input_tokens),
+            cost: self.cost.is_some(),
+        }
+    }
+
+    /// The counts of [`WireUsage::to_counts`], back.
+    pub(crate) fn from_counts(c: &UsageCounts) -> WireUsage {
+        let t = |n: Option<u64>| n.map(Tokens);
+        WireUsage {
+            prompt_tokens: t(c.prompt_tokens),
+            completion_tokens: t(c.completion_tokens),
+            prompt_tokens_details: c.prompt_tokens_details.map(|(cached, write)| {
+                Lenient(PromptDetails {
+                    cached_tokens: t(cached),
+                    cache_write_tokens: t(write),
+                })
+            }),
+            completion_tokens_details: c.completion_tokens_details.map(|r| {
+                Lenient(CompletionDetails {
+                    reasoning_tokens: t(r),
+                })
+            }),
+            server_tool_use_details: c.server_tool_use_details.map(|w| {
+                Lenient(ServerTools {
+                    web_search_requests: t(w),
+                })
+            }),
+            input_tokens: t(c.input_tokens),
+            output_tokens: t(c.output_tokens),
+            cache_read_input_tokens: t(c.cache_read_input_tokens),
+            cache_creation_input_tokens: t(c.cache_creation_input_tokens),
+            cost: c.cost.then_some(IgnoredAny),
+        }
     }
 }
 

@@ -26,11 +26,11 @@ use super::content;
 use super::cost::{self, Cost, TokenUsage, WireUsage};
 use super::json::{self, ChoicesSummary, Top};
 use super::metadata;
-use super::reading::Reading;
+use super::reading::read_into;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{splice, Piece, Pieces};
+use crate::route::{splice, AnswerReading, Piece, Pieces};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -76,12 +76,12 @@ pub(crate) fn edit_body(
     ctx: &Ctx,
     obs: &mut Obs,
     body: Bytes,
-    reading: Option<crate::route::AnswerReading>,
+    reading: Option<&mut AnswerReading>,
 ) -> Bytes {
     // ProviderFallback's reading of these bytes (made by the meter's reader), else the meter's own,
     // written in place.
     let mut read = Default::default();
-    let found = reading.is_some_and(|r| Reading::read_into(r, &body, &mut read));
+    let found = reading.is_some_and(|r| read_into(r, &body, &mut read));
     if !found && !Top::parse_with_choices_into(&body, &mut read) {
         obs.content_bytes += body.len() as u64;
         return body;

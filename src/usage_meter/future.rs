@@ -248,16 +248,13 @@ fn wrap<B: Body<Data = Bytes>>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
-    ctx.answer = parts
-        .extensions
-        .get_mut::<ServedBy>()
-        .and_then(|s| s.answer.take());
     let served = parts.extensions.get::<ServedBy>();
     // The served model's position in the catalog and its shared id: one lookup for both.
     let served_model = served
         .and_then(|s| ctx.catalog.as_ref()?.model_entry(s.endpoint.model()))
         .map(|(m, id)| (m, id.clone()));
     if let Some(catalog) = ctx.catalog.as_ref() {
+        let first = ctx.first_candidate.map(|i| i as usize);
         let index = match served {
             // An endpoint the route's catalog does not know (a reload in between) is priced as
             // the first candidate rather than for free.
@@ -270,11 +267,11 @@ fn wrap<B: Body<Data = Bytes>>(
                             .is_some_and(|e| e.tag == s.endpoint.tag())
                     })
                 })
-                .or(ctx.first_candidate),
-            None => ctx.first_candidate,
+                .or(first),
+            None => first,
         };
         if let Some(i) = index {
-            ctx.endpoint = Some(i);
+            ctx.endpoint = u32::try_from(i).ok();
             ctx.service_tier = catalog
                 .endpoint(i)
                 .and_then(|e| e.service_tier)
@@ -312,7 +309,14 @@ fn wrap<B: Body<Data = Bytes>>(
         // known now (hyper then sets the header), else it is sent chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let body = ResponseBody::new(body, pending.start(mode), cx);
+    // ProviderFallback's reading of the answer, for a body edited whole now (below), read in place
+    // (not moved); then cleared.
+    let mut served = parts.extensions.get_mut::<ServedBy>();
+    let answer = served.as_mut().and_then(|s| s.answer.as_mut());
+    let body = ResponseBody::new(body, pending.start(mode), cx, answer);
+    if let Some(s) = served {
+        s.answer = None;
+    }
     Response::from_parts(parts, body)
 }
 
@@ -327,7 +331,7 @@ fn served_by(ctx: &mut Ctx, s: &ServedBy, model: Option<Arc<str>>) {
     ctx.attempts = u32::try_from(sent.max(1)).unwrap_or(u32::MAX);
     ctx.upstream_request_id = s.upstream_request_id.clone();
     if !ctx.cfg.sinks.is_empty() {
-        ctx.provider_responses = Arc::clone(&s.attempts);
+        ctx.provider_responses = s.attempts.clone();
     }
     if let Some(m) = ctx.metadata.as_mut() {
         m.set_attempts(&s.attempts);
@@ -344,7 +348,7 @@ fn shared_model_id(catalog: Option<&Catalog>, id: &str) -> Arc<str> {
 
 /// The service tier of the serving endpoint: its own, else `default`.
 fn served_tier(ctx: &Ctx) -> Option<&'static str> {
-    let e = ctx.catalog.as_ref()?.endpoint(ctx.endpoint?)?;
+    let e = ctx.catalog.as_ref()?.endpoint(ctx.endpoint? as usize)?;
     Some(match e.service_tier {
         None => "default",
         Some(ServiceTier::Flex) => "flex",

@@ -2,36 +2,26 @@
 //! ([`reader`], see `route::AnswerReader`), which judges the answer by it and passes it on, or by
 //! the meter itself when no reading of the same bytes came with the response.
 //!
-//! Imports `json` (the reading is [`Top::parse_with_choices`]'s, kept as byte ranges).
+//! Imports `json` (the reading is [`Top::parse_with_choices`]'s, kept as byte ranges) and `cost`
+//! (the usage counts, as plain data).
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cost::WireUsage;
 use super::json::{ChoicesSummary, Raw, Top};
 use crate::route::{AnswerReader, AnswerReading, ReadAnswer};
-
-/// [`Top`] and [`ChoicesSummary`] of one body, with byte ranges for `Top`'s borrowed values, so
-/// that it can travel in the response extensions.
-#[derive(Debug)]
-pub(crate) struct Reading {
-    /// The body read: a reading applies to these very bytes only.
-    at: (usize, usize),
-    /// `id`, `model`, `provider`, `service_tier`, `usage`, `choices`, `error`, `message`, `delta`
-    /// (`u32` offsets: 108 bytes less to allocate per reading; a body of 4 GiB or more is not read).
-    spans: [Option<Range<u32>>; 9],
-    kind: Option<String>,
-    summary: ChoicesSummary,
-}
 
 /// The reader UsageMeter lends to ProviderFallback.
 pub(crate) fn reader() -> AnswerReader {
     AnswerReader(read)
 }
 
-fn read(body: &Bytes) -> Option<ReadAnswer> {
+/// [`Top::parse_with_choices`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
+/// for `Top`'s borrowed values, the summary's data as it is.
+fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
     // Objects only (serde would read an array into `Top` by position): the judge decides the rest,
     // and a body too long for the reading's offsets is left to it and to the meter.
     if u32::try_from(body.len()).is_err()
@@ -47,7 +37,7 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
         let s = super::json::span(body, v?)?;
         Some(s.start as u32..s.end as u32)
     };
-    let reading = Reading {
+    *slot = Some(AnswerReading {
         at: (body.as_ptr() as usize, body.len()),
         spans: [
             span(top.id),
@@ -61,63 +51,54 @@ fn read(body: &Bytes) -> Option<ReadAnswer> {
             span(top.delta),
         ],
         kind: top.kind.map(Cow::into_owned),
-        summary,
-    };
-    Some(ReadAnswer {
-        error,
-        message,
-        reading: AnswerReading(Arc::new(reading)),
-    })
+        finish_reason: summary.finish_reason,
+        content_bytes: summary.content_bytes,
+        usage: summary.usage.as_ref().map(WireUsage::to_counts),
+    });
+    Some(ReadAnswer { error, message })
 }
 
-impl Reading {
-    /// Writes the reading in `reading` into `read` (a default one) if it is the meter's, of `body`
-    /// (same bytes, same place), and not shared (it travels alone in the response extensions; a
-    /// shared one is left to its owners); false, with `read` untouched, otherwise.
-    pub(crate) fn read_into<'b>(
-        reading: AnswerReading,
-        body: &'b [u8],
-        read: &mut (Top<'b>, ChoicesSummary),
-    ) -> bool {
-        let Ok(mut r) = Arc::downcast::<Reading>(reading.0) else {
-            return false;
-        };
-        // Taken from the shared allocation in place, not moved out of it whole.
-        let Some(r) = Arc::get_mut(&mut r) else {
-            return false;
-        };
-        if r.at != (body.as_ptr() as usize, body.len()) {
-            return false;
-        }
-        let raw = |s: &Option<Range<u32>>| match s {
-            None => Some(None),
-            Some(r) => body
-                .get(r.start as usize..r.end as usize)
-                .map(|v| Some(Raw::new(v))),
-        };
-        let [id, model, provider, service_tier, usage, choices, error, message, delta] = &r.spans;
-        let (Some(id), Some(model), Some(provider), Some(service_tier), Some(usage)) = (
-            raw(id),
-            raw(model),
-            raw(provider),
-            raw(service_tier),
-            raw(usage),
-        ) else {
-            return false;
-        };
-        let (Some(choices), Some(error), Some(message), Some(delta)) =
-            (raw(choices), raw(error), raw(message), raw(delta))
-        else {
-            return false;
-        };
-        let top = &mut read.0;
-        (top.id, top.model, top.provider, top.service_tier) = (id, model, provider, service_tier);
-        (top.usage, top.choices, top.error) = (usage, choices, error);
-        (top.message, top.delta) = (message, delta);
-        top.kind = r.kind.take().map(Cow::Owned);
-        read.1 = std::mem::take(&mut r.summary);
-        true
+/// Writes `reading` into `read` (a default one) if it is a reading of `body` (same bytes, same
+/// place); false, with `read` untouched, otherwise (the meter then reads `body` itself).
+pub(crate) fn read_into<'b>(
+    reading: &mut AnswerReading,
+    body: &'b [u8],
+    read: &mut (Top<'b>, ChoicesSummary),
+) -> bool {
+    if reading.at != (body.as_ptr() as usize, body.len()) {
+        return false;
     }
+    let raw = |s: &Option<Range<u32>>| match s {
+        None => Some(None),
+        Some(r) => body
+            .get(r.start as usize..r.end as usize)
+            .map(|v| Some(Raw::new(v))),
+    };
+    let [id, model, provider, service_tier, usage, choices, error, message, delta] = &reading.spans;
+    let (Some(id), Some(model), Some(provider), Some(service_tier), Some(usage)) = (
+        raw(id),
+        raw(model),
+        raw(provider),
+        raw(service_tier),
+        raw(usage),
+    ) else {
+        return false;
+    };
+    let (Some(choices), Some(error), Some(message), Some(delta)) =
+        (raw(choices), raw(error), raw(message), raw(delta))
+    else {
+        return false;
+    };
+    let top = &mut read.0;
+    (top.id, top.model, top.provider, top.service_tier) = (id, model, provider, service_tier);
+    (top.usage, top.choices, top.error) = (usage, choices, error);
+    (top.message, top.delta) = (message, delta);
+    top.kind = reading.kind.take().map(Cow::Owned);
+    let summary = &mut read.1;
+    summary.finish_reason = reading.finish_reason.take();
+    summary.content_bytes = reading.content_bytes;
+    summary.usage = reading.usage.as_ref().map(WireUsage::from_counts);
+    true
 }
 
 #[cfg(test)]
@@ -125,6 +106,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// What the reader gives, with the reading it wrote.
+    struct Read {
+        error: bool,
+        message: bool,
+        reading: AnswerReading,
+    }
+
+    /// The reader's answer and reading of `body`.
+    fn read(body: &Bytes) -> Option<Read> {
+        let mut slot = None;
+        let r = super::read(body, &mut slot)?;
+        let reading = slot.expect("a reading is written");
+        let (error, message) = (r.error, r.message);
+        Some(Read {
+            error,
+            message,
+            reading,
+        })
+    }
 
     /// Answers with what a reading's byte ranges must get right: text above ASCII, escapes,
     /// whitespace, `null`s, members in any order.
@@ -145,6 +146,15 @@ mod tests {
                 r#""choices":[{{"message":{{"content":{t}}},"finish_reason":"stop"}}]"#
             )),
             Just(r#""usage":{"prompt_tokens":3,"completion_tokens":2}"#.to_string()),
+            // Every count the meter reads, details (some `null` or empty) and `cost`.
+            Just(
+                r#""usage":{"prompt_tokens":5,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":1,"cache_write_tokens":2},"completion_tokens_details":{"reasoning_tokens":3},"server_tool_use_details":{"web_search_requests":1},"cost":0.5}"#
+                    .to_string()
+            ),
+            Just(
+                r#""usage":{"input_tokens":3,"output_tokens":2,"cache_read_input_tokens":1,"cache_creation_input_tokens":4,"prompt_tokens_details":{},"completion_tokens_details":null,"cost":null}"#
+                    .to_string()
+            ),
             Just(r#""type":"message""#.to_string()),
         ];
         proptest::collection::vec(member, 0..6).prop_map(|m| format!(" {{{}}}\n", m.join(" ,")))
@@ -156,9 +166,9 @@ mod tests {
         fn a_reading_is_the_parse(b in answer()) {
             let body = Bytes::from(b);
             let expected = Top::parse_with_choices(&body).map(|(t, s)| format!("{t:?} {s:?}"));
-            let got = read(&body).and_then(|r| {
+            let got = read(&body).and_then(|mut r| {
                 let mut got = Default::default();
-                Reading::read_into(r.reading, &body, &mut got).then(|| format!("{:?} {:?}", got.0, got.1))
+                read_into(&mut r.reading, &body, &mut got).then(|| format!("{:?} {:?}", got.0, got.1))
             });
             prop_assert_eq!(got, expected);
         }
@@ -176,26 +186,54 @@ mod tests {
         ];
         for b in bodies {
             let body = Bytes::copy_from_slice(b);
-            let first = read(&body).expect("a JSON object is read");
+            let mut first = read(&body).expect("a JSON object is read");
             let expected = Top::parse_with_choices(&body).expect("parsed");
             assert_eq!(first.error, b.starts_with(br#"{"error""#));
             assert_eq!(first.message, b.starts_with(br#"{"type":"message""#));
             let mut got = Default::default();
             assert!(
-                Reading::read_into(first.reading, &body, &mut got),
+                read_into(&mut first.reading, &body, &mut got),
                 "the reading of these bytes"
             );
             assert_eq!(format!("{got:?}"), format!("{expected:?}"));
             // The same text elsewhere (a translated or copied answer) is not this reading's.
-            let again = read(&body).expect("read");
+            let mut again = read(&body).expect("read");
             let copy = Bytes::copy_from_slice(b);
-            assert!(!Reading::read_into(
-                again.reading,
+            assert!(!read_into(
+                &mut again.reading,
                 &copy,
                 &mut Default::default()
             ));
         }
         assert!(read(&Bytes::from_static(b"[1,2]")).is_none());
         assert!(read(&Bytes::from_static(b"{\"id\":")).is_none());
+    }
+
+    /// A reading of other bytes is not used: an answer translated from another wire (the reading
+    /// is of the upstream's answer), or the same text at another address. The reading is left as
+    /// it came and the meter reads the body itself, as it does without a reading.
+    #[test]
+    fn a_reading_of_other_bytes_is_not_used() {
+        let upstream = Bytes::from_static(
+            br#"{"type":"message","id":"msg_1","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":2,"output_tokens":1}}"#,
+        );
+        // Longer than the upstream's answer: the reading's ranges all fall within it.
+        let translated = Bytes::from_static(
+            br#"{"id":"msg_1","object":"chat.completion","model":"claude","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":1,"total_tokens":3},"padding":"...................................."}"#,
+        );
+        let elsewhere = Bytes::copy_from_slice(&upstream);
+        for other in [&translated, &elsewhere] {
+            let mut r = read(&upstream).expect("read").reading;
+            let before = r.clone();
+            let mut got = Default::default();
+            assert!(!read_into(&mut r, other, &mut got));
+            assert_eq!(r, before, "the reading is left as it came");
+            let untouched: (Top<'_>, ChoicesSummary) = Default::default();
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{untouched:?}"),
+                "`read` is untouched"
+            );
+        }
     }
 }

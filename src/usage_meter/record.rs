@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use arrayvec::ArrayString;
 use serde_json::{json, Value};
+use smallvec::SmallVec;
 
 use super::cost::TokenUsage;
 use super::ledger::{civil_from_days, CallerKey};
@@ -214,10 +215,10 @@ pub struct GenerationRecord {
     pub error: bool,
     /// Upstream attempts sent (from `ServedBy::attempts`; 1 when the serving layer gives none).
     pub attempts: u32,
-    /// Every attempt of the request, the serving one last (`ServedBy::attempts`, shared with
-    /// it; empty when the serving layer gives none): `provider_responses` in the `/generation`
-    /// shape.
-    pub provider_responses: Arc<[AttemptRecord]>,
+    /// Every attempt of the request, the serving one last (a copy of `ServedBy::attempts`, the
+    /// usual single attempt held inline; empty when the serving layer gives none):
+    /// `provider_responses` in the `/generation` shape.
+    pub provider_responses: SmallVec<[AttemptRecord; 1]>,
     /// The app that sent the request (attribution headers).
     pub app: App,
     /// `session_id` from the body, else the `x-session-id` header.
@@ -515,7 +516,7 @@ mod tests {
             insured: false,
             error: false,
             attempts: 1,
-            provider_responses: Arc::default(),
+            provider_responses: SmallVec::new(),
             app: App::default(),
             session_id: None,
             service_tier: None,
@@ -590,7 +591,7 @@ mod tests {
         r.latency = Duration::from_millis(250);
         r.generation_time = Duration::from_millis(200);
         r.finish_reason = Some(Cow::Borrowed("stop"));
-        r.provider_responses = Arc::new([attempt]);
+        r.provider_responses = SmallVec::from_buf([attempt]);
         r.app.referer = Some("https://app.test".into());
         r.session_id = Some("s-1".into());
         r.service_tier = Some("default");
@@ -643,7 +644,7 @@ mod tests {
         assert_eq!(r.to_openrouter_json(), expected);
         r.finish_reason = Some(Cow::Owned("stop".to_owned()));
         assert_eq!(r.to_openrouter_json(), expected);
-        r.provider_responses = Arc::default();
+        r.provider_responses = SmallVec::new();
         assert_eq!(r.to_openrouter_json()["provider_responses"], Value::Null);
     }
 

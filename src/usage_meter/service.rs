@@ -116,7 +116,10 @@ fn read_route(
         _ => Arc::from(name),
     });
     ctx.catalog = Some(route.catalog().clone());
-    ctx.first_candidate = route.candidates().first().map(|c| c.index);
+    ctx.first_candidate = route
+        .candidates()
+        .first()
+        .and_then(|c| u32::try_from(c.index).ok());
     ctx.request_ms = route.unix_millis();
     ctx.prompt_estimate = route.prompt_tokens();
     ctx.embeddings = view.embeddings;
@@ -216,7 +219,6 @@ where
             requested_model: None,
             catalog: None,
             first_candidate: None,
-            answer: None,
             request_ms: created_ms,
             prompt_estimate: 0,
             images: 0,
@@ -235,13 +237,11 @@ where
             embeddings: false,
             completions: false,
             served_tier: None,
-            app: if present.app {
-                App::from_headers(req.headers())
-            } else {
-                App::default()
-            },
+            app: present
+                .app
+                .then(|| Box::new(App::from_headers(req.headers()))),
             session_id: None,
-            provider_responses: Arc::default(),
+            provider_responses: Default::default(),
             preset: req.extensions().get::<AppliedPreset>().map(|p| p.0.clone()),
             span: Span::none(),
             metadata: None,

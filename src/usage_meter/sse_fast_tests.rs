@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use super::edit::{plain_line, Handler, StreamEdits};
 use super::settle::{Ctx, Obs};
 use super::sse::{OnEvent, SseScanner};
-use super::App;
 use crate::clock::Clock;
 
 /// A monotonic clock that moves one millisecond per [`Ticks::tick`], so that the time of each
@@ -57,7 +56,6 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
         requested_model: None,
         catalog: None,
         first_candidate: None,
-        answer: None,
         request_ms: 0,
         prompt_estimate: 0,
         images: 0,
@@ -76,9 +74,9 @@ fn ctx(clock: Arc<Ticks>, rewrite: bool, content_limit: usize) -> Ctx {
         embeddings: false,
         completions: false,
         served_tier: None,
-        app: App::default(),
+        app: None,
         session_id: None,
-        provider_responses: Arc::default(),
+        provider_responses: Default::default(),
         preset: None,
         span: tracing::Span::none(),
         metadata: None,
