@@ -217,12 +217,32 @@ fn body_usage_splice<'m>(
 
 // ===== streams =====
 
+/// The usage chunk `d` edited: the cost members in its usage object at `usage` (see
+/// [`json::usage_splice`]) and, when the request asked for it, `openrouter_metadata` appended;
+/// written in one allocation, the splices borrowing their bytes.
+fn usage_chunk(
+    ctx: &Ctx,
+    d: &[u8],
+    usage: Range<usize>,
+    wire: &WireUsage,
+    c: &Cost,
+) -> Option<Vec<u8>> {
+    let members = json::CostMembers::new(c);
+    let mut object = Vec::new();
+    let usage = json::usage_splice(d, usage, wire, &members, &mut object)?;
+    Some(match &metadata_edit(ctx, d) {
+        Some(m) => splice(d, &mut [usage, raw(m)]),
+        None => splice(d, &mut [usage]),
+    })
+}
+
 /// An event's top-level members, read by the skimmer when it can (serde otherwise): what
-/// [`Top::parse`] reads, but for `choices`, which the stream path does not look at (the equality
-/// is `json.rs`'s `one_pass_parse_is_parse_then_choices` proptest); and its `usage` counts when
-/// the skimmer read them on the way (`None`: read them from `Top::usage`).
+/// [`Top::parse`] reads, but for `choices`, which the stream path does not look at and the
+/// skimmer passes over unread (the equality is `json.rs`'s `members_parse_is_parse_with_choices`
+/// proptest); and its `usage` counts when the skimmer read them on the way (`None`: read them from
+/// `Top::usage`).
 fn event_top(d: &[u8]) -> Option<(Top<'_>, Option<WireUsage>)> {
-    Top::parse_with_choices(d).map(|(top, s)| (top, s.usage))
+    Top::parse_members_usage(d)
 }
 
 /// `usage`'s counts: `skimmed` if the skimmer read them, else read from `raw`.
@@ -264,6 +284,10 @@ impl Rule {
     /// is searched without setup (as `memmem::find` does below 64 bytes), a longer one by a
     /// `Finder` built once, when first needed.
     fn find(&mut self, src: &[u8]) -> Option<usize> {
+        if src.len() < self.needle_len {
+            // Too short to hold it (`[DONE]`, a template's suffix): not even a search's setup.
+            return None;
+        }
         if src.len() < 64 {
             return memchr::memmem::find(src, self.needle());
         }
@@ -788,11 +812,7 @@ impl Handler<'_> {
             return None;
         }
         let c = cost_of(self.ctx, self.obs, &t);
-        let edit = json::span(d, u).and_then(|r| json::usage_edit(d, r, &wire, &c))?;
-        Some(match metadata_edit(self.ctx, d) {
-            Some(m) => json::apply(d, &mut [edit, m]),
-            None => json::apply(d, &mut [edit]),
-        })
+        usage_chunk(self.ctx, d, json::span(d, u)?, &wire, &c)
     }
 
     /// Appends `src` rewritten around its content if it is an ordinary content chunk (see

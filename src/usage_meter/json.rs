@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{finish_reason, finish_reason_bytes, Cost, FinishReason, TokenUsage, WireUsage};
-use crate::route::{plain_json_str, skim, splice, Piece, Pieces, ShortString};
+use crate::route::{plain_json_str, skim, Piece, Pieces, ShortString};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
 /// handle that the skimmer of [`Top::parse_with_choices`] can make too), kept as bytes: the
@@ -109,13 +109,20 @@ impl<'a> Top<'a> {
     /// wants the members only (a stream's first event, learned from). The skimmer passes over
     /// `choices` as over any other value.
     pub(crate) fn parse_members(body: &'a [u8]) -> Option<Top<'a>> {
-        let mut read = Default::default();
+        Top::parse_members_usage(body).map(|(top, _)| top)
+    }
+
+    /// [`Top::parse_members`], with the `usage` counts when the skimmer read them on the way
+    /// (`None`: read them from `Top::usage`; the same counts: `members_parse_is_parse_with_choices`).
+    /// A stream event's reading: the stream path never looks at an event's `choices`.
+    pub(crate) fn parse_members_usage(body: &'a [u8]) -> Option<(Top<'a>, Option<WireUsage>)> {
+        let mut read: (Top<'a>, ChoicesSummary) = Default::default();
         if skimmed(body, &mut read, false).is_some() {
-            return Some(read.0);
+            return Some((read.0, read.1.usage));
         }
         let mut top = Top::parse(body)?;
         top.choices = None;
-        Some(top)
+        Some((top, None))
     }
 
     /// [`Top::parse_with_choices`] written into `read`, which must be the default one (the
@@ -473,24 +480,10 @@ impl CostMembers {
     }
 }
 
-/// The edit that adds the cost members to the usage object at `usage` (its span in `base`): an
-/// insertion before the closing brace, or — when the upstream already sent a `cost` — a replacement
-/// of the usage object by a re-serialised copy with the cost members set.
-pub(crate) fn usage_edit(
-    base: &[u8],
-    usage: Range<usize>,
-    wire: &WireUsage,
-    cost: &Cost,
-) -> Option<(Range<usize>, Vec<u8>)> {
-    let members = CostMembers::new(cost);
-    let mut object = Vec::new();
-    let (r, pieces) = usage_splice(base, usage, wire, &members, &mut object)?;
-    Some((r, splice(&[], &mut [(0..0, pieces)])))
-}
-
-/// [`usage_edit`] as a [`Splice`] that borrows the cost's `members` (the insertion's comma and
-/// members as pieces, not joined), or the re-serialised usage object, which it writes into
-/// `object`.
+/// The splice that adds the cost `members` to the usage object at `usage` (its span in `base`):
+/// an insertion before the closing brace (the comma and the members as pieces, not joined), or —
+/// when the upstream already sent a `cost` — a replacement of the usage object by a re-serialised
+/// copy with the cost members set, which it writes into `object`.
 pub(crate) fn usage_splice<'m>(
     base: &[u8],
     usage: Range<usize>,
@@ -683,6 +676,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::route::splice;
 
     /// The skimmer's reading of `body`, if it reads it.
     fn skimmed(body: &[u8]) -> Option<(Top<'_>, ChoicesSummary)> {
@@ -848,6 +842,13 @@ mod tests {
         fn members_parse_is_parse_with_choices(b in prop_oneof![answer(), body()]) {
             let members = Top::parse_members(b.as_bytes()).map(|t| format!("{t:?}"));
             let full = Top::parse_with_choices(b.as_bytes()).map(|(t, _)| format!("{t:?}"));
+            prop_assert_eq!(members, full);
+            // The usage counts, as the stream path takes them (the skimmer's, else read anew).
+            let counts = |t: &Top<'_>, w: Option<WireUsage>| {
+                format!("{:?}", w.or_else(|| WireUsage::read(t.usage?.get())))
+            };
+            let members = Top::parse_members_usage(b.as_bytes()).map(|(t, w)| counts(&t, w));
+            let full = Top::parse_with_choices(b.as_bytes()).map(|(t, s)| counts(&t, s.usage));
             prop_assert_eq!(members, full);
             let mut read = Default::default();
             if super::skimmed(b.as_bytes(), &mut read, false).is_some() {
