@@ -19,7 +19,7 @@ use super::layer::{Config, CooldownMode};
 use super::policy::{AttemptError, Decision, Failure};
 use super::read::Prime;
 use super::rewrite::{passthrough_body, upstream_body, Fit};
-use super::upstream::{build_request, take_response_headers};
+use super::upstream::{build_request, take_response_headers, CallerHeaders};
 use crate::catalog::{EndpointKey, Secret};
 use crate::error::{ErrorType, GatewayError};
 use crate::health::HealthSource;
@@ -70,7 +70,8 @@ enum Source {
 pub(crate) struct Run<S> {
     pub(crate) svc: S,
     pub(crate) config: Arc<Config>,
-    headers: HeaderMap,
+    /// The caller's headers, as the attempts need them.
+    caller: CallerHeaders,
     /// The request's extension map, none of which goes upstream. The [`Route`] and the caller's
     /// Messages body ([`OriginalMessages`], for passed-through Messages attempts) are read from it
     /// in place: moved out of their boxes, they would make the future (which ModelRouting boxes)
@@ -110,7 +111,7 @@ impl<S> Run<S> {
             svc,
             deadline: now + config.overall_timeout,
             config,
-            headers,
+            caller: CallerHeaders::Map(headers),
             extensions,
             source: Source::Route,
             stream: false,
@@ -226,8 +227,8 @@ impl<S> Run<S> {
         }
     }
 
-    fn build(&self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
-        let route = self.route();
+    fn build(&mut self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
+        let route = route(&self.extensions);
         let e = route.endpoint(c);
         // Embeddings and legacy completions exist on the OpenAI wire only.
         let view = self.chat(route).1;
@@ -261,7 +262,7 @@ impl<S> Run<S> {
                 wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
             }
         };
-        build_request(route, c, &self.headers, &self.config, (wire, path), body)
+        build_request(route, c, &mut self.caller, &self.config, (wire, path), body)
     }
 
     fn skip_cooling(&mut self, c: &Candidate) {
@@ -462,9 +463,9 @@ impl<S> Run<S> {
     }
 
     /// The response for a served attempt: `served` (made by [`Run::served`]) and the wire's mark
-    /// added. No attempt follows a served one: an answer with no headers or no
-    /// extensions gets the request's maps, emptied, so that what the layers above add to them
-    /// (`X-Generation-Id`, [`ServedBy`]) reuses their allocations.
+    /// added. No attempt follows a served one: an answer with no extensions gets the request's
+    /// map, emptied, so that what the layers above add to it ([`ServedBy`]) reuses its
+    /// allocation. (The request's header map went upstream with the first attempt.)
     fn respond<B>(
         &mut self,
         a: Attempt,
@@ -472,10 +473,6 @@ impl<S> Run<S> {
         served: ServedBy,
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        if head.headers.is_empty() {
-            self.headers.clear();
-            head.headers = std::mem::take(&mut self.headers);
-        }
         if head.extensions.is_empty() {
             // Takes the route with it: nothing reads it after the answer.
             self.extensions.clear();

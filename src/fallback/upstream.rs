@@ -10,15 +10,59 @@ use super::layer::{Config, NEVER_FORWARD};
 use super::policy::AttemptError;
 use crate::catalog::{ProviderCall, Secret};
 use crate::route::{Candidate, Route, ShortString};
-use crate::wire::Wire;
+use crate::wire::{Wire, CALLER_HEADERS_READ};
+
+/// The caller's headers, as the attempts of a request need them.
+pub(crate) enum CallerHeaders {
+    /// The caller's map, as it came: the first attempt built takes it for its upstream headers.
+    Map(HeaderMap),
+    /// The values the attempts may forward, cloned from the caller's map by the first attempt
+    /// built (a clone of a parsed value shares its bytes), in the map's order: each with the
+    /// index of its name in the allow-list followed by [`CALLER_HEADERS_READ`]. Usually none,
+    /// one or two (curl's `user-agent` and `accept`).
+    Kept(SmallVec<[(u32, HeaderValue); 2]>),
+}
+
+impl CallerHeaders {
+    /// The map to build an attempt's headers in, and the values it may forward: the caller's map,
+    /// emptied once the values are cloned from it (the first attempt built), or a new map.
+    fn attempt(&mut self, forward: &[HeaderName]) -> (HeaderMap, &[(u32, HeaderValue)]) {
+        let map = match self {
+            CallerHeaders::Map(map) => {
+                let mut kept = SmallVec::new();
+                for (name, v) in map.iter() {
+                    let i = match forward.iter().position(|f| f == name) {
+                        Some(i) => i,
+                        None => match CALLER_HEADERS_READ.iter().position(|r| r == name) {
+                            Some(r) => forward.len() + r,
+                            None => continue,
+                        },
+                    };
+                    kept.push((i as u32, v.clone()));
+                }
+                let mut map = std::mem::take(map);
+                map.clear();
+                *self = CallerHeaders::Kept(kept);
+                map
+            }
+            CallerHeaders::Kept(_) => HeaderMap::new(),
+        };
+        match self {
+            CallerHeaders::Kept(kept) => (map, kept),
+            CallerHeaders::Map(_) => unreachable!("the values were kept above"),
+        }
+    }
+}
 
 /// The request for one candidate: `POST {base_url}{path}` (the wire's path unless `path` names
-/// another: `/embeddings`, `/completions`), `body` (already in the attempt's wire format), the allowed caller headers and those `wire` forwards, the provider's extra headers,
-/// the wire's required headers, then the provider's credentials.
+/// another: `/embeddings`, `/completions`), `body` (already in the attempt's wire format), the
+/// allowed caller headers and those `wire` forwards, the provider's extra headers, the wire's
+/// required headers, then the provider's credentials. The first attempt built builds its headers
+/// in the caller's map.
 pub(crate) fn build_request(
     route: &Route,
     c: &Candidate,
-    caller: &HeaderMap,
+    caller: &mut CallerHeaders,
     config: &Config,
     (wire, path): (Wire, Option<&str>),
     body: Vec<u8>,
@@ -41,18 +85,26 @@ pub(crate) fn build_request(
             p.uri(base, path).ok_or(AttemptError::NotCallable)?
         }
     };
+    let forward = &config.forward[..];
+    let (map, caller) = caller.attempt(forward);
+    let name = |i: u32| {
+        let i = i as usize;
+        forward
+            .get(i)
+            .unwrap_or_else(|| &CALLER_HEADERS_READ[i - forward.len()])
+    };
     let mut req = Request::new(Full::new(Bytes::from(body)));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
+    *req.headers_mut() = map;
     let headers = req.headers_mut();
-    // One pass over the caller's (few) headers rather than a hashed lookup per forwarded name;
-    // the values of one name keep their order.
-    for (name, v) in caller {
-        if config.forward.contains(name) {
-            headers.append(name.clone(), v.clone());
+    // The values of one name keep their order.
+    for (i, v) in caller {
+        if (*i as usize) < forward.len() {
+            headers.append(name(*i).clone(), v.clone());
         }
     }
-    wire.forward_caller_headers(caller, headers);
+    wire.forward_caller_headers(caller.iter().map(|(i, v)| (name(*i), v)), headers);
     for (k, v) in &p.extra_headers {
         headers.insert(k.clone(), v.clone());
     }

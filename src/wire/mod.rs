@@ -32,9 +32,7 @@ pub(crate) mod messages;
 pub(crate) mod responses;
 
 use bytes::Bytes;
-#[cfg(feature = "anthropic")]
-use http::HeaderValue;
-use http::{Extensions, HeaderMap};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 
 use crate::catalog::WireFormat;
 pub(crate) use marks::{MessagesWire, OriginalMessages, GATEWAY_ONLY_MEMBERS};
@@ -76,6 +74,15 @@ pub(crate) enum Wire {
     },
 }
 
+/// The caller headers some wire's [`Wire::forward_caller_headers`] reads besides the allow-list:
+/// a request keeps their values for all its attempts.
+#[cfg(feature = "anthropic")]
+pub(crate) static CALLER_HEADERS_READ: [HeaderName; 1] =
+    [HeaderName::from_static(messages::ANTHROPIC_BETA)];
+/// The caller headers some wire's [`Wire::forward_caller_headers`] reads besides the allow-list.
+#[cfg(not(feature = "anthropic"))]
+pub(crate) static CALLER_HEADERS_READ: [HeaderName; 0] = [];
+
 impl Wire {
     /// The adapter for a provider speaking `format`, for a caller whose Messages body is
     /// `original` (if it spoke Messages); `None` when this build cannot speak `format`.
@@ -115,13 +122,19 @@ impl Wire {
     }
 
     /// Caller headers this wire forwards besides the allow-list (a passed-through Messages body
-    /// keeps its `anthropic-beta` flags).
-    pub(crate) fn forward_caller_headers(self, caller: &HeaderMap, out: &mut HeaderMap) {
+    /// keeps its `anthropic-beta` flags). `caller`: the caller's headers in its map's order, at
+    /// least the values of the names in [`CALLER_HEADERS_READ`].
+    pub(crate) fn forward_caller_headers<'a>(
+        self,
+        caller: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+        out: &mut HeaderMap,
+    ) {
         #[cfg(feature = "anthropic")]
         if self.passthrough() {
-            for v in caller.get_all(messages::ANTHROPIC_BETA) {
+            for (_, v) in caller.filter(|(n, _)| *n == messages::ANTHROPIC_BETA) {
                 out.append(messages::ANTHROPIC_BETA, v.clone());
             }
+            return;
         }
         let _ = (caller, out);
     }
