@@ -462,17 +462,21 @@ impl<S> Run<S> {
         }
     }
 
-    /// The response for a served attempt: `served` (made by [`Run::served`]) and the wire's mark
-    /// added. No attempt follows a served one: an answer with no extensions gets the request's
-    /// map, emptied, so that what the layers above add to it ([`ServedBy`]) reuses its
-    /// allocation. (The request's header map went upstream with the first attempt.)
+    /// The response for a served attempt: its [`ServedBy`] (made by [`Run::served`] from `head`'s
+    /// headers, given `latency` and whether it `streamed`) and the wire's mark added. The record
+    /// is made here, next to its insert, rather than passed in through the callers (it is a few
+    /// hundred bytes, copied at each move). No attempt follows a served one: an answer with no
+    /// extensions gets the request's map, emptied, so that what the layers above add to it
+    /// ([`ServedBy`]) reuses its allocation. (The request's header map went upstream with the
+    /// first attempt.)
     fn respond<B>(
         &mut self,
         a: Attempt,
         mut head: Parts,
-        served: ServedBy,
+        (latency, streamed): (Duration, bool),
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
+        let served = self.served(a, (latency, streamed), &mut head.headers);
         if head.extensions.is_empty() {
             // Takes the route with it: nothing reads it after the answer.
             self.extensions.clear();
@@ -489,7 +493,7 @@ impl<S> Run<S> {
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
-        mut head: Parts,
+        head: Parts,
         (bytes, reading): (Bytes, &mut Option<AnswerReading>),
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
@@ -498,12 +502,13 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
-        let served = self.served(a, (latency, false), &mut head.headers);
         if let Some(stats) = &self.config.stats {
+            let route = route(&self.extensions);
+            let key = route.endpoint(&route.candidates()[a.ci as usize]).key();
             let sample = StatsAttempt::new(Outcome::Success).latency(latency);
-            stats.record_attempt(&served.endpoint, sample, now);
+            stats.record_attempt(key, sample, now);
         }
-        let mut res = self.respond(a, head, served, ResponseBody::full(bytes));
+        let mut res = self.respond(a, head, (latency, false), ResponseBody::full(bytes));
         if reading.is_some() {
             if let Some(s) = res.extensions_mut().get_mut::<ServedBy>() {
                 s.answer = reading.take();
@@ -516,7 +521,7 @@ impl<S> Run<S> {
     pub(crate) fn streamed<B>(
         &mut self,
         a: Attempt,
-        mut head: Parts,
+        head: Parts,
         prime: Prime<B>,
     ) -> Response<ResponseBody<B>> {
         let now = Instant::now();
@@ -540,8 +545,7 @@ impl<S> Run<S> {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        let served = self.served(a, (latency, true), &mut head.headers);
-        self.respond(a, head, served, ResponseBody::stream(s))
+        self.respond(a, head, (latency, true), ResponseBody::stream(s))
     }
 }
 

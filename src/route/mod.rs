@@ -48,7 +48,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-pub(crate) use answer::{AnswerReader, AnswerReading, ReadAnswer, UsageCounts};
+pub(crate) use answer::{AnswerReader, AnswerReading, ByteSpan, ReadAnswer, UsageCounts};
 pub use balance::{BalanceInput, BalancePolicy, InverseSquarePrice};
 pub(crate) use future::missing_route;
 pub use future::RouteFuture;

@@ -518,56 +518,62 @@ impl WireUsage {
     /// The counts, as plain data.
     pub(crate) fn to_counts(&self) -> UsageCounts {
         let n = |t: &Option<Tokens>| t.map(|t| t.0);
-        UsageCounts {
-            prompt_tokens: n(&self.prompt_tokens),
-            completion_tokens: n(&self.completion_tokens),
-            prompt_tokens_details: self
-                .prompt_tokens_details
-                .as_ref()
-                .map(|d| (n(&d.0.cached_tokens), n(&d.0.cache_write_tokens))),
-            completion_tokens_details: self
-                .completion_tokens_details
-                .as_ref()
-                .map(|d| n(&d.0.reasoning_tokens)),
-            server_tool_use_details: self
-                .server_tool_use_details
-                .as_ref()
-                .map(|d| n(&d.0.web_search_requests)),
-            input_tokens: n(&self.input_tokens),
-            output_tokens: n(&self.output_tokens),
-            cache_read_input_tokens: n(&self.cache_read_input_tokens),
-            cache_creation_input_tokens: n(&self.cache_creation_input_tokens),
-            cost: self.cost.is_some(),
+        let mut c = UsageCounts::default();
+        c.set(UsageCounts::PROMPT, n(&self.prompt_tokens));
+        c.set(UsageCounts::COMPLETION, n(&self.completion_tokens));
+        if let Some(d) = &self.prompt_tokens_details {
+            c.present |= UsageCounts::PROMPT_DETAILS;
+            c.set(UsageCounts::CACHED, n(&d.0.cached_tokens));
+            c.set(UsageCounts::CACHE_WRITE, n(&d.0.cache_write_tokens));
         }
+        if let Some(d) = &self.completion_tokens_details {
+            c.present |= UsageCounts::COMPLETION_DETAILS;
+            c.set(UsageCounts::REASONING, n(&d.0.reasoning_tokens));
+        }
+        if let Some(d) = &self.server_tool_use_details {
+            c.present |= UsageCounts::SERVER_TOOLS;
+            c.set(UsageCounts::WEB_SEARCH, n(&d.0.web_search_requests));
+        }
+        c.set(UsageCounts::INPUT, n(&self.input_tokens));
+        c.set(UsageCounts::OUTPUT, n(&self.output_tokens));
+        c.set(UsageCounts::CACHE_READ, n(&self.cache_read_input_tokens));
+        c.set(
+            UsageCounts::CACHE_CREATION,
+            n(&self.cache_creation_input_tokens),
+        );
+        if self.cost.is_some() {
+            c.present |= UsageCounts::COST;
+        }
+        c
     }
 
     /// The counts of [`WireUsage::to_counts`], back.
     pub(crate) fn from_counts(c: &UsageCounts) -> WireUsage {
-        let t = |n: Option<u64>| n.map(Tokens);
+        let t = |i: usize| c.get(i).map(Tokens);
         WireUsage {
-            prompt_tokens: t(c.prompt_tokens),
-            completion_tokens: t(c.completion_tokens),
-            prompt_tokens_details: c.prompt_tokens_details.map(|(cached, write)| {
+            prompt_tokens: t(UsageCounts::PROMPT),
+            completion_tokens: t(UsageCounts::COMPLETION),
+            prompt_tokens_details: c.has(UsageCounts::PROMPT_DETAILS).then(|| {
                 Lenient(PromptDetails {
-                    cached_tokens: t(cached),
-                    cache_write_tokens: t(write),
+                    cached_tokens: t(UsageCounts::CACHED),
+                    cache_write_tokens: t(UsageCounts::CACHE_WRITE),
                 })
             }),
-            completion_tokens_details: c.completion_tokens_details.map(|r| {
+            completion_tokens_details: c.has(UsageCounts::COMPLETION_DETAILS).then(|| {
                 Lenient(CompletionDetails {
-                    reasoning_tokens: t(r),
+                    reasoning_tokens: t(UsageCounts::REASONING),
                 })
             }),
-            server_tool_use_details: c.server_tool_use_details.map(|w| {
+            server_tool_use_details: c.has(UsageCounts::SERVER_TOOLS).then(|| {
                 Lenient(ServerTools {
-                    web_search_requests: t(w),
+                    web_search_requests: t(UsageCounts::WEB_SEARCH),
                 })
             }),
-            input_tokens: t(c.input_tokens),
-            output_tokens: t(c.output_tokens),
-            cache_read_input_tokens: t(c.cache_read_input_tokens),
-            cache_creation_input_tokens: t(c.cache_creation_input_tokens),
-            cost: c.cost.then_some(IgnoredAny),
+            input_tokens: t(UsageCounts::INPUT),
+            output_tokens: t(UsageCounts::OUTPUT),
+            cache_read_input_tokens: t(UsageCounts::CACHE_READ),
+            cache_creation_input_tokens: t(UsageCounts::CACHE_CREATION),
+            cost: c.has(UsageCounts::COST).then_some(IgnoredAny),
         }
     }
 }

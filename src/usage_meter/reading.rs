@@ -6,13 +6,12 @@
 //! (the usage counts, as plain data).
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use bytes::Bytes;
 
 use super::cost::WireUsage;
 use super::json::{ChoicesSummary, Raw, Top};
-use crate::route::{AnswerReader, AnswerReading, ReadAnswer};
+use crate::route::{AnswerReader, AnswerReading, ByteSpan, ReadAnswer};
 
 /// The reader UsageMeter lends to ProviderFallback.
 pub(crate) fn reader() -> AnswerReader {
@@ -20,7 +19,8 @@ pub(crate) fn reader() -> AnswerReader {
 }
 
 /// [`Top::parse_with_choices`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
-/// for `Top`'s borrowed values, the summary's data as it is.
+/// for `Top`'s borrowed values (its `type` too: one with escapes, which the parse unescapes, is
+/// judged but not written: the meter reads such a body itself), the summary's data as it is.
 fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
     // Objects only (serde would read an array into `Top` by position): the judge decides the rest,
     // and a body too long for the reading's offsets is left to it and to the meter.
@@ -29,14 +29,27 @@ fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
     {
         return None;
     }
-    let (top, summary) = Top::parse_with_choices(body)?;
-    let error = top.error.is_some_and(|e| !e.is_null());
-    let message = top.kind.as_deref() == Some("message");
-    // Within the body, so within `u32`.
-    let span = |v: Option<Raw<'_>>| {
-        let s = super::json::span(body, v?)?;
-        Some(s.start as u32..s.end as u32)
+    // Parsed in place (a returned parse is moved, a few hundred bytes).
+    let mut parsed = Default::default();
+    if !Top::parse_with_choices_into(body, &mut parsed) {
+        return None;
+    }
+    let (top, summary) = &mut parsed;
+    let answer = ReadAnswer {
+        error: top.error.is_some_and(|e| !e.is_null()),
+        message: top.kind.as_deref() == Some("message"),
     };
+    let kind = match &top.kind {
+        None => Some(None),
+        Some(Cow::Borrowed(k)) => super::json::span(body, Raw::new(k.as_bytes())).map(Some),
+        Some(Cow::Owned(_)) => None,
+    };
+    let Some(kind) = kind else {
+        // Judged, but no reading: the meter reads the body itself.
+        return Some(answer);
+    };
+    // Within the body, so within `u32`.
+    let span = |v: Option<Raw<'_>>| ByteSpan::of(v.and_then(|v| super::json::span(body, v)));
     *slot = Some(AnswerReading {
         at: (body.as_ptr() as usize, body.len()),
         spans: [
@@ -49,17 +62,18 @@ fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
             span(top.error),
             span(top.message),
             span(top.delta),
+            ByteSpan::of(kind),
         ],
-        kind: top.kind.map(Cow::into_owned),
-        finish_reason: summary.finish_reason,
+        finish_reason: summary.finish_reason.take(),
         content_bytes: summary.content_bytes,
         usage: summary.usage.as_ref().map(WireUsage::to_counts),
     });
-    Some(ReadAnswer { error, message })
+    Some(answer)
 }
 
 /// Writes `reading` into `read` (a default one) if it is a reading of `body` (same bytes, same
-/// place); false, with `read` untouched, otherwise (the meter then reads `body` itself).
+/// place); false, with `read` untouched, otherwise (the meter then reads `body` itself). Read in
+/// place: only the finish reason is taken from it.
 pub(crate) fn read_into<'b>(
     reading: &mut AnswerReading,
     body: &'b [u8],
@@ -68,13 +82,13 @@ pub(crate) fn read_into<'b>(
     if reading.at != (body.as_ptr() as usize, body.len()) {
         return false;
     }
-    let raw = |s: &Option<Range<u32>>| match s {
+    let bytes = |s: ByteSpan| match s.get() {
         None => Some(None),
-        Some(r) => body
-            .get(r.start as usize..r.end as usize)
-            .map(|v| Some(Raw::new(v))),
+        Some(r) => body.get(r).map(Some),
     };
-    let [id, model, provider, service_tier, usage, choices, error, message, delta] = &reading.spans;
+    let raw = |s: ByteSpan| bytes(s).map(|v| v.map(Raw::new));
+    let [id, model, provider, service_tier, usage, choices, error, message, delta, kind] =
+        reading.spans;
     let (Some(id), Some(model), Some(provider), Some(service_tier), Some(usage)) = (
         raw(id),
         raw(model),
@@ -89,11 +103,18 @@ pub(crate) fn read_into<'b>(
     else {
         return false;
     };
+    let Some(kind) = bytes(kind) else {
+        return false;
+    };
+    let kind = match kind.map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(k)) => Some(Cow::Borrowed(k)),
+        Some(Err(_)) => return false,
+    };
     let top = &mut read.0;
     (top.id, top.model, top.provider, top.service_tier) = (id, model, provider, service_tier);
     (top.usage, top.choices, top.error) = (usage, choices, error);
-    (top.message, top.delta) = (message, delta);
-    top.kind = reading.kind.take().map(Cow::Owned);
+    (top.message, top.delta, top.kind) = (message, delta, kind);
     let summary = &mut read.1;
     summary.finish_reason = reading.finish_reason.take();
     summary.content_bytes = reading.content_bytes;
@@ -114,11 +135,11 @@ mod tests {
         reading: AnswerReading,
     }
 
-    /// The reader's answer and reading of `body`.
+    /// The reader's answer and reading of `body` (`None` when it writes no reading).
     fn read(body: &Bytes) -> Option<Read> {
         let mut slot = None;
         let r = super::read(body, &mut slot)?;
-        let reading = slot.expect("a reading is written");
+        let reading = slot?;
         let (error, message) = (r.error, r.message);
         Some(Read {
             error,
@@ -156,6 +177,8 @@ mod tests {
                     .to_string()
             ),
             Just(r#""type":"message""#.to_string()),
+            // Unescaped by the parse: judged, not handed on.
+            Just(r#""type":"mess\u0061ge""#.to_string()),
         ];
         proptest::collection::vec(member, 0..6).prop_map(|m| format!(" {{{}}}\n", m.join(" ,")))
     }
@@ -165,12 +188,23 @@ mod tests {
         #[test]
         fn a_reading_is_the_parse(b in answer()) {
             let body = Bytes::from(b);
-            let expected = Top::parse_with_choices(&body).map(|(t, s)| format!("{t:?} {s:?}"));
-            let got = read(&body).and_then(|mut r| {
-                let mut got = Default::default();
-                read_into(&mut r.reading, &body, &mut got).then(|| format!("{:?} {:?}", got.0, got.1))
-            });
-            prop_assert_eq!(got, expected);
+            let parsed = Top::parse_with_choices(&body);
+            let escaped = matches!(&parsed, Some((t, _)) if matches!(t.kind, Some(Cow::Owned(_))));
+            let expected = parsed.map(|(t, s)| format!("{t:?} {s:?}"));
+            if escaped {
+                // Judged as the parse judges it, with no reading: the meter parses the body.
+                let mut slot = None;
+                let r = super::read(&body, &mut slot);
+                prop_assert_eq!(r.map(|r| r.message), Some(true));
+                prop_assert!(slot.is_none());
+            } else {
+                let got = read(&body).and_then(|mut r| {
+                    let mut got = Default::default();
+                    read_into(&mut r.reading, &body, &mut got)
+                        .then(|| format!("{:?} {:?}", got.0, got.1))
+                });
+                prop_assert_eq!(got, expected);
+            }
         }
     }
 
