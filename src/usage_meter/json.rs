@@ -11,7 +11,7 @@ use super::cost::{finish_reason, finish_reason_bytes, Cost, FinishReason, TokenU
 use crate::route::{plain_json_str, skim, Piece, Pieces, ShortString};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
-/// handle that the skimmer of [`Top::parse_with_choices`] can make too), kept as bytes: the
+/// handle that the skimmer of [`Top::parse_with_choices_into`] can make too), kept as bytes: the
 /// skimmer and the edits need its place and bytes only, so its text is checked only when read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Raw<'a>(&'a [u8]);
@@ -96,18 +96,18 @@ impl<'a> Top<'a> {
         serde_json::from_slice(body).ok()
     }
 
-    /// Parses a complete response body and summarises its `choices` in the same pass; `None` if it
-    /// is not a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the
-    /// returned `Top` has no `choices`: the summary replaces them).
+    /// [`Top::parse_with_choices_into`], returned (the tests' form).
+    #[cfg(test)]
     pub(crate) fn parse_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
         let mut read = Default::default();
         Top::parse_with_choices_into(body, &mut read).then_some(read)
     }
 
-    /// The top-level members of `body` without reading its `choices`: [`Top::parse_with_choices`]'s
-    /// `Top` (the same for every body: `members_parse_is_parse_with_choices`), for a reader that
-    /// wants the members only (a stream's first event, learned from). The skimmer passes over
-    /// `choices` as over any other value.
+    /// The top-level members of `body` without reading its `choices`: the `Top` of
+    /// [`Top::parse_with_choices_into`] (the same for every body:
+    /// `members_parse_is_parse_with_choices`), for a reader that wants the members only (a
+    /// stream's first event, learned from). The skimmer passes over `choices` as over any other
+    /// value.
     pub(crate) fn parse_members(body: &'a [u8]) -> Option<Top<'a>> {
         Top::parse_members_usage(body).map(|(top, _)| top)
     }
@@ -125,9 +125,11 @@ impl<'a> Top<'a> {
         Some((top, None))
     }
 
-    /// [`Top::parse_with_choices`] written into `read`, which must be the default one (the
-    /// result is filled in place: a returned one would be moved, a few hundred bytes, more than
-    /// once); false, with `read` left as it may be, if the body is not a JSON object.
+    /// Parses a complete response body and summarises its `choices` in the same pass, into
+    /// `read`, which must be the default one (filled in place: a returned result would be moved, a
+    /// few hundred bytes, more than once); false, with `read` left as it may be, if the body is not
+    /// a JSON object. The result is the one of [`Top::parse`] followed by [`choices`] (the `Top`
+    /// has no `choices`: the summary replaces them).
     pub(crate) fn parse_with_choices_into(
         body: &'a [u8],
         read: &mut (Top<'a>, ChoicesSummary),
@@ -145,7 +147,7 @@ impl<'a> Top<'a> {
         }
     }
 
-    /// [`Top::parse_with_choices`] by serde_json.
+    /// [`Top::parse_with_choices_into`] by serde_json.
     fn deserialize_with_choices(body: &'a [u8]) -> Option<(Top<'a>, ChoicesSummary)> {
         // One pass when `choices` has the expected shape. Otherwise `choices` must be read
         // leniently, as `choices` does: parse again the slow way.
@@ -211,7 +213,7 @@ fn message_key(key: &[u8]) -> Option<u32> {
     })
 }
 
-/// [`Top::parse_with_choices`] by the [`skim`]mer, without serde: `None` when the body is not
+/// [`Top::parse_with_choices_into`] by the [`skim`]mer, without serde: `None` when the body is not
 /// UTF-8, not well-formed to the skimmer, or not of the usual shape (a duplicate member, an
 /// escaped `type` or finish reason, `choices` not an array of objects, …) — the serde path then
 /// reads it, so the result is always the serde path's. The result is written into `read`, which

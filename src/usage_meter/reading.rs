@@ -2,8 +2,8 @@
 //! ([`reader`], see `route::AnswerReader`), which judges the answer by it and passes it on, or by
 //! the meter itself when no reading of the same bytes came with the response.
 //!
-//! Imports `json` (the reading is [`Top::parse_with_choices`]'s, kept as byte ranges) and `cost`
-//! (the usage counts, as plain data).
+//! Imports `json` (the reading is [`Top::parse_with_choices_into`]'s, kept as byte ranges) and
+//! `cost` (the usage counts, as plain data).
 
 use std::borrow::Cow;
 
@@ -18,7 +18,7 @@ pub(crate) fn reader() -> AnswerReader {
     AnswerReader(read)
 }
 
-/// [`Top::parse_with_choices`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
+/// [`Top::parse_with_choices_into`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
 /// for `Top`'s borrowed values (its `type` too: one with escapes, which the parse unescapes, is
 /// judged but not written: the meter reads such a body itself), the summary's data as it is.
 fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
