@@ -245,37 +245,29 @@ mod tests {
 
     type S8 = ShortString<8>;
 
+    /// `s` is held inline or not, as `inline` says, and reads back as itself, from a `&str` and
+    /// from a `String` alike.
+    fn held(s: &str, inline: bool) {
+        for short in [S8::from(s), S8::from(String::from(s))] {
+            assert_eq!(short.is_inline(), inline, "{s:?}");
+            assert_eq!(&*short, s);
+        }
+    }
+
     #[test]
     fn the_inline_capacity_is_the_boundary() {
-        let full = S8::from("12345678");
-        assert!(full.is_inline());
-        assert_eq!(&*full, "12345678");
-        let over = S8::from("123456789");
-        assert!(!over.is_inline());
-        assert_eq!(&*over, "123456789");
-        let empty = S8::from("");
-        assert!(empty.is_inline());
-        assert_eq!(&*empty, "");
-        // From a `String` alike.
-        assert!(S8::from(String::from("12345678")).is_inline());
-        let heap = S8::from(String::from("123456789"));
-        assert!(!heap.is_inline());
-        assert_eq!(heap, "123456789");
+        held("12345678", true);
+        held("123456789", false);
+        held("", true);
     }
 
     #[test]
     fn multi_byte_characters_at_the_boundary() {
         // 7 bytes then a 2-byte `é`: 9 bytes, over; 6 then `é`: 8, inline.
-        let over = S8::from("1234567é");
-        assert!(!over.is_inline());
-        assert_eq!(&*over, "1234567é");
-        let fits = S8::from("123456é");
-        assert!(fits.is_inline());
-        assert_eq!(&*fits, "123456é");
+        held("1234567é", false);
+        held("123456é", true);
         // A 4-byte character across the boundary.
-        let emoji = S8::from("12345🦀");
-        assert!(!emoji.is_inline());
-        assert_eq!(&*emoji, "12345🦀");
+        held("12345🦀", false);
     }
 
     #[test]
