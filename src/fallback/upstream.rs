@@ -24,32 +24,34 @@ pub(crate) enum CallerHeaders {
 }
 
 impl CallerHeaders {
-    /// The map to build an attempt's headers in, and the values it may forward: the caller's map,
-    /// emptied once the values are cloned from it (the first attempt built), or a new map.
-    fn attempt(&mut self, forward: &[HeaderName]) -> (HeaderMap, &[(u32, HeaderValue)]) {
-        let map = match self {
-            CallerHeaders::Map(map) => {
-                let mut kept = SmallVec::new();
-                for (name, v) in map.iter() {
-                    let i = match forward.iter().position(|f| f == name) {
-                        Some(i) => i,
-                        None => match CALLER_HEADERS_READ.iter().position(|r| r == name) {
-                            Some(r) => forward.len() + r,
-                            None => continue,
-                        },
-                    };
-                    kept.push((i as u32, v.clone()));
-                }
-                let mut map = std::mem::take(map);
-                map.clear();
-                *self = CallerHeaders::Kept(kept);
-                map
-            }
-            CallerHeaders::Kept(_) => HeaderMap::new(),
+    /// The map to build an attempt's headers in: the caller's map, emptied once the values the
+    /// attempts may forward are cloned from it (the first attempt built), else a new map.
+    fn take_map(&mut self, forward: &[HeaderName]) -> HeaderMap {
+        let CallerHeaders::Map(map) = self else {
+            return HeaderMap::new();
         };
+        let mut kept = SmallVec::new();
+        for (name, v) in map.iter() {
+            let i = match forward.iter().position(|f| f == name) {
+                Some(i) => i,
+                None => match CALLER_HEADERS_READ.iter().position(|r| r == name) {
+                    Some(r) => forward.len() + r,
+                    None => continue,
+                },
+            };
+            kept.push((i as u32, v.clone()));
+        }
+        let mut map = std::mem::take(map);
+        map.clear();
+        *self = CallerHeaders::Kept(kept);
+        map
+    }
+
+    /// The values the attempts may forward (none before [`CallerHeaders::take_map`]).
+    fn kept(&self) -> &[(u32, HeaderValue)] {
         match self {
-            CallerHeaders::Kept(kept) => (map, kept),
-            CallerHeaders::Map(_) => unreachable!("the values were kept above"),
+            CallerHeaders::Kept(kept) => kept,
+            CallerHeaders::Map(_) => &[],
         }
     }
 }
@@ -86,7 +88,8 @@ pub(crate) fn build_request(
         }
     };
     let forward = &config.forward[..];
-    let (map, caller) = caller.attempt(forward);
+    let map = caller.take_map(forward);
+    let caller = caller.kept();
     let name = |i: u32| {
         let i = i as usize;
         forward
