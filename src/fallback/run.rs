@@ -465,8 +465,8 @@ impl<S> Run<S> {
     /// The response for a served attempt: its [`ServedBy`] (made by [`Run::served`] from `head`'s
     /// headers, given `latency` and whether it `streamed`) and the wire's mark added. The
     /// `ServedBy` is made here, next to its insert, rather than passed in through the callers (it
-    /// is a few hundred bytes, copied at each move). No attempt follows a served one: an answer with no
-    /// extensions gets the request's map, emptied, so that what the layers above add to it
+    /// is a few hundred bytes, copied at each move). No attempt follows a served one: an answer
+    /// with no extensions gets the request's map, emptied, so that what the layers above add to it
     /// ([`ServedBy`]) reuses its allocation. (The request's header map went upstream with the
     /// first attempt.)
     fn respond<B>(

@@ -5,9 +5,10 @@
 //! the next candidate), and UsageMeter reads the same bytes again to edit them. With a reader, the
 //! fallback judges the answer by what the meter's reader found and hands the reading
 //! ([`AnswerReading`], plain data held by value) on in its [`ServedBy`](super::ServedBy) (not in
-//! an extension or an allocation of its own), from which the meter takes it; the meter uses it when it is the reading
-//! of the very bytes it receives (an answer translated from another wire is not), and reads them
-//! itself otherwise. Neither layer names the other's types: this module is what both may import.
+//! an extension or an allocation of its own), from which the meter takes it; the meter uses it
+//! when it is the reading of the very bytes it receives (an answer translated from another wire
+//! is not), and reads them itself otherwise. Neither layer names the other's types: this module
+//! is what both may import.
 
 use std::borrow::Cow;
 use std::fmt;

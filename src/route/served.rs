@@ -29,8 +29,8 @@ pub struct ServedBy {
     /// or its first content-bearing event (streamed).
     pub latency: Option<Duration>,
     /// Every attempt made for this request, the serving one last (the usual single attempt held
-    /// inline: no allocation; the
-    /// [`GenerationRecord`](crate::usage_meter::GenerationRecord)'s `provider_responses` is a copy).
+    /// inline: no allocation; the generation record's `provider_responses` is a copy:
+    /// [`GenerationRecord`](crate::usage_meter::GenerationRecord)).
     pub attempts: SmallVec<[AttemptRecord; 1]>,
     /// The provider's own request id (`x-request-id`, `request-id`, `cf-ray`, …) from the serving
     /// response's headers, which never reach the caller (held inline up to 40 bytes: copying it

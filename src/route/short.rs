@@ -154,7 +154,8 @@ impl<'de, const N: usize> Deserialize<'de> for ShortString<N> {
 pub const VIEW_INLINE: usize = 32;
 
 /// A string of a [`RequestView`](super::RequestView): borrowed from the body it was parsed from,
-/// or owned by a view that outlives the body ([`RequestView::into_owned`](super::RequestView::into_owned)),
+/// or owned by a view that outlives the body
+/// ([`RequestView::into_owned`](super::RequestView::into_owned)),
 /// inline up to [`VIEW_INLINE`] bytes. Reads as a `str` (`Deref`); prints as one.
 #[derive(Clone)]
 pub enum ViewStr<'a> {

@@ -113,7 +113,8 @@ impl<'a> Top<'a> {
     }
 
     /// [`Top::parse_members`], with the `usage` counts when the skimmer read them on the way
-    /// (`None`: read them from `Top::usage`; the same counts: `members_parse_is_parse_with_choices`).
+    /// (`None`: read them from `Top::usage`; the same counts:
+    /// `members_parse_is_parse_with_choices`).
     /// A stream event's reading: the stream path never looks at an event's `choices`.
     pub(crate) fn parse_members_usage(body: &'a [u8]) -> Option<(Top<'a>, Option<WireUsage>)> {
         let mut read: (Top<'a>, ChoicesSummary) = Default::default();

@@ -148,8 +148,8 @@ impl Meter {
 
     /// Edits `body`, a complete non-streamed body that arrived in one piece, without copying it
     /// first (read by `answer`, the reading that came with the response, if it is a reading of
-    /// these bytes); returns the edited body. The meter then has nothing more to emit; it still finishes
-    /// through [`Meter::finish`] or its drop.
+    /// these bytes); returns the edited body. The meter then has nothing more to emit; it still
+    /// finishes through [`Meter::finish`] or its drop.
     pub(crate) fn whole(&mut self, body: Bytes, answer: Option<&mut AnswerReading>) -> Bytes {
         let Some(core) = self.core.as_deref_mut() else {
             return body;

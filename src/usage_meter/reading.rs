@@ -18,9 +18,10 @@ pub(crate) fn reader() -> AnswerReader {
     AnswerReader(read)
 }
 
-/// [`Top::parse_with_choices_into`] of `body` as an [`AnswerReading`], written into `slot`: byte ranges
-/// for `Top`'s borrowed values (its `type` too: one with escapes, which the parse unescapes, is
-/// judged but not written: the meter reads such a body itself), the summary's data as it is.
+/// [`Top::parse_with_choices_into`] of `body` as an [`AnswerReading`], written into `slot`: byte
+/// ranges for `Top`'s borrowed values (its `type` too: one with escapes, which the parse
+/// unescapes, is judged but not written: the meter reads such a body itself), the summary's data
+/// as it is.
 fn read(body: &Bytes, slot: &mut Option<AnswerReading>) -> Option<ReadAnswer> {
     // Objects only (serde would read an array into `Top` by position): the judge decides the rest,
     // and a body too long for the reading's offsets is left to it and to the meter.
