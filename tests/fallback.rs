@@ -13,11 +13,11 @@ use tower_ai_gateway::catalog::{
 };
 use tower_ai_gateway::catalog::{EndpointKey, Usd};
 use tower_ai_gateway::fallback::{Attempts, CooldownMode, ProviderFallbackLayer, RetryBudget};
-use tower_ai_gateway::health::HealthSource;
+use tower_ai_gateway::health::{HealthSource, Percentile};
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::route::ServedBy;
 use tower_ai_gateway::sim::{SimLatency, SimOutcome, SimProfile, SimulatedProvider};
-use tower_ai_gateway::stats::{Attempt, FailureKind, Outcome, Stats};
+use tower_ai_gateway::stats::{Attempt, FailureKind, Outcome, Stats, StatsConfig};
 
 const MODEL: &str = "acme/chat";
 const BACKUP: &str = "acme/backup";
@@ -451,6 +451,28 @@ async fn all_429_is_capacity_exhausted_with_retry_after_and_cooldown() {
         "Retry-After imposes a cooldown"
     );
     assert_eq!(a.attempts.unwrap().0.iter().filter(|r| r.sent).count(), 3);
+}
+
+/// A buffered answer's attempt goes to the statistics as a success with a latency sample, the
+/// failed attempt before it as a failure.
+#[tokio::test(start_paused = true)]
+async fn a_buffered_answer_is_a_success_sample_in_the_stats() {
+    let sim = sim(&[("alpha", &[SimOutcome::Status(503)])]);
+    let mut config = StatsConfig::default();
+    config.min_samples = 1;
+    let stats = Stats::new(config);
+    let svc = stack(sim, layer().stats(stats.clone()));
+    let a = call(svc, body(&["alpha", "beta"], false, "")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.served_by(), "beta");
+    let alpha = stats.counts(&ekey("alpha")).expect("alpha recorded");
+    assert_eq!((alpha.attempts, alpha.successes), (1, 0));
+    let beta = stats.counts(&ekey("beta")).expect("beta recorded");
+    assert_eq!((beta.attempts, beta.successes), (1, 1));
+    let now = tokio::time::Instant::now();
+    assert!(stats
+        .latency_ms(&ekey("beta"), Percentile::P50, now)
+        .is_some());
 }
 
 #[tokio::test(start_paused = true)]

@@ -56,6 +56,9 @@ const UNIT: i64 = 1000;
 struct Window {
     /// Start of slot `current`.
     slot_start: Instant,
+    /// `slot_start` plus a slot (`None` past the clock's range): before it the window need not
+    /// move, which a comparison tells without measuring the time since `slot_start`.
+    slot_end: Option<Instant>,
     current: usize,
     /// Per slot: deposits × per_request − withdrawals × UNIT.
     balance: [i64; SLOTS],
@@ -75,14 +78,17 @@ impl RetryBudget {
         let reserve = i64::from(min_per_sec)
             .saturating_mul(ttl.as_secs() as i64)
             .saturating_mul(UNIT);
+        let slot = ttl / SLOTS as u32;
+        let now = Instant::now();
         RetryBudget {
             shared: Arc::new(Shared {
                 ttl,
-                slot: ttl / SLOTS as u32,
+                slot,
                 reserve,
                 per_request: (f64::from(ratio) * UNIT as f64).round() as i64,
                 state: Mutex::new(Window {
-                    slot_start: Instant::now(),
+                    slot_start: now,
+                    slot_end: now.checked_add(slot),
                     current: 0,
                     balance: [0; SLOTS],
                 }),
@@ -137,8 +143,9 @@ impl RetryBudget {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let elapsed = now.saturating_duration_since(w.slot_start);
-        if elapsed >= self.shared.slot {
+        // `now - slot_start >= slot` exactly when `now >= slot_start + slot` (when that exists).
+        if w.slot_end.is_some_and(|end| now >= end) {
+            let elapsed = now.saturating_duration_since(w.slot_start);
             let steps = (elapsed.as_nanos() / self.shared.slot.as_nanos().max(1)) as usize;
             for i in 1..=steps.min(SLOTS) {
                 let at = (w.current + i) % SLOTS;
@@ -146,6 +153,7 @@ impl RetryBudget {
             }
             w.current = (w.current + steps) % SLOTS;
             w.slot_start += self.shared.slot * steps.min(u32::MAX as usize) as u32;
+            w.slot_end = w.slot_start.checked_add(self.shared.slot);
         }
         f(&mut w)
     }
@@ -192,5 +200,28 @@ mod tests {
         assert!(!b.withdraw());
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(b.withdraw());
+    }
+
+    /// A deposit stays in the window until exactly `ttl` after its slot began, to the nanosecond
+    /// (the window moves when a slot's end is reached, not a nanosecond later or earlier).
+    #[tokio::test(start_paused = true)]
+    async fn slot_boundaries_exact() {
+        let b = RetryBudget::new(Duration::from_secs(10), 0, 1.0);
+        b.deposit();
+        tokio::time::advance(Duration::from_millis(999)).await;
+        b.deposit();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // Slot 1 began: the second slot's first deposit.
+        b.deposit();
+        assert_eq!(b.available(), 3);
+        tokio::time::advance(Duration::from_secs(9) - Duration::from_nanos(1)).await;
+        assert_eq!(b.available(), 3);
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        // 10 s after the start: slot 0 (two deposits) expired, slot 1's stays.
+        assert_eq!(b.available(), 1);
+        tokio::time::advance(Duration::from_secs(1) - Duration::from_nanos(1)).await;
+        assert_eq!(b.available(), 1);
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        assert_eq!(b.available(), 0);
     }
 }

@@ -145,19 +145,6 @@ impl<S> Run<S> {
         route(&self.extensions)
     }
 
-    /// The caller's Messages body, if the request came on the Messages wire.
-    fn original(&self) -> Option<&OriginalMessages> {
-        self.extensions.get()
-    }
-
-    /// The chat body to send, and its view (`route`: the request's).
-    fn chat<'a>(&'a self, route: &'a Route) -> (&'a [u8], &'a RequestView<'static>) {
-        match &self.source {
-            Source::Route => (route.body(), route.view()),
-            Source::Edited(edited) => (&edited.0, &edited.1),
-        }
-    }
-
     /// Whether the request asks for a stream (known once the body is received).
     pub(crate) fn stream(&self) -> bool {
         self.stream
@@ -182,14 +169,11 @@ impl<S> Run<S> {
         loop {
             let &(ci, cooling) = self.order.get(self.next)?;
             self.next += 1;
-            let (c, wire) = {
-                let route = route(&self.extensions);
-                let c = route.candidates()[ci as usize];
-                (
-                    c,
-                    Wire::choose(route.provider(&c).wire_format, self.original()),
-                )
-            };
+            // Looked up once for the attempt (each lookup hashes into the extension map).
+            let route = route(&self.extensions);
+            let original = self.extensions.get::<OriginalMessages>();
+            let c = route.candidates()[ci as usize];
+            let wire = Wire::choose(route.provider(&c).wire_format, original);
             let now = Instant::now();
             let attempt = Attempt {
                 ci,
@@ -206,63 +190,33 @@ impl<S> Run<S> {
                 self.history.overall_expired = true;
                 return None;
             }
-            let built = wire.ok_or(AttemptError::UnsupportedWireFormat);
-            match built.and_then(|wire| self.build(&c, wire)) {
-                Err(err) if self.fail(attempt, err, None, None) == Decision::Return => return None,
-                Err(_) => {}
-                Ok(_) if !self.withdraw(&c) => return None,
-                Ok(mut req) => {
-                    self.sent += 1;
-                    let route = route(&self.extensions);
-                    let slug = &route.provider(&c).slug;
-                    let model = route.endpoint(&c).upstream_model();
-                    self.span = telemetry::attempt_span(slug, model, attempt.number);
-                    telemetry::inject_context(&self.span, req.headers_mut());
-                    if !tried(route, &self.tried, slug) {
-                        self.tried.push(ci);
+            let sources = (route, original, &self.source);
+            let built = wire
+                .ok_or(AttemptError::UnsupportedWireFormat)
+                .and_then(|w| build(sources, &mut self.caller, &self.config, &c, w));
+            let mut req = match built {
+                Ok(req) => req,
+                Err(err) => {
+                    if self.fail(attempt, err, None, None) == Decision::Return {
+                        return None;
                     }
-                    return Some((attempt, req));
+                    continue;
                 }
+            };
+            if let Some(not_tried) = self.budget_refused(route, &c) {
+                self.history.budget_exhausted = Some(not_tried);
+                return None;
             }
-        }
-    }
-
-    fn build(&mut self, c: &Candidate, wire: Wire) -> Result<Request<Full<Bytes>>, AttemptError> {
-        let route = route(&self.extensions);
-        let e = route.endpoint(c);
-        // Embeddings and legacy completions exist on the OpenAI wire only.
-        let view = self.chat(route).1;
-        let path = if view.embeddings {
-            Some("/embeddings")
-        } else if view.completions {
-            Some("/completions")
-        } else {
-            None
-        };
-        if path.is_some() && wire != Wire::Chat {
-            return Err(AttemptError::UnsupportedWireFormat);
-        }
-        let body = match self.original().filter(|_| wire.passthrough()) {
-            Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
-                .ok_or(AttemptError::NotCallable)?,
-            None => {
-                let (body, view) = self.chat(route);
-                let chat = upstream_body(
-                    body,
-                    view,
-                    e.upstream_model(),
-                    e.provider_slug(),
-                    Fit {
-                        supported: e.params(),
-                        context_length: e.context_length,
-                        ask_usage: view.stream && wire == Wire::Chat,
-                    },
-                )
-                .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
-                wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
+            self.sent += 1;
+            let slug = &route.provider(&c).slug;
+            let model = route.endpoint(&c).upstream_model();
+            self.span = telemetry::attempt_span(slug, model, attempt.number);
+            telemetry::inject_context(&self.span, req.headers_mut());
+            if !tried(route, &self.tried, slug) {
+                self.tried.push(ci);
             }
-        };
-        build_request(route, c, &mut self.caller, &self.config, (wire, path), body)
+            return Some((attempt, req));
+        }
     }
 
     fn skip_cooling(&mut self, c: &Candidate) {
@@ -279,17 +233,13 @@ impl<S> Run<S> {
         });
     }
 
-    /// Whether `c` may be sent. The first attempt of a request and its first attempt at each
-    /// provider are free (OpenRouter's contract is that fallbacks are tried); a repeated attempt
-    /// at a provider already tried takes a retry from the budget. False (and recorded, with the
-    /// providers not tried) when the budget is empty.
-    fn withdraw(&mut self, c: &Candidate) -> bool {
-        if self.sent == 0 {
-            return true;
-        }
-        let route = route(&self.extensions);
-        if !tried(route, &self.tried, &route.provider(c).slug) {
-            return true;
+    /// Whether `c` may not be sent: the providers not tried when so (to be recorded). The first
+    /// attempt of a request and its first attempt at each provider are free (OpenRouter's
+    /// contract is that fallbacks are tried); a repeated attempt at a provider already tried takes
+    /// a retry from the budget, and is refused when the budget is empty.
+    fn budget_refused(&self, route: &Route, c: &Candidate) -> Option<Vec<String>> {
+        if self.sent == 0 || !tried(route, &self.tried, &route.provider(c).slug) {
+            return None;
         }
         match &self.config.budget {
             Some(b) if !b.withdraw() => {
@@ -304,10 +254,9 @@ impl<S> Run<S> {
                     not_tried = ?not_tried,
                     "retry budget exhausted; not retrying providers already tried"
                 );
-                self.history.budget_exhausted = Some(not_tried);
-                false
+                Some(not_tried)
             }
-            _ => true,
+            _ => None,
         }
     }
 
@@ -412,17 +361,28 @@ impl<S> Run<S> {
     }
 
     /// Success: the served-by record, with this attempt last, and the upstream's request id
-    /// taken from the answer's `headers` (which are cleaned).
+    /// taken from the answer's `headers` (which are cleaned). A buffered answer's attempt ends
+    /// here: its success goes to the statistics (with the route looked up once for both).
     fn served(
         &mut self,
         a: Attempt,
-        (latency, streamed): (Duration, bool),
+        (latency, how): (Duration, Answered<'_>),
         headers: &mut HeaderMap,
     ) -> ServedBy {
         let route = route(&self.extensions);
         let c = route.candidates()[a.ci as usize];
         let e = route.endpoint(&c);
         let names = route.names(&c);
+        let (streamed, answer) = match how {
+            Answered::Buffered(now, reading) => {
+                if let Some(stats) = &self.config.stats {
+                    let sample = StatsAttempt::new(Outcome::Success).latency(latency);
+                    stats.record_attempt(e.key(), sample, now);
+                }
+                (false, reading.take())
+            }
+            Answered::Stream => (true, None),
+        };
         let served = AttemptRecord {
             provider: names.provider_name.clone(),
             endpoint: e.key().clone(),
@@ -458,12 +418,12 @@ impl<S> Run<S> {
             latency: Some(latency),
             attempts,
             upstream_request_id: take_response_headers(headers, secret(route, a)),
-            answer: None,
+            answer,
         }
     }
 
     /// The response for a served attempt: its [`ServedBy`] (made by [`Run::served`] from `head`'s
-    /// headers, given `latency` and whether it `streamed`) and the wire's mark added. The
+    /// headers, given `latency` and how it was answered) and the wire's mark added. The
     /// `ServedBy` is made here, next to its insert, rather than passed in through the callers (it
     /// is a few hundred bytes, copied at each move). No attempt follows a served one: an answer
     /// with no extensions gets the request's map, emptied, so that what the layers above add to it
@@ -473,10 +433,10 @@ impl<S> Run<S> {
         &mut self,
         a: Attempt,
         mut head: Parts,
-        (latency, streamed): (Duration, bool),
+        answered: (Duration, Answered<'_>),
         body: ResponseBody<B>,
     ) -> Response<ResponseBody<B>> {
-        let served = self.served(a, (latency, streamed), &mut head.headers);
+        let served = self.served(a, answered, &mut head.headers);
         if head.extensions.is_empty() {
             // Takes the route with it: nothing reads it after the answer.
             self.extensions.clear();
@@ -489,7 +449,7 @@ impl<S> Run<S> {
 
     /// A buffered answer that passed [`classify`](super::classify): one frame, exact size; the
     /// reader's reading of it goes to the layer that lent the reader in [`ServedBy`] (one
-    /// extension for both), moved once, into the extension.
+    /// extension for both), moved into it as it is made.
     pub(crate) fn answered<B>(
         &mut self,
         a: Attempt,
@@ -502,19 +462,8 @@ impl<S> Run<S> {
             &std::mem::replace(&mut self.span, Span::none()),
             head.status.as_u16(),
         );
-        if let Some(stats) = &self.config.stats {
-            let route = route(&self.extensions);
-            let key = route.endpoint(&route.candidates()[a.ci as usize]).key();
-            let sample = StatsAttempt::new(Outcome::Success).latency(latency);
-            stats.record_attempt(key, sample, now);
-        }
-        let mut res = self.respond(a, head, (latency, false), ResponseBody::full(bytes));
-        if reading.is_some() {
-            if let Some(s) = res.extensions_mut().get_mut::<ServedBy>() {
-                s.answer = reading.take();
-            }
-        }
-        res
+        let how = Answered::Buffered(now, reading);
+        self.respond(a, head, (latency, how), ResponseBody::full(bytes))
     }
 
     /// A stream whose first content arrived: the held frames, then the rest of the stream.
@@ -545,8 +494,22 @@ impl<S> Run<S> {
             // The frame that brought the first content also brought a bad event.
             s.end_bad();
         }
-        self.respond(a, head, (latency, true), ResponseBody::stream(s))
+        self.respond(
+            a,
+            head,
+            (latency, Answered::Stream),
+            ResponseBody::stream(s),
+        )
     }
+}
+
+/// How a served attempt answered.
+enum Answered<'r> {
+    /// Whole, at the instant given (its attempt ends there), with the reader's reading of it for
+    /// [`ServedBy`], if any.
+    Buffered(Instant, &'r mut Option<AnswerReading>),
+    /// A stream whose first content arrived (its recorder reports the attempt when it ends).
+    Stream,
 }
 
 /// Indices into a route's candidates, with whether each is cooling down (inline: a request has a
@@ -577,6 +540,58 @@ fn order(config: &Config, route: &Route, now: Instant) -> Order {
         order.sort_by_key(|(_, cooling)| *cooling);
     }
     order
+}
+
+/// The chat body to send, and its view: the route's, unless a layer edited the body.
+fn chat<'a>(source: &'a Source, route: &'a Route) -> (&'a [u8], &'a RequestView<'static>) {
+    match source {
+        Source::Route => (route.body(), route.view()),
+        Source::Edited(edited) => (&edited.0, &edited.1),
+    }
+}
+
+/// The request of an attempt at `c` on `wire`, from the run's route, the caller's Messages body
+/// (if any) and the body's source.
+fn build(
+    (route, original, source): (&Route, Option<&OriginalMessages>, &Source),
+    caller: &mut CallerHeaders,
+    config: &Config,
+    c: &Candidate,
+    wire: Wire,
+) -> Result<Request<Full<Bytes>>, AttemptError> {
+    let e = route.endpoint(c);
+    let (body, view) = chat(source, route);
+    // Embeddings and legacy completions exist on the OpenAI wire only.
+    let path = if view.embeddings {
+        Some("/embeddings")
+    } else if view.completions {
+        Some("/completions")
+    } else {
+        None
+    };
+    if path.is_some() && wire != Wire::Chat {
+        return Err(AttemptError::UnsupportedWireFormat);
+    }
+    let body = match original.filter(|_| wire.passthrough()) {
+        Some(m) => passthrough_body(m.body(), e.upstream_model(), m.max_tokens())
+            .ok_or(AttemptError::NotCallable)?,
+        None => {
+            let chat = upstream_body(
+                body,
+                view,
+                e.upstream_model(),
+                e.provider_slug(),
+                Fit {
+                    supported: e.params(),
+                    context_length: e.context_length,
+                    ask_usage: view.stream && wire == Wire::Chat,
+                },
+            )
+            .unwrap_or_else(|| view.splice_model(body, e.upstream_model()));
+            wire.encode_chat(chat).ok_or(AttemptError::NotCallable)?
+        }
+    };
+    build_request(route, c, caller, config, (wire, path), body)
 }
 
 /// The route in a run's extensions: [`ProviderFallback`](super::ProviderFallback) makes a run only

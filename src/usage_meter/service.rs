@@ -48,32 +48,41 @@ impl<S: fmt::Debug> fmt::Debug for UsageMeter<S> {
     }
 }
 
-/// The characters of a generation id's random part (those of `rand`'s `Alphanumeric`).
-const ID_CHARS: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// The characters of a generation id's random part (those of `rand`'s `Alphanumeric`), indexed by
+/// six random bits: the last two (bits 62 and 63) are never kept.
+const ID_CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789--";
+/// How many of [`ID_CHARS`] an id uses.
+const ID_ALPHABET: usize = 62;
 
 /// A fresh generation id: `gen-<unix secs>-<20 random alphanumerics>`, written in place (no
-/// allocation). Each character is six random bits, drawn again when they fall outside
-/// [`ID_CHARS`] (so uniform), ten of them from each random word.
+/// allocation). Each character is six random bits, drawn again when they fall outside the
+/// alphabet (so uniform), ten of them from each random word.
 pub(crate) fn generation_id(unix_millis: i64) -> GenerationId {
     let mut secs = itoa::Buffer::new();
     let secs = secs.format(unix_millis.div_euclid(1000));
-    let mut random = [0u8; 20];
-    let mut n = 0;
     let rng = &mut rand::thread_rng();
-    while n < random.len() {
-        // Ten draws of six bits from each random word.
-        let mut bits = rng.next_u64();
+    let random = id_chars(|| rng.next_u64());
+    let random = std::str::from_utf8(&random[..20]).unwrap_or_default();
+    GenerationId::from_parts(&["gen-", secs, "-", random])
+}
+
+/// The random part of a generation id from the random words `next` gives: its first 20 bytes
+/// (the rest is scratch room for a word's ten characters past the twentieth).
+fn id_chars(mut next: impl FnMut() -> u64) -> [u8; 30] {
+    let mut random = [0u8; 30];
+    let mut n = 0;
+    while n < 20 {
+        // Every draw is written where the next character goes, and kept (the place moved on)
+        // only when it is in the alphabet: no branch per character.
+        let mut bits = next();
         for _ in 0..10 {
             let i = (bits & 63) as usize;
-            if i < ID_CHARS.len() && n < random.len() {
-                random[n] = ID_CHARS[i];
-                n += 1;
-            }
+            random[n] = ID_CHARS[i];
+            n += usize::from(i < ID_ALPHABET);
             bits >>= 6;
         }
     }
-    let random = std::str::from_utf8(&random).unwrap_or_default();
-    GenerationId::from_parts(&["gen-", secs, "-", random])
+    random
 }
 
 /// Which of the optional request headers the meter reads are there, found in one pass over the
@@ -338,5 +347,71 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 62);
+    }
+
+    /// Every character is about as frequent as every other, at every position.
+    #[test]
+    fn generation_id_chars_uniform() {
+        // 40,000 characters: each of the 62 about 645 times (σ ≈ 25).
+        let mut counts = [0u32; 62];
+        let mut by_position = [[0u32; 62]; 20];
+        for _ in 0..2000 {
+            let id = generation_id(0);
+            for (p, c) in id.as_bytes()[6..].iter().enumerate() {
+                let i = ID_CHARS[..ID_ALPHABET]
+                    .iter()
+                    .position(|x| x == c)
+                    .expect("an id character");
+                counts[i] += 1;
+                by_position[p][i] += 1;
+            }
+        }
+        assert!(
+            counts.iter().all(|&n| (450..=850).contains(&n)),
+            "{counts:?}"
+        );
+        // About 32 per position and character (σ ≈ 5.6): none above 100.
+        assert!(
+            by_position.iter().flatten().all(|&n| n <= 100),
+            "{by_position:?}"
+        );
+    }
+
+    /// The characters are those of the draw that tests each six bits in turn and stops at the
+    /// twentieth kept, for any words (rejected bits included).
+    #[test]
+    fn id_chars_as_drawn_one_by_one() {
+        let by_hand = |words: &[u64]| {
+            let mut out = Vec::new();
+            for &w in words {
+                for k in 0..10 {
+                    let i = ((w >> (6 * k)) & 63) as usize;
+                    if i < ID_ALPHABET && out.len() < 20 {
+                        out.push(ID_CHARS[i]);
+                    }
+                }
+            }
+            out
+        };
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut splitmix = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for round in 0..2000 {
+            let mut words: Vec<u64> = (0..4).map(|_| splitmix()).collect();
+            // Runs of rejected bits (62 and 63) in some words.
+            if round % 3 == 0 {
+                words[0] |= 0x0FFF_F000_0000_0FFF;
+            }
+            if round % 5 == 0 {
+                words[1] = u64::MAX;
+            }
+            let mut it = words.iter().copied();
+            let fast = id_chars(|| it.next().expect("enough words"));
+            assert_eq!(&fast[..20], &by_hand(&words)[..], "{words:x?}");
+        }
     }
 }

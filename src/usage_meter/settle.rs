@@ -200,7 +200,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
     if let Some(hold) = ctx.hold.take() {
         hold.settle(cost.total);
     }
-    let t = Timing::new(ctx, obs, now, tokens.completion);
+    let t = Timing::new(ctx.start, obs, now, tokens.completion);
     let usage_missing = reported.is_none();
     record_span(ctx, obs, &tokens, &cost, &t, end);
     if !usage_missing && end == End::Complete && !obs.error {
@@ -227,7 +227,7 @@ pub(crate) fn settle(ctx: &mut Ctx, obs: &mut Obs, end: End) {
         cost: cost.total,
         prompt_cost: cost.prompt,
         completion_cost: cost.completion,
-        latency: now.saturating_duration_since(ctx.start),
+        latency: t.latency,
         ttft: t.ttft,
         generation_time: t.generation_time,
         throughput: t.generation.tokens_per_second(),
@@ -293,6 +293,8 @@ fn record_span(ctx: &Ctx, obs: &Obs, tokens: &TokenUsage, cost: &Cost, t: &Timin
 
 /// The timings of a finished generation.
 struct Timing {
+    /// Request start → the finish.
+    latency: Duration,
     /// Request start → first data event.
     ttft: Option<Duration>,
     /// First data event → the finish.
@@ -302,18 +304,24 @@ struct Timing {
 }
 
 impl Timing {
-    fn new(ctx: &Ctx, obs: &Obs, now: Instant, completion_tokens: u64) -> Self {
-        let ttft = obs
-            .first_data
-            .map(|t| t.saturating_duration_since(ctx.start));
+    /// The timings of a request that started at `start` and finished at `now`.
+    fn new(start: Instant, obs: &Obs, now: Instant, completion_tokens: u64) -> Self {
+        let ttft = obs.first_data.map(|t| t.saturating_duration_since(start));
         let generation_time = obs
             .first_data
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        // With the first data event between them (as it always is), the two parts add up to the
+        // whole exactly: one subtraction fewer.
+        let latency = match (obs.first_data, ttft) {
+            (Some(f), Some(ttft)) if start <= f && f <= now => ttft + generation_time,
+            _ => now.saturating_duration_since(start),
+        };
         let content_time = match (obs.first_content, obs.last_content.unwrap_or(now)) {
             (Some(a), b) => b.saturating_duration_since(a),
             _ => Duration::ZERO,
         };
         Timing {
+            latency,
             ttft,
             generation_time,
             generation: Generation::new(completion_tokens, content_time),
@@ -342,5 +350,40 @@ fn feed_stats(ctx: &Ctx, t: &Timing, now: Instant) {
         ctx.served_latency.or(t.ttft),
     ) {
         stats.record_generation(key, t.generation.ttft(ttft), now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latency is request start → finish, measured, whatever the first data event's time
+    /// (before the start, between, after the finish, or none).
+    #[tokio::test(start_paused = true)]
+    async fn latency_is_start_to_finish() {
+        let base = Instant::now();
+        let at = |ns: u64| base + Duration::from_nanos(ns);
+        let times = [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_000_000_001,
+            2_500_000_007,
+        ];
+        for &s in &times {
+            for &n in &times {
+                let firsts = times.iter().map(|&f| Some(at(f))).chain([None]);
+                for first in firsts {
+                    let obs = Obs {
+                        first_data: first,
+                        ..Obs::default()
+                    };
+                    let t = Timing::new(at(s), &obs, at(n), 0);
+                    let whole = at(n).saturating_duration_since(at(s));
+                    assert_eq!(t.latency, whole, "start {s} first {first:?} now {n}");
+                }
+            }
+        }
     }
 }
