@@ -15,9 +15,9 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use common::{
-    demo_route, drain, empty_answer, fixed, fixed_with_headers, json_answer_1kb, json_upstream,
-    now, once, routed_request, routing_body, sse_upstream, stack_body, stack_catalog,
-    stream_frames, Frames, DEMO,
+    demo_route, drain, empty_answer, fixed, fixed_stream, fixed_with_headers, json_answer_1kb,
+    json_upstream, mock_stream_frames, now, once, routed_request, routing_body, sse_upstream,
+    stack_body, stack_catalog, stack_stream_body, stream_frames, Frames, DEMO,
 };
 use http::Request;
 use http_body_util::Full;
@@ -120,8 +120,24 @@ fn stack(which: &str, n: usize) {
             repeat(n, || rt.block_on(once(&mut svc, &body)))
         }};
     }
+    let stream_body = stack_stream_body();
     match which {
         "bare" => run!(tower::service_fn(fixed)),
+        // A streamed request, answered with the example mock upstream's 22 frames, drained.
+        "bare+stream" => {
+            let mut svc = fixed_stream(mock_stream_frames());
+            repeat(n, || rt.block_on(once(&mut svc, &stream_body)))
+        }
+        "all6+stream" => {
+            let mut svc = ServiceBuilder::new()
+                .layer(
+                    GatewayLayer::new(stack_catalog())
+                        .routing(|r| r.seed(1))
+                        .usage_meter(|u| u.sink(GenerationStore::new(1024))),
+                )
+                .service(fixed_stream(mock_stream_frames()));
+            repeat(n, || rt.block_on(once(&mut svc, &stream_body)))
+        }
         // The upstream answers with a provider's usual headers, which the gateway drops.
         "bare+headers" => run!(tower::service_fn(fixed_with_headers)),
         "all6+headers" => run!(ServiceBuilder::new()
@@ -224,7 +240,7 @@ fn rate_limit(which: &str, n: usize) {
 
 const SCENARIOS: &str = "usage_sse/{bare,metered,observe} usage_json/{bare,metered} \
                          routing/{bare,parse,demo} \
-                         stack/{bare,routing,routing+fallback,all6,all6+subscriber,all6+ledger,bare+headers,all6+headers} \
+                         stack/{bare,routing,routing+fallback,all6,all6+subscriber,all6+ledger,bare+headers,all6+headers,bare+stream,all6+stream} \
                          rate_limit/{bare,off,allowed,refused} \
                          cache/{bare,miss,hit,key1k,key100k}";
 

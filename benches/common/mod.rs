@@ -301,3 +301,46 @@ where
         .to_bytes()
         .len()
 }
+
+// ===== the stack, streamed: the same request with `"stream":true`, a 22-frame answer =====
+
+/// [`stack_body`] asking for a stream.
+pub fn stack_stream_body() -> Bytes {
+    let body = stack_body();
+    let mut v = body[..body.len() - 1].to_vec();
+    v.extend_from_slice(br#","stream":true}"#);
+    Bytes::from(v)
+}
+
+/// The 22 frames of one stream as `examples/mock_upstream.rs` sends them (one event per frame):
+/// 20 content chunks, a finish chunk carrying usage, `[DONE]`.
+pub fn mock_stream_frames() -> VecDeque<Bytes> {
+    let mut frames = VecDeque::with_capacity(22);
+    for i in 0..20 {
+        frames.push_back(Bytes::from(format!(
+            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
+             \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\
+             \"finish_reason\":null}}]}}\n\n"
+        )));
+    }
+    frames.push_back(Bytes::from_static(
+        b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
+\"model\":\"mock-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\
+\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":20,\"total_tokens\":270}}\n\n",
+    ));
+    frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    frames
+}
+
+/// The streamed stack's inner service: `frames` as an event stream, at once.
+pub fn fixed_stream(
+    frames: VecDeque<Bytes>,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Frames>, Error = Infallible> + Clone {
+    tower::service_fn(move |_req: Request<Full<Bytes>>| {
+        let res = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Frames(frames.clone()))
+            .unwrap();
+        std::future::ready(Ok(res))
+    })
+}

@@ -35,7 +35,7 @@ enum Kind<B> {
 
 pub(crate) struct StreamBody<B> {
     pub(crate) body: Option<Pin<Box<B>>>,
-    pub(crate) held: VecDeque<Bytes>,
+    pub(crate) held: Held,
     pub(crate) watch: Watch,
     pub(crate) provider_name: String,
     pub(crate) recorder: Recorder,
@@ -44,6 +44,44 @@ pub(crate) struct StreamBody<B> {
     pub(crate) translate: Option<Box<dyn StreamReader>>,
     pub(crate) framer: Framer,
     pub(crate) idle: Idle,
+}
+
+/// The frames held while a stream waited for its first content, then error chunks queued: most
+/// often the one frame that had it, kept without a queue's allocation.
+#[derive(Default)]
+pub(crate) struct Held {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
+}
+
+impl Held {
+    /// Holds `b` after the others.
+    #[inline]
+    pub(crate) fn push_back(&mut self, b: Bytes) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(b);
+        } else {
+            self.rest.push_back(b);
+        }
+    }
+
+    /// The first frame held, taken.
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// True if nothing is held.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    /// How many frames are held.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
 }
 
 /// The stream idle timeout: when the upstream's silence began, and a timer armed only when the
@@ -209,6 +247,11 @@ pub(crate) fn observe(
     data: Bytes,
 ) -> Bytes {
     let Some(t) = translate else {
+        if framer.pending.is_empty() && watch.usual_frame(&data) {
+            // The usual frame: one whole good event, nothing held before it. Sent on as it is,
+            // as `cut` would.
+            return data;
+        }
         watch.feed(&data);
         return framer.cut(data, watch);
     };
@@ -317,10 +360,10 @@ pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes
         metadata["provider_code"] = code.clone();
     }
     let v = serde_json::json!({
-        "id": watch.id.as_deref().unwrap_or("gen-fallback"),
+        "id": watch.id().unwrap_or("gen-fallback"),
         "object": "chat.completion.chunk",
         "created": watch.created.unwrap_or(0),
-        "model": watch.model.as_deref().unwrap_or(""),
+        "model": watch.model().unwrap_or(""),
         "provider": provider,
         "error": {"code": 502, "message": message, "metadata": metadata},
         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],

@@ -2,7 +2,6 @@
 //! its first content. Each reader is the data of one state of the
 //! [`ResponseFuture`](super::ResponseFuture).
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use http_body::Body;
 use tokio::time::Instant;
 
-use super::body::{observe, Framer, Idle, Recorder, StreamBody};
+use super::body::{observe, Framer, Held, Idle, Recorder, StreamBody};
 use super::sse::{Phase, Watch};
 use crate::body::{Frames, Gather};
 use crate::catalog::EndpointKey;
@@ -135,7 +134,7 @@ where
     ) -> Self {
         let stream = StreamBody {
             body: Some(Box::pin(body)),
-            held: VecDeque::new(),
+            held: Held::default(),
             watch: Watch::new(),
             provider_name: String::new(),
             recorder: Recorder::disarmed(key),

@@ -48,9 +48,8 @@ pub(crate) struct Watch {
     has_data: bool,
     pub(crate) phase: Phase,
     pub(crate) failed: Option<PreContentFailure>,
-    /// `id` and `model` of the first content event, for the error chunk.
-    pub(crate) id: Option<String>,
-    pub(crate) model: Option<String>,
+    /// `created` of the first content event, for the error chunk (its `id` and `model` are
+    /// [`learned`](Self::learned)).
     pub(crate) created: Option<i64>,
     /// The `code` of an in-band error after content (a number or a short token), for the
     /// gateway's error chunk.
@@ -58,10 +57,8 @@ pub(crate) struct Watch {
     /// The end of the last complete event in the bytes of the last [`feed`](Self::feed) (the
     /// bytes after it belong to an event not finished yet, or to a bad one).
     last_end: Option<usize>,
-    /// The usual event after content, once learned: tried first on the first content event's
-    /// (the usual one, most often), learned from the next event read whole when that one did not
-    /// fit, then kept.
-    shape: Option<Shape>,
+    /// The usual event's shape and the first content event's `id` and `model`.
+    learned: Learned,
     /// The shape is the first content event's and has not fit an event yet.
     tentative: bool,
 }
@@ -150,14 +147,22 @@ impl Watch {
             has_data: false,
             phase: Phase::Waiting,
             failed: None,
-            id: None,
-            model: None,
             created: None,
             upstream_code: None,
             last_end: None,
-            shape: None,
+            learned: Learned::default(),
             tentative: false,
         }
+    }
+
+    /// `id` of the first content event, for the error chunk.
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.learned.text(self.learned.id.clone())
+    }
+
+    /// `model` of the first content event, for the error chunk.
+    pub(crate) fn model(&self) -> Option<&str> {
+        self.learned.text(self.learned.model.clone())
     }
 
     /// True after content when the stream turned bad: an in-band error or an invalid event.
@@ -194,12 +199,11 @@ impl Watch {
         if !self.live() {
             return;
         }
+        if self.usual_frame(bytes) {
+            self.last_end = Some(bytes.len());
+            return;
+        }
         if !self.has_data && self.lines.at_line_start() {
-            if self.usual_event(bytes) {
-                self.last_end = Some(bytes.len());
-                self.tentative = false;
-                return;
-            }
             if let Some(data) = one_data_event(bytes) {
                 self.event(data);
                 if self.live() || self.phase == Phase::Done {
@@ -218,12 +222,25 @@ impl Watch {
         self.lines = lines;
     }
 
-    /// True if `bytes`, at the start of a line with no event pending, is one whole event that the
-    /// line scan would find good without a look at anything but its string: `data: `, the learned
-    /// [`Shape`] (around a string), a blank line. Most upstreams send one event per frame; such a
-    /// frame then costs the shape's check, not a line scan and a copy of its data.
-    fn usual_event(&self, bytes: &[u8]) -> bool {
-        self.phase == Phase::Started && self.shape.as_ref().is_some_and(|s| s.fits_frame(bytes))
+    /// True if `frame`, coming at the start of a line with no event pending, is one whole event
+    /// that the line scan would find good without a look at anything but its string: `data: `,
+    /// the learned [`Shape`] (around a string), a blank line. Most upstreams send one event per
+    /// frame; such a frame then costs the shape's check, not a line scan and a copy of its data.
+    ///
+    /// When true, the frame is read: it is what [`feed`](Self::feed) then
+    /// [`take_end`](Self::take_end) read as one good event ending at `frame.len()`, and nothing
+    /// else changes. When false, nothing changed: the frame is to be fed.
+    #[inline]
+    pub(crate) fn usual_frame(&mut self, frame: &[u8]) -> bool {
+        let usual = self.phase == Phase::Started
+            && !self.has_data
+            && self.lines.at_line_start()
+            && self.learned.fits_frame(frame);
+        if usual {
+            self.tentative = false;
+            self.last_end = None;
+        }
+        usual
     }
 
     /// The body ended: a last unterminated line or event is taken as complete.
@@ -298,12 +315,11 @@ impl Watch {
                     Some(f) => {
                         if f.content {
                             self.phase = Phase::Started;
-                            self.id = f.id.map(Cow::into_owned);
-                            self.model = f.model.map(Cow::into_owned);
                             self.created = f.created;
                             // The first content event's shape, tried on the next event.
-                            self.shape = hole.map(|h| Shape::around(trimmed, h));
-                            self.tentative = self.shape.is_some();
+                            let names = (f.id.as_deref(), f.model.as_deref());
+                            self.tentative = hole.is_some();
+                            self.learned.first(trimmed, hole, names);
                         }
                     }
                     None => self.fail(PreContentFailure::Invalid),
@@ -312,14 +328,18 @@ impl Watch {
             // Every event after content is checked to be JSON (the parse skips what it does not
             // name) and for a top-level `error`.
             Phase::Started => {
-                if self.shape.as_ref().is_some_and(|s| s.fits(trimmed)) {
+                if self.learned.fits(trimmed) {
                     self.tentative = false;
                     return;
                 }
-                if let Some(hole) = skim_event(trimmed) {
-                    if self.shape.is_none() || std::mem::take(&mut self.tentative) {
-                        self.shape = hole.map(|h| Shape::around(trimmed, h));
+                // The next event's shape is learned when the first's did not fit it (or none was).
+                if self.learned.shape.is_none() || self.tentative {
+                    if let Some(hole) = skim_event(trimmed) {
+                        self.tentative = false;
+                        self.learned.relearn(trimmed, hole);
+                        return;
                     }
+                } else if self.learned.error_free(trimmed) {
                     return;
                 }
                 match serde_json::from_slice::<ErrorOnly<'_>>(trimmed) {
@@ -342,13 +362,13 @@ impl Watch {
 }
 
 /// What an event before content tells: whether it has a non-null `error`, whether it bears content
-/// (see [`Chunk::has_content`]), and its `id`, `model` and `created`.
+/// (see [`Chunk::has_content`]), and its `id`, `model` (their text, UTF-8) and `created`.
 #[derive(Debug, Default, PartialEq)]
 struct First<'a> {
     error: bool,
     content: bool,
-    id: Option<Cow<'a, str>>,
-    model: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, [u8]>>,
+    model: Option<Cow<'a, [u8]>>,
     created: Option<i64>,
 }
 
@@ -360,10 +380,18 @@ impl<'a> First<'a> {
         Some(First {
             error: nonnull(c.error),
             content: c.has_content(),
-            id: c.id,
-            model: c.model,
+            id: c.id.map(bytes),
+            model: c.model.map(bytes),
             created: c.created,
         })
+    }
+}
+
+/// A text's bytes.
+fn bytes(s: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match s {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     }
 }
 
@@ -373,28 +401,35 @@ fn once(seen: &mut u8, bit: u8) -> Option<()> {
     (*seen & bit == 0).then(|| *seen |= bit)
 }
 
-/// A string-or-null member as serde reads an `Option<Cow<str>>`; `None` (give up) for another
+/// True for a string-or-null member that is a non-empty string; `None` (give up) for another
 /// type or a string with escapes.
-fn plain_text(d: &[u8], at: usize, end: usize) -> Option<Option<Cow<'_, str>>> {
-    match skim::plain_bytes(&d[at..end])? {
-        None => Some(None),
-        Some(s) => Some(Some(Cow::Borrowed(std::str::from_utf8(s).ok()?))),
-    }
-}
-
-/// True for a string-or-null member that is a non-empty string; `None` as [`plain_text`].
 fn nonempty_text(d: &[u8], at: usize, end: usize) -> Option<bool> {
     Some(skim::plain_bytes(&d[at..end])?.is_some_and(|s| !s.is_empty()))
 }
 
-/// A number member as serde reads an `i64`; `None` (give up) for a fraction, an exponent, a value
-/// out of range, or `-0` (which serde_json reads as a float).
-fn integer(d: &[u8], at: usize, end: usize) -> Option<i64> {
-    let t = skim::text(d, at..end)?;
-    if t.starts_with("-0") {
+/// A number member `t` (as the skimmer found it) as serde reads an `i64`; `None` (give up) for a
+/// fraction, an exponent, a value out of range, or `-0` (which serde_json reads as a float).
+fn integer(t: &[u8]) -> Option<i64> {
+    let (negative, digits) = match t.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() || (negative && digits[0] == b'0') {
         return None;
     }
-    t.parse().ok()
+    // Counted down: `i64::MIN` has no positive twin.
+    let mut n: i64 = 0;
+    for c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
+    }
+    if negative {
+        Some(n)
+    } else {
+        n.checked_neg()
+    }
 }
 
 /// Reads an event before content with the strict skimmer: what [`First::parse`] reads, when the
@@ -405,12 +440,13 @@ fn integer(d: &[u8], at: usize, end: usize) -> Option<i64> {
 ///
 /// With it, where its first `choices[i].delta.content` string is (quotes included), as
 /// [`skim_event`] finds it, if it has one and no `error` member.
-fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Range<usize>>)> {
+fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Hole>)> {
     if d.first() != Some(&b'{') {
         return None;
     }
     let mut f = First::default();
     let mut hole = None;
+    let mut member = 0;
     let mut seen = 0;
     let end = skim::members(d, 0, 0, |key, at| {
         let bit = match key {
@@ -424,14 +460,26 @@ fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Range<usize>>)> {
         };
         once(&mut seen, bit)?;
         if bit == 16 && d.get(at) == Some(&b'[') {
+            member = key_start(d, key);
             return skim::elements(d, at, 1, |i| first_choice(d, i, &mut f.content, &mut hole));
+        }
+        if bit & 3 != 0 && d.get(at) == Some(&b'"') {
+            let (end, escaped) = skim::string(d, at)?;
+            // A string with escapes goes to serde (which unescapes it).
+            if escaped {
+                return None;
+            }
+            // UTF-8: the skimmer checked it.
+            let text = Cow::Borrowed(&d[at + 1..end - 1]);
+            *(if bit == 1 { &mut f.id } else { &mut f.model }) = Some(text);
+            return Some(end);
         }
         let end = skim::value(d, at, 1)?;
         let nonnull = &d[at..end] != b"null";
         match bit {
-            1 => f.id = plain_text(d, at, end)?,
-            2 => f.model = plain_text(d, at, end)?,
-            4 if nonnull => f.created = Some(integer(d, at, end)?),
+            // Neither a string nor null: serde refuses it.
+            1 | 2 if nonnull => return None,
+            4 if nonnull => f.created = Some(integer(&d[at..end])?),
             8 => f.error = nonnull,
             16 if nonnull => return None,
             32 => f.content |= nonnull,
@@ -440,7 +488,21 @@ fn skim_first(d: &[u8]) -> Option<(First<'_>, Option<Range<usize>>)> {
         Some(end)
     })?;
     let hole = hole.filter(|_| seen & 8 == 0);
-    (end == d.len()).then_some((f, hole))
+    (end == d.len()).then_some((f, hole.map(|string| Hole { string, member })))
+}
+
+/// Where an event's first `choices[i].delta.content` string is (quotes included), and where the
+/// top-level member holding it begins (the opening quote of its key).
+#[derive(Clone, Debug, PartialEq)]
+struct Hole {
+    string: Range<usize>,
+    member: usize,
+}
+
+/// Where `key`, a key the skimmer found in `d` (a slice of it, unescaped), begins: its opening
+/// quote.
+fn key_start(d: &[u8], key: &[u8]) -> usize {
+    key.as_ptr() as usize - d.as_ptr() as usize - 1
 }
 
 /// Skims one element of `choices` before content, as serde reads a [`Choice`]: `content` is set
@@ -516,20 +578,44 @@ fn first_delta(
 /// `None` sends the event to serde, which decides as before: anything the skimmer gives up on (an
 /// escaped key, deep nesting), any `error` member (even `null`, and serde refuses one given
 /// twice), a top-level array (which serde reads into a struct), bad JSON or bad UTF-8.
-fn skim_event(d: &[u8]) -> Option<Option<Range<usize>>> {
+fn skim_event(d: &[u8]) -> Option<Option<Hole>> {
     // The skimmer checks UTF-8 too (see `skim`).
     if d.first() != Some(&b'{') {
         return None;
     }
-    let mut hole = None;
+    let (mut hole, mut member) = (None, 0);
     let end = skim::members(d, 0, 0, |key, at| match key {
         b"error" => None,
         b"choices" if d.get(at) == Some(&b'[') => {
-            skim::elements(d, at, 1, |i| choice(d, i, &mut hole))
+            let found = hole.is_some();
+            let end = skim::elements(d, at, 1, |i| choice(d, i, &mut hole));
+            if !found && hole.is_some() {
+                member = key_start(d, key);
+            }
+            end
         }
         _ => skim::value(d, at, 1),
     })?;
-    (end == d.len()).then_some(hole)
+    (end == d.len()).then_some(hole.map(|string| Hole { string, member }))
+}
+
+/// True if `d` is a JSON object without an `error` member: what `skim_event(d).is_some()` tells,
+/// without looking for a content string. `members`, when `d` starts with it, is taken as read:
+/// the bytes of a learned event up to its content's member (`{` and whole members, none named
+/// `error`, which the skimmer read there as it would here).
+fn skim_error_free(d: &[u8], members: &[u8]) -> bool {
+    let member = |key: &[u8], at| match key {
+        b"error" => None,
+        _ => skim::value(d, at, 1),
+    };
+    let end = if members.len() > 1 && d.starts_with(members) {
+        skim::resume_members(d, 0, 0, Some(members.len()), member)
+    } else if d.first() == Some(&b'{') {
+        skim::members(d, 0, 0, member)
+    } else {
+        None
+    };
+    end == Some(d.len())
 }
 
 /// Skims one element of `choices`, noting where its `delta.content` string is.
@@ -549,22 +635,43 @@ fn choice(d: &[u8], i: usize, hole: &mut Option<Range<usize>>) -> Option<usize> 
     })
 }
 
+/// What a stream's first events taught the watch, kept in one buffer (one allocation per
+/// stream): the usual event's [`Shape`], and the first content event's `id` and `model`.
+#[derive(Debug, Default)]
+struct Learned {
+    /// The shape's pieces as the usual frame carries them ([`FRAME_HEAD`], the prefix, the
+    /// suffix, [`FRAME_TAIL`]) when one is learned, then the `id` and the `model`.
+    buf: Vec<u8>,
+    /// The usual event after content, once learned: tried first on the first content event's
+    /// (the usual one, most often), learned from the next event read whole when that one did not
+    /// fit, then kept.
+    shape: Option<Shape>,
+    /// Where the `id` and `model` begin in the buffer (after the shape's pieces, if any).
+    names: usize,
+    id: Option<Range<usize>>,
+    model: Option<Range<usize>>,
+}
+
 /// The usual event after content, learned from the first content event (read by [`skim_first`])
 /// or from the first event after it that [`skim_event`] read whole: its bytes before the content
-/// string and after it. Chunks from one serializer repeat both, and a
-/// later event made of the same two pieces around another string is as good as that one (a JSON
-/// object without `error`) without being read again: only its string is checked.
+/// string and after it. Chunks from one serializer repeat both, and a later event made of the
+/// same two pieces around another string is as good as that one (a JSON object without `error`)
+/// without being read again: only its string is checked.
 ///
-/// Kept as the usual frame carries it, `data: `, the prefix, the suffix and a blank line, so that
-/// such a frame is checked as it comes (see [`Shape::fits_frame`]).
-#[derive(Debug)]
+/// Kept as the usual frame carries it, `data: `, the prefix, the suffix and a blank line (at the
+/// start of [`Learned::buf`]), so that such a frame is checked as it comes (see
+/// [`Learned::fits_frame`]).
+#[derive(Clone, Copy, Debug)]
 struct Shape {
-    /// [`FRAME_HEAD`], the prefix, the suffix, [`FRAME_TAIL`].
-    framed: Vec<u8>,
-    /// Where the string goes in `framed`: the end of the prefix.
+    /// Where the string goes in the framed pieces: the end of the prefix.
     split: usize,
+    /// The end of the framed pieces.
+    end: usize,
     /// True if neither piece has a line end (`\n` or `\r`).
     one_line: bool,
+    /// Where, in the prefix, the top-level member holding the string begins: the prefix up to
+    /// there is `{` and whole members, none named `error` (see [`skim_error_free`]).
+    member: usize,
 }
 
 /// What a frame carrying one `data:` line has before its data.
@@ -572,41 +679,113 @@ const FRAME_HEAD: &[u8] = b"data: ";
 /// What a frame carrying one whole event ends with: the line end of its data line, a blank line.
 const FRAME_TAIL: &[u8] = b"\n\n";
 
-impl Shape {
-    fn around(d: &[u8], hole: Range<usize>) -> Shape {
-        let (prefix, suffix) = (&d[..hole.start], &d[hole.end..]);
-        let framed = [FRAME_HEAD, prefix, suffix, FRAME_TAIL].concat();
+impl Learned {
+    /// The first content event `d` (whose content string, if any, is at `hole`), and its `id` and
+    /// `model`: the buffer is made once, at its size.
+    fn first(&mut self, d: &[u8], hole: Option<Hole>, names: (Option<&[u8]>, Option<&[u8]>)) {
+        let framed = |h: &Hole| FRAME_HEAD.len() + d.len() - h.string.len() + FRAME_TAIL.len();
+        let len = |s: Option<&[u8]>| s.map_or(0, <[u8]>::len);
+        let size = hole.as_ref().map_or(0, framed) + len(names.0) + len(names.1);
+        self.buf = Vec::with_capacity(size);
+        self.shape = hole.map(|h| self.push_shape(d, h));
+        self.names = self.buf.len();
+        self.id = names.0.map(|s| self.push(s));
+        self.model = names.1.map(|s| self.push(s));
+    }
+
+    /// Learns the shape of `d`, an event after content whose content string, if any, is at
+    /// `hole` (none: no shape); the `id` and `model` are kept.
+    fn relearn(&mut self, d: &[u8], hole: Option<Hole>) {
+        let Some(hole) = hole else {
+            // The pieces of the shape dropped stay in the buffer, unused.
+            self.shape = None;
+            return;
+        };
+        let old = self.names;
+        let names = std::mem::take(&mut self.buf).split_off(old);
+        self.buf = Vec::with_capacity(FRAME_HEAD.len() + d.len() + FRAME_TAIL.len() + names.len());
+        self.shape = Some(self.push_shape(d, hole));
+        let new = self.buf.len();
+        self.names = new;
+        self.buf.extend_from_slice(&names);
+        let moved = |r: &mut Option<Range<usize>>| {
+            if let Some(r) = r {
+                *r = r.start - old + new..r.end - old + new;
+            }
+        };
+        moved(&mut self.id);
+        moved(&mut self.model);
+    }
+
+    /// Appends the shape of `d` around `hole`, framed, to the (empty) buffer.
+    fn push_shape(&mut self, d: &[u8], hole: Hole) -> Shape {
+        let (prefix, suffix) = (&d[..hole.string.start], &d[hole.string.end..]);
         let line_end = |p: &[u8]| memchr::memchr2(b'\n', b'\r', p).is_some();
+        self.buf.extend_from_slice(FRAME_HEAD);
+        self.buf.extend_from_slice(prefix);
+        let split = self.buf.len();
+        self.buf.extend_from_slice(suffix);
+        self.buf.extend_from_slice(FRAME_TAIL);
         Shape {
-            framed,
-            split: FRAME_HEAD.len() + prefix.len(),
+            split,
+            end: self.buf.len(),
+            member: hole.member,
             one_line: !line_end(prefix) && !line_end(suffix),
         }
     }
 
-    /// The event's bytes before the content string.
+    /// Appends `s` to the buffer; where it is.
+    fn push(&mut self, s: &[u8]) -> Range<usize> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(s);
+        start..self.buf.len()
+    }
+
+    /// The text at `r` (copied from a text: UTF-8).
+    fn text(&self, r: Option<Range<usize>>) -> Option<&str> {
+        std::str::from_utf8(&self.buf[r?]).ok()
+    }
+
+    /// The shape's framed pieces: `data: ` and the prefix, the suffix and a blank line.
+    #[inline]
+    fn framed(&self) -> Option<(&[u8], &[u8])> {
+        let s = self.shape?;
+        Some((&self.buf[..s.split], &self.buf[s.split..s.end]))
+    }
+
+    /// The learned event's bytes before the content string (empty if none is learned).
     fn prefix(&self) -> &[u8] {
-        &self.framed[FRAME_HEAD.len()..self.split]
+        self.framed()
+            .map_or(&[], |(head, _)| &head[FRAME_HEAD.len()..])
     }
 
-    /// The event's bytes after the content string.
+    /// The learned event's bytes after the content string (empty if none is learned).
     fn suffix(&self) -> &[u8] {
-        &self.framed[self.split..self.framed.len() - FRAME_TAIL.len()]
+        self.framed()
+            .map_or(&[], |(_, tail)| &tail[..tail.len() - FRAME_TAIL.len()])
     }
 
-    /// True if `d` is the prefix, a JSON string (valid escapes, valid UTF-8: the skimmer checks
-    /// both), then the suffix.
+    /// True if `d` is a JSON object without an `error` member (see [`skim_error_free`]), read from
+    /// the learned shape's top-level members before its content's when `d` has them too.
+    fn error_free(&self, d: &[u8]) -> bool {
+        let members = self.shape.map_or(&[][..], |s| &self.prefix()[..s.member]);
+        skim_error_free(d, members)
+    }
+
+    /// True if a shape is learned and `d` is its prefix, a JSON string (valid escapes, valid
+    /// UTF-8: the skimmer checks both), then its suffix.
     fn fits(&self, d: &[u8]) -> bool {
-        around_string(d, self.prefix(), self.suffix())
+        self.shape.is_some() && around_string(d, self.prefix(), self.suffix())
     }
 
     /// True if `frame` is `data: `, an event that [`fits`](Self::fits), then a blank line, with no
     /// other line end: one data line and a blank line, whose data is taken as is (the prefix
     /// starts with `{`, the suffix ends with `}`: no whitespace to trim). A JSON string has no
     /// raw control character, so when neither piece has a line end, no line ends inside.
+    #[inline]
     fn fits_frame(&self, frame: &[u8]) -> bool {
-        let (head, tail) = self.framed.split_at(self.split);
-        self.one_line && around_string(frame, head, tail)
+        let Some(s) = self.shape else { return false };
+        s.one_line && around_string(frame, &self.buf[..s.split], &self.buf[s.split..s.end])
     }
 }
 
@@ -723,7 +902,11 @@ mod tests {
     #[test]
     fn the_usual_event_skips_serde_and_the_rest_goes_to_it() {
         let chunk = br#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi \"x\""},"finish_reason":null}],"usage":null}"#;
-        assert_eq!(skim_event(chunk), Some(Some(85..95)));
+        let hole = Hole {
+            string: 85..95,
+            member: 44,
+        };
+        assert_eq!(skim_event(chunk), Some(Some(hole)));
         assert_eq!(skim_event(b"{}"), Some(None));
         for d in [
             &br#"{"error":null}"#[..],
@@ -739,12 +922,63 @@ mod tests {
         }
     }
 
+    /// The first content event's `id` and `model` are kept while the shape is learned again, and
+    /// dropped, and learned again.
+    #[test]
+    fn the_names_outlive_the_shapes() {
+        let first = &br#"{"id":"c\u0031","model":"m","choices":[{"delta":{"content":"a"}}]}"#[..];
+        let x = br#"{"choices":[{"delta":{"content":"b"}}],"x":1}"#;
+        let tool = br#"{"choices":[{"delta":{"tool_calls":[{"id":"t"}]}}]}"#;
+        let y = br#"{"choices":[{"delta":{"content":"c"}}],"y":[]}"#;
+        for (events, suffix) in [
+            (&[first, x, tool, y][..], &br#"}}],"x":1}"#[..]),
+            (&[first, tool, y, x, y], br#"}}],"y":[]}"#),
+        ] {
+            let mut w = Watch::new();
+            for d in events {
+                w.feed(&[b"data: ", *d, b"\n\n"].concat());
+                assert_eq!(
+                    (w.phase, w.id(), w.model()),
+                    (Phase::Started, Some("c1"), Some("m"))
+                );
+            }
+            assert_eq!(w.learned.suffix(), suffix);
+        }
+    }
+
+    /// A number as serde reads an `i64`, wherever [`integer`] reads one.
+    #[test]
+    fn integers_read_as_serde_reads_them() {
+        for t in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "1700000000",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+            "1.5",
+            "-0.0",
+            "1e3",
+            "-1E-3",
+            "10",
+        ] {
+            let serde = serde_json::from_str::<i64>(t).ok();
+            assert_eq!(integer(t.as_bytes()), serde, "{t}");
+        }
+    }
+
     const CHUNK: &[u8] =
         br#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
 
-    fn shape() -> Shape {
+    fn shape() -> Learned {
         let hole = skim_event(CHUNK).flatten().expect("a content string");
-        Shape::around(CHUNK, hole)
+        let mut learned = Learned::default();
+        learned.first(CHUNK, Some(hole), (None, None));
+        learned
     }
 
     #[test]
@@ -783,7 +1017,7 @@ mod tests {
         let mut w = Watch::new();
         w.feed(&event(CHUNK));
         w.feed(&event(CHUNK));
-        assert!(w.shape.is_some());
+        assert!(w.learned.shape.is_some());
         assert_eq!(w.phase, Phase::Started);
         w.feed(&event(
             br#"{"id":"c1","error":{"code":502,"message":"down"}}"#,
@@ -922,6 +1156,33 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Whether an event is a JSON object without `error` is told alike by the skim that
+        /// looks for its content string and by the one that resumes after the learned event's
+        /// members (the events here start with them half the time).
+        #[test]
+        fn the_error_free_skim_reads_as_skim_event(d in first_event(), resumed in any::<bool>()) {
+            let s = shape();
+            let members = &s.prefix()[..s.shape.unwrap().member];
+            prop_assert_eq!(members, br#"{"id":"c1","#);
+            let d = match d.split_first() {
+                Some((b'{', rest)) if resumed => [members, rest].concat(),
+                _ => d,
+            };
+            prop_assert_eq!(skim_error_free(&d, members), skim_event(&d).is_some(), "{}", String::from_utf8_lossy(&d));
+            prop_assert_eq!(s.error_free(&d), skim_event(&d).is_some());
+            prop_assert_eq!(skim_error_free(&d, b""), skim_event(&d).is_some());
+        }
+
+        /// A number as serde reads an `i64`, wherever [`integer`] reads one.
+        #[test]
+        fn any_integer_reads_as_serde_reads_it(t in "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,2})?([eE][+-]?[0-9]{1,2})?") {
+            prop_assert_eq!(integer(t.as_bytes()), serde_json::from_str::<i64>(&t).ok(), "{}", t);
+        }
+    }
+
+    proptest! {
 
         /// An event the learned shape takes is one serde takes, without an error.
         #[test]
@@ -988,7 +1249,7 @@ mod tests {
                 at = c;
             }
             prop_assert_eq!(w.phase, Phase::Done);
-            prop_assert_eq!(w.id.as_deref(), Some("c1"));
+            prop_assert_eq!(w.id(), Some("c1"));
         }
     }
 
@@ -999,7 +1260,7 @@ mod tests {
     fn sse_events() -> impl Strategy<Value = Vec<Vec<u8>>> {
         // The usual frame (a content chunk, `data: `, LF line ends, nothing else) most often.
         let event = (
-            0u8..10,
+            0u8..13,
             "[a-z \"\\\\é]{0,6}",
             prop::sample::select(vec!["\n", "\n", "\n", "\n", "\r\n", "\r"]),
             0u8..4,
@@ -1017,6 +1278,10 @@ mod tests {
                     6 => r#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#.to_owned(),
                     7 => r#"{"id":"c1","error":{"code":502,"message":"down"}}"#.to_owned(),
                     8 => format!("{{nope {word}"),
+                    // The usual chunk's members before `choices`, then others: read from there.
+                    10 => r#"{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"total_tokens":3}}"#.to_owned(),
+                    11 => r#"{"id":"c1","object":"chat.completion.chunk","model":"m","error":{"code":"server_error"},"choices":[]}"#.to_owned(),
+                    12 => format!(r#"{{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{word}]}}"#),
                     _ => "[DONE]".to_owned(),
                 };
                 let colon = if colon == 0 { "data:" } else { "data: " };
@@ -1053,7 +1318,7 @@ mod tests {
     );
 
     fn seen(w: &Watch, end: Option<usize>) -> Seen {
-        let (id, model) = (w.id.clone(), w.model.clone());
+        let (id, model) = (w.id().map(str::to_owned), w.model().map(str::to_owned));
         (
             w.phase,
             w.failed,
