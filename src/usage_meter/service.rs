@@ -349,15 +349,26 @@ mod tests {
         assert_eq!(seen.len(), 62);
     }
 
-    /// Every character is about as frequent as every other, at every position.
+    /// A seeded SplitMix64: the tests' random words, the same on every run.
+    fn splitmix(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
+    /// Every character is about as frequent as every other, at every position (seeded words).
     #[test]
     fn generation_id_chars_uniform() {
         // 40,000 characters: each of the 62 about 645 times (σ ≈ 25).
         let mut counts = [0u32; 62];
         let mut by_position = [[0u32; 62]; 20];
+        let mut next = splitmix(7);
         for _ in 0..2000 {
-            let id = generation_id(0);
-            for (p, c) in id.as_bytes()[6..].iter().enumerate() {
+            let chars = id_chars(&mut next);
+            for (p, c) in chars[..20].iter().enumerate() {
                 let i = ID_CHARS[..ID_ALPHABET]
                     .iter()
                     .position(|x| x == c)
@@ -393,15 +404,9 @@ mod tests {
             }
             out
         };
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut splitmix = move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let z = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut next = splitmix(0x9E37_79B9_7F4A_7C15);
         for round in 0..2000 {
-            let mut words: Vec<u64> = (0..4).map(|_| splitmix()).collect();
+            let mut words: Vec<u64> = (0..4).map(|_| next()).collect();
             // Runs of rejected bits (62 and 63) in some words.
             if round % 3 == 0 {
                 words[0] |= 0x0FFF_F000_0000_0FFF;
