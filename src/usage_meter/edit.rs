@@ -675,10 +675,11 @@ impl Handler<'_> {
         let raw_suffix = [suffix, b"\n\n"].concat();
         let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
         if self.ctx.rewrite {
-            // Room for every rule's replacement: the rewrites then allocate exactly once.
+            // Room for every rule's replacement, allocated as a `Vec` is (no reservation of
+            // `BytesMut`'s own): the rewrites then never reallocate.
             let added: usize = self.st.rules.iter().map(Rule::replacement_len).sum();
-            rewritten_prefix.reserve(raw_prefix.len() + added);
-            rewritten_suffix.reserve(raw_suffix.len() + added);
+            rewritten_prefix = BytesMut::with_capacity(raw_prefix.len() + added);
+            rewritten_suffix = BytesMut::with_capacity(raw_suffix.len() + added);
             let hints: ArrayVec<usize, MAX_RULES> = self.st.rules.iter().map(|r| r.hint).collect();
             let in_prefix = self.st.rewrite_by_rules(&raw_prefix, &mut rewritten_prefix);
             let in_suffix = self.st.rewrite_by_rules(&raw_suffix, &mut rewritten_suffix);
