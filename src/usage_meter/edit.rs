@@ -30,7 +30,7 @@ use super::reading::read_into;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{splice, AnswerReading, Piece, Pieces};
+use crate::route::{splice, write_json_str, AnswerReading, Piece, Pieces};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -250,52 +250,96 @@ fn wire_usage(skimmed: Option<WireUsage>, raw: json::Raw<'_>) -> Option<WireUsag
     skimmed.or_else(|| WireUsage::read(raw.get()))
 }
 
+/// A member of a stream's first event that a [`Rule`] rewrites: its key, its span from the key
+/// (the value alone if the key is not found before it), where its value starts, and the new value.
+type Learned<'c> = (
+    &'static str,
+    Range<usize>,
+    usize,
+    Pieces<'c, { json::PIECES }>,
+);
+
+/// The bytes `pieces` write (exact, but for a quoted text that needs escapes).
+fn pieces_len(pieces: &Pieces<'_, { json::PIECES }>) -> usize {
+    let len = |p: &Piece<'_>| match p {
+        Piece::Empty => 0,
+        Piece::Raw(b) => b.len(),
+        Piece::Quoted(s) => s.len() + 2,
+    };
+    pieces.as_ref().iter().map(len).sum()
+}
+
+/// Appends `pieces` to `out`, as [`splice`] writes them.
+fn write_pieces(out: &mut Vec<u8>, pieces: &[Piece<'_>]) {
+    for p in pieces {
+        match p {
+            Piece::Empty => {}
+            Piece::Raw(b) => out.extend_from_slice(b),
+            Piece::Quoted(s) => write_json_str(out, s),
+        }
+    }
+}
+
 /// The most [`Rule`]s a stream learns: one per member it rewrites (`id`, `model`, `provider`,
 /// `service_tier`).
 const MAX_RULES: usize = 4;
 
 /// A byte-pattern replacement learned from the first event of a stream: the member as the
-/// upstream wrote it (`"id":"…"`) and what replaces it, in one buffer.
+/// upstream wrote it (`"id":"…"`) and what replaces it, both in the stream's
+/// [`StreamEdits::rule_bytes`] (one buffer for all its rules).
 struct Rule {
-    /// The member's bytes, then the replacement's.
-    bytes: Vec<u8>,
-    /// The member's length: where the replacement starts in `bytes`.
+    /// Where the member's bytes start in the buffer; the replacement's follow them.
+    start: usize,
+    /// The member's length.
     needle_len: usize,
+    /// Where the replacement ends in the buffer.
+    end: usize,
     /// Where the pattern was found in the previous event: chunks from one serializer put the
     /// member at the same offset, so a comparison there usually saves the search.
     hint: usize,
-    /// The member's searcher, built on the first search of a long event (see [`Rule::find`]);
-    /// boxed, as most streams never build it and a `Finder` is large.
-    finder: Option<Box<Finder<'static>>>,
+    /// The searcher of the member's quoted key, which the member starts with (shared by every
+    /// stream: none is built per stream); `None` when the member is its value alone (a key
+    /// written with escapes).
+    key: Option<&'static Finder<'static>>,
 }
 
 impl Rule {
-    /// The member's bytes, as the upstream wrote them.
-    fn needle(&self) -> &[u8] {
-        &self.bytes[..self.needle_len]
+    /// The member's bytes, as the upstream wrote them (`bytes`: the rules' buffer).
+    fn needle<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        &bytes[self.start..self.start + self.needle_len]
     }
 
-    /// What replaces the member.
-    fn replacement(&self) -> &[u8] {
-        &self.bytes[self.needle_len..]
+    /// What replaces the member (`bytes`: the rules' buffer).
+    fn replacement<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
+        &bytes[self.start + self.needle_len..self.end]
     }
 
-    /// The first occurrence of the member in `src`. The hint saves most searches: a short `src`
-    /// is searched without setup (as `memmem::find` does below 64 bytes), a longer one by a
-    /// `Finder` built once, when first needed.
-    fn find(&mut self, src: &[u8]) -> Option<usize> {
-        if src.len() < self.needle_len {
-            // Too short to hold it (`[DONE]`, a template's suffix): not even a search's setup.
+    /// The length of [`Rule::replacement`].
+    fn replacement_len(&self) -> usize {
+        self.end - self.start - self.needle_len
+    }
+
+    /// The first occurrence of the member in `src` (`bytes`: the rules' buffer). The member
+    /// starts with its quoted key: each occurrence of the key, in order (overlapping ones too),
+    /// is compared with the member, the key's searcher being built once per process.
+    fn find(&self, bytes: &[u8], src: &[u8]) -> Option<usize> {
+        let needle = self.needle(bytes);
+        if src.len() < needle.len() {
+            // Too short to hold it (`[DONE]`, a template's suffix): not even a search.
             return None;
         }
-        if src.len() < 64 {
-            return memchr::memmem::find(src, self.needle());
+        let Some(key) = self.key else {
+            return memchr::memmem::find(src, needle);
+        };
+        let mut from = 0;
+        while let Some(i) = key.find(&src[from..]) {
+            let at = from + i;
+            if src[at..].starts_with(needle) {
+                return Some(at);
+            }
+            from = at + 1;
         }
-        let needle = &self.bytes[..self.needle_len];
-        let finder = self
-            .finder
-            .get_or_insert_with(|| Box::new(Finder::new(needle).into_owned()));
-        finder.find(src)
+        None
     }
 }
 
@@ -442,6 +486,8 @@ fn special_bytes(w: u64) -> u64 {
 pub(crate) struct StreamEdits {
     /// Replacements of the upstream's `id` / `model` / `provider` / `service_tier` members.
     rules: ArrayVec<Rule, MAX_RULES>,
+    /// The rules' members and replacements, one after the other (see [`Rule`]).
+    rule_bytes: Vec<u8>,
     /// True once the first JSON event was seen.
     learned: bool,
     /// True when the first JSON event was compact (no space after `:`).
@@ -563,39 +609,51 @@ impl Handler<'_> {
         self.st.compact = !scan::spaced(d);
     }
 
+    /// Learns the rewrite rules from the first JSON event `d` (read as `top`): the members it
+    /// has that the answer rewrites, each with its replacement, written into the rules' one buffer
+    /// in one allocation.
     fn learn(&mut self, top: &Top<'_>, d: &[u8]) {
-        // Each member is added once: at most `MAX_RULES` rules.
-        let mut add = |key: &str, raw: json::Raw<'_>, value: &[u8]| {
-            let Some(v) = json::span(d, raw) else { return };
-            let m = json::member_span(d, key, v.clone());
+        let ctx = self.ctx;
+        // Each member found, in rule order: its key, its span from the key, where its value
+        // starts, and the new value. At most `MAX_RULES`.
+        let mut found: ArrayVec<Learned<'_>, MAX_RULES> = ArrayVec::new();
+        let mut add = |key: &'static str, raw: Option<json::Raw<'_>>, value| {
+            if let Some(v) = raw.and_then(|raw| json::span(d, raw)) {
+                let m = json::member_span(d, key, v.clone());
+                found.push((key, m, v.start, value));
+            }
+        };
+        add("id", top.id, Pieces::new([Piece::Quoted(&ctx.id)]));
+        if !ctx.model.is_empty() {
+            add("model", top.model, model_splice(ctx, top, 0..0).1);
+        }
+        if !ctx.provider_name.is_empty() {
+            let name = Pieces::new([Piece::Quoted(&ctx.provider_name)]);
+            add("provider", top.provider, name);
+        }
+        if let Some(tier) = &ctx.service_tier {
+            let tier = Pieces::new([Piece::Raw(tier.as_bytes())]);
+            add("service_tier", top.service_tier, tier);
+        }
+        let st = &mut *self.st;
+        let len = found
+            .iter()
+            .map(|(_, m, v, value)| m.len() + v - m.start + pieces_len(value));
+        st.rule_bytes.reserve(len.sum());
+        for (key, m, v, value) in found {
             // The member, then its key as written (`"id":`) and the new value.
-            let mut bytes = Vec::with_capacity(m.len() + v.start - m.start + value.len());
-            bytes.extend_from_slice(&d[m.clone()]);
-            bytes.extend_from_slice(&d[m.start..v.start]);
-            bytes.extend_from_slice(value);
-            self.st.rules.push(Rule {
-                bytes,
+            let start = st.rule_bytes.len();
+            st.rule_bytes.extend_from_slice(&d[m.clone()]);
+            st.rule_bytes.extend_from_slice(&d[m.start..v]);
+            write_pieces(&mut st.rule_bytes, value.as_ref());
+            st.rules.push(Rule {
+                start,
                 needle_len: m.len(),
+                end: st.rule_bytes.len(),
                 // The event is rewritten next, from its bytes: `data: ` and `d`, usually.
                 hint: m.start + b"data: ".len(),
-                finder: None,
+                key: scan::member_key(key).filter(|k| d[m].starts_with(k.needle())),
             });
-        };
-        if let Some(id) = top.id {
-            add("id", id, json::quote(&self.ctx.id).as_bytes());
-        }
-        if let Some(m) = top.model.filter(|_| !self.ctx.model.is_empty()) {
-            add("model", m, &model_value(self.ctx, top));
-        }
-        if let Some(p) = top.provider.filter(|_| !self.ctx.provider_name.is_empty()) {
-            add(
-                "provider",
-                p,
-                json::quote(&self.ctx.provider_name).as_bytes(),
-            );
-        }
-        if let (Some(t), Some(tier)) = (top.service_tier, &self.ctx.service_tier) {
-            add("service_tier", t, tier.as_bytes());
         }
     }
 
@@ -617,10 +675,11 @@ impl Handler<'_> {
         let raw_suffix = [suffix, b"\n\n"].concat();
         let (mut rewritten_prefix, mut rewritten_suffix) = (BytesMut::new(), BytesMut::new());
         if self.ctx.rewrite {
-            // Room for every rule's replacement: the rewrites then allocate exactly once.
-            let added: usize = self.st.rules.iter().map(|r| r.replacement().len()).sum();
-            rewritten_prefix.reserve(raw_prefix.len() + added);
-            rewritten_suffix.reserve(raw_suffix.len() + added);
+            // Room for every rule's replacement, allocated as a `Vec` is (no reservation of
+            // `BytesMut`'s own): the rewrites then never reallocate.
+            let added: usize = self.st.rules.iter().map(Rule::replacement_len).sum();
+            rewritten_prefix = BytesMut::with_capacity(raw_prefix.len() + added);
+            rewritten_suffix = BytesMut::with_capacity(raw_suffix.len() + added);
             let hints: ArrayVec<usize, MAX_RULES> = self.st.rules.iter().map(|r| r.hint).collect();
             let in_prefix = self.st.rewrite_by_rules(&raw_prefix, &mut rewritten_prefix);
             let in_suffix = self.st.rewrite_by_rules(&raw_suffix, &mut rewritten_suffix);
@@ -946,24 +1005,28 @@ impl StreamEdits {
     /// Appends `src` with each rule applied once, at the member's hint or first occurrence;
     /// returns the rules whose member `src` holds (bit `i` for rule `i`).
     fn rewrite_by_rules(&mut self, src: &[u8], out: &mut BytesMut) -> u8 {
-        let rules = &mut self.rules;
+        let (rules, bytes) = (&mut self.rules, &self.rule_bytes[..]);
         let mut next: [Option<usize>; MAX_RULES] = [None; MAX_RULES];
         let mut found = 0;
         for (i, r) in rules.iter_mut().enumerate() {
-            let needle = r.needle();
+            let needle = r.needle(bytes);
             let at_hint = r
                 .hint
                 .checked_add(needle.len())
                 .and_then(|end| src.get(r.hint..end))
                 == Some(needle);
-            next[i] = if at_hint { Some(r.hint) } else { r.find(src) };
+            next[i] = if at_hint {
+                Some(r.hint)
+            } else {
+                r.find(bytes, src)
+            };
             if let Some(p) = next[i] {
                 r.hint = p;
                 found |= 1 << i;
             }
         }
         // One reservation for the whole event; the copies below then never reallocate.
-        let longest = src.len() + rules.iter().map(|r| r.replacement().len()).sum::<usize>();
+        let longest = src.len() + rules.iter().map(Rule::replacement_len).sum::<usize>();
         out_reserve(out, longest);
         let mut at = 0;
         loop {
@@ -974,17 +1037,78 @@ impl StreamEdits {
                 .min();
             let Some((p, i)) = best else { break };
             out.extend_from_slice(&src[at..p]);
-            out.extend_from_slice(rules[i].replacement());
+            out.extend_from_slice(rules[i].replacement(bytes));
             at = p + rules[i].needle_len;
             // A top-level member occurs once per JSON object: each rule applies once per event.
             next[i] = None;
-            for (j, r) in rules.iter_mut().enumerate() {
+            for (j, r) in rules.iter().enumerate() {
                 if next[j].is_some_and(|q| q < at) {
-                    next[j] = r.find(&src[at..]).map(|q| q + at);
+                    next[j] = r.find(bytes, &src[at..]).map(|q| q + at);
                 }
             }
         }
         out.extend_from_slice(&src[at..]);
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A rule for `member` (`key`: the member's key, if it starts with it), alone in its buffer.
+    fn rule(key: &str, member: &[u8]) -> (Rule, Vec<u8>) {
+        let bytes = [member, b"\"new\""].concat();
+        let rule = Rule {
+            start: 0,
+            needle_len: member.len(),
+            end: bytes.len(),
+            hint: 0,
+            key: scan::member_key(key).filter(|k| member.starts_with(k.needle())),
+        };
+        (rule, bytes)
+    }
+
+    /// Events made of the pieces around a rule's member: its key alone, keys that overlap (a
+    /// quote ends one and starts the next), the member itself and near misses, escaped quotes,
+    /// and filler that takes the event past the short-haystack searches.
+    fn event() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&br#""id""#[..]),
+            Just(&br#""id":"chatcmpl-abc""#[..]),
+            Just(&br#""id": "chatcmpl-abc""#[..]),
+            Just(&br#""id":"chatcmpl-ab""#[..]),
+            Just(&br#""id"id":"chatcmpl-abc""#[..]),
+            Just(&br#""x\"id":"chatcmpl-abc""#[..]),
+            Just(&br#""chatcmpl-abc""#[..]),
+            Just(&br#""model":"up/model""#[..]),
+            Just(&br#""model""#[..]),
+            Just(&br#"\""#[..]),
+            Just(&br#"""#[..]),
+            Just(&b"id"[..]),
+            Just(&b":"[..]),
+            Just(&b","[..]),
+            Just(&br#"{"choices":[{"index":0,"delta":{"content":"lorem ipsum dolor"}}]}"#[..]),
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn rule_find_is_memmem(src in event(), which in 0usize..5) {
+            let (key, member): (&str, &[u8]) = [
+                ("id", &br#""id":"chatcmpl-abc""#[..]),
+                ("id", br#""id": "chatcmpl-abc""#),
+                ("model", br#""model":"up/model""#),
+                // The value alone (a key written with escapes): no key search.
+                ("id", br#""chatcmpl-abc""#),
+                ("service_tier", br#""service_tier":"flex""#),
+            ][which];
+            let (rule, bytes) = rule(key, member);
+            prop_assert_eq!(rule.key.is_some(), which != 3);
+            prop_assert_eq!(rule.find(&bytes, &src), memchr::memmem::find(&src, member));
+        }
     }
 }

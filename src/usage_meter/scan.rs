@@ -15,11 +15,27 @@ static OPEN_OBJECT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
 static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\":"));
 static SPACED_COLON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\": "));
+static ID_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"id\""));
+static MODEL_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
+static PROVIDER_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"provider\""));
+static TIER_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"service_tier\""));
 
 /// `b` without its leading ASCII whitespace.
 pub(crate) fn trim_start(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
+}
+
+/// The searcher of the quoted key (`"id"`) of a member that a stream's rules rewrite (`id`,
+/// `model`, `provider`, `service_tier`), built once per process; `None` for another key.
+pub(crate) fn member_key(key: &str) -> Option<&'static Finder<'static>> {
+    Some(match key {
+        "id" => &*ID_KEY,
+        "model" => &*MODEL_KEY,
+        "provider" => &*PROVIDER_KEY,
+        "service_tier" => &*TIER_KEY,
+        _ => return None,
+    })
 }
 
 /// True if `d` has a space after a member's key and colon (`": `): its JSON is not compact.

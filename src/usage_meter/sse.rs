@@ -91,13 +91,11 @@ impl SseScanner {
         let consumed = match single_data_event(&frame) {
             Some(data) => {
                 // The usual frame: one event of one `data:` line, handled without the line
-                // loop (the state is that of an event boundary, the tail being empty; a
-                // CR before it was a whole line end, the frame starting with `data:`).
+                // loop (the state is that of an event boundary, the tail being empty, and stays
+                // so: no name, no field, no data range kept; a CR before it was a whole line
+                // end, the frame starting with `data:`).
                 self.after_cr = false;
-                self.data.push(data);
-                self.fields = true;
-                self.event(&frame, h, &mut copy, &[]);
-                self.reset_event();
+                self.event(&frame, &[data], h, &mut copy, &[]);
                 frame.len()
             }
             None => self.scan(&frame, h, &mut copy),
@@ -203,7 +201,9 @@ impl SseScanner {
             if line.is_empty() {
                 let raw = &buf[ev..next];
                 if self.fields {
-                    self.event(raw, h, copy, &buf[..ev]);
+                    let data = std::mem::take(&mut self.data);
+                    self.event(raw, &data, h, copy, &buf[..ev]);
+                    self.data = data;
                 } else if *copy {
                     out_put(&mut self.out, raw);
                 }
@@ -230,16 +230,23 @@ impl SseScanner {
         ev
     }
 
-    /// Handles one complete event `raw`; `before` is what precedes it in the buffer (emitted
-    /// verbatim if the output switches to copying now).
-    fn event(&mut self, raw: &[u8], h: &mut impl OnEvent, copy: &mut bool, before: &[u8]) {
+    /// Handles one complete event `raw` whose `data:` payloads are at `data`; `before` is what
+    /// precedes it in the buffer (emitted verbatim if the output switches to copying now).
+    fn event(
+        &mut self,
+        raw: &[u8],
+        data: &[Range<usize>],
+        h: &mut impl OnEvent,
+        copy: &mut bool,
+        before: &[u8],
+    ) {
         let name = self.name.clone().map_or(&[][..], |r| &raw[r]);
-        let replaced = match self.data.len() {
+        let replaced = match data.len() {
             0 => h.on_event(name, &[]),
-            1 => h.on_event(name, &raw[self.data[0].clone()]),
+            1 => h.on_event(name, &raw[data[0].clone()]),
             _ => {
                 self.scratch.clear();
-                for (i, r) in self.data.iter().enumerate() {
+                for (i, r) in data.iter().enumerate() {
                     if i > 0 {
                         self.scratch.push(b'\n');
                     }
@@ -263,8 +270,11 @@ impl SseScanner {
             None => h.rewrite(raw, &mut self.out),
             Some(payload) => {
                 self.scratch.clear();
-                if self.data.len() == 1 && memchr::memchr2(b'\n', b'\r', &payload).is_none() {
-                    let r = self.data[0].clone();
+                if data.len() == 1 && memchr::memchr2(b'\n', b'\r', &payload).is_none() {
+                    let r = data[0].clone();
+                    // One reservation (the scratch space's first, usually) for the whole event.
+                    self.scratch
+                        .reserve(r.start + payload.len() + (raw.len() - r.end));
                     self.scratch.extend_from_slice(&raw[..r.start]);
                     self.scratch.extend_from_slice(&payload);
                     self.scratch.extend_from_slice(&raw[r.end..]);
