@@ -1052,13 +1052,18 @@ mod tests {
 
     /// Pieces of first events: members of [`Chunk`], [`Choice`] and [`Delta`] with values of the
     /// usual types and others, given twice at times, with escapes, odd numbers and bad JSON.
-    fn first_event() -> impl Strategy<Value = Vec<u8>> {
-        // The usual values three times in four, odd ones (which serde may refuse) otherwise.
-        let text = prop_oneof![
+    /// A string-or-null value: the usual ones three times in four, odd ones (which serde may
+    /// refuse) otherwise.
+    fn text_value() -> impl Strategy<Value = &'static str> + Clone {
+        prop_oneof![
             3 => prop::sample::select(vec!["null", "\"\"", "\"a\"", "\"é\""]),
             1 => prop::sample::select(vec!["1", "[]", "{}", "\"\\u0041\""]),
-        ];
-        let raw = prop_oneof![
+        ]
+    }
+
+    /// Any other value, the usual ones three times in four.
+    fn raw_value() -> impl Strategy<Value = &'static str> + Clone {
+        prop_oneof![
             3 => prop::sample::select(vec![
                 "null", "[]", "[ ]", "[1]", "{}", "\"x\"", "0", "true", "[{\"a\":[]}]",
                 "-9223372036854775808",
@@ -1066,7 +1071,12 @@ mod tests {
             1 => prop::sample::select(vec![
                 "1.5", "-0", "99999999999999999999", "1e3", "01", "\"\\ud800\"",
             ]),
-        ];
+        ]
+    }
+
+    /// A `choices` array of a first event: deltas of any of the keys that bear content or not.
+    fn first_choices() -> impl Strategy<Value = String> {
+        let (text, raw) = (text_value(), raw_value());
         let delta_key = prop::sample::select(vec![
             "content",
             "reasoning",
@@ -1087,26 +1097,26 @@ mod tests {
                 });
         let choice_key =
             prop::sample::select(vec!["delta", "delta", "finish_reason", "text", "index"]);
-        let choice = prop::collection::vec(
-            (choice_key, delta.clone(), text.clone(), raw.clone(), 0u8..3),
-            1..3,
-        )
-        .prop_map(|ms| {
-            let ms: Vec<String> = ms
-                .into_iter()
-                .map(|(k, d, t, r, pick)| {
-                    let v = match (k, pick) {
-                        ("delta", 0) | ("delta", 1) => d,
-                        ("text", 0 | 1) => t.to_string(),
-                        _ => r.to_string(),
-                    };
-                    format!("\"{k}\":{v}")
-                })
-                .collect();
-            format!("{{{}}}", ms.join(","))
-        });
-        let choices =
-            prop::collection::vec(choice, 0..3).prop_map(|cs| format!("[{}]", cs.join(",")));
+        let choice =
+            prop::collection::vec((choice_key, delta, text, raw, 0u8..3), 1..3).prop_map(|ms| {
+                let ms: Vec<String> = ms
+                    .into_iter()
+                    .map(|(k, d, t, r, pick)| {
+                        let v = match (k, pick) {
+                            ("delta", 0) | ("delta", 1) => d,
+                            ("text", 0 | 1) => t.to_string(),
+                            _ => r.to_string(),
+                        };
+                        format!("\"{k}\":{v}")
+                    })
+                    .collect();
+                format!("{{{}}}", ms.join(","))
+            });
+        prop::collection::vec(choice, 0..3).prop_map(|cs| format!("[{}]", cs.join(",")))
+    }
+
+    fn first_event() -> impl Strategy<Value = Vec<u8>> {
+        let (text, raw, choices) = (text_value(), raw_value(), first_choices());
         let key = prop::sample::select(vec![
             "id", "model", "created", "error", "choices", "choices", "choices", "usage", "object",
         ]);
