@@ -27,7 +27,7 @@ impl CallerHeaders {
     /// The map to build an attempt's headers in: the caller's map, emptied once the values the
     /// attempts may forward are cloned from it (the first attempt built), else a new map.
     fn take_map(&mut self, forward: &[HeaderName]) -> HeaderMap {
-        let CallerHeaders::Map(map) = self else {
+        let CallerHeaders::Map(map) = &*self else {
             return HeaderMap::new();
         };
         let mut kept = SmallVec::new();
@@ -41,9 +41,11 @@ impl CallerHeaders {
             };
             kept.push((i as u32, v.clone()));
         }
-        let mut map = std::mem::take(map);
+        // Moved out, not swapped for an empty map that would only be dropped.
+        let CallerHeaders::Map(mut map) = std::mem::replace(self, CallerHeaders::Kept(kept)) else {
+            unreachable!("matched above");
+        };
         map.clear();
-        *self = CallerHeaders::Kept(kept);
         map
     }
 

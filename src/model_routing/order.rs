@@ -100,7 +100,10 @@ impl<'a> Planner<'a> {
         ordered.extend(bad.into_iter().map(|ep| Placed { ep, model, reason }));
         self.priority_first(&mut ordered);
         self.stick(mp, &mut ordered);
-        out.extend(ordered.iter().map(Placed::candidate));
+        // Pushed one by one: for a handful, cheaper than extending by the mapped iterator.
+        for c in &ordered {
+            out.push(c.candidate());
+        }
     }
 
     fn exclude<'e>(&mut self, eps: impl Iterator<Item = &'e Ep<'a>>, by: ExcludedBy)
@@ -125,7 +128,12 @@ impl<'a> Planner<'a> {
         // distinct prices is kept (catalog prices are far apart compared with f64 precision).
         let (tokens, millis) = (self.prompt_tokens(), self.unix_millis);
         let pf = |ep: &Ep<'_>| ep.e.blended_price_f64(tokens, millis);
-        rest.sort_by(|a, b| pf(a).total_cmp(&pf(b)));
+        let order = |a: &Ep<'_>, b: &Ep<'_>| pf(a).total_cmp(&pf(b));
+        // Often in price order already (a model's few endpoints): checking costs less than
+        // sorting, and a stable sort of a sorted list leaves it as it is.
+        if !rest.is_sorted_by(|a, b| order(a, b).is_le()) {
+            rest.sort_by(order);
+        }
         // In place: `rest` keeps the stable ones; the unstable (usually none) move out.
         let mut bad = Eps::new();
         rest.retain(|ep| {

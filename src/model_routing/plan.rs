@@ -218,7 +218,7 @@ fn resolve_all(
             plans.push(p);
         }
     };
-    for name in view.requested() {
+    let mut resolve_one = |name: &str| -> Result<(), GatewayError> {
         let draw = cfg.seed ^ cfg.counter.load(std::sync::atomic::Ordering::Relaxed);
         match expand(name, view, catalog, &*cfg.auto_router, draw) {
             Some(ids) => {
@@ -230,6 +230,14 @@ fn resolve_all(
             }
             None => push(resolve(catalog, name)?),
         }
+        Ok(())
+    };
+    // The usual request names one `model` and no `models`: that one alone is what
+    // `requested` would answer, without its de-duplicating walk.
+    if view.models.is_empty() {
+        view.model.as_deref().map_or(Ok(()), &mut resolve_one)?;
+    } else {
+        view.requested().try_for_each(resolve_one)?;
     }
     Ok(plans)
 }
