@@ -27,26 +27,19 @@ impl CallerHeaders {
     /// The map to build an attempt's headers in: the caller's map, emptied once the values the
     /// attempts may forward are cloned from it (the first attempt built), else a new map.
     fn take_map(&mut self, forward: &[HeaderName]) -> HeaderMap {
-        let CallerHeaders::Map(map) = &*self else {
-            return HeaderMap::new();
-        };
-        let mut kept = SmallVec::new();
-        for (name, v) in map.iter() {
-            let i = match forward.iter().position(|f| f == name) {
-                Some(i) => i,
-                None => match CALLER_HEADERS_READ.iter().position(|r| r == name) {
-                    Some(r) => forward.len() + r,
-                    None => continue,
-                },
-            };
-            kept.push((i as u32, v.clone()));
+        // Moved out (an empty list of kept values in its place), not swapped for an empty map
+        // that would only be dropped.
+        match std::mem::replace(self, CallerHeaders::Kept(SmallVec::new())) {
+            CallerHeaders::Map(mut map) => {
+                *self = CallerHeaders::Kept(kept_values(&map, forward));
+                map.clear();
+                map
+            }
+            kept => {
+                *self = kept;
+                HeaderMap::new()
+            }
         }
-        // Moved out, not swapped for an empty map that would only be dropped.
-        let CallerHeaders::Map(mut map) = std::mem::replace(self, CallerHeaders::Kept(kept)) else {
-            unreachable!("matched above");
-        };
-        map.clear();
-        map
     }
 
     /// The values the attempts may forward (none before [`CallerHeaders::take_map`]).
@@ -56,6 +49,23 @@ impl CallerHeaders {
             CallerHeaders::Map(_) => &[],
         }
     }
+}
+
+/// Clones of the values of `map` that an attempt may forward: each with the index of its name in
+/// `forward` followed by [`CALLER_HEADERS_READ`], in the map's order.
+fn kept_values(map: &HeaderMap, forward: &[HeaderName]) -> SmallVec<[(u32, HeaderValue); 2]> {
+    let mut kept = SmallVec::new();
+    for (name, v) in map.iter() {
+        let i = match forward.iter().position(|f| f == name) {
+            Some(i) => i,
+            None => match CALLER_HEADERS_READ.iter().position(|r| r == name) {
+                Some(r) => forward.len() + r,
+                None => continue,
+            },
+        };
+        kept.push((i as u32, v.clone()));
+    }
+    kept
 }
 
 /// The request for one candidate: `POST {base_url}{path}` (the wire's path unless `path` names
