@@ -1050,22 +1050,22 @@ mod tests {
             discount in prop_oneof![Just(None), (0i64..=10_000, 0u32..=4).prop_map(|(m, s)| Some(Decimal::new(m, s)))],
             insured in any::<bool>(),
         ) {
-            let discount = discount.filter(|d| *d <= Decimal::ONE);
-            let p = EffectivePricing {
+            let pricing = Pricing {
                 prompt: prices[0],
                 completion: prices[1],
-                request: prices[2],
-                image: prices[3],
-                audio: prices[4],
-                input_cache_read: prices[5],
-                input_cache_write: prices[6],
-                internal_reasoning: prices[7],
-                web_search: prices[8],
-                multiplier: Decimal::ONE - discount.unwrap_or(Decimal::ZERO),
+                request: Some(prices[2]),
+                image: Some(prices[3]),
+                audio: Some(prices[4]),
+                input_cache_read: Some(prices[5]),
+                input_cache_write: Some(prices[6]),
+                internal_reasoning: Some(prices[7]),
+                web_search: Some(prices[8]),
+                discount: discount.filter(|d| *d <= Decimal::ONE),
+                ..Default::default()
             };
             let usage = usage_of(&counts);
-            let slow = decimal_price(&p, &usage, counts[6], insured);
-            let fast = price_effective(&p, &usage, counts[6], insured);
+            let slow = decimal_price(&pricing.effective(usage.prompt, 0), &usage, counts[6], insured);
+            let fast = price(&pricing, &usage, 0, counts[6], insured);
             for (f, s) in [(fast.total, slow.total), (fast.prompt, slow.prompt), (fast.completion, slow.completion)] {
                 prop_assert_eq!(f.to_string(), s.to_string());
                 prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
