@@ -147,44 +147,141 @@ impl FromStr for Usd {
 }
 
 impl Usd {
-    /// Writes the amount as [`Display`](fmt::Display) writes it (every digit of the scale, `-` if
-    /// negative) to `push`, in pieces of ASCII text, without the formatting machinery when the
-    /// mantissa fits in a `u64` (any price or cost of a generation).
-    pub(crate) fn write_plain(&self, push: &mut impl FnMut(&[u8])) {
-        /// Leading zeros of a fraction: at most the largest scale less its one digit.
-        const ZEROS: &[u8; 27] = b"000000000000000000000000000";
+    /// The longest text of an amount: a `Decimal`'s 29 digits, its point and sign (`0.` and 27
+    /// zeros before a digit, at the largest scale, are shorter).
+    pub(crate) const TEXT_MAX: usize = 31;
+
+    /// Bytes of [`PlainText::padded`]: room for the longest text.
+    pub(crate) const TEXT_PADDED: usize = 32;
+
+    /// The amount as [`Display`](fmt::Display) writes it (every digit of the scale, `-` if
+    /// negative), written in place: digit pairs from a table when the mantissa fits in a `u64`
+    /// (any price or cost of a generation), by the formatting machinery otherwise.
+    pub(crate) fn plain(&self) -> PlainText {
+        let mut t = PlainText {
+            buf: [b'0'; PLAIN_BUF],
+            start: PLAIN_END,
+        };
         let m = self.0.mantissa();
         let Ok(abs) = u64::try_from(m.unsigned_abs()) else {
-            let _ = fmt::Write::write_fmt(&mut Pushed(push), format_args!("{}", self.0));
-            return;
+            let mut w = Cursor {
+                buf: &mut t.buf,
+                at: 0,
+            };
+            let _ = fmt::Write::write_fmt(&mut w, format_args!("{}", self.0));
+            let len = w.at;
+            t.buf.copy_within(..len, PLAIN_END - len);
+            t.start = PLAIN_END - len;
+            return t;
         };
-        let mut buf = itoa::Buffer::new();
-        let digits = buf.format(abs).as_bytes();
         let scale = self.0.scale() as usize;
+        t.start = match POW10_U64.get(scale) {
+            _ if scale == 0 => digits(abs, &mut t.buf, PLAIN_END),
+            // The fraction's digits end the text, zeros (the buffer's) before them; then the
+            // point, and the integer part (a zero, the buffer's, when it is zero).
+            Some(&p) => {
+                digits(abs % p, &mut t.buf, PLAIN_END);
+                let point = PLAIN_END - scale - 1;
+                t.buf[point] = b'.';
+                match abs / p {
+                    0 => point - 1,
+                    int => digits(int, &mut t.buf, point),
+                }
+            }
+            // At 20 places or more every digit of a `u64` is in the fraction.
+            None => {
+                digits(abs, &mut t.buf, PLAIN_END);
+                let point = PLAIN_END - scale - 1;
+                t.buf[point] = b'.';
+                point - 1
+            }
+        };
         if m < 0 {
-            push(b"-");
+            t.start -= 1;
+            t.buf[t.start] = b'-';
         }
-        if scale == 0 {
-            push(digits);
-        } else if digits.len() > scale {
-            let (int, frac) = digits.split_at(digits.len() - scale);
-            push(int);
-            push(b".");
-            push(frac);
-        } else {
-            push(b"0.");
-            push(&ZEROS[..scale - digits.len()]);
-            push(digits);
-        }
+        t
     }
 }
 
-/// A [`fmt::Write`] that hands the text to a closure.
-struct Pushed<'p, F>(&'p mut F);
+/// Where a [`PlainText`] ends in its buffer: after room for the longest text and one byte more,
+/// so that its start is never 0 (a sign always has room before the digits of a `u64`).
+const PLAIN_END: usize = Usd::TEXT_MAX + 1;
 
-impl<F: FnMut(&[u8])> fmt::Write for Pushed<'_, F> {
+/// A [`PlainText`]'s buffer: its text, and [`Usd::TEXT_PADDED`] bytes from its start.
+const PLAIN_BUF: usize = PLAIN_END - 1 + Usd::TEXT_PADDED;
+
+/// `10^k` for every `k` whose power fits in a `u64`.
+const POW10_U64: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut k = 1;
+    while k < 20 {
+        p[k] = p[k - 1] * 10;
+        k += 1;
+    }
+    p
+};
+
+/// The two digits of every number below 100.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Writes the decimal digits of `n` to `buf`, ending before `end`; returns where they start.
+#[inline]
+fn digits(mut n: u64, buf: &mut [u8; PLAIN_BUF], mut end: usize) -> usize {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        end -= 2;
+        buf[end..end + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        end -= 2;
+        buf[end..end + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        end -= 1;
+        buf[end] = b'0' + n as u8;
+    }
+    end
+}
+
+/// The text of an amount ([`Usd::plain`]), kept in a small buffer.
+pub(crate) struct PlainText {
+    buf: [u8; PLAIN_BUF],
+    start: usize,
+}
+
+impl PlainText {
+    /// The text and bytes of no meaning after it, [`Usd::TEXT_PADDED`] in all: a copy of a fixed
+    /// size (no call), of which a writer keeps [`PlainText::len`] bytes.
+    pub(crate) fn padded(&self) -> &[u8; Usd::TEXT_PADDED] {
+        let b = &self.buf[self.start..self.start + Usd::TEXT_PADDED];
+        b.try_into().unwrap_or(&[b'0'; Usd::TEXT_PADDED])
+    }
+
+    /// Bytes of the text.
+    pub(crate) fn len(&self) -> usize {
+        PLAIN_END - self.start
+    }
+}
+
+/// A [`fmt::Write`] into a [`PlainText`]'s buffer, from its start (text past it is dropped).
+struct Cursor<'b> {
+    buf: &'b mut [u8; PLAIN_BUF],
+    at: usize,
+}
+
+impl fmt::Write for Cursor<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        (self.0)(s.as_bytes());
+        let end = (self.at + s.len()).min(Usd::TEXT_MAX);
+        let n = end - self.at;
+        self.buf[self.at..end].copy_from_slice(&s.as_bytes()[..n]);
+        self.at = end;
         Ok(())
     }
 }
@@ -284,13 +381,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The text written in place is `Display`'s, for mantissas of any size and sign.
         #[test]
-        fn write_plain_is_display(m in proptest::prelude::any::<i64>(), big in proptest::prelude::any::<bool>(), scale in 0u32..=28) {
-            let mantissa = if big { i128::from(m) * 1_000_000_000 } else { i128::from(m) };
+        fn plain_is_display(
+            m in proptest::prelude::any::<i64>(),
+            wide in 0u32..3,
+            scale in 0u32..=28,
+        ) {
+            let mantissa = match wide {
+                0 => i128::from(m),
+                1 => i128::from(m) * 1_000_000_000,
+                _ => i128::from(m) << 32 | 0xffff_ffff,
+            };
             let d = Usd(Decimal::from_i128_with_scale(mantissa, scale));
-            let mut s = Vec::new();
-            d.write_plain(&mut |b: &[u8]| s.extend_from_slice(b));
-            proptest::prop_assert_eq!(String::from_utf8(s).unwrap(), d.to_string());
+            let t = d.plain();
+            let text = std::str::from_utf8(&t.padded()[..t.len()]).unwrap();
+            proptest::prop_assert_eq!(text, d.to_string());
         }
     }
 }

@@ -213,6 +213,7 @@ impl Pricing {
     }
 
     /// The prices in force for a prompt of `prompt_tokens` at `unix_millis` (UTC).
+    #[inline]
     pub fn effective(&self, prompt_tokens: u64, unix_millis: i64) -> EffectivePricing {
         let mut p = self.prompt;
         let mut c = self.completion;

@@ -103,39 +103,50 @@ pub(crate) fn price_effective(
         .unwrap_or_else(|| decimal_price(p, usage, images, insured))
 }
 
-/// [`price_effective`] in integers ([`Exact`]): `None` when a price is negative or a step would
-/// not fit a `Decimal` unrounded (then [`decimal_price`], which saturates or rounds, decides).
-/// Otherwise every step of `decimal_price` is exact too, so both give the same normalised cost.
+/// [`price_effective`] in integers ([`Exact`]), or `None` when [`decimal_price`] must decide: a
+/// price or the multiplier is negative (or has a mantissa beyond 64 bits), or a sum or product
+/// would not fit a `Decimal` unrounded (then `decimal_price` saturates or rounds).
+///
+/// The terms are the ones `decimal_price` adds, each at its price's scale, and every amount it
+/// computes is a partial sum of non-negative terms at no larger scale than the final one: when
+/// the final amounts fit a `Decimal`, every step of `decimal_price` is exact too, and both give
+/// the same normalised cost. Zero terms are skipped, as `Decimal` ignores them (a product with a
+/// zero is `0` at scale 0, and adding a zero gives the other operand as it is).
+#[inline]
 fn exact_price(
     p: &EffectivePricing,
     usage: &TokenUsage,
     images: u64,
     insured: bool,
 ) -> Option<Cost> {
-    let x = |u: Usd| Exact::of(u.as_decimal());
     let (prompt, completion) = if insured {
         (Exact::ZERO, Exact::ZERO)
     } else {
         let special = usage.cached.saturating_add(usage.cache_write);
         let uncached = usage.prompt.saturating_sub(special);
-        let prompt = x(p.prompt)?
-            .times(uncached)?
-            .add(x(p.input_cache_read)?.times(usage.cached)?)?
-            .add(x(p.input_cache_write)?.times(usage.cache_write)?)?;
         let reasoning = usage.reasoning.min(usage.completion);
-        let completion = x(p.completion)?
-            .times(usage.completion - reasoning)?
-            .add(x(p.internal_reasoning)?.times(reasoning)?)?;
+        let prompt = Exact::ZERO
+            .plus(p.prompt, uncached)?
+            .plus(p.input_cache_read, usage.cached)?
+            .plus(p.input_cache_write, usage.cache_write)?
+            .fits()?;
+        let completion = Exact::ZERO
+            .plus(p.completion, usage.completion - reasoning)?
+            .plus(p.internal_reasoning, reasoning)?
+            .fits()?;
         (prompt, completion)
     };
-    let fees = x(p.request)?
-        .add(x(p.image)?.times(images)?)?
-        .add(x(p.web_search)?.times(usage.web_searches)?)?;
-    let multiplier = Exact::of(p.multiplier)?;
+    let fees = Exact::ZERO
+        .plus(p.request, 1)?
+        .plus(p.image, images)?
+        .plus(p.web_search, usage.web_searches)?
+        .fits()?;
+    let multiplier = Exact::multiplier(p.multiplier)?;
     let prompt = prompt.mul(multiplier)?;
     let completion = completion.mul(multiplier)?;
+    let total = prompt.add(completion)?.add(fees.mul(multiplier)?)?.fits()?;
     Some(Cost {
-        total: prompt.add(completion)?.add(fees.mul(multiplier)?)?.usd(),
+        total: total.usd(),
         prompt: prompt.usd(),
         completion: completion.usd(),
     })
@@ -187,8 +198,8 @@ const POW10: [u128; 29] = {
     p
 };
 
-/// A non-negative decimal as an integer and a scale (`m / 10^scale`), kept within what a
-/// `Decimal` holds unrounded: at most 96 bits and 28 decimal places, or `None`.
+/// A non-negative decimal as an integer and a scale (`m / 10^scale`). Sums and products are
+/// exact in `u128` (or `None`); [`Exact::fits`] says whether a `Decimal` holds the result.
 #[derive(Clone, Copy, Debug)]
 struct Exact {
     m: u128,
@@ -200,8 +211,59 @@ impl Exact {
     /// The largest mantissa of a `Decimal`.
     const MAX: u128 = (1 << 96) - 1;
 
-    /// `d`, unless it is negative.
-    fn of(d: Decimal) -> Option<Exact> {
+    /// `self + price × n`, at the larger scale; nothing added when `n` or the price is zero.
+    /// `None` for a negative price or one whose mantissa needs more than 64 bits.
+    #[inline]
+    fn plus(self, price: Usd, n: u64) -> Option<Exact> {
+        let d = price.as_decimal();
+        if n == 0 || d.is_zero() {
+            return Some(self);
+        }
+        if d.is_sign_negative() {
+            return None;
+        }
+        let m = u64::try_from(d.mantissa()).ok()?;
+        // 64 × 64 bits: the product cannot overflow 128 bits.
+        let term = Exact {
+            m: u128::from(m) * u128::from(n),
+            scale: d.scale(),
+        };
+        self.add(term)
+    }
+
+    /// `self + other`, at the larger scale (as `Decimal` adds); a zero gives the other as it is.
+    #[inline]
+    fn add(self, other: Exact) -> Option<Exact> {
+        if self.m == 0 {
+            return Some(other);
+        }
+        if other.m == 0 {
+            return Some(self);
+        }
+        let (low, high) = if self.scale <= other.scale {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let up = match high.scale - low.scale {
+            0 => low.m,
+            k => low.m.checked_mul(POW10[k as usize])?,
+        };
+        Some(Exact {
+            m: up.checked_add(high.m)?,
+            scale: high.scale,
+        })
+    }
+
+    /// `self`, if a `Decimal` holds it unrounded.
+    #[inline]
+    fn fits(self) -> Option<Exact> {
+        (self.m <= Exact::MAX && self.scale <= Decimal::MAX_SCALE).then_some(self)
+    }
+
+    /// The multiplier `d` (`1 - discount`), unless it is negative.
+    #[inline]
+    fn multiplier(d: Decimal) -> Option<Exact> {
         let m = u128::try_from(d.mantissa()).ok()?;
         (!d.is_sign_negative()).then_some(Exact {
             m,
@@ -209,58 +271,29 @@ impl Exact {
         })
     }
 
-    /// `m` at `scale`, if `Decimal` holds it.
-    fn new(m: u128, scale: u32) -> Option<Exact> {
-        (m <= Exact::MAX && scale <= Decimal::MAX_SCALE).then_some(Exact { m, scale })
-    }
-
-    /// `self × other`, at the sum of the scales (as `Decimal` multiplies).
+    /// `self × other`, at the sum of the scales (as `Decimal` multiplies), if a `Decimal` holds it.
     #[inline]
     fn mul(self, other: Exact) -> Option<Exact> {
-        // A multiplier of exactly 1 (no discount) changes nothing: `self` is already within bounds.
+        // A multiplier of exactly 1 (no discount) changes nothing: `self` already fits.
         if other.m == 1 && other.scale == 0 {
             return Some(self);
         }
-        let m = match (u64::try_from(self.m), u64::try_from(other.m)) {
-            // The usual case: a 64-bit product cannot overflow 128 bits.
-            (Ok(a), Ok(b)) => u128::from(a) * u128::from(b),
-            _ => self.m.checked_mul(other.m)?,
-        };
-        Exact::new(m, self.scale + other.scale)
+        // A zero product is `Decimal`'s zero, at scale 0.
+        if self.m == 0 || other.m == 0 {
+            return Some(Exact::ZERO);
+        }
+        Exact {
+            m: self.m.checked_mul(other.m)?,
+            scale: self.scale + other.scale,
+        }
+        .fits()
     }
 
-    /// `self × n`.
-    fn times(self, n: u64) -> Option<Exact> {
-        self.mul(Exact {
-            m: u128::from(n),
-            scale: 0,
-        })
-    }
-
-    /// `self + other`, at the larger scale (as `Decimal` adds).
+    /// The amount, normalised (trailing zeros removed). `self` fits a `Decimal`.
     #[inline]
-    fn add(self, other: Exact) -> Option<Exact> {
-        // Adding a zero of no larger scale (most fees and cache terms) changes nothing.
-        if other.m == 0 && other.scale <= self.scale {
-            return Some(self);
-        }
-        if self.m == 0 && self.scale <= other.scale {
-            return Some(other);
-        }
-        let scale = self.scale.max(other.scale);
-        let up = |e: Exact| match scale - e.scale {
-            0 => Some(e.m),
-            k => e.m.checked_mul(*POW10.get(k as usize)?),
-        };
-        Exact::new(up(self)?.checked_add(up(other)?)?, scale)
-    }
-
-    /// The amount, normalised: trailing zeros removed here when the mantissa fits a `u64` (any
-    /// price or cost of a generation), by `Decimal` otherwise.
     fn usd(self) -> Usd {
         let Ok(mut m) = u64::try_from(self.m) else {
-            let d = Decimal::try_from_i128_with_scale(self.m as i128, self.scale);
-            return Usd::from_decimal(d.unwrap_or_default()).normalize();
+            return Usd::from_decimal(Exact::decimal(self.m, self.scale)).normalize();
         };
         if m == 0 {
             return Usd::ZERO;
@@ -270,8 +303,14 @@ impl Exact {
             m /= 10;
             scale -= 1;
         }
-        let d = Decimal::try_from_i128_with_scale(i128::from(m), scale);
-        Usd::from_decimal(d.unwrap_or_default())
+        Usd::from_decimal(Exact::decimal(u128::from(m), scale))
+    }
+
+    /// The `Decimal` of mantissa `m` (at most [`Exact::MAX`]) and `scale` (at most 28).
+    fn decimal(m: u128, scale: u32) -> Decimal {
+        // The three 32-bit words of the 96-bit mantissa.
+        let word = |k: u32| (m >> (32 * k)) as u32;
+        Decimal::from_parts(word(0), word(1), word(2), false, scale)
     }
 }
 
@@ -934,19 +973,18 @@ mod tests {
     }
 
     proptest! {
-        /// An integer sum is the `Decimal` one, at the larger scale (zeros of any scale too).
+        /// An integer sum is the `Decimal` one, value and scale (zeros of any scale too).
         #[test]
         fn exact_add_is_decimal_add(
             a in (prop_oneof![Just(0u64), Just(1), 0u64..1_000, any::<u64>()], 0u32..=28),
             b in (prop_oneof![Just(0u64), Just(1), 0u64..1_000, any::<u64>()], 0u32..=28),
         ) {
             let d = |(m, s): (u64, u32)| Decimal::from_i128_with_scale(i128::from(m), s);
-            let e = |(m, s): (u64, u32)| Exact::of(d((m, s))).expect("not negative");
-            if let Some(sum) = e(a).add(e(b)) {
+            let e = |(m, s): (u64, u32)| Exact { m: u128::from(m), scale: s };
+            if let Some(sum) = e(a).add(e(b)).and_then(Exact::fits) {
                 let exact = d(a).checked_add(d(b)).expect("it fits");
-                let got = Decimal::try_from_i128_with_scale(sum.m as i128, sum.scale).expect("fits");
-                prop_assert_eq!(got, exact);
-                prop_assert_eq!(sum.scale, a.1.max(b.1));
+                let got = Exact::decimal(sum.m, sum.scale);
+                prop_assert_eq!((got, got.scale()), (exact, exact.scale()));
             }
         }
 
@@ -978,6 +1016,59 @@ mod tests {
                     prop_assert_eq!(f.to_string(), s.to_string());
                     prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
                 }
+            }
+        }
+    }
+
+    /// Prices as a catalog holds them: per token (from per-million prices, sub-micro-dollar ones
+    /// with long decimals too), per request, image or search, zeros of any scale.
+    fn catalog_usd() -> impl Strategy<Value = Usd> {
+        prop_oneof![
+            4 => (0i64..100_000_000, 6u32..=14).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            2 => (0i64..1_000_000, 0u32..=6).prop_map(|(m, s)| Usd::from_decimal(Decimal::new(m, s))),
+            1 => (0u32..=28).prop_map(|s| Usd::from_decimal(Decimal::new(0, s))),
+            1 => prop_oneof![
+                Just("0.0000000208333333333333"),
+                Just("0.000000075"),
+                Just("0.00000003"),
+                Just("0.004"),
+                Just("0.01"),
+                Just("0.000001"),
+                Just("15"),
+            ]
+            .prop_map(|s| Usd::parse(s).unwrap()),
+        ]
+    }
+
+    proptest! {
+        /// The integer price is the `Decimal` one byte for byte (and as text), at catalog prices,
+        /// token counts up to `u32::MAX`, any discount, insured or not.
+        #[test]
+        fn catalog_price_is_decimal_price(
+            prices in proptest::collection::vec(catalog_usd(), 9),
+            counts in proptest::collection::vec(prop_oneof![0u64..=4_096, 0u64..=u64::from(u32::MAX)], 7),
+            discount in prop_oneof![Just(None), (0i64..=10_000, 0u32..=4).prop_map(|(m, s)| Some(Decimal::new(m, s)))],
+            insured in any::<bool>(),
+        ) {
+            let pricing = Pricing {
+                prompt: prices[0],
+                completion: prices[1],
+                request: Some(prices[2]),
+                image: Some(prices[3]),
+                audio: Some(prices[4]),
+                input_cache_read: Some(prices[5]),
+                input_cache_write: Some(prices[6]),
+                internal_reasoning: Some(prices[7]),
+                web_search: Some(prices[8]),
+                discount: discount.filter(|d| *d <= Decimal::ONE),
+                ..Default::default()
+            };
+            let usage = usage_of(&counts);
+            let slow = decimal_price(&pricing.effective(usage.prompt, 0), &usage, counts[6], insured);
+            let fast = price(&pricing, &usage, 0, counts[6], insured);
+            for (f, s) in [(fast.total, slow.total), (fast.prompt, slow.prompt), (fast.completion, slow.completion)] {
+                prop_assert_eq!(f.to_string(), s.to_string());
+                prop_assert_eq!(f.as_decimal().serialize(), s.as_decimal().serialize());
             }
         }
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::cost::{finish_reason, finish_reason_bytes, Cost, FinishReason, TokenUsage, WireUsage};
+use crate::catalog::Usd;
 use crate::route::{plain_json_str, skim, Piece, Pieces, ShortString};
 
 /// A raw JSON value borrowed from the body (what serde_json's `RawValue` gives, as a `Copy`
@@ -435,16 +436,14 @@ const COST_TEXT: [&[u8]; 4] = [
     b"}",
 ];
 
-/// The longest text of an amount: a `Decimal`'s 29 digits, its point and sign (`0.` and 27 zeros
-/// before a digit, at the largest scale, are shorter).
-const USD_TEXT: usize = 31;
-
-/// Room for the [`CostMembers`] of any cost.
+/// Room for the [`CostMembers`] of any cost, and for the padding after the last amount's text
+/// (each amount's text is copied with the fixed size [`Usd::TEXT_PADDED`]).
 const COST_MEMBERS: usize = COST_TEXT[0].len()
     + COST_TEXT[1].len()
     + COST_TEXT[2].len()
     + COST_TEXT[3].len()
-    + 3 * USD_TEXT;
+    + 3 * Usd::TEXT_MAX
+    + Usd::TEXT_PADDED;
 
 /// `"cost":…,"cost_details":{…}` for a cost, exact decimals written as JSON numbers, on the stack
 /// (no allocation: an edit borrows the bytes as they are).
@@ -460,21 +459,35 @@ impl CostMembers {
             buf: [0; COST_MEMBERS],
             len: 0,
         };
-        let mut push = |b: &[u8]| {
-            // Always room: the buffer holds the fixed text and three amounts of any size.
-            if let Some(dst) = m.buf.get_mut(m.len..m.len + b.len()) {
-                dst.copy_from_slice(b);
-                m.len += b.len();
-            }
-        };
-        push(COST_TEXT[0]);
-        cost.total.write_plain(&mut push);
-        push(COST_TEXT[1]);
-        cost.prompt.write_plain(&mut push);
-        push(COST_TEXT[2]);
-        cost.completion.write_plain(&mut push);
-        push(COST_TEXT[3]);
+        m.push(COST_TEXT[0]);
+        m.amount(cost.total);
+        m.push(COST_TEXT[1]);
+        m.amount(cost.prompt);
+        m.push(COST_TEXT[2]);
+        m.amount(cost.completion);
+        m.push(COST_TEXT[3]);
         m
+    }
+
+    /// Appends `b` (always room: the buffer holds the fixed text and three amounts of any size).
+    #[inline]
+    fn push(&mut self, b: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + b.len()) {
+            dst.copy_from_slice(b);
+            self.len += b.len();
+        }
+    }
+
+    /// Appends the text of `usd`: its padded text copied whole (a copy of a fixed size), the
+    /// padding then overwritten by what follows.
+    #[inline]
+    fn amount(&mut self, usd: Usd) {
+        let t = usd.plain();
+        let padded = t.padded();
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + padded.len()) {
+            dst.copy_from_slice(padded);
+            self.len += t.len();
+        }
     }
 
     /// The members' JSON text.
