@@ -1093,6 +1093,22 @@ mod tests {
         assert!(p(&["a*a"], &[]).admits("aa") && !p(&["a*a"], &[]).admits("a"));
     }
 
+    /// ModelRouting resolves a request with no `models` from its `model` alone, without
+    /// `requested`'s walk: for such a request the two are the same list.
+    #[test]
+    fn requested_without_models_is_the_model_alone() {
+        for body in [
+            &br#"{"model":"a/b","messages":[{"role":"user","content":"hi"}]}"#[..],
+            br#"{"model":"a/b","models":[],"prompt":"hi"}"#,
+            br#"{"prompt":"hi","model":"a/b:nitro"}"#,
+        ] {
+            let v = RequestView::parse(body).expect("a request");
+            assert!(v.models.is_empty());
+            let alone: Vec<&str> = v.model.as_deref().into_iter().collect();
+            assert_eq!(v.requested().collect::<Vec<_>>(), alone);
+        }
+    }
+
     fn text() -> impl Strategy<Value = String> {
         "[a-z/ é\"\\\n\u{1F600}]{0,12}"
     }
