@@ -20,8 +20,9 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
 
-/// Content chunks per stream, before the usage chunk and `[DONE]`.
-const CHUNKS: usize = 20;
+#[path = "shared/mock_stream.rs"]
+mod mock_stream;
+use mock_stream::stream_frames;
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"The printing press spread across Europe within fifty years."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262}}"#;
 
@@ -42,25 +43,6 @@ impl Body for Frames {
     fn is_end_stream(&self) -> bool {
         self.0.is_empty()
     }
-}
-
-/// The 22 SSE frames of one stream.
-fn stream_frames() -> VecDeque<Bytes> {
-    let mut frames = VecDeque::with_capacity(CHUNKS + 2);
-    for i in 0..CHUNKS {
-        frames.push_back(Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
-             \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\
-             \"finish_reason\":null}}]}}\n\n"
-        )));
-    }
-    frames.push_back(Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
-\"model\":\"mock-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\
-\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":20,\"total_tokens\":270}}\n\n",
-    ));
-    frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-    frames
 }
 
 type MockBody = http_body_util::Either<Full<Bytes>, Frames>;

@@ -24,6 +24,9 @@ use tower_ai_gateway::catalog::{
 use tower_ai_gateway::model_routing::ModelRoutingLayer;
 use tower_ai_gateway::route::{Route, ServedBy};
 
+#[path = "../../examples/shared/mock_stream.rs"]
+mod mock_stream;
+
 pub const DEMO: &[u8] = include_bytes!("../../tests/fixtures/catalog/demo-catalog.json");
 
 /// Every future here completes without waiting: poll it once.
@@ -313,23 +316,9 @@ pub fn stack_stream_body() -> Bytes {
 }
 
 /// The 22 frames of one stream as `examples/mock_upstream.rs` sends them (one event per frame):
-/// 20 content chunks, a finish chunk carrying usage, `[DONE]`.
+/// 20 content chunks, a finish chunk carrying usage, `[DONE]`; the example's own code.
 pub fn mock_stream_frames() -> VecDeque<Bytes> {
-    let mut frames = VecDeque::with_capacity(22);
-    for i in 0..20 {
-        frames.push_back(Bytes::from(format!(
-            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
-             \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\
-             \"finish_reason\":null}}]}}\n\n"
-        )));
-    }
-    frames.push_back(Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
-\"model\":\"mock-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\
-\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":20,\"total_tokens\":270}}\n\n",
-    ));
-    frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-    frames
+    mock_stream::stream_frames()
 }
 
 /// The streamed stack's inner service: `frames` as an event stream, at once.
