@@ -155,8 +155,8 @@ impl Usd {
     pub(crate) const TEXT_PADDED: usize = 32;
 
     /// The amount as [`Display`](fmt::Display) writes it (every digit of the scale, `-` if
-    /// negative), written in place: digit pairs from a table when the mantissa fits in a `u64`
-    /// (any price or cost of a generation), by the formatting machinery otherwise.
+    /// negative), written in place: by `itoa` when the mantissa fits in a `u64` (any price or cost
+    /// of a generation), by the formatting machinery otherwise.
     pub(crate) fn plain(&self) -> PlainText {
         let mut t = PlainText {
             buf: [b'0'; PLAIN_BUF],
@@ -174,27 +174,23 @@ impl Usd {
             t.start = PLAIN_END - len;
             return t;
         };
+        let mut itoa = itoa::Buffer::new();
+        let digits = itoa.format(abs).as_bytes();
         let scale = self.0.scale() as usize;
-        t.start = match POW10_U64.get(scale) {
-            _ if scale == 0 => digits(abs, &mut t.buf, PLAIN_END),
-            // The fraction's digits end the text, zeros (the buffer's) before them; then the
-            // point, and the integer part (a zero, the buffer's, when it is zero).
-            Some(&p) => {
-                digits(abs % p, &mut t.buf, PLAIN_END);
-                let point = PLAIN_END - scale - 1;
-                t.buf[point] = b'.';
-                match abs / p {
-                    0 => point - 1,
-                    int => digits(int, &mut t.buf, point),
-                }
-            }
-            // At 20 places or more every digit of a `u64` is in the fraction.
-            None => {
-                digits(abs, &mut t.buf, PLAIN_END);
-                let point = PLAIN_END - scale - 1;
-                t.buf[point] = b'.';
-                point - 1
-            }
+        // The fraction's digits end the text, zeros (the buffer's) before them; then the point,
+        // and the integer part (a zero, the buffer's, when it is zero).
+        let (int, frac) = digits.split_at(digits.len().saturating_sub(scale));
+        t.buf[PLAIN_END - frac.len()..PLAIN_END].copy_from_slice(frac);
+        let mut start = PLAIN_END;
+        if scale > 0 {
+            start -= scale + 1;
+            t.buf[start] = b'.';
+        }
+        t.start = if int.is_empty() {
+            start - 1
+        } else {
+            t.buf[start - int.len()..start].copy_from_slice(int);
+            start - int.len()
         };
         if m < 0 {
             t.start -= 1;
@@ -210,45 +206,6 @@ const PLAIN_END: usize = Usd::TEXT_MAX + 1;
 
 /// A [`PlainText`]'s buffer: its text, and [`Usd::TEXT_PADDED`] bytes from its start.
 const PLAIN_BUF: usize = PLAIN_END - 1 + Usd::TEXT_PADDED;
-
-/// `10^k` for every `k` whose power fits in a `u64`.
-const POW10_U64: [u64; 20] = {
-    let mut p = [1u64; 20];
-    let mut k = 1;
-    while k < 20 {
-        p[k] = p[k - 1] * 10;
-        k += 1;
-    }
-    p
-};
-
-/// The two digits of every number below 100.
-const DIGIT_PAIRS: &[u8; 200] = b"\
-    0001020304050607080910111213141516171819\
-    2021222324252627282930313233343536373839\
-    4041424344454647484950515253545556575859\
-    6061626364656667686970717273747576777879\
-    8081828384858687888990919293949596979899";
-
-/// Writes the decimal digits of `n` to `buf`, ending before `end`; returns where they start.
-#[inline]
-fn digits(mut n: u64, buf: &mut [u8; PLAIN_BUF], mut end: usize) -> usize {
-    while n >= 100 {
-        let pair = (n % 100) as usize * 2;
-        n /= 100;
-        end -= 2;
-        buf[end..end + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
-    }
-    if n >= 10 {
-        let pair = n as usize * 2;
-        end -= 2;
-        buf[end..end + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
-    } else {
-        end -= 1;
-        buf[end] = b'0' + n as u8;
-    }
-    end
-}
 
 /// The text of an amount ([`Usd::plain`]), kept in a small buffer.
 pub(crate) struct PlainText {

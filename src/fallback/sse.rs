@@ -1050,8 +1050,6 @@ mod tests {
         }
     }
 
-    /// Pieces of first events: members of [`Chunk`], [`Choice`] and [`Delta`] with values of the
-    /// usual types and others, given twice at times, with escapes, odd numbers and bad JSON.
     /// A string-or-null value: the usual ones three times in four, odd ones (which serde may
     /// refuse) otherwise.
     fn text_value() -> impl Strategy<Value = &'static str> + Clone {
@@ -1115,6 +1113,8 @@ mod tests {
         prop::collection::vec(choice, 0..3).prop_map(|cs| format!("[{}]", cs.join(",")))
     }
 
+    /// Pieces of first events: members of [`Chunk`], [`Choice`] and [`Delta`] with values of the
+    /// usual types and others, given twice at times, with escapes, odd numbers and bad JSON.
     fn first_event() -> impl Strategy<Value = Vec<u8>> {
         let (text, raw, choices) = (text_value(), raw_value(), first_choices());
         let key = prop::sample::select(vec![
