@@ -288,16 +288,21 @@ fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, Ga
     // parse refuses may still be completed by its preset: it goes the long way, as one that
     // names a preset does (the preset merged, then parsed).
     // Matched, not chained through `Option` adapters: each adapter moves the (large) view again.
-    // Read in place (not returned by value): the view is large.
-    let mut parsed = Ok(RequestView::default());
-    RequestView::parse_in_place(&bytes, &mut parsed);
-    let (bytes, completions) = match &mut parsed {
-        Ok(view) if !view.names_preset() => {
-            let completions = begin(config, &mut parts.extensions, &bytes, view);
-            drop(parsed);
-            (bytes, completions)
+    // Read in place (not returned by value): the view is large. Dropped where it lies, at the
+    // end of its block (`drop` would move it first).
+    let begun = {
+        let mut parsed = Ok(RequestView::default());
+        RequestView::parse_in_place(&bytes, &mut parsed);
+        match &mut parsed {
+            Ok(view) if !view.names_preset() => {
+                Some(begin(config, &mut parts.extensions, &bytes, view))
+            }
+            _ => None,
         }
-        _ => {
+    };
+    let (bytes, completions) = match begun {
+        Some(completions) => (bytes, completions),
+        None => {
             let bytes = match config.presets.apply(&bytes)? {
                 Some((merged, name)) => {
                     parts.extensions.insert(name);
@@ -305,9 +310,10 @@ fn prepare(config: &Config, parts: &mut Parts, bytes: Bytes) -> Result<Bytes, Ga
                 }
                 None => bytes,
             };
-            let mut view = RequestView::parse(&bytes)?;
-            let completions = begin(config, &mut parts.extensions, &bytes, &mut view);
-            drop(view);
+            let completions = {
+                let mut view = RequestView::parse(&bytes)?;
+                begin(config, &mut parts.extensions, &bytes, &mut view)
+            };
             (bytes, completions)
         }
     };

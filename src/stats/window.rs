@@ -50,7 +50,11 @@ impl HistogramWindow {
 
     /// Moves the head to the slot of `t_ms`, expiring what falls out.
     fn advance(&mut self, t_ms: u64) {
-        let slot = t_ms / self.slot_ms;
+        self.advance_to(t_ms / self.slot_ms);
+    }
+
+    /// Moves the head to `slot`, expiring what falls out.
+    fn advance_to(&mut self, slot: u64) {
         if slot <= self.head {
             return;
         }
@@ -87,8 +91,8 @@ impl HistogramWindow {
     /// Records a sample of bucket `b` (from `bucket_of`) at `t_ms`, dropped if older than the
     /// window: a value whose bucket was computed once for several windows.
     pub(crate) fn record_bucket(&mut self, t_ms: u64, b: usize) {
-        self.advance(t_ms);
         let slot = t_ms / self.slot_ms;
+        self.advance_to(slot);
         if slot + self.len() <= self.head {
             return;
         }
