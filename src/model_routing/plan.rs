@@ -183,20 +183,19 @@ impl<'a> Planner<'a> {
     }
 
     /// Every model's candidates, model after model (or sorted across models).
-    fn place_all(&mut self, plans: &[ModelPlan]) -> Candidates {
+    /// Places the endpoints of every model of `plans` into `placed` (empty), in their order.
+    fn place_all(&mut self, plans: &[ModelPlan], placed: &mut Candidates) {
         self.models = plans.len();
-        let mut placed = Candidates::new();
         // One buffer for every model's endpoints, filled and ordered in place (not moved).
         let mut alive = Eps::new();
         for (mi, mp) in plans.iter().enumerate() {
             alive.clear();
             self.admitted(mp, &mut alive);
-            self.order_model(mi, mp, &mut alive, &mut placed);
+            self.order_model(mi, mp, &mut alive, placed);
         }
         if let Some(by) = self.global_sort {
-            self.sort_across_models(by, &mut placed);
+            self.sort_across_models(by, placed);
         }
-        placed
     }
 }
 
@@ -282,8 +281,9 @@ pub(crate) fn plan(
     let Some(route) = extensions.get_mut::<Route>() else {
         unreachable!("ModelRouting begins the route before planning it");
     };
-    let (planned, session) = decide(cfg, route, headers, now)?;
-    route.set_planned(planned);
+    let session = route.plan_with(|body, view, catalog, candidates| {
+        decide(cfg, (body, view, catalog), headers, now, candidates)
+    })?;
     if route.candidates().is_empty() {
         return Err(route.unavailable());
     }
@@ -293,14 +293,15 @@ pub(crate) fn plan(
     Ok(session)
 }
 
-/// The candidates (and the rest of the plan) of a begun route, and its session key.
+/// The plan of a begun route (its body, view and catalog), its candidates placed into
+/// `candidates` (empty), and its session key.
 fn decide(
     cfg: &Config,
-    route: &Route,
+    (body, view, catalog): (&Bytes, &RequestView<'static>, &Catalog),
     headers: &HeaderMap,
     now: Instant,
+    candidates: &mut Candidates,
 ) -> Result<(Planned, Option<Session>), GatewayError> {
-    let (view, catalog) = (route.view(), route.catalog());
     if view.models.len() > cfg.max_models {
         return Err(GatewayError::invalid_request(
             "models",
@@ -311,8 +312,8 @@ fn decide(
     let plans = resolve_all(cfg, catalog, view)?;
     check_kind(catalog, view, &plans)?;
     // The generator's counter advances only for requests that get this far.
-    let mut planner = Planner::new(cfg, catalog, route.body(), view, headers, now, tiers);
-    let candidates = planner.place_all(&plans);
+    let mut planner = Planner::new(cfg, catalog, body, view, headers, now, tiers);
+    planner.place_all(&plans, candidates);
     let Planner {
         exclusions,
         rng,
@@ -331,7 +332,6 @@ fn decide(
         .collect();
     let planned = Planned {
         models,
-        candidates,
         exclusions,
         partition,
         prompt_tokens: admission.prompt_tokens,

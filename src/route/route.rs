@@ -86,10 +86,10 @@ pub struct Route {
     balance: Arc<dyn super::BalancePolicy>,
 }
 
-/// What ModelRouting's planning adds to a [`Route`] begun by [`Route::begin`].
+/// What ModelRouting's planning adds to a [`Route`] begun by [`Route::begin`], besides the
+/// candidates it places in the route itself (see [`Route::plan_with`]).
 pub(crate) struct Planned {
     pub(crate) models: Models,
-    pub(crate) candidates: Candidates,
     pub(crate) exclusions: Vec<Exclusion>,
     pub(crate) partition: Partition,
     pub(crate) prompt_tokens: u64,
@@ -135,7 +135,7 @@ fn placeholder() -> &'static (Endpoint, Provider) {
 impl Route {
     /// A route for `body` with a default view and no candidates yet: ModelRouting puts it into
     /// the request extensions, then reads the view into it ([`Route::view_mut`]) and plans it
-    /// ([`Route::set_planned`]) there, so that the (large) route is not moved on the way.
+    /// ([`Route::plan_with`]) there, so that the (large) route is not moved on the way.
     pub(crate) fn begin(
         body: Bytes,
         catalog: Catalog,
@@ -166,11 +166,36 @@ impl Route {
         self.catalog = catalog;
     }
 
-    /// Sets what planning decided; the candidates must index the route's catalog.
-    pub(crate) fn set_planned(&mut self, planned: Planned) {
+    /// Plans the route where it lies: `plan` reads its body, view and catalog and places the
+    /// candidates (empty on entry; they must index the route's catalog) straight into it, where
+    /// returning them would move them (inline, they are large) on the way; the rest of what it
+    /// decides is set. On an error the route has no candidates.
+    pub(crate) fn plan_with<T, E>(
+        &mut self,
+        plan: impl FnOnce(
+            &Bytes,
+            &RequestView<'static>,
+            &Catalog,
+            &mut Candidates,
+        ) -> Result<(Planned, T), E>,
+    ) -> Result<T, E> {
+        self.candidates.clear();
+        match plan(&self.body, &self.view, &self.catalog, &mut self.candidates) {
+            Ok((planned, out)) => {
+                self.set_planned(planned);
+                Ok(out)
+            }
+            Err(e) => {
+                self.candidates.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets what planning decided besides the candidates.
+    fn set_planned(&mut self, planned: Planned) {
         let Planned {
             models,
-            candidates,
             exclusions,
             partition,
             prompt_tokens,
@@ -178,7 +203,6 @@ impl Route {
             rng,
         } = planned;
         self.models = models;
-        self.candidates = candidates;
         self.exclusions = exclusions;
         self.partition = partition;
         self.prompt_tokens = prompt_tokens;
