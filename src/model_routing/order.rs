@@ -84,7 +84,8 @@ impl<'a> Planner<'a> {
                 return;
             }
         }
-        let bad = self.split_stable(rest);
+        let mut bad = Eps::new();
+        self.split_stable(rest, &mut bad);
         let good = rest;
         let sort = self.view.provider.sort.map(|s| s.by).or(mp.sort);
         if let Some(by) = sort {
@@ -97,7 +98,8 @@ impl<'a> Planner<'a> {
             self.balanced(good, model, &mut ordered);
         }
         let reason = Reason::Unstable;
-        ordered.extend(bad.into_iter().map(|ep| Placed { ep, model, reason }));
+        // By reference: moving the (inline) list into its iterator would copy it.
+        ordered.extend(bad.iter().map(|&ep| Placed { ep, model, reason }));
         self.priority_first(&mut ordered);
         self.stick(mp, &mut ordered);
         // Pushed one by one: for a handful, cheaper than extending by the mapped iterator.
@@ -122,8 +124,9 @@ impl<'a> Planner<'a> {
     }
 
     /// Sorts by ascending price (ties keep catalog order), then moves the unstable endpoints out
-    /// of `rest` (which keeps the stable ones) into the answer.
-    fn split_stable(&self, rest: &mut Eps<'a>) -> Eps<'a> {
+    /// of `rest` (which keeps the stable ones) into `bad` (empty; filled in place, not returned:
+    /// returning the inline list would copy it).
+    fn split_stable(&self, rest: &mut Eps<'a>, bad: &mut Eps<'a>) {
         // By the f64 image of exact prices: equal decimals give equal f64s, and the order of
         // distinct prices is kept (catalog prices are far apart compared with f64 precision).
         let (tokens, millis) = (self.prompt_tokens(), self.unix_millis);
@@ -135,7 +138,6 @@ impl<'a> Planner<'a> {
             rest.sort_by(order);
         }
         // In place: `rest` keeps the stable ones; the unstable (usually none) move out.
-        let mut bad = Eps::new();
         rest.retain(|ep| {
             let stable = self.stable(ep.e);
             if !stable {
@@ -143,7 +145,6 @@ impl<'a> Planner<'a> {
             }
             stable
         });
-        bad
     }
 
     /// `sort` (or a sorting variant): the stable endpoints by price or by a metric.
