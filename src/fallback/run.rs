@@ -485,10 +485,11 @@ impl<S> Run<S> {
         s.recorder
             .arm(self.config.stats.clone(), stream_latency, span);
         let route = self.route();
-        s.provider_name = route
-            .provider(&route.candidates()[a.ci as usize])
-            .name
-            .clone();
+        let c = &route.candidates()[a.ci as usize];
+        s.provider_name = Some(match route.call(c) {
+            Some(call) => call.name.clone(),
+            None => Arc::from(route.provider(c).name.as_str()),
+        });
         s.idle = Idle::since(self.config.stream_idle_timeout, now);
         if s.watch.bad() {
             // The frame that brought the first content also brought a bad event.

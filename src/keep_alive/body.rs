@@ -13,7 +13,7 @@ use sync_wrapper::SyncWrapper;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::KEEP_ALIVE_COMMENT;
-use crate::route::Route;
+use crate::route::{Route, ShortString};
 use crate::usage_meter::GenerationId;
 use crate::BoxError;
 
@@ -25,7 +25,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub(crate) struct ChunkContext {
     pub(crate) id: GenerationId,
     created: i64,
-    model: String,
+    /// The first requested model: inline up to 40 bytes (no allocation per stream).
+    model: ShortString,
 }
 
 impl ChunkContext {
@@ -35,8 +36,9 @@ impl ChunkContext {
             id,
             created: route.map_or(0, |r| r.unix_millis().div_euclid(1000)),
             model: route
-                .and_then(|r| r.view().first_requested_model().map(str::to_owned))
-                .unwrap_or_default(),
+                .and_then(|r| r.view().first_requested_model())
+                .unwrap_or_default()
+                .into(),
         }
     }
 
