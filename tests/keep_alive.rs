@@ -169,6 +169,10 @@ async fn item_4_an_error_after_the_head_is_sent_in_band() {
     let start = tokio::time::Instant::now();
     let res = svc.oneshot(request(true)).await.unwrap();
     assert_eq!(res.status(), 200, "the head went out before the failure");
+    let id = res.headers()["x-generation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let frames = frames(res.into_body(), start).await;
     assert!(is_comment(&frames[0].1));
     let last = &frames.last().unwrap().1;
@@ -180,6 +184,13 @@ async fn item_4_an_error_after_the_head_is_sent_in_band() {
     )
     .unwrap();
     assert_eq!(json["object"], "chat.completion.chunk");
+    // The chunk reads as the stream's own: its generation id, the model asked for, and when.
+    assert_eq!(json["id"], id.as_str());
+    assert_eq!(json["model"], MODEL);
+    assert!(
+        json["created"].as_i64().is_some_and(|c| c > 1_600_000_000),
+        "{json}"
+    );
     assert_eq!(json["choices"][0]["finish_reason"], "error");
     let code = json["error"]["code"].as_u64().unwrap();
     assert!([502, 503, 504].contains(&code), "{json}");

@@ -2,6 +2,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -37,7 +38,9 @@ pub(crate) struct StreamBody<B> {
     pub(crate) body: Option<Pin<Box<B>>>,
     pub(crate) held: Held,
     pub(crate) watch: Watch,
-    pub(crate) provider_name: String,
+    /// The serving provider's name, for the error chunk (shared with the catalog: no copy); set
+    /// when the stream starts.
+    pub(crate) provider_name: Option<Arc<str>>,
     pub(crate) recorder: Recorder,
     pub(crate) ended: bool,
     /// Set for Anthropic-wire providers.
@@ -393,7 +396,11 @@ impl<B> StreamBody<B> {
             .and_then(|t| t.error_event(message))
         {
             Some(event) => event,
-            None => error_chunk(&self.watch, &self.provider_name, message),
+            None => error_chunk(
+                &self.watch,
+                self.provider_name.as_deref().unwrap_or(""),
+                message,
+            ),
         }
     }
 

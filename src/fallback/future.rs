@@ -20,7 +20,7 @@ use super::classify::{self, unix_now, Verdict};
 use super::layer::Config;
 use super::policy::{AttemptError, Decision};
 use super::read::{Buffer, Prime, Primed, Received, MAX_ERROR_BODY};
-use super::run::{Attempt, Run};
+use super::run::{Attempt, Run, Start};
 use crate::error::GatewayError;
 use crate::BoxError;
 
@@ -106,13 +106,16 @@ impl<S, F, B, RB> ResponseFuture<S, F, B, RB> {
     /// Trying the candidates of a request whose extensions hold its [`Route`](crate::route::Route).
     pub(crate) fn new(svc: S, config: Arc<Config>, request: (HeaderMap, Extensions, RB)) -> Self {
         let (headers, extensions, body) = request;
-        let received = Received::new(config.max_buffer);
-        let run = Run::new(svc, config, (headers, extensions));
+        let start = Start::new(&config, &extensions);
+        let sleep = Timer::new(start.deadline);
         ResponseFuture {
             kind: Kind::Running {
-                state: State::Receiving { body, received },
-                sleep: Timer::new(run.deadline),
-                run,
+                state: State::Receiving {
+                    body,
+                    received: Received::new(config.max_buffer),
+                },
+                sleep,
+                run: Run::new(svc, config, (headers, extensions), start),
             },
         }
     }

@@ -136,7 +136,7 @@ where
             body: Some(Box::pin(body)),
             held: Held::default(),
             watch: Watch::new(),
-            provider_name: String::new(),
+            provider_name: None,
             recorder: Recorder::disarmed(key),
             ended: false,
             translate: wire.stream(created),

@@ -224,23 +224,29 @@ impl Watch {
 
     /// True if `frame`, coming at the start of a line with no event pending, is one whole event
     /// that the line scan would find good without a look at anything but its string: `data: `,
-    /// the learned [`Shape`] (around a string), a blank line. Most upstreams send one event per
-    /// frame; such a frame then costs the shape's check, not a line scan and a copy of its data.
+    /// the learned [`Shape`] (around a string), a blank line; or the usual end, `data: [DONE]`
+    /// and a blank line ([`DONE_FRAME`]), which ends the stream. Most upstreams send one event
+    /// per frame; such a frame then costs the shape's check, not a line scan and a copy of its
+    /// data.
     ///
     /// When true, the frame is read: it is what [`feed`](Self::feed) then
     /// [`take_end`](Self::take_end) read as one good event ending at `frame.len()`, and nothing
-    /// else changes. When false, nothing changed: the frame is to be fed.
+    /// else changes (but the phase, after `[DONE]`). When false, nothing changed: the frame is to
+    /// be fed.
     #[inline]
     pub(crate) fn usual_frame(&mut self, frame: &[u8]) -> bool {
-        let usual = self.phase == Phase::Started
-            && !self.has_data
-            && self.lines.at_line_start()
-            && self.learned.fits_frame(frame);
-        if usual {
-            self.tentative = false;
-            self.last_end = None;
+        if self.phase != Phase::Started || self.has_data || !self.lines.at_line_start() {
+            return false;
         }
-        usual
+        if self.learned.fits_frame(frame) {
+            self.tentative = false;
+        } else if frame == DONE_FRAME {
+            self.phase = Phase::Done;
+        } else {
+            return false;
+        }
+        self.last_end = None;
+        true
     }
 
     /// The body ended: a last unterminated line or event is taken as complete.
@@ -678,6 +684,8 @@ struct Shape {
 const FRAME_HEAD: &[u8] = b"data: ";
 /// What a frame carrying one whole event ends with: the line end of its data line, a blank line.
 const FRAME_TAIL: &[u8] = b"\n\n";
+/// The usual last frame of a stream: `[DONE]` in one data line, then a blank line.
+const DONE_FRAME: &[u8] = b"data: [DONE]\n\n";
 
 impl Learned {
     /// The first content event `d` (whose content string, if any, is at `hole`), and its `id` and

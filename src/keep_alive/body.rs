@@ -5,7 +5,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use sync_wrapper::SyncWrapper;
 use tokio::time::{Instant, Sleep};
 
 use super::layer::KEEP_ALIVE_COMMENT;
-use crate::route::Route;
+use crate::route::ShortString;
 use crate::usage_meter::GenerationId;
 use crate::BoxError;
 
@@ -25,23 +25,21 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub(crate) struct ChunkContext {
     pub(crate) id: GenerationId,
     created: i64,
-    model: String,
+    /// The first requested model: inline up to 40 bytes (no allocation per stream).
+    model: ShortString,
 }
 
 impl ChunkContext {
-    pub(crate) fn of<B>(req: &Request<B>, id: GenerationId) -> Self {
-        let route = req.extensions().get::<Route>();
+    /// The context of a stream whose route was read at `unix_millis`, asking for `model` first,
+    /// answered as generation `id`.
+    pub(crate) fn new(id: GenerationId, unix_millis: i64, model: ShortString) -> Self {
         ChunkContext {
             id,
-            created: route.map_or(0, |r| r.unix_millis().div_euclid(1000)),
-            model: route
-                .and_then(|r| r.view().first_requested_model().map(str::to_owned))
-                .unwrap_or_default(),
+            created: unix_millis.div_euclid(1000),
+            model,
         }
     }
 
-    /// The in-band error chunk for `error` (an OpenRouter error object), with the router
-    /// metadata the error answer carried.
     fn error_chunk(&self, error: Value, metadata: Option<Value>) -> Bytes {
         let mut chunk = json!({
             "id": self.id.as_str(),

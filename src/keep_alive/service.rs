@@ -5,9 +5,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::body::ChunkContext;
 use super::layer::Config;
 use super::ResponseFuture;
-use crate::route::Route;
+use crate::route::{Route, ShortString};
 use crate::usage_meter::GenerationId;
 use crate::wire::OriginalMessages;
 
@@ -45,45 +46,67 @@ where
     // the one returned, where an inlined one costs a copy of it per layer.
     #[inline(never)]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if self.config.enabled && streamed(&req) {
-            self.watch(req)
+        let routed = if self.config.enabled {
+            streamed(&req)
         } else {
-            ResponseFuture::pass(self.inner.call(req))
+            None
+        };
+        match routed {
+            Some(routed) => self.watch(req, routed),
+            None => ResponseFuture::pass(self.inner.call(req)),
         }
     }
 }
 
-/// Whether the answer will be a stream this layer keeps warm.
+/// What a stream this layer keeps warm takes from its route (read once): when the route was made,
+/// and the first requested model.
+struct Routed {
+    unix_millis: i64,
+    model: ShortString,
+}
+
+/// The route's part of the answer's context, if the answer will be a stream this layer keeps warm.
 #[inline]
-fn streamed<B>(req: &Request<B>) -> bool {
-    req.extensions()
+fn streamed<B>(req: &Request<B>) -> Option<Routed> {
+    let route = req
+        .extensions()
         .get::<Route>()
-        .is_some_and(|r| r.view().stream)
-        // A Messages caller may be answered on the Messages wire, passed through from an
-        // Anthropic-wire provider: the layer cannot know that before the answer comes.
-        && req.extensions().get::<OriginalMessages>().is_none()
+        .filter(|r| r.view().stream)?;
+    // A Messages caller may be answered on the Messages wire, passed through from an
+    // Anthropic-wire provider: the layer cannot know that before the answer comes.
+    if req.extensions().get::<OriginalMessages>().is_some() {
+        return None;
+    }
+    Some(Routed {
+        unix_millis: route.unix_millis(),
+        model: route
+            .view()
+            .first_requested_model()
+            .unwrap_or_default()
+            .into(),
+    })
 }
 
 impl<S> KeepAlive<S> {
     /// Calls the inner service for a stream, watching for its answer to come in time.
     #[inline(never)]
-    fn watch<ReqBody, ResBody>(&mut self, mut req: Request<ReqBody>) -> ResponseFuture<S::Future>
+    fn watch<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        routed: Routed,
+    ) -> ResponseFuture<S::Future>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
         let id = match req.extensions().get::<GenerationId>() {
             Some(id) => *id,
             None => {
-                let unix_millis = req
-                    .extensions()
-                    .get::<Route>()
-                    .map_or(0, Route::unix_millis);
-                let id = GenerationId::new(unix_millis);
+                let id = GenerationId::new(routed.unix_millis);
                 req.extensions_mut().insert(id);
                 id
             }
         };
-        let context = super::body::ChunkContext::of(&req, id);
+        let context = ChunkContext::new(id, routed.unix_millis, routed.model);
         ResponseFuture::watch(self.inner.call(req), self.config.clone(), context)
     }
 }
