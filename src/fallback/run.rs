@@ -94,9 +94,9 @@ pub(crate) struct Run<S> {
     span: Span,
 }
 
-/// What a run starts from: the calls its making needs, made before the future that holds it is
-/// written. Called while that future was being written, they made it be built aside and copied
-/// (about a kilobyte, three times per request).
+/// What a run starts from: the clock, the retry budget and the candidates' order, read before
+/// the future that holds the run is written. Read while it was being written, they made the
+/// compiler build the future aside and copy it (about a kilobyte, three times per request).
 pub(crate) struct Start {
     order: Order,
     /// The overall deadline.

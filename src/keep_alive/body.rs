@@ -40,6 +40,8 @@ impl ChunkContext {
         }
     }
 
+    /// The in-band error chunk for `error` (an OpenRouter error object), with the router
+    /// metadata the error answer carried.
     fn error_chunk(&self, error: Value, metadata: Option<Value>) -> Bytes {
         let mut chunk = json!({
             "id": self.id.as_str(),
