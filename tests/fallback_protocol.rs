@@ -131,6 +131,8 @@ enum Hang {
     Body,
     /// A `200` stream that sends a role-only chunk (no content), then nothing.
     Prime,
+    /// A `200` stream that sends a content chunk, then nothing.
+    Content,
 }
 
 struct Guard(Arc<AtomicBool>);
@@ -190,6 +192,9 @@ impl Service<Req> for Hanger {
                 Hang::Prime => VecDeque::from([Bytes::from_static(
                     b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
                 )]),
+                Hang::Content => VecDeque::from([Bytes::from_static(
+                    b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+                )]),
             };
             Ok(Response::new(Hanging {
                 frames,
@@ -224,4 +229,39 @@ async fn dropping_the_future_at_each_await_point_drops_the_inner_future_or_body(
             "the upstream was not cancelled"
         );
     }
+}
+
+/// A stream that stalls after content ends with the error chunk, and the upstream body is dropped
+/// then (cancelling the upstream request), though the caller still holds the answer's body.
+#[tokio::test(start_paused = true)]
+async fn a_stream_ended_by_the_gateway_drops_the_upstream_body_at_once() {
+    use http_body_util::BodyExt;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(catalog()))
+        .layer(
+            ProviderFallbackLayer::new()
+                .no_budget()
+                .stream_idle_timeout(Duration::from_secs(1)),
+        )
+        .service(Hanger {
+            hang: Hang::Content,
+            dropped: dropped.clone(),
+        });
+    let mut body = svc
+        .oneshot(request(true))
+        .await
+        .expect("answer")
+        .into_body();
+    let first = body.frame().await.expect("a frame").expect("data");
+    assert!(first.data_ref().is_some_and(|d| d.starts_with(b"data: ")));
+    assert!(!dropped.load(Ordering::SeqCst), "dropped too early");
+    let last = body.frame().await.expect("the error chunk").expect("data");
+    let text = String::from_utf8_lossy(last.data_ref().expect("data")).into_owned();
+    assert!(text.contains("stalled"), "{text}");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the upstream body outlived the stream"
+    );
+    assert!(body.frame().await.is_none());
 }

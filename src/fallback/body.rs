@@ -10,6 +10,7 @@ use std::future::Future;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use super::sse::{Phase, Watch};
@@ -31,11 +32,21 @@ pub struct ResponseBody<B> {
 
 enum Kind<B> {
     Full(Option<Bytes>),
-    Stream(Box<StreamBody<B>>),
+    Stream(Pin<Box<StreamBody<B>>>),
 }
 
-pub(crate) struct StreamBody<B> {
-    pub(crate) body: Option<Pin<Box<B>>>,
+pin_project! {
+    /// A stream's answer, boxed once: the upstream body, pinned in place (dropped when the stream
+    /// ends, which cancels the upstream request), and the state of reading it.
+    pub(crate) struct StreamBody<B> {
+        #[pin]
+        pub(crate) upstream: Option<B>,
+        pub(crate) state: StreamState,
+    }
+}
+
+/// What reading a stream keeps, beside its upstream body.
+pub(crate) struct StreamState {
     pub(crate) held: Held,
     pub(crate) watch: Watch,
     /// The serving provider's name, for the error chunk (shared with the catalog: no copy); set
@@ -336,7 +347,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn stream(s: Box<StreamBody<B>>) -> Self {
+    pub(crate) fn stream(s: Pin<Box<StreamBody<B>>>) -> Self {
         ResponseBody {
             kind: Kind::Stream(s),
         }
@@ -378,11 +389,11 @@ pub(crate) fn error_chunk(watch: &Watch, provider: &str, message: &str) -> Bytes
     Bytes::from(out)
 }
 
-impl<B> StreamBody<B> {
+impl StreamState {
     /// Ends the stream after content: records the attempt's failure and gives the closing error
     /// (the chat error chunk, or the wire's own error event), always with the gateway's message.
+    /// (The caller drops the upstream body of a stream that has ended.)
     fn fail(&mut self, kind: FailureKind, message: &str) -> Bytes {
-        self.body = None;
         self.ended = true;
         self.recorder.finish(Outcome::Failure(kind));
         tracing::debug!(
@@ -415,19 +426,6 @@ impl<B> StreamBody<B> {
         concat(out, chunk)
     }
 
-    /// A stream handed over from priming whose last held frame ended with a bad event: the error
-    /// chunk is queued after the held frames.
-    pub(crate) fn end_bad(&mut self) {
-        let chunk = self.bad_event(Bytes::new());
-        self.held.push_back(chunk);
-    }
-}
-
-impl<B> StreamBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
     /// The upstream body ended: its last event, completed if good, then the end of the stream
     /// (after `[DONE]`) or the error chunk (the stream stopped short).
     fn upstream_ended(&mut self) -> Bytes {
@@ -438,7 +436,6 @@ where
         }
         if self.watch.phase == Phase::Done {
             self.recorder.finish(Outcome::Success);
-            self.body = None;
             self.ended = true;
             return out;
         }
@@ -448,15 +445,53 @@ where
         );
         concat(out, chunk)
     }
+}
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(b) = self.held.pop_front() {
+impl<B> StreamBody<B> {
+    /// A stream handed over from priming whose last held frame ended with a bad event: the error
+    /// chunk is queued after the held frames, and the upstream body dropped.
+    pub(crate) fn end_bad(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        let chunk = this.state.bad_event(Bytes::new());
+        this.state.held.push_back(chunk);
+        this.upstream.set(None);
+    }
+}
+
+impl<B> StreamBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.project();
+        let state = this.state;
+        if let Some(b) = state.held.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
-        if self.ended {
+        if state.ended {
             return Poll::Ready(None);
         }
-        let Some(body) = self.body.as_mut() else {
+        state.read(this.upstream, cx)
+    }
+}
+
+impl StreamState {
+    /// Reads the `upstream` body until it gives bytes to send on, ends, fails or is pending; the
+    /// body is dropped once the stream has ended.
+    fn read<B>(
+        &mut self,
+        mut upstream: Pin<&mut Option<B>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let Some(mut body) = upstream.as_mut().as_pin_mut() else {
             self.ended = true;
             return Poll::Ready(None);
         };
@@ -493,15 +528,20 @@ where
             }
             Step::Data(out) => {
                 self.idle.activity();
-                if self.watch.phase == Phase::Done {
-                    // The stream is complete: nothing the provider sends after `[DONE]` is read.
-                    self.recorder.finish(Outcome::Success);
-                    self.body = None;
-                    self.ended = true;
+                if self.watch.phase != Phase::Done {
+                    // The usual frame (never empty: see the loop above); the stream goes on.
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
+                // The stream is complete: nothing the provider sends after `[DONE]` is read.
+                self.recorder.finish(Outcome::Success);
+                self.ended = true;
                 out
             }
         };
+        // The stream has ended (every arm above that did not return ended it): the upstream
+        // body is dropped.
+        debug_assert!(self.ended, "the stream goes on");
+        upstream.set(None);
         if data.is_empty() {
             // Only when the stream has ended: nothing was left to send.
             return Poll::Ready(None);
@@ -544,14 +584,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Stream(s) => s.poll(cx),
+            Kind::Stream(s) => s.as_mut().poll(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Stream(s) => s.ended && s.held.is_empty(),
+            Kind::Stream(s) => s.state.ended && s.state.held.is_empty(),
         }
     }
 
@@ -572,8 +612,8 @@ impl<B> fmt::Debug for ResponseBody<B> {
                 .finish(),
             Kind::Stream(s) => f
                 .debug_struct("ResponseBody::Stream")
-                .field("held", &s.held.len())
-                .field("ended", &s.ended)
+                .field("held", &s.state.held.len())
+                .field("ended", &s.state.ended)
                 .finish_non_exhaustive(),
         }
     }

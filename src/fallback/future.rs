@@ -274,7 +274,11 @@ where
             let next = match state.as_mut().project() {
                 StateProj::Receiving { body, received } => {
                     match ready!(received.poll(body, cx)).and_then(|b| run.receive(b)) {
-                        Ok(()) => State::Next,
+                        Ok(()) => {
+                            // Set in place: through `next`, the whole state would be copied.
+                            state.set(State::Next);
+                            continue;
+                        }
                         Err(e) => return done(state, e.into_response()),
                     }
                 }

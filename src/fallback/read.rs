@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::Body;
 use tokio::time::Instant;
 
-use super::body::{observe, Framer, Held, Idle, Recorder, StreamBody};
+use super::body::{observe, Framer, Held, Idle, Recorder, StreamBody, StreamState};
 use super::sse::{Phase, Watch};
 use crate::body::{Frames, Gather};
 use crate::catalog::EndpointKey;
@@ -107,7 +107,7 @@ impl Buffer {
 /// ModelRouting boxes) instead, the stream's state would make that box larger.
 pub(crate) struct Prime<B> {
     /// The stream's body, its recorder [`disarmed`](Recorder::disarmed) until the stream starts.
-    pub(crate) stream: Box<StreamBody<B>>,
+    pub(crate) stream: Pin<Box<StreamBody<B>>>,
     held_bytes: usize,
 }
 
@@ -133,29 +133,32 @@ where
         key: EndpointKey,
     ) -> Self {
         let stream = StreamBody {
-            body: Some(Box::pin(body)),
-            held: Held::default(),
-            watch: Watch::new(),
-            provider_name: None,
-            recorder: Recorder::disarmed(key),
-            ended: false,
-            translate: wire.stream(created),
-            framer: Framer::default(),
-            idle: Idle::since(Duration::ZERO, start),
+            upstream: Some(body),
+            state: StreamState {
+                held: Held::default(),
+                watch: Watch::new(),
+                provider_name: None,
+                recorder: Recorder::disarmed(key),
+                ended: false,
+                translate: wire.stream(created),
+                framer: Framer::default(),
+                idle: Idle::since(Duration::ZERO, start),
+            },
         };
         Prime {
-            stream: Box::new(stream),
+            stream: Box::pin(stream),
             held_bytes: 0,
         }
     }
 
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Primed> {
         loop {
-            let s = &mut *self.stream;
-            let Some(body) = s.body.as_mut() else {
+            let this = self.stream.as_mut().project();
+            let s = this.state;
+            let Some(body) = this.upstream.as_pin_mut() else {
                 return Poll::Ready(Primed::Failed);
             };
-            let frame = match std::task::ready!(body.as_mut().poll_frame(cx)) {
+            let frame = match std::task::ready!(body.poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
                 Some(Err(_)) => return Poll::Ready(Primed::Failed),
                 None => {
@@ -180,7 +183,7 @@ where
 
     /// What the stream's phase says, or `None` to keep reading.
     fn verdict(&self) -> Option<Primed> {
-        match self.stream.watch.phase {
+        match self.stream.state.watch.phase {
             Phase::Started | Phase::Done | Phase::UpstreamError | Phase::Invalid => {
                 Some(Primed::Started)
             }

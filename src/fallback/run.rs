@@ -501,7 +501,8 @@ impl<S> Run<S> {
         if !span.is_disabled() {
             span.record("gen_ai.response.time_to_first_chunk", latency.as_secs_f64());
         }
-        let mut s = prime.stream;
+        let mut stream = prime.stream;
+        let s = stream.as_mut().project().state;
         let stream_latency = self.config.stream_latency.then_some(latency);
         s.recorder
             .arm(self.config.stats.clone(), stream_latency, span);
@@ -514,13 +515,13 @@ impl<S> Run<S> {
         s.idle = Idle::since(self.config.stream_idle_timeout, now);
         if s.watch.bad() {
             // The frame that brought the first content also brought a bad event.
-            s.end_bad();
+            stream.as_mut().end_bad();
         }
         self.respond(
             a,
             head,
             (latency, Answered::Stream),
-            ResponseBody::stream(s),
+            ResponseBody::stream(stream),
         )
     }
 }
