@@ -6,6 +6,7 @@
 #   scripts/gateway-icount.sh [N] [stream]     # N requests (default 300), non-streamed or streamed
 #   GATEWAY=/tmp/gateway-old scripts/gateway-icount.sh   # another build of the gateway, to compare
 #   PROXY=bare scripts/gateway-icount.sh       # the floor: examples/bare_proxy.rs, no gateway at all
+#   PROXY=bare BARE_PROXY=/tmp/bare-old scripts/gateway-icount.sh   # another build of the floor
 #   PORT=18190 UPSTREAM_PORT=18191 scripts/gateway-icount.sh   # other ports (two runs at once)
 #
 # Starts examples/mock_upstream (port 18091 or UPSTREAM_PORT) and the gateway under valgrind
@@ -43,7 +44,7 @@ trap cleanup EXIT
 "$bin/mock_upstream" "$upstream_port" 2>/dev/null &
 PIDS+=($!)
 if [ "$PROXY" = bare ]; then
-    proxy=("$bin/bare_proxy" "127.0.0.1:$port" "http://127.0.0.1:$upstream_port")
+    proxy=("${BARE_PROXY:-$bin/bare_proxy}" "127.0.0.1:$port" "http://127.0.0.1:$upstream_port")
 else
     proxy=("${GATEWAY:-$bin/gateway}" --config "$config" --listen "127.0.0.1:$port")
 fi

@@ -7,6 +7,7 @@
 #   RATES=1000,5000 CONNECTIONS=50 scripts/proxy-bench.sh
 #   PROXY=bare scripts/proxy-bench.sh              # the floor: examples/bare_proxy.rs, not the gateway
 #   GATEWAY=/tmp/gateway-old scripts/proxy-bench.sh   # another build of the gateway, to compare
+#   PROXY=bare BARE_PROXY=/tmp/bare-old scripts/proxy-bench.sh   # another build of the floor
 #
 # Builds the gateway, examples/mock_upstream.rs and examples/proxy_load/ in release mode, starts the
 # mock (port 18091) and the gateway (examples/proxy-bench.toml, port 18090), runs every scenario and
@@ -49,7 +50,7 @@ trap cleanup EXIT
 "${REST_CORE[@]}" "$BIN/mock_upstream" "${MOCK##*:}" 2>/dev/null &
 PIDS+=($!)
 if [ "$PROXY" = bare ]; then
-    "${GW_CORE[@]}" "$BIN/bare_proxy" "$GW" "http://$MOCK" >/dev/null &
+    "${GW_CORE[@]}" "${BARE_PROXY:-$BIN/bare_proxy}" "$GW" "http://$MOCK" >/dev/null &
 else
     RUST_LOG=warn "${GW_CORE[@]}" "${GATEWAY:-$BIN/gateway}" --config examples/proxy-bench.toml --listen "$GW" >/dev/null &
 fi
