@@ -65,6 +65,18 @@ impl<'a, const N: usize> Pieces<'a, N> {
     }
 }
 
+impl<const N: usize> Pieces<'_, N> {
+    /// The bytes the pieces write (exact, but for a quoted text that needs escapes).
+    pub(crate) fn len(&self) -> usize {
+        self.as_ref().iter().map(Piece::len).sum()
+    }
+
+    /// Appends the pieces to `out`, as [`splice`] writes them.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        self.as_ref().iter().for_each(|p| p.write(out));
+    }
+}
+
 impl<const N: usize> Default for Pieces<'_, N> {
     fn default() -> Self {
         Pieces {

@@ -30,7 +30,7 @@ use super::reading::read_into;
 use super::scan::{self, trim_start};
 use super::settle::{Ctx, Obs};
 use super::sse::{out_put, out_reserve, OnEvent};
-use crate::route::{splice, write_json_str, AnswerReading, Piece, Pieces};
+use crate::route::{splice, AnswerReading, Piece, Pieces};
 
 /// A splice: a byte range of the original and what replaces it.
 type Edit = (Range<usize>, Vec<u8>);
@@ -258,27 +258,6 @@ type Learned<'c> = (
     usize,
     Pieces<'c, { json::PIECES }>,
 );
-
-/// The bytes `pieces` write (exact, but for a quoted text that needs escapes).
-fn pieces_len(pieces: &Pieces<'_, { json::PIECES }>) -> usize {
-    let len = |p: &Piece<'_>| match p {
-        Piece::Empty => 0,
-        Piece::Raw(b) => b.len(),
-        Piece::Quoted(s) => s.len() + 2,
-    };
-    pieces.as_ref().iter().map(len).sum()
-}
-
-/// Appends `pieces` to `out`, as [`splice`] writes them.
-fn write_pieces(out: &mut Vec<u8>, pieces: &[Piece<'_>]) {
-    for p in pieces {
-        match p {
-            Piece::Empty => {}
-            Piece::Raw(b) => out.extend_from_slice(b),
-            Piece::Quoted(s) => write_json_str(out, s),
-        }
-    }
-}
 
 /// The most [`Rule`]s a stream learns: one per member it rewrites (`id`, `model`, `provider`,
 /// `service_tier`).
@@ -638,14 +617,14 @@ impl Handler<'_> {
         let st = &mut *self.st;
         let len = found
             .iter()
-            .map(|(_, m, v, value)| m.len() + v - m.start + pieces_len(value));
+            .map(|(_, m, v, value)| m.len() + v - m.start + value.len());
         st.rule_bytes.reserve(len.sum());
         for (key, m, v, value) in found {
             // The member, then its key as written (`"id":`) and the new value.
             let start = st.rule_bytes.len();
             st.rule_bytes.extend_from_slice(&d[m.clone()]);
             st.rule_bytes.extend_from_slice(&d[m.start..v]);
-            write_pieces(&mut st.rule_bytes, value.as_ref());
+            value.write(&mut st.rule_bytes);
             st.rules.push(Rule {
                 start,
                 needle_len: m.len(),
