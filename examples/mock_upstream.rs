@@ -7,7 +7,8 @@
 //! Listens on 127.0.0.1:PORT (HTTP/1.1, keep-alive, `TCP_NODELAY`) on one thread and answers every
 //! `POST …/chat/completions` at once: a fixed chat completion with `usage`, or, when the request
 //! body has `"stream":true`, an SSE stream of 20 content chunks, a usage chunk and `data: [DONE]`,
-//! each chunk its own body frame (22 frames). Anything else gets a 404.
+//! each chunk its own body frame (22 frames). Anything else gets a 404. `MOCK_CHUNKS=N` makes the
+//! stream N content chunks long (the scripts pass it on: a long stream shows what each chunk costs).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 
 #[path = "shared/mock_stream.rs"]
 mod mock_stream;
-use mock_stream::stream_frames;
+use mock_stream::{stream_frames, CHUNKS};
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"The printing press spread across Europe within fifty years."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262}}"#;
 
@@ -66,7 +67,10 @@ fn wants_stream(body: &[u8]) -> bool {
     })
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    frames: VecDeque<Bytes>,
+) -> Result<Response<MockBody>, Infallible> {
     use http_body_util::Either::{Left, Right};
     if req.method() != http::Method::POST || !req.uri().path().ends_with("/chat/completions") {
         return Ok(respond(404, "text/plain", Left(Full::new(Bytes::new()))));
@@ -76,7 +80,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<MockBody>, Infallible
         Err(_) => return Ok(respond(400, "text/plain", Left(Full::new(Bytes::new())))),
     };
     Ok(if wants_stream(&body) {
-        respond(200, "text/event-stream", Right(Frames(stream_frames())))
+        respond(200, "text/event-stream", Right(Frames(frames)))
     } else {
         let json = Full::new(Bytes::from_static(COMPLETION.as_bytes()));
         respond(200, "application/json", Left(json))
@@ -106,15 +110,25 @@ async fn serve(port: u16) {
             std::process::exit(1);
         }
     };
-    eprintln!("mock upstream listening on http://127.0.0.1:{port}");
+    let chunks = match std::env::var("MOCK_CHUNKS") {
+        Ok(n) => n.parse().unwrap_or_else(|_| {
+            eprintln!("error: MOCK_CHUNKS is a number of chunks, not {n:?}");
+            std::process::exit(2);
+        }),
+        Err(_) => CHUNKS,
+    };
+    // Made once: each stream hands out clones (reference counts) of the same frames.
+    let frames = stream_frames(chunks);
+    eprintln!("mock upstream listening on http://127.0.0.1:{port} ({chunks}-chunk streams)");
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let frames = frames.clone();
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(tcp);
-            let service = hyper::service::service_fn(handle);
+            let service = hyper::service::service_fn(move |req| handle(req, frames.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
                 .await;

@@ -8,6 +8,8 @@
 #   PROXY=bare scripts/gateway-icount.sh       # the floor: examples/bare_proxy.rs, no gateway at all
 #   PROXY=bare BARE_PROXY=/tmp/bare-old scripts/gateway-icount.sh   # another build of the floor
 #   PORT=18190 UPSTREAM_PORT=18191 scripts/gateway-icount.sh   # other ports (two runs at once)
+#   MOCK_CHUNKS=200 scripts/gateway-icount.sh 100 stream   # longer streams (default 20 content chunks):
+#                                              # the difference of two lengths is the cost per chunk
 #
 # Starts examples/mock_upstream (port 18091 or UPSTREAM_PORT) and the gateway under valgrind
 # (examples/proxy-bench.toml, port 18090 or PORT), sends 50 requests to warm up, zeroes the counters,
@@ -77,4 +79,4 @@ callgrind_control -d "$gw" >/dev/null 2>&1
 sleep 1
 out=/tmp/gateway-icount.$gw.out.1
 ir=$(sed -n 's/^summary: //p' "$out")
-echo "$PROXY, $( [ "$stream" = true ] && echo "streamed (22 frames)" || echo non-streamed ): $((ir / n)) instructions per request ($n requests; profile: $out)"
+echo "$PROXY, $( [ "$stream" = true ] && echo "streamed ($(( ${MOCK_CHUNKS:-20} + 2 )) frames)" || echo non-streamed ): $((ir / n)) instructions per request ($n requests; profile: $out)"

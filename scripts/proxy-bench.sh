@@ -8,6 +8,7 @@
 #   PROXY=bare scripts/proxy-bench.sh              # the floor: examples/bare_proxy.rs, not the gateway
 #   GATEWAY=/tmp/gateway-old scripts/proxy-bench.sh   # another build of the gateway, to compare
 #   PROXY=bare BARE_PROXY=/tmp/bare-old scripts/proxy-bench.sh   # another build of the floor
+#   MOCK_CHUNKS=200 scripts/proxy-bench.sh        # streams of 200 content chunks (default 20)
 #
 # Builds the gateway, examples/mock_upstream.rs and examples/proxy_load/ in release mode, starts the
 # mock (port 18091) and the gateway (examples/proxy-bench.toml, port 18090), runs every scenario and
@@ -67,12 +68,13 @@ for url in "http://$MOCK/v1/chat/completions" "http://$GW/api/v1/chat/completion
     done
 done
 
-# Both must stream: 20 content chunks, the usage chunk and [DONE].
+# Both must stream: 20 content chunks (or MOCK_CHUNKS), the usage chunk and [DONE].
 for url in "http://$MOCK/v1/chat/completions" "http://$GW/api/v1/chat/completions"; do
     frames=$(curl -sN -X POST "$url" -H 'content-type: application/json' \
         -d '{"model":"bench/mock-model","stream":true,"messages":[{"role":"user","content":"hi"}]}' |
         grep -c '^data: ' || true)
-    [ "$frames" -ge 22 ] || { echo "error: $url streamed $frames data lines, not 22" >&2; exit 1; }
+    want=$(( ${MOCK_CHUNKS:-20} + 2 ))
+    [ "$frames" -ge "$want" ] || { echo "error: $url streamed $frames data lines, not $want" >&2; exit 1; }
 done
 
 echo "proxy: $PROXY" >&2

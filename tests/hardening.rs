@@ -436,6 +436,68 @@ async fn item13_connection_and_in_flight_caps_answer_503() {
     drop(slow);
 }
 
+/// A connection kept alive and idle when the server stops is closed, and `serve` returns: the
+/// connection task, asleep with nothing to read, is woken by the stop signal it registered for
+/// when it started (it does not poll the signal again until its version changes).
+#[tokio::test]
+async fn item13_stopping_closes_idle_kept_alive_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (router, _state) = router(completion());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = server::ServerLimits {
+        header_read_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server::serve(listener, router, limits, async {
+        let _ = stopped.await;
+    }));
+    // One request served on a kept-alive connection, read to the end of its body.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = hello(MINI).to_string();
+    let req = format!(
+        "POST /api/v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer sk-gw-alice\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let whole = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a).to_ascii_lowercase();
+        let Some(end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let len = text[..end]
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .expect("a content-length");
+        a.len() >= end + 4 + len
+    };
+    while !whole(&answer) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("the answer in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    // Idle now (the server parks the connection once the answer is written); the server stops:
+    // the connection is closed with nothing more sent.
+    stop.send(()).unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection was held open");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("serve returns once its connections are closed")
+        .unwrap();
+}
+
 #[test]
 fn item13_server_limits_from_config() {
     let section: config::ServerSection = toml::from_str(

@@ -318,7 +318,7 @@ pub fn stack_stream_body() -> Bytes {
 /// The 22 frames of one stream as `examples/mock_upstream.rs` sends them (one event per frame):
 /// 20 content chunks, a finish chunk carrying usage, `[DONE]`; the example's own code.
 pub fn mock_stream_frames() -> VecDeque<Bytes> {
-    mock_stream::stream_frames()
+    mock_stream::stream_frames(mock_stream::CHUNKS)
 }
 
 /// The streamed stack's inner service: `frames` as an event stream, at once.

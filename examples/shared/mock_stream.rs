@@ -6,25 +6,27 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-/// The content chunks of a stream.
+/// The content chunks of a stream (`examples/mock_upstream.rs` sends another number when its
+/// `MOCK_CHUNKS` variable says so).
 pub const CHUNKS: usize = 20;
 
-/// The 22 SSE frames of one stream, one event per frame: [`CHUNKS`] content chunks, a finish
-/// chunk carrying usage, `[DONE]`.
-pub fn stream_frames() -> VecDeque<Bytes> {
-    let mut frames = VecDeque::with_capacity(CHUNKS + 2);
-    for i in 0..CHUNKS {
+/// The SSE frames of one stream of `chunks` content chunks, one event per frame: the content
+/// chunks, a finish chunk carrying usage (`completion_tokens`: `chunks`), `[DONE]`.
+pub fn stream_frames(chunks: usize) -> VecDeque<Bytes> {
+    let mut frames = VecDeque::with_capacity(chunks + 2);
+    for i in 0..chunks {
         frames.push_back(Bytes::from(format!(
             "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
              \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\
              \"finish_reason\":null}}]}}\n\n"
         )));
     }
-    frames.push_back(Bytes::from_static(
-        b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
-\"model\":\"mock-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\
-\"usage\":{\"prompt_tokens\":250,\"completion_tokens\":20,\"total_tokens\":270}}\n\n",
-    ));
+    frames.push_back(Bytes::from(format!(
+        "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\
+         \"model\":\"mock-model\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}],\
+         \"usage\":{{\"prompt_tokens\":250,\"completion_tokens\":{chunks},\"total_tokens\":{}}}}}\n\n",
+        250 + chunks
+    )));
     frames.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
     frames
 }

@@ -13,8 +13,12 @@ use crate::route::{splice, Piece, RequestView};
 /// Keys of `provider.options[slug]` that are never merged: the layer decides them.
 const RESERVED_OPTIONS: &[&str] = &["model", "stream"];
 
-/// The value `stream_options` gets when the caller sent none.
+/// The value `stream_options` gets when the caller's is not an object.
 const INCLUDE_USAGE: &[u8] = br#"{"include_usage":true}"#;
+
+/// The member appended to a body that has no `stream_options` (a constant: the usual streamed
+/// request costs no allocation for it).
+const ASK_USAGE_MEMBER: &[u8] = br#","stream_options":{"include_usage":true}"#;
 
 /// What of the endpoint shapes the body beyond its model id and slug.
 #[derive(Clone, Copy, Default)]
@@ -60,9 +64,11 @@ pub(crate) fn upstream_body(
         .and_then(|o| slug_options(o, slug));
     let mut insert: Vec<u8> = Vec::new();
     let overridden = options.iter().flatten().any(|(k, _)| k == "stream_options");
-    let usage_edit = (fit.ask_usage && !overridden)
-        .then(|| ask_usage(body, view, &mut insert))
-        .flatten();
+    let usage = if fit.ask_usage && !overridden {
+        ask_usage(body, view)
+    } else {
+        AskUsage::Asked
+    };
     if let Some(members) = &options {
         let names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         for (key, span) in top_level_members(body)? {
@@ -96,15 +102,20 @@ pub(crate) fn upstream_body(
     push_removals(body, &remove, &mut edits);
     let cuts = compression_cuts(body, view, fit);
     push_removals(body, &cuts, &mut edits);
-    if let Some((r, v)) = &usage_edit {
-        edits.push(edit(r.clone(), Piece::Raw(v)));
-    }
-    if !insert.is_empty() {
+    let appended: &[u8] = match &usage {
+        AskUsage::Asked => &[],
+        AskUsage::Edit(r, v) => {
+            edits.push(edit(r.clone(), Piece::Raw(v)));
+            &[]
+        }
+        AskUsage::Append => ASK_USAGE_MEMBER,
+    };
+    if !appended.is_empty() || !insert.is_empty() {
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
         if body[end] != b'}' {
             return None;
         }
-        edits.push(edit(end..end, Piece::Raw(&insert)));
+        edits.push((end..end, [Piece::Raw(appended), Piece::Raw(&insert)]));
     }
     Some(splice(body, &mut edits))
 }
@@ -126,20 +137,25 @@ fn model_member(model: &str) -> [Piece<'_>; 2] {
     [Piece::Raw(b"\"model\":"), Piece::Quoted(model)]
 }
 
+/// How the upstream body asks for usage in a stream (`stream_options.include_usage`).
+enum AskUsage {
+    /// It does already, or need not.
+    Asked,
+    /// The caller's `stream_options` (at the range) replaced by the value.
+    Edit(Range<usize>, Vec<u8>),
+    /// [`ASK_USAGE_MEMBER`] appended to the body's object (the caller sent no `stream_options`).
+    Append,
+}
+
 /// Makes `stream_options.include_usage` true: the edit of the caller's `stream_options`, or (when
-/// it has none) the member appended to `insert`.
-fn ask_usage(
-    body: &[u8],
-    view: &RequestView<'_>,
-    insert: &mut Vec<u8>,
-) -> Option<(Range<usize>, Vec<u8>)> {
+/// it has none) the member to append.
+fn ask_usage(body: &[u8], view: &RequestView<'_>) -> AskUsage {
     match view.stream_options_span.clone() {
-        Some(span) => include_usage(&body[span.clone()]).map(|v| (span, v)),
-        None => {
-            insert.extend_from_slice(br#","stream_options":"#);
-            insert.extend_from_slice(INCLUDE_USAGE);
-            None
-        }
+        Some(span) => match include_usage(&body[span.clone()]) {
+            Some(v) => AskUsage::Edit(span, v),
+            None => AskUsage::Asked,
+        },
+        None => AskUsage::Append,
     }
 }
 
@@ -395,6 +411,12 @@ mod tests {
         assert_eq!(
             v["stream_options"],
             serde_json::json!({"include_usage": false})
+        );
+        // Other provider options: merged after the added member, byte for byte.
+        let body = r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi"}],"provider":{"options":{"a":{"top_k":4}}}}"#;
+        assert_eq!(
+            streamed(body, "a"),
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true},"top_k":4}"#
         );
     }
 
