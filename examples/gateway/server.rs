@@ -371,16 +371,27 @@ async fn connection(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
     tokio::pin!(conn);
     // hyper's HTTP/1.1 timer does not cover the bytes read to tell HTTP/1.1 from HTTP/2: a
-    // connection with no request started by the deadline is closed here.
-    let first = tokio::time::sleep(limits.header_read_timeout);
-    tokio::pin!(first);
+    // connection with no request started by the deadline is closed here. `first` is true once a
+    // request has started (then the timer is no longer polled on each wake of this task), false
+    // at the deadline.
+    let deadline = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(deadline);
+    let mut first = std::future::poll_fn(|cx| {
+        if started.load(Ordering::Relaxed) {
+            Poll::Ready(true)
+        } else {
+            deadline.as_mut().poll(cx).map(|()| false)
+        }
+    });
     let mut first_done = false;
     loop {
         tokio::select! {
+            // In this order, without drawing a random start on each wake.
+            biased;
             _ = conn.as_mut() => return,
-            () = &mut first, if !first_done => {
+            in_time = &mut first, if !first_done => {
                 first_done = true;
-                if !started.load(Ordering::Relaxed) {
+                if !in_time {
                     return;
                 }
             }
