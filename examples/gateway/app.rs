@@ -112,6 +112,14 @@ pub struct AppStateInner {
     pub metrics_token: Option<Arc<str>>,
 }
 
+impl AppStateInner {
+    /// Whether a route reads the peer's address (axum's `ConnectInfo`): only the rule letting
+    /// loopback callers in without a key does ([`Authed`], [`Chat`] and `/metrics`).
+    pub fn reads_peer_address(&self) -> bool {
+        self.loopback_without_key
+    }
+}
+
 /// Accepted connections with `TCP_NODELAY` set.
 ///
 /// Without it, the last small write of a response (the chunked body's terminating `0\r\n\r\n`

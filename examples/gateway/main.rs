@@ -188,8 +188,9 @@ async fn run(args: Args) {
     let no_keys = config.keys.is_empty();
     let models = config.catalog.models().len();
     let endpoints = config.catalog.all_endpoints().len();
-    let limits = server::ServerLimits::from_config(&config.server, config.body_limit);
-    let (router, _state) = app::build(config);
+    let mut limits = server::ServerLimits::from_config(&config.server, config.body_limit);
+    let (router, state) = app::build(config);
+    limits.peer_address = state.reads_peer_address();
     banner(listen, demo, no_keys, models, endpoints);
     serve(listen, router, limits, "gateway").await;
 }

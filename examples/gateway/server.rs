@@ -32,6 +32,7 @@ use futures_util::ready;
 use http_body::Frame;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -53,6 +54,10 @@ pub struct ServerLimits {
     pub max_in_flight: usize,
     /// Request body limit in bytes: a larger body is a 413 (default 10 MiB).
     pub body_limit: usize,
+    /// Whether each request carries its peer's address (axum's `ConnectInfo`; default true). Off
+    /// when no route reads it: it costs two allocations per request (the value's box, and a
+    /// larger extension map once the layers add theirs).
+    pub peer_address: bool,
 }
 
 impl Default for ServerLimits {
@@ -63,6 +68,7 @@ impl Default for ServerLimits {
             max_connections: 10_000,
             max_in_flight: 1_024,
             body_limit: 10 * 1024 * 1024,
+            peer_address: true,
         }
     }
 }
@@ -81,6 +87,7 @@ impl ServerLimits {
             max_connections: section.max_connections.unwrap_or(d.max_connections),
             max_in_flight: section.max_in_flight.unwrap_or(d.max_in_flight),
             body_limit,
+            peer_address: d.peer_address,
         }
     }
 }
@@ -112,7 +119,8 @@ fn error_response(e: GatewayError) -> Response {
 ///
 /// A tower service around the router rather than an axum `from_fn` middleware inside it: a
 /// request costs no boxed future, no clone of a boxed route and no second boxed response body
-/// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks).
+/// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks). It reads
+/// hyper's body itself, so the body is boxed (as axum's `Body`) only once, whole.
 #[derive(Clone)]
 pub struct Gate {
     router: Router,
@@ -133,7 +141,7 @@ impl Gate {
     }
 }
 
-impl tower::Service<Request> for Gate {
+impl tower::Service<http::Request<Incoming>> for Gate {
     type Response = http::Response<Held>;
     type Error = Infallible;
     type Future = GateFuture;
@@ -144,7 +152,7 @@ impl tower::Service<Request> for Gate {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> GateFuture {
+    fn call(&mut self, req: http::Request<Incoming>) -> GateFuture {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return GateFuture::Answered {
                 res: Some(error_response(overloaded("requests in flight"))),
@@ -168,7 +176,7 @@ pin_project_lite::pin_project! {
     pub enum GateFuture {
         Reading {
             #[pin]
-            read: Timeout<Collect<Limited<Body>>>,
+            read: Timeout<Collect<Limited<Incoming>>>,
             parts: Option<http::request::Parts>,
             router: Router,
             permit: Option<OwnedSemaphorePermit>,
@@ -357,10 +365,13 @@ async fn connection(
 ) {
     let started = Arc::new(AtomicBool::new(false));
     let seen = started.clone();
-    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+    let peer = limits.peer_address.then_some(ConnectInfo(peer));
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
-        req.extensions_mut().insert(ConnectInfo(peer));
-        gate.clone().oneshot(req.map(Body::new))
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(peer);
+        }
+        gate.clone().oneshot(req)
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
