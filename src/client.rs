@@ -48,6 +48,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -72,9 +73,12 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 /// A pooled HTTPS client for providers. See the [module docs](self).
+///
+/// Clones share one connection pool, and a clone costs one reference count: the stack above it
+/// is cloned per request (tower's `oneshot`), and hyper-util's `Client` holds several.
 #[derive(Clone)]
 pub struct HttpsClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Arc<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
 }
 
 impl fmt::Debug for HttpsClient {
@@ -185,7 +189,9 @@ impl ClientBuilder {
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .build(https);
-        Ok(HttpsClient { inner })
+        Ok(HttpsClient {
+            inner: Arc::new(inner),
+        })
     }
 }
 
@@ -196,7 +202,8 @@ impl Service<Request<Full<Bytes>>> for HttpsClient {
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<Request<Full<Bytes>>>::poll_ready(&mut self.inner, cx).map_err(Into::into)
+        // hyper-util serves `&Client` too: readiness needs no `&mut` (and is immediate).
+        Service::<Request<Full<Bytes>>>::poll_ready(&mut &*self.inner, cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {

@@ -1,7 +1,10 @@
 //! The gateway's HTTP surface: the layer stack behind OpenRouter-compatible routes.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,9 +14,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, post_service};
 use axum::Router;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
@@ -250,9 +254,9 @@ pub fn build_with_client(
     let (gateway, shared) = replicas::Shared::wire(&redis, &stats, gateway);
     let stack = ServiceBuilder::new().layer(gateway).service(client);
     // Events that are ready together leave in one write (see `Coalesce`).
-    let stack =
+    let chat =
         ServiceExt::<Request>::map_response(stack, |res| res.map(|b| Body::new(coalesce(b))));
-    let stack = Stack::new(stack);
+    let stack = Stack::new(chat.clone());
 
     let state = AppState(Arc::new(AppStateInner {
         stack: stack.clone(),
@@ -306,8 +310,14 @@ pub fn build_with_client(
         .route("/v1/messages/count_tokens", post(count_tokens))
         .layer(middleware::map_response(anthropic_errors));
     let authed = Router::new()
-        .route("/api/v1/chat/completions", post(chat))
-        .route("/v1/chat/completions", post(chat))
+        .route(
+            "/api/v1/chat/completions",
+            post_service(Chat::new(&state, chat.clone(), "/api/v1/chat/completions")),
+        )
+        .route(
+            "/v1/chat/completions",
+            post_service(Chat::new(&state, chat, "/v1/chat/completions")),
+        )
         .route("/api/v1/generation", get(generation))
         .route("/api/v1/key", get(key))
         .route("/api/v1/credits", get(credits));
@@ -396,14 +406,16 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let caller = authenticate(state, &parts.headers, peer).map_err(error_response)?;
+        let caller =
+            authenticate(state, &parts.headers, peer(&parts.extensions)).map_err(error_response)?;
         parts.extensions.insert(caller.clone());
         Ok(Authed(caller))
     }
+}
+
+/// The request's peer, from axum's `ConnectInfo` (the example's server inserts it).
+fn peer(extensions: &http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
 fn authenticate(
@@ -445,30 +457,136 @@ fn authenticate(
 
 // === chat ===
 
-async fn chat(State(state): State<AppState>, _: Authed, req: Request) -> Response {
-    let route = if req.uri().path().starts_with("/api/") {
-        "/api/v1/chat/completions"
-    } else {
-        "/v1/chat/completions"
-    };
-    let stack = state.stack.clone();
-    serve_on(&state, stack, route, req).await
+/// `POST /api/v1/chat/completions` (and `/v1/…`): the caller authenticated as [`Authed`] does,
+/// the request served by the stack, the answer counted in the metrics under `route`.
+///
+/// A tower service over the stack's own type rather than a handler calling the boxed [`Stack`]:
+/// axum already boxes the route and clones it per request, so a handler added a clone of the
+/// boxed stack, the stack's boxed future and the handler's own boxed future (allocations and
+/// copies of large futures that `scripts/gateway-icount.sh` counts).
+struct Chat<S> {
+    state: AppState,
+    stack: S,
+    route: &'static str,
+    /// The stack's error from `poll_ready`, answered by `call` after authentication (as the
+    /// handler this replaces did: its extractors ran before the stack was polled).
+    unready: Option<BoxError>,
 }
 
-/// Calls `stack` and counts the response under `route`; a stack error becomes a masked 500.
+impl<S: Clone> Clone for Chat<S> {
+    fn clone(&self) -> Self {
+        Chat {
+            state: self.state.clone(),
+            stack: self.stack.clone(),
+            route: self.route,
+            unready: None,
+        }
+    }
+}
+
+impl<S> Chat<S> {
+    fn new(state: &AppState, stack: S, route: &'static str) -> Self {
+        Chat {
+            state: state.clone(),
+            stack,
+            route,
+            unready: None,
+        }
+    }
+}
+
+impl<S> tower::Service<Request> for Chat<S>
+where
+    S: tower::Service<Request, Response = Response, Error = BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ChatFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.unready = ready!(self.stack.poll_ready(cx)).err();
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> ChatFuture<S::Future> {
+        let caller = match authenticate(&self.state, req.headers(), peer(req.extensions())) {
+            Ok(caller) => caller,
+            Err(e) => {
+                return ChatFuture::Refused {
+                    res: Some(error_response(e)),
+                }
+            }
+        };
+        req.extensions_mut().insert(caller);
+        let call = match self.unready.take() {
+            None => Either::Left(self.stack.call(req)),
+            Some(e) => Either::Right(std::future::ready(Err(e))),
+        };
+        ChatFuture::Serving {
+            call,
+            state: self.state.clone(),
+            route: self.route,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Chat`]'s future: the stack's answer (counted in the metrics), or the 401.
+    #[project = ChatProj]
+    enum ChatFuture<F> {
+        Serving {
+            #[pin]
+            call: Either<F, std::future::Ready<Result<Response, BoxError>>>,
+            state: AppState,
+            route: &'static str,
+            start: std::time::Instant,
+        },
+        Refused {
+            res: Option<Response>,
+        },
+    }
+}
+
+impl<F: Future<Output = Result<Response, BoxError>>> Future for ChatFuture<F> {
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ChatProj::Serving {
+                call,
+                state,
+                route,
+                start,
+            } => {
+                let res = answer(ready!(call.poll(cx)));
+                record_answer(state, route, &res, start.elapsed());
+                Poll::Ready(Ok(res))
+            }
+            ChatProj::Refused { res } => {
+                Poll::Ready(Ok(res.take().expect("ChatFuture polled after completion")))
+            }
+        }
+    }
+}
+
+/// Calls `stack` and counts the response under `route`.
 async fn serve_on(state: &AppState, stack: Stack, route: &'static str, req: Request) -> Response {
     let start = std::time::Instant::now();
-    let res = match stack.oneshot(req).await {
-        Ok(res) => res,
-        Err(e) => {
-            tracing::error!(error = %e, "gateway stack failed");
-            error_response(GatewayError::new(ErrorType::Server, "internal error"))
-        }
-    };
+    let res = answer(stack.oneshot(req).await);
     record_answer(state, route, &res, start.elapsed());
-    // A non-streamed answer goes out with `Content-Length` (not chunked): the layers that edit it
-    // report its exact `size_hint`, from which hyper sets the header.
     res
+}
+
+/// The stack's answer; a stack error becomes a masked 500.
+///
+/// A non-streamed answer goes out with `Content-Length` (not chunked): the layers that edit it
+/// report its exact `size_hint`, from which hyper sets the header.
+fn answer(res: Result<Response, BoxError>) -> Response {
+    res.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "gateway stack failed");
+        error_response(GatewayError::new(ErrorType::Server, "internal error"))
+    })
 }
 
 /// Counts an answer in the metrics: its status, its attempts, and its error type.
@@ -908,11 +1026,7 @@ async fn endpoints(
 /// demo — a loopback caller. Anyone else gets 401 (no or unknown key) or 403 (a key without the
 /// right).
 fn metrics_access(state: &AppState, req: &Request) -> Result<(), GatewayError> {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let loopback = peer.is_none_or(|p| p.ip().is_loopback());
+    let loopback = peer(req.extensions()).is_none_or(|p| p.ip().is_loopback());
     let Some(presented) = presented_key(req.headers()) else {
         if state.loopback_without_key && loopback {
             return Ok(());

@@ -32,6 +32,7 @@ use futures_util::ready;
 use http_body::Frame;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -112,7 +113,8 @@ fn error_response(e: GatewayError) -> Response {
 ///
 /// A tower service around the router rather than an axum `from_fn` middleware inside it: a
 /// request costs no boxed future, no clone of a boxed route and no second boxed response body
-/// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks).
+/// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks). It reads
+/// hyper's body itself, so the body is boxed (as axum's `Body`) only once, whole.
 #[derive(Clone)]
 pub struct Gate {
     router: Router,
@@ -133,7 +135,7 @@ impl Gate {
     }
 }
 
-impl tower::Service<Request> for Gate {
+impl tower::Service<http::Request<Incoming>> for Gate {
     type Response = http::Response<Held>;
     type Error = Infallible;
     type Future = GateFuture;
@@ -144,7 +146,7 @@ impl tower::Service<Request> for Gate {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> GateFuture {
+    fn call(&mut self, req: http::Request<Incoming>) -> GateFuture {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             return GateFuture::Answered {
                 res: Some(error_response(overloaded("requests in flight"))),
@@ -168,7 +170,7 @@ pin_project_lite::pin_project! {
     pub enum GateFuture {
         Reading {
             #[pin]
-            read: Timeout<Collect<Limited<Body>>>,
+            read: Timeout<Collect<Limited<Incoming>>>,
             parts: Option<http::request::Parts>,
             router: Router,
             permit: Option<OwnedSemaphorePermit>,
@@ -364,10 +366,10 @@ async fn connection(
 ) {
     let started = Arc::new(AtomicBool::new(false));
     let seen = started.clone();
-    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         seen.store(true, Ordering::Relaxed);
         req.extensions_mut().insert(ConnectInfo(peer));
-        gate.clone().oneshot(req.map(Body::new))
+        gate.clone().oneshot(req)
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
