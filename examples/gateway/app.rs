@@ -563,9 +563,10 @@ impl<F: Future<Output = Result<Response, BoxError>>> Future for ChatFuture<F> {
                 record_answer(state, route, &res, start.elapsed());
                 Poll::Ready(Ok(res))
             }
-            ChatProj::Refused { res } => {
-                Poll::Ready(Ok(res.take().expect("ChatFuture polled after completion")))
-            }
+            // Polled again after its answer (a caller's bug): a masked 500, not a panic.
+            ChatProj::Refused { res } => Poll::Ready(Ok(res.take().unwrap_or_else(|| {
+                error_response(GatewayError::new(ErrorType::Server, "internal error"))
+            }))),
         }
     }
 }
