@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 #[path = "shared/mock_stream.rs"]
 mod mock_stream;
-use mock_stream::{stream_frames, CHUNKS};
+use mock_stream::stream_frames;
 
 const COMPLETION: &str = r#"{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"The printing press spread across Europe within fifty years."},"finish_reason":"stop"}],"usage":{"prompt_tokens":250,"completion_tokens":12,"total_tokens":262}}"#;
 
@@ -110,13 +110,10 @@ async fn serve(port: u16) {
             std::process::exit(1);
         }
     };
-    let chunks = match std::env::var("MOCK_CHUNKS") {
-        Ok(n) => n.parse().unwrap_or_else(|_| {
-            eprintln!("error: MOCK_CHUNKS is a number of chunks, not {n:?}");
-            std::process::exit(2);
-        }),
-        Err(_) => CHUNKS,
-    };
+    let chunks = mock_stream::configured_chunks().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
     // Made once: each stream hands out clones (reference counts) of the same frames.
     let frames = stream_frames(chunks);
     eprintln!("mock upstream listening on http://127.0.0.1:{port} ({chunks}-chunk streams)");

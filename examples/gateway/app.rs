@@ -564,9 +564,9 @@ impl<F: Future<Output = Result<Response, BoxError>>> Future for ChatFuture<F> {
                 Poll::Ready(Ok(res))
             }
             // Polled again after its answer (a caller's bug): a masked 500, not a panic.
-            ChatProj::Refused { res } => Poll::Ready(Ok(res.take().unwrap_or_else(|| {
-                error_response(GatewayError::new(ErrorType::Server, "internal error"))
-            }))),
+            ChatProj::Refused { res } => Poll::Ready(Ok(res
+                .take()
+                .unwrap_or_else(|| answer(Err("Chat's future polled after completion".into()))))),
         }
     }
 }

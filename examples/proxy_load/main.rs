@@ -15,6 +15,10 @@
 //! `--rss-duration` each, to show the peak and whether it grows. Prints a markdown table on stdout
 //! and the distribution of every sample on stderr.
 
+// The mock upstream's stream, for its length (`MOCK_CHUNKS`).
+#[path = "../shared/mock_stream.rs"]
+#[allow(dead_code)]
+mod mock_stream;
 mod report;
 mod run;
 

@@ -98,12 +98,10 @@ fn cpu_rows(t: &mut Table, r: &Results) {
     }
     let one = us(r.streams_1.1.cpu_per_request_us());
     let ten = us(r.streams_10.1.cpu_per_request_us());
-    // The mock's streams: 20 content chunks, or `MOCK_CHUNKS` (which the script passes on to the
-    // mock and to this process alike), then the usage chunk and `[DONE]`.
-    let chunks = std::env::var("MOCK_CHUNKS")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok());
-    let frames = chunks.unwrap_or(20) + 2;
+    // The mock's content chunks, then the usage chunk and `[DONE]` (a bad `MOCK_CHUNKS` stopped
+    // the mock, and the script with it, before this runs).
+    let chunks = crate::mock_stream::configured_chunks().unwrap_or(crate::mock_stream::CHUNKS);
+    let frames = chunks + 2;
     let label = format!("gateway CPU per {frames}-frame stream (1 / 10 at a time)");
     let goal = if frames == 22 { "≤ 60 µs" } else { "" };
     t.gateway(&label, &format!("{one} / {ten}"), goal);

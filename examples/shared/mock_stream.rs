@@ -10,6 +10,18 @@ use bytes::Bytes;
 /// `MOCK_CHUNKS` variable says so).
 pub const CHUNKS: usize = 20;
 
+/// The content chunks of the mock's streams: `MOCK_CHUNKS` (which the scripts pass on to the mock
+/// and to the load generator alike), else [`CHUNKS`]; an error if it is not a number.
+#[allow(dead_code)] // Not read by the icount bench, which includes this file too.
+pub fn configured_chunks() -> Result<usize, String> {
+    match std::env::var("MOCK_CHUNKS") {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| format!("MOCK_CHUNKS is a number of chunks, not {n:?}")),
+        Err(_) => Ok(CHUNKS),
+    }
+}
+
 /// The SSE frames of one stream of `chunks` content chunks, one event per frame: the content
 /// chunks, a finish chunk carrying usage (`completion_tokens`: `chunks`), `[DONE]`.
 pub fn stream_frames(chunks: usize) -> VecDeque<Bytes> {
