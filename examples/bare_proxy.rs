@@ -32,8 +32,20 @@ use tower_ai_gateway::BoxError;
 
 type Answer = Response<BoxBody<Bytes, BoxError>>;
 
-#[tokio::main]
-async fn main() {
+#[path = "shared/runtime.rs"]
+mod runtime;
+
+/// On the gateway's runtime (one thread on one core: see `shared/runtime.rs`), so that the floor
+/// and the gateway compare on the same footing.
+fn main() {
+    let runtime = runtime::runtime(None).unwrap_or_else(|e| {
+        eprintln!("cannot start the tokio runtime: {e}");
+        std::process::exit(1)
+    });
+    runtime.block_on(serve());
+}
+
+async fn serve() {
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
         eprintln!("usage: bare_proxy LISTEN_ADDR UPSTREAM_BASE_URL");

@@ -11,12 +11,15 @@
 //! zero-latency simulated provider over HTTP with no layers: the baseline for load tests),
 //! `--otlp-endpoint URL` (feature `otel`: export the GenAI spans over OTLP/HTTP; the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` works too), `--trace-content` (record prompt and completion text
-//! on the GenAI spans, up to 16 KiB each; off by default).
+//! on the GenAI spans, up to 16 KiB each; off by default), `--threads N` (tokio worker threads;
+//! default: the cores the process may run on; 1 runs everything on one thread).
 
 mod app;
 mod config;
 #[cfg(feature = "otel")]
 mod otel;
+#[path = "../shared/runtime.rs"]
+mod runtime;
 mod server;
 
 use std::net::SocketAddr;
@@ -34,13 +37,15 @@ struct Args {
     redis: Option<String>,
     trace_content: bool,
     sim_tools: bool,
+    /// Worker threads of the runtime (`--threads`); `None`: the cores the process may run on.
+    threads: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: gateway [--listen ADDR] [--config FILE] [--seed N] [--zero-latency] [--bare] \
          [--otlp-endpoint URL] [--trace-content] [--sim-tools]\n\
-         [--redis URL]\n\
+         [--redis URL] [--threads N]\n\
          With no --config, serves the embedded demo catalog over simulated providers (offline);\n\
          --sim-tools makes them answer requests that offer tools with tool calls."
     );
@@ -58,6 +63,7 @@ fn parse_args() -> Args {
         redis: None,
         trace_content: false,
         sim_tools: false,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -76,6 +82,13 @@ fn parse_args() -> Args {
             "--redis" => a.redis = Some(it.next().unwrap_or_else(|| usage())),
             "--trace-content" => a.trace_content = true,
             "--sim-tools" => a.sim_tools = true,
+            "--threads" => {
+                a.threads = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .or_else(|| usage())
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
@@ -131,12 +144,17 @@ where
     tracing_subscriber::fmt::layer().with_filter(filter)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = parse_args();
-    let tracer = init_tracing(&args);
-    run(args).await;
-    flush(tracer);
+    let runtime = runtime::runtime(args.threads).unwrap_or_else(|e| {
+        eprintln!("error: cannot start the tokio runtime: {e}");
+        std::process::exit(1);
+    });
+    runtime.block_on(async {
+        let tracer = init_tracing(&args);
+        run(args).await;
+        flush(tracer);
+    });
 }
 
 /// Sends the spans still batched.
