@@ -15,7 +15,9 @@
 # (examples/proxy-bench.toml, port 18090 or PORT), sends 50 requests to warm up, zeroes the counters,
 # sends N requests with curl over one kept-alive connection (~1 KB chat requests, as
 # scripts/proxy-bench.sh sends), dumps the counters and prints instructions per request. The
-# profile stays in /tmp/gateway-icount.<pid>.out.1 for `callgrind_annotate`.
+# profile stays in /tmp/gateway-icount.<pid>.out.1 for `callgrind_annotate`. As in
+# scripts/proxy-bench.sh, the proxy is pinned to one core (`taskset -c 0`, when there is taskset):
+# on one core the gateway and the bare proxy run tokio's current_thread runtime.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,7 +52,9 @@ if [ "$PROXY" = bare ]; then
 else
     proxy=("${GATEWAY:-$bin/gateway}" --config "$config" --listen "127.0.0.1:$port")
 fi
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file=/tmp/gateway-icount.%p.out \
+pin=()
+command -v taskset >/dev/null 2>&1 && pin=(taskset -c 0)
+RUST_LOG=warn "${pin[@]}" valgrind --tool=callgrind --callgrind-out-file=/tmp/gateway-icount.%p.out \
     "${proxy[@]}" >/dev/null 2>&1 &
 gw=$!
 PIDS+=("$gw")
