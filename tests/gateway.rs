@@ -7,6 +7,8 @@
 mod app;
 #[path = "../examples/gateway/config.rs"]
 mod config;
+#[path = "../examples/shared/runtime.rs"]
+mod runtime;
 mod support;
 
 use std::net::SocketAddr;
@@ -73,6 +75,29 @@ fn hello(model: &str) -> Value {
 }
 
 const LLAMA: &str = "meta-llama/llama-3.3-70b-instruct";
+
+/// The example servers' runtime (`--threads N`): one thread is tokio's `current_thread` runtime,
+/// on which the gateway serves answers and streams; more is the multi-threaded runtime with that
+/// many workers.
+#[test]
+fn the_example_servers_runtime_has_the_threads_asked_for() {
+    use tokio::runtime::RuntimeFlavor;
+    let one = runtime::runtime(Some(1)).expect("runtime");
+    assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+    one.block_on(async {
+        let gw = start(true).await;
+        assert_eq!(gw.chat(hello(LLAMA)).await.status, 200);
+        let mut streamed = hello(LLAMA);
+        streamed["stream"] = json!(true);
+        let r = gw.chat(streamed).await;
+        assert_eq!(r.status, 200);
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    });
+    let three = runtime::runtime(Some(3)).expect("runtime");
+    assert_eq!(three.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+    assert_eq!(three.metrics().num_workers(), 3);
+}
 
 #[tokio::test]
 async fn non_streamed_completion() {
