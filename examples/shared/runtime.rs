@@ -7,7 +7,7 @@
 //! synchronisation, and no second thread contending for the core (the multi-threaded runtime runs
 //! `main`'s accept loop on the main thread beside its one worker). Over loopback on one core,
 //! `scripts/gateway-icount.sh` counts 3.6k instructions fewer per request this way, on the gateway
-//! and on the bare proxy alike, and `scripts/proxy-bench.sh` measures about 10 % more requests per
+//! and on the bare proxy alike, and `scripts/proxy-bench.sh` measures 9–13 % more requests per
 //! second (the README's "The fourteenth stop").
 
 /// Builds the runtime for `threads` workers (`None`: the cores the process may run on).
