@@ -131,7 +131,7 @@ fn hit<B>(entry: &CachedResponse, cfg: &Config) -> Response<ResponseBody<B>> {
     let mut res = Response::new(ResponseBody::replay(frames));
     *res.headers_mut() = entry.headers.clone();
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = id.header_value() {
         h.insert(GENERATION_ID, v);
     }
     h.insert(CACHE_STATUS, HeaderValue::from_static("HIT"));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response};
+use http::{header, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -227,7 +227,7 @@ const X_GENERATION_ID: http::HeaderName = http::HeaderName::from_static("x-gener
 
 fn generation_id_header(headers: &mut http::HeaderMap, ctx: &Ctx) {
     if ctx.rewrite {
-        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+        if let Some(v) = ctx.id.header_value() {
             headers.insert(X_GENERATION_ID, v);
         }
     }
