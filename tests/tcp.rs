@@ -492,7 +492,12 @@ async fn the_example_server_wakes_no_driver_per_request() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = server::ServerLimits::default();
-    tokio::spawn(server::serve(listener, router, limits, std::future::pending()));
+    tokio::spawn(server::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     let client = client(false);
     let uri = format!("http://{addr}/api/v1/chat/completions");
     let body = r#"{"model":"mock/chat","messages":[{"role":"user","content":"hi"}]}"#;
