@@ -297,12 +297,13 @@ async fn item11_generation_id_on_errors_service_tier_count_tokens_and_max_tokens
 
 /// The gateway behind the example server with `limits`, on a free loopback port.
 async fn start_limited(limits: server::ServerLimits) -> SocketAddr {
-    let (router, _state) = router(completion());
+    let (router, state) = router(completion());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(server::serve(
         listener,
         router,
+        Some(app::ChatRoutes::new(&state)),
         limits,
         std::future::pending(),
     ));
@@ -442,7 +443,7 @@ async fn item13_connection_and_in_flight_caps_answer_503() {
 #[tokio::test]
 async fn item13_stopping_closes_idle_kept_alive_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (router, _state) = router(completion());
+    let (router, state) = router(completion());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = server::ServerLimits {
@@ -450,7 +451,8 @@ async fn item13_stopping_closes_idle_kept_alive_connections() {
         ..Default::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(server::serve(listener, router, limits, async {
+    let chats = Some(app::ChatRoutes::new(&state));
+    let served = tokio::spawn(server::serve(listener, router, chats, limits, async {
         let _ = stopped.await;
     }));
     // One request served on a kept-alive connection, read to the end of its body.
@@ -514,4 +516,93 @@ fn item13_server_limits_from_config() {
     let d = server::ServerLimits::from_config(&config::ServerSection::default(), 1);
     assert_eq!(d.header_read_timeout, Duration::from_secs(10));
     assert!(toml::from_str::<config::ServerSection>("max_conections = 1").is_err());
+}
+
+/// The example server serves the two chat routes ahead of the router (`app::ChatRoutes`): the
+/// same answers as through the router alone, for every method, path and caller; `ChatRoutes`
+/// takes only `POST` to the two exact paths (a query string is not part of the path).
+#[tokio::test]
+async fn chat_routes_ahead_of_the_router_answer_as_the_router_does() {
+    let (_, state) = router(completion());
+    let chats = app::ChatRoutes::new(&state);
+    for (method, path, taken) in [
+        (Method::POST, "/api/v1/chat/completions", true),
+        (Method::POST, "/v1/chat/completions", true),
+        (Method::GET, "/api/v1/chat/completions", false),
+        (Method::PUT, "/v1/chat/completions", false),
+        (Method::POST, "/api/v1/chat/completions/", false),
+        (Method::POST, "/api/v1/messages", false),
+    ] {
+        assert_eq!(
+            chats.route(&method, path).is_some(),
+            taken,
+            "{method} {path}"
+        );
+    }
+
+    // The same requests through the example server with and without the chat routes ahead.
+    let serve = |fast: bool| async move {
+        let (router, state) = router(completion());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let chats = fast.then(|| app::ChatRoutes::new(&state));
+        let limits = server::ServerLimits::default();
+        tokio::spawn(server::serve(
+            listener,
+            router,
+            chats,
+            limits,
+            std::future::pending(),
+        ));
+        Gateway {
+            addr,
+            client: support::client(),
+        }
+    };
+    let (fast, routed) = (serve(true).await, serve(false).await);
+    let mut streamed = hello(MINI);
+    streamed["stream"] = json!(true);
+    let (chat, hi) = ("/api/v1/chat/completions", || Some(hello(MINI)));
+    let cases: [(Method, &str, Option<Value>, &str); 7] = [
+        (Method::POST, chat, hi(), "alice"),
+        (Method::POST, "/v1/chat/completions?x=1", hi(), "bob"),
+        (Method::POST, chat, Some(streamed), "alice"),
+        (Method::POST, chat, hi(), "nobody"),
+        (Method::POST, chat, Some(json!({"model": 5})), "alice"),
+        (Method::GET, chat, None, "alice"),
+        (Method::POST, "/api/v1/chat/completions/", hi(), "alice"),
+    ];
+    for (method, path, body, who) in cases {
+        let a = fast.send(method.clone(), path, body.clone(), who).await;
+        let b = routed.send(method.clone(), path, body, who).await;
+        assert_eq!(a.status, b.status, "{method} {path} as {who}");
+        let names = |r: &Reply| {
+            let mut n: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+            n.retain(|k| k != "date");
+            n.sort();
+            n
+        };
+        assert_eq!(names(&a), names(&b), "{method} {path} as {who}");
+        // Each answer has its own generation id; the rest of the body is the same.
+        let id = |r: &Reply| r.headers.get("x-generation-id").cloned();
+        let strip = |r: &Reply| match id(r) {
+            Some(id) => String::from_utf8_lossy(&r.body).replace(id.to_str().unwrap(), "ID"),
+            None => String::from_utf8_lossy(&r.body).into_owned(),
+        };
+        // The provider is drawn at random by each gateway; times differ.
+        let normal = |s: String| {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("\"provider\":\"") {
+                let from = i + "\"provider\":\"".len();
+                out.push_str(&rest[..from]);
+                rest = &rest[from..];
+                rest = &rest[rest.find('"').unwrap_or(rest.len())..];
+            }
+            out.push_str(rest);
+            out.replace(|c: char| c.is_ascii_digit(), "0")
+        };
+        let (sa, sb) = (normal(strip(&a)), normal(strip(&b)));
+        assert_eq!(sa, sb, "{method} {path} as {who}");
+    }
 }

@@ -488,13 +488,14 @@ async fn the_example_server_wakes_no_driver_per_request() {
             .unwrap();
     }
     cfg.upstream = config::Upstream::Http;
-    let (router, _state) = app::build(cfg);
+    let (router, state) = app::build(cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = server::ServerLimits::default();
     tokio::spawn(server::serve(
         listener,
         router,
+        Some(app::ChatRoutes::new(&state)),
         limits,
         std::future::pending(),
     ));

@@ -34,7 +34,7 @@ use tower_ai_gateway::usage_meter::{
     CallerKey, GenerationRecord, GenerationStore, InMemoryLedger, KeyLimits, KeyUsage, Ledger,
     Period,
 };
-use tower_ai_gateway::{BoxError, ErrorType, GatewayError, GatewayLayer, Stats};
+use tower_ai_gateway::{BoxError, ErrorType, Gateway, GatewayError, GatewayLayer, Stats};
 
 use crate::config::limits::{self, KeyReport, RateLimits};
 
@@ -65,6 +65,18 @@ pub type Client = BoxCloneSyncService<
 /// The whole stack as one service.
 type Stack = BoxCloneSyncService<Request, Response, BoxError>;
 
+/// The chat routes' stack, not type-erased: the gateway over the client, its answers' events
+/// coalesced ([`coalesced`]). Named, so that a server can hold it ([`ChatRoutes`]).
+pub type ChatStack = tower::util::MapResponse<Gateway<Client>, fn(GatewayResponse) -> Response>;
+
+/// The gateway's answer over [`Client`].
+type GatewayResponse = <Gateway<Client> as tower::Service<Request>>::Response;
+
+/// The chat routes' answer: events that are ready together leave in one write (see `Coalesce`).
+fn coalesced(res: GatewayResponse) -> Response {
+    res.map(|b| Body::new(coalesce(b)))
+}
+
 /// Shared state of the app: one `Arc`, so that axum's per-request clones of the state (for the
 /// `Authed` extractor and for each handler) cost one reference count, not a clone of both service
 /// stacks and of every handle (which was about a tenth of the gateway's CPU per request).
@@ -89,6 +101,8 @@ pub struct Callers {
 /// What [`AppState`] shares.
 pub struct AppStateInner {
     pub stack: Stack,
+    /// The same stack, not type-erased: the chat routes' ([`ChatRoutes`]).
+    pub chat: ChatStack,
     pub catalog: CatalogHandle,
     pub stats: Stats,
     pub generations: GenerationStore,
@@ -253,13 +267,12 @@ pub fn build_with_client(
         .fallback(|f| f.attempt_timeout(attempt_timeout));
     let (gateway, shared) = replicas::Shared::wire(&redis, &stats, gateway);
     let stack = ServiceBuilder::new().layer(gateway).service(client);
-    // Events that are ready together leave in one write (see `Coalesce`).
-    let chat =
-        ServiceExt::<Request>::map_response(stack, |res| res.map(|b| Body::new(coalesce(b))));
+    let chat: ChatStack = ServiceExt::<Request>::map_response(stack, coalesced as fn(_) -> _);
     let stack = Stack::new(chat.clone());
 
     let state = AppState(Arc::new(AppStateInner {
         stack: stack.clone(),
+        chat: chat.clone(),
         catalog: catalog.clone(),
         stats,
         generations,
@@ -464,7 +477,36 @@ fn authenticate(
 /// axum already boxes the route and clones it per request, so a handler added a clone of the
 /// boxed stack, the stack's boxed future and the handler's own boxed future (allocations and
 /// copies of large futures that `scripts/gateway-icount.sh` counts).
-struct Chat<S> {
+/// The two chat routes, `POST /api/v1/chat/completions` and `POST /v1/chat/completions`, for a
+/// server that serves them ahead of the router (the example's `server::Gate`): the same [`Chat`]
+/// services the router mounts, without axum's path lookup, the clone of its boxed route and the
+/// boxed future of each call (`scripts/gateway-icount.sh` counted the difference; see the
+/// README's benchmarks). Every other request, and these paths with another method, go to the
+/// router.
+#[derive(Clone)]
+pub struct ChatRoutes(Arc<[Chat<ChatStack>; 2]>);
+
+impl ChatRoutes {
+    /// The chat routes of `state`'s stack.
+    pub fn new(state: &AppState) -> Self {
+        let chat = |route| Chat::new(state, state.chat.clone(), route);
+        ChatRoutes(Arc::new([
+            chat("/api/v1/chat/completions"),
+            chat("/v1/chat/completions"),
+        ]))
+    }
+
+    /// The service for a request to `path` with `method`, if it is one of the chat routes.
+    pub fn route(&self, method: &http::Method, path: &str) -> Option<Chat<ChatStack>> {
+        if method != http::Method::POST {
+            return None;
+        }
+        self.0.iter().find(|c| c.route == path).cloned()
+    }
+}
+
+/// A chat route: authenticates the caller, then serves the request with the stack.
+pub struct Chat<S> {
     state: AppState,
     stack: S,
     route: &'static str,
@@ -534,7 +576,7 @@ where
 pin_project_lite::pin_project! {
     /// [`Chat`]'s future: the stack's answer (counted in the metrics), or the 401.
     #[project = ChatProj]
-    enum ChatFuture<F> {
+    pub enum ChatFuture<F> {
         Serving {
             #[pin]
             call: Either<F, std::future::Ready<Result<Response, BoxError>>>,

@@ -175,7 +175,7 @@ async fn run(args: Args) {
         let limits = server::ServerLimits::default();
         serve(
             listen,
-            router,
+            (router, None),
             limits,
             "bare simulated provider (no layers)",
         )
@@ -207,9 +207,10 @@ async fn run(args: Args) {
     let models = config.catalog.models().len();
     let endpoints = config.catalog.all_endpoints().len();
     let limits = server::ServerLimits::from_config(&config.server, config.body_limit);
-    let (router, _state) = app::build(config);
+    let (router, state) = app::build(config);
+    let chats = app::ChatRoutes::new(&state);
     banner(listen, demo, no_keys, models, endpoints);
-    serve(listen, router, limits, "gateway").await;
+    serve(listen, (router, Some(chats)), limits, "gateway").await;
 }
 
 /// With `redis` set: connects (or exits), and puts the rate limits and the cache in Redis; the app
@@ -274,7 +275,12 @@ fn bare_router(seed: u64) -> axum::Router {
         .route("/v1/chat/completions", axum::routing::post(handler))
 }
 
-async fn serve(listen: SocketAddr, router: axum::Router, limits: server::ServerLimits, what: &str) {
+async fn serve(
+    listen: SocketAddr,
+    (router, chats): (axum::Router, Option<app::ChatRoutes>),
+    limits: server::ServerLimits,
+    what: &str,
+) {
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -288,7 +294,7 @@ async fn serve(listen: SocketAddr, router: axum::Router, limits: server::ServerL
         tracing::info!("shutting down: finishing requests in flight");
     };
     // Header and body read timeouts, caps on connections and requests in flight: see server.rs.
-    server::serve(listener, router, limits, shutdown).await;
+    server::serve(listener, router, chats, limits, shutdown).await;
 }
 
 fn banner(listen: SocketAddr, demo: bool, no_keys: bool, models: usize, endpoints: usize) {

@@ -28,6 +28,7 @@ use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::ready;
 use http_body::Frame;
 use http_body_util::combinators::Collect;
@@ -40,6 +41,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Timeout;
 use tower::{Service, ServiceExt};
 use tower_ai_gateway::{ErrorType, GatewayError};
+
+use crate::app::{Chat, ChatFuture, ChatRoutes, ChatStack};
 
 /// Limits of the example server (see the [module docs](self)).
 #[derive(Clone, Debug)]
@@ -115,24 +118,36 @@ fn error_response(e: GatewayError) -> Response {
 /// request costs no boxed future, no clone of a boxed route and no second boxed response body
 /// (`scripts/gateway-icount.sh` counted the difference; see the README's benchmarks). It reads
 /// hyper's body itself, so the body is boxed (as axum's `Body`) only once, whole.
+///
+/// The chat routes, when given ([`ChatRoutes`]), are served ahead of the router: the hot path
+/// skips axum's routing and its boxed route and future.
 #[derive(Clone)]
 pub struct Gate {
     router: Router,
+    chats: Option<ChatRoutes>,
     in_flight: Arc<Semaphore>,
     body_timeout: Duration,
     body_limit: usize,
 }
 
 impl Gate {
-    /// `router` behind the limits' body read timeout, body limit and cap on requests in flight.
-    pub fn new(router: Router, limits: &ServerLimits) -> Self {
+    /// `router` (and `chats` ahead of it) behind the limits' body read timeout, body limit and cap
+    /// on requests in flight.
+    pub fn new(router: Router, chats: Option<ChatRoutes>, limits: &ServerLimits) -> Self {
         Gate {
             router,
+            chats,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
             body_timeout: limits.body_read_timeout,
             body_limit: limits.body_limit,
         }
     }
+}
+
+/// What serves a request once its body is read: one of the chat routes, or the router.
+enum Target {
+    Chat(Chat<ChatStack>),
+    Router(Router),
 }
 
 impl tower::Service<http::Request<Incoming>> for Gate {
@@ -153,11 +168,17 @@ impl tower::Service<http::Request<Incoming>> for Gate {
             };
         };
         let (parts, body) = req.into_parts();
+        let target = match self.chats.as_ref() {
+            Some(chats) => chats
+                .route(&parts.method, parts.uri.path())
+                .map(Target::Chat),
+            None => None,
+        };
         let read = Limited::new(body, self.body_limit).collect();
         GateFuture::Reading {
             read: tokio::time::timeout(self.body_timeout, read),
             parts: Some(parts),
-            router: self.router.clone(),
+            target: Some(target.unwrap_or_else(|| Target::Router(self.router.clone()))),
             permit: Some(permit),
             gate: (self.body_timeout, self.body_limit),
         }
@@ -172,14 +193,20 @@ pin_project_lite::pin_project! {
             #[pin]
             read: Timeout<Collect<Limited<Incoming>>>,
             parts: Option<http::request::Parts>,
-            router: Router,
+            target: Option<Target>,
             permit: Option<OwnedSemaphorePermit>,
             // The body timeout and limit, for the errors.
             gate: (Duration, usize),
         },
+        // A chat route's service, until it is ready for the request.
+        Readying {
+            chat: Chat<ChatStack>,
+            req: Option<Request>,
+            permit: Option<OwnedSemaphorePermit>,
+        },
         Calling {
             #[pin]
-            call: RouteFuture<Infallible>,
+            call: Either<ChatFuture<<ChatStack as Service<Request>>::Future>, RouteFuture<Infallible>>,
             permit: Option<OwnedSemaphorePermit>,
         },
         Answered {
@@ -193,11 +220,11 @@ impl Future for GateFuture {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let (call, permit) = match self.as_mut().project() {
+            let next = match self.as_mut().project() {
                 GateProj::Reading {
                     read,
                     parts,
-                    router,
+                    target,
                     permit,
                     gate: (timeout, limit),
                 } => {
@@ -207,8 +234,27 @@ impl Future for GateFuture {
                         Err(_) => return Poll::Ready(Ok(held(timed_out(*timeout), None))),
                     };
                     let parts = parts.take().expect("GateFuture polled after completion");
-                    let call = router.call(Request::from_parts(parts, Body::from(body)));
-                    (call, permit.take())
+                    let req = Request::from_parts(parts, Body::from(body));
+                    match target.take().expect("GateFuture polled after completion") {
+                        Target::Chat(chat) => GateFuture::Readying {
+                            chat,
+                            req: Some(req),
+                            permit: permit.take(),
+                        },
+                        // The router is always ready.
+                        Target::Router(mut router) => GateFuture::Calling {
+                            call: Either::Right(router.call(req)),
+                            permit: permit.take(),
+                        },
+                    }
+                }
+                GateProj::Readying { chat, req, permit } => {
+                    let Ok(()) = ready!(chat.poll_ready(cx));
+                    let req = req.take().expect("GateFuture polled after completion");
+                    GateFuture::Calling {
+                        call: Either::Left(chat.call(req)),
+                        permit: permit.take(),
+                    }
                 }
                 GateProj::Calling { call, permit } => {
                     let Ok(res) = ready!(call.poll(cx));
@@ -219,7 +265,7 @@ impl Future for GateFuture {
                     return Poll::Ready(Ok(held(res, None)));
                 }
             };
-            self.set(GateFuture::Calling { call, permit });
+            self.set(next);
         }
     }
 }
@@ -286,15 +332,16 @@ impl http_body::Body for Held {
     }
 }
 
-/// Serves `router` (behind a [`Gate`]) on `listener` until `shutdown` resolves, then lets the
-/// open connections finish their requests.
+/// Serves `router` (behind a [`Gate`], with `chats` ahead of it) on `listener` until `shutdown`
+/// resolves, then lets the open connections finish their requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    chats: Option<ChatRoutes>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let gate = Gate::new(router, &limits);
+    let gate = Gate::new(router, chats, &limits);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let _anchor = AbortOnDrop(tokio::spawn(timer_anchor()));

@@ -27,7 +27,12 @@ pub async fn serve(router: axum::Router) -> (SocketAddr, HttpClient) {
         .await
         .unwrap();
     });
-    (addr, Client::builder(TokioExecutor::new()).build_http())
+    (addr, client())
+}
+
+/// A plain HTTP/1.1 client for the tests' servers.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// A whole answer.
