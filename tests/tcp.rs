@@ -217,6 +217,12 @@ async fn gateway_over_upstream() -> SocketAddr {
 
 /// The example gateway with one model, `mock/chat`, served by the upstream at `up`.
 async fn gateway_over(up: SocketAddr) -> SocketAddr {
+    let (router, _state) = app::build(mock_config(up));
+    support::serve(router).await.0
+}
+
+/// The demo's configuration with one model, `mock/chat`, served over HTTP by the upstream at `up`.
+fn mock_config(up: SocketAddr) -> config::Config {
     use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider};
     let mut cfg = config::demo(7, true);
     cfg.catalog = Catalog::builder()
@@ -230,8 +236,7 @@ async fn gateway_over(up: SocketAddr) -> SocketAddr {
         .build()
         .unwrap();
     cfg.upstream = config::Upstream::Http;
-    let (router, _state) = app::build(cfg);
-    support::serve(router).await.0
+    cfg
 }
 
 #[tokio::test]
@@ -472,23 +477,7 @@ fn thread_writes() -> u64 {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_example_server_wakes_no_driver_per_request() {
-    let mut cfg = config::demo(7, true);
-    let up = json_upstream().await;
-    {
-        use tower_ai_gateway::catalog::{Catalog, Credentials, Endpoint, Model, Provider};
-        cfg.catalog = Catalog::builder()
-            .provider(
-                Provider::new("mock", "Mock")
-                    .base_url(format!("http://{up}/v1"))
-                    .credentials(Credentials::key("sk-mock")),
-            )
-            .model(Model::new("mock/chat", "Mock Chat"))
-            .endpoint(Endpoint::new("mock/chat", "mock"))
-            .build()
-            .unwrap();
-    }
-    cfg.upstream = config::Upstream::Http;
-    let (router, state) = app::build(cfg);
+    let (router, state) = app::build(mock_config(json_upstream().await));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = server::ServerLimits::default();
