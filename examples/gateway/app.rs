@@ -470,13 +470,6 @@ fn authenticate(
 
 // === chat ===
 
-/// `POST /api/v1/chat/completions` (and `/v1/…`): the caller authenticated as [`Authed`] does,
-/// the request served by the stack, the answer counted in the metrics under `route`.
-///
-/// A tower service over the stack's own type rather than a handler calling the boxed [`Stack`]:
-/// axum already boxes the route and clones it per request, so a handler added a clone of the
-/// boxed stack, the stack's boxed future and the handler's own boxed future (allocations and
-/// copies of large futures that `scripts/gateway-icount.sh` counts).
 /// The two chat routes, `POST /api/v1/chat/completions` and `POST /v1/chat/completions`, for a
 /// server that serves them ahead of the router (the example's `server::Gate`): the same [`Chat`]
 /// services the router mounts, without axum's path lookup, the clone of its boxed route and the
@@ -505,7 +498,13 @@ impl ChatRoutes {
     }
 }
 
-/// A chat route: authenticates the caller, then serves the request with the stack.
+/// `POST /api/v1/chat/completions` (and `/v1/…`): the caller authenticated as [`Authed`] does,
+/// the request served by the stack, the answer counted in the metrics under `route`.
+///
+/// A tower service over the stack's own type rather than a handler calling the boxed [`Stack`]:
+/// axum already boxes the route and clones it per request, so a handler added a clone of the
+/// boxed stack, the stack's boxed future and the handler's own boxed future (allocations and
+/// copies of large futures that `scripts/gateway-icount.sh` counts).
 pub struct Chat<S> {
     state: AppState,
     stack: S,
