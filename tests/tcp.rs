@@ -313,9 +313,6 @@ async fn upstream_client_round_trip_has_no_ack_delay() {
 /// content events, the usage event, `[DONE]`), as a fast provider's burst or a cached answer
 /// arrives.
 async fn burst_upstream() -> SocketAddr {
-    use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut stream =
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
             .to_string();
@@ -327,14 +324,24 @@ async fn burst_upstream() -> SocketAddr {
     stream += &chunk(EVENT_2);
     stream += &chunk("data: [DONE]\n\n");
     stream += "0\r\n\r\n";
+    fixed_upstream(stream).await
+}
+
+/// A loopback upstream that answers every request on a kept-alive connection with `answer`, in
+/// one write.
+async fn fixed_upstream(answer: String) -> SocketAddr {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (mut tcp, _) = listener.accept().await.unwrap();
-            let stream = stream.clone();
+            tcp.set_nodelay(true).unwrap();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while read_request(&mut tcp, &mut buf).await.is_some() {
-                    if tcp.write_all(stream.as_bytes()).await.is_err() {
+                    if tcp.write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
                 }
@@ -430,30 +437,12 @@ async fn coalesce_keeps_order_before_trailers_and_errors() {
 
 /// A loopback upstream that answers every request with a whole chat completion in one write.
 async fn json_upstream() -> SocketAddr {
-    use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let body = r#"{"id":"u","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
-    let answer = format!(
+    fixed_upstream(format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
-    );
-    tokio::spawn(async move {
-        loop {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            tcp.set_nodelay(true).unwrap();
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                while read_request(&mut tcp, &mut buf).await.is_some() {
-                    if tcp.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
+    ))
+    .await
 }
 
 /// The write system calls this thread has made (`syscw` of `/proc/thread-self/io`: `write` and
