@@ -14,7 +14,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use common::{fixed, fixed_with_headers, once, stack_body, stack_catalog};
+use common::{
+    fixed, fixed_stream, fixed_with_headers, mock_stream_frames, once, stack_body, stack_catalog,
+    stack_stream_body,
+};
 use tower::ServiceBuilder;
 use tower_ai_gateway::usage_meter::GenerationStore;
 use tower_ai_gateway::GatewayLayer;
@@ -92,6 +95,14 @@ fn main() {
     // client's answer always has some).
     let bare_h = measure(&rt, tower::service_fn(fixed_with_headers), &body);
     let all_h = measure(&rt, gateway().service_fn(fixed_with_headers), &body);
+    // A streamed request answered with the example mock upstream's 22 frames, drained.
+    let stream_body = stack_stream_body();
+    let bare_s = measure(&rt, fixed_stream(mock_stream_frames()), &stream_body);
+    let all_s = measure(
+        &rt,
+        gateway().service(fixed_stream(mock_stream_frames())),
+        &stream_body,
+    );
     println!("scenario (1 KB non-streamed request)        allocations/request   bytes/request");
     let row = |name: &str, (calls, bytes): (f64, f64)| {
         println!("{name:<44}{calls:>19.1} {bytes:>15.0}");
@@ -104,5 +115,11 @@ fn main() {
     row(
         "added by the gateway (answer with headers)",
         (all_h.0 - bare_h.0, all_h.1 - bare_h.1),
+    );
+    row("stack/bare+stream (22 frames)", bare_s);
+    row("stack/all+stream (GatewayLayer)", all_s);
+    row(
+        "added by the gateway (per stream)",
+        (all_s.0 - bare_s.0, all_s.1 - bare_s.1),
     );
 }

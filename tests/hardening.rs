@@ -377,6 +377,35 @@ async fn item13_slow_and_idle_connections_are_closed() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// A body sent in several chunks (each a frame of its own to the server) is read whole, with or
+/// without trailers; over the limit it is refused as a body of one piece is.
+#[tokio::test]
+async fn item13_request_bodies_in_several_frames_are_read_whole() {
+    let addr = start_limited(server::ServerLimits::default()).await;
+    let head = "POST /api/v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer sk-gw-alice\r\ncontent-type: application/json\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n";
+    let body = hello(MINI).to_string();
+    let (a, rest) = body.split_at(7);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    let chunks: String = [a, b, c]
+        .iter()
+        .map(|p| format!("{:x}\r\n{p}\r\n", p.len()))
+        .collect();
+    for end in ["0\r\n\r\n", "0\r\nx-trailer: 1\r\n\r\n"] {
+        let (answer, _) = raw(addr, format!("{head}{chunks}{end}").as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("chat.completion"), "{answer}");
+    }
+    // Three chunks that together pass the limit: 413, as for a body of one piece.
+    let small = start_limited(server::ServerLimits {
+        body_limit: body.len() - 1,
+        ..Default::default()
+    })
+    .await;
+    let (answer, _) = raw(small, format!("{head}{chunks}0\r\n\r\n").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":413"), "{answer}");
+}
+
 #[tokio::test]
 async fn item13_connection_and_in_flight_caps_answer_503() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

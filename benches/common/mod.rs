@@ -321,14 +321,17 @@ pub fn mock_stream_frames() -> VecDeque<Bytes> {
     mock_stream::stream_frames(mock_stream::CHUNKS)
 }
 
-/// The streamed stack's inner service: `frames` as an event stream, at once.
+/// The streamed stack's inner service: `frames` as an event stream, at once. The frames are
+/// shared by the service's clones (ProviderFallback clones its inner service for each request:
+/// the clone must not copy the list, which the bare service never does).
 pub fn fixed_stream(
     frames: VecDeque<Bytes>,
 ) -> impl Service<Request<Full<Bytes>>, Response = Response<Frames>, Error = Infallible> + Clone {
+    let frames = std::sync::Arc::new(frames);
     tower::service_fn(move |_req: Request<Full<Bytes>>| {
         let res = Response::builder()
             .header("content-type", "text/event-stream")
-            .body(Frames(frames.clone()))
+            .body(Frames(VecDeque::clone(&frames)))
             .unwrap();
         std::future::ready(Ok(res))
     })

@@ -27,12 +27,11 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
 use futures_util::ready;
 use http_body::Frame;
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
@@ -183,7 +182,10 @@ impl Gate {
                 .map(Target::Chat),
             None => None,
         };
-        let read = Limited::new(body, self.body_limit).collect();
+        let read = ReadBody {
+            body: Limited::new(body, self.body_limit),
+            data: Read::Empty,
+        };
         GateFuture::Reading {
             read: tokio::time::timeout(self.body_timeout, read),
             parts: Some(parts),
@@ -200,7 +202,7 @@ pin_project_lite::pin_project! {
     pub enum GateFuture {
         Reading {
             #[pin]
-            read: Timeout<Collect<Limited<Incoming>>>,
+            read: Timeout<ReadBody>,
             parts: Option<http::request::Parts>,
             target: Option<Target>,
             permit: Option<OwnedSemaphorePermit>,
@@ -238,7 +240,7 @@ impl Future for GateFuture {
                     gate: (timeout, limit),
                 } => {
                     let body = match ready!(read.poll(cx)) {
-                        Ok(Ok(collected)) => collected.to_bytes(),
+                        Ok(Ok(body)) => body,
                         Ok(Err(e)) => return Poll::Ready(Ok(held(unread(&*e, *limit), None))),
                         Err(_) => return Poll::Ready(Ok(held(timed_out(*timeout), None))),
                     };
@@ -276,6 +278,66 @@ impl Future for GateFuture {
             };
             self.set(next);
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Reads a request body whole: the usual body, one data frame, is kept as it came (no
+    /// queue of frames to allocate, no copy), and its end is taken from the frame itself when the
+    /// body knows its length (no further poll); a body of several frames is copied together.
+    pub struct ReadBody {
+        #[pin]
+        body: Limited<Incoming>,
+        data: Read,
+    }
+}
+
+/// The data read so far.
+enum Read {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Future for ReadBody {
+    type Output = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        use http_body::Body as _;
+        let mut this = self.project();
+        loop {
+            if this.body.is_end_stream() {
+                break;
+            }
+            match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers, which a request to these routes has no use for, are dropped.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    *this.data = match std::mem::replace(this.data, Read::Empty) {
+                        Read::Empty => Read::One(data),
+                        Read::One(first) => {
+                            let mut all = BytesMut::with_capacity(first.len() + data.len());
+                            all.extend_from_slice(&first);
+                            all.extend_from_slice(&data);
+                            Read::Many(all)
+                        }
+                        Read::Many(mut all) => {
+                            all.extend_from_slice(&data);
+                            Read::Many(all)
+                        }
+                    };
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => break,
+            }
+        }
+        Poll::Ready(Ok(match std::mem::replace(this.data, Read::Empty) {
+            Read::Empty => Bytes::new(),
+            Read::One(data) => data,
+            Read::Many(all) => all.freeze(),
+        }))
     }
 }
 
