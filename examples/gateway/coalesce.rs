@@ -64,9 +64,11 @@ pin_project! {
 /// What a poll of the inner body gave after data that is still held.
 type Next<B> = Result<Frame<Bytes>, <B as Body>::Error>;
 
-/// Data waiting to go out: one frame as it came, or several copied together.
+/// Data frames gathered: one frame as it came (no copy), or several copied together. Held here
+/// while they wait to go out; also what the server's [`ReadBody`](crate::server::ReadBody) reads a
+/// request body into.
 #[derive(Debug, Default)]
-enum Held {
+pub(crate) enum Held {
     #[default]
     Empty,
     One(Bytes),
@@ -74,7 +76,7 @@ enum Held {
 }
 
 impl Held {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Held::Empty => 0,
             Held::One(b) => b.len(),
@@ -82,7 +84,7 @@ impl Held {
         }
     }
 
-    fn push(&mut self, data: Bytes) {
+    pub(crate) fn push(&mut self, data: Bytes) {
         *self = match std::mem::take(self) {
             Held::Empty => Held::One(data),
             Held::One(first) => {
@@ -98,7 +100,7 @@ impl Held {
         };
     }
 
-    fn take(&mut self) -> Option<Bytes> {
+    pub(crate) fn take(&mut self) -> Option<Bytes> {
         match std::mem::take(self) {
             Held::Empty => None,
             Held::One(b) => Some(b),

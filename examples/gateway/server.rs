@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use axum::Router;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::Either;
 use futures_util::ready;
 use http_body::Frame;
@@ -41,6 +41,7 @@ use tokio::time::Timeout;
 use tower::Service;
 use tower_ai_gateway::{ErrorType, GatewayError};
 
+use crate::app::coalesce::Held as Gathered;
 use crate::app::{Chat, ChatFuture, ChatRoutes, ChatStack};
 
 /// Limits of the example server (see the [module docs](self)).
@@ -184,7 +185,7 @@ impl Gate {
         };
         let read = ReadBody {
             body: Limited::new(body, self.body_limit),
-            data: Read::Empty,
+            data: Gathered::Empty,
         };
         GateFuture::Reading {
             read: tokio::time::timeout(self.body_timeout, read),
@@ -288,15 +289,8 @@ pin_project_lite::pin_project! {
     pub struct ReadBody {
         #[pin]
         body: Limited<Incoming>,
-        data: Read,
+        data: Gathered,
     }
-}
-
-/// The data read so far.
-enum Read {
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
 }
 
 impl Future for ReadBody {
@@ -315,29 +309,13 @@ impl Future for ReadBody {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    *this.data = match std::mem::replace(this.data, Read::Empty) {
-                        Read::Empty => Read::One(data),
-                        Read::One(first) => {
-                            let mut all = BytesMut::with_capacity(first.len() + data.len());
-                            all.extend_from_slice(&first);
-                            all.extend_from_slice(&data);
-                            Read::Many(all)
-                        }
-                        Read::Many(mut all) => {
-                            all.extend_from_slice(&data);
-                            Read::Many(all)
-                        }
-                    };
+                    this.data.push(data);
                 }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => break,
             }
         }
-        Poll::Ready(Ok(match std::mem::replace(this.data, Read::Empty) {
-            Read::Empty => Bytes::new(),
-            Read::One(data) => data,
-            Read::Many(all) => all.freeze(),
-        }))
+        Poll::Ready(Ok(this.data.take().unwrap_or_default()))
     }
 }
 
