@@ -395,6 +395,23 @@ async fn item13_request_bodies_in_several_frames_are_read_whole() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("chat.completion"), "{answer}");
     }
+    // Over HTTP/2 (prior knowledge), where the body's end comes with its DATA frame.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let req = Request::post(format!("http://{addr}/api/v1/chat/completions"))
+        .header("authorization", "Bearer sk-gw-alice")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.clone())))
+        .unwrap();
+    let res = h2.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let answer = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        answer.windows(15).any(|w| w == b"chat.completion"),
+        "{answer:?}"
+    );
     // Three chunks that together pass the limit: 413, as for a body of one piece.
     let small = start_limited(server::ServerLimits {
         body_limit: body.len() - 1,
