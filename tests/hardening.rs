@@ -7,6 +7,8 @@
 mod app;
 #[path = "../examples/gateway/config.rs"]
 mod config;
+#[path = "support/example.rs"]
+mod example;
 #[path = "../examples/gateway/server.rs"]
 mod server;
 mod support;
@@ -298,16 +300,7 @@ async fn item11_generation_id_on_errors_service_tier_count_tokens_and_max_tokens
 /// The gateway behind the example server with `limits`, on a free loopback port.
 async fn start_limited(limits: server::ServerLimits) -> SocketAddr {
     let (router, state) = router(completion());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(
-        listener,
-        router,
-        Some(app::ChatRoutes::new(&state)),
-        limits,
-        std::future::pending(),
-    ));
-    addr
+    example::serve(router, Some(app::ChatRoutes::new(&state)), limits).await
 }
 
 /// Writes `bytes` on a new connection, then reads until the server closes it (or 10 s pass, which
@@ -589,17 +582,8 @@ async fn chat_routes_ahead_of_the_router_answer_as_the_router_does() {
     // The same requests through the example server with and without the chat routes ahead.
     let serve = |fast: bool| async move {
         let (router, state) = router(completion());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let chats = fast.then(|| app::ChatRoutes::new(&state));
-        let limits = server::ServerLimits::default();
-        tokio::spawn(server::serve(
-            listener,
-            router,
-            chats,
-            limits,
-            std::future::pending(),
-        ));
+        let addr = example::serve(router, chats, server::ServerLimits::default()).await;
         Gateway {
             addr,
             client: support::client(),

@@ -28,6 +28,8 @@
 mod app;
 #[path = "../examples/gateway/config.rs"]
 mod config;
+#[path = "support/example.rs"]
+mod example;
 #[path = "../examples/gateway/server.rs"]
 mod server;
 mod support;
@@ -467,16 +469,8 @@ fn thread_writes() -> u64 {
 #[tokio::test]
 async fn the_example_server_wakes_no_driver_per_request() {
     let (router, state) = app::build(mock_config(json_upstream().await));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limits = server::ServerLimits::default();
-    tokio::spawn(server::serve(
-        listener,
-        router,
-        Some(app::ChatRoutes::new(&state)),
-        limits,
-        std::future::pending(),
-    ));
+    let chats = Some(app::ChatRoutes::new(&state));
+    let addr = example::serve(router, chats, server::ServerLimits::default()).await;
     let client = client(false);
     let uri = format!("http://{addr}/api/v1/chat/completions");
     let body = r#"{"model":"mock/chat","messages":[{"role":"user","content":"hi"}]}"#;

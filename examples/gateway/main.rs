@@ -175,7 +175,8 @@ async fn run(args: Args) {
         let limits = server::ServerLimits::default();
         serve(
             listen,
-            (router, None),
+            router,
+            None,
             limits,
             "bare simulated provider (no layers)",
         )
@@ -210,7 +211,7 @@ async fn run(args: Args) {
     let (router, state) = app::build(config);
     let chats = app::ChatRoutes::new(&state);
     banner(listen, demo, no_keys, models, endpoints);
-    serve(listen, (router, Some(chats)), limits, "gateway").await;
+    serve(listen, router, Some(chats), limits, "gateway").await;
 }
 
 /// With `redis` set: connects (or exits), and puts the rate limits and the cache in Redis; the app
@@ -277,7 +278,8 @@ fn bare_router(seed: u64) -> axum::Router {
 
 async fn serve(
     listen: SocketAddr,
-    (router, chats): (axum::Router, Option<app::ChatRoutes>),
+    router: axum::Router,
+    chats: Option<app::ChatRoutes>,
     limits: server::ServerLimits,
     what: &str,
 ) {
