@@ -474,13 +474,21 @@ async fn a_whole_answer_dropped_unread_settles_once_as_cancelled() {
 
 #[tokio::test]
 async fn answers_in_several_frames_or_late_are_edited_the_same() {
-    // (frames, pending polls before the first): several frames go through the bounded
-    // accumulation; a body not ready when the head arrives is read when the consumer polls.
+    // (frames, pending polls before the first): a body in several frames, or not ready when the
+    // head arrives, is read whole before the response is returned, which then has its exact
+    // length too; the generation is settled when the consumer takes the body.
     for (parts, pending) in [(1, 0), (3, 0), (1, 2), (4, 1)] {
         let ledger = Counting::new(true);
         let (res, records) = answer(&ledger, move || Exact::new(ANSWER, parts, pending)).await;
         assert!(res.headers().get("content-length").is_none());
+        let hint = res.body().size_hint().exact().expect("exact size_hint");
+        assert!(records.lock().unwrap().is_empty());
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            hint,
+            bytes.len() as u64,
+            "{parts} frames, {pending} pending"
+        );
         check_edited(&bytes, &records);
         assert_eq!(
             ledger.counts(),
@@ -488,4 +496,159 @@ async fn answers_in_several_frames_or_late_are_edited_the_same() {
             "{parts} frames, {pending} pending"
         );
     }
+}
+
+/// What a [`Scripted`] body does when polled next.
+enum Step {
+    Data(&'static str),
+    Trailers,
+    Fail,
+    /// Pending for ever (never woken).
+    Stall,
+}
+
+/// A body with a fixed exact `size_hint` (`hint`, which may be a lie) that plays `steps`.
+struct Scripted {
+    steps: std::collections::VecDeque<Step>,
+    hint: u64,
+    polls: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    fn new(hint: usize, steps: Vec<Step>) -> (Self, Arc<AtomicUsize>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let body = Scripted {
+            steps: steps.into(),
+            hint: hint as u64,
+            polls: polls.clone(),
+        };
+        (body, polls)
+    }
+}
+
+impl Body for Scripted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        match self.steps.pop_front() {
+            None => Poll::Ready(None),
+            Some(Step::Data(s)) => {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(s.as_bytes())))))
+            }
+            Some(Step::Trailers) => {
+                let mut t = http::HeaderMap::new();
+                t.insert("x-checksum", "abc".parse().unwrap());
+                Poll::Ready(Some(Ok(Frame::trailers(t))))
+            }
+            Some(Step::Fail) => Poll::Ready(Some(Err(std::io::Error::other("reset")))),
+            Some(Step::Stall) => {
+                self.steps.push_front(Step::Stall);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.hint)
+    }
+}
+
+/// Serves one `Scripted` body (taken from `slot`) to ModelRouting → UsageMeter.
+async fn scripted_answer(
+    ledger: &Counting,
+    body: Scripted,
+) -> (Response<GatewayBody<ResponseBody<Scripted>>>, Records) {
+    let slot = Arc::new(Mutex::new(Some(body)));
+    answer(ledger, move || {
+        slot.lock().unwrap().take().expect("one call")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_answer_failing_while_read_whole_fails_through_its_body_and_settles_once() {
+    let ledger = Counting::new(true);
+    let (half, _) = ANSWER.split_at(40);
+    let (body, _) = Scripted::new(ANSWER.len(), vec![Step::Data(half), Step::Fail]);
+    let (res, records) = scripted_answer(&ledger, body).await;
+    assert_eq!(res.status(), 200);
+    assert!(records.lock().unwrap().is_empty(), "settled by the body");
+    let mut body = res.into_body();
+    let err = body
+        .frame()
+        .await
+        .expect("a frame")
+        .expect_err("the body's error");
+    assert_eq!(err.to_string(), "reset");
+    assert!(body.frame().await.is_none());
+    assert_eq!(ledger.counts(), (1, 1, 0));
+    let recs = records.lock().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].error && recs[0].usage_missing && !recs[0].cancelled);
+    assert!(recs[0].cost > Usd::ZERO, "an estimate, never free");
+    assert_eq!(ledger.usage().reserved, Usd::ZERO);
+}
+
+#[tokio::test]
+async fn an_answer_read_whole_keeps_its_trailers() {
+    let ledger = Counting::new(true);
+    let (a, b) = ANSWER.split_at(100);
+    let steps = vec![Step::Data(a), Step::Data(b), Step::Trailers];
+    let (body, _) = Scripted::new(ANSWER.len(), steps);
+    let (res, records) = scripted_answer(&ledger, body).await;
+    let collected = res.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("the trailers");
+    assert_eq!(trailers["x-checksum"], "abc");
+    check_edited(&collected.to_bytes(), &records);
+    assert_eq!(ledger.counts(), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn a_body_longer_than_its_length_is_not_read_past_it() {
+    // The body says 50 bytes, sends the whole answer in two frames, then never ends: the meter
+    // stops reading once it has more than it was told, and answers with what it read.
+    let ledger = Counting::new(true);
+    let (a, b) = ANSWER.split_at(30);
+    let steps = vec![Step::Data(a), Step::Data(b), Step::Stall];
+    let (body, polls) = Scripted::new(50, steps);
+    let (res, records) = scripted_answer(&ledger, body).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        2,
+        "not polled past the overrun"
+    );
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    check_edited(&bytes, &records);
+    assert_eq!(ledger.counts(), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn dropped_while_the_answer_is_read_whole_settles_once_as_cancelled() {
+    let ledger = Counting::new(true);
+    let (a, _) = ANSWER.split_at(60);
+    let (body, polls) = Scripted::new(ANSWER.len(), vec![Step::Data(a), Step::Stall]);
+    let slot = Arc::new(Mutex::new(Some(body)));
+    let (layer, records) = meter(&ledger);
+    let svc = ServiceBuilder::new()
+        .layer(ModelRoutingLayer::new(Catalog::from_json(DEMO).unwrap()))
+        .layer(layer)
+        .service(tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let body = slot.lock().unwrap().take().expect("one call");
+            async move { Ok::<_, std::convert::Infallible>(json_response(body)) }
+        }));
+    let mut fut = Box::pin(tower::ServiceExt::oneshot(svc, request(false)));
+    assert!(poll_once(&mut fut).await.is_pending(), "reading the answer");
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+    assert!(records.lock().unwrap().is_empty());
+    drop(fut);
+    assert_eq!(ledger.counts(), (1, 1, 0));
+    let recs = records.lock().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].cancelled && recs[0].usage_missing);
+    assert_eq!(ledger.usage().reserved, Usd::ZERO);
 }

@@ -14,7 +14,6 @@ use pin_project_lite::pin_project;
 
 use super::meter::{Meter, Mode};
 use super::settle::End;
-use crate::route::AnswerReading;
 
 pin_project! {
     /// Response body for [`UsageMeter`](super::UsageMeter): the upstream body, observed and edited
@@ -44,17 +43,18 @@ pin_project! {
             inner: B,
             st: Metering,
         },
-        // The inner body after the response future read its first frame (`first`, replayed
-        // before the rest) without finding the whole answer in it; boxed because it was polled.
-        Peeked {
-            inner: Pin<Box<B>>,
-            first: Option<Box<Polled<B::Error, B::Data>>>,
-            st: Metering,
-        },
-        // A non-streamed answer that arrived whole and was edited before the response was
-        // returned; the meter finishes when the consumer takes it (or drops it: cancelled).
+        // A non-streamed answer that was read whole, and edited, before the response was
+        // returned (see the response future's `Reading` state); the meter finishes when the
+        // consumer takes it (or drops it: cancelled).
         Edited {
             data: Option<Bytes>,
+            trailers: Option<HeaderMap>,
+            meter: Meter,
+        },
+        // A non-streamed answer whose body failed while it was read whole: the error is the
+        // body's first and last frame.
+        Failed {
+            error: Option<B::Error>,
             meter: Meter,
         },
         // A body the layer produced itself.
@@ -73,26 +73,8 @@ struct Metering {
 }
 
 impl<B: Body<Data = Bytes>> ResponseBody<B> {
-    /// The body of a response the meter reads: edited whole now if it is a non-streamed answer
-    /// that comes in one frame covering its exact `size_hint` (with `answer`, the reading that came
-    /// with it, if it is a reading of that frame), else read as it comes.
-    pub(crate) fn new(
-        inner: B,
-        meter: Meter,
-        cx: &mut Context<'_>,
-        answer: Option<&mut AnswerReading>,
-    ) -> Self {
-        let whole = inner
-            .size_hint()
-            .exact()
-            .filter(|&n| meter.mode() == Mode::Json && n > 0 && n <= meter.json_limit() as u64);
-        match whole {
-            Some(n) => Self::peek(inner, meter, (n, answer), cx),
-            None => Self::metered(inner, meter),
-        }
-    }
-
-    fn metered(inner: B, mut meter: Meter) -> Self {
+    /// The body of a response the meter reads frame by frame.
+    pub(crate) fn metered(inner: B, mut meter: Meter) -> Self {
         // An empty body ends before it starts: finish now, since nobody may poll it.
         let done = inner.is_end_stream() && meter.mode() != Mode::Json;
         if done {
@@ -107,48 +89,36 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
             kind: Kind::Metered { inner, st },
         }
     }
-
-    /// Reads the first frame of `inner` (`n` bytes long by its `size_hint`): when it is the whole
-    /// body, edits it in place — no second buffer — so that the response reports its exact length.
-    fn peek(
-        inner: B,
-        mut meter: Meter,
-        (n, answer): (u64, Option<&mut AnswerReading>),
-        cx: &mut Context<'_>,
-    ) -> Self {
-        let mut inner = Box::pin(inner);
-        let first = match inner.as_mut().poll_frame(cx) {
-            Poll::Pending => None,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if data.len() as u64 == n && inner.is_end_stream() => {
-                    // Done with the inner body: free it before the edit allocates.
-                    drop(inner);
-                    let data = meter.whole(data, answer);
-                    if data.is_empty() {
-                        let _ = meter.finish(End::Complete);
-                    }
-                    let data = (!data.is_empty()).then_some(data);
-                    return ResponseBody {
-                        kind: Kind::Edited { data, meter },
-                    };
-                }
-                Ok(data) => Some(Box::new(Some(Ok(Frame::data(data))))),
-                Err(frame) => Some(Box::new(Some(Ok(frame)))),
-            },
-            Poll::Ready(other) => Some(Box::new(other)),
-        };
-        let st = Metering {
-            meter,
-            trailers: None,
-            done: false,
-        };
-        ResponseBody {
-            kind: Kind::Peeked { inner, first, st },
-        }
-    }
 }
 
 impl<B: Body> ResponseBody<B> {
+    /// A non-streamed answer read whole: `data` (edited, or passed as it came when it went over
+    /// the meter's limit), then `trailers`. The meter finishes when the data is taken; at once
+    /// if there is none.
+    pub(crate) fn edited(data: Bytes, trailers: Option<HeaderMap>, mut meter: Meter) -> Self {
+        if data.is_empty() {
+            let _ = meter.finish(End::Complete);
+        }
+        let data = (!data.is_empty()).then_some(data);
+        ResponseBody {
+            kind: Kind::Edited {
+                data,
+                trailers,
+                meter,
+            },
+        }
+    }
+
+    /// A non-streamed answer whose body failed with `error` while it was read whole.
+    pub(crate) fn failed(error: B::Error, meter: Meter) -> Self {
+        ResponseBody {
+            kind: Kind::Failed {
+                error: Some(error),
+                meter,
+            },
+        }
+    }
+
     pub(crate) fn full(data: Bytes) -> Self {
         ResponseBody {
             kind: Kind::Full {
@@ -165,25 +135,19 @@ impl<B: Body> From<Bytes> for ResponseBody<B> {
 }
 
 impl Metering {
-    /// Reads the inner body to its next output: `first` (a frame read ahead) is handled before
-    /// the inner body is polled again. (Inlined into the caller without `first`, where it then
-    /// costs nothing; the usual data frame in the middle of the body is handled here, all else
-    /// out of line.)
+    /// Reads the inner body to its next output. (Inlined into the caller: the usual data frame
+    /// in the middle of the body is handled here, all else out of line.)
     #[inline(always)]
     fn poll<I: Body<Data = Bytes>>(
         &mut self,
         mut inner: Pin<&mut I>,
-        mut first: Option<&mut Option<Box<Polled<I::Error>>>>,
         cx: &mut Context<'_>,
     ) -> Poll<Polled<I::Error>> {
         loop {
             if self.done {
                 return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
-            let polled = match first.as_mut().and_then(|f| f.take()) {
-                Some(p) => *p,
-                None => ready!(inner.as_mut().poll_frame(cx)),
-            };
+            let polled = ready!(inner.as_mut().poll_frame(cx));
             let data = match polled {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
@@ -223,18 +187,6 @@ impl Metering {
             }
             None => non_empty(self.meter.finish(End::Complete)).map(Ok),
         }
-    }
-
-    /// [`Metering::poll`] for a body read ahead, out of line: the usual body (not read ahead)
-    /// then has the only inlined copy.
-    #[inline(never)]
-    fn poll_peeked<I: Body<Data = Bytes>>(
-        &mut self,
-        inner: Pin<&mut I>,
-        first: &mut Option<Box<Polled<I::Error>>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Polled<I::Error>> {
-        self.poll(inner, Some(first), cx)
     }
 
     /// A frame that is not data (trailers) ends the body: what is still to emit goes first.
@@ -279,23 +231,31 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Edited { data, meter } => {
-                let out = data.take().map(|d| Ok(Frame::data(d)));
-                let _ = meter.finish(End::Complete);
-                Poll::Ready(out)
+            KindProj::Edited {
+                data,
+                trailers,
+                meter,
+            } => {
+                if let Some(d) = data.take() {
+                    let _ = meter.finish(End::Complete);
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
             }
-            KindProj::Metered { inner, st } => st.poll(inner, None, cx),
-            KindProj::Peeked { inner, first, st } => st.poll_peeked(inner.as_mut(), first, cx),
+            KindProj::Failed { error, meter } => {
+                let _ = meter.finish(End::Error);
+                Poll::Ready(error.take().map(Err))
+            }
+            KindProj::Metered { inner, st } => st.poll(inner, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Metered { inner, st } => st.is_end_stream(inner.is_end_stream()),
-            Kind::Peeked { inner, first, st } => {
-                first.is_none() && st.is_end_stream(inner.is_end_stream())
-            }
-            Kind::Edited { data, .. } | Kind::Full { data } => data.is_none(),
+            Kind::Edited { data, trailers, .. } => data.is_none() && trailers.is_none(),
+            Kind::Failed { error, .. } => error.is_none(),
+            Kind::Full { data } => data.is_none(),
         }
     }
 
@@ -303,10 +263,11 @@ where
         match &self.kind {
             Kind::Metered { inner, st } if st.meter.mode() == Mode::Pass => inner.size_hint(),
             // Edits change the length.
-            Kind::Metered { .. } | Kind::Peeked { .. } => SizeHint::default(),
+            Kind::Metered { .. } => SizeHint::default(),
             Kind::Edited { data, .. } | Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Failed { .. } => SizeHint::default(),
         }
     }
 }
@@ -327,13 +288,17 @@ fn concat(a: Bytes, b: Bytes) -> Bytes {
 impl<B: Body> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Metered { st, .. } | Kind::Peeked { st, .. } => f
+            Kind::Metered { st, .. } => f
                 .debug_struct("ResponseBody")
                 .field("meter", &st.meter)
                 .finish_non_exhaustive(),
-            Kind::Edited { data, meter } => f
+            Kind::Edited { data, meter, .. } => f
                 .debug_struct("ResponseBody::Edited")
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("meter", meter)
+                .finish(),
+            Kind::Failed { meter, .. } => f
+                .debug_struct("ResponseBody::Failed")
                 .field("meter", meter)
                 .finish(),
             Kind::Full { data } => f

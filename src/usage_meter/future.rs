@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::ledger::{Ledger, LedgerFuture, Refusal, Reservation};
 use super::metadata;
-use super::meter::{Mode, Pending};
+use super::meter::{Meter, Mode, Pending};
 use super::settle::{Ctx, Hold};
 use crate::catalog::{Catalog, ServiceTier, Usd};
 use crate::error::{ErrorType, GatewayError};
@@ -33,13 +33,15 @@ pub(crate) struct Estimate {
 pin_project! {
     /// Response future for [`UsageMeter`](super::UsageMeter): reserves the budget (when the
     /// request has a key and the layer a ledger), calls the inner service, and wraps the response
-    /// body in a [`ResponseBody`] — or answers 402 at once.
-    pub struct ResponseFuture<S, ReqBody>
+    /// body in a [`ResponseBody`] — or answers 402 at once. A non-streamed answer whose length
+    /// the body tells exactly is read whole before the response is returned, so that its edit
+    /// goes out with its exact length.
+    pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S, ReqBody, S::Future>,
+        state: State<S, ReqBody, S::Future, ResBody>,
         // The request's context, in the meter it starts when the response arrives.
         ctx: Option<Pending>,
         // The request's `gen_ai.request` span, entered while the layers below are polled.
@@ -49,7 +51,7 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, ReqBody, F> {
+    enum State<S, ReqBody, F, B> {
         Reserving {
             reserve: LedgerFuture<Result<Reservation, Refusal>>,
             ledger: Arc<dyn Ledger>,
@@ -58,11 +60,35 @@ pin_project! {
             estimate: Estimate,
         },
         Calling { #[pin] future: F },
+        // The answer's body read to its end, pinned here (polling it in place costs no box),
+        // then dropped where it lies.
+        Reading { #[pin] body: B, whole: Option<Whole> },
         Rejected { error: Option<GatewayError> },
+        Done,
     }
 }
 
-impl<S, ReqBody> ResponseFuture<S, ReqBody>
+/// A non-streamed answer being read whole: the response head, the body's exact length, its
+/// first frame (kept as it came: the usual answer is one frame), and the meter, which
+/// accumulates the frames when there are more.
+struct Whole {
+    parts: http::response::Parts,
+    len: u64,
+    first: Option<Bytes>,
+    meter: Meter,
+}
+
+/// How reading a whole answer ended.
+enum Read<E> {
+    /// The body ended (with these trailers, if any): its data is in the meter.
+    Complete(Option<http::HeaderMap>),
+    /// It went over the meter's limit: passed on as it came, unedited.
+    Passed(Bytes),
+    /// It failed.
+    Failed(E),
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
 {
@@ -161,7 +187,7 @@ fn refusal_error(r: &Refusal, e: &Estimate) -> GatewayError {
         .with_metadata("limit_reset", limit_reset)
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
@@ -203,8 +229,29 @@ where
                         .ctx
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(wrap(res, ctx, cx)));
+                    match wrap(res, ctx) {
+                        Wrapped::Ready(res) => return Poll::Ready(Ok(res)),
+                        Wrapped::Whole(body, whole) => this.state.set(State::Reading {
+                            body,
+                            whole: Some(whole),
+                        }),
+                    }
                 }
+                StateProj::Reading { mut body, whole } => {
+                    let read = {
+                        let w = whole
+                            .as_mut()
+                            .expect("ResponseFuture polled after completion");
+                        ready!(read_whole(body.as_mut(), w, cx))
+                    };
+                    let whole = whole
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    // Done with the inner body: dropped where it lies, before the edit allocates.
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(whole.finish(read)));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
                 StateProj::Rejected { error } => {
                     let e = error
                         .take()
@@ -233,13 +280,17 @@ fn generation_id_header(headers: &mut http::HeaderMap, ctx: &Ctx) {
     }
 }
 
-/// The response with the meter's head edits and its body wrapped (a non-streamed answer that
-/// is already complete is edited now, see [`ResponseBody::new`]).
-fn wrap<B: Body<Data = Bytes>>(
-    res: Response<B>,
-    mut pending: Pending,
-    cx: &mut Context<'_>,
-) -> Response<ResponseBody<B>> {
+/// What the meter makes of the response head.
+enum Wrapped<B: Body> {
+    /// The response, its body wrapped to be read frame by frame.
+    Ready(Response<ResponseBody<B>>),
+    /// A non-streamed answer of a known length, within the meter's limit: to be read whole
+    /// first ([`read_whole`]).
+    Whole(B, Whole),
+}
+
+/// The response with the meter's head edits, and its body wrapped or to be read whole.
+fn wrap<B: Body<Data = Bytes>>(res: Response<B>, mut pending: Pending) -> Wrapped<B> {
     let (mut parts, body) = res.into_parts();
     let ctx = pending.ctx_mut();
     ctx.success = parts.status.is_success();
@@ -309,15 +360,104 @@ fn wrap<B: Body<Data = Bytes>>(
         // known now (hyper then sets the header), else it is sent chunked.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    // ProviderFallback's reading of the answer, for a body edited whole now (below), read in place
-    // (not moved); then cleared.
-    let mut served = parts.extensions.get_mut::<ServedBy>();
-    let answer = served.as_mut().and_then(|s| s.answer.as_mut());
-    let body = ResponseBody::new(body, pending.start(mode), cx, answer);
-    if let Some(s) = served {
-        s.answer = None;
+    let meter = pending.start(mode);
+    let whole = body
+        .size_hint()
+        .exact()
+        .filter(|&n| mode == Mode::Json && n > 0 && n <= meter.json_limit() as u64);
+    match whole {
+        Some(len) => Wrapped::Whole(
+            body,
+            Whole {
+                parts,
+                len,
+                first: None,
+                meter,
+            },
+        ),
+        None => Wrapped::Ready(Response::from_parts(
+            parts,
+            ResponseBody::metered(body, meter),
+        )),
     }
-    Response::from_parts(parts, body)
+}
+
+/// Reads a non-streamed answer to its end. Stops early, keeping what it read, when the body
+/// sends more than its exact length (a broken body: the rest is not read).
+fn read_whole<B: Body<Data = Bytes>>(
+    mut body: Pin<&mut B>,
+    w: &mut Whole,
+    cx: &mut Context<'_>,
+) -> Poll<Read<B::Error>> {
+    loop {
+        let read = match ready!(body.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => match w.push(data) {
+                    Some(out) => Read::Passed(out),
+                    None if body.is_end_stream() || w.read() > w.len => Read::Complete(None),
+                    None => continue,
+                },
+                Err(frame) => Read::Complete(frame.into_trailers().ok()),
+            },
+            Some(Err(e)) => Read::Failed(e),
+            None => Read::Complete(None),
+        };
+        return Poll::Ready(read);
+    }
+}
+
+impl Whole {
+    /// Takes a data frame: the first is kept, later ones go to the meter (the first with them).
+    /// Returns the bytes to pass on unedited if they went over the meter's limit.
+    fn push(&mut self, data: Bytes) -> Option<Bytes> {
+        if self.first.is_none() && self.meter.accumulated() == 0 {
+            self.first = Some(data);
+            return None;
+        }
+        let mut out = match self.first.take() {
+            Some(first) => self.meter.data(first),
+            None => Bytes::new(),
+        };
+        let more = self.meter.data(data);
+        if out.is_empty() {
+            out = more;
+        } else if !more.is_empty() {
+            // Over the limit with the first frame already: both go on as they came.
+            out = [out, more].concat().into();
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The bytes read so far.
+    fn read(&self) -> u64 {
+        (self.first.as_ref().map_or(0, Bytes::len) + self.meter.accumulated()) as u64
+    }
+
+    /// The response, once its body was read: edited (with ProviderFallback's reading of the
+    /// answer, read in place, when it is a reading of these bytes; then cleared), passed on, or
+    /// failing with the body's error.
+    fn finish<B: Body>(self, read: Read<B::Error>) -> Response<ResponseBody<B>> {
+        let Whole {
+            mut parts,
+            first,
+            mut meter,
+            ..
+        } = self;
+        let mut served = parts.extensions.get_mut::<ServedBy>();
+        let body = match read {
+            Read::Complete(trailers) => {
+                let answer = served.as_mut().and_then(|s| s.answer.as_mut());
+                let data = meter.whole(first, answer);
+                ResponseBody::edited(data, trailers, meter)
+            }
+            Read::Passed(data) => ResponseBody::edited(data, None, meter),
+            Read::Failed(e) => ResponseBody::failed(e, meter),
+        };
+        if let Some(s) = served {
+            s.answer = None;
+        }
+        Response::from_parts(parts, body)
+    }
 }
 
 /// What `ServedBy` tells the context: the serving endpoint and the attempts. `model` is the
@@ -381,7 +521,7 @@ fn head_span(ctx: &Ctx, parts: &http::response::Parts, served: Option<&ServedBy>
     }
 }
 
-impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>>,
 {

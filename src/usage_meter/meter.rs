@@ -146,18 +146,40 @@ impl Meter {
         }
     }
 
-    /// Edits `body`, a complete non-streamed body that arrived in one piece, without copying it
-    /// first (read by `answer`, the reading that came with the response, if it is a reading of
-    /// these bytes); returns the edited body. The meter then has nothing more to emit; it still
-    /// finishes through [`Meter::finish`] or its drop.
-    pub(crate) fn whole(&mut self, body: Bytes, answer: Option<&mut AnswerReading>) -> Bytes {
+    /// The bytes of a non-streamed body accumulated so far ([`Meter::data`] in [`Mode::Json`]).
+    pub(crate) fn accumulated(&self) -> usize {
+        match self.core.as_deref() {
+            Some(Core {
+                json: JsonState::Accumulating(buf),
+                ..
+            }) => buf.len(),
+            _ => 0,
+        }
+    }
+
+    /// Edits a complete non-streamed body: `body`, one that arrived in one piece (edited without
+    /// a copy first), or, when `None`, the frames [`Meter::data`] accumulated. `answer` is the
+    /// reading that came with the response, used if it is a reading of these bytes. Returns the
+    /// edited body. The meter then has nothing more to emit; it still finishes through
+    /// [`Meter::finish`] or its drop.
+    pub(crate) fn whole(
+        &mut self,
+        body: Option<Bytes>,
+        answer: Option<&mut AnswerReading>,
+    ) -> Bytes {
         let Some(core) = self.core.as_deref_mut() else {
-            return body;
+            return body.unwrap_or_default();
         };
-        debug_assert!(
-            core.mode == Mode::Json
-                && matches!(&core.json, JsonState::Accumulating(b) if b.is_empty())
-        );
+        let JsonState::Accumulating(buf) = &mut core.json else {
+            return body.unwrap_or_default();
+        };
+        let body = match body {
+            Some(body) => {
+                debug_assert!(core.mode == Mode::Json && buf.is_empty());
+                body
+            }
+            None => std::mem::take(buf).freeze(),
+        };
         if core.obs.first_data.is_none() {
             core.obs.first_data = Some(core.ctx.cfg.clock.now());
         }
