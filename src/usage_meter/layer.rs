@@ -89,10 +89,11 @@ impl UsageMeterLayer {
 
     /// Largest non-streamed body edited (default 16 MiB); larger bodies pass through unedited and are recorded with `usage_missing`.
     ///
-    /// A body that arrives as one frame covering its exact
-    /// [`size_hint`](http_body::Body::size_hint) (what `ProviderFallback` sends) is edited in
-    /// place, without a copy, and the edited body reports its exact length; a body in several
-    /// frames is accumulated up to this limit, then edited.
+    /// A body whose exact [`size_hint`](http_body::Body::size_hint) is within this limit (what
+    /// `ProviderFallback` sends, and hyper's client for an answer with a `Content-Length`) is
+    /// read whole before the response is returned — one frame edited as it came, without a
+    /// copy — and the edited body reports its exact length; a body of unknown length is
+    /// accumulated up to this limit, then edited.
     pub fn json_limit(self, bytes: usize) -> Self {
         self.edit(|c| c.json_limit = bytes)
     }

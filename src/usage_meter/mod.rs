@@ -36,14 +36,19 @@
 //!   first JSON event is parsed once to learn the exact bytes of the upstream's `"id":"…"` and
 //!   `"model":"…"` members, which every later chunk repeats; they are replaced by byte-pattern
 //!   search, and `"provider":"<display name>"` is added after `model`.
-//! * **Non-streamed bodies** are complete anyway. One that arrives as a single frame covering its
-//!   exact [`size_hint`](http_body::Body::size_hint) — what `ProviderFallback`, which buffers the
-//!   answer, sends — is edited in place when the inner response arrives, without a second buffer,
+//! * **Non-streamed bodies** are complete anyway. One whose exact
+//!   [`size_hint`](http_body::Body::size_hint) is known and within
+//!   [`UsageMeterLayer::json_limit`] (its default and meaning are documented there) — what
+//!   `ProviderFallback`, which buffers the answer, sends, and what hyper's client gives for an
+//!   answer with a `Content-Length` — is read whole by the response future before the response is
+//!   returned (a body of one frame, the usual one, is edited as it came, without a second buffer),
 //!   and the [`ResponseBody`] then reports its **exact** new length (hyper sets `Content-Length`
-//!   from it). A body in several frames is accumulated, up to [`UsageMeterLayer::json_limit`]
-//!   (its default and meaning are documented there), and edited at its end. Either way the
-//!   top-level members are located without building a tree and edited by splicing byte ranges; the
-//!   upstream's `Content-Length` is removed from the response head because the length changes.
+//!   from it). A body whose length is not known (chunked) is accumulated as it is read, up to the
+//!   same limit, and edited at its end. Either way the top-level members are located without
+//!   building a tree and edited by splicing byte ranges; the upstream's `Content-Length` is
+//!   removed from the response head because the length changes. A body that fails while it is
+//!   read whole is answered with its head and a body whose one frame is the error; one that sends
+//!   more than its length is not read past the frame that went over it.
 //! * Error responses (non-2xx) pass through untouched; their reservation is released and no
 //!   generation is recorded.
 //! * Anthropic-wire streams (`message_start` → `message.usage.input_tokens` plus cache fields,
