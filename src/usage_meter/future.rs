@@ -80,7 +80,8 @@ struct Whole {
 
 /// How reading a whole answer ended.
 enum Read<E> {
-    /// The body ended (with these trailers, if any): its data is in the meter.
+    /// The body ended (with these trailers, if any): its data is the first frame kept, or in
+    /// the meter.
     Complete(Option<http::HeaderMap>),
     /// It went over the meter's limit: passed on as it came, unedited.
     Passed(Bytes),
