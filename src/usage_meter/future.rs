@@ -69,7 +69,8 @@ pin_project! {
 }
 
 /// A non-streamed answer being read whole: the response head, the body's exact length, its
-/// first frame (kept as it came: the usual answer is one frame), and the meter, which
+/// first frame (kept as it came: the usual answer is one frame; held here rather than in the
+/// meter's block, which stays within the allocator's fast-path size), and the meter, which
 /// accumulates the frames when there are more.
 struct Whole {
     parts: http::response::Parts,
@@ -415,17 +416,13 @@ impl Whole {
             self.first = Some(data);
             return None;
         }
-        let mut out = match self.first.take() {
-            Some(first) => self.meter.data(first),
-            None => Bytes::new(),
-        };
-        let more = self.meter.data(data);
-        if out.is_empty() {
-            out = more;
-        } else if !more.is_empty() {
-            // Over the limit with the first frame already: both go on as they came.
-            out = [out, more].concat().into();
+        if let Some(first) = self.first.take() {
+            // Within the limit: a second frame is read only while no more than `len` (itself
+            // within the limit) has come.
+            let out = self.meter.data(first);
+            debug_assert!(out.is_empty());
         }
+        let out = self.meter.data(data);
         (!out.is_empty()).then_some(out)
     }
 
